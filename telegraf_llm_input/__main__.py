@@ -1,0 +1,4 @@
+from telegraf_llm_input.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

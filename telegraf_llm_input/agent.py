@@ -1,0 +1,159 @@
+"""The gather loop: run every source concurrently under a deadline, then hand the results to sinks.
+
+A source that is slow or failing costs only its own results: it is counted, logged once, and
+never delays the others past the deadline. At most one call per source is in flight: a source
+still busy from an earlier gather is skipped, so a hung server cannot pile up work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from telegraf_llm_input.log import StateLog, get_logger
+from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.sinks.base import Sink
+from telegraf_llm_input.sources.base import GatherContext, Processor, Source
+
+log = get_logger("agent")
+
+
+@dataclass
+class SourceStats:
+    errors: int = 0
+    last_duration_s: float = 0.0
+    last_metrics: int = 0
+    last_ok: bool = True
+    in_flight: asyncio.Task | None = field(default=None, repr=False)
+
+
+class Agent:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        sinks: Sequence[Sink],
+        *,
+        deadline_s: float,
+        global_tags: Mapping[str, str] | None = None,
+        processors: Sequence[Processor] = (),
+    ):
+        self.sources = list(sources)
+        self.sinks = list(sinks)
+        self.processors = list(processors)
+        self.deadline_s = deadline_s
+        self.global_tags = dict(global_tags or {})
+        self.stats = {s.name: SourceStats() for s in self.sources}
+        self.gathers = 0
+        self._state = StateLog(log)
+        self._sink_state = StateLog(log)
+
+    async def _run_source(self, source: Source, ctx: GatherContext) -> list[Metric]:
+        stats = self.stats[source.name]
+        if stats.in_flight is not None and not stats.in_flight.done():
+            stats.errors += 1
+            stats.last_ok = False
+            stats.last_duration_s = 0.0
+            stats.last_metrics = 0
+            self._state.fail(source.name, f"source {source.name}: still busy with an earlier gather; skipped")
+            return []
+        if stats.in_flight is not None:
+            _consume(stats.in_flight)
+        start = time.monotonic()
+        task = asyncio.ensure_future(source.gather(ctx))
+        stats.in_flight = task
+        done, _ = await asyncio.wait({task}, timeout=ctx.deadline_s)
+        stats.last_duration_s = time.monotonic() - start
+        metrics: list[Metric] = []
+        if not done:
+            stats.errors += 1
+            stats.last_ok = False
+            self._state.fail(source.name, f"source {source.name}: no result within {ctx.deadline_s:g}s; results discarded")
+        elif task.exception() is not None:
+            exc = task.exception()
+            stats.errors += 1
+            stats.last_ok = False
+            self._state.fail(source.name, f"source {source.name}: {_describe(exc)}")
+        else:
+            metrics = list(task.result() or [])
+            stats.last_ok = True
+            self._state.ok(source.name, f"source {source.name}: recovered")
+        if done:
+            stats.in_flight = None
+        stats.last_metrics = len(metrics)
+        return metrics
+
+    async def gather_once(self, time_ns: int | None = None) -> list[Metric]:
+        """One gather: every source, processors, internal stats, then every sink."""
+        started = time.monotonic()
+        ctx = GatherContext(time_ns=time_ns if time_ns is not None else time.time_ns(), deadline_s=self.deadline_s)
+        results = await asyncio.gather(*(self._run_source(s, ctx) for s in self.sources))
+        metrics = [m for batch in results for m in batch]
+        for processor in self.processors:
+            try:
+                metrics = processor.process(metrics)
+            except Exception as exc:  # a processor bug must not lose the gather
+                self._state.fail(("processor", type(processor).__name__), f"processor {type(processor).__name__}: {_describe(exc)}")
+        self.gathers += 1
+        metrics.extend(self._agent_metrics(ctx.time_ns, time.monotonic() - started))
+        if self.global_tags:
+            metrics = [m.with_tags(self.global_tags) for m in metrics]
+        await self._write(metrics)
+        return metrics
+
+    async def _write(self, metrics: list[Metric]) -> None:
+        for sink in self.sinks:
+            try:
+                await sink.write(metrics)
+                self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+            except Exception as exc:
+                self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
+
+    def _agent_metrics(self, time_ns: int, gather_s: float) -> list[Metric]:
+        fields: dict[str, int | float] = {
+            "gather_ms": gather_s * 1000.0,
+            "gathers": self.gathers,
+            "sources": len(self.sources),
+            "source_errors": sum(s.errors for s in self.stats.values()),
+        }
+        for sink in self.sinks:
+            for key, value in sink.stats().items():
+                fields[key] = fields.get(key, 0) + value
+        out = [Metric("llm_agent", {}, fields, time_ns)]
+        for name, stats in self.stats.items():
+            out.append(Metric("llm_agent", {"source": name}, {
+                "duration_ms": stats.last_duration_s * 1000.0,
+                "errors": stats.errors,
+                "metrics": stats.last_metrics,
+                "ok": 1 if stats.last_ok else 0,
+            }, time_ns))
+        return out
+
+    async def close(self) -> None:
+        for stats in self.stats.values():
+            if stats.in_flight is not None and not stats.in_flight.done():
+                stats.in_flight.cancel()
+        for source in self.sources:
+            try:
+                await asyncio.wait_for(source.close(), timeout=0.5)
+            except Exception as exc:
+                log.debug("closing source %s: %s", source.name, _describe(exc))
+        for sink in self.sinks:
+            try:
+                await asyncio.wait_for(sink.close(), timeout=2.0)
+            except Exception as exc:
+                log.warning("closing output %s: %s", sink.name, _describe(exc))
+
+
+def _consume(task: asyncio.Task) -> None:
+    """Retrieve a finished stale task's exception so asyncio does not warn about it."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, asyncio.TimeoutError) or not text:
+        return type(exc).__name__
+    return text

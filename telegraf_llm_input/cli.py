@@ -1,0 +1,134 @@
+"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from telegraf_llm_input import __version__
+from telegraf_llm_input.agent import Agent
+from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
+from telegraf_llm_input.configtypes import ConfigError, parse_duration
+from telegraf_llm_input.log import get_logger, setup_logging
+from telegraf_llm_input.sinks import build_sinks
+from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.sources.base import SourceEnv
+from telegraf_llm_input.trigger import Trigger, seconds_to_next_tick, start_stdin_reader, stdin_is_stream
+
+log = get_logger("cli")
+EXIT_CONFIG = 2
+STOP_GRACE_S = 0.3
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS,
+                        help="YAML config file (default: built-in defaults)")
+    parser = argparse.ArgumentParser(
+        prog="telegraf-llm-input", parents=[common],
+        description="Watch a local LLM model server and its GPU; emit InfluxDB line protocol.")
+    parser.add_argument("--version", action="version", version=f"telegraf-llm-input {__version__}")
+    parser.add_argument("--signal", choices=["stdin", "none"], default="none",
+                        help="stdin: gather on each newline (Telegraf execd signal = \"STDIN\"); "
+                             "none: gather every --interval on our own (default)")
+    parser.add_argument("--interval", metavar="DURATION", help="gather period for --signal none (e.g. 10s)")
+    parser.add_argument("--once", action="store_true", help="gather once, print, exit (like telegraf --test)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warn", "error"], help="stderr log level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("check-config", parents=[common], help="validate the config and exit (0 ok, 2 bad)")
+    sub.add_parser("sample-config", help="print a complete, commented sample config")
+    return parser
+
+
+def _load(args) -> Config:
+    path = getattr(args, "config", None)
+    config = load_config(path) if path else parse_config({})
+    if args.__dict__.get("interval"):
+        try:
+            config.agent.interval = parse_duration(args.interval)
+        except ValueError as exc:
+            raise ConfigError("--interval", str(exc)) from None
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level or "info")
+    if args.command == "sample-config":
+        sys.stdout.write(sample_config())
+        return 0
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return EXIT_CONFIG
+    if not args.log_level:
+        setup_logging(config.agent.log_level)
+    if args.command == "check-config":
+        sources = build_sources(config, SourceEnv())
+        print(f"config OK: {len(sources)} source(s): {', '.join(s.name for s in sources) or 'none'}")
+        return 0
+    code = asyncio.run(run(config, signal_mode=args.signal, once=args.once))
+    _exit_now_if_threads_linger(code)
+    return code
+
+
+async def run(config: Config, *, signal_mode: str, once: bool) -> int:
+    env = SourceEnv(state_dir=Path(config.agent.state_dir) if config.agent.state_dir else None)
+    sources = build_sources(config, env)
+    agent = Agent(sources, build_sinks(config), deadline_s=config.agent.deadline,
+                  global_tags=config.global_tags(), processors=build_processors(config, env))
+    if once:
+        try:
+            await agent.gather_once()
+        finally:
+            await agent.close()
+        return 0
+
+    loop = asyncio.get_running_loop()
+    trigger = Trigger(loop)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, trigger.stop)
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        loop.add_signal_handler(sig, trigger.ring)
+    if signal_mode == "stdin":
+        start_stdin_reader(trigger, gather_on_newline=True)
+    elif stdin_is_stream():
+        start_stdin_reader(trigger, gather_on_newline=False)  # still drain it and notice EOF
+    log.info("started: %d source(s) [%s], signal=%s%s", len(sources), ", ".join(s.name for s in sources),
+             signal_mode, "" if signal_mode == "stdin" else f", interval={config.agent.interval:g}s")
+    try:
+        while True:
+            timeout = None if signal_mode == "stdin" else seconds_to_next_tick(config.agent.interval)
+            if not await trigger.wait(timeout):
+                break
+            gather = asyncio.ensure_future(agent.gather_once())
+            stopping = asyncio.ensure_future(trigger.wait_stop())
+            await asyncio.wait({gather, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not gather.done():
+                done, _ = await asyncio.wait({gather}, timeout=STOP_GRACE_S)
+                if not done:
+                    gather.cancel()
+                    await asyncio.gather(gather, return_exceptions=True)
+                break
+            if gather.exception() is not None:
+                log.error("gather failed: %s", gather.exception())
+    finally:
+        await agent.close()
+    log.info("stopped")
+    return 0
+
+
+def _exit_now_if_threads_linger(code: int) -> None:
+    """A source thread stuck in a syscall (a hung NFS stat) must not keep us alive after stop."""
+    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if lingering:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

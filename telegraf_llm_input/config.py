@@ -1,0 +1,121 @@
+"""The agent's YAML config: top-level sections, `${ENV}` expansion, loading and checking."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from telegraf_llm_input.configtypes import ConfigError, Duration, load_section
+from telegraf_llm_input.sinks.config import OutputConfig
+from telegraf_llm_input.sources.gpu_config import GpuConfig
+from telegraf_llm_input.sources.host import HostConfig
+from telegraf_llm_input.sources.requestlog_config import LogConfig
+from telegraf_llm_input.targets import TargetConfig
+
+
+@dataclass
+class AgentConfig:
+    interval: Duration = 10.0
+    """Gather period when the agent times itself (`--signal none`)."""
+    gather_timeout: Duration | None = None
+    """Per-gather deadline for every source; default 80% of the interval."""
+    hostname: str | None = None
+    """Value of the `host` tag; default the machine's hostname."""
+    omit_hostname: bool = False
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    state_dir: str | None = None
+    """Where sources keep state across restarts (log positions, output buffers)."""
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0:
+            raise ValueError("interval must be > 0")
+        if self.gather_timeout is not None and self.gather_timeout <= 0:
+            raise ValueError("gather_timeout must be > 0")
+
+    @property
+    def deadline(self) -> float:
+        return self.gather_timeout if self.gather_timeout is not None else 0.8 * self.interval
+
+
+@dataclass
+class Config:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    tags: dict[str, str] = field(default_factory=dict)
+    """Added to every metric (a metric's own tags win)."""
+    host: HostConfig = field(default_factory=HostConfig)
+    targets: list[TargetConfig] | None = None
+    """Model servers. None (absent): discover servers on 127.0.0.1's usual ports. []: none."""
+    gpu: GpuConfig = field(default_factory=GpuConfig)
+    logs: list[LogConfig] = field(default_factory=list)
+    outputs: list[OutputConfig] = field(default_factory=list)
+    """Where metrics go; empty means stdout (what Telegraf reads)."""
+
+    def global_tags(self) -> dict[str, str]:
+        tags = dict(self.tags)
+        if not self.agent.omit_hostname:
+            tags.setdefault("host", self.agent.hostname or socket.gethostname())
+        return tags
+
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, path: str = "", environ: dict[str, str] | None = None) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+        def sub(match: re.Match) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(path, f"environment variable {name} is not set")
+        return _ENV.sub(sub, value)
+    if isinstance(value, list):
+        return [expand_env(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    return value
+
+
+def parse_config(data: Any) -> Config:
+    data = expand_env(data if data is not None else {})
+    return load_section(Config, data)
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read, expand and validate; every problem is a ConfigError whose text starts with the file."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(name, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(name, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(name, "not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(name, f"invalid YAML{where}: {problem}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc.path}" if exc.path else name, exc.problem) from None
+
+
+def sample_config() -> str:
+    return resources.files("telegraf_llm_input").joinpath("sample-config.yaml").read_text(encoding="utf-8")

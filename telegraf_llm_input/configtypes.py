@@ -1,0 +1,263 @@
+"""Typed config sections: dataclasses filled from YAML with precise, one-line errors.
+
+Each source declares its own section as a dataclass; `load_section` fills it, checking
+types, unknown keys, durations and byte sizes, and reading `<name>_file` secrets.
+Errors carry the key path (`targets[1].timeout`) so a user can find the mistake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+
+class ConfigError(Exception):
+    """A config problem: `str()` is one line naming the key path and the problem."""
+
+    def __init__(self, path: str, problem: str):
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class _Marker:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+DURATION = _Marker("duration")
+BYTES = _Marker("bytes")
+SECRET = _Marker("secret")
+
+Duration = Annotated[float, DURATION]
+"""Seconds; written `10s`, `500ms`, `1m`, `1h30m`, or a bare number of seconds."""
+ByteSize = Annotated[int, BYTES]
+"""Bytes; written `8MiB`, `100MB`, `512KiB`, or a bare number of bytes."""
+Secret = Annotated[str, SECRET]
+"""A string that may also be given as `<key>_file: /path` (file content, stripped)."""
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_BYTES = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+               "t": 10**12, "tb": 10**12, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
+               "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `10s`, `500ms`, `1m30s` or a bare number (seconds)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 10s, 500ms or 1m, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for match in _DURATION_PART.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise ValueError(f"expected a duration like 10s, 500ms or 1m, got {value!r}") from None
+        if seconds < 0:
+            raise ValueError(f"a duration cannot be negative, got {value!r}")
+        return seconds
+    raise ValueError(f"expected a duration like 10s, 500ms or 1m, got {value!r}")
+
+
+def parse_bytes(value: Any) -> int:
+    """Bytes from `8MiB`, `100MB`, `4096` (bare number = bytes)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like 8MiB or 100MB, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative, got {value!r}")
+        return value
+    if isinstance(value, str):
+        match = _BYTES.fullmatch(value.strip())
+        if match:
+            unit = (match.group(2) or "").lower()
+            return int(float(match.group(1)) * _BYTE_UNITS[unit])
+    raise ValueError(f"expected a size like 8MiB or 100MB, got {value!r}")
+
+
+def _describe(tp: Any) -> str:
+    if tp is float:
+        return "a number"
+    if tp is int:
+        return "an integer"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def convert(tp: Any, value: Any, path: str) -> Any:
+    """Check and convert one YAML value against a type hint."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        try:
+            if DURATION in extras:
+                return parse_duration(value)
+            if BYTES in extras:
+                return parse_bytes(value)
+        except ValueError as exc:
+            raise ConfigError(path, str(exc)) from None
+        return convert(base, value, path)
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        tagged = _tagged_options(options)
+        if tagged is not None and isinstance(value, dict):
+            kind = value.get("type")
+            if kind not in tagged:
+                raise ConfigError(_join(path, "type"), f"must be one of {', '.join(map(repr, tagged))}, got {kind!r}")
+            return load_section(tagged[kind], value, path)
+        real = [o for o in options if o is not type(None)]
+        if len(real) == 1:
+            return convert(real[0], value, path)
+        errors = []
+        for option in real:
+            try:
+                return convert(option, value, path)
+            except ConfigError as exc:
+                errors.append(exc.problem)
+        raise ConfigError(path, " or ".join(dict.fromkeys(errors)))
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value in allowed:
+            return value
+        raise ConfigError(path, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    if origin in (list, typing.List):
+        (item,) = get_args(tp) or (Any,)
+        if not isinstance(value, list):
+            raise ConfigError(path, f"expected a list, got {type(value).__name__}")
+        return [convert(item, v, _join(path, i)) for i, v in enumerate(value)]
+    if origin in (dict, typing.Dict):
+        ktp, vtp = get_args(tp) or (str, Any)
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {type(value).__name__}")
+        return {convert(ktp, k, _join(path, str(k))): convert(vtp, v, _join(path, str(k))) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return load_section(tp, value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(path, f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(path, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(path, f"expected a string, got {value!r}")
+    raise ConfigError(path, f"unsupported config type {_describe(tp)}")
+
+
+def _read_secret_file(file_path: Any, path: str) -> str:
+    if not isinstance(file_path, str):
+        raise ConfigError(path, f"expected a file path, got {file_path!r}")
+    try:
+        return Path(file_path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read secret file {file_path!r}: {exc.strerror or exc}") from None
+
+
+def load_section(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors.
+
+    A field typed `Secret` named `token` may instead be given as `token_file`.
+    `__post_init__` may raise ValueError to reject a combination; it is reported at `path`.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls, include_extras=True)
+    by_name = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # A field may be spelt differently in YAML (`from:` is a Python keyword): metadata={"key": "from"}.
+    fields = {f.metadata.get("key", name): f for name, f in by_name.items()}
+    hints = {key: hints[f.name] for key, f in fields.items()}
+    secret_files = {
+        f"{name}_file": name
+        for name in fields
+        if get_origin(hints[name]) is Annotated and SECRET in get_args(hints[name])[1:]
+        or _is_optional_secret(hints[name])
+    }
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(_join(path, str(key)), "keys must be strings")
+        if key in secret_files:
+            target = secret_files[key]
+            if target in data:
+                raise ConfigError(_join(path, key), f"give either {target} or {key}, not both")
+            kwargs[fields[target].name] = _read_secret_file(value, _join(path, key))
+            continue
+        if key not in fields:
+            known = ", ".join(sorted(list(fields) + list(secret_files)))
+            raise ConfigError(_join(path, key), f"unknown key (known keys: {known})")
+        kwargs[fields[key].name] = convert(hints[key], value, _join(path, key))
+    missing = [
+        key for key, f in fields.items()
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(_join(path, missing[0]), "is required")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(path, str(exc)) from None
+
+
+def _tagged_options(options: tuple) -> dict[str, type] | None:
+    """For a union of dataclasses that each have `type: Literal[...]`, map each tag to its class."""
+    table: dict[str, type] = {}
+    for option in options:
+        if option is type(None):
+            continue
+        if not dataclasses.is_dataclass(option):
+            return None
+        hint = get_type_hints(option).get("type")
+        if get_origin(hint) is not Literal:
+            return None
+        for tag in get_args(hint):
+            table[tag] = option
+    return table or None
+
+
+def _is_optional_secret(tp: Any) -> bool:
+    if get_origin(tp) in (Union, types.UnionType):
+        return any(get_origin(a) is Annotated and SECRET in get_args(a)[1:] for a in get_args(tp))
+    return False

@@ -1,0 +1,1 @@
+"""Synthetic streaming probe: what a client of the model server actually gets."""

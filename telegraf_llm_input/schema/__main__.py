@@ -1,0 +1,3 @@
+from telegraf_llm_input.schema import markdown
+
+print(markdown(), end="")

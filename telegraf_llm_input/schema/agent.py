@@ -1,0 +1,19 @@
+from telegraf_llm_input.schema.base import Field, Measurement
+
+AGENT = Measurement(
+    "llm_agent",
+    "The agent itself: one point per gather, plus one per source (tag `source`).",
+    ("host", "source"),
+    (
+        Field("gather_ms", "ms", "Wall time of the gather (sources, processors), without the tag `source`."),
+        Field("gathers", "count", "Gathers since start.", "counter"),
+        Field("sources", "count", "Configured sources."),
+        Field("source_errors", "count", "Source failures (errors and deadline misses) since start, all sources.", "counter"),
+        Field("lines_written", "count", "Line-protocol lines written to stdout since start.", "counter"),
+        Field("metrics_dropped", "count", "Metrics not written because no field was representable (NaN/Inf only).", "counter"),
+        Field("duration_ms", "ms", "With tag `source`: time the source took this gather."),
+        Field("errors", "count", "With tag `source`: failures of this source since start.", "counter"),
+        Field("metrics", "count", "With tag `source`: metrics it produced this gather."),
+        Field("ok", "0/1", "With tag `source`: 1 when this gather succeeded."),
+    ),
+)

@@ -1,0 +1,58 @@
+"""The `outputs:` list: each entry `{type: ..., ...}`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+from telegraf_llm_input.configtypes import ByteSize, Duration, Secret
+
+
+@dataclass
+class StdoutOutput:
+    type: Literal["stdout"] = "stdout"
+
+
+@dataclass
+class _Batching:
+    batch_size: int = 5000
+    flush_interval: Duration = 10.0
+    timeout: Duration = 5.0
+    buffer_dir: str | None = None
+    """On-disk buffer for outages (default: <agent.state_dir>/buffer/<output> when state_dir is set)."""
+    buffer_max_mb: float = 100.0
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_skip_verify: bool = False
+
+
+@dataclass
+class InfluxV2Output(_Batching):
+    type: Literal["influxdb_v2"] = "influxdb_v2"
+    url: str = "http://127.0.0.1:8086"
+    org: str = ""
+    bucket: str = ""
+    token: Secret | None = None
+
+
+@dataclass
+class InfluxV1Output(_Batching):
+    type: Literal["influxdb_v1"] = "influxdb_v1"
+    url: str = "http://127.0.0.1:8086"
+    database: str = "telegraf"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+
+
+@dataclass
+class PrometheusOutput:
+    type: Literal["prometheus"] = "prometheus"
+    listen: str = "127.0.0.1:9273"
+    path: str = "/metrics"
+    expire: Duration = 120.0
+    """Series not updated for this long leave the page."""
+
+
+OutputConfig = Union[StdoutOutput, InfluxV2Output, InfluxV1Output, PrometheusOutput]

@@ -1,0 +1,52 @@
+"""What every source is: something that, asked at time t, returns metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+from telegraf_llm_input.metric import Metric
+
+
+@dataclass(frozen=True)
+class GatherContext:
+    """What a source knows about the gather it serves."""
+
+    time_ns: int
+    """Timestamp for this gather's metrics (wall clock, ns)."""
+    deadline_s: float
+    """Seconds the source has before its results are discarded."""
+
+
+@runtime_checkable
+class Source(Protocol):
+    name: str
+    """Stable identity: the `source` tag on `llm_agent`, e.g. `host`, `server:vllm-a`."""
+
+    async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
+        """Metrics for this gather. Raise to report a failure; the agent counts and logs it."""
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+@dataclass
+class SourceEnv:
+    """Shared things sources may use; built once by the agent and passed to every builder."""
+
+    state_dir: Path | None = None
+    """Where a source may keep state across restarts (log positions); None = keep nothing."""
+    shared: dict = field(default_factory=dict)
+    """Objects several sources share (an HTTP client pool, an NVML handle), keyed by name."""
+
+
+class Processor(Protocol):
+    """Sees each gather's metrics after the sources and before the sinks; may add or change some.
+
+    For values that need two sources at once (energy per token needs GPU energy and server tokens).
+    """
+
+    def process(self, metrics: list[Metric]) -> list[Metric]:
+        ...

@@ -1,0 +1,112 @@
+"""`llm_host`: what the machine under the model has left: CPU, memory, swap, model disk.
+
+Swap matters most: when a model box starts swapping, tokens/s drops by an order of magnitude.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import psutil
+
+from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.rates import rate
+from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+
+PSI_MEMORY = Path("/proc/pressure/memory")
+
+
+@dataclass
+class HostConfig:
+    enabled: bool = True
+    model_dir: str | None = None
+    """Directory holding model files; its filesystem's free space is reported."""
+
+
+def read_psi_some_avg10(path: Path = PSI_MEMORY) -> float | None:
+    """Percent of the last 10 s in which some task waited on memory (Linux PSI), or None."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("some "):
+            for part in line.split()[1:]:
+                key, _, value = part.partition("=")
+                if key == "avg10":
+                    try:
+                        return float(value)
+                    except ValueError:
+                        return None
+    return None
+
+
+class HostSource:
+    name = "host"
+
+    def __init__(self, config: HostConfig):
+        self._config = config
+        self._prev_swap: tuple[float, int, int] | None = None
+        psutil.cpu_percent(interval=None)  # prime: the first call has no reference point
+        self._primed_at = time.monotonic()
+
+    def _sample(self, time_ns: int) -> Metric:
+        vm = psutil.virtual_memory()
+        sw = psutil.swap_memory()
+        now = time.monotonic()
+        swap_in = swap_out = None
+        if self._prev_swap is not None:
+            t0, sin0, sout0 = self._prev_swap
+            swap_in = rate(sin0, sw.sin, now - t0)
+            swap_out = rate(sout0, sw.sout, now - t0)
+        self._prev_swap = (now, sw.sin, sw.sout)
+        try:
+            load1, load5, load15 = os.getloadavg()
+        except OSError:
+            load1 = load5 = load15 = None
+        fields = {
+            "cpu_percent": self._cpu_percent(),
+            "load1": load1,
+            "load5": load5,
+            "load15": load15,
+            "mem_total_bytes": vm.total,
+            "mem_used_bytes": vm.total - vm.available,
+            "mem_available_bytes": vm.available,
+            "mem_used_percent": vm.percent,
+            "swap_total_bytes": sw.total,
+            "swap_used_bytes": sw.used,
+            "swap_used_percent": sw.percent,
+            "swap_in_bytes_per_s": swap_in,
+            "swap_out_bytes_per_s": swap_out,
+            "memory_pressure_some_avg10": read_psi_some_avg10(),
+        }
+        if self._config.model_dir:
+            try:
+                du = psutil.disk_usage(self._config.model_dir)
+                fields.update(model_dir_free_bytes=du.free, model_dir_total_bytes=du.total,
+                              model_dir_used_percent=du.percent)
+            except OSError:
+                pass
+        return Metric("llm_host", {}, clean_fields(fields), time_ns)
+
+    def _cpu_percent(self) -> float:
+        # Right after start (`--once`) there is no interval to average over: measure a short one.
+        wait = 0.1 - (time.monotonic() - self._primed_at)
+        self._primed_at = float("-inf")
+        return psutil.cpu_percent(interval=wait if wait > 0 else None)
+
+    async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
+        # psutil reads /proc synchronously; a thread keeps a stuck filesystem from freezing the loop.
+        return [await asyncio.to_thread(self._sample, ctx.time_ns)]
+
+    async def close(self) -> None:
+        return None
+
+
+def build(config, env: SourceEnv) -> list[HostSource]:
+    return [HostSource(config.host)] if config.host.enabled else []

@@ -1,0 +1,87 @@
+"""A monitored model server (`targets:` entries) and the settings every part uses to reach it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from telegraf_llm_input.configtypes import ByteSize, Duration, Secret
+from telegraf_llm_input.probe.config import ProbeConfig
+
+ServerType = Literal["auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "openai", "json", "prometheus"]
+
+
+@dataclass
+class ProcessConfig:
+    """How to find the model server's process (default: whoever listens on the target's port)."""
+
+    enabled: bool = True
+    pid_file: str | None = None
+    pattern: str | None = None
+    """Regular expression matched against the full command line."""
+
+
+@dataclass
+class JsonFieldConfig:
+    """One field of a `type: json` target: where it is in the page and what it is."""
+
+    path: str
+    """Dotted path into the JSON document, e.g. `stats.response_time_ms`."""
+    kind: Literal["gauge", "counter"] = "gauge"
+    type: Literal["float", "int"] = "float"
+
+
+@dataclass
+class TargetConfig:
+    url: str
+    type: ServerType = "auto"
+    name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    timeout: Duration = 3.0
+    retries: int = 2
+    headers: dict[str, str] = field(default_factory=dict)
+    bearer_token: Secret | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_skip_verify: bool = False
+    max_body_bytes: ByteSize = 8 * 1024 * 1024
+    metrics_path: str | None = None
+    """Override where the metrics page is (default per server type, usually /metrics)."""
+    # type: prometheus
+    measurement: str = "llm_server"
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    # type: json
+    json_fields: dict[str, JsonFieldConfig] = field(default_factory=dict)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    gpus: list[int] | None = None
+    """GPU indices this server uses (energy per token); default: the GPUs its process holds memory on."""
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be http(s)://host[:port], got {redact_url(self.url)!r}")
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+
+    @property
+    def display_name(self) -> str:
+        """The `target` tag: the configured name, else the URL without credentials."""
+        return self.name or redact_url(self.url).rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password (never log or tag credentials)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
