@@ -1,0 +1,135 @@
+"""Dashboards and alert rules: generated from one description, and every name they use is documented."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from telegraf_llm_input.schema import ALL, BY_NAME, lookup, prometheus_name
+from tests.support.procs import find_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAFANA = ROOT / "packaging" / "grafana"
+PROM_RULES = ROOT / "packaging" / "prometheus" / "alerts.yml"
+PROM_NAMES = {prometheus_name(m.name, f.name): (m.name, f.name) for m in ALL for f in m.fields if "*" not in f.name}
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("generate", GRAFANA / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _panels(path: Path) -> list[dict]:
+    return [p for p in json.loads(path.read_text())["panels"] if p["type"] != "row"]
+
+
+def test_generated_files_are_current():
+    assert _generator().main(["--check"]) == 0, "run: python packaging/grafana/generate.py"
+
+
+@pytest.mark.parametrize("flavour", ["influxdb", "prometheus"])
+def test_dashboard_is_importable_as_is(flavour):
+    board = json.loads((GRAFANA / f"dashboard-{flavour}.json").read_text())
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["DS"]["type"] == "datasource" and variables["DS"]["query"] == flavour
+    assert {"host", "target", "model"} <= set(variables)
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    text = json.dumps(board)
+    assert "localhost" not in text and "127.0.0.1" not in text, "no hard-coded hosts"
+    for panel in _panels(GRAFANA / f"dashboard-{flavour}.json"):
+        assert panel["datasource"]["uid"] == "${DS}"
+        assert panel["targets"], panel["title"]
+        assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+    titles = " ".join(p["title"] for p in board["panels"] if p["type"] == "row")
+    for row in ("Overview", "Latency", "Throughput", "GPU", "process", "Request log", "Agent"):
+        assert row in titles
+
+
+INFLUX_FROM = re.compile(r'FROM "([^"]+)"')
+INFLUX_FIELD = re.compile(r'(?:mean|max|sum|last|min)\("([^"]+)"\)')
+
+
+def test_every_influxql_query_names_documented_fields():
+    seen = 0
+    for panel in _panels(GRAFANA / "dashboard-influxdb.json"):
+        for target in panel["targets"]:
+            query = target["query"]
+            (measurement,) = INFLUX_FROM.findall(query)
+            assert measurement in BY_NAME, f"{panel['title']}: unknown measurement {measurement}"
+            fields = INFLUX_FIELD.findall(query)
+            assert fields, query
+            for field in fields:
+                assert lookup(measurement, field), f"{panel['title']}: {measurement}.{field} is not documented"
+                seen += 1
+            for tag in re.findall(r'"(\w+)" =~', query):
+                assert tag in BY_NAME[measurement].tags, f"{measurement} has no tag {tag}"
+    assert seen > 40
+
+
+PROM_METRIC = re.compile(r"\b(llm_[a-z0-9_]+)\b")
+
+
+def test_every_promql_query_names_documented_metrics():
+    seen = 0
+    for panel in _panels(GRAFANA / "dashboard-prometheus.json"):
+        for target in panel["targets"]:
+            names = PROM_METRIC.findall(target["expr"])
+            assert names, target["expr"]
+            for name in names:
+                assert name in PROM_NAMES, f"{panel['title']}: {name} is not a documented metric"
+                seen += 1
+    assert seen > 40
+
+
+def test_a_renamed_field_breaks_generation(monkeypatch):
+    """The cross-check has teeth: a panel naming an undocumented field fails to generate."""
+    gen = _generator()
+    bad = gen.Q("llm_server", "ttft_p95_millis")
+    with pytest.raises(SystemExit, match="not in the schema"):
+        gen.influxql(bad)
+    with pytest.raises(SystemExit, match="not in the schema"):
+        gen.promql(bad)
+
+
+def test_prometheus_rules_pass_promtool():
+    promtool = find_binary("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed: apt-get install prometheus (scripts/test.sh does)")
+    result = subprocess.run([promtool, "check", "rules", str(PROM_RULES)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_prometheus_rules_cover_the_alerts_and_use_documented_metrics():
+    rules = yaml.safe_load(PROM_RULES.read_text())["groups"][0]["rules"]
+    exprs = " ".join(r["expr"] for r in rules)
+    for name in PROM_METRIC.findall(exprs):
+        assert name in PROM_NAMES, name
+    for needed in ("llm_server_up", "llm_server_busy", "llm_server_ttft_p95_ms", "llm_server_error_ratio",
+                   "llm_server_requests_waiting", "llm_server_kv_cache_usage_ratio", "llm_gpu_memory_used_mib",
+                   "llm_gpu_throttle", "xid_errors_total", "llm_process_restarts_total", "llm_process_exposed",
+                   "llm_agent_output_dropped_points"):
+        assert needed in exprs, needed
+
+
+def test_grafana_alert_provisioning_is_well_formed():
+    doc = yaml.safe_load((GRAFANA / "alerts" / "telegraf-llm-input.yaml").read_text())
+    assert doc["apiVersion"] == 1
+    rules = doc["groups"][0]["rules"]
+    assert len({r["uid"] for r in rules}) == len(rules) >= 12
+    for rule in rules:
+        refs = {d["refId"] for d in rule["data"]}
+        assert rule["condition"] in refs
+        query = rule["data"][0]["model"]["query"]
+        (measurement,) = INFLUX_FROM.findall(query)
+        for field in re.findall(r'last\("([^"]+)"\)', query):
+            assert lookup(measurement, field), (rule["uid"], field)
