@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import gpu, host
+from telegraf_llm_input.sources import gpu, host, process
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
     host.build,
     gpu.build,
+    process.build,
 ]
 
 
