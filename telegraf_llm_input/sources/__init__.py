@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import gpu, host, process
+from telegraf_llm_input.sources import energy, gpu, host, process
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
@@ -20,5 +20,5 @@ def build_sources(config, env: SourceEnv) -> list[Source]:
 
 
 def build_processors(config, env: SourceEnv) -> list[Processor]:
-    """Cross-source steps (e.g. energy per token); empty until a source needs one."""
-    return []
+    """Cross-source steps that need several sources' metrics at once."""
+    return [*energy.build(config)]

@@ -240,7 +240,7 @@ class ProcessSource:
             if pid in pids:
                 total += sum(per_gpu.values())
                 indices.update(per_gpu)
-        return total, ",".join(str(i) for i in sorted(indices))
+        return total, ",".join(str(i) for i in sorted(indices)) or None
 
     def _down(self, time_ns: int) -> Metric:
         how = self._how()
