@@ -172,6 +172,9 @@ def read_gpu(nvml: Any, dev: GpuDevice, compat: bool) -> dict[str, Any]:
             return None
         try:
             return call()
+        except AttributeError:  # an older nvidia-ml-py without this function
+            dev.unsupported.add(key)
+            return None
         except nvml.NVMLError as exc:
             code = getattr(exc, "value", None)
             if code == nvml.NVML_ERROR_GPU_IS_LOST:

@@ -136,7 +136,7 @@ class ProcessSource:
             # process): ask each process we are allowed to inspect.
             for proc in psutil.process_iter():
                 try:
-                    if _listeners(proc.net_connections("tcp"), self._port):
+                    if _listeners(_connections(proc), self._port):
                         pids.add(proc.pid)
                 except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue
@@ -147,7 +147,7 @@ class ProcessSource:
             except psutil.Error:
                 continue
         # A forking server may share the socket with its workers: report the parent.
-        return min(procs, key=lambda p: _safe(p.create_time, 0.0), default=None)
+        return min(procs, key=_start_time, default=None)
 
     def _still_same(self) -> bool:
         found = self._found
@@ -168,7 +168,7 @@ class ProcessSource:
     def _addresses(self, tree: list[psutil.Process]) -> list[str]:
         for p in tree:
             try:
-                ips = _listeners(p.net_connections("tcp"), self._port)
+                ips = _listeners(_connections(p), self._port)
             except psutil.Error:
                 continue
             if ips:
@@ -189,10 +189,10 @@ class ProcessSource:
             return self._down(time_ns)
         proc = self._found.proc
         try:
-            with proc.oneshot():
-                name = proc.name()
-                rss = proc.memory_info().rss
-                threads = proc.num_threads()
+            with proc.oneshot():  # another user's process: some readings are refused, the rest still count
+                name = _safe(proc.name, None)
+                rss = _safe(lambda: proc.memory_info().rss, None)
+                threads = _safe(proc.num_threads, None)
                 fds = _safe(proc.num_fds, None)
             tree = self._tree(proc)
             cpu_s = 0.0
@@ -200,7 +200,7 @@ class ProcessSource:
                 try:
                     t = p.cpu_times()
                     cpu_s += t.user + t.system
-                except psutil.Error:
+                except psutil.Error:  # a worker that just exited, or one we may not read
                     continue
         except psutil.NoSuchProcess:
             self._found = None
@@ -273,10 +273,24 @@ class ProcessSource:
 
 
 def _safe(call, default):
+    """call(), or default when psutil is refused access (a vanished process still raises)."""
     try:
         return call()
-    except psutil.Error:
+    except psutil.AccessDenied:
         return default
+
+
+def _connections(proc: psutil.Process) -> list:
+    """The process's TCP sockets (psutil >= 6 calls it net_connections, older ones connections)."""
+    method = getattr(proc, "net_connections", None) or proc.connections
+    return method("tcp")
+
+
+def _start_time(proc: psutil.Process) -> float:
+    try:
+        return proc.create_time()
+    except psutil.Error:
+        return float("inf")
 
 
 def build(config, env: SourceEnv) -> list[ProcessSource]:

@@ -235,3 +235,19 @@ def test_real_pynvml_without_a_gpu(records):
     assert gather(source) == [] and gather(source) == []
     asyncio.run(source.close())
     assert [r.levelno for r in records] == [logging.INFO]
+
+
+def test_older_driver_throttle_reasons_fallback(monkeypatch):
+    import pynvml
+
+    fake = FakeNvml().install(monkeypatch)
+
+    def too_old(handle):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", too_old)
+    [source] = gpu_sources()
+    gather(source)
+    f = by_index(gather(source))["6"].fields
+    assert f["throttle_thermal"] == 1 and f["throttle_power_cap"] == 0
+    assert fake.calls["reasons_old"] == 16  # 8 GPUs x 2 gathers, through the older call

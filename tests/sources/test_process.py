@@ -189,3 +189,17 @@ def test_cpu_percent_math():
     assert cpu_percent((10.0, 5.0), (12.0, 9.0)) == pytest.approx(200.0)  # two cores busy
     assert cpu_percent((10.0, 5.0), (12.0, 4.0)) is None  # a child exited: its CPU time left the sum
     assert cpu_percent((10.0, 5.0), (10.0, 5.0)) is None
+
+
+def test_found_by_port_when_the_system_socket_list_is_refused(servers, monkeypatch):
+    install_missing_library(monkeypatch)
+    port = free_port()
+    server = servers("127.0.0.1", port)
+
+    def refused(kind="inet"):
+        raise psutil.AccessDenied()
+
+    monkeypatch.setattr(psutil, "net_connections", refused)  # as on macOS, or without privileges
+    [source] = process_sources([{"url": f"http://127.0.0.1:{port}"}])
+    f = gather(source).fields
+    assert f["pid"] == server.pid and f["exposed"] == 0
