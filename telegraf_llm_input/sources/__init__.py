@@ -21,4 +21,4 @@ def build_sources(config, env: SourceEnv) -> list[Source]:
 
 def build_processors(config, env: SourceEnv) -> list[Processor]:
     """Cross-source steps that need several sources' metrics at once."""
-    return [*energy.build(config)]
+    return [*energy.build(config), *process.build_processors(config)]
