@@ -65,21 +65,30 @@ def family_name(sample_name: str, types: dict[str, str]) -> str:
     return sample_name
 
 
-# Fast path: legacy name, optional label set of plain `name="value"` pairs (no backslash, no
-# quote inside values, optional trailing comma), value, optional timestamp, optional exemplar.
-_FAST_LINE = re.compile(
-    r'([a-zA-Z_:][a-zA-Z0-9_:]*)'
-    r'(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*",?)*)\})?'
-    r'[ \t]+([^ \t#]+)'
-    r'(?:[ \t]+([^ \t#]+))?'
-    r'[ \t]*(?:#.*)?$'
-)
-_FAST_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"')
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_FIRST_KEY = re.compile(r"[ \t]*,?[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*")
+_NEXT_KEY = re.compile(r"[ \t]*,[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*")
 _ESCAPE = re.compile(r'\\([\\n"])')
 _HELP_ESCAPE = re.compile(r"\\([\\n])")
 _WS = " \t"
+
+# Samples are built without the frozen dataclass __init__ (3x slower); the slot descriptors
+# write the same fields.
+_new = object.__new__
+_set_name = Sample.__dict__["name"].__set__
+_set_labels = Sample.__dict__["labels"].__set__
+_set_value = Sample.__dict__["value"].__set__
+_set_ts = Sample.__dict__["timestamp_ms"].__set__
+
+
+def _make(name: str, labels: dict[str, str], value: float, ts: int | None) -> Sample:
+    s = _new(Sample)
+    _set_name(s, name)
+    _set_labels(s, labels)
+    _set_value(s, value)
+    _set_ts(s, ts)
+    return s
 
 
 def _unescape_char(match: re.Match[str]) -> str:
@@ -125,10 +134,11 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
         return page
     if openmetrics is None:
         openmetrics = text[-64:].rstrip().endswith("# EOF")
-    samples = page.samples
-    append = samples.append
-    fast = _FAST_LINE.match
-    pairs = _FAST_PAIR.findall
+    append = page.samples.append
+    # Per-page caches: the same names and `,key=` fragments recur on thousands of lines.
+    names_ok: dict[str, bool] = {}
+    first_keys: dict[str, str | None] = {}
+    next_keys: dict[str, str | None] = {}
     errors = 0
     for line in text.split("\n"):
         line = line.strip()
@@ -139,27 +149,58 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
                 break  # EOF
             continue
         try:
-            m = fast(line)
-            if m is not None:
-                name, label_text, value_tok, ts_tok = m.groups()
-                if label_text:
-                    found = pairs(label_text)
-                    labels = dict(found)
-                    if len(labels) != len(found):
-                        errors += 1  # duplicate label name
-                        continue
-                else:
-                    labels = {}
-                append(
-                    Sample(
-                        name,
-                        labels,
-                        _value(value_tok),
-                        None if ts_tok is None else _timestamp_ms(ts_tok, openmetrics),
-                    )
-                )
-                continue
-            sample = _slow_sample(line, openmetrics)
+            sample = None
+            brace = line.find("{")
+            if brace < 0:
+                tokens = line.split()
+                name = tokens[0]
+                ok = names_ok.get(name)
+                if ok is None:
+                    ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
+                ntok = len(tokens)
+                if ok and (ntok == 2 or ntok == 3) and "#" not in line:
+                    sample = _new(Sample)
+                    _set_name(sample, name)
+                    _set_labels(sample, {})
+                    _set_value(sample, _value(tokens[1]))
+                    _set_ts(sample, _timestamp_ms(tokens[2], openmetrics) if ntok == 3 else None)
+            else:
+                close = line.rfind("}")
+                label_text = line[brace + 1 : close]
+                rest = line[close + 1 :]
+                name = line[:brace]
+                ok = names_ok.get(name)
+                if ok is None:
+                    ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
+                if ok and "\\" not in label_text and "#" not in line and '"' not in rest:
+                    parts = label_text.split('"')
+                    last = len(parts) - 1
+                    # parts alternate key fragments (`name=`, `,name=`) and values; after the last
+                    # value only an optional trailing comma may remain.
+                    if last % 2 == 0 and parts[last].strip(_WS) in ("", ","):
+                        labels = {}
+                        for k in range(0, last, 2):
+                            frag = parts[k]
+                            cache = next_keys if k else first_keys
+                            key = cache.get(frag, "")
+                            if key == "":
+                                m = (_NEXT_KEY if k else _FIRST_KEY).fullmatch(frag)
+                                key = cache[frag] = m.group(1) if m else None
+                            if key is None or key in labels:
+                                labels = None
+                                break
+                            labels[key] = parts[k + 1]
+                        if labels is not None:
+                            tokens = rest.split()
+                            ntok = len(tokens)
+                            if ntok == 1 or ntok == 2:
+                                sample = _new(Sample)
+                                _set_name(sample, name)
+                                _set_labels(sample, labels)
+                                _set_value(sample, _value(tokens[0]))
+                                _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
+            if sample is None:
+                sample = _slow_sample(line, openmetrics)
         except (ValueError, OverflowError, IndexError):
             sample = None
         if sample is None:
@@ -302,4 +343,4 @@ def _slow_sample(line: str, openmetrics: bool) -> Sample | None:
     if not tokens or len(tokens) > 2:
         return None
     ts = _timestamp_ms(tokens[1], openmetrics) if len(tokens) == 2 else None
-    return Sample(name, labels, _value(tokens[0]), ts)
+    return _make(name, labels, _value(tokens[0]), ts)
