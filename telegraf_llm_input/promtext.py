@@ -137,8 +137,7 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
     append = page.samples.append
     # Per-page caches: the same names and `,key=` fragments recur on thousands of lines.
     names_ok: dict[str, bool] = {}
-    first_keys: dict[str, str | None] = {}
-    next_keys: dict[str, str | None] = {}
+    skeletons: dict[tuple[str, ...], tuple[str, ...] | None] = {}
     errors = 0
     for line in text.split("\n"):
         line = line.strip()
@@ -172,32 +171,26 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
                 ok = names_ok.get(name)
                 if ok is None:
                     ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
-                if ok and "\\" not in label_text and "#" not in line and '"' not in rest:
+                if ok and close > brace and "\\" not in label_text and "#" not in line and '"' not in rest:
                     parts = label_text.split('"')
-                    last = len(parts) - 1
-                    # parts alternate key fragments (`name=`, `,name=`) and values; after the last
-                    # value only an optional trailing comma may remain.
-                    if last % 2 == 0 and parts[last].strip(_WS) in ("", ","):
-                        labels = {}
-                        for k in range(0, last, 2):
-                            frag = parts[k]
-                            cache = next_keys if k else first_keys
-                            key = cache.get(frag, "")
-                            if key == "":
-                                m = (_NEXT_KEY if k else _FIRST_KEY).fullmatch(frag)
-                                key = cache[frag] = m.group(1) if m else None
-                            if key is None or key in labels:
-                                labels = None
-                                break
-                            labels[key] = parts[k + 1]
-                        if labels is not None:
+                    # parts alternate key fragments (`name=`, `,name=`) and values; the fragments
+                    # (the line's "skeleton") repeat across lines, so they are checked once.
+                    if len(parts) % 2:
+                        skeleton = tuple(parts[0::2])
+                        keys = skeletons.get(skeleton, _UNSEEN)
+                        if keys is _UNSEEN:
+                            keys = skeletons[skeleton] = _label_keys(skeleton)
+                        if keys is not None:
                             tokens = rest.split()
                             ntok = len(tokens)
                             if ntok == 1 or ntok == 2:
+                                value = tokens[0]
+                                if "_" in value:
+                                    raise ValueError(value)
                                 sample = _new(Sample)
                                 _set_name(sample, name)
-                                _set_labels(sample, labels)
-                                _set_value(sample, _value(tokens[0]))
+                                _set_labels(sample, dict(zip(keys, parts[1::2])))
+                                _set_value(sample, float(value))
                                 _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
             if sample is None:
                 sample = _slow_sample(line, openmetrics)
@@ -209,6 +202,24 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
             append(sample)
     page.errors += errors
     return page
+
+
+_UNSEEN = object()
+
+
+def _label_keys(skeleton: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Label names from a label set's fragments between values, or None if malformed/duplicate."""
+    if skeleton[-1].strip(_WS) not in ("", ","):
+        return None
+    if len(skeleton) == 1:
+        return ()
+    keys = []
+    for i, frag in enumerate(skeleton[:-1]):
+        m = (_NEXT_KEY if i else _FIRST_KEY).fullmatch(frag)
+        if m is None or m.group(1) in keys:
+            return None
+        keys.append(m.group(1))
+    return tuple(keys)
 
 
 def _comment(line: str, page: Page) -> bool:
@@ -286,6 +297,8 @@ def _slow_sample(line: str, openmetrics: bool) -> Sample | None:
             return None
         name = m.group()
         i = _skip_ws(line, m.end())
+        if i == m.end() and i < n and line[i] != "{":
+            return None  # the name runs into something that is neither a blank nor a label set
     labels: dict[str, str] = {}
     if i < n and line[i] == "{":
         i += 1
@@ -335,10 +348,7 @@ def _slow_sample(line: str, openmetrics: bool) -> Sample | None:
             name = labels.pop("__name__")
     if not name:
         return None
-    rest = line[i:]
-    if rest and rest[0] not in _WS and line[i - 1] != "}":
-        return None
-    rest = rest.split("#", 1)[0]
+    rest = line[i:].split("#", 1)[0]
     tokens = rest.split()
     if not tokens or len(tokens) > 2:
         return None

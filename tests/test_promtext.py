@@ -175,6 +175,13 @@ def test_awkward_label_values_and_spacing():
 def test_label_value_with_hash_and_quote_braces():
     s = one('m{a="x # y",b="{\\"k\\": 1}"} 5\n')
     assert s.labels == {"a": "x # y", "b": '{"k": 1}'}
+    s = one('m{a="x # y"} 3 # {t="1"} 1\n')
+    assert s.labels == {"a": "x # y"} and s.value == 3.0
+
+
+def test_exemplar_after_unlabelled_sample():
+    s = one('c_total 7 # {trace_id="a}b"} 1.0\n')
+    assert (s.name, s.labels, s.value, s.timestamp_ms) == ("c_total", {}, 7.0, None)
 
 
 def test_quoted_utf8_names():
@@ -195,6 +202,7 @@ def test_garbage_lines_counted_and_skipped():
             "under 1_000",
             "too many 1 2 3",
             "9starts_with_digit 1",
+            "foo-bar 1",
             'missing_comma{a="1" b="2"} 1',
             "# TYPE x notatype",
             "# TYPE",
@@ -204,7 +212,7 @@ def test_garbage_lines_counted_and_skipped():
     )
     page = parse(text)
     assert [s.name for s in page.samples] == ["ok", "ok2"]
-    assert page.errors == 12
+    assert page.errors == 13
 
 
 def test_plain_comments_are_not_errors():
