@@ -320,3 +320,70 @@ def test_delta_isolates_new_observations(bounds, old, new, q):
     lower = bounds[i - 1] if i else 0.0
     upper = bounds[i] if i < len(bounds) else bounds[-1]
     assert lower - 1e-9 <= est <= upper + 1e-9
+
+
+# --- against the real Prometheus engine (promtool evaluates histogram_quantile) -----------------
+
+
+def _promtool_cases() -> list[tuple[str, list[tuple[str, float]], float]]:
+    """(series id, [(le, cumulative count)], q) covering interpolation, +Inf rank, le<=0,
+    non-monotonic counts, equal bounds from two series, and random real-looking buckets."""
+    import random
+
+    rnd = random.Random(20261123)
+    cases = [
+        ("interp", [("0.1", 2), ("0.5", 6), ("1", 9), ("+Inf", 10)], 0.5),
+        ("top", [("0.1", 2), ("0.5", 6), ("1", 9), ("+Inf", 10)], 0.95),
+        ("first", [("0.1", 2), ("0.5", 6), ("1", 9), ("+Inf", 10)], 0.1),
+        ("zero_le", [("0.0", 5), ("0.1", 8), ("+Inf", 10)], 0.3),
+        ("zero_le2", [("0.0", 5), ("0.1", 8), ("+Inf", 10)], 0.6),
+        ("negative", [("-1", 2), ("1", 4), ("+Inf", 4)], 0.75),
+        ("dip", [("1", 5), ("2", 3), ("3", 8), ("+Inf", 8)], 0.75),
+        ("dup", [("1", 1), ("1.0", 1), ("2", 3), ("+Inf", 3)], 0.5),
+    ]
+    ttft = ["0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.25", "0.5", "0.75",
+            "1.0", "2.5", "5.0", "7.5", "10.0", "20.0", "40.0", "80.0", "160.0", "640.0", "2560.0"]
+    tgi = [repr(0.0001 * 1.5 ** i) for i in range(1, 36)]
+    for i in range(40):
+        bounds = ttft if i % 2 else tgi
+        count, pairs = 0, []
+        for le in bounds + ["+Inf"]:
+            count += rnd.choice([0, 0, 1, 3, 17, 250])
+            pairs.append((le, count))
+        if count:
+            cases.append((f"r{i}", pairs, rnd.choice([0.5, 0.9, 0.95, 0.99, rnd.random()])))
+    return cases
+
+
+def test_quantile_equals_prometheus_engine(tmp_path):
+    import subprocess
+
+    from tests.support.procs import find_binary
+
+    promtool = find_binary("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed: run `apt-get install prometheus` (scripts/test.sh does)")
+    series, exprs = [], []
+    for ident, pairs, q in _promtool_cases():
+        for le, c in pairs:
+            series.append(f"      - series: 'lat_bucket{{h=\"{ident}\",le=\"{le}\"}}'\n        values: '{c}'\n")
+        ours = quantile(q, hist([(float(le), c) for le, c in pairs]))
+        assert ours is not None and math.isfinite(ours), ident
+        exprs.append(
+            f"      - expr: 'histogram_quantile({q!r}, lat_bucket{{h=\"{ident}\"}})'\n"
+            f"        eval_time: 0m\n"
+            f"        exp_samples:\n"
+            f"          - labels: '{{h=\"{ident}\"}}'\n"
+            f"            value: {ours!r}\n"
+        )
+    (tmp_path / "rules.yml").write_text("groups: []\n")
+    (tmp_path / "test.yml").write_text(
+        "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n"
+        + "".join(series)
+        + "    promql_expr_test:\n"
+        + "".join(exprs)
+    )
+    done = subprocess.run(
+        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
