@@ -132,6 +132,8 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
     if not isinstance(text, str):
         page.errors += 1
         return page
+    if text.startswith("\ufeff"):  # a byte-order mark is not part of the first name
+        text = text[1:]
     if openmetrics is None:
         openmetrics = text[-64:].rstrip().endswith("# EOF")
     append = page.samples.append
@@ -144,7 +146,7 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
         if not line:
             continue
         if line[0] == "#":
-            if _comment(line, page):
+            if _comment(line, page, openmetrics):
                 break  # EOF
             continue
         try:
@@ -222,7 +224,7 @@ def _label_keys(skeleton: tuple[str, ...]) -> tuple[str, ...] | None:
     return tuple(keys)
 
 
-def _comment(line: str, page: Page) -> bool:
+def _comment(line: str, page: Page, openmetrics: bool) -> bool:
     """Handle a `#` line; True at `# EOF`. Plain comments are fine; bad HELP/TYPE count as errors."""
     parts = line[1:].split(None, 1)
     if not parts or line[1:2] not in (" ", "\t"):
@@ -255,7 +257,9 @@ def _comment(line: str, page: Page) -> bool:
         page.errors += 1
         return False
     if keyword == "HELP":
-        page.helps.setdefault(name, _HELP_ESCAPE.sub(_unescape_char, tail) if "\\" in tail else tail)
+        if "\\" in tail:  # 0.0.4 escapes `\\` and `\n` in HELP; OpenMetrics also `\"`
+            tail = (_ESCAPE if openmetrics else _HELP_ESCAPE).sub(_unescape_char, tail)
+        page.helps.setdefault(name, tail)
     elif keyword == "TYPE":
         if tail not in KNOWN_TYPES:
             page.errors += 1

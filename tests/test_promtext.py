@@ -159,8 +159,15 @@ def test_duplicate_help_and_type_tolerated():
 
 
 def test_help_escapes():
-    page = parse("# HELP a back\\\\slash new\\nline\n")
-    assert page.helps["a"] == "back\\slash new\nline"
+    page = parse('# HELP a back\\\\slash new\\nline \\"q\\"\n')
+    assert page.helps["a"] == 'back\\slash new\nline \\"q\\"'  # 0.0.4 does not escape quotes
+    page = parse('# HELP a say \\"hi\\"\n# EOF\n')
+    assert page.helps["a"] == 'say "hi"'  # OpenMetrics does
+
+
+def test_byte_order_mark_ignored():
+    page = parse("\ufeff# TYPE a gauge\na 1\n")
+    assert page.errors == 0 and page.types == {"a": "gauge"} and len(page.samples) == 1
 
 
 def test_awkward_label_values_and_spacing():
