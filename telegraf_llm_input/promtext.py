@@ -2,10 +2,12 @@
 
 Why our own: model servers expose large pages (vLLM with many models: tens of thousands of
 lines) and we scrape them every few seconds; `prometheus_client.parser` walks every label
-string character by character and raises on the first bad line. This parser takes a C-speed
-regex fast path for ordinary lines, falls back to a careful cursor parser for the rest
-(escapes, quoted UTF-8 names, odd spacing), counts garbage lines in `Page.errors` and
-never raises.
+string character by character and raises on the first bad line. This parser takes a fast
+path built on `str.split` for ordinary lines (label names are checked once per distinct label
+layout), falls back to a careful cursor parser for the rest (escapes, quoted UTF-8 names,
+exemplars, odd spacing), counts garbage lines in `Page.errors` and never raises. On the
+sample pages it returns exactly the samples `prometheus_client.parser` returns (tests), 6-15x
+faster (`python3 -m bench.parser`).
 
 Samples keep their wire names: a counter `foo_total` stays `foo_total`, a TGI counter
 `tgi_request_success` (no `_total`) stays `tgi_request_success`, and OpenMetrics
@@ -24,7 +26,7 @@ KNOWN_TYPES = frozenset(
     {"counter", "gauge", "histogram", "summary", "untyped", "unknown", "gaugehistogram", "stateset", "info"}
 )
 
-# Suffixes a sample may add to its family name, longest first so `_bucket` wins over nothing.
+# Suffixes a sample name may add to its family name (histogram, summary, counter, OpenMetrics).
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_gcount", "_gsum", "_info")
 
 
@@ -113,12 +115,14 @@ def _timestamp_ms(token: str, openmetrics: bool) -> int:
         if not math.isfinite(seconds):
             raise ValueError(token)
         return round(seconds * 1000)
+    if "_" in token:
+        raise ValueError(token)
     try:
         return int(token)
     except ValueError:
-        millis = _value(token)
+        millis = float(token)
         if not math.isfinite(millis):
-            raise
+            raise ValueError(token) from None
         return int(millis)
 
 
