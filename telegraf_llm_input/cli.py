@@ -103,26 +103,35 @@ async def run(config: Config, *, signal_mode: str, once: bool) -> int:
     log.info("started: %d source(s) [%s], signal=%s%s", len(sources), ", ".join(s.name for s in sources),
              signal_mode, "" if signal_mode == "stdin" else f", interval={config.agent.interval:g}s")
     try:
-        while True:
-            timeout = None if signal_mode == "stdin" else seconds_to_next_tick(config.agent.interval)
-            if not await trigger.wait(timeout):
-                break
-            gather = asyncio.ensure_future(agent.gather_once())
-            stopping = asyncio.ensure_future(trigger.wait_stop())
-            await asyncio.wait({gather, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not gather.done():
-                done, _ = await asyncio.wait({gather}, timeout=STOP_GRACE_S)
-                if not done:
-                    gather.cancel()
-                    await asyncio.gather(gather, return_exceptions=True)
-                break
-            if gather.exception() is not None:
-                log.error("gather failed: %s", gather.exception())
+        await serve(agent, trigger, interval=None if signal_mode == "stdin" else config.agent.interval)
     finally:
         await agent.close()
     log.info("stopped")
     return 0
+
+
+async def serve(agent: Agent, trigger: Trigger, *, interval: float | None) -> None:
+    """Gather on each ring (or each clock tick when `interval` is set) until the trigger stops.
+
+    Rings during a gather coalesce into one more gather. On stop, an in-flight gather gets
+    STOP_GRACE_S to finish (and write) before it is cancelled.
+    """
+    while True:
+        timeout = None if interval is None else seconds_to_next_tick(interval)
+        if not await trigger.wait(timeout):
+            return
+        gather = asyncio.ensure_future(agent.gather_once())
+        stopping = asyncio.ensure_future(trigger.wait_stop())
+        await asyncio.wait({gather, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not gather.done():
+            done, _ = await asyncio.wait({gather}, timeout=STOP_GRACE_S)
+            if not done:
+                gather.cancel()
+                await asyncio.gather(gather, return_exceptions=True)
+            return
+        if gather.exception() is not None:
+            log.error("gather failed: %s", gather.exception())
 
 
 def _exit_now_if_threads_linger(code: int) -> None:

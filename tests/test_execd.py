@@ -1,0 +1,252 @@
+"""The agent run exactly as Telegraf's execd runs it (plugins/inputs/execd, internal/process):
+
+stdin and stdout are pipes; with `signal = "STDIN"` Telegraf writes "\\n" once per interval; on stop it
+closes stdin, sends SIGTERM 5 s later and SIGKILL 5 s after that. Logs go to stderr, one line each,
+with a level prefix Telegraf understands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import line_protocol_parser as lpp
+import pytest
+
+from telegraf_llm_input.agent import Agent
+from telegraf_llm_input.cli import serve
+from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.sources.base import GatherContext
+from telegraf_llm_input.trigger import Trigger
+
+TELEGRAF_SIGTERM_AFTER_S = 5.0
+LEVEL_PREFIXES = ("E! ", "W! ", "I! ", "D! ")
+
+
+class Agentd:
+    """A running agent with its stdout and stderr read line by line in the background."""
+
+    def __init__(self, tmp_path: Path, *args: str, stdin=subprocess.PIPE):
+        config = tmp_path / "config.yaml"
+        config.write_text(f"host:\n  model_dir: {tmp_path}\n")
+        self.proc = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(config), *args],
+                                     stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True),
+                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True)]
+        for t in self._threads:
+            t.start()
+        self.wait_for(lambda: any("started" in line for line in self.stderr), "start")
+
+    @staticmethod
+    def _pump(stream, sink: list[str]) -> None:
+        for raw in stream:
+            sink.append(raw.decode("utf-8"))
+
+    def wait_for(self, check, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            if self.proc.poll() is not None and not check():
+                raise AssertionError(f"agent exited ({self.proc.returncode}) waiting for {what}: {self.stderr}")
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}: {self.stderr}")
+
+    def gathers(self) -> int:
+        counts = [p["fields"]["gathers"] for p in self.parsed() if p["measurement"] == "llm_agent" and "source" not in p["tags"]]
+        return max(counts, default=0)
+
+    def wait_gathers(self, n: int) -> None:
+        self.wait_for(lambda: self.gathers() >= n, f"{n} gathers")
+
+    def parsed(self) -> list[dict]:
+        return [lpp.parse_line(line.rstrip("\n")) for line in list(self.stdout)]
+
+    def finish(self, timeout: float = 15.0) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        for t in self._threads:
+            t.join(5)
+        return code
+
+    def assert_clean_output(self) -> None:
+        assert all(line.endswith("\n") for line in self.stdout)
+        for line in self.stdout:
+            lpp.parse_line(line.rstrip("\n"))  # raises on any line Telegraf could not parse
+        bad = [line for line in self.stderr if not line.startswith(LEVEL_PREFIXES)]
+        assert bad == [], bad
+
+
+def test_one_gather_per_newline_then_exit_on_eof(tmp_path):
+    agent = Agentd(tmp_path, "--signal", "stdin")
+    try:
+        time.sleep(0.3)
+        assert agent.gathers() == 0  # nothing until Telegraf asks
+        for n in range(1, 4):
+            agent.proc.stdin.write(b"\n")
+            agent.proc.stdin.flush()
+            agent.wait_gathers(n)
+            time.sleep(0.2)
+            assert agent.gathers() == n
+        # A burst arriving at once is at most one gather per newline, possibly fewer (coalesced).
+        agent.proc.stdin.write(b"\n\n\n")
+        agent.proc.stdin.flush()
+        agent.wait_gathers(4)
+        time.sleep(0.5)
+        assert 4 <= agent.gathers() <= 6
+        closed = time.monotonic()
+        agent.proc.stdin.close()  # Telegraf stopping
+        code = agent.finish(timeout=TELEGRAF_SIGTERM_AFTER_S + 10)
+        elapsed = time.monotonic() - closed
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+    print(f"exit after stdin EOF: {elapsed:.3f}s")
+    assert code == 0
+    assert elapsed < TELEGRAF_SIGTERM_AFTER_S, "Telegraf would have had to SIGTERM us"
+    agent.assert_clean_output()
+    names = {p["measurement"] for p in agent.parsed()}
+    assert {"llm_host", "llm_agent"} <= names
+    assert any("stopped" in line for line in agent.stderr)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_exit_zero(tmp_path, sig):
+    agent = Agentd(tmp_path, "--signal", "stdin")
+    agent.proc.stdin.write(b"\n")
+    agent.proc.stdin.flush()
+    agent.wait_gathers(1)
+    agent.proc.send_signal(sig)
+    assert agent.finish() == 0
+    agent.assert_clean_output()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1])
+def test_sighup_and_sigusr1_trigger_a_gather(tmp_path, sig):
+    agent = Agentd(tmp_path, "--signal", "stdin")
+    try:
+        agent.proc.send_signal(sig)
+        agent.wait_gathers(1)
+        agent.proc.send_signal(sig)
+        agent.wait_gathers(2)
+        agent.proc.stdin.close()
+        assert agent.finish() == 0
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+    agent.assert_clean_output()
+
+
+def test_signal_none_gathers_on_its_own_and_stops_on_stdin_eof(tmp_path):
+    agent = Agentd(tmp_path, "--signal", "none", "--interval", "1s")
+    try:
+        agent.wait_gathers(2)
+        agent.proc.stdin.close()
+        assert agent.finish() == 0
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+    agent.assert_clean_output()
+
+
+def test_signal_none_with_dev_null_stdin_keeps_running(tmp_path):
+    """Under systemd stdin is /dev/null: its immediate EOF must not stop the agent."""
+    agent = Agentd(tmp_path, "--signal", "none", "--interval", "1s", stdin=subprocess.DEVNULL)
+    try:
+        agent.wait_gathers(2)
+        assert agent.proc.poll() is None
+        agent.proc.send_signal(signal.SIGTERM)
+        assert agent.finish() == 0
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+    agent.assert_clean_output()
+
+
+# --- coalescing, in process: a gather made slow by a source --------------------------------------------------
+
+
+class SlowSource:
+    name = "slow"
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.calls = 0
+        self.started = asyncio.Event()
+
+    async def gather(self, ctx: GatherContext):
+        self.calls += 1
+        self.started.set()
+        await asyncio.sleep(self.seconds)
+        return [Metric("slow", {}, {"n": self.calls}, ctx.time_ns)]
+
+    async def close(self) -> None:
+        return None
+
+
+class ListSink:
+    name = "list"
+
+    def __init__(self):
+        self.batches: list[list[Metric]] = []
+
+    async def write(self, metrics):
+        self.batches.append(list(metrics))
+
+    def stats(self):
+        return {}
+
+    async def close(self):
+        return None
+
+
+def test_rings_during_a_gather_coalesce_into_one_more_gather():
+    async def scenario():
+        source, sink = SlowSource(0.3), ListSink()
+        agent = Agent([source], [sink], deadline_s=5.0)
+        trigger = Trigger(asyncio.get_running_loop())
+        served = asyncio.ensure_future(serve(agent, trigger, interval=None))
+        trigger.ring()
+        await asyncio.wait_for(source.started.wait(), 5)
+        for _ in range(5):  # five newlines while the first gather runs
+            trigger.ring()
+            await asyncio.sleep(0.01)
+        for _ in range(200):
+            if len(sink.batches) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.8)  # room for a backlog to show, if there were one
+        trigger.stop()
+        await asyncio.wait_for(served, 5)
+        return source.calls, len(sink.batches)
+
+    calls, batches = asyncio.run(scenario())
+    assert (calls, batches) == (2, 2)
+
+
+def test_stop_during_a_slow_gather_cancels_it_promptly():
+    async def scenario():
+        source = SlowSource(60)
+        agent = Agent([source], [ListSink()], deadline_s=120.0)
+        trigger = Trigger(asyncio.get_running_loop())
+        served = asyncio.ensure_future(serve(agent, trigger, interval=None))
+        trigger.ring()
+        await asyncio.wait_for(source.started.wait(), 5)
+        trigger.stop()
+        await asyncio.wait_for(served, 10)  # would take 60 s if the gather were awaited
+        await agent.close()
+        return served.done()
+
+    assert asyncio.run(scenario())
