@@ -28,7 +28,7 @@ STOP_GRACE_S = 0.3
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS,
-                        help="YAML config file (default: built-in defaults)")
+                        help="YAML config file, - for stdin (default: built-in defaults)")
     parser = argparse.ArgumentParser(
         prog="telegraf-llm-input", parents=[common],
         description="Watch a local LLM model server and its GPU; emit InfluxDB line protocol.")
@@ -50,9 +50,12 @@ def _load(args) -> Config:
     config = load_config(path) if path else parse_config({})
     if args.__dict__.get("interval"):
         try:
-            config.agent.interval = parse_duration(args.interval)
+            interval = parse_duration(args.interval)
         except ValueError as exc:
             raise ConfigError("--interval", str(exc)) from None
+        if interval <= 0:
+            raise ConfigError("--interval", "must be > 0")
+        config.agent.interval = interval
     return config
 
 
