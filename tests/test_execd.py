@@ -45,6 +45,14 @@ class Agentd:
             t.start()
         self.wait_for(lambda: any("started" in line for line in self.stderr), "start")
 
+    def __enter__(self) -> "Agentd":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     @staticmethod
     def _pump(stream, sink: list[str]) -> None:
         for raw in stream:
@@ -90,8 +98,7 @@ class Agentd:
 
 
 def test_one_gather_per_newline_then_exit_on_eof(tmp_path):
-    agent = Agentd(tmp_path, "--signal", "stdin")
-    try:
+    with Agentd(tmp_path, "--signal", "stdin") as agent:
         time.sleep(0.3)
         assert agent.gathers() == 0  # nothing until Telegraf asks
         for n in range(1, 4):
@@ -110,9 +117,6 @@ def test_one_gather_per_newline_then_exit_on_eof(tmp_path):
         agent.proc.stdin.close()  # Telegraf stopping
         code = agent.finish(timeout=TELEGRAF_SIGTERM_AFTER_S + 10)
         elapsed = time.monotonic() - closed
-    finally:
-        if agent.proc.poll() is None:
-            agent.proc.kill()
     print(f"exit after stdin EOF: {elapsed:.3f}s")
     assert code == 0
     assert elapsed < TELEGRAF_SIGTERM_AFTER_S, "Telegraf would have had to SIGTERM us"
@@ -124,54 +128,36 @@ def test_one_gather_per_newline_then_exit_on_eof(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_exit_zero(tmp_path, sig):
-    agent = Agentd(tmp_path, "--signal", "stdin")
-    agent.proc.stdin.write(b"\n")
-    agent.proc.stdin.flush()
-    agent.wait_gathers(1)
-    agent.proc.send_signal(sig)
-    assert agent.finish() == 0
-    agent.assert_clean_output()
-
-
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGUSR1])
-def test_sighup_and_sigusr1_trigger_a_gather(tmp_path, sig):
-    agent = Agentd(tmp_path, "--signal", "stdin")
-    try:
-        agent.proc.send_signal(sig)
+    with Agentd(tmp_path, "--signal", "stdin") as agent:
+        agent.proc.stdin.write(b"\n")
+        agent.proc.stdin.flush()
         agent.wait_gathers(1)
         agent.proc.send_signal(sig)
-        agent.wait_gathers(2)
-        agent.proc.stdin.close()
         assert agent.finish() == 0
-    finally:
-        if agent.proc.poll() is None:
-            agent.proc.kill()
     agent.assert_clean_output()
 
 
-def test_signal_none_gathers_on_its_own_and_stops_on_stdin_eof(tmp_path):
-    agent = Agentd(tmp_path, "--signal", "none", "--interval", "1s")
-    try:
-        agent.wait_gathers(2)
-        agent.proc.stdin.close()
-        assert agent.finish() == 0
-    finally:
-        if agent.proc.poll() is None:
-            agent.proc.kill()
-    agent.assert_clean_output()
-
-
-def test_signal_none_with_dev_null_stdin_keeps_running(tmp_path):
-    """Under systemd stdin is /dev/null: its immediate EOF must not stop the agent."""
-    agent = Agentd(tmp_path, "--signal", "none", "--interval", "1s", stdin=subprocess.DEVNULL)
-    try:
-        agent.wait_gathers(2)
+@pytest.mark.parametrize("args,stdin,stop,gathers", [
+    # SIGHUP and SIGUSR1 trigger a gather; stdin EOF stops.
+    (["--signal", "stdin"], subprocess.PIPE, "eof", signal.SIGHUP),
+    (["--signal", "stdin"], subprocess.PIPE, "eof", signal.SIGUSR1),
+    # --signal none gathers on its own; the EOF of a pipe on stdin stops it.
+    (["--signal", "none", "--interval", "1s"], subprocess.PIPE, "eof", None),
+    # Under systemd stdin is /dev/null: its immediate EOF must not stop the agent.
+    (["--signal", "none", "--interval", "1s"], subprocess.DEVNULL, signal.SIGTERM, None),
+], ids=["sighup", "sigusr1", "interval-pipe-eof", "interval-devnull"])
+def test_other_triggers_and_stops(tmp_path, args, stdin, stop, gathers):
+    with Agentd(tmp_path, *args, stdin=stdin) as agent:
+        for n in (1, 2):
+            if gathers is not None:
+                agent.proc.send_signal(gathers)
+            agent.wait_gathers(n)
         assert agent.proc.poll() is None
-        agent.proc.send_signal(signal.SIGTERM)
+        if stop == "eof":
+            agent.proc.stdin.close()
+        else:
+            agent.proc.send_signal(stop)
         assert agent.finish() == 0
-    finally:
-        if agent.proc.poll() is None:
-            agent.proc.kill()
     agent.assert_clean_output()
 
 
