@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -76,9 +77,27 @@ def main(argv: list[str] | None = None) -> int:
         sources = build_sources(config, SourceEnv())
         print(f"config OK: {len(sources)} source(s): {', '.join(s.name for s in sources) or 'none'}")
         return 0
-    code = asyncio.run(run(config, signal_mode=args.signal, once=args.once))
+    try:
+        code = _run_loop(run(config, signal_mode=args.signal, once=args.once))
+    except Exception as exc:  # a bug: one line for Telegraf's log, non-zero so execd restarts us
+        log.error("fatal: %s: %s", type(exc).__name__, exc)
+        code = 1
     _exit_now_if_threads_linger(code)
     return code
+
+
+def _run_loop(coro) -> int:
+    """Like asyncio.run, but without waiting for worker threads: one stuck in a syscall (a hung NFS
+    stat in psutil) must not keep us alive after stdin EOF or SIGTERM."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            loop.run_until_complete(_cancel_pending())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts the default executor down without waiting
 
 
 async def run(config: Config, *, signal_mode: str, once: bool) -> int:
@@ -137,10 +156,21 @@ async def serve(agent: Agent, trigger: Trigger, *, interval: float | None) -> No
             log.error("gather failed: %s", gather.exception())
 
 
+async def _cancel_pending() -> None:
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 def _exit_now_if_threads_linger(code: int) -> None:
-    """A source thread stuck in a syscall (a hung NFS stat) must not keep us alive after stop."""
+    """A source thread stuck in a syscall (a hung NFS stat) must not keep us alive after stop.
+
+    Worker threads are not daemons: the interpreter would join them at exit, forever.
+    """
     lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     if lingering:
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -236,3 +236,56 @@ def test_stop_during_a_slow_gather_cancels_it_promptly():
         return served.done()
 
     assert asyncio.run(scenario())
+
+
+MISBEHAVING = '''
+import asyncio, sys, time
+from telegraf_llm_input import cli, sources
+
+class Stuck:
+    """A blocking call that never returns (a hung NFS stat) in a worker thread."""
+    name = "stuck"
+    async def gather(self, ctx):
+        await asyncio.to_thread(time.sleep, 3600)
+    async def close(self):
+        pass
+
+class LateFailure:
+    """Fails only after the deadline, when nobody awaits it any more."""
+    name = "late"
+    async def gather(self, ctx):
+        await asyncio.sleep(0.6)
+        raise RuntimeError("too late")
+    async def close(self):
+        pass
+
+sources.BUILDERS.append(lambda config, env: [Stuck(), LateFailure()])
+sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+def test_stuck_thread_and_late_failure_do_not_hold_exit_or_print_tracebacks(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("agent:\n  gather_timeout: 300ms\n")
+    proc = subprocess.Popen([sys.executable, "-c", MISBEHAVING, "--signal", "stdin", "--config", str(config)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        time.sleep(1.5)  # the gather is over; the late task fails after it
+        closed = time.monotonic()
+        proc.stdin.close()
+        code = proc.wait(TELEGRAF_SIGTERM_AFTER_S + 10)
+        elapsed = time.monotonic() - closed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    print(f"exit after stdin EOF with a stuck thread: {elapsed:.3f}s")
+    stderr = proc.stderr.read().decode().splitlines()
+    stdout = proc.stdout.read().decode().splitlines()
+    assert code == 0, stderr
+    assert elapsed < TELEGRAF_SIGTERM_AFTER_S
+    assert [line for line in stderr if not line.startswith(LEVEL_PREFIXES)] == []
+    assert any("stuck" in line for line in stderr if line.startswith("W! "))
+    assert any(lpp.parse_line(line)["measurement"] == "llm_host" for line in stdout)
