@@ -165,17 +165,23 @@ def test_other_triggers_and_stops(tmp_path, args, stdin, stop, gathers):
 
 
 class SlowSource:
+    """Each gather lasts until the test sets `release` (or `seconds` pass)."""
+
     name = "slow"
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.calls = 0
         self.started = asyncio.Event()
+        self.release = asyncio.Event()
 
     async def gather(self, ctx: GatherContext):
         self.calls += 1
         self.started.set()
-        await asyncio.sleep(self.seconds)
+        try:
+            await asyncio.wait_for(self.release.wait(), self.seconds)
+        except asyncio.TimeoutError:
+            pass
         return [Metric("slow", {}, {"n": self.calls}, ctx.time_ns)]
 
     async def close(self) -> None:
@@ -200,8 +206,8 @@ class ListSink:
 
 def test_rings_during_a_gather_coalesce_into_one_more_gather():
     async def scenario():
-        source, sink = SlowSource(0.3), ListSink()
-        agent = Agent([source], [sink], deadline_s=5.0)
+        source, sink = SlowSource(30), ListSink()
+        agent = Agent([source], [sink], deadline_s=60.0)
         trigger = Trigger(asyncio.get_running_loop())
         served = asyncio.ensure_future(serve(agent, trigger, interval=None))
         trigger.ring()
@@ -209,11 +215,12 @@ def test_rings_during_a_gather_coalesce_into_one_more_gather():
         for _ in range(5):  # five newlines while the first gather runs
             trigger.ring()
             await asyncio.sleep(0.01)
+        source.release.set()  # from now on gathers are instant
         for _ in range(200):
             if len(sink.batches) >= 2:
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.8)  # room for a backlog to show, if there were one
+        await asyncio.sleep(0.5)  # room for a backlog to show, if there were one
         trigger.stop()
         await asyncio.wait_for(served, 5)
         return source.calls, len(sink.batches)
