@@ -58,10 +58,9 @@ class Agent:
             stats.last_metrics = 0
             self._state.fail(source.name, f"source {source.name}: still busy with an earlier gather; skipped")
             return []
-        if stats.in_flight is not None:
-            _consume(stats.in_flight)
         start = time.monotonic()
         task = asyncio.ensure_future(source.gather(ctx))
+        task.add_done_callback(_consume)  # a late failure after the deadline is no traceback on stderr
         stats.in_flight = task
         done, _ = await asyncio.wait({task}, timeout=ctx.deadline_s)
         stats.last_duration_s = time.monotonic() - start
@@ -146,8 +145,8 @@ class Agent:
                 log.warning("closing output %s: %s", sink.name, _describe(exc))
 
 
-def _consume(task: asyncio.Task) -> None:
-    """Retrieve a finished stale task's exception so asyncio does not warn about it."""
+def _consume(task: asyncio.Future) -> None:
+    """Retrieve a finished task's exception so asyncio does not log "exception was never retrieved"."""
     if not task.cancelled():
         task.exception()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -28,7 +29,7 @@ STOP_GRACE_S = 0.3
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS,
-                        help="YAML config file (default: built-in defaults)")
+                        help="YAML config file, - for stdin (default: built-in defaults)")
     parser = argparse.ArgumentParser(
         prog="telegraf-llm-input", parents=[common],
         description="Watch a local LLM model server and its GPU; emit InfluxDB line protocol.")
@@ -50,9 +51,12 @@ def _load(args) -> Config:
     config = load_config(path) if path else parse_config({})
     if args.__dict__.get("interval"):
         try:
-            config.agent.interval = parse_duration(args.interval)
+            interval = parse_duration(args.interval)
         except ValueError as exc:
             raise ConfigError("--interval", str(exc)) from None
+        if interval <= 0:
+            raise ConfigError("--interval", "must be > 0")
+        config.agent.interval = interval
     return config
 
 
@@ -73,9 +77,27 @@ def main(argv: list[str] | None = None) -> int:
         sources = build_sources(config, SourceEnv())
         print(f"config OK: {len(sources)} source(s): {', '.join(s.name for s in sources) or 'none'}")
         return 0
-    code = asyncio.run(run(config, signal_mode=args.signal, once=args.once))
+    try:
+        code = _run_loop(run(config, signal_mode=args.signal, once=args.once))
+    except Exception as exc:  # a bug: one line for Telegraf's log, non-zero so execd restarts us
+        log.error("fatal: %s: %s", type(exc).__name__, exc)
+        code = 1
     _exit_now_if_threads_linger(code)
     return code
+
+
+def _run_loop(coro) -> int:
+    """Like asyncio.run, but without waiting for worker threads: one stuck in a syscall (a hung NFS
+    stat in psutil) must not keep us alive after stdin EOF or SIGTERM."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            loop.run_until_complete(_cancel_pending())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts the default executor down without waiting
 
 
 async def run(config: Config, *, signal_mode: str, once: bool) -> int:
@@ -103,32 +125,52 @@ async def run(config: Config, *, signal_mode: str, once: bool) -> int:
     log.info("started: %d source(s) [%s], signal=%s%s", len(sources), ", ".join(s.name for s in sources),
              signal_mode, "" if signal_mode == "stdin" else f", interval={config.agent.interval:g}s")
     try:
-        while True:
-            timeout = None if signal_mode == "stdin" else seconds_to_next_tick(config.agent.interval)
-            if not await trigger.wait(timeout):
-                break
-            gather = asyncio.ensure_future(agent.gather_once())
-            stopping = asyncio.ensure_future(trigger.wait_stop())
-            await asyncio.wait({gather, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not gather.done():
-                done, _ = await asyncio.wait({gather}, timeout=STOP_GRACE_S)
-                if not done:
-                    gather.cancel()
-                    await asyncio.gather(gather, return_exceptions=True)
-                break
-            if gather.exception() is not None:
-                log.error("gather failed: %s", gather.exception())
+        await serve(agent, trigger, interval=None if signal_mode == "stdin" else config.agent.interval)
     finally:
         await agent.close()
     log.info("stopped")
     return 0
 
 
+async def serve(agent: Agent, trigger: Trigger, *, interval: float | None) -> None:
+    """Gather on each ring (or each clock tick when `interval` is set) until the trigger stops.
+
+    Rings during a gather coalesce into one more gather. On stop, an in-flight gather gets
+    STOP_GRACE_S to finish (and write) before it is cancelled.
+    """
+    while True:
+        timeout = None if interval is None else seconds_to_next_tick(interval)
+        if not await trigger.wait(timeout):
+            return
+        gather = asyncio.ensure_future(agent.gather_once())
+        stopping = asyncio.ensure_future(trigger.wait_stop())
+        await asyncio.wait({gather, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not gather.done():
+            done, _ = await asyncio.wait({gather}, timeout=STOP_GRACE_S)
+            if not done:
+                gather.cancel()
+                await asyncio.gather(gather, return_exceptions=True)
+            return
+        if gather.exception() is not None:
+            log.error("gather failed: %s", gather.exception())
+
+
+async def _cancel_pending() -> None:
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 def _exit_now_if_threads_linger(code: int) -> None:
-    """A source thread stuck in a syscall (a hung NFS stat) must not keep us alive after stop."""
+    """A source thread stuck in a syscall (a hung NFS stat) must not keep us alive after stop.
+
+    Worker threads are not daemons: the interpreter would join them at exit, forever.
+    """
     lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     if lingering:
+        logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

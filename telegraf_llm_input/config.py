@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -94,10 +95,14 @@ def parse_config(data: Any) -> Config:
 
 
 def load_config(path: str | os.PathLike) -> Config:
-    """Read, expand and validate; every problem is a ConfigError whose text starts with the file."""
+    """Read (`-` is stdin), expand and validate; every problem is a ConfigError whose text starts with the file."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        if name == "-":  # `telegraf-llm-input sample-config | telegraf-llm-input check-config --config -`
+            name = "<stdin>"
+            text = sys.stdin.buffer.read().decode("utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(name, "file not found") from None
     except OSError as exc:

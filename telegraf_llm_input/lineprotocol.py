@@ -1,16 +1,36 @@
-"""InfluxDB line protocol, written the way Telegraf's influx parser reads it.
+"""InfluxDB line protocol, written so Telegraf's influx parser and InfluxDB 1.x/2.x read back exactly
+the metric we meant (facts from Telegraf's plugins/parsers/influx machine.go.rl and escape.go, and
+InfluxDB 1.6's points parser; proved by tests/test_lineprotocol.py against both a second parser and a
+real InfluxDB).
 
-Rules (from Telegraf's plugins/parsers/influx and the InfluxDB 1.x docs):
+Some text has no faithful wire form, so it is normalised first, always the same way
+(`normalize_text` for names, tag keys/values and field keys; `normalize_string_value` for string
+fields):
 
-* measurement: `,` and space are escaped; tag keys, tag values and field keys also escape `=`.
-* string field values are quoted; `\\` and `"` inside are escaped.
-* control characters (newline, CR, tab, ...) in any name or value would end or corrupt the
-  line, so they are replaced by a space.
-* a backslash at the end of a name or tag value would escape the delimiter that follows it,
-  so trailing backslashes are removed. A backslash in the middle is kept as it is.
-* empty tag values are dropped; tags are written sorted by key.
-* ints are int64 (`123i`); an int outside int64 is written as a float. NaN and ±Inf are not
-  representable: such fields are dropped. A metric left with no fields is not written.
+* Lone surrogates (a Python str may hold them; UTF-8 cannot) become U+FFFD.
+* Control characters (C0, DEL, C1: newline, CR, tab, vertical tab, form feed, NUL, ...) become a
+  space: they end or corrupt a line, and Telegraf's parser treats tab/VT/FF as separators.
+* In names, tag keys, tag values and field keys, a run of backslashes right before `,`, `=`, space,
+  `"` or the end of the text is removed. The parsers disagree on what such a run means (Telegraf
+  reads `\\,` in a tag value as an escaped comma, InfluxDB as a backslash and a delimiter; InfluxDB
+  unescapes `\\"` and `\\=` in a measurement, Telegraf does not; a trailing backslash escapes the
+  delimiter after it). Any other backslash (`C:\\models`, `a\\\\b`) is kept as it is: every parser
+  reads it back unchanged.
+
+Then:
+
+* Measurement: `,` and space are escaped. Tag keys, tag values, field keys: `,`, `=` and space.
+  A measurement starting with `#` would be read as a comment line: such a metric is not written.
+  An empty measurement: not written.
+* String field values are quoted; `\\` becomes `\\\\` and `"` becomes `\\"`.
+* Tags are written sorted by key. A tag with an empty key or value is dropped; so is a field with an
+  empty key. When two keys become equal after normalisation, the later one wins.
+* A tag or field named `time` is dropped: InfluxDB rejects the whole point otherwise.
+* Booleans `true`/`false`. Ints are int64 (`123i`); an int outside int64 is written as the nearest
+  float, or dropped when even a float cannot hold it. Floats are written with `repr` (shortest text
+  that parses back to the same double, e.g. `1e+300`, `-0.0`). NaN and ±Inf are not representable:
+  such fields are dropped. A metric left with no fields is not written (counted as dropped).
+* Timestamps: integer nanoseconds, always present.
 """
 
 from __future__ import annotations
@@ -24,25 +44,27 @@ from telegraf_llm_input.metric import FieldValue, Metric
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+RESERVED_KEY = "time"
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BACKSLASHES_BEFORE_SPECIAL = re.compile(r'\\+(?=[,= "]|$)')
 _NAME_ESCAPE = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY_ESCAPE = str.maketrans({",": "\\,", " ": "\\ ", "=": "\\="})
 _STRING_ESCAPE = str.maketrans({"\\": "\\\\", '"': '\\"'})
 
 
+def normalize_string_value(text: str) -> str:
+    """What a string field value becomes on the wire, before escaping."""
+    return _CONTROL.sub(" ", _SURROGATE.sub("\ufffd", text))
+
+
 def normalize_text(text: str) -> str:
-    """What a name or tag value becomes on the wire, before escaping.
+    """What a measurement, tag key, tag value or field key becomes on the wire, before escaping.
 
     Exposed so tests (and users reading the docs) can predict the stored value.
     """
-    text = _CONTROL.sub(" ", text)
-    return text.rstrip("\\")
-
-
-def normalize_string_value(text: str) -> str:
-    """What a string field value becomes on the wire, before escaping."""
-    return _CONTROL.sub(" ", text)
+    return _BACKSLASHES_BEFORE_SPECIAL.sub("", normalize_string_value(text))
 
 
 def escape_measurement(name: str) -> str:
@@ -79,23 +101,25 @@ def encode_metric(metric: Metric) -> str | None:
     name = escape_measurement(metric.measurement)
     if not name or name.startswith("#"):
         return None
-    fields = []
-    for key in metric.fields:
-        ekey = escape_key(key)
-        if not ekey:
+    fields: dict[str, str] = {}
+    for key, value in metric.fields.items():
+        nkey = normalize_text(key)
+        if not nkey or nkey == RESERVED_KEY:
             continue
-        wire = format_field_value(metric.fields[key])
+        wire = format_field_value(value)
         if wire is not None:
-            fields.append(f"{ekey}={wire}")
+            fields[nkey] = wire
     if not fields:
         return None
+    tags: dict[str, str] = {}
+    for key, value in metric.tags.items():
+        nkey, nvalue = normalize_text(key), normalize_text(str(value))
+        if nkey and nvalue and nkey != RESERVED_KEY:
+            tags[nkey] = nvalue
     parts = [name]
-    for key in sorted(metric.tags):
-        ekey = escape_key(key)
-        evalue = escape_key(str(metric.tags[key]))
-        if ekey and evalue:
-            parts.append(f"{ekey}={evalue}")
-    return f"{','.join(parts)} {','.join(fields)} {int(metric.time_ns)}"
+    parts.extend(f"{k.translate(_KEY_ESCAPE)}={tags[k].translate(_KEY_ESCAPE)}" for k in sorted(tags))
+    field_text = ",".join(f"{k.translate(_KEY_ESCAPE)}={v}" for k, v in fields.items())
+    return f"{','.join(parts)} {field_text} {int(metric.time_ns)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,16 @@ def setup_logging(level: str = "info", stream=None) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(LEVELS.get(level.lower(), logging.INFO))
     logger.propagate = False
+    # Libraries (asyncio, httpx) and Python warnings: same one-line prefixed format, warnings and up only,
+    # instead of the bare "last resort" lines Telegraf would log as errors.
+    root = logging.getLogger()
+    if not root.handlers or getattr(root.handlers[0], "_telegraf_llm_input", False):
+        other = logging.StreamHandler(stream or sys.stderr)
+        other.setFormatter(TelegrafFormatter())
+        other._telegraf_llm_input = True  # type: ignore[attr-defined]
+        root.handlers[:] = [other]
+        root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -28,12 +28,8 @@ class HostConfig:
     """Directory holding model files; its filesystem's free space is reported."""
 
 
-def read_psi_some_avg10(path: Path = PSI_MEMORY) -> float | None:
-    """Percent of the last 10 s in which some task waited on memory (Linux PSI), or None."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
+def parse_psi_some_avg10(text: str) -> float | None:
+    """The `some avg10` value of a Linux PSI file (`some avg10=1.23 avg60=... total=...`), or None."""
     for line in text.splitlines():
         if line.startswith("some "):
             for part in line.split()[1:]:
@@ -44,6 +40,14 @@ def read_psi_some_avg10(path: Path = PSI_MEMORY) -> float | None:
                     except ValueError:
                         return None
     return None
+
+
+def read_psi_some_avg10(path: Path = PSI_MEMORY) -> float | None:
+    """Percent of the last 10 s in which some task waited on memory (Linux PSI), or None."""
+    try:
+        return parse_psi_some_avg10(path.read_text())
+    except OSError:
+        return None
 
 
 class HostSource:

@@ -1,0 +1,68 @@
+"""llm_host with the real psutil on this machine, and the PSI parser on sample text."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import psutil
+import pytest
+
+from telegraf_llm_input.schema.host import HOST
+from telegraf_llm_input.sources.base import GatherContext
+from telegraf_llm_input.sources.host import HostConfig, HostSource, parse_psi_some_avg10, read_psi_some_avg10
+
+PSI = """some avg10=1.53 avg60=0.87 avg300=0.21 total=12345678
+full avg10=0.40 avg60=0.10 avg300=0.02 total=2345678
+"""
+
+
+def gather(source: HostSource):
+    (metric,) = asyncio.run(source.gather(GatherContext(time_ns=123, deadline_s=5)))
+    return metric
+
+
+def test_real_values_are_sane(tmp_path):
+    source = HostSource(HostConfig(model_dir=str(tmp_path)))
+    first = gather(source)
+    assert first.measurement == "llm_host" and first.time_ns == 123 and first.tags == {}
+    f = first.fields
+    assert f["mem_total_bytes"] > 0 and 0 < f["mem_available_bytes"] <= f["mem_total_bytes"]
+    assert f["mem_used_bytes"] == f["mem_total_bytes"] - f["mem_available_bytes"]
+    for key in ("cpu_percent", "mem_used_percent", "swap_used_percent", "model_dir_used_percent"):
+        assert 0.0 <= f[key] <= 100.0, key
+    assert f["load1"] >= 0 and f["swap_total_bytes"] >= f["swap_used_bytes"] >= 0
+    du = psutil.disk_usage(str(tmp_path))
+    assert f["model_dir_total_bytes"] == du.total
+    assert math.isclose(f["model_dir_free_bytes"], du.free, rel_tol=0.02, abs_tol=256 * 2**20)
+    # Swap rates need two samples: absent at first, present (and non-negative) after.
+    assert "swap_in_bytes_per_s" not in f and "swap_out_bytes_per_s" not in f
+    second = gather(source).fields
+    assert second["swap_in_bytes_per_s"] >= 0 and second["swap_out_bytes_per_s"] >= 0
+    documented = {field.name for field in HOST.fields}
+    assert set(f) <= documented and set(second) <= documented
+
+
+def test_missing_model_dir_only_drops_its_fields(tmp_path):
+    fields = gather(HostSource(HostConfig(model_dir=str(tmp_path / "gone")))).fields
+    assert "model_dir_free_bytes" not in fields and fields["mem_total_bytes"] > 0
+    assert "model_dir_free_bytes" not in gather(HostSource(HostConfig())).fields
+
+
+@pytest.mark.parametrize("text,value", [
+    (PSI, 1.53),
+    ("full avg10=0.40 avg60=0 avg300=0 total=1\nsome avg10=0.00 avg60=0 avg300=0 total=0\n", 0.0),
+    ("some avg60=1.0 total=3\n", None),
+    ("some avg10=abc\n", None),
+    ("", None),
+    ("garbage\n", None),
+])
+def test_psi_parser(text, value):
+    assert parse_psi_some_avg10(text) == value
+
+
+def test_psi_reader(tmp_path):
+    path = tmp_path / "memory"
+    path.write_text(PSI)
+    assert read_psi_some_avg10(path) == 1.53
+    assert read_psi_some_avg10(tmp_path / "absent") is None

@@ -1,0 +1,238 @@
+"""Agent.gather_once with small sources: concurrency, deadlines, failures logged once, tags, processors, sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import pytest
+
+from telegraf_llm_input.agent import Agent
+from telegraf_llm_input.lineprotocol import encode_batch
+from telegraf_llm_input.log import setup_logging
+from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.schema.agent import AGENT
+from telegraf_llm_input.sinks.stdout import StdoutSink
+from telegraf_llm_input.sources.base import GatherContext
+
+
+class Source:
+    """Configurable behaviour per call: a value to return, an exception to raise, or a delay first."""
+
+    def __init__(self, name: str, delay: float = 0.0, fail: Exception | None = None):
+        self.name = name
+        self.delay = delay
+        self.fail = fail
+        self.calls = 0
+        self.running = 0
+        self.max_running = 0
+        self.closed = False
+
+    async def gather(self, ctx: GatherContext):
+        self.calls += 1
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.fail is not None:
+                raise self.fail
+            return [Metric(f"m_{self.name}", {"src": self.name}, {"v": self.calls}, ctx.time_ns)]
+        finally:
+            self.running -= 1
+
+    async def close(self):
+        self.closed = True
+
+
+class ListSink:
+    def __init__(self, name="list", fail: Exception | None = None):
+        self.name = name
+        self.fail = fail
+        self.batches: list[list[Metric]] = []
+
+    async def write(self, metrics):
+        if self.fail is not None:
+            raise self.fail
+        self.batches.append(list(metrics))
+
+    def stats(self):
+        return {}
+
+    async def close(self):
+        return None
+
+
+@pytest.fixture
+def log_lines():
+    stream = io.StringIO()
+    setup_logging("debug", stream=stream)
+    yield lambda: [line for line in stream.getvalue().splitlines() if line]
+    setup_logging("info")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def by_source(metrics, name):
+    (m,) = [m for m in metrics if m.measurement == "llm_agent" and m.tags.get("source") == name]
+    return m.fields
+
+
+def agent_total(metrics):
+    (m,) = [m for m in metrics if m.measurement == "llm_agent" and "source" not in m.tags]
+    return m.fields
+
+
+def test_sources_run_concurrently():
+    gate = {"n": 0}
+
+    class Meeting:
+        """Each waits until all three are inside gather: only possible if they run at the same time."""
+
+        def __init__(self, name):
+            self.name = name
+
+        async def gather(self, ctx):
+            gate["n"] += 1
+            for _ in range(100):
+                if gate["n"] == 3:
+                    return [Metric("met", {"who": self.name}, {"v": 1}, ctx.time_ns)]
+                await asyncio.sleep(0.01)
+            raise RuntimeError("others never arrived")
+
+        async def close(self):
+            pass
+
+    agent = Agent([Meeting("a"), Meeting("b"), Meeting("c")], [ListSink()], deadline_s=10)
+    metrics = run(agent.gather_once(time_ns=5))
+    assert sorted(m.tags["who"] for m in metrics if m.measurement == "met") == ["a", "b", "c"]
+    assert all(m.time_ns == 5 for m in metrics)
+
+
+def test_late_source_is_dropped_counted_and_does_not_hold_back_others(log_lines):
+    async def scenario():
+        fast, slow = Source("fast"), Source("slow", delay=30)
+        agent = Agent([fast, slow], [ListSink()], deadline_s=0.2)
+        first = await agent.gather_once()
+        second = await agent.gather_once()  # slow is still busy: skipped, not started again
+        await agent.close()
+        return fast, slow, first, second
+
+    fast, slow, first, second = run(scenario())
+    assert [m.measurement for m in first if not m.measurement.startswith("llm_")] == ["m_fast"]
+    assert by_source(first, "slow")["errors"] == 1 and by_source(first, "slow")["ok"] == 0
+    assert by_source(first, "fast")["errors"] == 0 and by_source(first, "fast")["ok"] == 1
+    assert agent_total(first)["source_errors"] == 1
+    assert slow.calls == 1 and slow.max_running == 1  # skipped, not stacked
+    assert by_source(second, "slow")["errors"] == 2
+    assert [m.fields["v"] for m in second if m.measurement == "m_fast"] == [2]
+    warnings = [line for line in log_lines() if line.startswith("W! ")]
+    assert len(warnings) == 1 and "slow" in warnings[0]
+
+
+def test_failing_source_warns_once_and_recovers_with_one_info(log_lines):
+    source = Source("flaky", fail=ConnectionError("connection refused"))
+    agent = Agent([source], [ListSink()], deadline_s=5)
+
+    async def scenario():
+        for _ in range(5):
+            metrics = await agent.gather_once()
+        assert by_source(metrics, "flaky")["errors"] == 5
+        source.fail = None
+        for _ in range(3):
+            metrics = await agent.gather_once()
+        return metrics
+
+    metrics = run(scenario())
+    assert by_source(metrics, "flaky") == {"duration_ms": pytest.approx(by_source(metrics, "flaky")["duration_ms"]),
+                                           "errors": 5, "metrics": 1, "ok": 1}
+    lines = log_lines()
+    assert [line for line in lines if line.startswith("W! ")] == ["W! source flaky: connection refused"]
+    assert [line for line in lines if line.startswith("I! ")] == ["I! source flaky: recovered"]
+    assert not [line for line in lines if line.startswith("E! ")]
+
+
+def test_global_tags_added_and_own_tags_win():
+    agent = Agent([Source("a")], [ListSink()], deadline_s=5, global_tags={"host": "box", "src": "global", "task": "t"})
+    metrics = run(agent.gather_once())
+    (m,) = [m for m in metrics if m.measurement == "m_a"]
+    assert m.tags == {"host": "box", "src": "a", "task": "t"}
+    assert all(x.tags["host"] == "box" and x.tags["task"] == "t" for x in metrics)
+
+
+def test_processors_run_and_a_broken_one_loses_nothing(log_lines):
+    class Doubler:
+        def process(self, metrics):
+            return metrics + [Metric("derived", {}, {"n": len(metrics)}, m.time_ns) for m in metrics[:1]]
+
+    class Broken:
+        def process(self, metrics):
+            raise ValueError("bad math")
+
+    agent = Agent([Source("a"), Source("b")], [ListSink()], deadline_s=5, processors=[Doubler(), Broken()])
+    metrics = run(agent.gather_once())
+    names = [m.measurement for m in metrics]
+    assert names.count("derived") == 1 and "m_a" in names and "m_b" in names
+    assert [m.fields["n"] for m in metrics if m.measurement == "derived"] == [2]
+    assert any(line.startswith("W! processor Broken: bad math") for line in log_lines())
+
+
+def test_failing_sink_does_not_stop_other_sinks(log_lines):
+    bad, good = ListSink("bad", fail=BrokenPipeError("pipe closed")), ListSink("good")
+    agent = Agent([Source("a")], [bad, good], deadline_s=5)
+
+    async def scenario():
+        for _ in range(3):
+            await agent.gather_once()
+
+    run(scenario())
+    assert len(good.batches) == 3
+    assert [line for line in log_lines() if line.startswith("W! ")] == ["W! output bad: pipe closed"]
+
+
+def test_llm_agent_fields_are_documented_and_count_lines():
+    out = io.BytesIO()
+    sink = StdoutSink(out)
+    agent = Agent([Source("a"), Source("b", fail=RuntimeError("x"))], [sink], deadline_s=5)
+
+    async def scenario():
+        await agent.gather_once()
+        return await agent.gather_once()
+
+    metrics = run(scenario())
+    documented = {f.name for f in AGENT.fields}
+    emitted = {k for m in metrics if m.measurement == "llm_agent" for k in m.fields}
+    assert emitted <= documented
+    assert documented <= emitted  # nothing documented that the agent never emits
+    total = agent_total(metrics)
+    assert total["gathers"] == 2 and total["sources"] == 2 and total["source_errors"] == 2
+    first_gather_lines = 1 + 3  # m_a + llm_agent total + one per source
+    assert total["lines_written"] == first_gather_lines
+    assert total["metrics_dropped"] == 0
+    assert set(AGENT.tags) >= {k for m in metrics if m.measurement == "llm_agent" for k in m.tags}
+    written = out.getvalue().decode().split("\n")
+    assert len(written) - 1 == 2 * first_gather_lines
+
+
+def test_close_closes_sources_and_cancels_hung_gathers():
+    async def scenario():
+        hung = Source("hung", delay=60)
+        agent = Agent([hung], [ListSink()], deadline_s=0.05)
+        await agent.gather_once()
+        await asyncio.wait_for(agent.close(), 5)
+        await asyncio.sleep(0)
+        return hung
+
+    hung = run(scenario())
+    assert hung.closed and hung.running == 0
+
+
+def test_encoded_agent_metrics_are_valid_line_protocol():
+    agent = Agent([Source("a b,c=d")], [ListSink()], deadline_s=5, global_tags={"host": "h"})
+    metrics = run(agent.gather_once())
+    encoded = encode_batch(metrics)
+    assert encoded.dropped == 0 and encoded.lines == len(metrics)
+    assert "source=a\\ b\\,c\\=d" in encoded.text
