@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from telegraf_llm_input.sources import host
+from telegraf_llm_input.sources import probe
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
     host.build,
+    probe.build,
 ]
 
 
