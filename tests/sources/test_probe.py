@@ -132,3 +132,20 @@ def test_a_hung_server_does_not_block_gathers_and_close_is_prompt():
             assert agent.stats[source.name].last_ok and agent.stats[source.name].errors == 0
             await agent.close()
         asyncio.run(go())
+
+
+def test_every_emitted_tag_and_field_is_documented():
+    from dataclasses import fields as dc_fields
+
+    from telegraf_llm_input.probe.measure import ProbeResult
+    from telegraf_llm_input.schema.probe import PROBE
+    from telegraf_llm_input.sources.probe import probe_metric
+
+    values = {f.name: (1 if f.type in ("int | None", "int") else 1.0) for f in dc_fields(ProbeResult)}
+    values.update(success=False, error="timeout", detail="x", output_tokens_source="usage", reasoning=True)
+    result = ProbeResult(**values)
+    target = config("http://127.0.0.1:1", enabled=True).targets[0]
+    m = probe_metric(target, result, "m", 1)
+    documented = {f.name for f in PROBE.fields}
+    assert set(m.fields) == documented  # every field emitted when known, and nothing undocumented
+    assert set(m.tags) - {"gpu_box"} <= set(PROBE.tags)
