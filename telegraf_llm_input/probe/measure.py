@@ -149,6 +149,7 @@ class ProbeResult:
     server_prefill_ms: float | None = None
     server_decode_tokens_per_s: float | None = None
     cache_tokens: int | None = None
+    connect_ms: float | None = None
     chunks: int = 0
 
     def fields(self) -> dict[str, int | float]:
@@ -169,6 +170,7 @@ class ProbeResult:
             "server_prefill_ms": self.server_prefill_ms,
             "server_decode_tokens_per_s": self.server_decode_tokens_per_s,
             "cache_tokens": self.cache_tokens,
+            "connect_ms": self.connect_ms,
             "chunks": self.chunks,
         }
         return {k: v for k, v in out.items() if v is not None}
@@ -201,6 +203,7 @@ class StreamMeasure:
     api: Api
     t0_ns: int
     http_status: int | None = None
+    connect_ms: float | None = None
     chunks: int = 0
     done_marker: bool = False
     finished: bool = False
@@ -263,7 +266,7 @@ class StreamMeasure:
         if error is None and not (self.finished or self.done_marker):
             error, detail = "bad_stream", "the stream ended before the server marked it complete"
         result = ProbeResult(success=error is None, error=error, detail=detail, http_status=self.http_status,
-                             e2e_ms=_ms(self.t0_ns, end_ns), chunks=self.chunks)
+                             e2e_ms=_ms(self.t0_ns, end_ns), connect_ms=self.connect_ms, chunks=self.chunks)
         self._latency(result)
         self._tokens(result)
         self._server_timings(result)

@@ -1,8 +1,9 @@
 """One probe against one target: send a small streaming request, time every chunk, classify failures.
 
-The clock starts just before the request is sent (monotonic `perf_counter_ns`) and each read is
-stamped when it arrives, so TTFT is what a client on this host would feel, connection set-up
-included. A probe never retries: a retry would hide exactly what it is there to see.
+The clock (monotonic `perf_counter_ns`) starts the moment the request has been written to the
+connection and each read is stamped when it arrives, so TTFT is the server's answer time as seen on
+the wire from this host; setting up a new connection (TCP, TLS) is reported apart as `connect_ms`.
+A probe never retries: a retry would hide exactly what it is there to see.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ PATHS = {
     "llamacpp": "/completion",
 }
 SERVER_TYPE_BY_API = {"ollama": "ollama", "llamacpp": "llamacpp"}
+_TRACE_MARKS = (("connect_tcp.started", "connect"), ("connect_tcp.complete", "connected"),
+                ("start_tls.complete", "connected"), ("send_request_body.complete", "sent"))
 
 
 def join_url(base: str, path: str) -> str:
@@ -134,13 +137,26 @@ class ProbeRunner:
 
     async def _stream(self, model: str | None, holder: list[StreamMeasure]) -> ProbeResult:
         api = self.probe.api
+        marks: dict[str, int] = {}
+        clock = self._clock
+
+        async def trace(name: str, info: Any) -> None:
+            # httpcore trace events: stamp connection set-up and the moment the request is on the wire.
+            for suffix, key in _TRACE_MARKS:
+                if name.endswith(suffix):
+                    marks[key] = clock()
+
         request = self.client.build_request("POST", join_url(self.target.url, PATHS[api]),
-                                            json=request_body(self.probe, model))
-        t0 = self._clock()
-        measure = StreamMeasure(api, t0)
+                                            json=request_body(self.probe, model), extensions={"trace": trace})
+        measure = StreamMeasure(api, clock())
         holder.append(measure)
         response = await self.client.send(request, stream=True)
         try:
+            # The clock starts when the request has been written (our own request-building and event-loop
+            # latency are not the server's); a new connection's set-up is reported apart as connect_ms.
+            measure.t0_ns = marks.get("sent", measure.t0_ns)
+            if "connect" in marks and "connected" in marks:
+                measure.connect_ms = (marks["connected"] - marks["connect"]) / 1e6
             measure.http_status = response.status_code
             if response.status_code != 200:
                 return measure.finish(self._clock(), http_error_class(response.status_code),

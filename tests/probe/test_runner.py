@@ -131,7 +131,7 @@ def test_timeout_keeps_partial_measurement(server):
     r = run(server.url, timeout="700ms").result
     assert not r.success and r.error == "timeout"
     assert_ttft(r, 100)
-    assert r.e2e_ms >= 700
+    assert r.e2e_ms >= 600  # the timeout (700 ms) runs from before the request was written
 
 
 def test_configured_model_skips_discovery(server):
