@@ -1,7 +1,7 @@
 """One probe against one target: send a small streaming request, time every chunk, classify failures.
 
-The clock (monotonic `perf_counter_ns`) starts the moment the request has been written to the
-connection and each read is stamped when it arrives, so TTFT is the server's answer time as seen on
+The clock (monotonic `perf_counter_ns`) starts just before the request body is written to the
+connection (httpcore's trace hook) and each read is stamped when it arrives, so TTFT is the server's answer time as seen on
 the wire from this host; setting up a new connection (TCP, TLS) is reported apart as `connect_ms`.
 A probe never retries: a retry would hide exactly what it is there to see.
 """
@@ -32,7 +32,7 @@ PATHS = {
 }
 SERVER_TYPE_BY_API = {"ollama": "ollama", "llamacpp": "llamacpp"}
 _TRACE_MARKS = (("connect_tcp.started", "connect"), ("connect_tcp.complete", "connected"),
-                ("start_tls.complete", "connected"), ("send_request_body.complete", "sent"))
+                ("start_tls.complete", "connected"), ("send_request_body.started", "sent"))
 
 
 def join_url(base: str, path: str) -> str:
@@ -152,8 +152,9 @@ class ProbeRunner:
         holder.append(measure)
         response = await self.client.send(request, stream=True)
         try:
-            # The clock starts when the request has been written (our own request-building and event-loop
-            # latency are not the server's); a new connection's set-up is reported apart as connect_ms.
+            # The clock starts just before the request body is written: after our own request building,
+            # connection set-up and header writing (not the server's time), yet never after the server
+            # could have started, so TTFT is never under-reported. Connection set-up is connect_ms.
             measure.t0_ns = marks.get("sent", measure.t0_ns)
             if "connect" in marks and "connected" in marks:
                 measure.connect_ms = (marks["connected"] - marks["connect"]) / 1e6

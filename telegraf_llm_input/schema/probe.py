@@ -11,7 +11,7 @@ PROBE = Measurement(
     (
         Field("success", "0/1", "1 when the stream completed with generated text."),
         Field("http_status", "", "HTTP status of the probe request (absent when no response came)."),
-        Field("ttft_ms", "ms", "Request sent (written to the connection) → first chunk with any generated text (answer, reasoning or tool "
+        Field("ttft_ms", "ms", "Request sent (its body written to the connection) → first chunk with any generated text (answer, reasoning or tool "
               "call); role-only and empty chunks do not count. Includes queueing and prefill."),
         Field("ttfa_ms", "ms", "Request sent → first non-blank answer text (after the reasoning: "
               "`delta.reasoning`/`reasoning_content`/Ollama `thinking`, or after `</think>`). Absent when the "
