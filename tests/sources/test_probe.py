@@ -28,6 +28,17 @@ async def wait_for(check, timeout=15.0):
     return False
 
 
+async def gather_after_probes(cfg, n):
+    """Gather once (starts the probes), wait until n probes finished, gather again: its metrics."""
+    (source,) = build_sources(cfg, SourceEnv())
+    agent = Agent([source], [], deadline_s=1.0)
+    await agent.gather_once()
+    assert await wait_for(lambda: source.probes >= n)
+    metrics = await agent.gather_once()
+    await agent.close()
+    return metrics
+
+
 def probes(metrics):
     return [m for m in metrics if m.measurement == "llm_probe"]
 
@@ -79,16 +90,7 @@ def test_results_arrive_at_the_next_gather_and_gathers_never_wait():
 def test_at_most_one_probe_in_flight_per_target():
     with StreamingServer(Script(ttft_s=0.3, interval_s=0.01, answer=("a", "b"))) as srv:
         cfg = config(srv.url, enabled=True, every="50ms")
-        (source,) = build_sources(cfg, SourceEnv())
-
-        async def go():
-            agent = Agent([source], [], deadline_s=1.0)
-            await agent.gather_once()
-            assert await wait_for(lambda: source.probes >= 3)
-            metrics = await agent.gather_once()
-            await agent.close()
-            return metrics
-        metrics = asyncio.run(go())
+        metrics = asyncio.run(gather_after_probes(cfg, 3))
         assert srv.max_concurrent_posts == 1
         assert len(probes(metrics)) >= 3
         assert all(m.fields["success"] == 1 for m in probes(metrics))
@@ -99,17 +101,8 @@ def test_at_most_one_probe_in_flight_per_target():
 def test_failures_are_emitted_and_logged_once_without_secrets(caplog):
     with StreamingServer(Script(status=401)) as srv:
         cfg = config(srv.url, enabled=True, every="50ms", prompt="PRIVATE-PROMPT-TEXT")
-        (source,) = build_sources(cfg, SourceEnv())
-
-        async def go():
-            agent = Agent([source], [], deadline_s=1.0)
-            await agent.gather_once()
-            assert await wait_for(lambda: source.probes >= 3)
-            metrics = await agent.gather_once()
-            await agent.close()
-            return metrics
         with caplog.at_level(logging.INFO, logger="telegraf_llm_input"):
-            metrics = asyncio.run(go())
+            metrics = asyncio.run(gather_after_probes(cfg, 3))
         (m, *_) = probes(metrics)
         assert m.tags["error"] == "http_4xx" and m.fields["success"] == 0 and m.fields["http_status"] == 401
         warnings = [r.getMessage() for r in caplog.records if "probe box-a" in r.getMessage()]
