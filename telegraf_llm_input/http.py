@@ -139,12 +139,22 @@ def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
         text = str(exc)
         if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
             return FetchError("tls", f"{where}: TLS error: {text[:160]}")
-        if "refused" in text.lower() or "Errno 111" in text:
+        if "refused" in text.lower() or "Errno 111" in text or _caused_by(exc, ConnectionRefusedError):
             return FetchError("refused", f"{where}: connection refused")
         return FetchError("refused", f"{where}: cannot connect ({text[:120] or type(exc).__name__})")
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
         return FetchError("error", f"{where}: connection broken ({type(exc).__name__})")
     return FetchError("error", f"{where}: {type(exc).__name__}: {str(exc)[:160]}")
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def _retryable(err: FetchError) -> bool:
