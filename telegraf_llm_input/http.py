@@ -167,7 +167,7 @@ async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytes:
         raise FetchError("too_big", f"{where}: body of {int(declared)} bytes is over max_body_bytes ({limit})")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in resp.aiter_raw():
+    async for chunk in resp.aiter_bytes():  # decoded: the cap also bounds a gzip bomb
         size += len(chunk)
         if size > limit:
             raise FetchError("too_big", f"{where}: body over max_body_bytes ({limit})")

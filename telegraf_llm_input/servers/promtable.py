@@ -29,7 +29,8 @@ class PromTable:
     finish_reason: tuple[str, str] | None = None
     """(counter, label): adds `requests_finished_<reason>_total` per label value."""
     errors_where: tuple[str, str, tuple[str, ...]] | None = None
-    """(counter, label, values): `request_errors_total` = that counter where label is one of values."""
+    """(counter, label, values): `request_errors_total` = that counter where label is one of values
+    (absent when the page has no such series)."""
     speeds: dict[str, tuple[str, str]] = field(default_factory=dict)
     path: str = "/metrics"
 
@@ -97,12 +98,10 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
     if table.errors_where:
         name, err_label, values = table.errors_where
         samples = by_name.get(name)
-        if samples:
-            matching = [s for s in samples if s.labels.get(err_label) in values]
-            # Zero (not absent) when the server counts outcomes but none failed yet.
-            for s in samples:
-                reading(model_of(s.labels)).counters.setdefault("request_errors_total", 0.0)
-            accumulate("request_errors_total", matching, "counters")
+        matching = [s for s in samples or () if s.labels.get(err_label) in values]
+        # Only servers that export the error series (newer vLLM) get the field; older ones
+        # don't count errors at all, and a 0 would claim they had none.
+        accumulate("request_errors_total", matching, "counters")
     by = (label,) if label else ()
     for prefix, names in table.histograms.items():
         for n in names:

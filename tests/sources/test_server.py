@@ -131,3 +131,16 @@ def test_old_vllm_names_map_to_the_same_fields():
     assert f["kv_cache_usage_ratio"] == 0.5
     # two itl observations: one in (0, 0.1], one in (0.5, 1.0]; p50 rank 1 -> 0.1 s
     assert f["itl_p50_ms"] == pytest.approx(100.0) and f["itl_mean_ms"] == pytest.approx(300.0)
+
+
+def test_vllm_error_finish_reason_gives_errors_and_ratio():
+    p1 = vllm_page({M: Snap(finished={"stop": 10, "length": 0, "abort": 0, "error": 0})})
+    p2 = vllm_page({M: Snap(finished={"stop": 16, "length": 1, "abort": 0, "error": 3})})
+    with fake_vllm([p1, p2]) as fake:
+        first, second = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
+    assert by_model(first)[M].fields["request_errors_total"] == 0
+    f = by_model(second)[M].fields
+    assert f["requests_finished_error_total"] == 3 and f["error_ratio"] == pytest.approx(3 / 10)
+    # a page without the error series (older vLLM) says nothing about errors
+    [old] = read_page(TABLE, parse(PAGE1))
+    assert "request_errors_total" not in old.counters and old.counters["requests_total"] == 12
