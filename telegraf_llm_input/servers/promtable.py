@@ -107,7 +107,8 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
         for n in names:
             if n + "_bucket" not in by_name:
                 continue
-            for key, h in hist.collect(page.samples, n, by=by).items():
+            own = [*by_name[n + "_bucket"], *by_name.get(n + "_count", ()), *by_name.get(n + "_sum", ())]
+            for key, h in hist.collect(own, n, by=by).items():
                 labels = dict(key)
                 reading(model_of(labels)).histograms[prefix] = h
             break
