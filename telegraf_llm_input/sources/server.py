@@ -30,13 +30,16 @@ log = get_logger("server")
 class Fetcher:
     """A target's HTTP access as adapters see it (paths, not URLs)."""
 
-    def __init__(self, pool: HttpPool, target: TargetConfig):
+    def __init__(self, pool: HttpPool, target: TargetConfig, deadline: float | None = None):
         self.pool = pool
         self.target = target
+        self.deadline = deadline
+        """`time.monotonic()` by which every request of this gather must be done."""
 
     async def get(self, path: str, *, auth: bool = True, retries: int | None = None,
                   accept: tuple[int, ...] = ()) -> Response:
-        return await get(self.pool, self.target, path, auth=auth, retries=retries, accept=accept)
+        return await get(self.pool, self.target, path, auth=auth, retries=retries, accept=accept,
+                         deadline=self.deadline)
 
     async def text(self, path: str, **kw) -> str:
         return (await self.get(path, **kw)).text()
@@ -178,8 +181,10 @@ class ServerSource:
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         started = time.monotonic()
+        # Leave a little of the gather's time to report the outcome (up=0 needs to arrive too).
+        fetch = Fetcher(self._fetch.pool, self.target, started + max(0.1, ctx.deadline_s * 0.9 - 0.05))
         try:
-            reading = await self.adapter.read(self._fetch)
+            reading = await self.adapter.read(fetch)
         except FetchError as exc:
             scrape_ms = (time.monotonic() - started) * 1000
             self._state.fail("scrape", f"target {self.target.display_name}: down: {exc}")

@@ -125,3 +125,11 @@ def test_hung_server_does_not_hold_the_body_reader(caplog):
     finally:
         listener.close()
     assert servers(metrics, f"http://127.0.0.1:{port}")[0].fields["up"] == 0
+
+
+def test_retries_stay_inside_the_gather_deadline():
+    """timeout 1s x 6 attempts would outlast a 1.5 s gather: the target still reports up=0 in time."""
+    with FakeServer({"/metrics": Reply(GOOD, delay=5.0)}) as fake:
+        [metrics] = gather([{"url": fake.url, "type": "vllm", "timeout": "1s", "retries": 5}], deadline=1.5)
+    [m] = servers(metrics, fake.url)
+    assert m.fields["up"] == 0
