@@ -185,9 +185,10 @@ class ServerSource:
         fetch = Fetcher(self._fetch.pool, self.target, started + max(0.1, ctx.deadline_s * 0.9 - 0.05))
         try:
             reading = await self.adapter.read(fetch)
-        except FetchError as exc:
+        except Exception as exc:  # noqa: BLE001 - a lying server is down, never a crash
             scrape_ms = (time.monotonic() - started) * 1000
-            self._state.fail("scrape", f"target {self.target.display_name}: down: {exc}")
+            reason = exc if isinstance(exc, FetchError) else f"unreadable answer ({type(exc).__name__}: {exc})"
+            self._state.fail("scrape", f"target {self.target.display_name}: down: {reason}")
             models = self._last_models or [None]
             return [Metric(MEASUREMENT, self._tags(self._server_type, m), {"up": 0, "scrape_ms": scrape_ms},
                            ctx.time_ns) for m in models]
