@@ -33,7 +33,8 @@ class Measurement:
             if f.name == name:
                 return f
         for f in self.fields:
-            if "*" in f.name:
+            # A bare `*` documents user-chosen names (json/prometheus targets): it vouches for nothing.
+            if "*" in f.name and f.name != "*":
                 head, _, tail = f.name.partition("*")
                 if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
                     return f

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import energy, gpu, host, probe, process
+from telegraf_llm_input.sources import energy, gpu, host, probe, process, servers
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
     host.build,
     gpu.build,
     process.build,
+    servers.build,
     probe.build,
 ]
 

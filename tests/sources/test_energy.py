@@ -112,10 +112,12 @@ class TokenSource:
 
 def test_agent_end_to_end_with_fake_gpus(monkeypatch):
     fake = FakeNvml().install(monkeypatch)
-    config = parse_config({"targets": [{"url": "http://10.0.0.9:8000", "name": "vllm-a", "gpus": [2, 3]}],
+    config = parse_config({"targets": [{"url": "http://127.0.0.1:9", "name": "vllm-a", "gpus": [2, 3]}],
                            "host": {"enabled": False}})
     env = SourceEnv()
-    agent = Agent([*build_sources(config, env), TokenSource()], [], deadline_s=10.0,
+    # TokenSource stands in for the server source; the GPU source is the real one over the fake NVML.
+    gpu_sources = [s for s in build_sources(config, env) if s.name == "gpu"]
+    agent = Agent([*gpu_sources, TokenSource()], [], deadline_s=10.0,
                   processors=build_processors(config, env))
 
     async def run():

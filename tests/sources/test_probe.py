@@ -46,6 +46,8 @@ def probes(metrics):
 def test_disabled_probe_sends_no_request_at_all():
     with StreamingServer(Script(ttft_s=0.0, interval_s=0.0)) as srv:
         cfg = config(srv.url)  # enabled defaults to false
+        # type prometheus: the server source asks GET /metrics only, so any other request is the probe's.
+        cfg.targets[0].type = "prometheus"
         sources = build_sources(cfg, SourceEnv())
         assert not any(isinstance(s, ProbeSource) for s in sources)
 
@@ -57,7 +59,9 @@ def test_disabled_probe_sends_no_request_at_all():
                 await asyncio.sleep(0.1)
             await agent.close()
         asyncio.run(go())
-        assert srv.requests == []
+        # The server source still scrapes the target (GET /metrics and friends); the probe sent nothing:
+        # no completion request and no model discovery of its own.
+        assert srv.requests and {(r.method, r.path) for r in srv.requests} == {("GET", "/metrics")}
 
 
 def test_results_arrive_at_the_next_gather_and_gathers_never_wait():
