@@ -85,7 +85,7 @@ class HttpPool:
         key = _tls_key(target)
         client = self._clients.get(key)
         if client is None:
-            client = httpx.AsyncClient(verify=_verify(target), follow_redirects=False, trust_env=False,
+            client = httpx.AsyncClient(verify=tls_verify(target), follow_redirects=False, trust_env=False,
                                        limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=60))
             self._clients[key] = client
         return client
@@ -96,7 +96,8 @@ class HttpPool:
             await client.aclose()
 
 
-def _verify(target: TargetConfig) -> ssl.SSLContext | bool:
+def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:
+    """httpx's `verify` for a target: on by default, a custom CA and client certificate when given."""
     if target.insecure_skip_verify:
         return False
     if not (target.tls_ca or target.tls_cert):

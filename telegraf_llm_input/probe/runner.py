@@ -9,7 +9,6 @@ A probe never retries: a retry would hide exactly what it is there to see.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,6 +18,7 @@ import httpx
 from telegraf_llm_input.probe.config import ProbeConfig
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
+from telegraf_llm_input.http import headers_for, tls_verify
 from telegraf_llm_input.targets import TargetConfig
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
@@ -43,27 +43,10 @@ def join_url(base: str, path: str) -> str:
     return base + path
 
 
-def ssl_context(target: TargetConfig) -> ssl.SSLContext | bool:
-    """Verification on unless the target opts out; custom CA and client certificate when given."""
-    if target.insecure_skip_verify:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif target.tls_ca or target.tls_cert:
-        ctx = ssl.create_default_context(cafile=target.tls_ca)
-    else:
-        return True
-    if target.tls_cert and target.tls_key:
-        ctx.load_cert_chain(target.tls_cert, target.tls_key)
-    return ctx
-
-
 def make_client(target: TargetConfig) -> httpx.AsyncClient:
-    headers = dict(target.headers)
-    if target.bearer_token:
-        headers["Authorization"] = f"Bearer {target.bearer_token}"
+    """The probe's own small client, so a scrape on the shared pool never queues in front of a probe."""
     timeout = httpx.Timeout(target.probe.timeout, connect=min(target.timeout, target.probe.timeout))
-    return httpx.AsyncClient(headers=headers, verify=ssl_context(target), timeout=timeout, trust_env=False,
+    return httpx.AsyncClient(headers=headers_for(target), verify=tls_verify(target), timeout=timeout, trust_env=False,
                              limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import energy, gpu, host, probe, process, servers
+from telegraf_llm_input.sources import energy, gpu, host, probe, process, server_type, servers
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
@@ -23,4 +23,4 @@ def build_sources(config, env: SourceEnv) -> list[Source]:
 
 def build_processors(config, env: SourceEnv) -> list[Processor]:
     """Cross-source steps that need several sources' metrics at once."""
-    return [*energy.build(config), *process.build_processors(config)]
+    return [*energy.build(config), *server_type.build(config)]

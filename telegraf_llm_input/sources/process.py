@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 from urllib.parse import urlsplit
@@ -280,29 +280,6 @@ def _safe(call, default):
         return default
 
 
-class DetectedServerType:
-    """Gives `llm_process` the server type the server source detected for a `type: auto` target (a Processor).
-
-    The process source only knows the configured type; the server source sees what answers. The last
-    detected type is kept, so the tag (and the series) does not flip back while the server is down.
-    """
-
-    def __init__(self) -> None:
-        self._detected: dict[str, str] = {}
-
-    def process(self, metrics: list[Metric]) -> list[Metric]:
-        for m in metrics:
-            if m.measurement == "llm_server" and m.tags.get("server_type") not in (None, "", "auto"):
-                self._detected[m.tags.get("target", "")] = m.tags["server_type"]
-        return [
-            replace(m, tags={**m.tags, "server_type": self._detected[m.tags["target"]]})
-            if m.measurement == "llm_process" and m.tags.get("server_type") == "auto"
-            and m.tags.get("target") in self._detected
-            else m
-            for m in metrics
-        ]
-
-
 def _connections(proc: psutil.Process) -> list:
     """The process's TCP sockets (psutil >= 6 calls it net_connections, older ones connections)."""
     method = getattr(proc, "net_connections", None) or proc.connections
@@ -328,8 +305,3 @@ def build(config, env: SourceEnv) -> list[ProcessSource]:
         if explicit or is_local_host(urlsplit(target.url).hostname or ""):
             sources.append(ProcessSource(target, nvml))
     return sources
-
-
-def build_processors(config) -> list[DetectedServerType]:
-    auto = any(t.type == "auto" and t.process.enabled for t in config.targets or [])
-    return [DetectedServerType()] if auto else []

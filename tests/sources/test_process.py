@@ -203,25 +203,3 @@ def test_found_by_port_when_the_system_socket_list_is_refused(servers, monkeypat
     [source] = process_sources([{"url": f"http://127.0.0.1:{port}"}])
     f = gather(source).fields
     assert f["pid"] == server.pid and f["exposed"] == 0
-
-
-def test_auto_targets_get_the_detected_server_type():
-    from telegraf_llm_input.metric import Metric
-    from telegraf_llm_input.sources import build_processors
-
-    config = parse_config({"targets": [{"url": "http://127.0.0.1:8000", "name": "a"},
-                                       {"url": "http://127.0.0.1:8001", "name": "b", "type": "sglang"}]})
-    processors = build_processors(config, SourceEnv())
-
-    def run(batch):
-        for p in processors:
-            batch = p.process(batch)
-        return {(m.measurement, m.tags["target"]): m.tags["server_type"] for m in batch}
-
-    proc_a = Metric("llm_process", {"target": "a", "server_type": "auto"}, {"up": 1}, 1)
-    proc_b = Metric("llm_process", {"target": "b", "server_type": "sglang"}, {"up": 1}, 1)
-    server_a = Metric("llm_server", {"target": "a", "server_type": "vllm", "model": "m"}, {"requests_running": 1}, 1)
-    assert run([proc_a, proc_b])[("llm_process", "a")] == "auto"  # nothing detected yet
-    got = run([proc_a, proc_b, server_a])
-    assert got[("llm_process", "a")] == "vllm" and got[("llm_process", "b")] == "sglang"
-    assert run([proc_a])[("llm_process", "a")] == "vllm"  # server down: the tag does not flip back
