@@ -102,7 +102,9 @@ class BatchingSink:
             self._pending_points += batch.lines
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
-        if self._pending_points >= self._batch_size:
+        if self._attempt:
+            self._persist_pending()  # in an outage every gather goes to disk at once: a kill loses nothing
+        elif self._pending_points >= self._batch_size:
             self._wake.set()
 
     def stats(self) -> Mapping[str, int]:
