@@ -1,6 +1,7 @@
 """A Prometheus /metrics page with the latest value of every series (text format 0.0.4).
 
-Naming: `<measurement>_<field>`, every character outside `[a-zA-Z0-9_]` replaced by `_`. Fields the
+Naming: `<measurement>_<field>`, abbreviated unit suffixes turned into base units with the value
+scaled (`gather_ms` -> `gather_seconds`, `_mb` -> `_bytes`), every character outside `[a-zA-Z0-9_]` replaced by `_`. Fields the
 schema marks as counters are typed `counter` and get a `_total` suffix unless they already end in it
 (`llm_agent_gathers` -> `llm_agent_gathers_total`), as Prometheus and promtool expect. Tags become
 labels; bools are 0/1; strings are skipped. A series not updated for `expire` seconds leaves the page.
@@ -27,7 +28,24 @@ _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+_UNIT_SUFFIXES = {  # abbreviated units promtool rejects -> Prometheus base units, and the factor
+    "_ms": ("_seconds", 1e-3), "_us": ("_seconds", 1e-6), "_ns": ("_seconds", 1e-9), "_s": ("_seconds", 1.0),
+    "_sec": ("_seconds", 1.0), "_kb": ("_bytes", 1e3), "_mb": ("_bytes", 1e6), "_gb": ("_bytes", 1e9),
+    "_kib": ("_bytes", 1024.0), "_mib": ("_bytes", 1024.0**2), "_gib": ("_bytes", 1024.0**3),
+}
+
+
+def base_unit(field: str) -> tuple[str, float]:
+    """`gather_ms` -> (`gather_seconds`, 0.001): Prometheus names carry base units."""
+    lower = field.lower()
+    for suffix, (new, factor) in _UNIT_SUFFIXES.items():
+        if lower.endswith(suffix) and len(field) > len(suffix):
+            return field[: -len(suffix)] + new, factor
+    return field, 1.0
+
+
 def metric_name(measurement: str, field: str, counter: bool) -> str:
+    field, _ = base_unit(field)
     name = _INVALID.sub("_", f"{measurement}_{field}")
     if name[:1].isdigit():
         name = "_" + name
@@ -87,6 +105,7 @@ class SeriesStore:
                 spec = lookup(m.measurement, field)
                 counter = spec is not None and spec.kind == "counter"
                 name = metric_name(m.measurement, field, counter)
+                value *= base_unit(field)[1]
                 if name not in self._meta:
                     meaning = spec.meaning if spec else f"{m.measurement} field {field}"
                     if spec and spec.unit:
