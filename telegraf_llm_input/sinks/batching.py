@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, Sequence
 
@@ -28,8 +29,8 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
 REPLAY_MIN_GAP_S = 0.05
 """Backlog replay is paced: at most ~20 batches a second, so recovery does not flood the database."""
-CLOSE_SEND_S = 0.7
-"""At shutdown, how long one last send may take before the batch is simply left in the buffer."""
+CLOSE_SEND_S = 1.0
+"""At shutdown, how long the last sends may take before the batch is simply left in the buffer."""
 
 
 class WriteError(Exception):
@@ -121,12 +122,18 @@ class BatchingSink:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         self._persist_pending()
-        batch = self.buffer.peek()
-        if batch is not None and self._attempt == 0:  # the database looked fine: one quick last try
+        # The database looked fine: send what is left within a short budget; the rest (or all of it
+        # in an outage) stays in the buffer for the next start.
+        deadline = time.monotonic() + CLOSE_SEND_S
+        while self._attempt == 0 and (batch := self.buffer.peek()) is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
-                await asyncio.wait_for(self._send_one(batch), CLOSE_SEND_S)
+                if await asyncio.wait_for(self._send_one(batch), left) is not None:
+                    break
             except Exception:
-                pass  # stays in the buffer for the next start
+                break
         if self._close_transport is not None:
             try:
                 await asyncio.wait_for(self._close_transport(), 0.3)
@@ -138,7 +145,6 @@ class BatchingSink:
         if not self._pending:
             return
         text = "".join(self._pending)
-        points = self._pending_points
         self._pending, self._pending_points = [], 0
         # Split into batch_size pieces so one write never exceeds what the user asked for.
         lines = text.splitlines(keepends=True)
@@ -150,7 +156,6 @@ class BatchingSink:
                 self._counters.errors += 1
                 self._counters.dropped += len(chunk)
                 self._state.fail("buffer", f"output {self.name}: cannot write the buffer: {exc}; points dropped")
-        del points
 
     async def _run(self) -> None:
         while True:
