@@ -18,9 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from telegraf_llm_input.schema import BY_NAME, lookup, prometheus_name  # noqa: E402
+from telegraf_llm_input.schema import BY_NAME, lookup, prometheus_name, prometheus_unit  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+PROM_UNITS = {"ms": "s", "mbytes": "bytes"}
 FILTER_TAGS = ("host", "target", "model")
 
 
@@ -256,7 +257,9 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int, flavour: str) -> dict:
         else:
             targets.append({"refId": ref, "datasource": ds, "expr": promql(q), "legendFormat": _legend_prom(q),
                             "range": True})
-    defaults: dict = {"unit": panel.unit}
+    # The exporter writes base units (ms -> seconds, MiB -> bytes): the Prometheus panels follow.
+    unit = PROM_UNITS.get(panel.unit, panel.unit) if flavour == "prometheus" else panel.unit
+    defaults: dict = {"unit": unit}
     if panel.max is not None:
         defaults["max"] = panel.max
     kind = {"timeseries": "timeseries", "bars": "timeseries", "heatmap": "heatmap", "state": "state-timeline",
@@ -346,15 +349,16 @@ def prometheus_rules() -> dict:
     for a in ALERTS:
         _ensure_documented(a.measurement, a.field)
         metric = prometheus_name(a.measurement, a.field)
+        threshold = a.threshold if a.divide_by else a.threshold * prometheus_unit(a.field)[1]
         if a.mode == "increase":
-            expr = f"increase({metric}[{a.window}]) {a.op} {a.threshold:g}"
+            expr = f"increase({metric}[{a.window}]) {a.op} {threshold:g}"
         elif a.mode == "growing":
-            expr = f"delta({metric}[{a.window}]) > 0 and {metric} > {a.threshold:g}"
+            expr = f"delta({metric}[{a.window}]) > 0 and {metric} > {threshold:g}"
         elif a.divide_by:
             _ensure_documented(a.measurement, a.divide_by)
             expr = f"{metric} / {prometheus_name(a.measurement, a.divide_by)} {a.op} {a.threshold:g}"
         else:
-            expr = f"{metric} {a.op} {a.threshold:g}"
+            expr = f"{metric} {a.op} {threshold:g}"
         rule = {"alert": "".join(w.capitalize() for w in a.uid.split("-")), "expr": expr,
                 "labels": {"severity": a.severity}, "annotations": {"summary": a.summary, "title": a.title}}
         if a.for_ != "0m":

@@ -30,15 +30,33 @@ def lookup(measurement: str, field: str) -> Field | None:
     return m.field(field) if m else None
 
 
-_PROM_INVALID = re.compile(r"[^a-zA-Z0-9_:]")
+_PROM_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+# Prometheus names carry base units, and promtool rejects abbreviated ones (`_ms`, `_s`, `_mb`):
+# suffix -> (replacement, factor to multiply the value by). Longest suffixes first.
+_PROM_UNITS = (
+    ("_kib_s", "_bytes_per_second", 1024.0), ("_per_s", "_per_second", 1.0),
+    ("_ms", "_seconds", 1e-3), ("_us", "_seconds", 1e-6), ("_ns", "_seconds", 1e-9),
+    ("_sec", "_seconds", 1.0), ("_s", "_seconds", 1.0),
+    ("_kib", "_bytes", 1024.0), ("_mib", "_bytes", 1024.0**2), ("_gib", "_bytes", 1024.0**3),
+    ("_kb", "_bytes", 1e3), ("_mb", "_bytes", 1e6), ("_gb", "_bytes", 1e9),
+)
+
+
+def prometheus_unit(field: str) -> tuple[str, float]:
+    """`ttft_p95_ms` -> (`ttft_p95_seconds`, 0.001): the field in base units, and the value's factor."""
+    lower = field.lower()
+    for suffix, new, factor in _PROM_UNITS:
+        if lower.endswith(suffix) and len(field) > len(suffix):
+            return field[: -len(suffix)] + new, factor
+    return field, 1.0
 
 
 def prometheus_name(measurement: str, field: str) -> str:
-    """The Prometheus metric name of a field: `<measurement>_<field>`, counters ending in `_total`.
+    """The Prometheus metric name of a field: `<measurement>_<field>` in base units, counters ending in `_total`.
 
     One rule for the exporter, the dashboards and the alert rules, so they cannot drift apart.
     """
-    name = _PROM_INVALID.sub("_", f"{measurement}_{field}")
+    name = _PROM_INVALID.sub("_", f"{measurement}_{prometheus_unit(field)[0]}")
     if name[:1].isdigit():
         name = "_" + name
     doc = lookup(measurement, field)

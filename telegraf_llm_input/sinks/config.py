@@ -21,6 +21,7 @@ class _Batching:
     buffer_dir: str | None = None
     """On-disk buffer for outages (default: <agent.state_dir>/buffer/<output> when state_dir is set)."""
     buffer_max_mb: float = 100.0
+    """Outage buffer bound; beyond it the oldest batches are dropped (counted in output_dropped_points)."""
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -34,6 +35,10 @@ class InfluxV2Output(_Batching):
     org: str = ""
     bucket: str = ""
     token: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise ValueError("influxdb_v2 needs `bucket` (and usually `org` and `token`/`token_file`)")
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""The whole agent as a real subprocess: database outage, SIGKILL and restart mid-outage, recovery.
+
+Every gather's `llm_agent` point is also written to stdout (the second output), so the test knows
+exactly which points were gathered and checks each one reached InfluxDB with its timestamp.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.support.influxdb import InfluxDB1, influxd_binary
+from tests.support.procs import wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def gathered(path):
+    """Timestamps of the per-gather llm_agent points (no `source` tag) the agent printed."""
+    out = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("llm_agent,") and ",source=" not in line.split(" ")[0]:
+            out.add(int(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def stored(db):
+    res = db.query('SELECT gathers, "source" FROM llm_agent', db="outage")["results"][0]
+    rows = res["series"][0]["values"] if "series" in res else []
+    return [row[0] for row in rows if row[2] is None]
+
+
+def buffered(directory):
+    from telegraf_llm_input.sinks.buffer import unframe
+    out = set()
+    for path in directory.glob("*.lpb"):
+        text, _ = unframe(path.read_bytes())
+        out |= {int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("llm_agent,")}
+    return out
+
+
+def start_agent(cfg, out):
+    return subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
+                            stdout=open(out, "ab"), stderr=open(str(out) + ".err", "ab"), stdin=subprocess.DEVNULL,
+                            cwd=ROOT, start_new_session=True)
+
+
+def test_outage_kill_restart_replays_every_point(tmp_path):
+    if influxd_binary() is None:
+        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
+    db = InfluxDB1(tmp_path / "influx").start()
+    db.create_db("outage")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "agent": {"interval": "200ms", "state_dir": str(tmp_path / "state")},
+        "targets": [],
+        "outputs": [{"type": "influxdb_v1", "url": db.url, "database": "outage", "batch_size": 50,
+                     "flush_interval": "200ms", "timeout": "500ms"}, {"type": "stdout"}],
+    }))
+    out1, out2 = tmp_path / "run1.out", tmp_path / "run2.out"
+    agent = start_agent(cfg, out1)
+    try:
+        wait_until(lambda: len(stored(db)) >= 3, 30, "first points in InfluxDB", agent)
+        db.stop()  # outage
+        time.sleep(2.0)
+        os.killpg(agent.pid, signal.SIGKILL)
+        agent.wait()
+        agent = start_agent(cfg, out2)
+        wait_until(lambda: len(gathered(out2)) >= 6, 30, "gathers after restart", agent)
+        db = InfluxDB1(tmp_path / "influx", http_port=db.http_port).start()
+        want = gathered(out1) | gathered(out2)
+        wait_until(lambda: want <= set(stored(db)), 60, "backlog replayed", agent)
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(15)
+        want = gathered(out1) | gathered(out2)
+        got = stored(db)
+        assert len(want) >= 15
+        # The last gathers before SIGTERM are sent by close() within its short budget; on a very slow
+        # machine a few may instead stay in the buffer for the next start: kept, not lost.
+        left = buffered(tmp_path / "state" / "buffer" / "influxdb_v1")
+        assert want - set(got) - left == set(), f"{len(want - set(got) - left)} gathered point(s) lost"
+        assert len(want - set(got)) <= 10
+        assert len(got) == len(set(got))  # InfluxDB keeps one point per series+timestamp: no duplicates visible
+    finally:
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+        db.stop()
