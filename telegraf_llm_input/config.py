@@ -17,7 +17,7 @@ from telegraf_llm_input.sinks.config import OutputConfig
 from telegraf_llm_input.sources.gpu_config import GpuConfig
 from telegraf_llm_input.sources.host import HostConfig
 from telegraf_llm_input.sources.requestlog_config import LogConfig
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Config:
     host: HostConfig = field(default_factory=HostConfig)
     targets: list[TargetConfig] | None = None
     """Model servers. None (absent): discover servers on 127.0.0.1's usual ports. []: none."""
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
     logs: list[LogConfig] = field(default_factory=list)
     outputs: list[OutputConfig] = field(default_factory=list)

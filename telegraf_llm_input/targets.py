@@ -32,6 +32,25 @@ class JsonFieldConfig:
     type: Literal["float", "int"] = "float"
 
 
+DEFAULT_PORTS = {"vllm": 8000, "llamacpp": 8080, "ollama": 11434, "sglang": 30000, "lmstudio": 1234, "tgi": 3000}
+
+
+@dataclass
+class DiscoveryConfig:
+    """Looking for model servers when `targets:` is absent."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    ports: list[int] = field(default_factory=lambda: sorted(DEFAULT_PORTS.values()))
+    timeout: Duration = 1.0
+    rescan: Duration = 60.0
+    """How often ports where nothing answered are tried again."""
+
+    def __post_init__(self) -> None:
+        if any(not 0 < p < 65536 for p in self.ports):
+            raise ValueError("ports must be 1-65535")
+
+
 @dataclass
 class TargetConfig:
     url: str

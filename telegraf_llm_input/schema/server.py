@@ -1,4 +1,95 @@
-from telegraf_llm_input.schema.base import Measurement
+"""`llm_server` (every server type) and `llm_model_loaded` (Ollama)."""
 
-MEASUREMENTS: tuple[Measurement, ...] = ()
-"""Filled by the issue that adds this source."""
+from telegraf_llm_input.schema.base import Field, Measurement
+
+_PCT = (("p50", "median"), ("p90", "90th percentile"), ("p95", "95th percentile"), ("p99", "99th percentile"),
+        ("mean", "mean"))
+_LATENCIES = (
+    ("ttft", "time to first token (arrival to first output token)", "vLLM, SGLang"),
+    ("itl", "inter-token latency (gap between consecutive output tokens)", "vLLM, SGLang"),
+    ("tpot", "time per output token, per request (decode time / output tokens)", "vLLM, TGI"),
+    ("e2e", "end-to-end request latency", "vLLM, SGLang, TGI"),
+    ("queue", "time waiting in the queue before scheduling", "vLLM, SGLang, TGI"),
+    ("prefill", "prefill (prompt processing) time per request", "vLLM"),
+    ("decode", "decode (generation) time per request", "vLLM"),
+)
+
+
+def _latency_fields() -> tuple[Field, ...]:
+    out = []
+    for prefix, meaning, servers in _LATENCIES:
+        for suffix, what in _PCT:
+            out.append(Field(f"{prefix}_{suffix}_ms", "ms",
+                             f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
+                             "(Prometheus `histogram_quantile` interpolation); absent when nothing finished.",
+                             servers=servers))
+    return tuple(out)
+
+
+SERVER = Measurement(
+    "llm_server",
+    "One model server target (one point per model it serves): health, load, token and request counters, "
+    "rates and latency percentiles over the gather interval. Same name, same meaning on every server.",
+    ("server_type", "model", "target", "host"),
+    (
+        Field("up", "0/1", "1 when the server answered its metrics/API (0 also while a model loads)."),
+        Field("busy", "0/1", "1 when the server is alive but its metrics page timed out "
+              "(llama.cpp blocks `/metrics` and `/slots` while decoding).", servers="llama.cpp"),
+        Field("loading", "0/1", "1 while the model loads (`/health` 503 \"Loading model\").", servers="llama.cpp"),
+        Field("scrape_ms", "ms", "Time to read the target this gather."),
+        Field("requests_running", "requests", "Requests being processed now.",
+              servers="vLLM, SGLang, TGI (batch size), llama.cpp"),
+        Field("requests_waiting", "requests", "Requests queued (deferred) now.",
+              servers="vLLM, SGLang, TGI, llama.cpp"),
+        Field("kv_cache_usage_ratio", "0-1", "KV-cache use (averaged over engines/ranks).",
+              servers="vLLM, SGLang (`token_usage`), llama.cpp older builds and forks"),
+        Field("slots_total", "slots", "Parallel slots (`/slots`, else `/props` `total_slots`).", servers="llama.cpp"),
+        Field("slots_busy", "slots", "Slots processing a request.", servers="llama.cpp"),
+        Field("context_used_ratio", "0-1", "Context fill of the fullest busy slot (`n_past / n_ctx`), where "
+              "the build reports it.", servers="llama.cpp"),
+        Field("models_loaded", "models", "Models loaded in memory (`/api/ps`).", servers="Ollama"),
+        Field("prompt_tokens_total", "tokens", "Prompt (input) tokens processed.", "counter",
+              servers="vLLM, SGLang, llama.cpp, TGI (sum of `tgi_request_input_length`)"),
+        Field("generation_tokens_total", "tokens", "Generated (output) tokens.", "counter",
+              servers="vLLM, SGLang, llama.cpp (`tokens_predicted_total`), TGI (sum of `tgi_request_generated_tokens`)"),
+        Field("requests_total", "requests", "Requests finished (vLLM: all finish reasons) or received (TGI).",
+              "counter", servers="vLLM, SGLang, TGI"),
+        Field("request_errors_total", "requests", "Requests that failed.", "counter",
+              servers="TGI (`tgi_request_failure`, all `err`), vLLM (finish reason `error`)"),
+        Field("requests_finished_*_total", "requests", "Requests finished per finish reason (`stop`, `length`, "
+              "`abort`, ...).", "counter", servers="vLLM"),
+        Field("preemptions_total", "preemptions", "Requests preempted (KV cache full).", "counter", servers="vLLM"),
+        Field("prompt_seconds_total", "s", "Time spent processing prompts.", "counter", servers="llama.cpp"),
+        Field("generation_seconds_total", "s", "Time spent generating tokens.", "counter", servers="llama.cpp"),
+        Field("decode_calls_total", "calls", "`llama_decode` calls.", "counter", servers="llama.cpp"),
+        Field("prompt_tokens_per_s", "tokens/s", "Prompt tokens per second of wall time over the interval "
+              "(counter delta; none on the first scrape or after a reset)."),
+        Field("generation_tokens_per_s", "tokens/s", "Generated tokens per second of wall time over the interval."),
+        Field("requests_per_s", "requests/s", "Requests per second over the interval.",
+              servers="vLLM, SGLang, TGI"),
+        Field("error_ratio", "0-1", "Failed / all requests over the interval.", servers="TGI, vLLM"),
+        Field("prompt_speed_tokens_per_s", "tokens/s", "Prompt tokens per second of prompt-processing time over "
+              "the interval (from counters, not the per-scrape gauge).", servers="llama.cpp"),
+        Field("generation_speed_tokens_per_s", "tokens/s", "Tokens per second while generating over the interval "
+              "(from counters, not the per-scrape gauge).", servers="llama.cpp"),
+        *_latency_fields(),
+        Field("*", "", "`json` targets: the configured `json_fields` (counters also as `<name>_per_s`, `_total` "
+              "dropped); `prometheus` targets with `measurement: llm_server`: the page's names, counters also as "
+              "`<name>_per_s`, histograms as `<name>_p50`...`_mean` in the page's unit.", servers="json, prometheus"),
+    ),
+)
+
+MODEL_LOADED = Measurement(
+    "llm_model_loaded",
+    "A model an Ollama server holds in memory (`/api/ps`), one point per model.",
+    ("server_type", "model", "target", "host"),
+    (
+        Field("size_bytes", "bytes", "Memory the loaded model takes."),
+        Field("vram_bytes", "bytes", "Part of it in GPU memory."),
+        Field("gpu_offload_ratio", "0-1", "vram / size; below 1 means layers run on the CPU (slow)."),
+        Field("context_length", "tokens", "Context length it was loaded with (newer Ollama)."),
+        Field("seconds_until_unload", "s", "Until Ollama unloads it (`expires_at`; keep-alive)."),
+    ),
+)
+
+MEASUREMENTS: tuple[Measurement, ...] = (SERVER, MODEL_LOADED)

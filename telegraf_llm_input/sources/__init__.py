@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import host
+from telegraf_llm_input.sources import host, servers
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
     host.build,
+    servers.build,
 ]
 
 

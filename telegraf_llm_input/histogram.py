@@ -1,0 +1,214 @@
+"""Cumulative Prometheus histograms: build from a page, difference two scrapes, quantiles.
+
+Why: the interval percentiles we emit must equal what Grafana computes with
+`histogram_quantile(q, increase(x_bucket[...]))` from the same two snapshots, so the quantile
+follows Prometheus' bucket interpolation (promql/quantile.go) step by step, including its
+repair of non-monotonic buckets. Bucket bounds are always read from the page.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .promtext import Sample
+
+__all__ = ["Histogram", "LabelKey", "collect", "delta", "quantile", "mean", "merge"]
+
+LabelKey = tuple[tuple[str, str], ...]
+"""Sorted (label, value) pairs identifying one histogram series (without `le`)."""
+
+_INF = math.inf
+_SMALL_DELTA = 1e-12  # Prometheus' smallDeltaTolerance
+_MIN_NORMAL = 2.2250738585072014e-308
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative buckets `(upper_bound, count)` sorted by bound, `+Inf` last (when present)."""
+
+    buckets: list[tuple[float, float]]
+    count: float
+    sum: float | None
+
+    @property
+    def bounds(self) -> list[float]:
+        return [upper for upper, _ in self.buckets]
+
+
+def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = None) -> dict[LabelKey, Histogram]:
+    """Histograms named `name` (reads `name_bucket`, `name_count`, `name_sum`), one per label set.
+
+    With `by`, series are keyed by those labels only and series sharing a key are merged
+    (e.g. `by=("model_name",)` sums vLLM engines); series whose bounds differ from the first
+    of their key are dropped rather than mixed. `_count` falls back to the `+Inf` bucket.
+    """
+    bucket_name, count_name, sum_name = name + "_bucket", name + "_count", name + "_sum"
+    raw: dict[LabelKey, dict[float, float]] = {}
+    counts: dict[LabelKey, float] = {}
+    sums: dict[LabelKey, float] = {}
+    for s in samples:
+        n = s.name
+        if n == bucket_name:
+            labels = s.labels
+            le = labels.get("le")
+            if le is None:
+                continue
+            try:
+                upper = float(le)
+            except ValueError:
+                continue
+            if math.isnan(upper):
+                continue
+            key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+            series = raw.setdefault(key, {})
+            series[upper] = series.get(upper, 0.0) + s.value
+        elif n == count_name:
+            counts[tuple(sorted(s.labels.items()))] = s.value
+        elif n == sum_name:
+            sums[tuple(sorted(s.labels.items()))] = s.value
+    result: dict[LabelKey, Histogram] = {}
+    for key, series in raw.items():
+        buckets = sorted(series.items())
+        count = counts.get(key)
+        if count is None:
+            count = series.get(_INF, buckets[-1][1])
+        result[key] = Histogram(buckets, count, sums.get(key))
+    if by is None:
+        return result
+    grouped: dict[LabelKey, list[Histogram]] = {}
+    for key, hist in result.items():
+        labels = dict(key)
+        group = tuple((k, labels[k]) for k in by if k in labels)
+        grouped.setdefault(group, []).append(hist)
+    merged: dict[LabelKey, Histogram] = {}
+    for group, hists in grouped.items():
+        bounds = hists[0].bounds
+        same = [h for h in hists if h.bounds == bounds]
+        combined = merge(same)
+        if combined is not None:
+            merged[group] = combined
+    return merged
+
+
+def _has_nan(h: Histogram) -> bool:
+    return math.isnan(h.count) or any(math.isnan(c) for _, c in h.buckets) or (h.sum is not None and math.isnan(h.sum))
+
+
+def delta(prev: Histogram, cur: Histogram) -> Histogram | None:
+    """Observations between two scrapes; None on a counter reset or changed bucket bounds."""
+    if prev.bounds != cur.bounds or _has_nan(prev) or _has_nan(cur):
+        return None
+    if cur.count < prev.count:
+        return None
+    buckets = []
+    for (upper, before), (_, after) in zip(prev.buckets, cur.buckets):
+        if after < before:
+            return None
+        buckets.append((upper, after - before))
+    if prev.sum is None or cur.sum is None:
+        total = None
+    elif cur.sum < prev.sum:
+        return None
+    else:
+        total = cur.sum - prev.sum
+    return Histogram(buckets, cur.count - prev.count, total)
+
+
+def merge(hists: Iterable[Histogram]) -> Histogram | None:
+    """Sum of histograms with identical bounds (engines, ranks); None if empty or bounds differ."""
+    hists = list(hists)
+    if not hists:
+        return None
+    bounds = hists[0].bounds
+    if any(h.bounds != bounds for h in hists[1:]):
+        return None
+    counts = [0.0] * len(bounds)
+    total: float | None = 0.0
+    for h in hists:
+        for i, (_, c) in enumerate(h.buckets):
+            counts[i] += c
+        total = None if total is None or h.sum is None else total + h.sum
+    return Histogram(list(zip(bounds, counts)), sum(h.count for h in hists), total)
+
+
+def mean(hist: Histogram) -> float | None:
+    """sum / count; None without observations or without a `_sum`."""
+    if hist.sum is None or not hist.count or math.isnan(hist.count):
+        return None
+    return hist.sum / hist.count
+
+
+def _almost_equal(a: float, b: float, epsilon: float) -> bool:
+    if a == b:
+        return True
+    abs_sum = abs(a) + abs(b)
+    diff = abs(a - b)
+    if a == 0 or b == 0 or abs_sum < _MIN_NORMAL:
+        return diff < epsilon * _MIN_NORMAL
+    return diff / min(abs_sum, 1.7976931348623157e308) < epsilon
+
+
+def quantile(q: float, hist: Histogram) -> float | None:
+    """Prometheus `histogram_quantile(q, ...)` on one (delta) histogram.
+
+    Linear interpolation inside the bucket holding rank q*count; the first bucket starts at 0
+    unless its upper bound is <= 0 (then that bound is returned); a rank in the `+Inf` bucket
+    returns the highest finite bound. None when there are no observations (never 0) or no
+    buckets; NaN where Prometheus gives NaN (no `+Inf` bucket, fewer than two buckets, q NaN);
+    -Inf / +Inf for q < 0 / q > 1.
+    """
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -_INF
+    if q > 1:
+        return _INF
+    if not hist.buckets:
+        return None
+    buckets = sorted(hist.buckets)
+    if buckets[-1][0] != _INF:
+        return math.nan
+    # Coalesce equal bounds (e.g. le="1" and le="1.0"), then repair non-monotonic counts the
+    # way Prometheus does: absorb float noise, carry the last accepted count over decreases.
+    bounds: list[float] = []
+    counts: list[float] = []
+    for upper, c in buckets:
+        if bounds and bounds[-1] == upper:
+            counts[-1] += c
+        else:
+            bounds.append(upper)
+            counts.append(c)
+    prev = counts[0]
+    for i in range(1, len(counts)):
+        cur = counts[i]
+        if cur == prev:
+            continue
+        if _almost_equal(prev, cur, _SMALL_DELTA) or cur < prev:
+            counts[i] = prev
+            continue
+        prev = cur
+    if len(bounds) < 2:
+        return math.nan
+    observations = counts[-1]
+    if observations == 0 or math.isnan(observations):
+        return None
+    rank = q * observations
+    # First bucket (excluding +Inf) whose cumulative count reaches the rank.
+    b = bisect_left(counts, rank, 0, len(counts) - 1)
+    if b == len(bounds) - 1:
+        return bounds[-2]
+    if b == 0 and bounds[0] <= 0:
+        return bounds[0]
+    start = 0.0
+    end = bounds[b]
+    in_bucket = counts[b]
+    if b > 0:
+        start = bounds[b - 1]
+        in_bucket -= counts[b - 1]
+        rank -= counts[b - 1]
+    if in_bucket == 0:  # only q == 0 with an empty first bucket: Go computes 0/0 = NaN
+        return math.nan
+    return start + (end - start) * (rank / in_bucket)

@@ -1,0 +1,232 @@
+"""Talking HTTP to a target: one pooled client per TLS setting, capped bodies, one-line errors.
+
+Why a module: every part that reaches a model server (scrapes, the probe's streaming POST, the
+process source's port lookup) must reuse connections, respect the target's timeout, TLS and
+token, never log the token, and turn any failure into a short `FetchError` a log line can carry.
+
+API:
+- `HttpPool` (one per agent, in `SourceEnv.shared["http"]`; `pool_for(env)`); a source calls
+  `pool.retain()` when built and `await pool.release()` in its `close()`.
+- `await get(pool, target, path, auth=True, retries=None)` -> `Response` (whole body, capped).
+- `async with stream(pool, target, "POST", path, json=...) as resp:` -> `httpx.Response` for
+  streaming reads (the probe); status errors are raised before the body is read.
+- `headers_for(target, auth)`; `FetchError.kind` in `KINDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import ssl
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import httpx
+
+from telegraf_llm_input.targets import TargetConfig, redact_url
+
+KINDS = ("refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown", "error")
+_BACKOFF_S = (0.1, 0.3, 0.6)
+
+
+class FetchError(Exception):
+    """A failed request, as one line that is safe to log (no token, no credentials)."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    url: str
+
+    def text(self) -> str:
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FetchError("bad_encoding", f"{self.url}: body is not valid UTF-8 (byte {exc.start})") from None
+
+    def json(self) -> Any:
+        try:
+            return jsonlib.loads(self.text())
+        except ValueError as exc:
+            raise FetchError("bad_body", f"{self.url}: body is not JSON ({exc.args[0][:60]})") from None
+
+
+def _tls_key(target: TargetConfig) -> tuple:
+    return (target.tls_ca, target.tls_cert, target.tls_key, target.insecure_skip_verify)
+
+
+class HttpPool:
+    """httpx clients shared by all targets, one per distinct TLS setting (connection reuse)."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple, httpx.AsyncClient] = {}
+        self._users = 0
+
+    def retain(self) -> "HttpPool":
+        """Each source using the pool retains it and releases it on close; the last one closes it."""
+        self._users += 1
+        return self
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0:
+            await self.close()
+
+    def client(self, target: TargetConfig) -> httpx.AsyncClient:
+        key = _tls_key(target)
+        client = self._clients.get(key)
+        if client is None:
+            client = httpx.AsyncClient(verify=_verify(target), follow_redirects=False, trust_env=False,
+                                       limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=60))
+            self._clients[key] = client
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+
+def _verify(target: TargetConfig) -> ssl.SSLContext | bool:
+    if target.insecure_skip_verify:
+        return False
+    if not (target.tls_ca or target.tls_cert):
+        return True
+    try:
+        context = ssl.create_default_context(cafile=target.tls_ca)
+        if target.tls_cert:
+            context.load_cert_chain(target.tls_cert, target.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise FetchError("tls", f"cannot load TLS files for {target.display_name}: {exc}") from None
+    return context
+
+
+def pool_for(env) -> HttpPool:
+    """The agent-wide pool kept in `SourceEnv.shared` (created on first use)."""
+    pool = env.shared.get("http")
+    if pool is None:
+        pool = env.shared["http"] = HttpPool()
+    return pool
+
+
+def headers_for(target: TargetConfig, auth: bool = True) -> dict[str, str]:
+    headers = dict(target.headers)
+    if auth and target.bearer_token:
+        headers["Authorization"] = f"Bearer {target.bearer_token}"
+    elif not auth:
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    return headers
+
+
+def url_for(target: TargetConfig, path: str) -> str:
+    return target.url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
+    if isinstance(exc, FetchError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        return FetchError("timeout", f"{where}: no answer within {timeout:g}s")
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc)
+        if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
+            return FetchError("tls", f"{where}: TLS error: {text[:160]}")
+        if "refused" in text.lower() or "Errno 111" in text or _caused_by(exc, ConnectionRefusedError):
+            return FetchError("refused", f"{where}: connection refused")
+        return FetchError("refused", f"{where}: cannot connect ({text[:120] or type(exc).__name__})")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return FetchError("error", f"{where}: connection broken ({type(exc).__name__})")
+    return FetchError("error", f"{where}: {type(exc).__name__}: {str(exc)[:160]}")
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def _retryable(err: FetchError) -> bool:
+    return err.kind in ("refused", "timeout", "error") or (err.kind == "http_status" and (err.status or 0) >= 500)
+
+
+async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytes:
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise FetchError("too_big", f"{where}: body of {int(declared)} bytes is over max_body_bytes ({limit})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():  # decoded: the cap also bounds a gzip bomb
+        size += len(chunk)
+        if size > limit:
+            raise FetchError("too_big", f"{where}: body over max_body_bytes ({limit})")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = True, retries: int | None = None,
+              accept: tuple[int, ...] = ()) -> Response:
+    """GET `path` under the target's URL; retries connect errors, timeouts and 5xx with a short backoff.
+
+    Statuses other than 2xx raise FetchError("http_status") unless listed in `accept`
+    (e.g. llama.cpp's 503 while loading is an answer, not a failure).
+    """
+    url = url_for(target, path)
+    where = f"GET {redact_url(url)}"
+    attempts = 1 + (target.retries if retries is None else retries)
+    last: FetchError | None = None
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(_BACKOFF_S[min(attempt - 1, len(_BACKOFF_S) - 1)])
+        try:
+            client = pool.client(target)
+            async with client.stream("GET", url, headers=headers_for(target, auth), timeout=target.timeout) as resp:
+                if not (200 <= resp.status_code < 300) and resp.status_code not in accept:
+                    raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}",
+                                     resp.status_code)
+                body = await _read_capped(resp, target.max_body_bytes, where)
+                return Response(resp.status_code, resp.headers, body, redact_url(url))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
+            last = _classify(exc, where, target.timeout)
+            if not _retryable(last):
+                raise last from None
+    assert last is not None
+    raise last from None
+
+
+def _reason(resp: httpx.Response) -> str:
+    if resp.status_code == 401:
+        return " (unauthorized: check bearer_token)"
+    if resp.status_code == 403:
+        return " (forbidden)"
+    return f" {resp.reason_phrase}" if resp.reason_phrase else ""
+
+
+@asynccontextmanager
+async def stream(pool: HttpPool, target: TargetConfig, method: str, path: str, *, json: Any = None,
+                 auth: bool = True, timeout: httpx.Timeout | float | None = None) -> AsyncIterator[httpx.Response]:
+    """One request (no retry: a POST is not idempotent) whose body the caller reads as it arrives."""
+    url = url_for(target, path)
+    where = f"{method} {redact_url(url)}"
+    limit = target.timeout if timeout is None else timeout
+    try:
+        async with pool.client(target).stream(method, url, headers=headers_for(target, auth), json=json,
+                                              timeout=limit) as resp:
+            if not (200 <= resp.status_code < 300):
+                raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}", resp.status_code)
+            yield resp
+    except FetchError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _classify(exc, where, target.timeout) from None

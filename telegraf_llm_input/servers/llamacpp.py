@@ -1,0 +1,123 @@
+"""llama.cpp `llama-server`: `/health`, `/metrics` (with `--metrics`), `/slots`, `/props`.
+
+Facts that shape this module:
+- `/health` needs no key even with `--api-key`; it answers 503 "Loading model" while loading.
+- `/metrics` and `/slots` go through the server's task queue, so they can block while it
+  decodes: a timeout there with a healthy `/health` means busy, not down (no retry).
+- Its `*_tokens_seconds` gauges reset on every scrape (wrong with two scrapers): tokens/s come
+  from counter deltas instead.
+- No model label: the model is `/props` `model_alias`, else the file name of `model_path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
+from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+
+TYPE = "llamacpp"
+
+TABLE = PromTable(
+    server_type=TYPE,
+    model_label=None,
+    gauges={
+        "requests_running": ("llamacpp:requests_processing",),
+        "requests_waiting": ("llamacpp:requests_deferred",),
+        "kv_cache_usage_ratio": ("llamacpp:kv_cache_usage_ratio",),
+    },
+    counters={
+        "prompt_tokens_total": ("llamacpp:prompt_tokens_total",),
+        "generation_tokens_total": ("llamacpp:tokens_predicted_total",),
+        "prompt_seconds_total": ("llamacpp:prompt_seconds_total",),
+        "generation_seconds_total": ("llamacpp:tokens_predicted_seconds_total",),
+        "decode_calls_total": ("llamacpp:n_decode_total",),
+    },
+    speeds={
+        "prompt_speed_tokens_per_s": ("prompt_tokens_total", "prompt_seconds_total"),
+        "generation_speed_tokens_per_s": ("generation_tokens_total", "generation_seconds_total"),
+    },
+)
+
+
+def model_from_props(props: dict) -> str | None:
+    alias = props.get("model_alias")
+    if isinstance(alias, str) and alias:
+        return alias
+    path = props.get("model_path") or (props.get("default_generation_settings") or {}).get("model")
+    if isinstance(path, str) and path:
+        return os.path.basename(path)
+    return None
+
+
+def slot_fields(slots: list) -> dict[str, float]:
+    """slots_total, slots_busy and, where the build reports `n_past`, the fullest busy slot's context."""
+    busy = 0
+    fill: list[float] = []
+    for slot in slots:
+        if not isinstance(slot, dict):
+            continue
+        processing = slot.get("is_processing")
+        if processing is None:
+            processing = slot.get("state", 0) != 0  # older builds: 0 = idle
+        if processing:
+            busy += 1
+            n_ctx, n_past = slot.get("n_ctx"), slot.get("n_past")
+            if isinstance(n_ctx, (int, float)) and n_ctx > 0 and isinstance(n_past, (int, float)):
+                fill.append(min(1.0, n_past / n_ctx))
+    out: dict[str, float] = {"slots_total": len(slots), "slots_busy": busy}
+    if fill:
+        out["context_used_ratio"] = max(fill)
+    return out
+
+
+async def _optional(coro):
+    """A page that may be off (`--no-slots`, no `--metrics`: 501/404) or blocked (timeout)."""
+    try:
+        return await coro, None
+    except FetchError as exc:
+        if exc.kind == "http_status" and exc.status in (404, 501):
+            return None, None
+        if exc.kind == "timeout":
+            return None, "busy"
+        raise
+
+
+class LlamaCppAdapter:
+    server_type = TYPE
+
+    async def read(self, fetch: Fetcher) -> Reading:
+        health = await fetch.get("/health", auth=False, accept=(503,))
+        if health.status == 503:
+            if "loading" in health.text().lower():
+                return Reading(health={"up": 0, "loading": 1}, server_type=TYPE)
+        path = fetch.target.metrics_path or "/metrics"
+        (page, m_state), (slots, s_state), (props, _) = await asyncio.gather(
+            _optional(fetch.text(path, retries=0)),
+            _optional(fetch.json("/slots", retries=0)),
+            _optional(fetch.json("/props")),
+        )
+        model = model_from_props(props) if isinstance(props, dict) else None
+        models = read_page(TABLE, parse_checked(page, TABLE, f"{fetch.target.display_name}{path}"), model) \
+            if page is not None else []
+        reading = models[0] if models else ModelReading(model)
+        if isinstance(slots, list):
+            reading.gauges.update(slot_fields(slots))
+        elif isinstance(props, dict) and isinstance(props.get("total_slots"), int):
+            reading.gauges["slots_total"] = props["total_slots"]
+        busy = 1 if "busy" in (m_state, s_state) else 0
+        return Reading([reading], health={"busy": busy}, server_type=TYPE)
+
+
+def make(target) -> LlamaCppAdapter:
+    return LlamaCppAdapter()
+
+
+async def detect(answers) -> bool:
+    page = await answers.text("/metrics")
+    if page is not None and "llamacpp:" in page:
+        return True
+    props = await answers.json("/props")
+    return isinstance(props, dict) and ("default_generation_settings" in props or "total_slots" in props)

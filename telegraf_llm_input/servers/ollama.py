@@ -1,0 +1,76 @@
+"""Ollama: no metrics page. `/api/version` says it is up; `/api/ps` lists the loaded models.
+
+`/api/ps` entries: `name`/`model`, `size` and `size_vram` (bytes), `expires_at` (RFC 3339),
+`context_length` (newer versions). Latency comes from the probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.sources.server import Fetcher, Reading
+
+TYPE = "ollama"
+MODEL_MEASUREMENT = "llm_model_loaded"
+
+
+def _seconds_until(expires_at, now: datetime) -> float | None:
+    if not isinstance(expires_at, str) or not expires_at:
+        return None
+    text = expires_at.replace("Z", "+00:00")
+    # Go prints up to 9 fractional digits; Python reads at most 6.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = "".join(c for c in rest if c.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def loaded_models(ps: dict, now: datetime) -> list[Metric]:
+    """One `llm_model_loaded` metric per model in an `/api/ps` answer (time set by the source)."""
+    out = []
+    for entry in ps.get("models") or []:
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name") or entry.get("model")
+        if not isinstance(name, str):
+            continue
+        size, vram = entry.get("size"), entry.get("size_vram")
+        fields = clean_fields({
+            "size_bytes": size if isinstance(size, int) else None,
+            "vram_bytes": vram if isinstance(vram, int) else None,
+            "gpu_offload_ratio": vram / size if isinstance(size, int) and size > 0 and isinstance(vram, int)
+            else None,
+            "context_length": entry.get("context_length") if isinstance(entry.get("context_length"), int) else None,
+            "seconds_until_unload": _seconds_until(entry.get("expires_at"), now),
+        })
+        out.append(Metric(MODEL_MEASUREMENT, {"model": name}, fields, 0))
+    return out
+
+
+class OllamaAdapter:
+    server_type = TYPE
+
+    async def read(self, fetch: Fetcher) -> Reading:
+        version, ps = await asyncio.gather(fetch.json("/api/version"), fetch.json("/api/ps"))
+        models = loaded_models(ps if isinstance(ps, dict) else {}, datetime.now(timezone.utc))
+        reading = Reading(extra=models, server_type=TYPE)
+        reading.health["models_loaded"] = len(models)
+        return reading
+
+
+def make(target) -> OllamaAdapter:
+    return OllamaAdapter()
+
+
+async def detect(answers) -> bool:
+    version = await answers.json("/api/version")
+    return isinstance(version, dict) and "version" in version

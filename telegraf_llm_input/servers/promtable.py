@@ -1,0 +1,145 @@
+"""Reading a Prometheus page through a declarative table: our field -> the server's metric names.
+
+A server module is then mostly a `PromTable`. Series are grouped by the model label and summed
+over every other label (vLLM engines, SGLang ranks); ratio gauges (KV-cache usage) are averaged.
+Names ending in `_created` are never read because tables only list the names they want.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from telegraf_llm_input import histogram as hist
+from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.promtext import Page, Sample, parse
+from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+
+
+@dataclass(frozen=True)
+class PromTable:
+    server_type: str
+    model_label: str | None = "model_name"
+    gauges: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Our field -> candidate metric names; the first present on the page wins (new before old)."""
+    averaged: frozenset[str] = frozenset()
+    """Gauges averaged over series (ratios), not summed."""
+    counters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    histograms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Our prefix (`ttft`) -> candidate histogram names (values in seconds)."""
+    finish_reason: tuple[str, str] | None = None
+    """(counter, label): adds `requests_finished_<reason>_total` per label value."""
+    errors_where: tuple[str, str, tuple[str, ...]] | None = None
+    """(counter, label, values): `request_errors_total` = that counter where label is one of values
+    (absent when the page has no such series)."""
+    speeds: dict[str, tuple[str, str]] = field(default_factory=dict)
+    path: str = "/metrics"
+
+    def names(self) -> set[str]:
+        out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
+        out |= {n + "_bucket" for names in self.histograms.values() for n in names}
+        return out
+
+
+def _by_name(page: Page) -> dict[str, list[Sample]]:
+    out: dict[str, list[Sample]] = {}
+    for s in page.samples:
+        out.setdefault(s.name, []).append(s)
+    return out
+
+
+def _first(by_name: dict[str, list[Sample]], names: tuple[str, ...]) -> list[Sample] | None:
+    for n in names:
+        if n in by_name:
+            return by_name[n]
+    return None
+
+
+def read_page(table: PromTable, page: Page, default_model: str | None = None) -> list[ModelReading]:
+    """One ModelReading per model on the page (pure)."""
+    by_name = _by_name(page)
+    models: dict[str | None, ModelReading] = {}
+    label = table.model_label
+
+    def model_of(labels: dict[str, str]) -> str | None:
+        return (labels.get(label) if label else None) or default_model
+
+    def reading(model: str | None) -> ModelReading:
+        if model not in models:
+            models[model] = ModelReading(model, speeds=dict(table.speeds))
+        return models[model]
+
+    def accumulate(target: str, samples: list[Sample], kind: str, mean: bool = False) -> None:
+        sums: dict[str | None, list[float]] = {}
+        for s in samples:
+            if s.value != s.value:  # NaN
+                continue
+            sums.setdefault(model_of(s.labels), []).append(s.value)
+        for model, values in sums.items():
+            value = sum(values) / len(values) if mean else sum(values)
+            getattr(reading(model), kind)[target] = value
+
+    for ours, names in table.gauges.items():
+        samples = _first(by_name, names)
+        if samples:
+            accumulate(ours, samples, "gauges", ours in table.averaged)
+    for ours, names in table.counters.items():
+        samples = _first(by_name, names)
+        if samples:
+            accumulate(ours, samples, "counters")
+    if table.finish_reason:
+        name, reason_label = table.finish_reason
+        groups: dict[str, list[Sample]] = {}
+        for s in by_name.get(name, ()):
+            reason = s.labels.get(reason_label)
+            if reason and reason.replace("_", "").isalnum():
+                groups.setdefault(reason.lower(), []).append(s)
+        for reason, samples in groups.items():
+            accumulate(f"requests_finished_{reason}_total", samples, "counters")
+    if table.errors_where:
+        name, err_label, values = table.errors_where
+        samples = by_name.get(name)
+        matching = [s for s in samples or () if s.labels.get(err_label) in values]
+        # Only servers that export the error series (newer vLLM) get the field; older ones
+        # don't count errors at all, and a 0 would claim they had none.
+        accumulate("request_errors_total", matching, "counters")
+    by = (label,) if label else ()
+    for prefix, names in table.histograms.items():
+        for n in names:
+            if n + "_bucket" not in by_name:
+                continue
+            own = [*by_name[n + "_bucket"], *by_name.get(n + "_count", ()), *by_name.get(n + "_sum", ())]
+            for key, h in hist.collect(own, n, by=by).items():
+                labels = dict(key)
+                reading(model_of(labels)).histograms[prefix] = h
+            break
+    return [models[m] for m in sorted(models, key=lambda m: m or "")]
+
+
+def parse_checked(text: str, table: PromTable | None, where: str) -> Page:
+    """Parse; a page with nothing we know on it is an error (garbage, an HTML login page...)."""
+    page = parse(text)
+    if not page.samples:
+        raise FetchError("bad_body", f"{where}: no Prometheus samples in the page ({page.errors} bad lines)")
+    if table is not None:
+        wanted = table.names()
+        if not any(s.name in wanted for s in page.samples):
+            raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
+    return page
+
+
+class PromAdapter:
+    """An adapter that is only a table: GET the metrics page, read it through the table."""
+
+    def __init__(self, table: PromTable):
+        self.table = table
+        self.server_type = table.server_type
+
+    async def default_model(self, fetch: Fetcher) -> str | None:
+        return None
+
+    async def read(self, fetch: Fetcher) -> Reading:
+        path = fetch.target.metrics_path or self.table.path
+        text = await fetch.text(path)
+        page = parse_checked(text, self.table, f"{fetch.target.display_name}{path}")
+        model = await self.default_model(fetch) if self.table.model_label is None else None
+        return Reading(read_page(self.table, page, model), server_type=self.server_type)

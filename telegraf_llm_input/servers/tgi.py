@@ -1,0 +1,51 @@
+"""Hugging Face TGI router: `tgi_` names without a model label; the model comes from `/info`.
+
+Counters have no `_total` suffix. Token totals are the `_sum` of the per-request token histograms.
+"""
+
+from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+
+TYPE = "tgi"
+
+TABLE = PromTable(
+    server_type=TYPE,
+    model_label=None,
+    gauges={
+        "requests_running": ("tgi_batch_current_size",),
+        "requests_waiting": ("tgi_queue_size",),
+    },
+    counters={
+        "prompt_tokens_total": ("tgi_request_input_length_sum",),
+        "generation_tokens_total": ("tgi_request_generated_tokens_sum",),
+        "requests_total": ("tgi_request_count",),
+        "request_errors_total": ("tgi_request_failure",),
+    },
+    histograms={
+        "e2e": ("tgi_request_duration",),
+        "queue": ("tgi_request_queue_duration",),
+        "tpot": ("tgi_request_mean_time_per_token_duration",),
+    },
+)
+
+
+class TgiAdapter(PromAdapter):
+    async def default_model(self, fetch) -> str | None:
+        try:
+            info = await fetch.json("/info")
+        except FetchError:
+            return None
+        model = info.get("model_id") if isinstance(info, dict) else None
+        return model if isinstance(model, str) and model else None
+
+
+def make(target) -> TgiAdapter:
+    return TgiAdapter(TABLE)
+
+
+async def detect(answers) -> bool:
+    page = await answers.text("/metrics")
+    if page is not None and "tgi_" in page:
+        return True
+    info = await answers.json("/info")
+    return isinstance(info, dict) and "model_id" in info and "max_concurrent_requests" in info

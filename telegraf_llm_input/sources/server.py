@@ -1,0 +1,221 @@
+"""`llm_server`: one source per target: fetch, map to our schema, derive interval numbers.
+
+Server modules (`telegraf_llm_input/servers/`) only say how to read a server into a `Reading`
+(gauges, counters, histograms per model); everything that makes the numbers true lives here
+once: rates from counter deltas, interval percentiles from bucket deltas, reset handling,
+health fields, and logging a failure once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from telegraf_llm_input import histogram as hist
+from telegraf_llm_input.http import FetchError, HttpPool, Response, get
+from telegraf_llm_input.log import StateLog, get_logger
+from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.rates import counter_delta, ratio
+from telegraf_llm_input.sources.base import GatherContext
+from telegraf_llm_input.targets import TargetConfig
+
+MEASUREMENT = "llm_server"
+QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
+STANDARD_RATES = ("prompt_tokens_total", "generation_tokens_total", "requests_total")
+
+log = get_logger("server")
+
+
+class Fetcher:
+    """A target's HTTP access as adapters see it (paths, not URLs)."""
+
+    def __init__(self, pool: HttpPool, target: TargetConfig):
+        self.pool = pool
+        self.target = target
+
+    async def get(self, path: str, *, auth: bool = True, retries: int | None = None,
+                  accept: tuple[int, ...] = ()) -> Response:
+        return await get(self.pool, self.target, path, auth=auth, retries=retries, accept=accept)
+
+    async def text(self, path: str, **kw) -> str:
+        return (await self.get(path, **kw)).text()
+
+    async def json(self, path: str, **kw):
+        return (await self.get(path, **kw)).json()
+
+
+@dataclass
+class ModelReading:
+    """What one scrape says about one model (or the whole server when it has no model label)."""
+
+    model: str | None
+    gauges: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, float] = field(default_factory=dict)
+    histograms: dict[str, hist.Histogram] = field(default_factory=dict)
+    """Field prefix (`ttft`) -> cumulative histogram."""
+    speeds: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Field -> (counter, counter): Δfirst / Δsecond over the interval (llama.cpp tokens per busy second)."""
+    rated: tuple[str, ...] | None = STANDARD_RATES
+    """Counters that get a `_per_s` rate; None: all of them."""
+    hist_scale: float = 1000.0
+    hist_suffix: str = "_ms"
+    measurement: str = MEASUREMENT
+    tags: dict[str, str] = field(default_factory=dict)
+    """Extra tags (a `prometheus` target's series labels)."""
+
+
+@dataclass
+class Reading:
+    models: list[ModelReading] = field(default_factory=list)
+    health: dict[str, int] = field(default_factory=dict)
+    """Overrides of `up=1` (e.g. busy=1, loading=1, up=0)."""
+    extra: list[Metric] = field(default_factory=list)
+    """Other measurements (tags `target`, `server_type` are added)."""
+    server_type: str | None = None
+
+
+class Adapter(Protocol):
+    server_type: str
+
+    async def read(self, fetch: Fetcher) -> Reading:
+        """Read the server; raise FetchError when it cannot be read at all (-> up=0)."""
+        ...
+
+
+def rate_name(counter: str) -> str:
+    return counter.removesuffix("_total") + "_per_s"
+
+
+@dataclass
+class Baseline:
+    """What the previous scrape of one model left for the next one."""
+
+    at: float
+    """Gather time, seconds."""
+    counters: dict[str, float]
+    histograms: dict[str, hist.Histogram]
+
+
+@dataclass
+class Derived:
+    fields: dict[str, float | int]
+    resets: list[str]
+    """Counters/histograms that went down or changed buckets (the baseline restarts)."""
+
+
+def derive(prev: Baseline | None, cur: ModelReading, seconds: float) -> Derived:
+    """Fields for one model: gauges and counters as read; rates and percentiles over the interval.
+
+    Pure. First scrape (prev None): no rates, no percentiles. A counter that went down gives no
+    rate (listed in `resets`). A histogram with no new observations gives no percentile.
+    """
+    out: dict[str, float | int | None] = dict(cur.gauges)
+    for name, value in cur.counters.items():
+        out[name] = int(value) if float(value).is_integer() else value
+    resets: list[str] = []
+    if prev is None or seconds <= 0:
+        return Derived(clean_fields(out), resets)
+    deltas: dict[str, float] = {}
+    for name, value in cur.counters.items():
+        before = prev.counters.get(name)
+        if before is None:
+            continue
+        d = counter_delta(before, value)
+        if d is None:
+            resets.append(name)
+            continue
+        deltas[name] = d
+        if cur.rated is None or name in cur.rated:
+            out[rate_name(name)] = d / seconds
+    if "request_errors_total" in deltas and "requests_total" in deltas:
+        out["error_ratio"] = ratio(deltas["request_errors_total"], deltas["requests_total"])
+    for name, (num, den) in cur.speeds.items():
+        if num in deltas and den in deltas:
+            out[name] = ratio(deltas[num], deltas[den])
+    for prefix, h in cur.histograms.items():
+        before_h = prev.histograms.get(prefix)
+        if before_h is None:
+            continue
+        d_h = hist.delta(before_h, h)
+        if d_h is None:
+            resets.append(prefix)
+            continue
+        if d_h.count <= 0:
+            continue
+        for q, label in QUANTILES:
+            value = hist.quantile(q, d_h)
+            if value is not None and value == value:  # NaN: malformed buckets, no field
+                out[f"{prefix}_{label}{cur.hist_suffix}"] = value * cur.hist_scale
+        m = hist.mean(d_h)
+        if m is not None:
+            out[f"{prefix}_mean{cur.hist_suffix}"] = m * cur.hist_scale
+    return Derived(clean_fields(out), resets)
+
+
+class ServerSource:
+    """Scrapes one target with one adapter; keeps the previous snapshot per model."""
+
+    def __init__(self, target: TargetConfig, adapter: Adapter, pool: HttpPool):
+        self.target = target
+        self.adapter = adapter
+        self.name = f"server:{target.display_name}"
+        self._pool = pool.retain()
+        self._fetch = Fetcher(pool, target)
+        self._baselines: dict[tuple, Baseline] = {}
+        self._last_models: list[str | None] = []
+        self._state = StateLog(log)
+        self._server_type: str | None = None if adapter.server_type == "auto" else adapter.server_type
+
+    def _tags(self, server_type: str | None, model: str | None) -> dict[str, str]:
+        tags = dict(self.target.tags)
+        tags["target"] = self.target.display_name
+        if server_type:
+            tags["server_type"] = server_type
+        if model:
+            tags["model"] = model
+        return tags
+
+    async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
+        started = time.monotonic()
+        try:
+            reading = await self.adapter.read(self._fetch)
+        except FetchError as exc:
+            scrape_ms = (time.monotonic() - started) * 1000
+            self._state.fail("scrape", f"target {self.target.display_name}: down: {exc}")
+            models = self._last_models or [None]
+            return [Metric(MEASUREMENT, self._tags(self._server_type, m), {"up": 0, "scrape_ms": scrape_ms},
+                           ctx.time_ns) for m in models]
+        now = time.monotonic()
+        scrape_ms = (now - started) * 1000
+        server_type = reading.server_type or self._server_type
+        self._server_type = server_type
+        self._state.ok("scrape", f"target {self.target.display_name}: up again")
+        health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
+        metrics: list[Metric] = []
+        for m in reading.models:
+            key = (m.measurement, m.model, tuple(sorted(m.tags.items())))
+            prev = self._baselines.get(key)
+            at = ctx.time_ns / 1e9  # the gather's timestamp: rates agree with the points' own times
+            derived = derive(prev, m, at - prev.at if prev else 0.0)
+            if derived.resets:
+                log.info("target %s%s: %s went down or changed buckets (server restarted?); new baseline",
+                         self.target.display_name, f" model {m.model}" if m.model else "",
+                         ", ".join(sorted(derived.resets)))
+            self._baselines[key] = Baseline(at, dict(m.counters), dict(m.histograms))
+            fields = derived.fields
+            if m.measurement == MEASUREMENT:
+                fields = {**health, "scrape_ms": scrape_ms, **fields}
+            tags = {**m.tags, **self._tags(server_type, m.model)}
+            metrics.append(Metric(m.measurement, tags, fields, ctx.time_ns))
+        if not any(m.measurement == MEASUREMENT for m in reading.models):
+            metrics.append(Metric(MEASUREMENT, self._tags(server_type, None), {**health, "scrape_ms": scrape_ms},
+                                  ctx.time_ns))
+        for extra in reading.extra:
+            metrics.append(Metric(extra.measurement, {**self._tags(server_type, None), **extra.tags}, extra.fields,
+                                  ctx.time_ns))
+        self._last_models = [m.model for m in reading.models if m.measurement == MEASUREMENT] or [None]
+        return metrics
+
+    async def close(self) -> None:
+        await self._pool.release()

@@ -1,0 +1,127 @@
+"""Fakes of each model server, built on FakeServer, whose counters/histograms the test moves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tests.fakes.pages import family, histogram, sample
+from tests.fakes.server import FakeServer, Reply
+
+Hist = tuple[list[float], list[float], float]
+"""(bounds without +Inf, cumulative counts incl. +Inf, sum) in seconds."""
+
+
+@dataclass
+class Snap:
+    running: float = 0
+    waiting: float = 0
+    kv: float = 0.0
+    prompt: float = 0
+    generation: float = 0
+    finished: dict[str, float] = field(default_factory=dict)
+    preemptions: float = 0
+    hists: dict[str, Hist] = field(default_factory=dict)
+
+
+VLLM_HIST = {"ttft": "vllm:time_to_first_token_seconds", "itl": "vllm:inter_token_latency_seconds",
+             "tpot": "vllm:request_time_per_output_token_seconds", "e2e": "vllm:e2e_request_latency_seconds",
+             "queue": "vllm:request_queue_time_seconds", "prefill": "vllm:request_prefill_time_seconds",
+             "decode": "vllm:request_decode_time_seconds"}
+
+
+def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> str:
+    """A vLLM page; with engines > 1 each engine reports an equal share of every number."""
+    out = []
+    share = 1.0 / engines
+
+    def series(name, kind, per_model):
+        lines = []
+        for model, snap in models.items():
+            for e in range(engines):
+                labels = {"model_name": model} if old else {"engine": str(e), "model_name": model}
+                lines.extend(per_model(snap, labels))
+                if old:
+                    break
+        out.append(family(name, kind, lines, "help"))
+
+    series("vllm:num_requests_running", "gauge", lambda s, l: [sample("vllm:num_requests_running", l, s.running * share)])
+    series("vllm:num_requests_waiting", "gauge", lambda s, l: [sample("vllm:num_requests_waiting", l, s.waiting * share)])
+    kv = "vllm:gpu_cache_usage_perc" if old else "vllm:kv_cache_usage_perc"
+    series(kv, "gauge", lambda s, l: [sample(kv, l, s.kv)])
+    for ours, name in (("prompt", "vllm:prompt_tokens"), ("generation", "vllm:generation_tokens"),
+                       ("preemptions", "vllm:num_preemptions")):
+        series(name, "counter", lambda s, l, ours=ours, name=name: [sample(name + "_total", l, getattr(s, ours) * share)])
+        series(name + "_created", "gauge", lambda s, l, name=name: [sample(name + "_created", l, 1.7e9)])
+    series("vllm:request_success", "counter", lambda s, l: [
+        sample("vllm:request_success_total", {**l, "finished_reason": r}, v * share) for r, v in s.finished.items()])
+    for ours, name in VLLM_HIST.items():
+        if old and ours == "itl":
+            name = "vllm:time_per_output_token_seconds"
+        if old and ours == "tpot":
+            continue
+
+        def lines(s, l, ours=ours, name=name):
+            if ours not in s.hists:
+                return []
+            bounds, cum, total = s.hists[ours]
+            return histogram(name, l, bounds, [c * share for c in cum], total * share)
+        series(name, "histogram", lines)
+    return "\n".join(out) + "\n"
+
+
+def fake_vllm(page: str | list[str], **kw) -> FakeServer:
+    pages = [page] if isinstance(page, str) else page
+    return FakeServer({"/metrics": [Reply(p) for p in pages], "/version": Reply({"version": "0.11.0"}),
+                       "/v1/models": Reply({"object": "list", "data": [{"id": "m", "object": "model"}]})}, **kw)
+
+
+def llamacpp_metrics(prompt: float, predicted: float, prompt_s: float, predicted_s: float, processing: int = 0,
+                     deferred: int = 0, decode_calls: float = 0, kv: float | None = None) -> str:
+    """llama-server `--metrics` page: counters first, then gauges (C++ ostream numbers)."""
+    def num(v):
+        return f"{v:g}"
+    rows = [("prompt_tokens_total", "counter", prompt), ("prompt_seconds_total", "counter", prompt_s),
+            ("tokens_predicted_total", "counter", predicted), ("tokens_predicted_seconds_total", "counter", predicted_s),
+            ("n_decode_total", "counter", decode_calls), ("n_busy_slots_per_decode", "counter", 1),
+            ("prompt_tokens_seconds", "gauge", 123.4), ("predicted_tokens_seconds", "gauge", 45.6)]
+    if kv is not None:
+        rows.append(("kv_cache_usage_ratio", "gauge", kv))
+    rows += [("requests_processing", "gauge", processing), ("requests_deferred", "gauge", deferred)]
+    return "".join(f"# HELP llamacpp:{n} {n}\n# TYPE llamacpp:{n} {k}\nllamacpp:{n} {num(v)}\n" for n, k, v in rows)
+
+
+def llamacpp_slots(busy: int, total: int, n_ctx: int = 4096) -> list[dict]:
+    return [{"id": i, "id_task": i if i < busy else -1, "n_ctx": n_ctx, "speculative": False,
+             "is_processing": i < busy, "next_token": {"has_next_token": i < busy, "n_remain": -1, "n_decoded": 0}}
+            for i in range(total)]
+
+
+def llamacpp_props(total: int = 2, alias: str | None = None, path: str = "/models/qwen2.5-1.5b-q4_k_m.gguf") -> dict:
+    props = {"default_generation_settings": {"n_ctx": 4096, "params": {}}, "total_slots": total,
+             "model_path": path, "chat_template": "", "build_info": "b6000-abc"}
+    if alias:
+        props["model_alias"] = alias
+    return props
+
+
+def fake_llamacpp(metrics: str | list[Reply], *, slots: int = 2, busy: int = 0, api_key: str | None = None,
+                  **kw) -> FakeServer:
+    replies = [Reply(m) for m in metrics] if isinstance(metrics, list) and metrics and isinstance(metrics[0], str) \
+        else metrics if isinstance(metrics, list) else [Reply(metrics)]
+    return FakeServer({"/health": Reply({"status": "ok"}), "/metrics": replies,
+                       "/slots": Reply(llamacpp_slots(busy, slots)), "/props": Reply(llamacpp_props(slots)),
+                       "/v1/models": Reply({"object": "list", "data": [{"id": "qwen", "object": "model"}]})},
+                      api_key=api_key, protected=("/metrics", "/slots", "/props", "/v1/models"), **kw)
+
+
+LOADING = Reply({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}, status=503)
+
+
+def fake_ollama(models: list[dict]) -> FakeServer:
+    return FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": models}),
+                       "/": Reply("Ollama is running")})
+
+
+def fake_openai(ids: list[str]) -> FakeServer:
+    return FakeServer({"/v1/models": Reply({"object": "list", "data": [{"id": i, "object": "model",
+                                                                          "owned_by": "organization_owner"} for i in ids]})})

@@ -1,0 +1,60 @@
+"""Page builders for TGI (Rust exporter style) and SGLang (ranked scheduler gauges)."""
+
+from __future__ import annotations
+
+from tests.fakes.pages import histogram, sample
+from tests.fakes.server import FakeServer, Reply
+
+
+def tgi_page(success: int, failures: dict[str, int], queue: int, batch: int, input_sum: float, gen_sum: float,
+             e2e: tuple[list[float], list[float], float]) -> str:
+    """No `# HELP`, counters without `_total`, integers without `.0`; model only in `/info`."""
+    total = success + sum(failures.values())
+    lines = ["# TYPE tgi_request_count counter", sample("tgi_request_count", {}, total, "rust"),
+             "# TYPE tgi_request_success counter", sample("tgi_request_success", {}, success, "rust")]
+    if failures:
+        lines.append("# TYPE tgi_request_failure counter")
+        lines += [sample("tgi_request_failure", {"err": k}, v, "rust") for k, v in failures.items()]
+    lines += ["# TYPE tgi_queue_size gauge", sample("tgi_queue_size", {}, queue, "rust"),
+              "# TYPE tgi_batch_current_size gauge", sample("tgi_batch_current_size", {}, batch, "rust")]
+    bounds, cum, s = e2e
+    lines += ["# TYPE tgi_request_duration histogram", *histogram("tgi_request_duration", {}, bounds, cum, s, "rust")]
+    for name, value in (("tgi_request_input_length", input_sum), ("tgi_request_generated_tokens", gen_sum)):
+        lines += [f"# TYPE {name} histogram",
+                  *histogram(name, {}, [10.0, 100.0], [0, total, total], value, "rust")]
+    return "\n".join(lines) + "\n"
+
+
+TGI_INFO = {"model_id": "mistralai/Mistral-7B-Instruct-v0.3", "model_sha": None, "model_pipeline_tag": None,
+            "max_concurrent_requests": 128, "max_best_of": 2, "max_stop_sequences": 4, "max_input_tokens": 1024,
+            "max_total_tokens": 2048, "validation_workers": 2, "max_client_batch_size": 4, "router": "text-generation-router",
+            "version": "3.0.1", "sha": None, "docker_label": None}
+
+
+def fake_tgi(pages: list[str]) -> FakeServer:
+    return FakeServer({"/metrics": [Reply(p) for p in pages], "/info": Reply(TGI_INFO)})
+
+
+def sglang_page(model: str, ranks: int, running_per_rank: int, usage: list[float], prompt: float, gen: float,
+                requests: float, ttft: tuple[list[float], list[float], float]) -> str:
+    lines = ["# HELP sglang:num_running_reqs The number of running requests.", "# TYPE sglang:num_running_reqs gauge"]
+    rank_labels = [{"engine_type": "unified", "model_name": model, "moe_ep_rank": "0", "pp_rank": "0",
+                    "tp_rank": str(r)} for r in range(ranks)]
+    lines += [sample("sglang:num_running_reqs", l, running_per_rank) for l in rank_labels]
+    lines += ["# HELP sglang:num_queue_reqs q", "# TYPE sglang:num_queue_reqs gauge"]
+    lines += [sample("sglang:num_queue_reqs", l, 1) for l in rank_labels]
+    lines += ["# HELP sglang:token_usage u", "# TYPE sglang:token_usage gauge"]
+    lines += [sample("sglang:token_usage", l, u) for l, u in zip(rank_labels, usage)]
+    for name, value in (("sglang:prompt_tokens", prompt), ("sglang:generation_tokens", gen),
+                        ("sglang:num_requests", requests)):
+        lines += [f"# HELP {name}_total h", f"# TYPE {name}_total counter", sample(name + "_total", {"model_name": model}, value)]
+    bounds, cum, s = ttft
+    lines += ["# HELP sglang:time_to_first_token_seconds h", "# TYPE sglang:time_to_first_token_seconds histogram",
+              *histogram("sglang:time_to_first_token_seconds", {"model_name": model}, bounds, cum, s)]
+    return "\n".join(lines) + "\n"
+
+
+def fake_sglang(pages: list[str]) -> FakeServer:
+    return FakeServer({"/metrics": [Reply(p) for p in pages],
+                       "/get_server_info": Reply({"model_path": "Qwen/Qwen2.5-7B-Instruct", "tp_size": 2,
+                                                  "version": "0.4.9"})})

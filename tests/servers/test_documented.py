@@ -1,0 +1,31 @@
+"""Every field a standard server type can emit is documented by name in schema/server.py."""
+
+from telegraf_llm_input import histogram
+from telegraf_llm_input.promtext import parse
+from telegraf_llm_input.schema import lookup
+from telegraf_llm_input.servers import llamacpp, sglang, tgi, vllm
+from telegraf_llm_input.servers.promtable import read_page
+from telegraf_llm_input.sources.server import Baseline, derive
+
+
+def test_all_fields_from_fixture_pages_are_documented():
+    seen = set()
+    for module, fixture in ((vllm, "vllm"), (vllm, "vllm_v0"), (vllm, "vllm_dp2"), (sglang, "sglang"),
+                            (tgi, "tgi"), (llamacpp, "llamacpp"), (llamacpp, "llamacpp_old")):
+        for reading in read_page(module.TABLE, parse(open(f"tests/fixtures/prometheus/{fixture}.txt").read()), "m"):
+            # a baseline of zeros: every counter moved, every histogram observed something
+            zero = Baseline(0.0, {k: 0.0 for k in reading.counters},
+                            {k: histogram.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
+                             for k, h in reading.histograms.items()})
+            fields = derive(zero, reading, 10.0).fields
+            assert any(k.endswith("_per_s") for k in fields), fixture
+            if module is not llamacpp:  # llama.cpp has no histograms
+                assert any(k.endswith("_p95_ms") for k in fields), fixture
+            seen |= set(fields)
+    seen |= {"up", "busy", "loading", "scrape_ms", "slots_total", "slots_busy", "context_used_ratio",
+             "models_loaded", "error_ratio"}
+    undocumented = sorted(f for f in seen if (lookup("llm_server", f) or None) is None
+                          or lookup("llm_server", f).name == "*")
+    assert undocumented == []
+    for f in ("size_bytes", "vram_bytes", "gpu_offload_ratio", "context_length", "seconds_until_unload"):
+        assert lookup("llm_model_loaded", f) is not None

@@ -1,0 +1,79 @@
+import asyncio
+
+import pytest
+
+from telegraf_llm_input.http import HttpPool
+from telegraf_llm_input.servers import make_adapter
+from telegraf_llm_input.sources.base import GatherContext
+from telegraf_llm_input.sources.server import ServerSource
+from telegraf_llm_input.targets import TargetConfig
+from tests.fakes.llm import LOADING, fake_llamacpp, llamacpp_metrics, llamacpp_props
+from tests.fakes.server import Reply
+
+S = 1_000_000_000
+
+
+def scrape(target, times):
+    async def run():
+        source = ServerSource(target, make_adapter(target), HttpPool().retain())
+        out = [[m for m in await source.gather(GatherContext(t, 5.0)) if m.measurement == "llm_server"]
+               for t in times]
+        await source.close()
+        return out
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", ["llamacpp", "auto"])
+def test_tokens_per_s_from_counter_deltas_slots_and_model(kind):
+    pages = [llamacpp_metrics(1000, 2000, 2.0, 40.0, processing=1, decode_calls=500),
+             llamacpp_metrics(1600, 2500, 2.5, 50.0, processing=2, decode_calls=900)]
+    if kind == "auto":
+        pages.insert(0, pages[0])
+    with fake_llamacpp(pages, slots=4, busy=2, api_key="k3y") as fake:
+        fake.script("/props", Reply(llamacpp_props(4, alias="qwen-1.5b")))
+        target = TargetConfig(url=fake.url, type=kind, bearer_token="k3y")
+        [[first], [second]] = scrape(target, [0, 20 * S])
+        health_auth = [r.headers.get("Authorization") for r in fake.requests if r.path == "/health"]
+        metrics_auth = [r.headers.get("Authorization") for r in fake.requests if r.path == "/metrics"]
+    assert first.tags["model"] == "qwen-1.5b" and first.tags["server_type"] == "llamacpp"
+    assert first.fields["slots_total"] == 4 and first.fields["slots_busy"] == 2
+    assert first.fields["generation_tokens_total"] == 2000 and "generation_tokens_per_s" not in first.fields
+    f = second.fields
+    assert f["up"] == 1 and f["busy"] == 0 and f["requests_running"] == 2
+    assert f["prompt_tokens_per_s"] == pytest.approx(600 / 20)
+    assert f["generation_tokens_per_s"] == pytest.approx(500 / 20)
+    # speed while generating: 500 tokens in 10 busy seconds (not the server's 45.6 gauge)
+    assert f["generation_speed_tokens_per_s"] == pytest.approx(50.0)
+    assert f["prompt_speed_tokens_per_s"] == pytest.approx(1200.0)
+    assert "kv_cache_usage_ratio" not in f
+    # --api-key: /health is open and gets no token; the rest carry it
+    assert set(health_auth) == {None} and set(metrics_auth) == {"Bearer k3y"}
+
+
+def test_metrics_blocked_while_decoding_is_busy_not_down():
+    blocked = Reply(llamacpp_metrics(1, 1, 1, 1), delay=2.0)
+    with fake_llamacpp([blocked], slots=1) as fake:
+        fake.script("/slots", Reply([], delay=2.0))
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp", timeout=0.3), [0])
+    assert m.fields["up"] == 1 and m.fields["busy"] == 1
+    assert m.fields["slots_total"] == 1  # from /props
+    assert m.tags["model"] == "qwen2.5-1.5b-q4_k_m.gguf"
+
+
+def test_loading_model():
+    with fake_llamacpp(llamacpp_metrics(0, 0, 0, 0)) as fake:
+        fake.script("/health", LOADING)
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
+    assert m.fields["loading"] == 1 and m.fields["up"] == 0
+
+
+def test_older_build_kv_cache_ratio_and_fixture():
+    with fake_llamacpp(open("tests/fixtures/prometheus/llamacpp_old.txt").read()) as fake:
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
+    assert 0 <= m.fields["kv_cache_usage_ratio"] <= 1
+
+
+def test_wrong_token_is_down():
+    with fake_llamacpp(llamacpp_metrics(1, 1, 1, 1), api_key="right") as fake:
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp", bearer_token="wrong"), [0])
+    assert m.fields["up"] == 0

@@ -1,0 +1,146 @@
+"""llm_server through the public path: a fake vLLM page that moves, scraped by ServerSource."""
+
+import asyncio
+import logging
+
+import pytest
+
+from telegraf_llm_input import histogram
+from telegraf_llm_input.http import HttpPool
+from telegraf_llm_input.promtext import parse
+from telegraf_llm_input.servers import make_adapter
+from telegraf_llm_input.servers.promtable import read_page
+from telegraf_llm_input.servers.vllm import TABLE
+from telegraf_llm_input.sources.base import GatherContext
+from telegraf_llm_input.sources.server import ServerSource
+from telegraf_llm_input.targets import TargetConfig
+from tests.fakes.llm import Snap, fake_vllm, vllm_page
+
+S = 1_000_000_000
+BOUNDS = [0.1, 0.5, 1.0]
+M = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def scrape_all(target: TargetConfig, times: list[int]) -> list[list]:
+    async def run():
+        pool = HttpPool()
+        source = ServerSource(target, make_adapter(target), pool.retain())
+        out = [list(await source.gather(GatherContext(t, 5.0))) for t in times]
+        await source.close()
+        return out
+    return asyncio.run(run())
+
+
+def by_model(metrics):
+    return {m.tags.get("model"): m for m in metrics if m.measurement == "llm_server"}
+
+
+def snap(prompt, gen, stop, length, ttft_cum, ttft_sum, running=3, waiting=1, kv=0.25):
+    return Snap(running=running, waiting=waiting, kv=kv, prompt=prompt, generation=gen,
+                finished={"stop": stop, "length": length}, preemptions=1,
+                hists={"ttft": (BOUNDS, ttft_cum, ttft_sum), "e2e": (BOUNDS, ttft_cum, ttft_sum)})
+
+
+PAGE1 = vllm_page({M: snap(1000, 5000, 10, 2, [2, 5, 6, 6], 1.8)}, engines=2)
+PAGE2 = vllm_page({M: snap(1400, 5600, 16, 4, [2, 9, 14, 14], 6.0)}, engines=2)
+
+
+@pytest.mark.parametrize("kind", ["vllm", "auto"])
+def test_vllm_rates_and_interval_percentiles(kind):
+    pages = [PAGE1, PAGE2] if kind == "vllm" else [PAGE1, PAGE1, PAGE2]  # detection reads /metrics once
+    with fake_vllm(pages) as fake:
+        first, second = scrape_all(TargetConfig(url=fake.url, type=kind, tags={"rack": "a"}), [100 * S, 110 * S])
+    f1 = by_model(first)[M]
+    assert f1.tags["server_type"] == "vllm" and f1.tags["target"] == fake.url and f1.tags["rack"] == "a"
+    # first scrape: counters and gauges only (two engines summed; kv averaged)
+    assert f1.fields["prompt_tokens_total"] == 1000 and isinstance(f1.fields["prompt_tokens_total"], int)
+    assert f1.fields["requests_total"] == 12 and f1.fields["requests_finished_stop_total"] == 10
+    assert f1.fields["requests_running"] == 3 and f1.fields["kv_cache_usage_ratio"] == pytest.approx(0.25)
+    assert f1.fields["up"] == 1 and "scrape_ms" in f1.fields
+    assert not [k for k in f1.fields if k.endswith("_per_s") or "_p50" in k or "_mean" in k]
+    f2 = by_model(second)[M].fields
+    # 10 s apart: 400 prompt, 600 generated tokens, 8 finished requests
+    assert f2["prompt_tokens_per_s"] == pytest.approx(40.0)
+    assert f2["generation_tokens_per_s"] == pytest.approx(60.0)
+    assert f2["requests_per_s"] == pytest.approx(0.8)
+    # interval ttft: bucket deltas [0, 4, 8, 8], 8 observations summing to 4.2 s
+    # p50: rank 4 -> end of (0.1, 0.5]; p90: rank 7.2 -> 0.5 + 0.5 * 3.2/4 = 0.9 s
+    assert f2["ttft_p50_ms"] == pytest.approx(500.0)
+    assert f2["ttft_p90_ms"] == pytest.approx(900.0)
+    assert f2["ttft_p95_ms"] == pytest.approx(950.0)
+    assert f2["ttft_p99_ms"] == pytest.approx(990.0)
+    assert f2["ttft_mean_ms"] == pytest.approx(525.0)
+    # cross-check with the shared quantile function
+    d = histogram.delta(histogram.Histogram([(0.1, 2), (0.5, 5), (1.0, 6), (float("inf"), 6)], 6, 1.8),
+                        histogram.Histogram([(0.1, 2), (0.5, 9), (1.0, 14), (float("inf"), 14)], 14, 6.0))
+    assert histogram.quantile(0.95, d) * 1000 == pytest.approx(f2["ttft_p95_ms"])
+    # no observations of itl at all: no field (never 0)
+    assert not [k for k in f2 if k.startswith(("itl_", "queue_"))]
+
+
+def test_interval_without_observations_gives_no_percentiles():
+    with fake_vllm([PAGE1, PAGE1]) as fake:
+        _, second = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
+    f2 = by_model(second)[M].fields
+    assert f2["prompt_tokens_per_s"] == 0.0
+    assert not [k for k in f2 if "_p" in k and k.endswith("_ms")]
+    assert not [k for k in f2 if k.endswith("_mean_ms")]
+
+
+def test_counter_reset_and_new_buckets_restart_the_baseline(caplog):
+    restarted = vllm_page({M: Snap(prompt=30, generation=50, finished={"stop": 1},
+                                   hists={"ttft": ([0.2, 2.0], [1, 1, 1], 0.15)})})
+    later = vllm_page({M: Snap(prompt=130, generation=250, finished={"stop": 3},
+                               hists={"ttft": ([0.2, 2.0], [2, 3, 3], 1.15)})})
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
+    with fake_vllm([PAGE1, PAGE2, restarted, later]) as fake:
+        out = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S, 20 * S, 30 * S])
+    reset = by_model(out[2])[M].fields
+    assert reset["up"] == 1 and reset["prompt_tokens_total"] == 30
+    assert not [k for k in reset if k.endswith("_per_s") or k.startswith("ttft_")]
+    lines = [r.getMessage() for r in caplog.records if "new baseline" in r.getMessage()]
+    assert len(lines) == 1 and "prompt_tokens_total" in lines[0] and "ttft" in lines[0]
+    after = by_model(out[3])[M].fields
+    assert after["prompt_tokens_per_s"] == pytest.approx(10.0)
+    assert after["generation_tokens_per_s"] == pytest.approx(20.0)
+    # ttft deltas [1, 2, 2]: p50 rank 1 -> 0.2 s; mean 1.0/2 s
+    assert after["ttft_p50_ms"] == pytest.approx(200.0)
+    assert after["ttft_mean_ms"] == pytest.approx(500.0)
+
+
+def test_vllm_fixtures_read_through_the_table():
+    for name, kv in (("vllm", "kv_cache_usage_ratio"), ("vllm_v0", "kv_cache_usage_ratio"),
+                     ("vllm_dp2", "kv_cache_usage_ratio")):
+        page = parse(open(f"tests/fixtures/prometheus/{name}.txt").read())
+        readings = read_page(TABLE, page)
+        assert readings and all(r.model for r in readings)
+        r = readings[0]
+        assert kv in r.gauges and 0 <= r.gauges[kv] <= 1
+        assert {"ttft", "itl", "e2e"} <= set(r.histograms)
+        assert r.counters["requests_total"] == sum(v for k, v in r.counters.items()
+                                                   if k.startswith("requests_finished_"))
+
+
+def test_old_vllm_names_map_to_the_same_fields():
+    pages = [vllm_page({M: snap(0, 0, 0, 0, [0, 0, 0, 0], 0)}, old=True),
+             vllm_page({M: Snap(kv=0.5, hists={"itl": (BOUNDS, [1, 1, 2, 2], 0.6)})}, old=True)]
+    pages[0] = vllm_page({M: Snap(hists={"itl": (BOUNDS, [0, 0, 0, 0], 0.0)})}, old=True)
+    with fake_vllm(pages) as fake:
+        _, second = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
+    f = by_model(second)[M].fields
+    assert f["kv_cache_usage_ratio"] == 0.5
+    # two itl observations: one in (0, 0.1], one in (0.5, 1.0]; p50 rank 1 -> 0.1 s
+    assert f["itl_p50_ms"] == pytest.approx(100.0) and f["itl_mean_ms"] == pytest.approx(300.0)
+
+
+def test_vllm_error_finish_reason_gives_errors_and_ratio():
+    p1 = vllm_page({M: Snap(finished={"stop": 10, "length": 0, "abort": 0, "error": 0})})
+    p2 = vllm_page({M: Snap(finished={"stop": 16, "length": 1, "abort": 0, "error": 3})})
+    with fake_vllm([p1, p2]) as fake:
+        first, second = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
+    assert by_model(first)[M].fields["request_errors_total"] == 0
+    f = by_model(second)[M].fields
+    assert f["requests_finished_error_total"] == 3 and f["error_ratio"] == pytest.approx(3 / 10)
+    # a page without the error series (older vLLM) says nothing about errors
+    [old] = read_page(TABLE, parse(PAGE1))
+    assert "request_errors_total" not in old.counters and old.counters["requests_total"] == 12

@@ -1,0 +1,146 @@
+"""The shared HTTP helper: TLS, body cap while streaming, gzip, encoding errors, streaming POST."""
+
+import asyncio
+import gzip
+import socket
+import ssl
+import subprocess
+import threading
+
+import pytest
+
+from telegraf_llm_input.http import FetchError, HttpPool, get, headers_for, stream
+from telegraf_llm_input.targets import TargetConfig
+from tests.fakes.server import FakeServer, Reply
+
+
+def run(coro_fn):
+    async def wrapper():
+        pool = HttpPool()
+        try:
+            return await coro_fn(pool)
+        finally:
+            await pool.close()
+    return asyncio.run(wrapper())
+
+
+def raw_server(response: bytes, then_stream: int = 0):
+    """A socket server that writes `response` then `then_stream` bytes of 'a' in chunks (no length)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    sent = {"bytes": 0}
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            conn.sendall(response)
+            chunk = b"a" * 65536
+            try:
+                while sent["bytes"] < then_stream:
+                    conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                    sent["bytes"] += len(chunk)
+            except OSError:
+                pass
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, sent
+
+
+def test_chunked_body_over_cap_stops_reading_early():
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+    listener, sent = raw_server(head, then_stream=512 * 1024 * 1024)
+    port = listener.getsockname()[1]
+    target = TargetConfig(url=f"http://127.0.0.1:{port}", max_body_bytes=1024 * 1024, retries=0, timeout=10)
+    with pytest.raises(FetchError) as err:
+        run(lambda pool: get(pool, target, "/metrics"))
+    listener.close()
+    assert err.value.kind == "too_big" and "max_body_bytes (1048576)" in str(err.value)
+    assert sent["bytes"] < 256 * 1024 * 1024  # the client hung up long before the server was done
+
+
+def test_gzip_body_is_decoded_and_capped_decoded():
+    page = ("# TYPE x gauge\n" + "x 1\n" * 20000).encode()
+    packed = gzip.compress(page)
+    with FakeServer({"/m": Reply(packed, headers={"Content-Encoding": "gzip"}, content_type="text/plain")}) as fake:
+        body = run(lambda pool: get(pool, TargetConfig(url=fake.url), "/m")).body
+        assert body == page
+        with pytest.raises(FetchError) as err:
+            run(lambda pool: get(pool, TargetConfig(url=fake.url, max_body_bytes=len(packed) * 2), "/m"))
+    assert err.value.kind == "too_big"
+
+
+def test_bad_utf8_and_json_errors_are_one_line():
+    with FakeServer({"/t": Reply(b"ok \xc3\x28 bad"), "/j": Reply("{not json")}) as fake:
+        target = TargetConfig(url=fake.url)
+        resp = run(lambda pool: get(pool, target, "/t"))
+        with pytest.raises(FetchError) as err:
+            resp.text()
+        assert err.value.kind == "bad_encoding" and "not valid UTF-8" in str(err.value)
+        with pytest.raises(FetchError) as err:
+            run(lambda pool: get(pool, target, "/j")).json()
+        assert err.value.kind == "bad_body"
+
+
+def test_one_client_per_tls_setting():
+    pool = HttpPool()
+    a = pool.client(TargetConfig(url="http://127.0.0.1:1"))
+    b = pool.client(TargetConfig(url="http://127.0.0.1:2", timeout=9))
+    c = pool.client(TargetConfig(url="https://127.0.0.1:3", insecure_skip_verify=True))
+    assert a is b and a is not c
+    asyncio.run(pool.close())
+
+
+def test_credentials_not_in_errors_and_auth_optional():
+    target = TargetConfig(url="http://user:pw@127.0.0.1:1", bearer_token="tok", headers={"X-A": "1"}, retries=0)
+    with pytest.raises(FetchError) as err:
+        run(lambda pool: get(pool, target, "/metrics"))
+    assert "pw" not in str(err.value) and "tok" not in str(err.value) and err.value.kind == "refused"
+    assert headers_for(target) == {"X-A": "1", "Authorization": "Bearer tok"}
+    assert headers_for(target, auth=False) == {"X-A": "1"}
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return d
+
+
+def test_tls_verified_by_default_ca_and_skip(tls_files):
+    fake = FakeServer({"/metrics": Reply("x 1\n")})
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_files / "cert.pem", tls_files / "key.pem")
+    fake._httpd.socket = context.wrap_socket(fake._httpd.socket, server_side=True)
+    url = f"https://127.0.0.1:{fake.port}"
+    with fake:
+        with pytest.raises(FetchError) as err:
+            run(lambda pool: get(pool, TargetConfig(url=url, retries=0), "/metrics"))
+        assert err.value.kind == "tls"
+        ok = run(lambda pool: get(pool, TargetConfig(url=url, tls_ca=str(tls_files / "cert.pem")), "/metrics"))
+        assert ok.text() == "x 1\n"
+        skip = run(lambda pool: get(pool, TargetConfig(url=url, insecure_skip_verify=True), "/metrics"))
+        assert skip.status == 200
+
+
+def test_stream_post_reads_as_it_arrives():
+    with FakeServer({"/v1/completions": Reply("data: {}\n\ndata: [DONE]\n\n", content_type="text/event-stream")},
+                    api_key="k", protected=["/v1/completions"]) as fake:
+        async def go(pool):
+            async with stream(pool, TargetConfig(url=fake.url, bearer_token="k"), "POST", "/v1/completions",
+                              json={"prompt": "hi"}) as resp:
+                return [line async for line in resp.aiter_lines() if line]
+        lines = run(go)
+        assert lines == ["data: {}", "data: [DONE]"] and fake.requests[-1].body == b'{"prompt":"hi"}'
+
+        async def unauthorized(pool):
+            async with stream(pool, TargetConfig(url=fake.url), "POST", "/v1/completions", json={}):
+                pass
+        with pytest.raises(FetchError) as err:
+            run(unauthorized)
+        assert err.value.status == 401
