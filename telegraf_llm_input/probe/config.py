@@ -23,6 +23,7 @@ class ProbeConfig:
     """Default: discovered from the server."""
     timeout: Duration = 60.0
     api: Literal["openai_chat", "openai_completions", "ollama", "llamacpp"] = "openai_chat"
+    """Wire API: OpenAI chat/completions streaming, Ollama `/api/chat` NDJSON, llama.cpp `/completion`."""
 
     def __post_init__(self) -> None:
         if self.prompt is not None and self.messages is not None:
@@ -31,3 +32,9 @@ class ProbeConfig:
             raise ValueError(f"max_tokens must be between 1 and {MAX_TOKENS_CAP}")
         if self.every <= 0:
             raise ValueError("every must be > 0")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        if self.messages is not None and self.api in ("openai_completions", "llamacpp"):
+            raise ValueError(f"api {self.api} takes a plain prompt, not messages")
+        if self.messages is not None and not self.messages:
+            raise ValueError("messages must not be empty")

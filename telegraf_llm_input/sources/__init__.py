@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import host, servers
+from telegraf_llm_input.sources import host, probe, servers
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
     host.build,
     servers.build,
+    probe.build,
 ]
 
 

@@ -1,0 +1,193 @@
+"""How exact is the probe's TTFT while the agent is busy scraping other targets?
+
+Runs the real agent loop with the real probe source against the scripted streaming server (TTFT
+200 ms, then a token every 20 ms; in its own process, like a model server), twice in one run:
+  idle:   the probe alone (the baseline);
+  loaded: the probe plus 16 other targets whose Prometheus pages (about 1,500 lines each, served
+          with a delay by another process) are fetched and parsed on the same event loop every gather.
+Prints the TTFT error against the script (median, p99) and the loaded/idle ratio. Target: <= 2 ms median.
+
+    python3 bench/probe.py [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from telegraf_llm_input.agent import Agent  # noqa: E402
+from telegraf_llm_input.config import parse_config  # noqa: E402
+from telegraf_llm_input.metric import Metric  # noqa: E402
+from telegraf_llm_input.sources.probe import ProbeSource  # noqa: E402
+
+TTFT_S, INTERVAL_S, TOKENS = 0.2, 0.02, 6
+OTHER_TARGETS = 16
+GATHER_S = 0.5
+PROBE_EVERY = "350ms"
+
+
+def metrics_page(lines: int = 1500) -> bytes:
+    out = []
+    for i in range(lines // 3):
+        out.append(f"# HELP vllm:metric_{i} A metric.\n# TYPE vllm:metric_{i} gauge\n")
+        out.append(f'vllm:metric_{i}{{model_name="m",engine="0"}} {i * 1.5}\n')
+    return "".join(out).encode()
+
+
+def serve_metrics(n: int, delay_s: float) -> None:
+    """Child process: n slow /metrics servers; prints their ports."""
+    page = metrics_page()
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            time.sleep(delay_s)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    ports = []
+    for _ in range(n):
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        srv.daemon_threads = True
+        Thread(target=srv.serve_forever, daemon=True).start()
+        ports.append(srv.server_address[1])
+    print(" ".join(map(str, ports)), flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+
+
+class ScrapeSource:
+    """Stands in for a server source: fetch a Prometheus page and parse it on the event loop."""
+
+    def __init__(self, url: str, client: httpx.AsyncClient):
+        self.name = f"scrape:{url}"
+        self._url, self._client = url, client
+
+    async def gather(self, ctx):
+        text = (await self._client.get(self._url)).text
+        fields = {}
+        for line in text.splitlines():
+            if line and line[0] != "#":
+                name, _, value = line.rpartition(" ")
+                fields[name.split("{", 1)[0].replace(":", "_")] = float(value)
+        return [Metric("llm_server", {"target": self._url}, {"series": len(fields)}, ctx.time_ns)]
+
+    async def close(self):
+        pass
+
+
+def spawn(argv: list[str]) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=ROOT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc, proc.stdout.readline().strip()
+
+
+async def phase(stream_url: str, metric_urls: list[str], seconds: float) -> tuple[list[float], list[float]]:
+    cfg = parse_config({"targets": [{"url": stream_url, "probe": {"enabled": True, "every": PROBE_EVERY,
+                                                                   "model": "fake-model"}}]})
+    probe = ProbeSource(cfg.targets[0])
+    client = httpx.AsyncClient(timeout=5.0, limits=httpx.Limits(max_connections=64))
+    sources = [probe, *(ScrapeSource(u, client) for u in metric_urls)]
+    agent = Agent(sources, [], deadline_s=GATHER_S * 0.8)
+    ttft, tpot = [], []
+    end = time.monotonic() + seconds
+    next_tick = time.monotonic()
+    while time.monotonic() < end:
+        for m in await agent.gather_once():
+            if m.measurement == "llm_probe" and m.fields.get("success") == 1:
+                ttft.append(m.fields["ttft_ms"] - TTFT_S * 1000)
+                tpot.append(m.fields["tpot_ms"] - INTERVAL_S * 1000)
+        next_tick += GATHER_S
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+    await agent.close()
+    await client.aclose()
+    return ttft, tpot
+
+
+async def floor(port: int, n: int = 20) -> list[float]:
+    """The same request over a bare asyncio socket: what the fake server and loopback cost by themselves."""
+    body = b'{"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
+    req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    errors = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        writer.write(req)
+        await writer.drain()
+        buf, first = b"", None
+        while not buf.endswith(b"0\r\n\r\n"):
+            buf += await reader.read(65536)
+            if first is None and b'"content": " 0"' in buf:
+                first = time.perf_counter_ns()
+        errors.append((first - t0) / 1e6 - TTFT_S * 1000)
+    writer.close()
+    return errors
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--seconds", type=float, default=15.0, help="length of each phase (default 15)")
+    opts = args.parse_args(argv)
+    stream, port = spawn([sys.executable, "-m", "tests.fakes.streaming", str(TTFT_S), str(INTERVAL_S), str(TOKENS)])
+    metrics, ports = spawn([sys.executable, str(Path(__file__).resolve()), "--serve-metrics", str(OTHER_TARGETS)])
+    try:
+        stream_url = f"http://127.0.0.1:{port}"
+        metric_urls = [f"http://127.0.0.1:{p}/metrics" for p in ports.split()]
+        floor_errors = asyncio.run(floor(int(port)))
+        results = {}
+        for name, urls in (("idle (probe alone)", []), (f"loaded (+{OTHER_TARGETS} targets scraped)", metric_urls)):
+            results[name] = asyncio.run(phase(stream_url, urls, opts.seconds))
+    finally:
+        for proc in (stream, metrics):
+            proc.stdin.close()
+            proc.terminate()
+            proc.wait(5)
+    print(f"probe TTFT error vs script (scripted TTFT {TTFT_S * 1000:.0f} ms, token every {INTERVAL_S * 1000:.0f} ms; "
+          f"gather every {GATHER_S}s, probe every {PROBE_EVERY})")
+    print(f"{'phase':38} {'probes':>6} {'ttft err median':>16} {'ttft err p99':>13} {'tpot err median':>16}")
+    medians = []
+    for name, (ttft, tpot) in results.items():
+        if not ttft:
+            print(f"{name:38} no successful probes")
+            return 1
+        medians.append(statistics.median(ttft))
+        print(f"{name:38} {len(ttft):6d} {statistics.median(ttft):13.2f} ms {p99(ttft):10.2f} ms "
+              f"{statistics.median(tpot):13.2f} ms")
+    print(f"{'floor (bare socket, no httpx/agent)':38} {len(floor_errors):6d} "
+          f"{statistics.median(floor_errors):13.2f} ms {p99(floor_errors):10.2f} ms")
+    ratio = medians[1] / medians[0] if medians[0] > 0 else float("inf")
+    print(f"loaded/idle median TTFT error ratio: {ratio:.2f}x; target <= 2 ms median: "
+          f"{'met' if medians[1] <= 2.0 else 'NOT met'} ({medians[1]:.2f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-metrics":
+        serve_metrics(int(sys.argv[2]), delay_s=0.05)
+    else:
+        sys.exit(main())

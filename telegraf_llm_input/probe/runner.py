@@ -1,0 +1,232 @@
+"""One probe against one target: send a small streaming request, time every chunk, classify failures.
+
+The clock (monotonic `perf_counter_ns`) starts just before the request body is written to the
+connection (httpcore's trace hook) and each read is stamped when it arrives, so TTFT is the server's answer time as seen on
+the wire from this host; setting up a new connection (TCP, TLS) is reported apart as `connect_ms`.
+A probe never retries: a retry would hide exactly what it is there to see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import httpx
+
+from telegraf_llm_input.probe.config import ProbeConfig
+from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
+from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
+from telegraf_llm_input.targets import TargetConfig
+
+DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
+"""Short, deterministic at temperature 0, and answers in a few dozen tokens on any model."""
+
+PATHS = {
+    "openai_chat": "/v1/chat/completions",
+    "openai_completions": "/v1/completions",
+    "ollama": "/api/chat",
+    "llamacpp": "/completion",
+}
+SERVER_TYPE_BY_API = {"ollama": "ollama", "llamacpp": "llamacpp"}
+_TRACE_MARKS = (("connect_tcp.started", "connect"), ("connect_tcp.complete", "connected"),
+                ("start_tls.complete", "connected"), ("send_request_body.started", "sent"))
+
+
+def join_url(base: str, path: str) -> str:
+    """`http://h:8000` or `http://h:8000/v1` + `/v1/models` -> `http://h:8000/v1/models`."""
+    base = base.rstrip("/")
+    if base.endswith("/v1") and path.startswith("/v1/"):
+        path = path[3:]
+    return base + path
+
+
+def ssl_context(target: TargetConfig) -> ssl.SSLContext | bool:
+    """Verification on unless the target opts out; custom CA and client certificate when given."""
+    if target.insecure_skip_verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif target.tls_ca or target.tls_cert:
+        ctx = ssl.create_default_context(cafile=target.tls_ca)
+    else:
+        return True
+    if target.tls_cert and target.tls_key:
+        ctx.load_cert_chain(target.tls_cert, target.tls_key)
+    return ctx
+
+
+def make_client(target: TargetConfig) -> httpx.AsyncClient:
+    headers = dict(target.headers)
+    if target.bearer_token:
+        headers["Authorization"] = f"Bearer {target.bearer_token}"
+    timeout = httpx.Timeout(target.probe.timeout, connect=min(target.timeout, target.probe.timeout))
+    return httpx.AsyncClient(headers=headers, verify=ssl_context(target), timeout=timeout, trust_env=False,
+                             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))
+
+
+def request_body(probe: ProbeConfig, model: str | None) -> dict[str, Any]:
+    prompt = probe.prompt if probe.prompt is not None else DEFAULT_PROMPT
+    messages = probe.messages if probe.messages is not None else [{"role": "user", "content": prompt}]
+    body: dict[str, Any]
+    if probe.api == "openai_chat":
+        body = {"messages": messages, "max_tokens": probe.max_tokens, "temperature": probe.temperature,
+                "stream": True, "stream_options": {"include_usage": True}}
+    elif probe.api == "openai_completions":
+        body = {"prompt": prompt, "max_tokens": probe.max_tokens, "temperature": probe.temperature,
+                "stream": True, "stream_options": {"include_usage": True}}
+    elif probe.api == "ollama":
+        body = {"messages": messages, "stream": True,
+                "options": {"temperature": probe.temperature, "num_predict": probe.max_tokens}}
+    else:
+        body = {"prompt": prompt, "n_predict": probe.max_tokens, "temperature": probe.temperature, "stream": True}
+    if model:
+        body["model"] = model
+    return body
+
+
+@dataclass
+class ProbeOutcome:
+    result: ProbeResult
+    model: str | None
+
+
+class ProbeRunner:
+    """Probes one target; keeps its HTTP client (keep-alive) and the discovered model between runs."""
+
+    def __init__(self, target: TargetConfig, client: httpx.AsyncClient | None = None,
+                 clock: Callable[[], int] = time.perf_counter_ns):
+        self.target = target
+        self.probe = target.probe
+        self._client = client
+        self._clock = clock
+        self._model: str | None = self.probe.model
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = make_client(self.target)
+        return self._client
+
+    async def run_once(self) -> ProbeOutcome:
+        """Never raises (except cancellation): every problem is a classified ProbeResult."""
+        try:
+            model = await self._discover()
+        except httpx.HTTPError as exc:
+            return ProbeOutcome(failure(*_classify(exc, None)), None)
+        holder: list[StreamMeasure] = []
+        start = self._clock()
+        try:
+            result = await asyncio.wait_for(self._stream(model, holder), self.probe.timeout)
+        except asyncio.TimeoutError:
+            result = self._finish(holder, start, "timeout", f"no complete response within {self.probe.timeout:g}s")
+        except httpx.HTTPError as exc:
+            status = holder[0].http_status if holder else None
+            result = self._finish(holder, start, *_classify(exc, status))
+        if not result.success and self.probe.model is None:
+            self._model = None  # the model may have changed: discover again next time
+        return ProbeOutcome(result, model)
+
+    def _finish(self, holder: list[StreamMeasure], start: int, error: str, detail: str) -> ProbeResult:
+        end = self._clock()
+        if holder:
+            return holder[0].finish(end, error, detail)
+        return failure(error, detail, e2e_ms=(end - start) / 1e6)
+
+    async def _stream(self, model: str | None, holder: list[StreamMeasure]) -> ProbeResult:
+        api = self.probe.api
+        marks: dict[str, int] = {}
+        clock = self._clock
+
+        async def trace(name: str, info: Any) -> None:
+            # httpcore trace events: stamp connection set-up and the moment the request is on the wire.
+            for suffix, key in _TRACE_MARKS:
+                if name.endswith(suffix):
+                    marks[key] = clock()
+
+        request = self.client.build_request("POST", join_url(self.target.url, PATHS[api]),
+                                            json=request_body(self.probe, model), extensions={"trace": trace})
+        measure = StreamMeasure(api, clock())
+        holder.append(measure)
+        response = await self.client.send(request, stream=True)
+        try:
+            # The clock starts just before the request body is written: after our own request building,
+            # connection set-up and header writing (not the server's time), yet never after the server
+            # could have started, so TTFT is never under-reported. Connection set-up is connect_ms.
+            measure.t0_ns = marks.get("sent", measure.t0_ns)
+            if "connect" in marks and "connected" in marks:
+                measure.connect_ms = (marks["connected"] - marks["connect"]) / 1e6
+            measure.http_status = response.status_code
+            if response.status_code != 200:
+                return measure.finish(self._clock(), http_error_class(response.status_code),
+                                      f"HTTP {response.status_code}")
+            parser = NDJSONParser() if api == "ollama" else SSEParser()
+            limit = self.target.max_body_bytes
+            received = 0
+            async for data in response.aiter_bytes():
+                now = self._clock()
+                received += len(data)
+                if received > limit:
+                    return measure.finish(now, "bad_stream", f"response larger than {limit} bytes")
+                for event in parser.feed(data):
+                    measure.feed(now, event if isinstance(event, str) else event.data)
+            end = self._clock()
+            for line in parser.close() if isinstance(parser, NDJSONParser) else ():
+                measure.feed(end, line)
+            return measure.finish(end)
+        finally:
+            await response.aclose()
+
+    async def _discover(self) -> str | None:
+        """The configured model, else the one the server lists (Ollama: a loaded one first)."""
+        if self._model is not None:
+            return self._model
+        timeout = min(self.target.timeout, self.probe.timeout)
+        if self.probe.api == "ollama":
+            for path in ("/api/ps", "/api/tags"):
+                names = _names(await self._get_json(path, timeout), "models", ("model", "name"))
+                if names:
+                    self._model = names[0]
+                    break
+        else:
+            names = _names(await self._get_json("/v1/models", timeout), "data", ("id",))
+            self._model = names[0] if names else None
+        return self._model
+
+    async def _get_json(self, path: str, timeout: float) -> Any:
+        response = await self.client.get(join_url(self.target.url, path), timeout=timeout)
+        if response.status_code != 200:
+            return None  # no model list: send without a model, the server may have a default
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def _names(doc: Any, key: str, name_keys: tuple[str, ...]) -> list[str]:
+    items = doc.get(key) if isinstance(doc, dict) else None
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            name = next((item[k] for k in name_keys if isinstance(item.get(k), str) and item[k]), None)
+            if name:
+                out.append(name)
+    return out
+
+
+def _classify(exc: httpx.HTTPError, status: int | None) -> tuple[str, str]:
+    """(error class, one-line detail) for a transport problem; no URL credentials, no bodies."""
+    kind = type(exc).__name__
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        return "connect", f"cannot connect ({kind})"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout", f"timed out ({kind})"
+    if status is None:
+        return "connect", f"no response ({kind})"
+    return "bad_stream", f"stream broken after HTTP {status} ({kind})"

@@ -1,0 +1,126 @@
+"""Incremental stream framing: Server-Sent Events (OpenAI-compatible, llama.cpp) and NDJSON (Ollama).
+
+Bytes arrive in arbitrary pieces (a UTF-8 character or a CRLF may be split across reads); these
+parsers keep the partial tail and return whole events as soon as they are complete, so the probe
+can timestamp each event at the read that completed it.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+DONE = "[DONE]"
+
+
+class LineBuffer:
+    """Splits a byte stream into text lines ending in LF, CRLF or CR (the SSE rule)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail = ""
+        self._pending_cr = False
+
+    def feed(self, data: bytes | str) -> list[str]:
+        text = data if isinstance(data, str) else self._decoder.decode(data)
+        if self._pending_cr:
+            self._pending_cr = False
+            if text.startswith("\n"):
+                text = text[1:]  # second half of a CRLF split across reads
+        lines: list[str] = []
+        buf = self._tail + text
+        start = 0
+        i = 0
+        n = len(buf)
+        while i < n:
+            ch = buf[i]
+            if ch == "\n" or ch == "\r":
+                lines.append(buf[start:i])
+                if ch == "\r":
+                    if i + 1 < n:
+                        if buf[i + 1] == "\n":
+                            i += 1
+                    else:
+                        self._pending_cr = True
+                start = i + 1
+            i += 1
+        self._tail = buf[start:]
+        return lines
+
+    def close(self) -> str:
+        """The unterminated last line (may be empty)."""
+        rest = self._tail + self._decoder.decode(b"", final=True)
+        self._tail = ""
+        return rest
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    data: str
+    event: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """OpenAI's end-of-stream sentinel `data: [DONE]`."""
+        return self.data.strip() == DONE
+
+
+class SSEParser:
+    """WHATWG event-stream parsing reduced to what model servers send.
+
+    `data:` lines accumulate (joined by newlines); a blank line dispatches the event; lines
+    starting with `:` are comments (keep-alives); `event:` names the event; `id:`/`retry:` and
+    unknown fields are ignored. An event still open at end of stream is discarded, as the spec says.
+    """
+
+    def __init__(self) -> None:
+        self._lines = LineBuffer()
+        self._data: list[str] = []
+        self._event: str | None = None
+
+    def feed(self, data: bytes | str) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        for line in self._lines.feed(data):
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def close(self) -> bool:
+        """End of stream. True when an event was left open (no blank line after it): it is discarded."""
+        partial = bool(self._data) or bool(self._lines.close())
+        self._data, self._event = [], None
+        return partial
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if line == "":
+            if not self._data:
+                self._event = None
+                return None
+            event = SSEEvent("\n".join(self._data), self._event)
+            self._data, self._event = [], None
+            return event
+        if line.startswith(":"):
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+
+class NDJSONParser:
+    """Newline-delimited JSON (Ollama's native API): one JSON text per non-blank line."""
+
+    def __init__(self) -> None:
+        self._lines = LineBuffer()
+
+    def feed(self, data: bytes | str) -> list[str]:
+        return [line for line in self._lines.feed(data) if line.strip()]
+
+    def close(self) -> list[str]:
+        rest = self._lines.close()
+        return [rest] if rest.strip() else []

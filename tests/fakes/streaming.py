@@ -1,0 +1,350 @@
+"""A scripted streaming model server on 127.0.0.1: real wire formats, delays you set.
+
+Speaks what the probe talks to (shapes taken from the real servers' source/docs):
+- `POST /v1/chat/completions` SSE chunks (`chat.completion.chunk`): a role chunk, `delta.content`,
+  reasoning in `delta.reasoning` (vLLM, Ollama, mlx) / `delta.reasoning_content` (llama.cpp, SGLang,
+  LM Studio) / inline `<think>...</think>`; a finish chunk; usage in the finish chunk (older
+  llama.cpp) or a separate `choices: []` chunk (vLLM, Ollama, mlx, LM Studio); `data: [DONE]`.
+- `POST /v1/completions` SSE `text_completion` chunks (`choices[].text`).
+- `POST /api/chat`, `/api/generate` Ollama NDJSON, final `done: true` object with nanosecond
+  durations, zero values omitted (Go `omitempty`).
+- `POST /completion` llama.cpp native SSE (`content`, `stop`, final `timings`).
+- `GET /v1/models`, `/api/tags`, `/api/ps`.
+
+The schedule is absolute from the moment the request body was read: the role chunk at once, token
+i at `ttft_s + i * interval_s`, so a late write never shifts the later ones. Every request is
+recorded (path, headers, JSON body) for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+
+ReasoningStyle = Literal["reasoning", "reasoning_content", "think_tags"]
+
+
+@dataclass
+class Script:
+    ttft_s: float = 0.2
+    interval_s: float = 0.02
+    answer: tuple[str, ...] = tuple(f" {i}" for i in range(1, 11))
+    reasoning: tuple[str, ...] = ()
+    reasoning_style: ReasoningStyle = "reasoning_content"
+    usage: Literal["separate", "final_chunk", "none"] = "separate"
+    reasoning_tokens_in_usage: bool = False
+    prompt_tokens: int = 17
+    role_chunk: bool = True
+    done_marker: bool = True
+    cut_after: int | None = None
+    """Close the connection abruptly after this many token chunks."""
+    malformed_at: int | None = None
+    """Send a broken JSON chunk in place of token number N (0-based)."""
+    status: int = 200
+    models: tuple[str, ...] = ("fake-model",)
+    loaded_models: tuple[str, ...] = ()
+    """Ollama `/api/ps` (what is in memory); empty = nothing loaded."""
+    load_ms: float = 0.0
+    prefill_ms: float = 35.0
+    cache_tokens: int = 0
+
+    def tokens(self) -> list[tuple[str, str]]:
+        """(kind, text) in stream order; kind is `reasoning` or `content`."""
+        if not self.reasoning:
+            return [("content", t) for t in self.answer]
+        if self.reasoning_style == "think_tags":
+            inner = ["<think>", *self.reasoning, "</think>"]
+            return [("content", t) for t in inner] + [("content", t) for t in self.answer]
+        return [("reasoning", t) for t in self.reasoning] + [("content", t) for t in self.answer]
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.tokens())
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict | None
+
+
+class _Cut(Exception):
+    pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_Server"
+
+    def log_message(self, format, *args):  # keep test output clean
+        pass
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _record(self, body: dict | None) -> None:
+        with self.server.lock:
+            self.server.requests.append(Recorded(self.command, self.path, dict(self.headers.items()), body))
+
+    def _json(self, status: int, obj) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    # --- GET ------------------------------------------------------------------------------
+    def do_GET(self):
+        self._record(None)
+        script = self.server.script
+        if self.path == "/v1/models":
+            self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
+                                                        for m in script.models]})
+        elif self.path in ("/api/tags", "/api/ps"):
+            names = script.models if self.path == "/api/tags" else script.loaded_models
+            self._json(200, {"models": [{"name": m, "model": m, "size": 1000} for m in names]})
+        else:
+            self._json(404, {"error": "not found"})
+
+    # --- POST -----------------------------------------------------------------------------
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        start = time.monotonic()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        self._record(body)
+        with self.server.lock:
+            self.server.active += 1
+            self.server.max_active = max(self.server.max_active, self.server.active)
+        try:
+            self._respond(start)
+        finally:
+            with self.server.lock:
+                self.server.active -= 1
+
+    def _respond(self, start: float) -> None:
+        script = self.server.script
+        kinds = {"/v1/chat/completions": "chat", "/v1/completions": "cmpl", "/api/chat": "ollama_chat",
+                 "/api/generate": "ollama_generate", "/completion": "llamacpp"}
+        kind = kinds.get(self.path)
+        if kind is None:
+            self._json(404, {"error": "not found"})
+            return
+        if script.status != 200:
+            self._json(script.status, {"error": {"message": "scripted failure", "code": script.status}})
+            return
+        ndjson = kind.startswith("ollama")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson" if ndjson else "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        frame = (lambda obj: (json.dumps(obj) + "\n").encode()) if ndjson else \
+            (lambda obj: b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n")
+        try:
+            for due, obj in _events(kind, script):
+                wait = start + due - time.monotonic()
+                while wait > 0:
+                    time.sleep(wait)
+                    wait = start + due - time.monotonic()
+                if obj is _CUT:
+                    raise _Cut
+                self._chunk(frame(obj))
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except _Cut:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+_CUT = object()
+_MALFORMED = b'{"choices": [{"delta": {"content": "x"'
+
+
+def _events(kind: str, s: Script):
+    """(seconds after request, object) in order; `_CUT` ends the connection, bytes are sent raw."""
+    model = s.models[0] if s.models else "fake-model"
+    tokens = s.tokens()
+    n = len(tokens)
+    usage = {"prompt_tokens": s.prompt_tokens, "completion_tokens": n, "total_tokens": s.prompt_tokens + n}
+    if s.reasoning_tokens_in_usage:
+        usage["completion_tokens_details"] = {"reasoning_tokens": sum(1 for k, _ in tokens if k == "reasoning")}
+    end = s.ttft_s + max(n - 1, 0) * s.interval_s
+    timings = {"cache_n": s.cache_tokens, "prompt_n": s.prompt_tokens - s.cache_tokens, "prompt_ms": s.prefill_ms,
+               "prompt_per_token_ms": 1.0, "prompt_per_second": 1000.0, "predicted_n": n,
+               "predicted_ms": max(n - 1, 0) * s.interval_s * 1000,
+               "predicted_per_token_ms": s.interval_s * 1000,
+               "predicted_per_second": 1.0 / s.interval_s if s.interval_s else 0.0}
+
+    def chat(delta, finish=None):
+        return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    def token(kind_, text):
+        if kind == "chat":
+            return chat({kind_ if kind_ == "content" else s.reasoning_style: text})
+        if kind == "cmpl":
+            return {"id": "cmpl-fake", "object": "text_completion", "model": model,
+                    "choices": [{"index": 0, "text": text, "finish_reason": None}]}
+        if kind == "ollama_chat":
+            message = {"role": "assistant", "content": text if kind_ == "content" else ""}
+            if kind_ == "reasoning":
+                message["thinking"] = text
+            return {"model": model, "created_at": "2025-10-26T17:15:24.097767Z", "message": message, "done": False}
+        if kind == "ollama_generate":
+            out = {"model": model, "created_at": "2025-10-26T17:15:24.097767Z",
+                   "response": text if kind_ == "content" else "", "done": False}
+            if kind_ == "reasoning":
+                out["thinking"] = text
+            return out
+        return {"index": 0, "content": text, "tokens": [], "stop": False, "id_slot": 0,
+                "tokens_predicted": 0, "tokens_evaluated": s.prompt_tokens}
+
+    if s.role_chunk and kind == "chat":
+        yield 0.0, chat({"role": "assistant", "content": None})
+    for i, (kind_, text) in enumerate(tokens):
+        due = s.ttft_s + i * s.interval_s
+        if s.cut_after is not None and i >= s.cut_after:
+            yield due, _CUT
+            return
+        yield due, _MALFORMED if s.malformed_at == i else token(kind_, text)
+    if s.cut_after is not None:
+        yield end, _CUT
+        return
+    if kind == "chat":
+        final = chat({}, "stop")
+        if s.usage == "final_chunk":
+            final["usage"] = usage
+            final["timings"] = timings
+        yield end, final
+        if s.usage == "separate":
+            yield end, {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+                        "choices": [], "usage": usage}
+    elif kind == "cmpl":
+        yield end, {"id": "cmpl-fake", "object": "text_completion", "model": model,
+                    "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}
+        if s.usage != "none":
+            yield end, {"id": "cmpl-fake", "object": "text_completion", "model": model, "choices": [], "usage": usage}
+    elif kind.startswith("ollama"):
+        final = {"model": model, "created_at": "2025-10-26T17:15:24.166576Z", "done": True, "done_reason": "stop",
+                 "total_duration": int((end + s.load_ms / 1000) * 1e9),
+                 "load_duration": int(s.load_ms * 1e6),
+                 "prompt_eval_count": s.prompt_tokens, "prompt_eval_duration": int(s.prefill_ms * 1e6),
+                 "eval_count": n, "eval_duration": int(max(n, 1) * s.interval_s * 1e9)}
+        if kind == "ollama_chat":
+            final["message"] = {"role": "assistant", "content": ""}
+        else:
+            final["response"] = ""
+        yield end, {k: v for k, v in final.items() if v != 0}
+        return  # NDJSON: no [DONE]
+    else:
+        yield end, {"index": 0, "content": "", "tokens": [], "id_slot": 0, "stop": True, "model": model,
+                    "tokens_predicted": n, "tokens_evaluated": s.prompt_tokens, "stop_type": "eos",
+                    "stopping_word": "", "tokens_cached": s.prompt_tokens + n, "timings": timings}
+    if s.done_marker:
+        yield end, b"[DONE]"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, script: Script):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script = script
+        self.requests: list[Recorded] = []
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+
+
+class StreamingServer:
+    """`with StreamingServer(Script(...)) as srv: srv.url ...`; change `srv.script` between requests."""
+
+    def __init__(self, script: Script | None = None):
+        self._server = _Server(script or Script())
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def script(self) -> Script:
+        return self._server.script
+
+    @script.setter
+    def script(self, value: Script) -> None:
+        self._server.script = value
+
+    def update(self, **changes) -> None:
+        self._server.script = replace(self._server.script, **changes)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._server.lock:
+            return list(self._server.requests)
+
+    @property
+    def max_concurrent_posts(self) -> int:
+        """The most POSTs (probes) that were being answered at the same time."""
+        with self._server.lock:
+            return self._server.max_active
+
+    def posts(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "POST"]
+
+    def start(self) -> "StreamingServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "StreamingServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    """`python3 -m tests.fakes.streaming TTFT_S INTERVAL_S TOKENS`: serve until killed; prints the port."""
+    import sys
+
+    ttft, interval, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+    srv = StreamingServer(Script(ttft_s=ttft, interval_s=interval,
+                                 answer=tuple(f" {i}" for i in range(n)))).start()
+    print(srv.port, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main()
