@@ -1,4 +1,67 @@
-from telegraf_llm_input.schema.base import Measurement
+from telegraf_llm_input.schema.base import Field, Measurement
 
-MEASUREMENTS: tuple[Measurement, ...] = ()
-"""Filled by the issue that adds this source."""
+LLM_GPU = Measurement(
+    "llm_gpu",
+    "One NVIDIA GPU, read from NVML in-process. A field the GPU does not support is absent, not 0.",
+    ("index", "uuid", "name", "pci_bus_id"),
+    (
+        Field("utilization_gpu", "%", "Time a kernel was running over the driver's last sample period."),
+        Field("utilization_memory", "%", "Time device memory was being read or written."),
+        Field("memory_total_mib", "MiB", "Device memory."),
+        Field("memory_used_mib", "MiB", "Device memory in use, by every process (another process taking VRAM shows here)."),
+        Field("memory_free_mib", "MiB", "Device memory free."),
+        Field("temperature_gpu", "°C", "Core temperature."),
+        Field("power_draw_w", "W", "Power draw."),
+        Field("power_limit_w", "W", "Enforced power limit."),
+        Field("energy_total_j", "J", "Energy used since the driver loaded (Volta and later).", kind="counter"),
+        Field("clocks_sm_mhz", "MHz", "SM clock."),
+        Field("clocks_mem_mhz", "MHz", "Memory clock."),
+        Field("fan_speed", "%", "Fan speed (absent on passively cooled GPUs)."),
+        Field("pstate", "", "Performance state, 0 (P0, fastest) to 15."),
+        Field("throttle_idle", "0/1", "Clocks low because nothing runs."),
+        Field("throttle_power_cap", "0/1", "Clocks held down by the power limit (software power cap)."),
+        Field("throttle_hw_slowdown", "0/1", "Hardware slowdown (overheat, power-supply signal)."),
+        Field("throttle_sync_boost", "0/1", "Held to the clocks of GPUs in its sync-boost group."),
+        Field("throttle_thermal", "0/1", "Thermal slowdown, software or hardware."),
+        Field("throttle_power_brake", "0/1", "Hardware power brake (external power-brake signal)."),
+        Field("ecc_uncorrected_volatile", "errors", "Uncorrected ECC errors since the driver loaded.", kind="counter"),
+        Field("ecc_corrected_volatile", "errors", "Corrected ECC errors since the driver loaded.", kind="counter"),
+        Field("retired_or_remapped_rows_pending", "0/1", "1 when a row remap (or page retirement) waits for a GPU reset."),
+        Field("pcie_tx_kib_s", "KiB/s", "PCIe transmit throughput (20 ms sample)."),
+        Field("pcie_rx_kib_s", "KiB/s", "PCIe receive throughput (20 ms sample)."),
+        Field("encoder_util", "%", "Video encoder use."),
+        Field("decoder_util", "%", "Video decoder use."),
+        Field("xid_errors_total", "errors", "Critical XID errors seen since the agent started (NVML events).", kind="counter"),
+        Field("xid_last", "", "Code of the last XID error (e.g. 79: fallen off the bus, 48: double-bit ECC)."),
+        Field("gpu_lost", "0/1", "1 when NVML reports the GPU lost (needs a reset or reboot); then no other field."),
+    ),
+)
+
+NVIDIA_SMI = Measurement(
+    "nvidia_smi",
+    "With `gpu.nvidia_smi_compat: true`: the same readings under Telegraf inputs.nvidia_smi's names, tags and "
+    "integer types, so its dashboards keep working.",
+    ("index", "name", "uuid", "pstate", "compute_mode"),
+    (
+        Field("driver_version", "", "NVIDIA driver version.", kind="string"),
+        Field("cuda_version", "", "CUDA version the driver supports.", kind="string"),
+        Field("fan_speed", "%", "Fan speed."),
+        Field("memory_total", "MiB", "Device memory."),
+        Field("memory_used", "MiB", "Device memory in use."),
+        Field("memory_free", "MiB", "Device memory free."),
+        Field("temperature_gpu", "°C", "Core temperature."),
+        Field("utilization_gpu", "%", "GPU utilisation."),
+        Field("utilization_memory", "%", "Memory utilisation."),
+        Field("utilization_encoder", "%", "Video encoder use."),
+        Field("utilization_decoder", "%", "Video decoder use."),
+        Field("pcie_link_gen_current", "", "Current PCIe generation."),
+        Field("pcie_link_width_current", "lanes", "Current PCIe link width."),
+        Field("clocks_current_graphics", "MHz", "Graphics clock."),
+        Field("clocks_current_sm", "MHz", "SM clock."),
+        Field("clocks_current_memory", "MHz", "Memory clock."),
+        Field("clocks_current_video", "MHz", "Video clock."),
+        Field("power_draw", "W", "Power draw."),
+    ),
+)
+
+MEASUREMENTS: tuple[Measurement, ...] = (LLM_GPU, NVIDIA_SMI)

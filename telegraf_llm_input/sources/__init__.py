@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import host, probe, servers
+from telegraf_llm_input.sources import energy, gpu, host, probe, process, servers
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
     host.build,
     servers.build,
     probe.build,
+    gpu.build,
+    process.build,
 ]
 
 
@@ -20,5 +22,5 @@ def build_sources(config, env: SourceEnv) -> list[Source]:
 
 
 def build_processors(config, env: SourceEnv) -> list[Processor]:
-    """Cross-source steps (e.g. energy per token); empty until a source needs one."""
-    return []
+    """Cross-source steps that need several sources' metrics at once."""
+    return [*energy.build(config), *process.build_processors(config)]

@@ -1,0 +1,227 @@
+"""The process source with the real psutil against real child processes that listen on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.configtypes import ConfigError
+from telegraf_llm_input.schema import lookup
+from telegraf_llm_input.sources import build_sources
+from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.process import ProcessSource, cpu_percent, is_local_host
+from tests.fakes.nvml import FakeNvml, install_missing_library
+from tests.sources.test_gpu import records  # noqa: F401  (fixture)
+from tests.support.procs import ManagedProcess, free_port, wait_until
+
+# A stand-in model server: listens on HOST:PORT, starts one worker child (like vLLM's engine
+# process), burns a little CPU, writes its pid file, and waits.
+SERVER = r"""
+import os, socket, subprocess, sys, time
+host, port, pid_file, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port))
+s.listen(8)
+open(pid_file + ".worker", "w").write(str(worker.pid))
+open(pid_file, "w").write(str(os.getpid()))
+end = time.monotonic() + 0.2
+while time.monotonic() < end:
+    pass
+time.sleep(600)
+"""
+
+
+class Server:
+    def __init__(self, tmp: Path, host: str, port: int, marker: str = "llm-fake-server"):
+        self.pid_file = tmp / f"server-{port}.pid"
+        self.pid_file.unlink(missing_ok=True)
+        self.proc = ManagedProcess([sys.executable, "-c", SERVER, host, str(port), str(self.pid_file), marker],
+                                   tmp / f"server-{port}.log")
+        probe = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
+        wait_until(lambda: self.pid_file.exists() and _connects(probe, port), 15, "test server", self.proc.proc)
+        self.pid = int(self.pid_file.read_text())
+        self.worker_pid = int(Path(str(self.pid_file) + ".worker").read_text())
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
+def _connects(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=1):
+        return True
+
+
+@pytest.fixture
+def servers(tmp_path):
+    started: list[Server] = []
+
+    def start(host: str, port: int, **kw) -> Server:
+        server = Server(tmp_path, host, port, **kw)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.proc.stop()
+
+
+def process_sources(targets: list[dict], gpu: dict | None = None) -> list[ProcessSource]:
+    config = parse_config({"targets": targets, "gpu": gpu or {}, "host": {"enabled": False}})
+    return [s for s in build_sources(config, SourceEnv()) if isinstance(s, ProcessSource)]
+
+
+def gather(source):
+    [metric] = asyncio.run(source.gather(GatherContext(time_ns=time.time_ns(), deadline_s=10.0)))
+    assert metric.measurement == "llm_process"
+    return metric
+
+
+def test_found_by_port_on_loopback_with_gpu_memory_of_its_children(servers, monkeypatch):
+    port = free_port()
+    server = servers("127.0.0.1", port)
+    fake = FakeNvml().install(monkeypatch)
+    fake.gpus[0].processes = [(server.pid, 1024 * 1024 * 512)]
+    fake.gpus[1].processes = [(server.worker_pid, 1024 * 1024 * 70_000), (999_999_999, 1024 * 1024 * 9_000)]
+    fake.gpus[2].processes = [(999_999_999, 1024 * 1024 * 5_000)]  # someone else's VRAM
+    [source] = process_sources([{"url": f"http://127.0.0.1:{port}", "type": "vllm", "name": "vllm-a"}])
+
+    m = gather(source)
+    assert m.tags == {"target": "vllm-a", "server_type": "vllm", "process_name": psutil.Process(server.pid).name()}
+    f = m.fields
+    assert f["up"] == 1 and f["pid"] == server.pid
+    assert f["listen_address"] == f"127.0.0.1:{port}" and f["exposed"] == 0
+    assert f["gpu_memory_used_mib"] == pytest.approx(70_512)
+    assert f["gpu_indices"] == "0,1"
+    assert f["rss_bytes"] > 1_000_000 and f["num_threads"] >= 1 and f["num_fds"] >= 3
+    assert 0 <= f["uptime_s"] < 600
+    assert f["restarts_total"] == 0
+    assert "cpu_percent" not in f  # no interval to measure over yet
+    m2 = gather(source)
+    assert m2.fields["cpu_percent"] >= 0
+    for name in f:
+        assert lookup("llm_process", name) is not None, f"llm_process.{name} is not documented"
+
+
+def test_all_interfaces_is_exposed(servers, monkeypatch):
+    install_missing_library(monkeypatch)  # and no GPU: no GPU fields, still a process
+    port = free_port()
+    server = servers("0.0.0.0", port)
+    [source] = process_sources([{"url": f"http://localhost:{port}", "type": "ollama"}])
+    f = gather(source).fields
+    assert f["pid"] == server.pid and f["exposed"] == 1 and f["listen_address"] == f"0.0.0.0:{port}"
+    assert "gpu_memory_used_mib" not in f and "gpu_indices" not in f
+
+
+def test_restart_down_and_recovery(servers, tmp_path, monkeypatch, records):  # noqa: F811
+    install_missing_library(monkeypatch)
+    port = free_port()
+    first = servers("127.0.0.1", port)
+    [source] = process_sources([{"url": f"http://127.0.0.1:{port}", "type": "llamacpp", "name": "llama"}])
+    assert gather(source).fields["pid"] == first.pid
+
+    first.kill()
+    for _ in range(3):
+        down = gather(source)
+        assert down.fields == {"up": 0, "restarts_total": 0}
+        assert down.tags["target"] == "llama" and down.tags["process_name"]  # last known name kept
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(first.pid) in warnings[0].getMessage()
+
+    second = servers("127.0.0.1", port)
+    back = gather(source)
+    assert back.fields["up"] == 1 and back.fields["pid"] == second.pid
+    assert back.fields["restarts_total"] == 1
+    assert any(r.levelno == logging.INFO and "found again" in r.getMessage() for r in records)
+    assert gather(source).fields["restarts_total"] == 1  # counted once
+
+
+def test_found_by_pattern_and_by_pid_file(servers, monkeypatch):
+    install_missing_library(monkeypatch)
+    port = free_port()
+    server = servers("127.0.0.1", port, marker="--served-model-name=vibethinker-test-7731")
+    by_pattern, by_pid_file = process_sources([
+        {"url": "http://gpu-box.example:8000", "name": "p", "process": {"pattern": r"vibethinker-test-77\d1"}},
+        {"url": "http://gpu-box.example:8001", "name": "f", "process": {"pid_file": str(server.pid_file)}},
+    ])
+    assert gather(by_pattern).fields["pid"] == server.pid
+    assert gather(by_pid_file).fields["pid"] == server.pid
+
+
+def test_nothing_listening_is_down_with_one_warning(monkeypatch, records):  # noqa: F811
+    install_missing_library(monkeypatch)
+    [source] = process_sources([{"url": f"http://127.0.0.1:{free_port()}", "name": "none"}])
+    for _ in range(2):
+        m = gather(source)
+        assert m.fields == {"up": 0, "restarts_total": 0}
+        assert m.tags == {"target": "none", "server_type": "auto"}
+    assert len([r for r in records if r.levelno == logging.WARNING]) == 1
+
+
+def test_only_local_targets_by_default():
+    sources = process_sources([
+        {"url": "https://10.1.2.3:8000", "name": "remote"},
+        {"url": "http://127.0.0.1:8000", "name": "loop"},
+        {"url": "http://localhost:11434", "name": "host"},
+        {"url": "http://127.0.0.1:8001", "name": "off", "process": {"enabled": False}},
+    ])
+    assert sorted(s.name for s in sources) == ["process:host", "process:loop"]
+    assert process_sources([]) == [] and is_local_host("::1") and not is_local_host("example.org")
+
+
+def test_bad_pattern_is_a_config_error():
+    with pytest.raises(ConfigError, match="pattern"):
+        parse_config({"targets": [{"url": "http://127.0.0.1:1", "process": {"pattern": "("}}]})
+
+
+def test_cpu_percent_math():
+    assert cpu_percent(None, (10.0, 5.0)) is None
+    assert cpu_percent((10.0, 5.0), (12.0, 6.0)) == pytest.approx(50.0)
+    assert cpu_percent((10.0, 5.0), (12.0, 9.0)) == pytest.approx(200.0)  # two cores busy
+    assert cpu_percent((10.0, 5.0), (12.0, 4.0)) is None  # a child exited: its CPU time left the sum
+    assert cpu_percent((10.0, 5.0), (10.0, 5.0)) is None
+
+
+def test_found_by_port_when_the_system_socket_list_is_refused(servers, monkeypatch):
+    install_missing_library(monkeypatch)
+    port = free_port()
+    server = servers("127.0.0.1", port)
+
+    def refused(kind="inet"):
+        raise psutil.AccessDenied()
+
+    monkeypatch.setattr(psutil, "net_connections", refused)  # as on macOS, or without privileges
+    [source] = process_sources([{"url": f"http://127.0.0.1:{port}"}])
+    f = gather(source).fields
+    assert f["pid"] == server.pid and f["exposed"] == 0
+
+
+def test_auto_targets_get_the_detected_server_type():
+    from telegraf_llm_input.metric import Metric
+    from telegraf_llm_input.sources import build_processors
+
+    config = parse_config({"targets": [{"url": "http://127.0.0.1:8000", "name": "a"},
+                                       {"url": "http://127.0.0.1:8001", "name": "b", "type": "sglang"}]})
+    processors = build_processors(config, SourceEnv())
+
+    def run(batch):
+        for p in processors:
+            batch = p.process(batch)
+        return {(m.measurement, m.tags["target"]): m.tags["server_type"] for m in batch}
+
+    proc_a = Metric("llm_process", {"target": "a", "server_type": "auto"}, {"up": 1}, 1)
+    proc_b = Metric("llm_process", {"target": "b", "server_type": "sglang"}, {"up": 1}, 1)
+    server_a = Metric("llm_server", {"target": "a", "server_type": "vllm", "model": "m"}, {"requests_running": 1}, 1)
+    assert run([proc_a, proc_b])[("llm_process", "a")] == "auto"  # nothing detected yet
+    got = run([proc_a, proc_b, server_a])
+    assert got[("llm_process", "a")] == "vllm" and got[("llm_process", "b")] == "sglang"
+    assert run([proc_a])[("llm_process", "a")] == "vllm"  # server down: the tag does not flip back
