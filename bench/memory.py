@@ -1,9 +1,10 @@
 """Memory: RSS of the agent in Telegraf execd mode after 10k gathers, and how much it grew.
 
-The agent runs as Telegraf runs it (`--signal stdin`: one gather per newline on stdin) with a llama.cpp and a
-vLLM target (static pages served by another process) and the host source. Newlines are fed as fast as it
-answers: the next one goes when the previous gather's `llm_agent` line is out. A leak of even 100 bytes per
-gather shows as ~1 MB here. Baseline: an idle Python with the agent's runtime dependencies imported.
+The agent runs as Telegraf runs it (`--signal stdin`: one gather per newline on stdin) with a llama.cpp target
+(static pages served by another process; BENCH_MEMORY_TARGETS=2 adds a vLLM one) and the host source. Newlines
+are fed as fast as it answers: the next one goes when the previous gather's `llm_agent` line is out. A leak of even 100 bytes per
+gather shows as ~1 MB here; growth that continues in the second half is a leak, growth that stops is
+warm-up (allocator pools, caches). Baseline: an idle Python with the agent's runtime dependencies imported.
 Run: python3 -m bench.memory
 """
 
@@ -26,6 +27,7 @@ from bench.report import record
 REPO = Path(__file__).resolve().parent.parent
 GATHERS = int(os.environ.get("BENCH_MEMORY_GATHERS", "10000"))
 WARMUP = 200
+TARGETS = int(os.environ.get("BENCH_MEMORY_TARGETS", "1"))  # 2 adds a vLLM target (~40% slower)
 
 
 def gather_n(agent: subprocess.Popen, n: int, done: int) -> int:
@@ -57,35 +59,42 @@ def baseline_rss() -> int:
 
 
 def main() -> None:
+    kinds = ["llama.cpp", "vLLM"][:TARGETS]
+    checkpoints = sorted({WARMUP, GATHERS // 2, GATHERS})
+    rss: dict[int, int] = {}
     with PageServer(llamacpp_pages()) as llama, PageServer(vllm_pages()) as vllm, \
             tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:
         config = Path(tmp) / "agent.yaml"
         config.write_text(yaml.safe_dump({
             "targets": [{"url": llama.url, "type": "llamacpp", "name": "llama", "process": {"enabled": False}},
-                        {"url": vllm.url, "type": "vllm", "name": "vllm", "process": {"enabled": False}}],
-            "gpu": {"enabled": False}, "agent": {"omit_hostname": False}}))
+                        {"url": vllm.url, "type": "vllm", "name": "vllm", "process": {"enabled": False}}][:TARGETS],
+            "gpu": {"enabled": False}}))
         agent = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(config),
                                   "--signal", "stdin"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, text=True)
         ps = psutil.Process(agent.pid)
+        done = 0
+        started = time.monotonic()
         try:
-            done = gather_n(agent, WARMUP, 0)
-            rss_warm = ps.memory_info().rss
-            started = time.monotonic()
-            done = gather_n(agent, GATHERS - WARMUP, done)
-            took = time.monotonic() - started
-            rss_end = ps.memory_info().rss
+            for checkpoint in checkpoints:
+                done = gather_n(agent, checkpoint - done, done)
+                rss[done] = ps.memory_info().rss
         finally:
             agent.stdin.close()
             agent.wait(30)
+        took = time.monotonic() - started
     base = baseline_rss()
-    growth = rss_end - rss_warm
-    record("memory", f"agent RSS after {done:,} execd gathers (llama.cpp + vLLM targets + host; "
-                     f"{(GATHERS - WARMUP) / took:,.0f} gathers/s)",
-           f"{rss_end / 2**20:.1f} MiB", "idle python3 with httpx, psutil, yaml imported", f"{base / 2**20:.1f} MiB",
-           f"{rss_end / base:.2f}x the baseline")
-    record("memory", f"RSS growth from gather {WARMUP:,} to {done:,}", f"{growth / 2**10:+,.0f} KiB",
-           "per gather", f"{growth / (done - WARMUP):+.1f} bytes", "0 = no leak")
+    end = rss[GATHERS]
+    half = GATHERS // 2
+    record("memory", f"agent RSS after {GATHERS:,} execd gathers ({' + '.join(kinds)} target, host; "
+                     f"{GATHERS / took:,.0f} gathers/s)",
+           f"{end / 2**20:.1f} MiB", "idle python3 with httpx, psutil, yaml imported", f"{base / 2**20:.1f} MiB",
+           f"{end / base:.2f}x the baseline")
+    first, second = rss[half] - rss[WARMUP], end - rss[half]
+    record("memory", f"RSS growth in the second half (gathers {half:,} to {GATHERS:,})",
+           f"{second / 2**10:+,.0f} KiB ({second / (GATHERS - half):+.1f} bytes/gather)",
+           f"first half (gathers {WARMUP:,} to {half:,}: warm-up)", f"{first / 2**10:+,.0f} KiB",
+           "flat second half = no leak")
 
 
 if __name__ == "__main__":

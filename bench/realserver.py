@@ -86,7 +86,7 @@ def main() -> None:
            f"{agent_rate / server_rate:.3f} (1.000 = the same)")
     wall = cpu1[2] - cpu0[2]
     agent_cpu, server_cpu = (cpu1[0] - cpu0[0]) / wall, (cpu1[1] - cpu0[1]) / wall
-    record("real server", "agent CPU while the model runs (1 s interval)", f"{agent_cpu * 100:.2f}% of a core",
+    record("real server", "agent CPU while the model runs (1 s interval; llm_server + llm_process)", f"{agent_cpu * 100:.2f}% of a core",
            "llama-server's CPU, same time", f"{server_cpu * 100:.0f}% of a core",
            f"{agent_cpu / server_cpu * 100:.2f}% of the server's")
 
