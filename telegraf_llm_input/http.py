@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import ssl
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
@@ -176,11 +177,13 @@ async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytes:
 
 
 async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = True, retries: int | None = None,
-              accept: tuple[int, ...] = ()) -> Response:
+              accept: tuple[int, ...] = (), deadline: float | None = None) -> Response:
     """GET `path` under the target's URL; retries connect errors, timeouts and 5xx with a short backoff.
 
     Statuses other than 2xx raise FetchError("http_status") unless listed in `accept`
-    (e.g. llama.cpp's 503 while loading is an answer, not a failure).
+    (e.g. llama.cpp's 503 while loading is an answer, not a failure). `deadline`
+    (`time.monotonic()` value) bounds all attempts together, so a slow target still gets its
+    `up=0` reported inside the gather instead of being cut off by it.
     """
     url = url_for(target, path)
     where = f"GET {redact_url(url)}"
@@ -188,17 +191,23 @@ async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = T
     last: FetchError | None = None
     for attempt in range(attempts):
         if attempt:
-            await asyncio.sleep(_BACKOFF_S[min(attempt - 1, len(_BACKOFF_S) - 1)])
+            backoff = _BACKOFF_S[min(attempt - 1, len(_BACKOFF_S) - 1)]
+            if deadline is not None and deadline - time.monotonic() < backoff + 0.05:
+                break
+            await asyncio.sleep(backoff)
+        timeout = target.timeout
+        if deadline is not None:
+            timeout = min(timeout, max(0.05, deadline - time.monotonic()))
         try:
             client = pool.client(target)
-            async with client.stream("GET", url, headers=headers_for(target, auth), timeout=target.timeout) as resp:
+            async with client.stream("GET", url, headers=headers_for(target, auth), timeout=timeout) as resp:
                 if not (200 <= resp.status_code < 300) and resp.status_code not in accept:
                     raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}",
                                      resp.status_code)
                 body = await _read_capped(resp, target.max_body_bytes, where)
                 return Response(resp.status_code, resp.headers, body, redact_url(url))
         except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
-            last = _classify(exc, where, target.timeout)
+            last = _classify(exc, where, timeout)
             if not _retryable(last):
                 raise last from None
     assert last is not None

@@ -7,7 +7,7 @@ _PCT = (("p50", "median"), ("p90", "90th percentile"), ("p95", "95th percentile"
 _LATENCIES = (
     ("ttft", "time to first token (arrival to first output token)", "vLLM, SGLang"),
     ("itl", "inter-token latency (gap between consecutive output tokens)", "vLLM, SGLang"),
-    ("tpot", "time per output token, per request (decode time / output tokens)", "vLLM, TGI"),
+    ("tpot", "time per output token, per request (decode time / output tokens)", "vLLM, SGLang, TGI"),
     ("e2e", "end-to-end request latency", "vLLM, SGLang, TGI"),
     ("queue", "time waiting in the queue before scheduling", "vLLM, SGLang, TGI"),
     ("prefill", "prefill (prompt processing) time per request", "vLLM"),

@@ -52,6 +52,33 @@ def model_from_props(props: dict) -> str | None:
     return None
 
 
+def timings_fields(timings) -> dict[str, float]:
+    """The `timings` object llama-server adds to a completion (also in OpenAI-style answers).
+
+    Keys `prompt_n`, `prompt_ms`, `predicted_n`, `predicted_ms` (and `cache_n` for prompt tokens
+    reused from the cache); speeds are recomputed from them rather than trusted.
+    """
+    if not isinstance(timings, dict):
+        return {}
+
+    def num(key):
+        v = timings.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
+    out: dict[str, float] = {}
+    prompt_n, prompt_ms, gen_n, gen_ms = num("prompt_n"), num("prompt_ms"), num("predicted_n"), num("predicted_ms")
+    for key, value in (("prompt_tokens", prompt_n), ("prompt_ms", prompt_ms), ("generation_tokens", gen_n),
+                       ("generation_ms", gen_ms), ("cached_tokens", num("cache_n"))):
+        if value is not None:
+            out[key] = value
+    if prompt_n is not None and prompt_ms:
+        out["prompt_tokens_per_s"] = prompt_n / prompt_ms * 1000
+    if gen_n is not None and gen_ms:
+        out["generation_tokens_per_s"] = gen_n / gen_ms * 1000
+        if gen_n:
+            out["tpot_ms"] = gen_ms / gen_n
+    return out
+
+
 def slot_fields(slots: list) -> dict[str, float]:
     """slots_total, slots_busy and, where the build reports `n_past`, the fullest busy slot's context."""
     busy = 0

@@ -21,7 +21,8 @@ TABLE = PromTable(
     },
     histograms={
         "ttft": ("sglang:time_to_first_token_seconds",),
-        "itl": ("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
+        "itl": ("sglang:inter_token_latency_seconds",),
+        "tpot": ("sglang:time_per_output_token_seconds",),  # per request, unlike vLLM's old name
         "e2e": ("sglang:e2e_request_latency_seconds",),
         "queue": ("sglang:queue_time_seconds",),
     },

@@ -30,13 +30,16 @@ log = get_logger("server")
 class Fetcher:
     """A target's HTTP access as adapters see it (paths, not URLs)."""
 
-    def __init__(self, pool: HttpPool, target: TargetConfig):
+    def __init__(self, pool: HttpPool, target: TargetConfig, deadline: float | None = None):
         self.pool = pool
         self.target = target
+        self.deadline = deadline
+        """`time.monotonic()` by which every request of this gather must be done."""
 
     async def get(self, path: str, *, auth: bool = True, retries: int | None = None,
                   accept: tuple[int, ...] = ()) -> Response:
-        return await get(self.pool, self.target, path, auth=auth, retries=retries, accept=accept)
+        return await get(self.pool, self.target, path, auth=auth, retries=retries, accept=accept,
+                         deadline=self.deadline)
 
     async def text(self, path: str, **kw) -> str:
         return (await self.get(path, **kw)).text()
@@ -178,11 +181,14 @@ class ServerSource:
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         started = time.monotonic()
+        # Leave a little of the gather's time to report the outcome (up=0 needs to arrive too).
+        fetch = Fetcher(self._fetch.pool, self.target, started + max(0.1, ctx.deadline_s * 0.9 - 0.05))
         try:
-            reading = await self.adapter.read(self._fetch)
-        except FetchError as exc:
+            reading = await self.adapter.read(fetch)
+        except Exception as exc:  # noqa: BLE001 - a lying server is down, never a crash
             scrape_ms = (time.monotonic() - started) * 1000
-            self._state.fail("scrape", f"target {self.target.display_name}: down: {exc}")
+            reason = exc if isinstance(exc, FetchError) else f"unreadable answer ({type(exc).__name__}: {exc})"
+            self._state.fail("scrape", f"target {self.target.display_name}: down: {reason}")
             models = self._last_models or [None]
             return [Metric(MEASUREMENT, self._tags(self._server_type, m), {"up": 0, "scrape_ms": scrape_ms},
                            ctx.time_ns) for m in models]

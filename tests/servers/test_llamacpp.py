@@ -77,3 +77,23 @@ def test_wrong_token_is_down():
     with fake_llamacpp(llamacpp_metrics(1, 1, 1, 1), api_key="right") as fake:
         [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp", bearer_token="wrong"), [0])
     assert m.fields["up"] == 0
+
+
+def test_timings_object_from_a_completion():
+    from telegraf_llm_input.servers.llamacpp import timings_fields
+    t = {"cache_n": 12, "prompt_n": 40, "prompt_ms": 80.0, "prompt_per_token_ms": 2.0, "prompt_per_second": 500.0,
+         "predicted_n": 100, "predicted_ms": 2500.0, "predicted_per_token_ms": 25.0, "predicted_per_second": 999.0}
+    f = timings_fields(t)
+    assert f["prompt_tokens_per_s"] == pytest.approx(500.0)
+    assert f["generation_tokens_per_s"] == pytest.approx(40.0)  # 100 / 2.5 s, not the object's own 999
+    assert f["tpot_ms"] == pytest.approx(25.0) and f["cached_tokens"] == 12
+    assert timings_fields({"predicted_n": "x"}) == {} and timings_fields(None) == {}
+
+
+def test_metrics_disabled_still_gives_health_and_slots():
+    with fake_llamacpp(llamacpp_metrics(1, 1, 1, 1), slots=3, busy=1) as fake:
+        fake.script("/metrics", Reply({"error": {"code": 501, "message": "This server does not support metrics "
+                                                 "endpoint. Start it with `--metrics`"}}, status=501))
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
+    assert m.fields["up"] == 1 and m.fields["busy"] == 0 and m.fields["slots_busy"] == 1
+    assert "generation_tokens_total" not in m.fields

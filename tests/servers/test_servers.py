@@ -151,3 +151,29 @@ def test_fixture_pages_have_the_documented_fields():
         [r] = read_page(module.TABLE, parse(open(f"tests/fixtures/prometheus/{name}.txt").read()), "m")
         assert expect <= set(r.gauges), name
         assert {"prompt_tokens_total", "generation_tokens_total"} <= set(r.counters), name
+
+
+def test_auto_detection_without_metrics_pages():
+    """Servers started without their metrics flag are still identified by their info endpoints."""
+    from telegraf_llm_input.servers import detect
+    from telegraf_llm_input.sources.server import Fetcher
+    from tests.fakes.llm import llamacpp_props
+    from tests.fakes.llm_more import TGI_INFO
+    cases = {
+        "sglang": {"/get_server_info": Reply({"model_path": "Qwen/Qwen2.5-7B-Instruct", "tp_size": 1,
+                                              "version": "0.4.9"})},
+        "tgi": {"/info": Reply(TGI_INFO)},
+        "llamacpp": {"/metrics": Reply("metrics disabled", status=501), "/props": Reply(llamacpp_props()),
+                     "/v1/models": Reply({"object": "list", "data": []})},
+        "openai": {"/v1/models": Reply({"object": "list", "data": []})},
+        None: {"/": Reply("hello")},
+    }
+    for expected, routes in cases.items():
+        with FakeServer(routes) as fake:
+            async def go():
+                pool = HttpPool()
+                try:
+                    return await detect(Fetcher(pool, TargetConfig(url=fake.url)))
+                finally:
+                    await pool.close()
+            assert asyncio.run(go()) == expected

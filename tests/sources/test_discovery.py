@@ -48,3 +48,27 @@ def test_discovery_off_or_explicit_empty_targets_build_nothing():
     for data in ({"discovery": {"enabled": False}}, {"targets": []}):
         config = parse_config({**data, "host": {"enabled": False}})
         assert build_sources(config, SourceEnv()) == []
+
+
+def test_a_server_started_later_is_found_on_rescan(caplog):
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
+    port = free_port()
+    config = parse_config({"discovery": {"ports": [port], "timeout": "1s", "rescan": "0s"},
+                           "host": {"enabled": False}})
+
+    async def run():
+        [source] = build_sources(config, SourceEnv())
+        before = list(await source.gather(GatherContext(0, 5.0)))
+        later = FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": []})},
+                           port=port).start()
+        try:
+            after = list(await source.gather(GatherContext(10, 5.0)))
+        finally:
+            later.stop()
+            await source.close()
+        return before, after
+    before, after = asyncio.run(run())
+    assert before == []
+    assert [(m.tags["server_type"], m.fields["up"]) for m in after if m.measurement == "llm_server"] == [("ollama", 1)]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("discovery")]
+    assert "no model server" in lines[0] and "ollama at" in lines[1]

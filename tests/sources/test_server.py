@@ -144,3 +144,23 @@ def test_vllm_error_finish_reason_gives_errors_and_ratio():
     # a page without the error series (older vLLM) says nothing about errors
     [old] = read_page(TABLE, parse(PAGE1))
     assert "request_errors_total" not in old.counters and old.counters["requests_total"] == 12
+
+
+def test_an_adapter_bug_or_surprise_is_up0_and_one_line(caplog):
+    class Surprised:
+        server_type = "vllm"
+
+        async def read(self, fetch):
+            raise KeyError("data")
+
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
+
+    async def run():
+        source = ServerSource(TargetConfig(url="http://127.0.0.1:9"), Surprised(), HttpPool().retain())
+        out = [list(await source.gather(GatherContext(t, 5.0))) for t in (0, S)]
+        await source.close()
+        return out
+    out = asyncio.run(run())
+    assert [m.fields["up"] for batch in out for m in batch] == [0, 0]
+    lines = [r.getMessage() for r in caplog.records if "unreadable answer" in r.getMessage()]
+    assert len(lines) == 1 and "KeyError" in lines[0]

@@ -125,3 +125,26 @@ def test_hung_server_does_not_hold_the_body_reader(caplog):
     finally:
         listener.close()
     assert servers(metrics, f"http://127.0.0.1:{port}")[0].fields["up"] == 0
+
+
+def test_retries_stay_inside_the_gather_deadline():
+    """timeout 1s x 6 attempts would outlast a 1.5 s gather: the target still reports up=0 in time."""
+    with FakeServer({"/metrics": Reply(GOOD, delay=5.0)}) as fake:
+        [metrics] = gather([{"url": fake.url, "type": "vllm", "timeout": "1s", "retries": 5}], deadline=1.5)
+    [m] = servers(metrics, fake.url)
+    assert m.fields["up"] == 0
+
+
+def test_json_that_lies_about_its_shape_is_down_not_a_crash(caplog):
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
+    with FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": [{"name": "m",
+                     "size": 10, "size_vram": 5, "expires_at": 12}]}),
+                     "/props": Reply(["not", "an", "object"]), "/health": Reply({"status": "ok"}),
+                     "/slots": Reply({"slots": "?"}), "/metrics": Reply("llamacpp:requests_processing 1\n")}) as fake:
+        [metrics] = gather([{"url": fake.url, "type": "ollama", "name": "o"},
+                            {"url": fake.url, "type": "llamacpp", "name": "l"}])
+    [o] = servers(metrics, "o")
+    [l] = servers(metrics, "l")
+    assert o.fields["up"] == 1 and l.fields["up"] == 1 and l.fields["requests_running"] == 1
+    [loaded] = [m for m in metrics if m.measurement == "llm_model_loaded"]
+    assert loaded.fields["gpu_offload_ratio"] == 0.5 and "seconds_until_unload" not in loaded.fields
