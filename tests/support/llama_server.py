@@ -249,9 +249,17 @@ class LlamaServer:
 
     def complete(self, prompt: str, n_predict: int, **extra) -> dict:
         """One non-streaming OpenAI completion; returns the JSON (its `usage` is the server's own count)."""
-        body = {"prompt": prompt, "max_tokens": n_predict, "temperature": 0, **extra}
-        resp = httpx.post(f"{self.url}/v1/completions", json=body, headers=self.headers(), timeout=120.0)
+        resp = httpx.post(**self._completion(prompt, n_predict, extra), headers=self.headers(), timeout=120.0)
         return resp.raise_for_status().json()
+
+    async def acomplete(self, client: httpx.AsyncClient, prompt: str, n_predict: int, **extra) -> dict:
+        """`complete` on a shared async client: requests started together reach the server together."""
+        resp = await client.post(**self._completion(prompt, n_predict, extra), headers=self.headers(), timeout=120.0)
+        return resp.raise_for_status().json()
+
+    def _completion(self, prompt: str, n_predict: int, extra: dict) -> dict:
+        return {"url": f"{self.url}/v1/completions",
+                "json": {"prompt": prompt, "max_tokens": n_predict, "temperature": 0, **extra}}
 
 
 def main(argv: list[str] | None = None) -> int:
