@@ -6,6 +6,7 @@ import importlib.util
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ PROM_NAMES = {prometheus_name(m.name, f.name): (m.name, f.name) for m in ALL for
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("generate", GRAFANA / "generate.py")
+    spec = importlib.util.spec_from_file_location("grafana_generate", GRAFANA / "generate.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
