@@ -116,10 +116,15 @@ class Agent:
             "sources": len(self.sources),
             "source_errors": sum(s.errors for s in self.stats.values()),
         }
+        per_output = []
         for sink in self.sinks:
-            for key, value in sink.stats().items():
+            stats = dict(sink.stats())
+            for key, value in stats.items():
                 fields[key] = fields.get(key, 0) + value
-        out = [Metric("llm_agent", {}, fields, time_ns)]
+            own = {k: v for k, v in stats.items() if k.startswith("output_")}
+            if own:  # which output is failing, when there are several
+                per_output.append(Metric("llm_agent", {"output": sink.name}, own, time_ns))
+        out = [Metric("llm_agent", {}, fields, time_ns), *per_output]
         for name, stats in self.stats.items():
             out.append(Metric("llm_agent", {"source": name}, {
                 "duration_ms": stats.last_duration_s * 1000.0,

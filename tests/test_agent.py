@@ -82,7 +82,7 @@ def by_source(metrics, name):
 
 
 def agent_total(metrics):
-    (m,) = [m for m in metrics if m.measurement == "llm_agent" and "source" not in m.tags]
+    (m,) = [m for m in metrics if m.measurement == "llm_agent" and "source" not in m.tags and "output" not in m.tags]
     return m.fields
 
 
@@ -206,7 +206,8 @@ def test_llm_agent_fields_are_documented_and_count_lines():
     documented = {f.name for f in AGENT.fields}
     emitted = {k for m in metrics if m.measurement == "llm_agent" for k in m.fields}
     assert emitted <= documented
-    assert documented <= emitted  # nothing documented that the agent never emits
+    output_fields = {f for f in documented if f.startswith("output_")}  # only with a database output
+    assert documented - output_fields <= emitted  # nothing documented that the agent never emits
     total = agent_total(metrics)
     assert total["gathers"] == 2 and total["sources"] == 2 and total["source_errors"] == 2
     first_gather_lines = 1 + 3  # m_a + llm_agent total + one per source
@@ -236,3 +237,33 @@ def test_encoded_agent_metrics_are_valid_line_protocol():
     encoded = encode_batch(metrics)
     assert encoded.dropped == 0 and encoded.lines == len(metrics)
     assert "source=a\\ b\\,c\\=d" in encoded.text
+
+
+class CountingOutput:
+    """A database-like output: reports output_* counters, as the InfluxDB sinks do."""
+
+    def __init__(self, name, written, dropped):
+        self.name = name
+        self._stats = {"output_written_points": written, "output_dropped_points": dropped}
+
+    async def write(self, metrics):
+        return None
+
+    def stats(self):
+        return self._stats
+
+    async def close(self):
+        return None
+
+
+def test_each_database_output_gets_its_own_point_and_the_total_sums_them():
+    agent = Agent([Source("a")], [CountingOutput("influxdb_v2", 10, 0), CountingOutput("influxdb_v1", 4, 3)],
+                  deadline_s=5)
+    metrics = run(agent.gather_once())
+    per = {m.tags["output"]: m.fields for m in metrics if m.measurement == "llm_agent" and "output" in m.tags}
+    assert per == {"influxdb_v2": {"output_written_points": 10, "output_dropped_points": 0},
+                   "influxdb_v1": {"output_written_points": 4, "output_dropped_points": 3}}
+    total = agent_total(metrics)
+    assert total["output_written_points"] == 14 and total["output_dropped_points"] == 3
+    documented = {f.name for f in AGENT.fields}
+    assert {k for fields in per.values() for k in fields} <= documented and "output" in AGENT.tags

@@ -2,8 +2,9 @@ from telegraf_llm_input.schema.base import Field, Measurement
 
 AGENT = Measurement(
     "llm_agent",
-    "The agent itself: one point per gather, plus one per source (tag `source`).",
-    ("host", "source"),
+    "The agent itself: one point per gather (totals), one per source (tag `source`), and one per database "
+    "output (tag `output`, its `output_*` fields).",
+    ("host", "source", "output"),
     (
         Field("gather_ms", "ms", "Wall time of the gather (sources, processors), without the tag `source`."),
         Field("gathers", "count", "Gathers since start.", "counter"),

@@ -23,7 +23,7 @@ def gathered(path):
     """Timestamps of the per-gather llm_agent points (no `source` tag) the agent printed."""
     out = set()
     for line in path.read_text().splitlines():
-        if line.startswith("llm_agent,") and ",source=" not in line.split(" ")[0]:
+        if line.startswith("llm_agent,") and ",source=" not in line.split(" ")[0] and ",output=" not in line.split(" ")[0]:
             out.add(int(line.rsplit(" ", 1)[1]))
     return out
 
