@@ -36,6 +36,7 @@ Then:
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -67,17 +68,28 @@ def normalize_text(text: str) -> str:
     return _BACKSLASHES_BEFORE_SPECIAL.sub("", normalize_string_value(text))
 
 
+# Names, tag keys and values repeat every gather: escaping each distinct string once is most of the speed.
+@lru_cache(maxsize=16384)
 def escape_measurement(name: str) -> str:
     return normalize_text(name).translate(_NAME_ESCAPE)
 
 
+@lru_cache(maxsize=16384)
+def _key_forms(key: str) -> tuple[str, str]:
+    """(normalized, escaped) forms of a tag key, tag value or field key."""
+    normalized = normalize_text(key)
+    return normalized, normalized.translate(_KEY_ESCAPE)
+
+
 def escape_key(key: str) -> str:
     """Escape a tag key, tag value or field key."""
-    return normalize_text(key).translate(_KEY_ESCAPE)
+    return _key_forms(key)[1]
 
 
 def format_field_value(value: FieldValue) -> str | None:
     """The wire form of one field value, or None when it cannot be represented."""
+    if type(value) is float:  # the common case first
+        return repr(value) if math.isfinite(value) else None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -101,25 +113,25 @@ def encode_metric(metric: Metric) -> str | None:
     name = escape_measurement(metric.measurement)
     if not name or name.startswith("#"):
         return None
-    fields: dict[str, str] = {}
+    fields: dict[str, str] = {}  # keyed by normalized name: when two keys normalize alike, the last wins
     for key, value in metric.fields.items():
-        nkey = normalize_text(key)
+        nkey, ekey = _key_forms(key)
         if not nkey or nkey == RESERVED_KEY:
             continue
         wire = format_field_value(value)
         if wire is not None:
-            fields[nkey] = wire
+            fields[nkey] = f"{ekey}={wire}"
     if not fields:
         return None
     tags: dict[str, str] = {}
     for key, value in metric.tags.items():
-        nkey, nvalue = normalize_text(key), normalize_text(str(value))
+        nkey, ekey = _key_forms(key)
+        nvalue, evalue = _key_forms(str(value))
         if nkey and nvalue and nkey != RESERVED_KEY:
-            tags[nkey] = nvalue
+            tags[nkey] = f"{ekey}={evalue}"
     parts = [name]
-    parts.extend(f"{k.translate(_KEY_ESCAPE)}={tags[k].translate(_KEY_ESCAPE)}" for k in sorted(tags))
-    field_text = ",".join(f"{k.translate(_KEY_ESCAPE)}={v}" for k, v in fields.items())
-    return f"{','.join(parts)} {field_text} {int(metric.time_ns)}"
+    parts.extend(tags[k] for k in sorted(tags))
+    return f"{','.join(parts)} {','.join(fields.values())} {int(metric.time_ns)}"
 
 
 @dataclass(frozen=True, slots=True)
