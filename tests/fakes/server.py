@@ -55,6 +55,7 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: avoid the 40 ms delayed-ACK stall
 
             def log_message(self, *args):  # quiet
                 pass
