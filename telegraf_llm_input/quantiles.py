@@ -75,29 +75,30 @@ class LogSketch:
 class Accumulator:
     """One interval's values of one quantity: count, mean, percentiles, in bounded memory."""
 
-    __slots__ = ("exact_limit", "relative_accuracy", "_values", "_sketch", "_sorted", "count", "total")
+    __slots__ = ("exact_limit", "relative_accuracy", "_values", "_sketch", "_sorted", "total")
 
     def __init__(self, exact_limit: int = 100_000, relative_accuracy: float = 0.01):
         self.exact_limit = exact_limit
         self.relative_accuracy = relative_accuracy
         self._values = array("d")
         self._sketch: LogSketch | None = None
-        self._sorted: list[float] | None = None
-        self.count = 0
+        self._sorted: list[float] = []
         self.total = 0.0
 
     def add(self, value: float) -> None:
-        self.count += 1
         self.total += value
-        self._sorted = None
-        if self._sketch is not None:
+        if self._sketch is None:
+            self._values.append(value)
+            if len(self._values) > self.exact_limit:
+                self._sketch = LogSketch(self.relative_accuracy)
+                self._sketch.add_many(self._values)
+                self._values = array("d")
+        else:
             self._sketch.add(value)
-            return
-        self._values.append(value)
-        if len(self._values) > self.exact_limit:
-            self._sketch = LogSketch(self.relative_accuracy)
-            self._sketch.add_many(self._values)
-            self._values = array("d")
+
+    @property
+    def count(self) -> int:
+        return self._sketch.count if self._sketch is not None else len(self._values)
 
     @property
     def exact(self) -> bool:
@@ -112,6 +113,6 @@ class Accumulator:
             return None
         if self._sketch is not None:
             return self._sketch.quantile(q)
-        if self._sorted is None:
+        if len(self._sorted) != len(self._values):
             self._sorted = sorted(self._values)
         return percentile(self._sorted, q)
