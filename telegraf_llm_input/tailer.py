@@ -69,11 +69,14 @@ class Tailer:
     """Follows every file matching `pattern` (a path or a glob)."""
 
     def __init__(self, pattern: str, start_from: str = "end", max_bytes: int = 16 * 1024 * 1024,
-                 state_path: Path | None = None):
+                 state_path: Path | None = None, max_line: int = MAX_LINE_BYTES):
         self.pattern = pattern
         self.start_from = start_from
         self.max_bytes = max(1, int(max_bytes))
         self.state_path = state_path
+        self.max_line = max_line
+        self.open_errors: dict[str, str] = {}
+        """Files that exist but cannot be opened (permissions), by path; cleared when they open."""
         self._is_glob = glob.has_magic(pattern)
         self._open: dict[str, _Open] = {}
         self._saved: dict[Ident, _Saved] = {}
@@ -180,8 +183,10 @@ class Tailer:
         try:
             fh = open(path, "rb")
             st = os.fstat(fh.fileno())
-        except OSError:
+        except OSError as exc:
+            self.open_errors[path] = exc.strerror or type(exc).__name__
             return None
+        self.open_errors.pop(path, None)
         if (st.st_dev, st.st_ino) != ident:  # replaced between stat and open: next read
             fh.close()
             return None
@@ -241,17 +246,17 @@ class Tailer:
         if end < 0:
             if len(data) < budget:
                 # Partial line at EOF: wait for its newline, unless it is longer than any line should be.
-                if len(data) > MAX_LINE_BYTES:
+                if len(data) > self.max_line:
                     h.offset += len(data)
                     h.skipping = True
                     res.oversized += 1
                 return used
             # A line longer than the budget: read on to its newline (bounded).
-            rest = h.fh.read(MAX_LINE_BYTES)
+            rest = h.fh.read(self.max_line)
             nl = rest.find(b"\n")
-            h.eof = nl < 0 and len(rest) < MAX_LINE_BYTES
+            h.eof = nl < 0 and len(rest) < self.max_line
             if nl < 0:
-                if len(data) + len(rest) > MAX_LINE_BYTES:
+                if len(data) + len(rest) > self.max_line:
                     h.offset += len(data) + len(rest)
                     h.skipping = True
                     res.oversized += 1

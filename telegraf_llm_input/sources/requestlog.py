@@ -293,7 +293,11 @@ class RequestLogSource:
         self._clock = clock
         self._last = clock()
         self._state = StateLog(log)
+        self._opened_fail: set[str] = set()
         self._lock = asyncio.Lock()
+        if self._tailer.state_error:  # an unreadable state file: said once, then we start fresh
+            log.warning("logs %s: %s", self.label, self._tailer.state_error)
+            self._tailer.state_error = None
 
     def _read_and_parse(self) -> dict[str, Malformed]:
         for batch in self._tailer.read():
@@ -305,7 +309,13 @@ class RequestLogSource:
         async with self._lock:
             malformed = await asyncio.to_thread(self._read_and_parse)
             for path, m in malformed.items():
-                log.warning("logs %s: %s: skipped %d malformed line(s) (first: %s)", self.label, path, m.count, m.first)
+                where = path if path == self.label else f"{self.label}: {path}"
+                log.warning("logs %s: skipped %d malformed line(s) (first: %s)", where, m.count, m.first)
+            for path in self._opened_fail - set(self._tailer.open_errors):
+                self._state.ok(("open", path), f"logs {self.label}: {path} readable again")
+            for path, error in self._tailer.open_errors.items():
+                self._state.fail(("open", path), f"logs {self.label}: cannot open {path}: {error}")
+            self._opened_fail = set(self._tailer.open_errors)
             if self._tailer.state_error:
                 self._state.fail("state", f"logs {self.label}: {self._tailer.state_error}")
             else:

@@ -412,3 +412,32 @@ def test_cli_once_prints_llm_requests(tmp_path):
     assert len(success) == 1 and "requests=22i" in success[0] and "errors=0i" in success[0]
     assert len(error) == 1 and "errors=3i" in error[0]
     assert list((tmp_path / "state" / "logs").iterdir())
+
+
+def test_sample_config_logs_example_parses():
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "telegraf_llm_input" / "sample-config.yaml").read_text()
+    block = re.search(r"# --- logs example ---\n(.*?)# --- end logs example ---", text, re.S).group(1)
+    import yaml
+
+    data = yaml.safe_load("\n".join(line[2:] for line in block.splitlines()))
+    entry = parse_config(data).logs[0]
+    assert entry.group_by == ["prompt_version", "model"] and entry.fields["ttft_ms"] == "timing.ttft_ms"
+
+
+def test_corrupt_state_file_is_one_warning_then_fresh(tmp_path, logged):
+    log = tmp_path / "req.log"
+    entry = {"path": str(log), "from": "beginning", "name": "api"}
+    run = Run(tmp_path, entry)
+    append(log, [record(i) for i in range(5)])
+    assert only(run.gather())["requests"] == 5
+    run.close()
+    for f in (tmp_path / "state" / "logs").iterdir():
+        f.write_text("garbage")
+    run2 = Run(tmp_path, entry)
+    assert only(run2.gather())["requests"] == 5
+    assert only(run2.gather())["requests"] == 0
+    warnings = [r.getMessage() for r in logged if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "state file" in warnings[0]
+    run2.close()
