@@ -155,10 +155,12 @@ class Tailer:
                 budget -= self._read_lines(h, budget, res)
                 continue
             budget -= self._read_lines(h, budget, res)
-            if h.eof:  # a partial last line of a rotated file will not be completed: dropped
-                self._retire(h)
-            else:
+            if not h.eof:
                 blocked.add(path)  # rest of the old file first
+            elif path in idents or not self._linked(h):
+                # Drained and replaced (or deleted): a partial last line will not be completed, dropped.
+                self._retire(h)
+            # else: renamed and nothing new at the path yet; the writer may still append to it.
         held = {h.ident for h in self._open.values()}
         for path, ident in idents.items():
             if budget <= 0:
@@ -269,12 +271,17 @@ class Tailer:
         res.lines.extend(chunk.split(b"\n"))
         return used
 
+    @staticmethod
+    def _linked(h: _Open) -> bool:
+        """False once the file was deleted (no name left), so its position is not worth keeping."""
+        try:
+            return os.fstat(h.fh.fileno()).st_nlink > 0
+        except OSError:
+            return False
+
     def _retire(self, h: _Open) -> None:
         """Closes a drained rotated file; remembers its position only if it still exists somewhere."""
-        try:
-            linked = os.fstat(h.fh.fileno()).st_nlink > 0
-        except OSError:
-            linked = False
+        linked = self._linked(h)
         h.fh.close()
         del self._open[h.path]
         if linked:

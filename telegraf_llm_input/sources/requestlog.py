@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,7 @@ class Aggregator:
         for line in lines:
             try:
                 rec = decode(line.decode())
-            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, deep nesting
                 if not line.strip():
                     continue
                 bad += 1
@@ -295,15 +296,22 @@ class RequestLogSource:
         self._state = StateLog(log)
         self._opened_fail: set[str] = set()
         self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
+        """A gather cut off by the deadline leaves its thread running; the next one waits for it."""
         if self._tailer.state_error:  # an unreadable state file: said once, then we start fresh
             log.warning("logs %s: %s", self.label, self._tailer.state_error)
             self._tailer.state_error = None
 
     def _read_and_parse(self) -> dict[str, Malformed]:
-        for batch in self._tailer.read():
-            self._agg.add_lines(batch.path, batch.lines, batch.oversized)
-        self._tailer.save_state()
-        return self._agg.interval.malformed
+        with self._thread_lock:
+            for batch in self._tailer.read():
+                self._agg.add_lines(batch.path, batch.lines, batch.oversized)
+            self._tailer.save_state()
+            return dict(self._agg.interval.malformed)
+
+    def _close(self) -> None:
+        with self._thread_lock:
+            self._tailer.close()
 
     async def gather(self, ctx: GatherContext) -> list[Metric]:
         async with self._lock:
@@ -322,11 +330,12 @@ class RequestLogSource:
                 self._state.ok("state", f"logs {self.label}: state file OK again")
             now = self._clock()
             elapsed, self._last = now - self._last, now
-            return self._agg.take(self._tags, elapsed, ctx.time_ns)
+            with self._thread_lock:
+                return self._agg.take(self._tags, elapsed, ctx.time_ns)
 
     async def close(self) -> None:
         async with self._lock:
-            await asyncio.to_thread(self._tailer.close)
+            await asyncio.to_thread(self._close)
 
 
 def build(config, env: SourceEnv) -> list[RequestLogSource]:

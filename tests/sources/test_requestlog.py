@@ -173,9 +173,13 @@ def test_rotation_by_rename_drains_the_old_file(tmp_path):
         old.write(json.dumps(b[0]) + "\n")
         os.rename(log, tmp_path / "req.log.1")
         old.write("".join(json.dumps(r) + "\n" for r in b[1:]))
+    check_against(only(run.gather()), b)
+    # Nothing at the path yet: the renamed file is still followed, the writer is still on it.
+    b2 = [record(150 + i) for i in range(4)]
+    append(tmp_path / "req.log.1", b2)
     c = [record(200 + i) for i in range(25)]
     append(log, c)
-    check_against(only(run.gather()), b + c)
+    check_against(only(run.gather()), b2 + c)
     d = [record(300 + i) for i in range(5)]
     append(log, d)
     check_against(only(run.gather()), d)
@@ -261,12 +265,14 @@ def test_malformed_lines_counted_skipped_one_warning_per_interval(tmp_path, logg
             f.write(json.dumps(r) + "\n")
             if i % 3 == 0:
                 f.write('{"duration_ms": 12, "status": \n')
-        f.write("[1, 2]\n42\nnot json at all\n\n\xff\n")
+        f.write("[1, 2]\n42\nnot json at all\n\n" + "[" * 200_000 + "\n")
+    with open(log, "ab") as f:
+        f.write(b"\xff\xfe{}\n")
     got = run.gather()
     check_against(only(got), good)
-    assert malformed(got) == 4 + 3 + 1
+    assert malformed(got) == 4 + 3 + 1 + 1
     warnings = [r.getMessage() for r in logged if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "8 malformed" in warnings[0] and str(log) in warnings[0]
+    assert len(warnings) == 1 and "9 malformed" in warnings[0] and str(log) in warnings[0]
     assert malformed(run.gather()) == 0
     assert len([r for r in logged if r.levelno == logging.WARNING]) == 1
     run.close()
