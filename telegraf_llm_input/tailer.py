@@ -44,6 +44,7 @@ class _Saved:
     fp: str
     fp_len: int
     offset: int
+    path: str = ""
 
 
 @dataclass
@@ -58,6 +59,8 @@ class _Open:
     """Inside a line longer than MAX_LINE_BYTES: drop bytes up to its newline."""
     eof: bool = False
     """The last read reached the end of the file (what is left, if anything, is a partial line)."""
+    drain_only: bool = False
+    """A file rotated away while we were not running: read to its end, then let go."""
 
 
 def _fingerprint(fh: BinaryIO, length: int) -> str:
@@ -81,6 +84,8 @@ class Tailer:
         self._open: dict[str, _Open] = {}
         self._saved: dict[Ident, _Saved] = {}
         self._first = True
+        self._had_state = False
+        """Positions were loaded: a file they do not know appeared while we were down, read it whole."""
         self._last_state: str | None = None
         self.state_error: str | None = None
         """The last problem reading or writing the state file (None when fine)."""
@@ -95,7 +100,8 @@ class Tailer:
             data = json.loads(self.state_path.read_text())
             for entry in data["files"]:
                 self._saved[(int(entry["dev"]), int(entry["ino"]))] = _Saved(
-                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]))
+                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]), str(entry.get("path", "")))
+            self._had_state = bool(self._saved)
             self._last_state = None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._saved.clear()
@@ -107,7 +113,7 @@ class Tailer:
         entries = [{"path": h.path, "dev": h.ident[0], "ino": h.ident[1], "fp": h.fp, "fp_len": h.fp_len,
                     "offset": h.offset} for h in self._open.values()]
         held = {h.ident for h in self._open.values()}
-        entries += [{"path": "", "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset}
+        entries += [{"path": s.path, "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset}
                     for k, s in self._saved.items() if k not in held]
         text = json.dumps({"version": 1, "pattern": self.pattern, "files": entries}, sort_keys=True)
         if text == self._last_state:
@@ -143,6 +149,8 @@ class Tailer:
             except OSError:
                 continue
             idents[path] = (st.st_dev, st.st_ino)
+        if self._first and self._saved:
+            self._find_rotated(set(idents.values()))
         blocked: set[str] = set()
         # Files already open: go on, or drain what was rotated away before opening its successor.
         for path, h in list(self._open.items()):
@@ -150,14 +158,14 @@ class Tailer:
                 break
             res = FileLines(path)
             out.append(res)
-            if idents.get(path) == h.ident:
+            if idents.get(path) == h.ident and not h.drain_only:
                 self._check_truncated(h)
                 budget -= self._read_lines(h, budget, res)
                 continue
             budget -= self._read_lines(h, budget, res)
             if not h.eof:
                 blocked.add(path)  # rest of the old file first
-            elif path in idents or not self._linked(h):
+            elif path in idents or h.drain_only or not self._linked(h):
                 # Drained and replaced (or deleted): a partial last line will not be completed, dropped.
                 self._retire(h)
             # else: renamed and nothing new at the path yet; the writer may still append to it.
@@ -179,7 +187,36 @@ class Tailer:
         live = set(idents.values()) | held
         for ident in [k for k in self._saved if k not in live]:
             del self._saved[ident]
+        for path in [p for p in self.open_errors if p not in idents]:
+            del self.open_errors[path]
         return [r for r in out if r.lines or r.oversized]
+
+    def _find_rotated(self, matched: set[Ident]) -> None:
+        """Files we were reading that were renamed while we were down (same directory, as logrotate
+        does): their unread rest is read before they are forgotten."""
+        for ident, saved in list(self._saved.items()):
+            if ident in matched or not saved.path:
+                continue
+            try:
+                entries = list(os.scandir(os.path.dirname(saved.path) or "."))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.inode() != ident[1] or not entry.is_file(follow_symlinks=False):
+                        continue
+                    fh = open(entry.path, "rb")
+                except OSError:
+                    continue
+                st = os.fstat(fh.fileno())
+                if (st.st_dev, st.st_ino) == ident and saved.fp_len <= st.st_size and saved.offset <= st.st_size \
+                        and _fingerprint(fh, saved.fp_len) == saved.fp and entry.path not in self._open:
+                    del self._saved[ident]
+                    self._open[entry.path] = _Open(entry.path, fh, ident, saved.fp, saved.fp_len, saved.offset,
+                                                   drain_only=True)
+                else:
+                    fh.close()
+                break
 
     def _open_file(self, path: str, ident: Ident) -> _Open | None:
         try:
@@ -198,7 +235,7 @@ class Tailer:
         if saved is not None and st.st_size >= saved.fp_len and _fingerprint(fh, saved.fp_len) == saved.fp \
                 and saved.offset <= st.st_size:
             offset = saved.offset
-        elif self._first and self.start_from == "end":
+        elif self._first and self.start_from == "end" and not self._had_state:
             offset = self._end_offset(fh, st.st_size)
         fp_len = min(FINGERPRINT_BYTES, st.st_size)
         h = _Open(path, fh, ident, _fingerprint(fh, fp_len), fp_len, offset)

@@ -326,6 +326,29 @@ def test_restart_with_state_file_neither_rereads_nor_skips(tmp_path):
     run3.close()
 
 
+def test_rotation_while_the_agent_is_down(tmp_path):
+    log = tmp_path / "req.log"
+    entry = {"path": str(log), "name": "api"}  # from: end
+    run = Run(tmp_path, entry)
+    assert only(run.gather())["requests"] == 0
+    a = [record(i) for i in range(30)]
+    append(log, a)
+    check_against(only(run.gather()), a)
+    run.close()
+    b = [record(100 + i) for i in range(10)]
+    append(log, b)  # the unread rest of the file that then gets rotated away
+    os.rename(log, tmp_path / "req.log-20261123")
+    c = [record(200 + i) for i in range(15)]
+    append(log, c)  # a file new since the last run: read whole despite from: end
+    run2 = Run(tmp_path, entry)
+    check_against(only(run2.gather()), b + c)
+    d = [record(300 + i) for i in range(3)]
+    append(log, d)
+    append(tmp_path / "req.log-20261123", [record(999)])  # no longer followed once drained
+    check_against(only(run2.gather()), d)
+    run2.close()
+
+
 def test_restart_ignores_a_state_file_for_another_file_on_a_reused_inode(tmp_path):
     log = tmp_path / "req.log"
     entry = {"path": str(log), "from": "beginning"}
