@@ -78,6 +78,7 @@ class Tailer:
         self.max_bytes = max(1, int(max_bytes))
         self.state_path = state_path
         self.max_line = max_line
+        self.bytes_read = 0
         self.open_errors: dict[str, str] = {}
         """Files that exist but cannot be opened (permissions), by path; cleared when they open."""
         self._is_glob = glob.has_magic(pattern)
@@ -138,9 +139,11 @@ class Tailer:
             return sorted(p for p in glob.glob(self.pattern) if os.path.isfile(p))
         return [self.pattern]
 
-    def read(self) -> list[FileLines]:
-        """Complete new lines of every file, at most `max_bytes` in all."""
-        budget = self.max_bytes
+    def read(self, max_bytes: int | None = None) -> list[FileLines]:
+        """Complete new lines of every file, at most `max_bytes` (default: the configured) in all.
+
+        `bytes_read` tells how much of that was used."""
+        budget = start = max(1, max_bytes or self.max_bytes)
         out: list[FileLines] = []
         idents: dict[str, Ident] = {}
         for path in self._paths():
@@ -187,6 +190,7 @@ class Tailer:
         live = set(idents.values()) | held
         for ident in [k for k in self._saved if k not in live]:
             del self._saved[ident]
+        self.bytes_read = start - budget
         for path in [p for p in self.open_errors if p not in idents]:
             del self.open_errors[path]
         return [r for r in out if r.lines or r.oversized]

@@ -34,6 +34,9 @@ OTHER = "other"
 MISSING = "none"
 """Tag value when a record lacks a group_by key."""
 MAX_TAG_VALUE = 200
+READ_CHUNK = 256 * 1024
+TIME_SHARE = 0.5
+"""Share of the gather deadline spent reading and parsing; the rest waits for the next gather."""
 EXACT_LIMIT = 100_000
 """Values per group and interval kept for exact percentiles; past this, a 1% sketch."""
 
@@ -302,10 +305,19 @@ class RequestLogSource:
             log.warning("logs %s: %s", self.label, self._tailer.state_error)
             self._tailer.state_error = None
 
-    def _read_and_parse(self) -> dict[str, Malformed]:
+    def _read_and_parse(self, time_limit_s: float) -> dict[str, Malformed]:
+        """Reads in chunks until the byte budget or the time limit is used up, so a backlog is worked
+        off over several gathers instead of running past the deadline (whose results the agent drops)."""
         with self._thread_lock:
-            for batch in self._tailer.read():
-                self._agg.add_lines(batch.path, batch.lines, batch.oversized)
+            end = time.monotonic() + time_limit_s
+            left = self.cfg.max_read_per_gather
+            while left > 0:
+                batches = self._tailer.read(min(READ_CHUNK, left))
+                for batch in batches:
+                    self._agg.add_lines(batch.path, batch.lines, batch.oversized)
+                left -= self._tailer.bytes_read
+                if not batches or time.monotonic() >= end:
+                    break
             self._tailer.save_state()
             return dict(self._agg.interval.malformed)
 
@@ -315,7 +327,7 @@ class RequestLogSource:
 
     async def gather(self, ctx: GatherContext) -> list[Metric]:
         async with self._lock:
-            malformed = await asyncio.to_thread(self._read_and_parse)
+            malformed = await asyncio.to_thread(self._read_and_parse, ctx.deadline_s * TIME_SHARE)
             for path, m in malformed.items():
                 where = path if path == self.label else f"{self.label}: {path}"
                 log.warning("logs %s: skipped %d malformed line(s) (first: %s)", where, m.count, m.first)

@@ -470,3 +470,26 @@ def test_corrupt_state_file_is_one_warning_then_fresh(tmp_path, logged):
     warnings = [r.getMessage() for r in logged if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "state file" in warnings[0]
     run2.close()
+
+
+def test_backlog_is_worked_off_within_the_deadline_losing_nothing(tmp_path):
+    log = tmp_path / "req.log"
+    run = Run(tmp_path, {"path": str(log), "from": "beginning", "max_read_per_gather": "64MiB"})
+    recs = [record(i) for i in range(60_000)]
+    append(log, recs)
+    run.agent.deadline_s = 0.5  # parsing 60k lines takes longer: the source reads what fits in half of it
+
+    async def gathers() -> list[int]:
+        counts = []
+        for _ in range(200):
+            metrics = await run.agent.gather_once()
+            counts.append(sum(m.fields.get("requests", 0) for m in metrics if m.measurement == "llm_requests"))
+            if sum(counts) >= len(recs):
+                break
+        return counts
+
+    counts = asyncio.run(gathers())
+    assert sum(counts) == len(recs)
+    assert len([c for c in counts if c]) >= 2, counts
+    assert run.agent.stats[run.sources[0].name].errors == 0  # never ran past the deadline
+    run.close()
