@@ -54,6 +54,10 @@ class LogConfig:
         unknown = sorted(set(self.fields) - set(FIELD_NAMES))
         if unknown:
             raise ValueError(f"fields: unknown name(s) {', '.join(unknown)}; known: {', '.join(FIELD_NAMES)}")
+        if "log" in self.group_by:
+            raise ValueError("group_by: `log` is the entry's own tag; use another key")
+        if len(set(self.group_by)) != len(self.group_by):
+            raise ValueError("group_by: a key is listed twice")
         if self.max_groups < 1:
             raise ValueError("max_groups must be at least 1")
         if self.max_read_per_gather < 1:

@@ -419,6 +419,10 @@ def test_ab_comparison_with_mapping_dotted_paths_and_http_errors(tmp_path):
 def test_bad_config_is_one_clear_error():
     with pytest.raises(ConfigError, match="fields"):
         parse_config({"logs": [{"path": "/x", "fields": {"latency": "d"}}]})
+    with pytest.raises(ConfigError, match="group_by"):
+        parse_config({"logs": [{"path": "/x", "group_by": ["log"]}]})
+    with pytest.raises(ConfigError, match="from"):
+        parse_config({"logs": [{"path": "/x", "from": "middle"}]})
     with pytest.raises(ConfigError, match="max_groups"):
         parse_config({"logs": [{"path": "/x", "max_groups": 0}]})
 
@@ -492,4 +496,19 @@ def test_backlog_is_worked_off_within_the_deadline_losing_nothing(tmp_path):
     assert sum(counts) == len(recs)
     assert len([c for c in counts if c]) >= 2, counts
     assert run.agent.stats[run.sources[0].name].errors == 0  # never ran past the deadline
+    run.close()
+
+
+def test_glob_follows_several_files_and_new_ones(tmp_path):
+    d = tmp_path / "logs"
+    d.mkdir()
+    append(d / "a.jsonl", [record(i) for i in range(5)])  # there at start: from: end skips it
+    run = Run(tmp_path, {"path": str(d / "*.jsonl"), "name": "workers"})
+    assert only(run.gather())["requests"] == 0
+    a = [record(10 + i) for i in range(7)]
+    b = [record(50 + i) for i in range(4)]
+    append(d / "a.jsonl", a)
+    append(d / "b.jsonl", b)  # created while running: read whole
+    append(d / "ignored.txt", [record(99)])
+    check_against(only(run.gather()), a + b)
     run.close()
