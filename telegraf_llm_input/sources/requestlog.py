@@ -37,6 +37,7 @@ MAX_TAG_VALUE = 200
 READ_CHUNK = 256 * 1024
 TIME_SHARE = 0.5
 """Share of the gather deadline spent reading and parsing; the rest waits for the next gather."""
+GROUP_CACHE = 10_000
 EXACT_LIMIT = 100_000
 """Values per group and interval kept for exact percentiles; past this, a 1% sketch."""
 
@@ -136,6 +137,10 @@ class Aggregator:
         self._http = field_getter(ew.http_status_field)
         self.group_by = tuple(cfg.group_by)
         self._group_getters = [field_getter(mapping.get(key, key)) for key in self.group_by]
+        paths = [mapping.get(key, key) for key in self.group_by]
+        self._group_keys = tuple(paths) if not any("." in p for p in paths) else None
+        self._group_cache: dict[tuple, tuple[str, ...]] = {}
+        """Raw string values -> group key, for groups within the cap (so bounded by them)."""
         self._max_groups = cfg.max_groups
         self._seen: list[set[str]] = [set() for _ in self.group_by]
         self.known: set[tuple[str, ...]] = set()
@@ -149,6 +154,7 @@ class Aggregator:
         groups = self.interval.groups
         (lat_k, lat_f), (ttft_k, ttft_f), (prompt_k, prompt_f), (compl_k, compl_f) = self._numbers
         grouped = bool(self.group_by)
+        gkeys, gcache = self._group_keys, self._group_cache
         is_error = self._is_error
         bad = oversized
         first = "line too long" if oversized else ""
@@ -168,7 +174,21 @@ class Aggregator:
                     first = "not a JSON object"
                 continue
             if grouped:
-                key, other = self._group_key(rec)
+                if gkeys is not None:
+                    get = rec.get
+                    raw = tuple([get(k) for k in gkeys])
+                    try:
+                        key = gcache.get(raw)
+                    except TypeError:  # a list or object value
+                        key = None
+                    if key is not None:
+                        other = False
+                    else:
+                        key, other = self._group_key(rec)
+                        if not other and len(gcache) < GROUP_CACHE and all(type(v) is str for v in raw):
+                            gcache[raw] = key
+                else:
+                    key, other = self._group_key(rec)
             else:
                 key, other = (), False
             g = groups.get(key)

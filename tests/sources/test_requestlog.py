@@ -512,3 +512,15 @@ def test_glob_follows_several_files_and_new_ones(tmp_path):
     append(d / "ignored.txt", [record(99)])
     check_against(only(run.gather()), a + b)
     run.close()
+
+
+def test_group_values_of_any_json_type_and_missing_keys(tmp_path):
+    log = tmp_path / "req.log"
+    run = Run(tmp_path, {"path": str(log), "from": "beginning", "group_by": ["shard", "meta.variant"]})
+    recs = [record(0, shard=1, meta={"variant": "a"}), record(1, shard=1, meta={"variant": "a"}),
+            record(2, shard=True, meta={"variant": ["x"]}), record(3, shard={"k": 1}), record(4)]
+    append(log, recs)
+    by = rows(run.gather(), "shard", "meta.variant")
+    assert {k: v["requests"] for k, v in by.items()} == {
+        ("1", "a"): 2, ("True", '["x"]'): 1, ('{"k": 1}', "none"): 1, ("none", "none"): 1}
+    run.close()
