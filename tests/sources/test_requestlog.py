@@ -524,3 +524,21 @@ def test_group_values_of_any_json_type_and_missing_keys(tmp_path):
     assert {k: v["requests"] for k, v in by.items()} == {
         ("1", "a"): 2, ("True", '["x"]'): 1, ('{"k": 1}', "none"): 1, ("none", "none"): 1}
     run.close()
+
+
+def test_unopenable_path_and_unwritable_state_dir_warn_once_and_keep_going(tmp_path, logged):
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    (tmp_path / "req.log").mkdir()  # the path exists but is no readable file
+    run = Run(tmp_path, {"path": str(tmp_path / "req.log"), "from": "beginning"})
+    for _ in range(3):
+        assert only(run.gather())["requests"] == 0
+    (tmp_path / "req.log").rmdir()
+    recs = [record(i) for i in range(4)]
+    append(tmp_path / "req.log", recs)
+    check_against(only(run.gather()), recs)
+    warnings = [r.getMessage() for r in logged if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if "cannot open" in w]) == 1, warnings
+    assert len([w for w in warnings if "cannot write state file" in w]) == 1, warnings
+    assert any("readable again" in r.getMessage() for r in logged if r.levelno == logging.INFO)
+    run.close()
