@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources import energy, gpu, host, probe, process, server_type, servers
+from telegraf_llm_input.sources import energy, gpu, host, probe, process, requestlog, server_type, servers
 from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
 
 BUILDERS = [
@@ -11,6 +11,7 @@ BUILDERS = [
     process.build,
     servers.build,
     probe.build,
+    requestlog.build,
 ]
 
 

@@ -113,14 +113,20 @@ def test_prometheus_rules_pass_promtool():
 
 def test_prometheus_rules_cover_the_alerts_and_use_documented_metrics():
     rules = yaml.safe_load(PROM_RULES.read_text())["groups"][0]["rules"]
-    exprs = " ".join(r["expr"] for r in rules)
+    exprs = "\n".join(r["expr"] for r in rules)
     for name in PROM_METRIC.findall(exprs):
         assert name in PROM_NAMES, name
-    for needed in ("llm_server_up", "llm_server_busy", "llm_server_ttft_p95_ms", "llm_server_error_ratio",
-                   "llm_server_requests_waiting", "llm_server_kv_cache_usage_ratio", "llm_gpu_memory_used_mib",
-                   "llm_gpu_throttle", "xid_errors_total", "llm_process_restarts_total", "llm_process_exposed",
-                   "llm_agent_output_dropped_points"):
+    for measurement, field in (("llm_server", "up"), ("llm_server", "busy"), ("llm_server", "ttft_p95_ms"),
+                               ("llm_server", "error_ratio"), ("llm_server", "requests_waiting"),
+                               ("llm_server", "kv_cache_usage_ratio"), ("llm_gpu", "memory_used_mib"),
+                               ("llm_gpu", "throttle_hw_slowdown"), ("llm_gpu", "throttle_thermal"),
+                               ("llm_gpu", "xid_errors_total"), ("llm_process", "restarts_total"),
+                               ("llm_process", "exposed"), ("llm_agent", "output_dropped_points")):
+        needed = prometheus_name(measurement, field)
         assert needed in exprs, needed
+    # thresholds follow the exporter's base units: TTFT p95 over 10 s, whatever the field's unit
+    assert f"{prometheus_name('llm_server', 'ttft_p95_ms')} > 10\n" in exprs + "\n" or \
+        f"{prometheus_name('llm_server', 'ttft_p95_ms')} > 10 " in exprs
 
 
 def test_grafana_alert_provisioning_is_well_formed():

@@ -1,0 +1,381 @@
+"""Request logs: JSON lines, one per request, aggregated per gather interval into `llm_requests`.
+
+Telegraf's tail plugin would make each line its own point; dashboards need rates, error ratios and
+latency percentiles per interval, per model or prompt variant, so we aggregate here. Each line is
+parsed and reduced to a few numbers at once; prompt or response text in it is never kept, logged or
+emitted. Lines count in the interval in which they are read (not by their timestamp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from telegraf_llm_input.log import StateLog, get_logger
+from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.quantiles import Accumulator
+from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.requestlog_config import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
+from telegraf_llm_input.tailer import Tailer
+
+log = get_logger("logs")
+
+MEASUREMENT = "llm_requests"
+OTHER = "other"
+"""Tag value for group values past the cap."""
+MISSING = "none"
+"""Tag value when a record lacks a group_by key."""
+MAX_TAG_VALUE = 200
+READ_CHUNK = 256 * 1024
+TIME_SHARE = 0.5
+"""Share of the gather deadline spent reading and parsing; the rest waits for the next gather."""
+GROUP_CACHE = 10_000
+EXACT_LIMIT = 100_000
+"""Values per group and interval kept for exact percentiles; past this, a 1% sketch."""
+
+Getter = Callable[[dict], Any]
+
+
+def field_getter(path: str) -> Getter:
+    """Reads a key or a dotted path (`usage.prompt_tokens`) from a record; None when absent."""
+    keys = path.split(".")
+    if len(keys) == 1:
+        return lambda rec: rec.get(path)
+
+    def get(rec: dict) -> Any:
+        if path in rec:
+            return rec[path]
+        value: Any = rec
+        for key in keys:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value
+
+    return get
+
+
+def key_and_getter(path: str) -> tuple[str, Getter | None]:
+    """A plain key is read inline with dict.get in the hot loop (getter None); a dotted path needs a call."""
+    return (path, field_getter(path) if "." in path else None)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def number(value: Any) -> float | None:
+    """A finite number from a JSON value (numbers, numeric strings); None otherwise."""
+    if type(value) is int:
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+        return f if math.isfinite(f) else None
+    return None
+
+
+def tag_value(value: Any) -> str:
+    if value is None:
+        return MISSING
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return text[:MAX_TAG_VALUE] if text else MISSING
+
+
+class _Group:
+    __slots__ = ("requests", "errors", "latency", "ttft", "prompt_tokens", "completion_tokens", "other")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.latency = Accumulator(EXACT_LIMIT)
+        self.ttft = Accumulator(EXACT_LIMIT)
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.other = 0
+
+
+@dataclass
+class Malformed:
+    count: int = 0
+    first: str = ""
+    """What was wrong with the first one (never the line's text)."""
+
+
+@dataclass
+class Interval:
+    """One interval's aggregates, keyed by the group's tag values (in group_by order)."""
+
+    groups: dict[tuple[str, ...], _Group] = field(default_factory=dict)
+    malformed: dict[str, Malformed] = field(default_factory=dict)
+
+
+class Aggregator:
+    """Parses lines into per-group aggregates and turns them into metrics. No I/O."""
+
+    def __init__(self, cfg: LogConfig):
+        mapping = {**DEFAULT_FIELDS, **cfg.fields}
+        self._numbers = tuple(key_and_getter(mapping[name]) for name in ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"))
+        self._status = field_getter(mapping["status"])
+        ew = cfg.error_when
+        ok = ew.status_not_in
+        if ok is None and ew.http_status_gte is None:
+            ok = DEFAULT_OK_STATUSES
+        self._ok_statuses = frozenset(ok) if ok is not None else None
+        self._http_gte = ew.http_status_gte
+        self._http = field_getter(ew.http_status_field)
+        self.group_by = tuple(cfg.group_by)
+        self._group_getters = [field_getter(mapping.get(key, key)) for key in self.group_by]
+        paths = [mapping.get(key, key) for key in self.group_by]
+        self._group_keys = tuple(paths) if not any("." in p for p in paths) else None
+        self._group_cache: dict[tuple, tuple[str, ...]] = {}
+        """Raw string values -> group key, for groups within the cap (so bounded by them)."""
+        self._max_groups = cfg.max_groups
+        self._seen: list[set[str]] = [set() for _ in self.group_by]
+        self.known: set[tuple[str, ...]] = set()
+        """Groups seen since start: they get a `requests=0` row in intervals without traffic."""
+        self.interval = Interval()
+
+    def add_lines(self, path: str, lines: list[bytes], oversized: int = 0) -> None:
+        # The hot loop (see bench/requestlog.py): plain keys are read with dict.get inline, and the
+        # common number types are accepted without a call.
+        decode = _DECODER.decode
+        groups = self.interval.groups
+        (lat_k, lat_f), (ttft_k, ttft_f), (prompt_k, prompt_f), (compl_k, compl_f) = self._numbers
+        grouped = bool(self.group_by)
+        gkeys, gcache = self._group_keys, self._group_cache
+        is_error = self._is_error
+        bad = oversized
+        first = "line too long" if oversized else ""
+        for line in lines:
+            try:
+                rec = decode(line.decode())
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, deep nesting
+                if not line.strip():
+                    continue
+                bad += 1
+                if not first:
+                    first = f"invalid JSON ({getattr(exc, 'msg', None) or type(exc).__name__})"
+                continue
+            if type(rec) is not dict:
+                bad += 1
+                if not first:
+                    first = "not a JSON object"
+                continue
+            if grouped:
+                if gkeys is not None:
+                    get = rec.get
+                    raw = tuple([get(k) for k in gkeys])
+                    try:
+                        key = gcache.get(raw)
+                    except TypeError:  # a list or object value
+                        key = None
+                    if key is not None:
+                        other = False
+                    else:
+                        key, other = self._group_key(rec)
+                        if not other and len(gcache) < GROUP_CACHE and all(type(v) is str for v in raw):
+                            gcache[raw] = key
+                else:
+                    key, other = self._group_key(rec)
+            else:
+                key, other = (), False
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group()
+            g.requests += 1
+            if other:
+                g.other += 1
+            if is_error(rec):
+                g.errors += 1
+            get = rec.get
+            v = get(lat_k) if lat_f is None else lat_f(rec)
+            if v is not None:
+                if not (type(v) is float and v - v == 0 or type(v) is int):
+                    v = number(v)
+                if v is not None:
+                    g.latency.add(v)
+            v = get(ttft_k) if ttft_f is None else ttft_f(rec)
+            if v is not None:
+                if not (type(v) is float and v - v == 0 or type(v) is int):
+                    v = number(v)
+                if v is not None:
+                    g.ttft.add(v)
+            v = get(prompt_k) if prompt_f is None else prompt_f(rec)
+            if v is not None:
+                if type(v) is not int:
+                    v = number(v)
+                if v is not None:
+                    g.prompt_tokens += int(v)
+            v = get(compl_k) if compl_f is None else compl_f(rec)
+            if v is not None:
+                if type(v) is not int:
+                    v = number(v)
+                if v is not None:
+                    g.completion_tokens += int(v)
+        if bad:
+            m = self.interval.malformed.setdefault(path, Malformed())
+            m.count += bad
+            m.first = m.first or first
+
+    def _is_error(self, rec: dict) -> bool:
+        if self._ok_statuses is not None:
+            status = self._status(rec)
+            if status is not None and (status if isinstance(status, str) else str(status)) not in self._ok_statuses:
+                return True
+        if self._http_gte is not None:
+            code = number(self._http(rec))
+            if code is not None and code >= self._http_gte:
+                return True
+        return False
+
+    def _group_key(self, rec: dict) -> tuple[tuple[str, ...], bool]:
+        values = []
+        other = False
+        for get, seen in zip(self._group_getters, self._seen):
+            v = get(rec)
+            if type(v) is not str or not v or len(v) > MAX_TAG_VALUE:
+                v = tag_value(v)
+            if v not in seen:
+                if len(seen) < self._max_groups:
+                    seen.add(v)
+                else:
+                    v = OTHER
+                    other = True
+            values.append(v)
+        return tuple(values), other
+
+    def take(self, tags: dict[str, str], elapsed_s: float, time_ns: int) -> list[Metric]:
+        """This interval's metrics; starts the next interval."""
+        interval, self.interval = self.interval, Interval()
+        self.known.update(interval.groups)
+        malformed = sum(m.count for m in interval.malformed.values())
+        out: list[Metric] = []
+        keys = sorted(self.known) if self.group_by else [()]
+        for key in keys:
+            fields = _fields(interval.groups.get(key), elapsed_s)
+            if not self.group_by:
+                fields["malformed_lines"] = malformed
+            out.append(Metric(MEASUREMENT, {**tags, **dict(zip(self.group_by, key))}, fields, time_ns))
+        if self.group_by:
+            out.append(Metric(MEASUREMENT, dict(tags), {"malformed_lines": malformed}, time_ns))
+        return out
+
+
+def _fields(g: _Group | None, elapsed_s: float) -> dict[str, int | float]:
+    if g is None:
+        g = _Group()
+    per_s = 1.0 / elapsed_s if elapsed_s > 0 else 0.0
+    fields: dict[str, int | float] = {
+        "requests": g.requests,
+        "errors": g.errors,
+        "requests_per_s": g.requests * per_s,
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": g.completion_tokens,
+        "completion_tokens_per_s": g.completion_tokens * per_s,
+    }
+    if g.requests:
+        fields["error_ratio"] = g.errors / g.requests
+    if g.latency.count:
+        fields["latency_p50_ms"] = g.latency.quantile(0.50)
+        fields["latency_p95_ms"] = g.latency.quantile(0.95)
+        fields["latency_p99_ms"] = g.latency.quantile(0.99)
+        fields["latency_mean_ms"] = g.latency.mean()
+    if g.ttft.count:
+        fields["ttft_p95_ms"] = g.ttft.quantile(0.95)
+    if g.other:
+        fields["grouped_as_other"] = g.other
+    return fields
+
+
+def state_file(state_dir: Path, cfg: LogConfig) -> Path:
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.name or Path(cfg.path).name).strip("_") or "log"
+    digest = hashlib.sha1(f"{cfg.name}\0{cfg.path}".encode()).hexdigest()[:12]
+    return state_dir / "logs" / f"{label[:60]}-{digest}.json"
+
+
+class RequestLogSource:
+    def __init__(self, cfg: LogConfig, state_dir: Path | None = None, clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg
+        self.label = cfg.name or cfg.path
+        self.name = f"logs:{self.label}"
+        self._tags = {**cfg.tags, "log": self.label}
+        self._tailer = Tailer(cfg.path, cfg.start_from, cfg.max_read_per_gather,
+                              state_file(state_dir, cfg) if state_dir is not None else None)
+        self._agg = Aggregator(cfg)
+        self._clock = clock
+        self._last = clock()
+        self._state = StateLog(log)
+        self._opened_fail: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()
+        """A gather cut off by the deadline leaves its thread running; the next one waits for it."""
+        if self._tailer.state_error:  # an unreadable state file: said once, then we start fresh
+            log.warning("logs %s: %s", self.label, self._tailer.state_error)
+            self._tailer.state_error = None
+
+    def _read_and_parse(self, time_limit_s: float) -> dict[str, Malformed]:
+        """Reads in chunks until the byte budget or the time limit is used up, so a backlog is worked
+        off over several gathers instead of running past the deadline (whose results the agent drops)."""
+        with self._thread_lock:
+            end = time.monotonic() + time_limit_s
+            left = self.cfg.max_read_per_gather
+            while left > 0:
+                batches = self._tailer.read(min(READ_CHUNK, left))
+                for batch in batches:
+                    self._agg.add_lines(batch.path, batch.lines, batch.oversized)
+                left -= self._tailer.bytes_read
+                if not batches or time.monotonic() >= end:
+                    break
+            self._tailer.save_state()
+            return dict(self._agg.interval.malformed)
+
+    def _close(self) -> None:
+        with self._thread_lock:
+            self._tailer.close()
+
+    async def gather(self, ctx: GatherContext) -> list[Metric]:
+        async with self._lock:
+            malformed = await asyncio.to_thread(self._read_and_parse, ctx.deadline_s * TIME_SHARE)
+            for path, m in malformed.items():
+                where = path if path == self.label else f"{self.label}: {path}"
+                log.warning("logs %s: skipped %d malformed line(s) (first: %s)", where, m.count, m.first)
+            for path in self._opened_fail - set(self._tailer.open_errors):
+                self._state.ok(("open", path), f"logs {self.label}: {path} readable again")
+            for path, error in self._tailer.open_errors.items():
+                self._state.fail(("open", path), f"logs {self.label}: cannot open {path}: {error}")
+            self._opened_fail = set(self._tailer.open_errors)
+            if self._tailer.state_error:
+                self._state.fail("state", f"logs {self.label}: {self._tailer.state_error}")
+            else:
+                self._state.ok("state", f"logs {self.label}: state file OK again")
+            now = self._clock()
+            elapsed, self._last = now - self._last, now
+            with self._thread_lock:
+                return self._agg.take(self._tags, elapsed, ctx.time_ns)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._close)
+
+
+def build(config, env: SourceEnv) -> list[RequestLogSource]:
+    logs: list[LogConfig] = list(getattr(config, "logs", None) or [])
+    if not logs:
+        return []
+    if env.state_dir is None:
+        log.info("logs: agent.state_dir is not set; log positions are kept in memory only "
+                 "(after a restart each file starts again from `from`)")
+    return [RequestLogSource(cfg, env.state_dir) for cfg in logs]
+

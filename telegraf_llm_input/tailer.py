@@ -1,0 +1,335 @@
+"""Follow files like `tail -F`, in complete lines, with positions that survive restarts.
+
+A file is known by (st_dev, st_ino) plus a fingerprint (hash of its first bytes), so a reused inode
+is not mistaken for the old file. Per read:
+- a file still at its path: truncated (size < position, or its first bytes changed) -> start over at 0;
+- a file no longer at its path (renamed, deleted, replaced): the open handle is drained to its end first
+  (the rest of a rotated file is not lost), then the new file at the path is read from its start;
+- a file seen for the first time: its saved position when the state matches, else its end when it was
+  there at start-up and `start_from="end"`, else its start (it was created while we were running);
+- a missing file is not an error; it is picked up when it appears.
+Only complete lines are returned; a partial last line waits for its newline. At most `max_bytes`
+are read per call, shared by all files of the pattern, so a backlog is worked off over several calls.
+Positions are written to `state_path` (temp file + rename) when they changed. All methods block:
+callers in async code run them through asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+FINGERPRINT_BYTES = 512
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""A line longer than this is skipped (counted in `ReadResult.oversized`) rather than buffered."""
+_END_SCAN = 64 * 1024
+
+Ident = tuple[int, int]
+
+
+@dataclass
+class FileLines:
+    path: str
+    lines: list[bytes] = field(default_factory=list)
+    oversized: int = 0
+
+
+@dataclass
+class _Saved:
+    fp: str
+    fp_len: int
+    offset: int
+    path: str = ""
+
+
+@dataclass
+class _Open:
+    path: str
+    fh: BinaryIO
+    ident: Ident
+    fp: str
+    fp_len: int
+    offset: int
+    skipping: bool = False
+    """Inside a line longer than MAX_LINE_BYTES: drop bytes up to its newline."""
+    eof: bool = False
+    """The last read reached the end of the file (what is left, if anything, is a partial line)."""
+    drain_only: bool = False
+    """A file rotated away while we were not running: read to its end, then let go."""
+
+
+def _fingerprint(fh: BinaryIO, length: int) -> str:
+    fh.seek(0)
+    return hashlib.sha1(fh.read(length)).hexdigest()
+
+
+class Tailer:
+    """Follows every file matching `pattern` (a path or a glob)."""
+
+    def __init__(self, pattern: str, start_from: str = "end", max_bytes: int = 16 * 1024 * 1024,
+                 state_path: Path | None = None, max_line: int = MAX_LINE_BYTES):
+        self.pattern = pattern
+        self.start_from = start_from
+        self.max_bytes = max(1, int(max_bytes))
+        self.state_path = state_path
+        self.max_line = max_line
+        self.bytes_read = 0
+        self.open_errors: dict[str, str] = {}
+        """Files that exist but cannot be opened (permissions), by path; cleared when they open."""
+        self._is_glob = glob.has_magic(pattern)
+        self._open: dict[str, _Open] = {}
+        self._saved: dict[Ident, _Saved] = {}
+        self._first = True
+        self._had_state = False
+        """Positions were loaded: a file they do not know appeared while we were down, read it whole."""
+        self._last_state: str | None = None
+        self.state_error: str | None = None
+        """The last problem reading or writing the state file (None when fine)."""
+        self._load_state()
+
+    # -- state file -------------------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        if self.state_path is None or not self.state_path.exists():
+            return
+        try:
+            data = json.loads(self.state_path.read_text())
+            for entry in data["files"]:
+                self._saved[(int(entry["dev"]), int(entry["ino"]))] = _Saved(
+                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]), str(entry.get("path", "")))
+            self._had_state = bool(self._saved)
+            self._last_state = None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._saved.clear()
+            self.state_error = f"state file {self.state_path} unreadable ({type(exc).__name__}), starting fresh"
+
+    def save_state(self) -> None:
+        if self.state_path is None:
+            return
+        entries = [{"path": h.path, "dev": h.ident[0], "ino": h.ident[1], "fp": h.fp, "fp_len": h.fp_len,
+                    "offset": h.offset} for h in self._open.values()]
+        held = {h.ident for h in self._open.values()}
+        entries += [{"path": s.path, "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset}
+                    for k, s in self._saved.items() if k not in held]
+        text = json.dumps({"version": 1, "pattern": self.pattern, "files": entries}, sort_keys=True)
+        if text == self._last_state:
+            return
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.state_path)
+            self._last_state = text
+            self.state_error = None
+        except OSError as exc:
+            self.state_error = f"cannot write state file {self.state_path}: {exc.strerror or exc}"
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _paths(self) -> list[str]:
+        if self._is_glob:
+            return sorted(p for p in glob.glob(self.pattern) if os.path.isfile(p))
+        return [self.pattern]
+
+    def read(self, max_bytes: int | None = None) -> list[FileLines]:
+        """Complete new lines of every file, at most `max_bytes` (default: the configured) in all.
+
+        `bytes_read` tells how much of that was used."""
+        budget = start = max(1, max_bytes or self.max_bytes)
+        out: list[FileLines] = []
+        idents: dict[str, Ident] = {}
+        for path in self._paths():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            idents[path] = (st.st_dev, st.st_ino)
+        if self._first and self._saved:
+            self._find_rotated(set(idents.values()))
+        blocked: set[str] = set()
+        # Files already open: go on, or drain what was rotated away before opening its successor.
+        for path, h in list(self._open.items()):
+            if budget <= 0:
+                break
+            res = FileLines(path)
+            out.append(res)
+            if idents.get(path) == h.ident and not h.drain_only:
+                self._check_truncated(h)
+                budget -= self._read_lines(h, budget, res)
+                continue
+            budget -= self._read_lines(h, budget, res)
+            if not h.eof:
+                blocked.add(path)  # rest of the old file first
+            elif path in idents or h.drain_only or not self._linked(h):
+                # Drained and replaced (or deleted): a partial last line will not be completed, dropped.
+                self._retire(h)
+            # else: renamed and nothing new at the path yet; the writer may still append to it.
+        held = {h.ident for h in self._open.values()}
+        for path, ident in idents.items():
+            if budget <= 0:
+                break
+            if path in self._open or path in blocked or ident in held:
+                continue
+            h = self._open_file(path, ident)
+            if h is None:
+                continue
+            held.add(ident)
+            res = FileLines(path)
+            out.append(res)
+            budget -= self._read_lines(h, budget, res)
+        self._first = False
+        # Forget rotated files' positions once no matching path has them.
+        live = set(idents.values()) | held
+        for ident in [k for k in self._saved if k not in live]:
+            del self._saved[ident]
+        self.bytes_read = start - budget
+        for path in [p for p in self.open_errors if p not in idents]:
+            del self.open_errors[path]
+        return [r for r in out if r.lines or r.oversized]
+
+    def _find_rotated(self, matched: set[Ident]) -> None:
+        """Files we were reading that were renamed while we were down (same directory, as logrotate
+        does): their unread rest is read before they are forgotten."""
+        for ident, saved in list(self._saved.items()):
+            if ident in matched or not saved.path:
+                continue
+            try:
+                entries = list(os.scandir(os.path.dirname(saved.path) or "."))
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.inode() != ident[1] or not entry.is_file(follow_symlinks=False):
+                        continue
+                    fh = open(entry.path, "rb")
+                except OSError:
+                    continue
+                st = os.fstat(fh.fileno())
+                if (st.st_dev, st.st_ino) == ident and saved.fp_len <= st.st_size and saved.offset <= st.st_size \
+                        and _fingerprint(fh, saved.fp_len) == saved.fp and entry.path not in self._open:
+                    del self._saved[ident]
+                    self._open[entry.path] = _Open(entry.path, fh, ident, saved.fp, saved.fp_len, saved.offset,
+                                                   drain_only=True)
+                else:
+                    fh.close()
+                break
+
+    def _open_file(self, path: str, ident: Ident) -> _Open | None:
+        try:
+            fh = open(path, "rb")
+            st = os.fstat(fh.fileno())
+        except OSError as exc:
+            self.open_errors[path] = exc.strerror or type(exc).__name__
+            return None
+        self.open_errors.pop(path, None)
+        if (st.st_dev, st.st_ino) != ident:  # replaced between stat and open: next read
+            fh.close()
+            return None
+        ident = (st.st_dev, st.st_ino)
+        saved = self._saved.pop(ident, None)
+        offset = 0
+        if saved is not None and st.st_size >= saved.fp_len and _fingerprint(fh, saved.fp_len) == saved.fp \
+                and saved.offset <= st.st_size:
+            offset = saved.offset
+        elif self._first and self.start_from == "end" and not self._had_state:
+            offset = self._end_offset(fh, st.st_size)
+        fp_len = min(FINGERPRINT_BYTES, st.st_size)
+        h = _Open(path, fh, ident, _fingerprint(fh, fp_len), fp_len, offset)
+        self._open[path] = h
+        return h
+
+    @staticmethod
+    def _end_offset(fh: BinaryIO, size: int) -> int:
+        """Just after the last newline near the end, so a line being written is read whole later."""
+        start = max(0, size - _END_SCAN)
+        fh.seek(start)
+        tail = fh.read(size - start)
+        nl = tail.rfind(b"\n")
+        return start + nl + 1 if nl >= 0 else (size if start else 0)
+
+    def _check_truncated(self, h: _Open) -> None:
+        try:
+            size = os.fstat(h.fh.fileno()).st_size
+        except OSError:
+            return
+        if size < h.offset or (h.fp_len and (size < h.fp_len or _fingerprint(h.fh, h.fp_len) != h.fp)):
+            h.offset = 0
+            h.skipping = False
+            h.fp_len = min(FINGERPRINT_BYTES, size)
+            h.fp = _fingerprint(h.fh, h.fp_len)
+        elif h.fp_len < FINGERPRINT_BYTES and size > h.fp_len:
+            h.fp_len = min(FINGERPRINT_BYTES, size)
+            h.fp = _fingerprint(h.fh, h.fp_len)
+
+    def _read_lines(self, h: _Open, budget: int, res: FileLines) -> int:
+        """Reads complete lines from h's position; returns the bytes consumed from the budget."""
+        h.fh.seek(h.offset)
+        data = h.fh.read(budget)
+        h.eof = len(data) < budget
+        if not data:
+            return 0
+        used = len(data)
+        if h.skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                h.offset += len(data)
+                return used
+            h.skipping = False
+            data = data[nl + 1:]
+            h.offset += nl + 1
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) < budget:
+                # Partial line at EOF: wait for its newline, unless it is longer than any line should be.
+                if len(data) > self.max_line:
+                    h.offset += len(data)
+                    h.skipping = True
+                    res.oversized += 1
+                return used
+            # A line longer than the budget: read on to its newline (bounded).
+            rest = h.fh.read(self.max_line)
+            nl = rest.find(b"\n")
+            h.eof = nl < 0 and len(rest) < self.max_line
+            if nl < 0:
+                if len(data) + len(rest) > self.max_line:
+                    h.offset += len(data) + len(rest)
+                    h.skipping = True
+                    res.oversized += 1
+                return used
+            res.lines.append(data + rest[:nl])
+            h.offset += len(data) + nl + 1
+            return used + nl + 1
+        chunk = data[:end]
+        h.offset += end + 1
+        res.lines.extend(chunk.split(b"\n"))
+        return used
+
+    @staticmethod
+    def _linked(h: _Open) -> bool:
+        """False once the file was deleted (no name left), so its position is not worth keeping."""
+        try:
+            return os.fstat(h.fh.fileno()).st_nlink > 0
+        except OSError:
+            return False
+
+    def _retire(self, h: _Open) -> None:
+        """Closes a drained rotated file; remembers its position only if it still exists somewhere."""
+        linked = self._linked(h)
+        h.fh.close()
+        del self._open[h.path]
+        if linked:
+            self._saved[h.ident] = _Saved(h.fp, h.fp_len, h.offset)
+
+    def close(self) -> None:
+        self.save_state()
+        for h in self._open.values():
+            h.fh.close()
+        self._open.clear()
