@@ -191,8 +191,9 @@ def _ensure_documented(measurement: str, field_name: str) -> None:
 
 
 def _tags(measurement: str) -> tuple[str, ...]:
+    """The measurement's documented tags, plus `host`: the agent adds it to every metric."""
     m = BY_NAME.get(measurement)
-    return m.tags if m else ()
+    return ("host", *(t for t in m.tags if t != "host")) if m else ("host",)
 
 
 # ---------------------------------------------------------------- InfluxQL
