@@ -40,6 +40,9 @@ class SourceEnv:
     """Where a source may keep state across restarts (log positions); None = keep nothing."""
     shared: dict = field(default_factory=dict)
     """Objects several sources share (an HTTP client pool, an NVML handle), keyed by name."""
+    discovered_targets: list = field(default_factory=list)
+    """TargetConfigs of the servers discovery found so far (no `targets:` in the config); grows as it finds
+    more. Sources that follow a server (its process) read it each gather."""
 
 
 class Processor(Protocol):

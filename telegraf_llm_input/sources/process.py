@@ -293,9 +293,40 @@ def _start_time(proc: psutil.Process) -> float:
         return float("inf")
 
 
-def build(config, env: SourceEnv) -> list[ProcessSource]:
-    """One source per configured target whose process we can see: local URLs, or an explicit pid_file/pattern."""
+class DiscoveredProcesses:
+    """No `targets:` in the config: follow the process of every server discovery finds (all local)."""
+
+    name = "process:discovered"
+
+    def __init__(self, discovered: list[TargetConfig], nvml: NvmlSession | None):
+        self._discovered = discovered
+        self._nvml = nvml
+        self._sources: dict[str, ProcessSource] = {}
+
+    async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
+        for target in list(self._discovered):
+            if target.url not in self._sources and target.process.enabled:
+                self._sources[target.url] = ProcessSource(target, self._nvml)
+        results = await asyncio.gather(*(s.gather(ctx) for s in self._sources.values()), return_exceptions=True)
+        metrics: list[Metric] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("process of a discovered server: %s", result)
+            else:
+                metrics.extend(result)
+        return metrics
+
+    async def close(self) -> None:
+        for source in self._sources.values():
+            await source.close()
+
+
+def build(config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
+    """One source per configured target whose process we can see: local URLs, or an explicit pid_file/pattern.
+    Without `targets:`, one source that follows what discovery finds."""
     nvml = nvml_session(env) if config.gpu.enabled is not False else None
+    if config.targets is None:
+        return [DiscoveredProcesses(env.discovered_targets, nvml)] if config.discovery.enabled else []
     sources = []
     for target in config.targets or []:
         cfg = target.process

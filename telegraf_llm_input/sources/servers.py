@@ -23,7 +23,7 @@ def build(config, env: SourceEnv) -> list[Source]:
     if config.targets is None:
         if not config.discovery.enabled:
             return []
-        return [DiscoverySource(config.discovery, pool)]
+        return [DiscoverySource(config.discovery, pool, env.discovered_targets)]
     return [ServerSource(t, make_adapter(t), pool) for t in config.targets]
 
 
@@ -66,9 +66,11 @@ class DiscoverySource:
 
     name = "discovery"
 
-    def __init__(self, cfg: DiscoveryConfig, pool: HttpPool):
+    def __init__(self, cfg: DiscoveryConfig, pool: HttpPool, found: list[TargetConfig] | None = None):
         self._cfg = cfg
         self._pool = pool.retain()
+        self._found = found if found is not None else []
+        """Shared with sources that follow discovered servers (their processes): appended as found."""
         self._sources: dict[int, ServerSource] = {}
         self._scanned_at: float | None = None
 
@@ -83,6 +85,7 @@ class DiscoverySource:
 
         for port, target in found.items():
             self._sources[port] = ServerSource(target, make_adapter(target), self._pool)
+            self._found.append(target)
         if found or first:
             what = ", ".join(f"{t.type} at {t.url}" for t in found.values()) or "no model server"
             log.info("discovery on %s ports %s: found %s", self._cfg.host,

@@ -29,7 +29,8 @@ def test_discovery_finds_each_fake_with_its_type(caplog):
 
         async def run():
             sources = build_sources(config, SourceEnv())
-            out = list(await sources[0].gather(GatherContext(0, 5.0)))
+            [discovery] = [s for s in sources if s.name == "discovery"]
+            out = list(await discovery.gather(GatherContext(0, 5.0)))
             for s in sources:
                 await s.close()
             return out
@@ -57,7 +58,7 @@ def test_a_server_started_later_is_found_on_rescan(caplog):
                            "host": {"enabled": False}, "gpu": {"enabled": False}})
 
     async def run():
-        [source] = build_sources(config, SourceEnv())
+        [source] = [s for s in build_sources(config, SourceEnv()) if s.name == "discovery"]
         before = list(await source.gather(GatherContext(0, 5.0)))
         later = FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": []})},
                            port=port).start()
@@ -72,3 +73,42 @@ def test_a_server_started_later_is_found_on_rescan(caplog):
     assert [(m.tags["server_type"], m.fields["up"]) for m in after if m.measurement == "llm_server"] == [("ollama", 1)]
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("discovery")]
     assert "no model server" in lines[0] and "ollama at" in lines[1]
+
+
+def test_a_discovered_server_gets_its_process_followed():
+    """No `targets:` (a fresh machine): the process of each discovered server is monitored too."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from telegraf_llm_input.agent import Agent
+
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-m", "tests.fakes.streaming", "0.01", "0.01", "3"],
+                             stdout=subprocess.PIPE, cwd=root)
+    try:
+        port = int(child.stdout.readline())
+        config = parse_config({"discovery": {"ports": [port], "timeout": "1s"},
+                               "host": {"enabled": False}, "gpu": {"enabled": False}})
+
+        async def run():
+            agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=5.0)
+            await agent.gather_once()  # discovery finds the server (the process source may run first)
+            alive = await agent.gather_once()
+            child.kill()
+            child.wait()
+            gone = await agent.gather_once()
+            await agent.close()
+            return alive, gone
+        alive, gone = asyncio.run(run())
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    url = f"http://127.0.0.1:{port}"
+    [proc] = [m for m in alive if m.measurement == "llm_process"]
+    assert proc.tags["target"] == url and proc.tags["server_type"] == "openai"
+    assert proc.fields["up"] == 1 and proc.fields["pid"] == child.pid and proc.fields["exposed"] == 0
+    assert proc.fields["rss_bytes"] > 0
+    [after] = [m for m in gone if m.measurement == "llm_process"]
+    assert after.fields["up"] == 0
