@@ -261,8 +261,9 @@ ALERTS: tuple[Alert, ...] = (
           mode="silent", window="5m", no_data_alerts=True),
     Alert("llm-target-down", "Model server down", S, "up", "<", 1, "2m", "critical",
           "{{ $labels.target }} on {{ $labels.host }} does not answer.", no_data_alerts=True),
-    Alert("llm-target-busy", "Model server busy for a long time", S, "busy", "==", 1, "10m", "warning",
-          "{{ $labels.target }} on {{ $labels.host }} is alive but its metrics page keeps timing out."),
+    Alert("llm-target-busy", "Model server busy for a long time", S, "busy", ">", 0.9, "5m", "warning",
+          "{{ $labels.target }} on {{ $labels.host }} is alive but its metrics page timed out at over 90% of the "
+          "gathers of the last 10 minutes.", mode="mean", window="10m"),
     Alert("llm-ttft-p95-high", "TTFT p95 above 10 s", S, "ttft_p95_ms", ">", 10000, "5m", "warning",
           "Time to first token p95 on {{ $labels.target }} ({{ $labels.host }}) averaged above 10 s for 5 minutes.",
           mode="mean", window="5m"),
