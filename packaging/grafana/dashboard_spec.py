@@ -115,7 +115,7 @@ ROWS: tuple[Row, ...] = (
         Panel("Probe success rate", (Q(P, "success", label="success"),), unit="percentunit", max=1,
               servers=("llamacpp", "ollama", "tgi"),
               description="Share of synthetic requests that streamed an answer."),
-        Panel("Failed probes by error class", (Q(P, "success", by=("host", "target", "error"), agg="count",
+        Panel("Failed probes by error class", (Q(P, "success", by=("host", "target", "model", "error"), agg="count",
                                                  label="failed", where=(("error", ".+"),)),), kind="bars",
               servers=("tgi",), description="connect, timeout, http_4xx, http_5xx, bad_stream, empty."),
         Panel("Server request errors per second", (Q(S, "request_errors_total", label="errors"),), unit="reqps",
@@ -202,6 +202,8 @@ ROWS: tuple[Row, ...] = (
     Row("Model server process", (
         Panel("CPU", (Q(PROC, "cpu_percent", label="cpu"),), unit="percent", servers=("llamacpp",)),
         Panel("Resident memory", (Q(PROC, "rss_bytes", label="rss"),), unit="bytes", servers=("llamacpp",)),
+        Panel("GPU memory held", (Q(PROC, "gpu_memory_used_mib", label="gpu memory"),), unit="mbytes",
+              servers=("vllm", "ollama"), description="What the server's processes hold on the GPUs (NVML)."),
         Panel("Restarts per second", (Q(PROC, "restarts_total", label="restarts"),), unit="ops",
               servers=("llamacpp",)),
         Panel("Exposed on the network", (Q(PROC, "exposed", agg="max"),), kind="state", mappings=BAD_FLAG,

@@ -119,7 +119,7 @@ def _legend(q: Q, flavour: str) -> str:
     if flavour == "influxdb":
         names = ["$tag_${" + t[1:] + "}" if t.startswith("$") else f"$tag_{t}" for t in tags]
     else:
-        names = ["{{" + t + "}}" for t in tags]
+        names = ["{{${" + t[1:] + "}}}" if t.startswith("$") else "{{" + t + "}}" for t in tags]
     return " ".join([_label(q, flavour), *names])
 
 

@@ -162,6 +162,7 @@ class World:
         """What a user would find empty: a panel missing a claimed server type or a host."""
         out = []
         hosts = set(variables["host"] or HOSTS)
+        types = set(variables["server_type"] or ())
         panels = self.panels(flavour)
         with ThreadPoolExecutor(4) as pool:  # the databases answer in parallel
             results = list(pool.map(lambda sp: [self.series(flavour, t, variables) for t in sp[1]["targets"]], panels))
@@ -173,6 +174,8 @@ class World:
                         seen_targets.add(s["tags"].get("target"))
                         seen_hosts.add(s["tags"].get("host"))
                         assert s["tags"].get("host") in hosts, f"{panel['title']}: host filter ignored"
+                        if types and "target" in s["tags"]:  # targets are named by their server type
+                            assert s["tags"]["target"] in types, f"{panel['title']}: server_type filter ignored"
             per_host = all(q.total_by is not None for q in spec.queries) or not spec.servers
             if per_host:
                 want = {"host-a"} & hosts if spec.queries[0].measurement == "llm_requests" else hosts
@@ -299,11 +302,14 @@ def test_every_panel_returns_data_for_what_it_claims(world, flavour):
     _eventually(lambda: world.problems(flavour, ALL), f"{flavour} panels without data")
 
 
-def test_host_variable_filters_every_panel(world):
-    only_b = {**ALL, "host": ["host-b"]}
+def test_host_and_server_type_variables_filter_every_panel(world):
+    only = {**ALL, "host": ["host-b"], "server_type": ["llamacpp", "ollama"]}
     for flavour in ("influxdb", "prometheus"):
-        # problems() asserts no series of another host comes back; host-b has no request log
-        world.problems(flavour, only_b)
+        # problems() asserts that no series of another host or server type comes back
+        missing = world.problems(flavour, only)
+        # ...and what was selected still shows: Up lacks only the other types
+        assert f"{flavour} 'Up': no data for ['openai', 'sglang', 'tgi', 'vllm']" in missing, missing
+        assert not [p for p in missing if "'Models loaded'" in p or "'Targets up per host'" in p], missing
 
 
 def test_variable_queries_list_both_hosts(world):

@@ -152,3 +152,70 @@ def test_grafana_alert_provisioning_is_well_formed():
         (measurement,) = INFLUX_FROM.findall(query)
         for field in re.findall(r'last\("([^"]+)"\)', query):
             assert lookup(measurement, field), (rule["uid"], field)
+
+
+@pytest.mark.parametrize("flavour", ["influxdb", "prometheus"])
+def test_legends_name_every_series_tag(flavour):
+    """Two hosts with the same target name never merge, and a reader can tell every line apart."""
+    gen = _generator()
+    specs = [p for row in gen.ROWS for p in row.panels]
+    panels = _panels(GRAFANA / f"dashboard-{flavour}.json")
+    assert [p.title for p in specs] == [p["title"] for p in panels]
+    for spec, panel in zip(specs, panels):
+        for q, target in zip(spec.queries, panel["targets"]):
+            legend = target["alias" if flavour == "influxdb" else "legendFormat"]
+            query = target["query" if flavour == "influxdb" else "expr"]
+            tags = q.total_by if q.total_by is not None else q.series_by
+            assert "host" in tags, f"{panel['title']}: not split by host"
+            for tag in ("target", "model"):
+                if tag in BY_NAME[q.measurement].tags and q.total_by is None and spec.kind != "state":
+                    assert tag in q.series_by, f"{panel['title']}: {q.field} not split by {tag}"
+            for tag in tags:
+                word = tag.lstrip("$")
+                shown = f"$tag_{tag}" if flavour == "influxdb" else "{{" + tag + "}}"
+                assert (shown if not tag.startswith("$") else "${" + word + "}") in legend, (panel["title"], legend)
+                assert tag in query, (panel["title"], query)
+            if flavour == "prometheus":
+                assert not re.search(r"_(ms|mib)\b", legend), f"{panel['title']}: legend {legend!r} not in base units"
+
+
+@pytest.mark.parametrize("flavour", ["influxdb", "prometheus"])
+def test_counters_are_per_second_rates_on_both(flavour):
+    gen = _generator()
+    specs = [p for row in gen.ROWS for p in row.panels]
+    seen = 0
+    for spec, panel in zip(specs, _panels(GRAFANA / f"dashboard-{flavour}.json")):
+        for q, target in zip(spec.queries, panel["targets"]):
+            if lookup(q.measurement, q.field).kind != "counter":
+                continue
+            seen += 1
+            if flavour == "influxdb":
+                assert f'non_negative_derivative(last("{q.field}"), 1s)' in target["query"], panel["title"]
+            else:
+                assert target["expr"].count("rate(") == 1 and "[$__rate_interval])" in target["expr"], panel["title"]
+                assert "increase(" not in target["expr"]
+    assert seen >= 8
+
+
+@pytest.mark.parametrize("flavour", ["influxdb", "prometheus"])
+def test_state_timelines_map_their_values(flavour):
+    states = [p for p in _panels(GRAFANA / f"dashboard-{flavour}.json") if p["type"] == "state-timeline"]
+    assert len(states) >= 4
+    for panel in states:
+        (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+        assert set(mapping["options"]) == {"0", "1"}, panel["title"]
+    (up,) = [p for p in states if p["title"] == "Up"]
+    options = up["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert options["0"]["text"] == "down" and options["0"]["color"] == "red"
+    assert options["1"]["color"] == "green"
+
+
+def test_server_rows_and_variables():
+    board = json.loads((GRAFANA / "dashboard-influxdb.json").read_text())
+    assert "server_type" in {v["name"] for v in board["templating"]["list"]}
+    rows = {p["title"]: p for p in board["panels"] if p["type"] == "row"}
+    for name in ("llama.cpp", "Ollama", "vLLM / SGLang"):
+        assert rows[name]["collapsed"] and rows[name]["panels"], name
+        for panel in rows[name]["panels"]:
+            assert all('"server_type" =~ /^$server_type$/' in t["query"] for t in panel["targets"]
+                       if "llm_gpu" not in t["query"]), panel["title"]

@@ -3,11 +3,13 @@
     python -m tests.support.fake_gpu_agent --config agent.yaml --signal none
 
 NVML's functions are replaced before the agent starts; the energy counter grows with wall time at the GPUs'
-power draw, as a working GPU's does. Everything else is the unmodified agent.
+power draw, as a working GPU's does. GPU 0 holds 8 GiB for the parent process (the test, whose
+fake servers the agent finds by their ports). Everything else is the unmodified agent.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -26,7 +28,9 @@ class _Patch:
 
 
 def install() -> FakeNvml:
-    fake = FakeNvml([h100(0), h100(1)]).install(_Patch())
+    gpu0 = h100(0)
+    gpu0.processes = [(os.getppid(), 8 << 30)]  # the test process: it runs the fake servers the agent watches
+    fake = FakeNvml([gpu0, h100(1)]).install(_Patch())
     read_energy = pynvml.nvmlDeviceGetTotalEnergyConsumption
     last = [time.monotonic()]
 
