@@ -314,12 +314,14 @@ def grafana_query(a: Alert) -> tuple[str, int]:
     """The InfluxQL of an alert and the seconds of history it reads."""
     group = ", ".join(f'"{t}"' for t in a.by)
     sel = f'last("{a.field}")'
-    window = max(_seconds(a.window), 600)
+    window = 180  # the latest value: a series gone for 3 minutes (dead agent) drops out and resolves
     if a.mode == "silent":
         # fill(0): a host that stopped keeps a series (of zeros) for the hour read; the moving average over
         # three minutes reads 0 only when none of them had a point.
         return (f'SELECT moving_average(count("{a.field}"), 3) FROM "{a.measurement}" WHERE $timeFilter '
                 f"GROUP BY time(1m), {group} fill(0)"), 3600
+    if a.mode in ("increase", "growing"):
+        window = max(_seconds(a.window), 600)
     if a.mode == "increase":
         sel = f'non_negative_difference(last("{a.field}"))'
     elif a.mode == "mean":
