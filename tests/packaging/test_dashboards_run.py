@@ -122,9 +122,21 @@ def _agent_config(tmp: Path, host: str, targets: list[dict], influx_url: str, pr
 
 
 class World:
-    def __init__(self, influx, prom_url: str, start_ms: int, spec, gen, llama_b):
-        self.influx, self.prom_url, self.start_ms, self.spec, self.gen = influx, prom_url, start_ms, spec, gen
-        self.llama_b = llama_b
+    def __init__(self, influx, prom_url: str, start_ms: int, gen, llama_b, agents: dict[str, ManagedProcess]):
+        self.influx, self.prom_url, self.start_ms, self.spec, self.gen = influx, prom_url, start_ms, gen, gen
+        self.llama_b, self.agents = llama_b, agents
+        self._ready = False
+
+    def ready(self) -> None:
+        """Waits until every panel of both dashboards has its data (rates need a few gathers)."""
+        if not self._ready:
+            for flavour in ("influxdb", "prometheus"):
+                _eventually(lambda: self.problems(flavour, ALL), f"{flavour} panels without data")
+            self._ready = True
+
+    def alerts(self) -> list[dict]:
+        """Prometheus' pending and firing alerts, evaluated every second on the live data."""
+        return httpx.get(f"{self.prom_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
 
     # ------------------------------------------------------------ running queries as Grafana would
     def influx_series(self, query: str, variables: dict) -> list[dict]:
@@ -269,10 +281,12 @@ def world(influxdb, tmp_path_factory):
     start_ms = int(time.time() * 1000)
     agents = [ManagedProcess([sys.executable, "-m", "tests.support.fake_gpu_agent", "--config", str(configs[h]),
                               "--signal", "none"], tmp / f"agent-{h}.log", cwd=ROOT) for h in HOSTS]
+    for agent, host in zip(agents, HOSTS):
+        agent.argv_config = configs[host]
     try:
         wait_until(http_ok(f"http://127.0.0.1:{web}/-/ready"), 60, "prometheus", prom.proc, prom.log_path)
         gen = _generator()  # its ROWS are the description (packaging/grafana/dashboard_spec.py)
-        yield World(influxdb, f"http://127.0.0.1:{web}", start_ms, gen, gen, fakes["llamacpp-b"])
+        yield World(influxdb, f"http://127.0.0.1:{web}", start_ms, gen, fakes["llamacpp-b"], dict(zip(HOSTS, agents)))
     finally:
         for agent in agents:
             agent.stop()
@@ -300,9 +314,11 @@ def _eventually(check, what: str, timeout: float = 90.0) -> None:
 @pytest.mark.parametrize("flavour", ["influxdb", "prometheus"])
 def test_every_panel_returns_data_for_what_it_claims(world, flavour):
     _eventually(lambda: world.problems(flavour, ALL), f"{flavour} panels without data")
+    world.ready()
 
 
 def test_host_and_server_type_variables_filter_every_panel(world):
+    world.ready()
     only = {**ALL, "host": ["host-b"], "server_type": ["llamacpp", "ollama"]}
     for flavour in ("influxdb", "prometheus"):
         # problems() asserts that no series of another host or server type comes back
@@ -313,6 +329,7 @@ def test_host_and_server_type_variables_filter_every_panel(world):
 
 
 def test_variable_queries_list_both_hosts(world):
+    world.ready()
     board = json.loads((GRAFANA / "dashboard-influxdb.json").read_text())
     (host_var,) = [v for v in board["templating"]["list"] if v["name"] == "host"]
     result = world.influx.query(host_var["query"], db=DB)["results"][0]
@@ -325,6 +342,7 @@ def test_variable_queries_list_both_hosts(world):
 
 
 def test_grafana_alert_queries_run_against_influxdb(world):
+    world.ready()
     rules = yaml.safe_load((GRAFANA / "alerts" / "telegraf-llm-input.yaml").read_text())["groups"][0]["rules"]
     for rule in rules:
         for data in rule["data"]:
@@ -339,8 +357,10 @@ def test_grafana_alert_queries_run_against_influxdb(world):
                 assert set(last) >= set(HOSTS) and all(v >= 1 for v in last.values()), last
 
 
-def test_one_host_down_the_other_up(world):
+def test_one_host_down_the_other_up_then_a_dead_agent_is_noticed(world):
+    world.ready()
     assert world.latest_up("prometheus").get(("host-b", "llamacpp")) == 1
+    assert not [a for a in world.alerts() if a["labels"]["alertname"] in ("LlmAgentSilent", "LlmTargetDown")]
     world.llama_b.stop()  # host-b's llama.cpp goes away; host-a's has the same target name
 
     def check(flavour):
@@ -354,11 +374,17 @@ def test_one_host_down_the_other_up(world):
 
     _eventually(lambda: check("influxdb") + check("prometheus"), "Up after host-b's server stopped", 30)
 
-    def alerts():
-        r = httpx.get(f"{world.prom_url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-        down = {(a["labels"].get("host"), a["labels"].get("target")) for a in r if a["labels"]["alertname"] == "LlmTargetDown"}
-        return [] if down == {("host-b", "llamacpp")} else [f"LlmTargetDown pending/firing for {sorted(down)}"]
+    def alerted(name: str, want: set, keys=("host", "target")) -> list[str]:
+        got = {tuple(a["labels"].get(k) for k in keys) for a in world.alerts() if a["labels"]["alertname"] == name}
+        return [] if got == want else [f"{name} pending/firing for {sorted(got, key=str)}, want {sorted(want, key=str)}"]
 
-    _eventually(alerts, "Prometheus rule on the live data", 20)
+    _eventually(lambda: alerted("LlmTargetDown", {("host-b", "llamacpp")}), "LlmTargetDown on live data", 20)
+
+    agent_b = world.agents["host-b"]
+    instance = next(t for t in yaml.safe_load(agent_b.argv_config.read_text())["outputs"]
+                    if t["type"] == "prometheus")["listen"]
+    agent_b.stop()  # the agent itself dies: its scrape fails, its series go stale
+    _eventually(lambda: alerted("LlmAgentSilent", {(None, instance)}, ("host", "instance")), "LlmAgentSilent on live data", 20)
+    _eventually(lambda: alerted("LlmTargetDown", set()), "host-b's stale target-down resolved", 20)
     rules = httpx.get(f"{world.prom_url}/api/v1/rules", timeout=10).json()["data"]["groups"][0]["rules"]
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
