@@ -1,7 +1,7 @@
 """Build the Grafana dashboards and alert rules from one description (dashboard_spec.py).
 
-dashboard_spec.py lists the rows, panels and alerts, each naming measurements and fields of the documented schema
-(telegraf_llm_input/schema). Rendered here twice: InfluxQL for Telegraf/InfluxDB users, PromQL for the
+dashboard_spec.py lists the rows, panels and alerts, each naming measurements and fields of the documented
+schema (telegraf_llm_input/schema). Rendered here twice: InfluxQL for Telegraf/InfluxDB users, PromQL for the
 Prometheus exporter; plus Grafana alert provisioning and Prometheus rules. Run
 `python packaging/grafana/generate.py` after changing the schema or dashboard_spec.py; the generated files are
 committed and a test checks they are current. docs/dashboards.md says what each row answers.
@@ -25,6 +25,9 @@ from telegraf_llm_input.schema import BY_NAME, lookup, prometheus_name, promethe
 
 PROM_UNITS = {"ms": "s", "mbytes": "bytes"}
 FILTER_TAGS = ("host", "server_type", "target", "model")
+"""Dashboard variables: every query on a measurement with the tag filters by it."""
+
+
 def _ensure_documented(measurement: str, field_name: str) -> None:
     if lookup(measurement, field_name) is None:
         raise SystemExit(f"generate.py: {measurement}.{field_name} is not in the schema (telegraf_llm_input/schema)")
@@ -44,7 +47,7 @@ def _is_counter(q: Q) -> bool:
 def _check(q: Q) -> None:
     _ensure_documented(q.measurement, q.field)
     for tag in (*q.series_by, *(q.total_by or ()), *(t for t, _ in q.where)):
-        if tag != AB_TAG and tag not in _tags(q.measurement) and tag != "source":
+        if tag != AB_TAG and tag not in _tags(q.measurement):
             raise SystemExit(f"generate.py: {q.measurement} has no tag {tag}")
 
 
