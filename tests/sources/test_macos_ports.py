@@ -23,7 +23,7 @@ FAKE_BIN = Path(__file__).resolve().parent.parent / "fakes" / "bin"
 def test_recorded_lsof_output_parsed():
     got = parse_lsof_listen(LSOF.read_text())
     assert Listener(812, "ollama", "127.0.0.1", 11434) in got
-    assert Listener(1507, "LM Stud", "::1", 1234) in got  # `\x20` in COMMAND, brackets around IPv6
+    assert Listener(1507, "LM Studio", "::1", 1234) in got  # `\x20` in COMMAND, brackets around IPv6
     assert Listener(2291, "Python", "0.0.0.0", 8080) in got and Listener(2291, "Python", "::", 8080) in got
     assert len(got) == 7
 
