@@ -38,16 +38,15 @@ def read_card(card: DrmCard) -> dict[str, Any]:
     for key, name in (("clocks_sm_mhz", "pp_dpm_sclk"), ("clocks_mem_mhz", "pp_dpm_mclk")):
         text = read_text(dev / name)
         fields[key] = parse_dpm_current_mhz(text) if text else None
-    for hwmon in hwmon_dirs(dev):
+    hwmons = hwmon_dirs(dev)
+    if hwmons:  # amdgpu registers one hwmon per card
+        hwmon = hwmons[0]
         power = read_int(hwmon / "power1_average")
         if power is None:
             power = read_int(hwmon / "power1_input")
         temps = temperatures_c(hwmon)
-        fields.setdefault("power_draw_w", micro(power))
-        fields.setdefault("power_limit_w", micro(read_int(hwmon / "power1_cap")))
-        fields.setdefault("energy_total_j", micro(read_int(hwmon / "energy1_input")))
-        fields.setdefault("temperature_gpu", temps.get("edge", temps.get("temp1")))
-        for key in ("power_draw_w", "power_limit_w", "energy_total_j", "temperature_gpu"):
-            if fields[key] is None:
-                del fields[key]
+        fields["power_draw_w"] = micro(power)
+        fields["power_limit_w"] = micro(read_int(hwmon / "power1_cap"))
+        fields["energy_total_j"] = micro(read_int(hwmon / "energy1_input"))
+        fields["temperature_gpu"] = temps.get("edge", temps.get("temp1"))
     return {k: v for k, v in fields.items() if v is not None}

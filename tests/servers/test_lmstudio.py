@@ -1,17 +1,13 @@
 """LM Studio's REST API (`/api/v0/models`) and mlx_lm.server (OpenAI-compatible), against fakes that answer
 with the shapes of LM Studio's documentation and mlx_lm's server."""
 
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
-from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.probe.measure import StreamMeasure
 from telegraf_llm_input.schema import lookup
-from telegraf_llm_input.servers import detect
-from telegraf_llm_input.sources.server import Fetcher
 from telegraf_llm_input.targets import TargetConfig
 from tests.fakes.server import FakeServer, Reply
 from tests.servers.test_servers import only, scrape
@@ -63,13 +59,9 @@ def test_mlx_lm_server_is_openai_compatible():
 
 def test_openai_server_without_lmstudio_api_is_not_lmstudio():
     with FakeServer({"/v1/models": Reply(V1_MODELS)}) as fake:
-        async def go():
-            pool = HttpPool()
-            try:
-                return await detect(Fetcher(pool, TargetConfig(url=fake.url)))
-            finally:
-                await pool.close()
-        assert asyncio.run(go()) == "openai"
+        [metrics] = scrape(TargetConfig(url=fake.url, type="auto"), [0])
+    assert {m.tags["server_type"] for m in metrics if m.measurement == "llm_server"} == {"openai"}
+    assert not [m for m in metrics if m.measurement == "llm_model_loaded"]
 
 
 def test_lmstudio_stats_are_the_probes_server_side_fields():

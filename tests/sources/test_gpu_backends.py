@@ -32,7 +32,7 @@ MIB = 1024 * 1024
 T0 = 1_700_000_000_000_000_000
 
 
-def sources(gpu: dict, monkeypatch=None) -> list:
+def sources(gpu: dict) -> list:
     config = parse_config({"gpu": gpu, "targets": [], "host": {"enabled": False}})
     return [s for s in build_sources(config, SourceEnv()) if s.name.startswith("gpu")]
 

@@ -8,7 +8,6 @@ import types
 from pathlib import Path
 
 import psutil
-import pytest
 
 from telegraf_llm_input.sources import process as process_module
 from telegraf_llm_input.sources.macos_ports import Listener, listening_pids, parse_lsof_listen
