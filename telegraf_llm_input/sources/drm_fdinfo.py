@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from telegraf_llm_input.sources.gpu_sysfs import AMD_VENDOR, INTEL_VENDOR, find_cards
+
 PROC_ROOT = Path("/proc")
 MIB = 1024 * 1024
 UNITS = {"": 1, "B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
@@ -171,6 +173,11 @@ def busy_percent(prev: tuple[float, dict], now: tuple[float, dict]) -> float | N
 
 
 def wanted(gpu_config, platform: str) -> bool:
-    """fdinfo is read on Linux when an AMD or Intel backend may be in use."""
-    return platform.startswith("linux") and gpu_config.enabled is not False and (
-        gpu_config.wants("amd") or gpu_config.wants("intel"))
+    """fdinfo is read on Linux when `gpu.backends` names AMD or Intel, or (`auto`) such a card is there:
+    an NVIDIA-only box does not pay for scanning its server's fds."""
+    if not platform.startswith("linux") or gpu_config.enabled is False:
+        return False
+    if gpu_config.explicit("amd") or gpu_config.explicit("intel"):
+        return True
+    return "auto" in gpu_config.backends and any(
+        find_cards(gpu_config.sysfs_root, vendor) for vendor in (AMD_VENDOR, INTEL_VENDOR))

@@ -106,9 +106,16 @@ def test_process_source_reports_fdinfo_memory_and_busy(servers, tmp_path, monkey
     assert gather(source).fields["gpu_busy_percent"] == 100.0
 
 
-def test_no_fdinfo_reading_when_gpu_disabled_or_nvidia_only():
+def test_fdinfo_is_read_only_where_an_amd_or_intel_gpu_may_be(tmp_path):
     from telegraf_llm_input.config import parse_config
-    assert not drm_fdinfo.wanted(parse_config({"gpu": {"enabled": False}, "targets": []}).gpu, "linux")
-    assert not drm_fdinfo.wanted(parse_config({"gpu": {"backends": ["nvidia"]}, "targets": []}).gpu, "linux")
-    assert not drm_fdinfo.wanted(parse_config({"targets": []}).gpu, "darwin")
-    assert drm_fdinfo.wanted(parse_config({"targets": []}).gpu, "linux")
+
+    def wanted(gpu: dict, platform: str = "linux") -> bool:
+        return drm_fdinfo.wanted(parse_config({"gpu": gpu, "targets": []}).gpu, platform)
+
+    mixed = str(PROC.parent / "sysfs" / "mixed-amd-intel")
+    assert wanted({"sysfs_root": mixed})  # auto, and an AMD card is there
+    assert not wanted({"sysfs_root": str(tmp_path)})  # auto on an NVIDIA-only box: no fd scanning
+    assert wanted({"sysfs_root": str(tmp_path), "backends": ["intel"]})  # named: always
+    assert not wanted({"sysfs_root": mixed, "backends": ["nvidia"]})
+    assert not wanted({"sysfs_root": mixed, "enabled": False})
+    assert not wanted({"sysfs_root": mixed}, "darwin")
