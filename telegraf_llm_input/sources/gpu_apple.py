@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import plistlib
 import subprocess
+from xml.parsers.expat import ExpatError
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ def parse_ioreg(data: bytes, memory_total_bytes: int | None = None) -> list[Appl
     """The GPUs in one `ioreg … -a` answer; raises ValueError when it is no plist of IOAccelerator entries."""
     try:
         entries = plistlib.loads(data)
-    except (plistlib.InvalidFileException, ValueError) as exc:
+    except (plistlib.InvalidFileException, ValueError, ExpatError) as exc:
         raise ValueError(f"ioreg output is not a plist ({exc})") from None
     if isinstance(entries, dict):
         entries = [entries]

@@ -185,6 +185,8 @@ def test_failing_ioreg_is_one_clear_error(fake_ioreg, monkeypatch, no_nvml):
 def test_ioreg_garbage_is_an_error_and_a_gpu_without_statistics_is_skipped():
     with pytest.raises(ValueError, match="not a plist"):
         parse_ioreg(b"+-o AGXAcceleratorG13X  <class AGXAcceleratorG13X>")
+    with pytest.raises(ValueError, match="not a plist"):
+        parse_ioreg(M1PRO.read_bytes()[:400])  # cut short
     import plistlib
     assert parse_ioreg(plistlib.dumps([{"IOClass": "AGXAcceleratorG13X", "model": "Apple M2"}])) == []
 
