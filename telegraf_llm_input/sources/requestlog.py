@@ -3,7 +3,9 @@
 Telegraf's tail plugin would make each line its own point; dashboards need rates, error ratios and
 latency percentiles per interval, per model or prompt variant, so we aggregate here. Each line is
 parsed and reduced to a few numbers at once; prompt or response text in it is never kept, logged or
-emitted. Lines count in the interval in which they are read (not by their timestamp).
+emitted. Lines count in the interval in which they are read (not by their timestamp). A line whose latency
+is negative or not a finite number, or whose token count is negative, fractional or over
+MAX_TOKENS, is malformed: counted in `malformed_lines`, never part of a percentile or a sum.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ TIME_SHARE = 0.5
 GROUP_CACHE = 10_000
 EXACT_LIMIT = 100_000
 """Values per group and interval kept for exact percentiles; past this, a 1% sketch."""
+
+MAX_TOKENS = 1_000_000_000
+"""Tokens of one request above this are a broken log line, not a request (sums stay int64)."""
 
 Getter = Callable[[dict], Any]
 
@@ -84,6 +89,26 @@ def number(value: Any) -> float | None:
             return None
         return f if math.isfinite(f) else None
     return None
+
+
+def checked_ms(value: Any, name: str) -> tuple[float | None, str]:
+    """A latency from a record: (value, "") when it is a finite number >= 0, else (None, the problem)."""
+    v = number(value)
+    if v is None:
+        return None, f"{name} is not a finite number"
+    if v < 0:
+        return None, f"negative {name}"
+    return v, ""
+
+
+def checked_tokens(value: Any, name: str) -> tuple[int | None, str]:
+    """A token count: (count, "") when it is a whole number in [0, MAX_TOKENS], else (None, the problem)."""
+    v = number(value)
+    if v is None or v != int(v):
+        return None, f"{name} is not a whole number"
+    if not 0 <= v <= MAX_TOKENS:
+        return None, f"{name} out of range (0..{MAX_TOKENS})"
+    return int(v), ""
 
 
 def tag_value(value: Any) -> str:
@@ -173,9 +198,38 @@ class Aggregator:
                 if not first:
                     first = "not a JSON object"
                 continue
+            # Values first: a line with an impossible one is malformed as a whole.
+            get = rec.get
+            lat = get(lat_k) if lat_f is None else lat_f(rec)
+            if lat is not None and not ((type(lat) is float and lat - lat == 0 or type(lat) is int) and lat >= 0):
+                lat, why = checked_ms(lat, "latency_ms")
+                if why:
+                    bad += 1
+                    first = first or why
+                    continue
+            ttft = get(ttft_k) if ttft_f is None else ttft_f(rec)
+            if ttft is not None and not ((type(ttft) is float and ttft - ttft == 0 or type(ttft) is int) and ttft >= 0):
+                ttft, why = checked_ms(ttft, "ttft_ms")
+                if why:
+                    bad += 1
+                    first = first or why
+                    continue
+            prompt = get(prompt_k) if prompt_f is None else prompt_f(rec)
+            if prompt is not None and not (type(prompt) is int and 0 <= prompt <= MAX_TOKENS):
+                prompt, why = checked_tokens(prompt, "prompt_tokens")
+                if why:
+                    bad += 1
+                    first = first or why
+                    continue
+            compl = get(compl_k) if compl_f is None else compl_f(rec)
+            if compl is not None and not (type(compl) is int and 0 <= compl <= MAX_TOKENS):
+                compl, why = checked_tokens(compl, "completion_tokens")
+                if why:
+                    bad += 1
+                    first = first or why
+                    continue
             if grouped:
                 if gkeys is not None:
-                    get = rec.get
                     raw = tuple([get(k) for k in gkeys])
                     try:
                         key = gcache.get(raw)
@@ -199,31 +253,14 @@ class Aggregator:
                 g.other += 1
             if is_error(rec):
                 g.errors += 1
-            get = rec.get
-            v = get(lat_k) if lat_f is None else lat_f(rec)
-            if v is not None:
-                if not (type(v) is float and v - v == 0 or type(v) is int):
-                    v = number(v)
-                if v is not None:
-                    g.latency.add(v)
-            v = get(ttft_k) if ttft_f is None else ttft_f(rec)
-            if v is not None:
-                if not (type(v) is float and v - v == 0 or type(v) is int):
-                    v = number(v)
-                if v is not None:
-                    g.ttft.add(v)
-            v = get(prompt_k) if prompt_f is None else prompt_f(rec)
-            if v is not None:
-                if type(v) is not int:
-                    v = number(v)
-                if v is not None:
-                    g.prompt_tokens += int(v)
-            v = get(compl_k) if compl_f is None else compl_f(rec)
-            if v is not None:
-                if type(v) is not int:
-                    v = number(v)
-                if v is not None:
-                    g.completion_tokens += int(v)
+            if lat is not None:
+                g.latency.add(lat)
+            if ttft is not None:
+                g.ttft.add(ttft)
+            if prompt is not None:
+                g.prompt_tokens += prompt
+            if compl is not None:
+                g.completion_tokens += compl
         if bad:
             m = self.interval.malformed.setdefault(path, Malformed())
             m.count += bad
