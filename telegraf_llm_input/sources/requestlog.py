@@ -393,6 +393,10 @@ class RequestLogSource:
             for path, error in self._tailer.open_errors.items():
                 self._state.fail(("open", path), f"logs {self.label}: cannot open {path}: {error}")
             self._opened_fail = set(self._tailer.open_errors)
+            with self._thread_lock:
+                notes, self._tailer.notes = self._tailer.notes, []
+            for note in notes:
+                log.warning("logs %s: %s", self.label, note)
             if self._tailer.state_error:
                 self._state.fail("state", f"logs {self.label}: {self._tailer.state_error}")
             else:
