@@ -138,3 +138,31 @@ def test_unreadable_batch_file_is_skipped_not_fatal(tmp_path, caplog):
         assert "cannot read" in caplog.text
     finally:
         first.chmod(0o600)
+
+
+def test_junk_in_the_buffer_directory_never_stops_the_agent(tmp_path):
+    """The agent as a user starts it: a directory named like a batch in its buffer dir used to be
+    `E! fatal`, exit 1, on every start (a restart loop under Telegraf or systemd)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.support.procs import free_port
+
+    buf = tmp_path / "buf"
+    buf.mkdir()
+    (buf / "00000000000000000001.lpb").mkdir()
+    (buf / "00000000000000000002.tmp").mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "host": {"model_dir": str(tmp_path)},
+        "outputs": [{"type": "influxdb_v1", "url": f"http://127.0.0.1:{free_port()}", "timeout": "200ms",
+                     "buffer_dir": str(buf)}],
+    }))
+    r = subprocess.run([sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--once"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if "00000000000000000001.lpb" in line]
+    assert len(warned) == 1 and warned[0].startswith("W! ") and "fatal" not in r.stderr
+    assert [p.name for p in buf.glob("*.lpb") if p.is_file()], "the gather must still be buffered"
