@@ -57,12 +57,17 @@ def seqs(tailer: Tailer) -> list[int]:
     return out
 
 
-def test_glob_with_copytruncate_reads_the_copy_tail_once(tmp_path):
+def start(tmp_path: Path, pattern: str, first: int):
+    """A log with `first` lines and a Tailer that has read it once: (log, writer, tailer, lines read)."""
     log = tmp_path / "app.log"
     w = Writer(log)
-    w.write(10)
-    t = Tailer(str(tmp_path / "app.log*"), "beginning")
-    got = seqs(t)
+    w.write(first)
+    t = Tailer(str(tmp_path / pattern), "beginning")
+    return log, w, t, seqs(t)
+
+
+def test_glob_with_copytruncate_reads_the_copy_tail_once(tmp_path):
+    log, w, t, got = start(tmp_path, "app.log*", 10)
     for _ in range(4):  # four rotations; the copy of the first is numbered on, never read again
         w.write(5)  # written since the last read: only in the copy after the truncation
         shift(log)
@@ -73,11 +78,7 @@ def test_glob_with_copytruncate_reads_the_copy_tail_once(tmp_path):
 
 
 def test_glob_copy_seen_before_the_truncation_is_not_read_twice(tmp_path):
-    log = tmp_path / "app.log"
-    w = Writer(log)
-    w.write(10)
-    t = Tailer(str(tmp_path / "app.log*"), "beginning")
-    got = seqs(t)
+    log, w, t, got = start(tmp_path, "app.log*", 10)
     w.write(4)
     shutil.copyfile(log, f"{log}.1")  # logrotate has copied, not yet truncated, when we read
     got += seqs(t)
@@ -89,11 +90,7 @@ def test_glob_copy_seen_before_the_truncation_is_not_read_twice(tmp_path):
 
 
 def test_copytruncate_without_a_glob_recovers_lines_since_the_last_read(tmp_path):
-    log = tmp_path / "app.log"
-    w = Writer(log)
-    w.write(10)
-    t = Tailer(str(log), "beginning")
-    got = seqs(t)
+    log, w, t, got = start(tmp_path, "app.log", 10)
     w.write(6)
     copytruncate(log, tmp_path / "app.log-20261202")  # dateext
     w.write(2)
@@ -107,11 +104,7 @@ def test_copytruncate_without_a_glob_recovers_lines_since_the_last_read(tmp_path
 
 
 def test_copytruncate_with_an_immediately_compressed_copy_loses_only_the_unread_lines_and_says_so(tmp_path):
-    log = tmp_path / "app.log"
-    w = Writer(log)
-    w.write(10)
-    t = Tailer(str(tmp_path / "app.log*"), "beginning")
-    got = seqs(t)
+    log, w, t, got = start(tmp_path, "app.log*", 10)
     w.write(4)
     copytruncate(log, Path(f"{log}.1"))
     shift(log, compress_from=1)  # `compress` without `delaycompress`: only app.log.2.gz is left
@@ -122,11 +115,7 @@ def test_copytruncate_with_an_immediately_compressed_copy_loses_only_the_unread_
 
 
 def test_rename_rotation_with_glob_and_compression_reads_each_line_once(tmp_path):
-    log = tmp_path / "app.log"
-    w = Writer(log)
-    w.write(5)
-    t = Tailer(str(tmp_path / "app.log*"), "beginning")
-    got = seqs(t)
+    log, w, t, got = start(tmp_path, "app.log*", 5)
     for _ in range(4):
         w.write(4)
         shift(log, compress_from=3)

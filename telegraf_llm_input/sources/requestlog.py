@@ -111,6 +111,21 @@ def checked_tokens(value: Any, name: str) -> tuple[int | None, str]:
     return int(v), ""
 
 
+def checked_values(lat: Any, ttft: Any, prompt: Any, compl: Any) -> tuple[tuple, str]:
+    """The four numbers of a record, checked: (values, "") or (_, the first problem)."""
+    out = []
+    for value, name, check in ((lat, "latency_ms", checked_ms), (ttft, "ttft_ms", checked_ms),
+                               (prompt, "prompt_tokens", checked_tokens), (compl, "completion_tokens", checked_tokens)):
+        if value is None:
+            out.append(None)
+            continue
+        v, why = check(value, name)
+        if why:
+            return (None, None, None, None), why
+        out.append(v)
+    return tuple(out), ""
+
+
 def tag_value(value: Any) -> str:
     if value is None:
         return MISSING
@@ -198,32 +213,18 @@ class Aggregator:
                 if not first:
                     first = "not a JSON object"
                 continue
-            # Values first: a line with an impossible one is malformed as a whole.
+            # Values first: a line with an impossible one is malformed as a whole. The common case
+            # (plain non-negative numbers or absent) is checked inline; the rest by checked_values.
             get = rec.get
             lat = get(lat_k) if lat_f is None else lat_f(rec)
-            if lat is not None and not ((type(lat) is float and lat - lat == 0 or type(lat) is int) and lat >= 0):
-                lat, why = checked_ms(lat, "latency_ms")
-                if why:
-                    bad += 1
-                    first = first or why
-                    continue
             ttft = get(ttft_k) if ttft_f is None else ttft_f(rec)
-            if ttft is not None and not ((type(ttft) is float and ttft - ttft == 0 or type(ttft) is int) and ttft >= 0):
-                ttft, why = checked_ms(ttft, "ttft_ms")
-                if why:
-                    bad += 1
-                    first = first or why
-                    continue
             prompt = get(prompt_k) if prompt_f is None else prompt_f(rec)
-            if prompt is not None and not (type(prompt) is int and 0 <= prompt <= MAX_TOKENS):
-                prompt, why = checked_tokens(prompt, "prompt_tokens")
-                if why:
-                    bad += 1
-                    first = first or why
-                    continue
             compl = get(compl_k) if compl_f is None else compl_f(rec)
-            if compl is not None and not (type(compl) is int and 0 <= compl <= MAX_TOKENS):
-                compl, why = checked_tokens(compl, "completion_tokens")
+            if not ((lat is None or (type(lat) is float and lat - lat == 0 or type(lat) is int) and lat >= 0)
+                    and (ttft is None or (type(ttft) is float and ttft - ttft == 0 or type(ttft) is int) and ttft >= 0)
+                    and (prompt is None or type(prompt) is int and 0 <= prompt <= MAX_TOKENS)
+                    and (compl is None or type(compl) is int and 0 <= compl <= MAX_TOKENS)):
+                (lat, ttft, prompt, compl), why = checked_values(lat, ttft, prompt, compl)
                 if why:
                     bad += 1
                     first = first or why
