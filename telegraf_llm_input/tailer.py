@@ -170,6 +170,10 @@ class Tailer:
             self.state_error = None
         except OSError as exc:
             self.state_error = f"cannot write state file {self.state_path}: {exc.strerror or exc}"
+            try:
+                tmp.unlink()  # a full disk leaves no half-written temp file behind
+            except OSError:
+                pass
 
     # -- reading ----------------------------------------------------------------------------------
 

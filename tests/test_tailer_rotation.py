@@ -142,3 +142,22 @@ def test_copytruncate_while_the_agent_is_down_recovers_from_the_copy(tmp_path):
     got += seqs(t)
     assert got == list(range(10, w.n))
     t.close()
+
+
+def test_state_file_on_a_full_filesystem_is_an_error_not_a_torn_file(tmp_path):
+    from tests.support.smallfs import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "fs", "16k") as fs:
+        log = tmp_path / "app.log"
+        w = Writer(log)
+        w.write(10)
+        t = Tailer(str(log), "beginning", state_path=fs / "logs" / "app.json")
+        assert len(seqs(t)) == 10
+        t.save_state()
+        fill(fs)
+        w.write(3)
+        assert seqs(t) == [10, 11, 12]  # reading goes on
+        t.save_state()
+        assert t.state_error and "No space left" in t.state_error
+        assert sorted(p.name for p in (fs / "logs").iterdir()) == ["app.json"]
+        assert '"offset"' in (fs / "logs" / "app.json").read_text()  # the last good state, whole
