@@ -18,8 +18,10 @@ the old content, the original is truncated in place):
   the state file) starts where we were in that file, so a glob never reads a copy twice;
 - a new file with the same first bytes as a file we are still following (copied, not yet truncated)
   waits: the original has all its lines.
-Content matching needs FINGERPRINT_MIN bytes (a smaller file is not told apart from another). A glob
-skips compressed files (.gz, .bz2, .xz, .zst, ...): rotated copies that are no longer text.
+Content matches on the first bytes and on the TAIL_BYTES just before the position reached, so two
+logs that merely begin alike (a banner) are not taken for copies; it needs FINGERPRINT_MIN first
+bytes (a smaller file is not told apart from another). A glob skips compressed files (.gz, .bz2,
+.xz, .zst, ...): rotated copies that are no longer text.
 Only complete lines are returned; a partial last line waits for its newline. At most `max_bytes`
 are read per call, shared by all files of the pattern, so a backlog is worked off over several calls.
 Positions are written to `state_path` (temp file + rename) when they changed. All methods block:
@@ -42,6 +44,7 @@ FINGERPRINT_MIN = 64
 """Fewer first bytes than this are no evidence that two files hold the same content."""
 HISTORY = 32
 """Content read from files since truncated or let go, remembered to recognise their copies."""
+TAIL_BYTES = 512
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".z", ".br")
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """A line longer than this is skipped (counted in `ReadResult.oversized`) rather than buffered."""
@@ -63,6 +66,8 @@ class _Saved:
     fp_len: int
     offset: int
     path: str = ""
+    tail: str = ""
+    """Hash of the TAIL_BYTES before `offset` ("" when unknown)."""
 
 
 @dataclass
@@ -79,6 +84,16 @@ class _Open:
     """The last read reached the end of the file (what is left, if anything, is a partial line)."""
     drain_only: bool = False
     """A file rotated away while we were not running: read to its end, then let go."""
+    tail: str = ""
+    tail_at: int = 0
+    """`tail` hashes the TAIL_BYTES before `tail_at` (brought up to `offset` after each read)."""
+
+    def seen(self) -> "_Seen":
+        return _Seen(self.fp, self.fp_len, self.tail_at, self.tail)
+
+    def update_tail(self) -> None:
+        if self.tail_at != self.offset or not self.tail:
+            self.tail, self.tail_at = _tail_hash(self.fh, self.offset), self.offset
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,7 @@ class _Seen:
     fp: str
     fp_len: int
     offset: int
+    tail: str = ""
 
 
 def _fingerprint(fh: BinaryIO, length: int) -> str:
@@ -95,12 +111,34 @@ def _fingerprint(fh: BinaryIO, length: int) -> str:
     return hashlib.sha1(fh.read(length)).hexdigest()
 
 
+def _tail_hash(fh: BinaryIO, offset: int) -> str:
+    start = max(0, offset - TAIL_BYTES)
+    fh.seek(start)
+    return hashlib.sha1(fh.read(offset - start)).hexdigest()
+
+
 def _matches(fh: BinaryIO, size: int, seen: _Seen, cache: dict[int, str]) -> bool:
-    if seen.fp_len < FINGERPRINT_MIN or size < seen.fp_len:
+    """Does this file hold the content `seen` describes: same first bytes, same bytes before its offset?"""
+    if seen.fp_len < FINGERPRINT_MIN or size < max(seen.fp_len, seen.offset):
         return False
     if seen.fp_len not in cache:
         cache[seen.fp_len] = _fingerprint(fh, seen.fp_len)
-    return cache[seen.fp_len] == seen.fp
+    if cache[seen.fp_len] != seen.fp:
+        return False
+    return not seen.tail or _tail_hash(fh, seen.offset) == seen.tail
+
+
+def _same_prefix(a: BinaryIO, b: BinaryIO, size: int) -> bool:
+    """The first `size` bytes of two files are equal (a copy still being written)."""
+    a.seek(0)
+    b.seek(0)
+    while size > 0:
+        n = min(size, 1 << 20)
+        x = a.read(n)
+        if not x or x != b.read(n):
+            return False
+        size -= len(x)
+    return True
 
 
 class Tailer:
@@ -127,6 +165,8 @@ class Tailer:
         """The last problem reading or writing the state file (None when fine)."""
         self._history: deque[_Seen] = deque(maxlen=HISTORY)
         self._recovered: list[_Open] = []
+        self._distinct: set[Ident] = set()
+        """New files that begin like a followed one but are not copies of it."""
         self.notes: list[str] = []
         """Things the caller should log once (a truncated file whose copy was not found); it clears them."""
         self._load_state()
@@ -140,7 +180,8 @@ class Tailer:
             data = json.loads(self.state_path.read_text())
             for entry in data["files"]:
                 self._saved[(int(entry["dev"]), int(entry["ino"]))] = _Saved(
-                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]), str(entry.get("path", "")))
+                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]), str(entry.get("path", "")),
+                    str(entry.get("tail", "")))
             self._had_state = bool(self._saved)
             self._last_state = None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -151,10 +192,10 @@ class Tailer:
         if self.state_path is None:
             return
         entries = [{"path": h.path, "dev": h.ident[0], "ino": h.ident[1], "fp": h.fp, "fp_len": h.fp_len,
-                    "offset": h.offset} for h in self._open.values()]
+                    "offset": h.offset, "tail": h.tail if h.tail_at == h.offset else ""} for h in self._open.values()]
         held = {h.ident for h in self._open.values()}
-        entries += [{"path": s.path, "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset}
-                    for k, s in self._saved.items() if k not in held]
+        entries += [{"path": s.path, "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset,
+                     "tail": s.tail} for k, s in self._saved.items() if k not in held]
         text = json.dumps({"version": 1, "pattern": self.pattern, "files": entries}, sort_keys=True)
         if text == self._last_state:
             return
@@ -236,6 +277,8 @@ class Tailer:
             visited.add(path)
             budget -= self._read_lines(h, budget, res)
         self._recovered.clear()  # left for the next call when the budget ran out
+        for h in self._open.values():
+            h.update_tail()
         self._first = False
         # Forget rotated files' positions once no matching path has them.
         live = set(idents.values()) | held
@@ -304,15 +347,16 @@ class Tailer:
         else:
             if saved is not None and saved.offset:
                 # Same inode, other first bytes: truncated while we were not running (copytruncate).
-                seen = _Seen(saved.fp, saved.fp_len, saved.offset)
+                seen = _Seen(saved.fp, saved.fp_len, saved.offset, saved.tail)
                 self._history.append(seen)
                 self._recover(path, seen, ident)
-            if any(_matches(fh, st.st_size, _Seen(h.fp, h.fp_len, h.offset), cache) for h in self._open.values()
+            if any(self._copy_of(fh, st.st_size, ident, h, cache) for h in self._open.values()
                    if not h.drain_only and idents.get(h.path) == h.ident and h.ident != ident):
                 fh.close()  # a copy of a file we follow, not yet truncated: the original has these lines
                 return None
             known = [seen.offset for seen in reversed(self._history) if _matches(fh, st.st_size, seen, cache)]
-            known += [s.offset for k, s in self._saved.items() if k != ident and _matches(fh, st.st_size, _Seen(s.fp, s.fp_len, s.offset), cache)]
+            known += [s.offset for k, s in self._saved.items()
+                      if k != ident and _matches(fh, st.st_size, _Seen(s.fp, s.fp_len, s.offset, s.tail), cache)]
             if known:
                 offset = min(known[0], st.st_size)  # a copy of content we read: only its unread rest
             elif self._first and self.start_from == "end" and not self._had_state:
@@ -322,6 +366,22 @@ class Tailer:
         h = _Open(path, fh, ident, _fingerprint(fh, fp_len), fp_len, offset)
         self._open[path] = h
         return h
+
+    def _copy_of(self, fh: BinaryIO, size: int, ident: Ident, h: _Open, cache: dict[int, str]) -> bool:
+        """Is this new file a copy of the followed file `h` (whole up to our position, or a copy still
+        being written: equal to h's first `size` bytes)?"""
+        if ident in self._distinct:
+            return False
+        if _matches(fh, size, h.seen(), cache):
+            return True
+        seen = h.seen()
+        if size < seen.offset and _matches(fh, size, _Seen(seen.fp, seen.fp_len, 0), cache):
+            if _same_prefix(fh, h.fh, size):
+                return True
+            if len(self._distinct) > 1000:
+                self._distinct.clear()
+            self._distinct.add(ident)  # begins alike, differs later: its own file
+        return False
 
     def _recover(self, path: str, seen: _Seen, skip: Ident) -> None:
         """`path` was truncated after we had read `seen.offset` bytes of it: find its copy (in the glob,
@@ -380,10 +440,11 @@ class Tailer:
             return
         if size < h.offset or (h.fp_len and (size < h.fp_len or _fingerprint(h.fh, h.fp_len) != h.fp)):
             if h.offset:
-                seen = _Seen(h.fp, h.fp_len, h.offset)
+                seen = h.seen()  # as of the last read: the content is gone now
                 self._history.append(seen)
                 self._recover(h.path, seen, h.ident)
             h.offset = 0
+            h.tail, h.tail_at = "", 0
             h.skipping = False
             h.fp_len = min(FINGERPRINT_BYTES, size)
             h.fp = _fingerprint(h.fh, h.fp_len)
@@ -445,11 +506,12 @@ class Tailer:
     def _retire(self, h: _Open) -> None:
         """Closes a drained rotated file; remembers its position only if it still exists somewhere."""
         linked = self._linked(h)
+        h.update_tail()
         h.fh.close()
         del self._open[h.path]
-        self._history.append(_Seen(h.fp, h.fp_len, h.offset))
+        self._history.append(h.seen())
         if linked:
-            self._saved[h.ident] = _Saved(h.fp, h.fp_len, h.offset)
+            self._saved[h.ident] = _Saved(h.fp, h.fp_len, h.offset, tail=h.tail)
 
     def close(self) -> None:
         self.save_state()

@@ -161,3 +161,20 @@ def test_state_file_on_a_full_filesystem_is_an_error_not_a_torn_file(tmp_path):
         assert t.state_error and "No space left" in t.state_error
         assert sorted(p.name for p in (fs / "logs").iterdir()) == ["app.json"]
         assert '"offset"' in (fs / "logs" / "app.json").read_text()  # the last good state, whole
+
+
+def test_logs_that_only_begin_alike_are_not_taken_for_copies(tmp_path):
+    """Two workers' logs, and each new file after a rename rotation, start with the same 600-byte
+    banner: same first 512 bytes, different content after. Every line of each is read."""
+    banner = '{"event": "start", "config": "' + "c" * 560 + '"}\n'
+    a, b = tmp_path / "app.log.w1", tmp_path / "app.log.w2"
+    a.write_text(banner + '{"seq": 1}\n')
+    t = Tailer(str(tmp_path / "app.log*"), "beginning")
+    got = [line for batch in t.read() for line in batch.lines]
+    b.write_text(banner + '{"seq": 2}\n{"seq": 3}\n')  # appears while w1 is followed
+    got += [line for batch in t.read() for line in batch.lines]
+    a.rename(tmp_path / "app.log.w1.old")
+    (tmp_path / "app.log.w1").write_text(banner + '{"seq": 4}\n')  # a new file after rotation
+    for _ in range(3):
+        got += [line for batch in t.read() for line in batch.lines]
+    assert sorted(got) == sorted([banner.strip().encode()] * 3 + [b'{"seq": %d}' % i for i in range(1, 5)])
