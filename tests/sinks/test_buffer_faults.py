@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from telegraf_llm_input.sinks.buffer import DiskBuffer, frame
+from tests.support.procs import free_port
 from tests.support.smallfs import fill, small_tmpfs
 
 
@@ -143,13 +147,6 @@ def test_unreadable_batch_file_is_skipped_not_fatal(tmp_path, caplog):
 def test_junk_in_the_buffer_directory_never_stops_the_agent(tmp_path):
     """The agent as a user starts it: a directory named like a batch in its buffer dir used to be
     `E! fatal`, exit 1, on every start (a restart loop under Telegraf or systemd)."""
-    import subprocess
-    import sys
-
-    import yaml
-
-    from tests.support.procs import free_port
-
     buf = tmp_path / "buf"
     buf.mkdir()
     (buf / "00000000000000000001.lpb").mkdir()

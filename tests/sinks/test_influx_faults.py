@@ -5,12 +5,16 @@ the answer; a loopback fake speaking HTTP only for Retry-After."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import time
 
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sinks import build_sinks
+from telegraf_llm_input.sinks.batching import BatchingSink
+from telegraf_llm_input.sinks.buffer import DiskBuffer
 from tests.support.influxdb import InfluxDB1
 from tests.support.smallfs import small_tmpfs
 
@@ -161,3 +165,37 @@ def test_a_success_of_another_output_ends_the_retry_wait(tmp_path):
         server.close()
         return delivered
     assert asyncio.run(go())
+
+
+def test_no_room_at_all_drops_the_new_batch_counted_with_one_error_line(tmp_path, caplog):
+    """A filesystem full before the first batch (nothing older to remove): each gather's batch is
+    dropped and counted, with one `E!` line for the whole episode, and the agent goes on."""
+    full = {"on": True}
+
+    def writer(fd, data):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    async def refuse(text):
+        raise ConnectionRefusedError("connection refused")
+
+    async def go():
+        sink = BatchingSink("influxdb_v1", refuse, batch_size=40, flush_interval=0.2,
+                            buffer=DiskBuffer(tmp_path / "buf", 10_000_000, write=writer))
+        for i in range(5):
+            await sink.write(gather(i))
+            await asyncio.sleep(0.1)
+        assert await until(lambda: sink.stats()["output_dropped_points"] >= 5 * 40 - 40, 5)
+        full["on"] = False  # room again: batches are kept again
+        await sink.write(gather(5))
+        await sink.write(gather(6))
+        await asyncio.sleep(0.3)
+        stats = sink.stats()
+        await sink.close()
+        return stats
+    stats = asyncio.run(go())
+    assert stats["output_buffered_points"] >= 40
+    assert not list((tmp_path / "buf").glob("*.tmp"))
+    errors = [r for r in caplog.records if "cannot write the buffer" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].levelname == "ERROR" and "No space left" in errors[0].getMessage()
