@@ -62,6 +62,9 @@ class FileLines:
 
 @dataclass
 class _Saved:
+    """How far we read a file (by its inode in the state), or a content stream identified by its
+    first bytes and the bytes before `offset` (history)."""
+
     fp: str
     fp_len: int
     offset: int
@@ -88,22 +91,12 @@ class _Open:
     tail_at: int = 0
     """`tail` hashes the TAIL_BYTES before `tail_at` (brought up to `offset` after each read)."""
 
-    def seen(self) -> "_Seen":
-        return _Seen(self.fp, self.fp_len, self.tail_at, self.tail)
+    def seen(self) -> _Saved:
+        return _Saved(self.fp, self.fp_len, self.tail_at, tail=self.tail)
 
     def update_tail(self) -> None:
         if self.tail_at != self.offset or not self.tail:
             self.tail, self.tail_at = _tail_hash(self.fh, self.offset), self.offset
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """How far we read a content stream identified by its first bytes."""
-
-    fp: str
-    fp_len: int
-    offset: int
-    tail: str = ""
 
 
 def _fingerprint(fh: BinaryIO, length: int) -> str:
@@ -117,7 +110,7 @@ def _tail_hash(fh: BinaryIO, offset: int) -> str:
     return hashlib.sha1(fh.read(offset - start)).hexdigest()
 
 
-def _matches(fh: BinaryIO, size: int, seen: _Seen, cache: dict[int, str]) -> bool:
+def _matches(fh: BinaryIO, size: int, seen: _Saved, cache: dict[int, str]) -> bool:
     """Does this file hold the content `seen` describes: same first bytes, same bytes before its offset?"""
     if seen.fp_len < FINGERPRINT_MIN or size < max(seen.fp_len, seen.offset):
         return False
@@ -163,7 +156,7 @@ class Tailer:
         self._last_state: str | None = None
         self.state_error: str | None = None
         """The last problem reading or writing the state file (None when fine)."""
-        self._history: deque[_Seen] = deque(maxlen=HISTORY)
+        self._history: deque[_Saved] = deque(maxlen=HISTORY)
         self._recovered: list[_Open] = []
         self._distinct: set[Ident] = set()
         """New files that begin like a followed one but are not copies of it."""
@@ -347,16 +340,15 @@ class Tailer:
         else:
             if saved is not None and saved.offset:
                 # Same inode, other first bytes: truncated while we were not running (copytruncate).
-                seen = _Seen(saved.fp, saved.fp_len, saved.offset, saved.tail)
-                self._history.append(seen)
-                self._recover(path, seen, ident)
+                self._history.append(saved)
+                self._recover(path, saved, ident)
             if any(self._copy_of(fh, st.st_size, ident, h, cache) for h in self._open.values()
                    if not h.drain_only and idents.get(h.path) == h.ident and h.ident != ident):
                 fh.close()  # a copy of a file we follow, not yet truncated: the original has these lines
                 return None
             known = [seen.offset for seen in reversed(self._history) if _matches(fh, st.st_size, seen, cache)]
             known += [s.offset for k, s in self._saved.items()
-                      if k != ident and _matches(fh, st.st_size, _Seen(s.fp, s.fp_len, s.offset, s.tail), cache)]
+                      if k != ident and _matches(fh, st.st_size, s, cache)]
             if known:
                 offset = min(known[0], st.st_size)  # a copy of content we read: only its unread rest
             elif self._first and self.start_from == "end" and not self._had_state:
@@ -375,7 +367,7 @@ class Tailer:
         if _matches(fh, size, h.seen(), cache):
             return True
         seen = h.seen()
-        if size < seen.offset and _matches(fh, size, _Seen(seen.fp, seen.fp_len, 0), cache):
+        if size < seen.offset and _matches(fh, size, _Saved(seen.fp, seen.fp_len, 0), cache):
             if _same_prefix(fh, h.fh, size):
                 return True
             if len(self._distinct) > 1000:
@@ -383,7 +375,7 @@ class Tailer:
             self._distinct.add(ident)  # begins alike, differs later: its own file
         return False
 
-    def _recover(self, path: str, seen: _Seen, skip: Ident) -> None:
+    def _recover(self, path: str, seen: _Saved, skip: Ident) -> None:
         """`path` was truncated after we had read `seen.offset` bytes of it: find its copy (in the glob,
         or next to it, named after it) and queue the copy's unread rest for reading, once."""
         directory, base = os.path.split(path)
