@@ -33,7 +33,7 @@ SERIES_BY: dict[str, tuple[str, ...]] = {
 }
 """The tags that tell one series from another: every panel keeps them apart and names them in the legend."""
 
-ALL_SERVERS = ("llamacpp", "vllm", "sglang", "tgi", "ollama", "openai")
+ALL_SERVERS = ("llamacpp", "vllm", "sglang", "tgi", "ollama", "lmstudio", "openai", "json", "prometheus")
 
 
 @dataclass(frozen=True)
@@ -163,8 +163,9 @@ ROWS: tuple[Row, ...] = (
               servers=("llamacpp",), mappings=FLAG,
               description="busy: alive but /metrics timed out (decoding). loading: the model is loading."),
     ), collapsed=True),
-    Row("Ollama", (
-        Panel("Models loaded", (Q(S, "models_loaded", label="models"),), servers=("ollama",)),
+    Row("Ollama / LM Studio", (
+        Panel("Models loaded", (Q(S, "models_loaded", label="models"),), servers=("ollama", "lmstudio"),
+              description="Models in memory (Ollama /api/ps, LM Studio /api/v0/models)."),
         Panel("GPU offload ratio", (Q(ML, "gpu_offload_ratio", label="offload"),), unit="percentunit", max=1,
               servers=("ollama",), description="Below 100%: layers run on the CPU (several times slower)."),
         Panel("Model memory (VRAM and total)", (Q(ML, "vram_bytes", label="vram"), Q(ML, "size_bytes", label="size")),

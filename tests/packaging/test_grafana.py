@@ -214,7 +214,7 @@ def test_server_rows_and_variables():
     board = json.loads((GRAFANA / "dashboard-influxdb.json").read_text())
     assert "server_type" in {v["name"] for v in board["templating"]["list"]}
     rows = {p["title"]: p for p in board["panels"] if p["type"] == "row"}
-    for name in ("llama.cpp", "Ollama", "vLLM / SGLang"):
+    for name in ("llama.cpp", "Ollama / LM Studio", "vLLM / SGLang"):
         assert rows[name]["collapsed"] and rows[name]["panels"], name
         for panel in rows[name]["panels"]:
             assert all('"server_type" =~ /^$server_type$/' in t["query"] for t in panel["targets"]
