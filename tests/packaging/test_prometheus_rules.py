@@ -1,8 +1,9 @@
 """Every Prometheus alert rule, run by `promtool test rules`: a case where it fires and one where it stays quiet.
 
 Series are sampled every 15 s (a gather interval users run); rules are evaluated every minute as Prometheus
-does by default. Noisy inputs show the windows at work: a value that is high on average fires even when single
-intervals dip, one spike does not.
+does by default. Noisy inputs show the windows at work: a value that is high on average fires even when the
+samples at the evaluation instants are low (a rule on the instant value would never fire), and one spike in
+several intervals does not (an instant rule would flap between pending and inactive).
 """
 
 from __future__ import annotations
@@ -68,12 +69,12 @@ CASES = [
          "6m"),
     Case("LlmTargetBusy", "busy for 15 minutes", [series(m("llm_server", "busy"), SERVER, "1x80")], "15m", [SERVER]),
     Case("LlmTargetBusy", "busy now and then", [series(m("llm_server", "busy"), SERVER, alternate(1, 0))], "15m"),
-    Case("LlmTtftP95High", "noisy but above 10 s on average (15 s / 8 s)",
-         [series(m("llm_server", "ttft_p95_ms"), SERVER, alternate(15, 8))], "12m", [SERVER]),
+    Case("LlmTtftP95High", "above 10 s on average, though below it at every evaluation instant",
+         [series(m("llm_server", "ttft_p95_ms"), SERVER, alternate(8, 15, 15, 15))], "12m", [SERVER]),
     Case("LlmTtftP95High", "spikes over 10 s, low on average (15 s / 2 s)",
          [series(m("llm_server", "ttft_p95_ms"), SERVER, alternate(15, 2))], "12m"),
-    Case("LlmErrorRatioHigh", "10% of requests fail on average, half the intervals clean",
-         [series(m("llm_server", "error_ratio"), SERVER, alternate(0.2, 0))], "12m", [SERVER]),
+    Case("LlmErrorRatioHigh", "15% fail on average, though 0% at every evaluation instant",
+         [series(m("llm_server", "error_ratio"), SERVER, alternate(0, 0.2, 0.2, 0.2))], "12m", [SERVER]),
     Case("LlmErrorRatioHigh", "one bad interval in eight",
          [series(m("llm_server", "error_ratio"), SERVER, alternate(0.1, 0, 0, 0, 0, 0, 0, 0))], "12m"),
     Case("LlmQueueGrowing", "queue never empties and keeps growing",
@@ -82,7 +83,8 @@ CASES = [
          [series(m("llm_server", "requests_waiting"), SERVER, alternate(0, 5, 10, 15))], "18m"),
     Case("LlmQueueGrowing", "a steady non-empty queue",
          [series(m("llm_server", "requests_waiting"), SERVER, "3x80")], "18m"),
-    Case("LlmKvCacheFull", "full", [series(m("llm_server", "kv_cache_usage_ratio"), SERVER, "0.95x80")], "12m",
+    Case("LlmKvCacheFull", "above 90% on average, below it at every evaluation instant",
+         [series(m("llm_server", "kv_cache_usage_ratio"), SERVER, alternate(0.85, 0.95, 0.95, 0.95))], "12m",
          [SERVER]),
     Case("LlmKvCacheFull", "full every other interval",
          [series(m("llm_server", "kv_cache_usage_ratio"), SERVER, alternate(0.95, 0.5))], "12m"),
