@@ -259,7 +259,8 @@ class Alert:
 
 
 ALERTS: tuple[Alert, ...] = (
-    Alert("llm-agent-silent", "Agent silent", AG, "gathers", "<", 1, "2m", "critical",
+    # Grafana: the 3-minute moving count of points; a live agent gathering every minute reads >= 2/3.
+    Alert("llm-agent-silent", "Agent silent", AG, "gathers", "<", 0.2, "2m", "critical",
           "The agent on {{ $labels.host }} stopped reporting (dead, hung or unreachable).", by=("host",),
           mode="silent", window="5m", no_data_alerts=True),
     Alert("llm-target-down", "Model server down", S, "up", "<", 1, "2m", "critical",
