@@ -66,13 +66,13 @@ def prometheus_name(measurement: str, field: str) -> str:
 
 
 def markdown() -> str:
-    """The README schema table."""
-    rows = ["| measurement | tags | field | unit | meaning |", "|---|---|---|---|---|"]
+    """The README schema table (type: the field's line-protocol type, the same on every point)."""
+    rows = ["| measurement | tags | field | type | unit | meaning |", "|---|---|---|---|---|---|"]
     for m in ALL:
         tags = ", ".join(f"`{t}`" for t in m.tags)
-        rows.append(f"| **`{m.name}`** | {tags} | | | {m.meaning} |")
+        rows.append(f"| **`{m.name}`** | {tags} | | | | {m.meaning} |")
         for f in m.fields:
             extra = f" ({f.servers})" if f.servers else ""
             kind = " Counter." if f.kind == "counter" else ""
-            rows.append(f"| | | `{f.name}` | {f.unit} | {f.meaning}{kind}{extra} |")
+            rows.append(f"| | | `{f.name}` | {f.type or 'per name'} | {f.unit} | {f.meaning}{kind}{extra} |")
     return "\n".join(rows) + "\n"

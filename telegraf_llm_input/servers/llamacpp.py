@@ -22,6 +22,7 @@ TYPE = "llamacpp"
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="llamacpp:",
     model_label=None,
     gauges={
         "requests_running": ("llamacpp:requests_processing",),

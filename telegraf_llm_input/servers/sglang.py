@@ -7,6 +7,7 @@ TYPE = "sglang"
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="sglang:",
     model_label="model_name",
     gauges={
         "requests_running": ("sglang:num_running_reqs",),

@@ -10,6 +10,7 @@ TYPE = "tgi"
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="tgi_",
     model_label=None,
     gauges={
         "requests_running": ("tgi_batch_current_size",),

@@ -10,6 +10,7 @@ TYPE = "vllm"
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="vllm:",
     model_label="model_name",
     gauges={
         "requests_running": ("vllm:num_requests_running",),
