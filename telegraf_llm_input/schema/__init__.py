@@ -42,6 +42,9 @@ _PROM_UNITS = (
 )
 
 
+_PROM_RESERVED = ("_total", "_count", "_sum", "_bucket")
+
+
 def prometheus_unit(field: str) -> tuple[str, float]:
     """`ttft_p95_ms` -> (`ttft_p95_seconds`, 0.001): the field in base units, and the value's factor."""
     lower = field.lower()
@@ -52,7 +55,9 @@ def prometheus_unit(field: str) -> tuple[str, float]:
 
 
 def prometheus_name(measurement: str, field: str) -> str:
-    """The Prometheus metric name of a field: `<measurement>_<field>` in base units, counters ending in `_total`.
+    """The Prometheus metric name of a field: `<measurement>_<field>` in base units, counters ending in `_total`,
+    other names ending in a suffix Prometheus reserves for counters and histograms with `_value` appended
+    (`llm_server_slots_total_value`: promtool rejects a gauge named `_total`).
 
     One rule for the exporter, the dashboards and the alert rules, so they cannot drift apart.
     """
@@ -60,8 +65,11 @@ def prometheus_name(measurement: str, field: str) -> str:
     if name[:1].isdigit():
         name = "_" + name
     doc = lookup(measurement, field)
-    if doc is not None and doc.kind == "counter" and not name.endswith("_total"):
-        name += "_total"
+    if doc is not None and doc.kind == "counter":
+        if not name.endswith("_total"):
+            name += "_total"
+    elif name.endswith(_PROM_RESERVED):
+        name += "_value"
     return name
 
 
