@@ -7,6 +7,7 @@ checks are all derived from here, so a renamed field fails a test instead of a d
 from __future__ import annotations
 
 import re
+from typing import Mapping, Sequence
 
 from telegraf_llm_input.schema import gpu, probe, process, requests, server
 from telegraf_llm_input.schema.agent import AGENT
@@ -73,14 +74,20 @@ def prometheus_name(measurement: str, field: str) -> str:
     return name
 
 
-def markdown() -> str:
-    """The README schema table (type: the field's line-protocol type, the same on every point)."""
+def markdown(servers: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The README schema table (type: the field's line-protocol type, the same on every point).
+
+    `servers`: llm_server field -> the server types giving it (from the server tables:
+    `telegraf_llm_input.servers.field_servers()`), written before the field's own note."""
     rows = ["| measurement | tags | field | type | unit | meaning |", "|---|---|---|---|---|---|"]
     for m in ALL:
         tags = ", ".join(f"`{t}`" for t in m.tags)
         rows.append(f"| **`{m.name}`** | {tags} | | | | {m.meaning} |")
         for f in m.fields:
-            extra = f" ({f.servers})" if f.servers else ""
+            note = f.servers
+            if m is server.SERVER and servers and f.name in servers:
+                note = ", ".join(servers[f.name]) + (f"; {note}" if note else "")
+            extra = f" ({note})" if note else ""
             kind = " Counter." if f.kind == "counter" else ""
             rows.append(f"| | | `{f.name}` | {f.type or 'per name'} | {f.unit} | {f.meaning}{kind}{extra} |")
     return "\n".join(rows) + "\n"

@@ -17,7 +17,7 @@ from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.promtext import Page, Sample, parse
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+from telegraf_llm_input.sources.server import QUANTILES, STANDARD_RATES, Fetcher, ModelReading, Reading, rate_name
 
 
 log = get_logger("server")
@@ -48,6 +48,20 @@ class PromTable:
     def names(self) -> set[str]:
         out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
         out |= {n + "_bucket" for names in self.histograms.values() for n in names}
+        return out
+
+    def fields(self) -> set[str]:
+        """The llm_server fields this table can give (the schema's `servers` notes are generated from it)."""
+        out = set(self.gauges) | set(self.counters) | set(self.speeds)
+        if self.finish_reason:
+            out.add("requests_finished_*_total")
+        if self.errors_where:
+            out.add("request_errors_total")
+        out |= {rate_name(c) for c in STANDARD_RATES if c in out}
+        if {"request_errors_total", "requests_total"} <= out:
+            out.add("error_ratio")
+        for prefix in self.histograms:
+            out |= {f"{prefix}_{label}_ms" for _, label in QUANTILES} | {f"{prefix}_mean_ms"}
         return out
 
     def missing(self, page: Page) -> list[str]:

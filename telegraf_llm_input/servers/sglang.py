@@ -4,6 +4,7 @@
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "sglang"
+NAME = "SGLang"
 
 TABLE = PromTable(
     server_type=TYPE,

@@ -7,6 +7,7 @@ from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "tgi"
+NAME = "TGI"
 
 TABLE = PromTable(
     server_type=TYPE,

@@ -7,6 +7,7 @@ the inter-token histogram before it was renamed). `/metrics` is open even with `
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "vllm"
+NAME = "vLLM"
 
 TABLE = PromTable(
     server_type=TYPE,
