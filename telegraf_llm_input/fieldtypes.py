@@ -71,6 +71,17 @@ def _untyped(value: FieldValue, counter: bool):
 
 _CONVERT = {"int": _as_int, "float": _as_float, "bool": _as_bool, "string": _as_string, "": _untyped}
 _PYTYPE = {"int": int, "float": float, "bool": bool, "string": str}
+_INF = float("inf")
+
+
+def _rule(measurement: str, field: str) -> tuple:
+    """(Python type a value already has when right, lowest, highest allowed, type name, counter?)."""
+    kind, counter = _spec(measurement, field)
+    if kind == "int":
+        return int, (0 if counter else INT64_MIN), INT64_MAX, kind, counter
+    if kind == "float":
+        return float, (0.0 if counter else -_INF), _INF, kind, counter
+    return _PYTYPE.get(kind), None, None, kind, counter
 
 
 class Conformer:
@@ -80,15 +91,27 @@ class Conformer:
         self.dropped = 0
         self._warned: set[tuple[str, str]] = set()
         self._warn = warn
+        self._rules: dict[str, dict[str, tuple]] = {}
 
     def conform(self, metrics: Iterable[Metric]) -> list[Metric]:
         out = []
+        rules_by_measurement = self._rules
         for m in metrics:
+            rules = rules_by_measurement.get(m.measurement)
+            if rules is None:
+                if len(rules_by_measurement) > 1024:  # user-chosen measurements: bounded
+                    rules_by_measurement.clear()
+                rules = rules_by_measurement[m.measurement] = {}
             fields = m.fields
             changed: dict[str, FieldValue] | None = None
             for key, value in fields.items():
-                kind, counter = _spec(m.measurement, key)
-                if type(value) is _PYTYPE.get(kind) and not counter and kind != "int":
+                rule = rules.get(key)
+                if rule is None:
+                    if len(rules) > 4096:
+                        rules.clear()
+                    rule = rules[key] = _rule(m.measurement, key)
+                pytype, low, high, kind, counter = rule
+                if type(value) is pytype and (low is None or low <= value <= high):
                     continue  # already right: the common case
                 new = _CONVERT[kind](value, counter)
                 if new is value:
