@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 
-from telegraf_llm_input.http import HttpPool
-from telegraf_llm_input.servers import make_adapter
-from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.server import ServerSource
 from telegraf_llm_input.targets import TargetConfig
 from tests.fakes.server import FakeServer, Reply
+from tests.servers.test_servers import scrape
+from tests.sources.test_gpu import records  # noqa: F401  (fixture)
 
 S = 1_000_000_000
 M = "Qwen/Qwen2.5-7B-Instruct"
-
-
-@pytest.fixture
-def records():
-    got: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            got.append(record)
-
-    logger = logging.getLogger("telegraf_llm_input")
-    handler, old_level = Keep(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield got
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
-
-
-def scrape(target: TargetConfig, times: list[int]) -> list[list]:
-    async def run():
-        source = ServerSource(target, make_adapter(target), HttpPool().retain())
-        out = [list(await source.gather(GatherContext(t, 5.0))) for t in times]
-        await source.close()
-        return out
-    return asyncio.run(run())
 
 
 PARTIAL = ("# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
@@ -52,7 +23,7 @@ PARTIAL = ("# HELP vllm:cache_config_info Information of the LLMEngine CacheConf
 
 
 @pytest.mark.parametrize("kind", ["vllm", "auto"])
-def test_a_vllm_page_without_our_names_is_up(kind, records):
+def test_a_vllm_page_without_our_names_is_up(kind, records):  # noqa: F811
     """A build exposing only some metrics (here: none we map) still answered: up=1, and one info line."""
     with FakeServer({"/metrics": Reply(PARTIAL)}) as fake:
         out = scrape(TargetConfig(url=fake.url, type=kind), [0, 10 * S, 20 * S])
@@ -81,7 +52,7 @@ def page(first: float, second: float) -> str:
             f'vllm:num_requests_running{{engine="0",model_name="{M}"}} 7.0\n')
 
 
-def test_duplicate_series_keep_the_first_and_warn_once(records):
+def test_duplicate_series_keep_the_first_and_warn_once(records):  # noqa: F811
     with FakeServer({"/metrics": [Reply(page(100.0, 5.0)), Reply(page(160.0, 9.0))]}) as fake:
         first, second = scrape(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
     [f1] = [m.fields for m in first if m.measurement == "llm_server"]
