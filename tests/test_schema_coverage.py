@@ -36,6 +36,10 @@ NOT_EMITTED_HERE = {
     ("llm_probe", "connect_ms"): "only when a probe opens a new connection after the first (tests/probe)",
     ("llm_probe", "server_prefill_ms"): "llama.cpp/Ollama native timings in a probe answer (tests/probe)",
     ("llm_probe", "cache_tokens"): "llama.cpp `timings.cache_n` in a probe answer (tests/probe)",
+    ("llm_gpu", "utilization_renderer"): "an Apple Silicon GPU (`ioreg`; tests/sources/test_gpu_backends.py)",
+    ("llm_gpu", "utilization_tiler"): "an Apple Silicon GPU (`ioreg`)",
+    ("llm_gpu", "memory_allocated_mib"): "an Apple Silicon GPU (`ioreg`)",
+    ("llm_process", "gpu_busy_percent"): "an AMD/Intel GPU the server's process has DRM fds on (tests/sources/test_drm_fdinfo.py)",
     ("llm_gpu", "xid_last"): "an XID event raised between two gathers (tests/sources/test_gpu.py)",
     ("llm_requests", "grouped_as_other"): "more groups than `max_groups` (tests/sources/test_requestlog.py)",
     ("llm_agent", "output_buffered_points"): "a database output (tests/sinks, tests/realserver/test_life.py)",
@@ -45,7 +49,8 @@ NOT_EMITTED_HERE = {
 }
 
 
-PLATFORM = {("llm_host", "memory_pressure_some_avg10"): "Linux PSI (/proc/pressure): absent on macOS, some kernels"}
+PLATFORM = {("llm_host", "memory_pressure_some_avg10"): "Linux PSI (/proc/pressure): absent on macOS, some kernels",
+            ("llm_host", "memory_pressure_level"): "macOS only (`kern.memorystatus_vm_pressure_level`)"}
 """Emitted or not depending on the machine the tests run on: checked by neither side."""
 
 

@@ -71,6 +71,14 @@ def ollama(k: float) -> dict:
             "/": Reply("Ollama is running")}
 
 
+def lmstudio(k: float) -> dict:
+    models = [{"id": "qwen2.5-7b", "object": "model", "type": "llm", "publisher": "qwen", "arch": "qwen2",
+               "compatibility_type": "gguf", "quantization": "Q4_K_M", "state": "loaded" if k else "not-loaded",
+               "max_context_length": 32768}]
+    return {"/api/v0/models": Reply({"object": "list", "data": models}),
+            "/v1/models": Reply({"object": "list", "data": [{"id": "qwen2.5-7b", "object": "model"}]})}
+
+
 def openai(k: float) -> dict:
     return {"/v1/models": Reply({"object": "list", "data": [{"id": "qwen", "object": "model"}]})}
 
@@ -108,7 +116,7 @@ class Kind:
 
 
 KINDS = [Kind("vllm", vllm), Kind("sglang", sglang), Kind("tgi", tgi), Kind("llamacpp", llamacpp),
-         Kind("ollama", ollama), Kind("openai", openai), Kind("json", json_doc, (("json_fields", JSON_FIELDS),)),
+         Kind("ollama", ollama), Kind("lmstudio", lmstudio), Kind("openai", openai), Kind("mlx", openai), Kind("json", json_doc, (("json_fields", JSON_FIELDS),)),
          Kind("prometheus", prometheus, (("measurement", "llm_server"),)),
          Kind("auto", vllm)]
 
