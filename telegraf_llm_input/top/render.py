@@ -182,16 +182,21 @@ def _state(t: TargetView) -> tuple[str, str]:
     return "UP", "ok"
 
 
-def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0.0) -> list[Line]:
+ESSENTIAL, DETAIL, CHART = 0, 1, 2
+"""Line priorities: on a short terminal, charts go first, then details; what is up or down always stays."""
+
+
+def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0.0) -> list[tuple[int, Line]]:
     label, style = _state(t)
     left: Line = ((glyphs.dot + " ", style), (t.target, "bold"), ("  " + (t.server_type or "?"), "key"),
                   ("  " + (t.model or "-"), ""))
     left = fit(left, max(10, width - len(label) - 1), glyphs)
-    lines: list[Line] = [(*left, (" " * max(1, width - width_of(left) - len(label)), ""), (label, style))]
+    lines: list[tuple[int, Line]] = [
+        (ESSENTIAL, (*left, (" " * max(1, width - width_of(left) - len(label)), ""), (label, style)))]
     if t.loading:
-        lines.append(_join([(("loading the model", "warn"),)], glyphs))
+        lines.append((ESSENTIAL, _join([(("loading the model", "warn"),)], glyphs)))
     elif not t.up:
-        lines.append(_join([(("why: ", "dim"), (t.down_reason or "no answer", "bad"))], glyphs))
+        lines.append((ESSENTIAL, _join([(("why: ", "dim"), (t.down_reason or "no answer", "bad"))], glyphs)))
     if t.up:
         slots = f"{fmt_num(t.slots_busy)}/{fmt_num(t.slots_total)}" if t.slots_total is not None else None
         load = [
@@ -208,17 +213,17 @@ def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0
             load.append(_kv("ctx", fmt_ratio(t.context_ratio), _level(t.context_ratio)))
         if t.error_ratio is not None:
             load.append(_kv("err", fmt_ratio(t.error_ratio), "bad" if t.error_ratio > 0 else "ok"))
-        lines.append(_join(load, glyphs))
+        lines.append((ESSENTIAL, _join(load, glyphs)))
         latency = []
         for name, p50, p95 in (("ttft", t.ttft_p50_ms, t.ttft_p95_ms), ("tpot", t.tpot_p50_ms, t.tpot_p95_ms)):
             if p50 is not None or p95 is not None:
                 latency.append((*_kv(f"{name} p50", fmt_ms(p50)), (" ", ""), *_kv("p95", fmt_ms(p95))))
         if latency:
-            lines.append(_join(latency, glyphs))
+            lines.append((DETAIL, _join(latency, glyphs)))
     extra = [_process(t.process) if t.process else (), _probe(t.probe) if t.probe else ()]
     if any(extra):
-        lines.append(_join(extra, glyphs))
-    lines.extend(_sparklines(t, width, glyphs, history_s))
+        lines.append((DETAIL, _join(extra, glyphs)))
+    lines.extend((CHART, line) for line in _sparklines(t, width, glyphs, history_s))
     return lines
 
 
@@ -312,20 +317,23 @@ def render(s: Snapshot, width: int = 80, height: int | None = None, *, glyphs: G
            keys: bool = False) -> list[Line]:
     """The whole screen: header, one block per target, GPUs, host, then what is failing.
 
-    With `height`, the lines that do not fit are replaced by one line saying how many were left out.
+    With `height`, charts and then details make room when the screen is short; what still does not fit is
+    replaced by one line saying how many lines were left out.
     """
     width = max(20, width)
-    lines: list[Line] = [header(s, width, glyphs, keys)]
+    rows: list[tuple[int, Line]] = [(ESSENTIAL, header(s, width, glyphs, keys))]
     if not s.targets:
-        lines.append((("no model server target (none configured, none discovered yet)", "warn"),))
+        rows.append((ESSENTIAL, (("no model server target (none configured, none discovered yet)", "warn"),)))
     for t in s.targets:
-        lines.extend(target_lines(t, width, glyphs, s.history_s))
-    lines.extend(gpu_lines(s.gpus, width, glyphs))
+        rows.extend(target_lines(t, width, glyphs, s.history_s))
+    rows.extend((ESSENTIAL, line) for line in gpu_lines(s.gpus, width, glyphs))
     if s.host is not None:
-        lines.append(host_line(s.host, glyphs))
-    for problem in s.problems:
-        lines.append((("! ", "warn"), (problem, "warn")))
-    lines = [fit(line, width, glyphs) for line in lines]
+        rows.append((DETAIL, host_line(s.host, glyphs)))
+    rows.extend((ESSENTIAL, (("! ", "warn"), (problem, "warn"))) for problem in s.problems)
+    for drop in (CHART, DETAIL):
+        if height is not None and len(rows) > height:
+            rows = [row for row in rows if row[0] < drop]
+    lines = [fit(line, width, glyphs) for _, line in rows]
     if height is not None and len(lines) > height:
         hidden = len(lines) - (height - 1)
         lines = lines[: height - 1] + [((f"{glyphs.more} {hidden} more lines (a taller terminal shows them)", "dim"),)]

@@ -42,8 +42,9 @@ def wants_color(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool
 
 
 def glyphs_for(stream: TextIO) -> Glyphs:
-    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
-    return UNICODE if encoding.startswith("utf") else ASCII
+    """Block characters where the stream can encode them (a str buffer has no encoding: it can)."""
+    encoding = getattr(stream, "encoding", None)
+    return UNICODE if encoding is None or encoding.lower().replace("-", "").startswith("utf") else ASCII
 
 
 def _isatty(stream: TextIO) -> bool:
