@@ -35,9 +35,9 @@ def down_reasons(sources: Sequence[Source]) -> dict[str, str]:
     return out
 
 
-def server_sources(sources: Sequence[Source]) -> dict[str, str]:
-    """Configured target name -> the name of the source that scrapes it."""
-    return {s.target.display_name: s.name for s in sources if isinstance(s, ServerSource)}
+def server_sources(sources: Sequence[Source]) -> list[ServerSource]:
+    """The sources of configured targets (discovered ones live inside the discovery source)."""
+    return [s for s in sources if isinstance(s, ServerSource)]
 
 
 def build_agent(config: Config) -> Agent:
@@ -52,8 +52,10 @@ async def top(config: Config, *, count: int | None = None, stream: TextIO | None
     stream = stream if stream is not None else sys.stdout
     interval = config.agent.interval
     agent = build_agent(config)
-    scrapers = server_sources(agent.sources)
-    model = TopModel(interval, expected=list(scrapers))
+    configured = server_sources(agent.sources)
+    scrapers = {s.target.display_name: s.name for s in configured}
+    model = TopModel(interval, expected={s.target.display_name: None if s.target.type == "auto" else s.target.type
+                                         for s in configured})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     screen = open_screen(stream, keys)

@@ -336,5 +336,6 @@ def render(s: Snapshot, width: int = 80, height: int | None = None, *, glyphs: G
     lines = [fit(line, width, glyphs) for _, line in rows]
     if height is not None and len(lines) > height:
         hidden = len(lines) - (height - 1)
-        lines = lines[: height - 1] + [((f"{glyphs.more} {hidden} more lines (a taller terminal shows them)", "dim"),)]
+        lines = lines[: height - 1] + [fit(((f"{glyphs.more} {hidden} more lines (a taller terminal shows them)",
+                                              "dim"),), width, glyphs)]
     return lines

@@ -173,15 +173,18 @@ def host_view(metric: Metric) -> HostView:
 class TopModel:
     """Folds each gather into a `Snapshot`, keeping what one gather alone does not have.
 
-    `expected`: target names to show even before (or while) their source gives no point at all.
+    `expected`: target name -> configured server type (None: auto), for targets to show even before (or while)
+    their source gives no point at all.
     """
 
-    def __init__(self, interval_s: float, history_s: float = HISTORY_S, expected: Sequence[str] = ()):
+    def __init__(self, interval_s: float, history_s: float = HISTORY_S,
+                 expected: Mapping[str, str | None] | Sequence[str] = ()):
         self.interval_s = interval_s
         self._samples = max(2, int(round(history_s / interval_s)))
         self._history: dict[tuple[str, str | None], tuple[collections.deque, collections.deque]] = {}
         self._probes: dict[str, Metric] = {}
         self._order: list[str] = list(dict.fromkeys(expected))
+        self._types: dict[str, str | None] = dict(expected) if isinstance(expected, Mapping) else {}
         self._last: dict[str, list[TargetView]] = {}
         self._gathers = 0
 
@@ -246,7 +249,8 @@ class TopModel:
         """A target's view from its `llm_server` point; without one, a down row that keeps what was known."""
         f = point.fields if point is not None else {}
         model = point.tags.get("model") if point is not None else before.model if before else None
-        server_type = point.tags.get("server_type") if point is not None else before.server_type if before else None
+        server_type = (point.tags.get("server_type") if point is not None else before.server_type if before
+                       else self._types.get(name))
         gen, ttft = self._series((name, model))
         gen.append(number(f, GEN_TPS))
         ttft.append(number(f, TTFT_P95))
