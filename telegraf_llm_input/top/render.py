@@ -188,9 +188,13 @@ ESSENTIAL, DETAIL, CHART = 0, 1, 2
 
 def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0.0) -> list[tuple[int, Line]]:
     label, style = _state(t)
-    left: Line = ((glyphs.dot + " ", style), (t.target, "bold"), ("  " + (t.server_type or "?"), "key"),
-                  ("  " + (t.model or "-"), ""))
-    left = fit(left, max(10, width - len(label) - 1), glyphs)
+    left: Line = ((glyphs.dot + " ", style), (t.target, "bold"), ("  " + (t.server_type or "?"), "key"), ("  ", ""))
+    room = max(10, width - len(label) - 1)
+    model = t.model or "-"
+    if width_of(left) + len(model) > room:  # a model path: its end (the file name) says the most
+        keep = room - width_of(left) - len(glyphs.more)
+        model = glyphs.more + model[-keep:] if keep >= 8 else model
+    left = fit((*left, (model, "")), room, glyphs)
     lines: list[tuple[int, Line]] = [
         (ESSENTIAL, (*left, (" " * max(1, width - width_of(left) - len(label)), ""), (label, style)))]
     if t.loading:

@@ -85,6 +85,13 @@ def test_down_busy_and_loading_targets():
     assert "  loading the model" in lines
 
 
+def test_a_long_model_path_keeps_its_file_name():
+    long = target(model="/root/.cache/telegraf-llm-input/models/tiny-llama-e128-l2-q8_0.gguf")
+    title = text(render(snapshot([long]), 60))[1]
+    assert title.endswith("UP") and len(title) == 60
+    assert "…" in title and "tiny-llama-e128-l2-q8_0.gguf" in title
+
+
 def test_gpu_line():
     [gpu_line] = [line for line in text(render(snapshot())) if line.startswith("  0 ")]
     assert "NVIDIA H100 80GB HBM3" in gpu_line
