@@ -64,10 +64,11 @@ def servers():
 
 
 def run_top(tmp_path, targets, *, count: int, interval: str, gpu: dict | None = None) -> tuple[int, str, str]:
-    """(exit code, stdout, the agent's log lines as they would reach stderr)."""
+    """(exit code, stdout, the agent's log lines as they would reach stderr). A generous gather deadline: on a
+    loaded machine a slow first gather must not make a target look down."""
     path = tmp_path / "top.yaml"
     path.write_text(yaml.safe_dump({"targets": targets, "gpu": gpu or {"enabled": False},
-                                    "agent": {"hostname": "box", "interval": interval}}))
+                                    "agent": {"hostname": "box", "interval": interval, "gather_timeout": "5s"}}))
     out, err = io.StringIO(), io.StringIO()
     setup_logging("info", stream=err)
     code = asyncio.run(top(load_config(path), count=count, stream=out))

@@ -35,7 +35,7 @@ def vllm():
 def config(tmp_path, vllm):
     path = tmp_path / "top.yaml"
     path.write_text(yaml.safe_dump({"targets": [{"url": vllm.url, "type": "vllm", "name": "vllm-a"}],
-                                    "gpu": {"enabled": False}, "agent": {"hostname": "box"}}))
+                                    "gpu": {"enabled": False}, "agent": {"hostname": "box", "gather_timeout": "5s"}}))
     return path
 
 
