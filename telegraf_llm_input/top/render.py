@@ -186,9 +186,13 @@ ESSENTIAL, DETAIL, CHART = 0, 1, 2
 """Line priorities: on a short terminal, charts go first, then details; what is up or down always stays."""
 
 
-def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0.0) -> list[tuple[int, Line]]:
+def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0.0,
+                 hostname: str | None = None) -> list[tuple[int, Line]]:
+    """A target's block; its host is named when it is not the header's (`hostname`)."""
     label, style = _state(t)
-    left: Line = ((glyphs.dot + " ", style), (t.target, "bold"), ("  " + (t.server_type or "?"), "key"), ("  ", ""))
+    where: Line = (("@" + t.host, "dim"),) if t.host and t.host != hostname else ()
+    left: Line = ((glyphs.dot + " ", style), (t.target, "bold"), *where, ("  " + (t.server_type or "?"), "key"),
+                  ("  ", ""))
     room = max(10, width - len(label) - 1)
     model = t.model or "-"
     if width_of(left) + len(model) > room:  # a model path: its end (the file name) says the most
@@ -329,7 +333,7 @@ def render(s: Snapshot, width: int = 80, height: int | None = None, *, glyphs: G
     if not s.targets:
         rows.append((ESSENTIAL, (("no model server target (none configured, none discovered yet)", "warn"),)))
     for t in s.targets:
-        rows.extend(target_lines(t, width, glyphs, s.history_s))
+        rows.extend(target_lines(t, width, glyphs, s.history_s, s.hostname))
     rows.extend((ESSENTIAL, line) for line in gpu_lines(s.gpus, width, glyphs))
     if s.host is not None:
         rows.append((DETAIL, host_line(s.host, glyphs)))

@@ -75,6 +75,8 @@ class TargetView:
     target: str
     model: str | None
     server_type: str | None
+    host: str | None
+    """The point's `host` tag (the agent's host unless the target's tags set another)."""
     up: bool
     busy: bool
     loading: bool
@@ -251,6 +253,7 @@ class TopModel:
         model = point.tags.get("model") if point is not None else before.model if before else None
         server_type = (point.tags.get("server_type") if point is not None else before.server_type if before
                        else self._types.get(name))
+        host = point.tags.get("host") if point is not None else before.host if before else None
         gen, ttft = self._series((name, model))
         gen.append(number(f, GEN_TPS))
         ttft.append(number(f, TTFT_P95))
@@ -258,7 +261,7 @@ class TopModel:
         process = processes.get(name)
         probe = self._probes.get(name)
         return TargetView(
-            target=name, model=model, server_type=server_type, up=up, busy=_flag(f, BUSY),
+            target=name, model=model, server_type=server_type, host=host, up=up, busy=_flag(f, BUSY),
             loading=_flag(f, LOADING), down_reason=None if up else reason,
             running=number(f, RUNNING), waiting=number(f, WAITING), gen_tps=number(f, GEN_TPS),
             prompt_tps=number(f, PROMPT_TPS), ttft_p50_ms=number(f, TTFT_P50), ttft_p95_ms=number(f, TTFT_P95),

@@ -15,7 +15,7 @@ T0 = 1_700_000_000_000_000_000
 
 def target(name: str = "vllm-a", **changes) -> TargetView:
     base = TargetView(
-        target=name, model="Qwen/Qwen2.5-1.5B-Instruct", server_type="vllm", up=True, busy=False, loading=False,
+        target=name, model="Qwen/Qwen2.5-1.5B-Instruct", server_type="vllm", host="box", up=True, busy=False, loading=False,
         down_reason=None, running=3, waiting=1, gen_tps=412.3, prompt_tps=1250.0, ttft_p50_ms=180.0,
         ttft_p95_ms=640.0, tpot_p50_ms=21.0, tpot_p95_ms=35.0, kv_ratio=0.42, slots_busy=None, slots_total=None,
         context_ratio=None, error_ratio=0.0, process=ProcessView(True, 96.0, 2.5 * 2**30),
@@ -68,6 +68,12 @@ def test_an_up_target_block():
     assert "ttft p50 180 ms p95 640 ms · tpot p50 21 ms p95 35 ms" in block
     assert "process cpu 96% rss 2.5 GiB · probe 4s ago ttft 210 ms ttfa 900 ms 48.2 tok/s" in block
     assert "last 8s · gen tok/s" in block and "ttft p95" in block
+
+
+def test_a_target_on_another_host_says_which():
+    lines = text(render(snapshot([target(), target("remote", host="gpu-7")])))
+    assert any(line.startswith("● vllm-a  vllm") for line in lines)  # the header's host: not repeated
+    assert any(line.startswith("● remote@gpu-7  vllm") for line in lines)
 
 
 def test_down_busy_and_loading_targets():

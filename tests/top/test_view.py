@@ -31,7 +31,7 @@ def test_server_fields_land_in_the_view():
     snap = TopModel(2.0).update([server("a", T0, requests_running=3, generation_tokens_per_s=41.5,
                                         ttft_p95_ms=300.0, kv_cache_usage_ratio=0.5, error_ratio=0.01)])
     [t] = snap.targets
-    assert (t.target, t.model, t.server_type, t.up) == ("a", "m", "vllm", True)
+    assert (t.target, t.model, t.server_type, t.host, t.up) == ("a", "m", "vllm", "box", True)
     assert (t.running, t.gen_tps, t.ttft_p95_ms, t.kv_ratio, t.error_ratio) == (3.0, 41.5, 300.0, 0.5, 0.01)
     assert t.prompt_tps is None and t.tpot_p50_ms is None  # absent stays absent, never 0
     assert snap.hostname == "box"
