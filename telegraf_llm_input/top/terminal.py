@@ -93,7 +93,7 @@ class TtyScreen:
                 tty.setcbreak(self.keys_fd)
             except termios.error:
                 self.keys_fd = None
-        self.stream.write(ENTER)
+        self.stream.write(ENTER + HOME + "telegraf-llm-input top: first gather" + ERASE_BELOW)  # until it is done
         self.stream.flush()
 
     def size(self) -> tuple[int, int]:
