@@ -12,6 +12,7 @@ AGENT = Measurement(
         Field("source_errors", "count", "Source failures (errors and deadline misses) since start, all sources.", "counter", type="int"),
         Field("lines_written", "count", "Line-protocol lines written to stdout since start.", "counter", type="int"),
         Field("metrics_dropped", "count", "Metrics not written because no field was representable (NaN/Inf only).", "counter", type="int"),
+        Field("stdout_dropped_gathers", "count", "Gathers not written to stdout because nobody read it (the queue of 100 gathers was full; the oldest go).", "counter", type="int"),
         Field("fields_dropped", "count", "Field values dropped because they do not fit the field's type (a fraction "
               "in an int field, an int past int64, a negative count): never written as another type.", "counter",
               type="int"),
