@@ -1,4 +1,4 @@
-"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config."""
+"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config, top."""
 
 from __future__ import annotations
 
@@ -43,7 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("check-config", parents=[common], help="validate the config and exit (0 ok, 2 bad)")
     sub.add_parser("sample-config", help="print a complete, commented sample config")
+    top = sub.add_parser("top", parents=[common], help="show the model servers and GPUs live in the terminal")
+    top.add_argument("--interval", metavar="DURATION", default="2s", help="redraw period (default 2s)")
+    top.add_argument("--count", metavar="N", type=_count, help="exit after N frames (default: on q or Ctrl-C)")
     return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _load(args) -> Config:
@@ -74,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.log_level:
         setup_logging(config.agent.log_level)
     if args.command == "check-config":
-        sources = build_sources(config, SourceEnv())
+        sources = build_sources(config, source_env(config))
         print(f"config OK: {len(sources)} source(s): {', '.join(s.name for s in sources) or 'none'}")
         return 0
     try:
-        code = _run_loop(run(config, signal_mode=args.signal, once=args.once))
+        if args.command == "top":
+            from telegraf_llm_input.top.app import top  # the terminal UI loads for this command only
+
+            code = _run_loop(top(config, count=args.count))
+        else:
+            code = _run_loop(run(config, signal_mode=args.signal, once=args.once))
     except Exception as exc:  # a bug: one line for Telegraf's log, non-zero so execd restarts us
         log.error("fatal: %s: %s", type(exc).__name__, exc)
         code = 1
@@ -100,8 +114,13 @@ def _run_loop(coro) -> int:
             loop.close()  # shuts the default executor down without waiting
 
 
+def source_env(config: Config) -> SourceEnv:
+    """What sources share, the same for `check-config` and a run (so both say the same about it)."""
+    return SourceEnv(state_dir=Path(config.agent.state_dir) if config.agent.state_dir else None)
+
+
 async def run(config: Config, *, signal_mode: str, once: bool) -> int:
-    env = SourceEnv(state_dir=Path(config.agent.state_dir) if config.agent.state_dir else None)
+    env = source_env(config)
     sources = build_sources(config, env)
     agent = Agent(sources, build_sinks(config), deadline_s=config.agent.deadline,
                   global_tags=config.global_tags(), processors=build_processors(config, env))
