@@ -3,7 +3,7 @@
 Found by `process.pid_file`, `process.pattern`, or (default, local targets only) as whoever listens
 on the target's port. The process sits beside a model that wants every core, so a gather reads only
 what changes: once found, the pid is re-checked cheaply each gather (same pid, same start time, and
-the listening sockets on the port, one read of /proc/net/tcp on Linux); its children and listen
+the listening sockets on the port, one netlink question on Linux); its children and listen
 addresses are re-read only every `REFRESH_S` or when those sockets change. The full search (every
 process's sockets) runs only when the pid is gone or stopped listening, and a down target repeats
 it only when the sockets on its port change. How a port maps to pids is a `PortLookup` (one per
@@ -29,6 +29,7 @@ from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.gpu import NvmlSession, nvml_session
+from telegraf_llm_input.sources.linux_sockets import listen_inodes
 from telegraf_llm_input.targets import TargetConfig
 
 log = get_logger("process")
@@ -104,43 +105,11 @@ class PortLookup(Protocol):
         ...
 
 
-_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
-_TCP_LISTEN = "0A"
-
-
-def proc_net_listen_inodes(port: int, tables: Sequence[str] = _TCP_TABLES) -> frozenset | None:
-    """Inodes of the sockets listening on `port`, read from Linux's /proc/net/tcp{,6} (one read each,
-    a byte search for the port: no per-process scan); None where there is no such table."""
-    # A line: "  sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode"
-    needle = f":{port:04X} ".encode()
-    inodes = set()
-    seen = False
-    for table in tables:
-        try:
-            with open(table, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            continue
-        seen = True
-        start = data.find(needle)
-        while start >= 0:
-            line_start = data.rfind(b"\n", 0, start) + 1
-            line_end = data.find(b"\n", start)
-            cols = data[line_start:line_end if line_end >= 0 else len(data)].split()
-            # only the local address column counts (a client socket's remote port may match too)
-            if len(cols) > 9 and cols[1].endswith(needle[:-1]) and cols[3] == _TCP_LISTEN.encode():
-                inodes.add(cols[9])
-            if line_end < 0:
-                break
-            start = data.find(needle, line_end)
-    return frozenset(inodes) if seen else None
-
-
 class PsutilPortLookup:
-    """Every platform psutil knows; the cheap check only where /proc/net/tcp exists (Linux)."""
+    """Every platform psutil knows; the cheap check only on Linux (sock_diag, /proc/net/tcp)."""
 
     def sockets(self, port: int) -> frozenset | None:
-        return proc_net_listen_inodes(port)
+        return listen_inodes(port)
 
     def pids(self, port: int) -> set[int]:
         pids: set[int] = set()
