@@ -21,11 +21,15 @@ import ssl
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
-import httpx
-
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.targets import TargetConfig, redact_url
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_import("httpx")  # loaded with the first client: discovery that finds nothing never needs it
 
 KINDS = ("refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown", "error")
 _BACKOFF_S = (0.1, 0.3, 0.6)
