@@ -16,8 +16,10 @@ API:
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json as jsonlib
 import ssl
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -85,6 +87,7 @@ class HttpPool:
         self._clients: dict[tuple, httpx.AsyncClient] = {}
         self._verify: dict[tuple, ssl.SSLContext | bool] = {}
         self._users = 0
+        _remember_missing_sniffio()
 
     def retain(self) -> "HttpPool":
         """Each source using the pool retains it and releases it on close; the last one closes it."""
@@ -123,6 +126,15 @@ class HttpPool:
         self._verify = {}
         for client in clients:
             await client.aclose()
+
+
+def _remember_missing_sniffio() -> None:
+    """httpcore runs `import sniffio` for every request and on every close (falling back to asyncio when it is
+    missing, as it is with anyio >= 4.5); Python does not remember a failed import, so each one searched all of
+    sys.path again (~26 stat() calls per gather). Record "not installed" once, the way the import system
+    itself spells it (None in sys.modules); an installed sniffio is left alone."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:
