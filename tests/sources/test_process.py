@@ -246,65 +246,57 @@ def test_a_down_target_costs_no_search_and_a_live_one_is_searched_once(servers):
     assert lookup.searches == 1
 
 
-# Listens until a file appears, then closes its socket and stays alive.
-STOPS_LISTENING = r"""
-import os, socket, sys, time
-port, stop_file, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# Listens; when a file appears, does one thing (`close` its socket, or `spawn` its worker like vLLM's engine)
+# and stays alive.
+LATER = r"""
+import os, socket, subprocess, sys, time
+port, action, go, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 s = socket.create_server(("127.0.0.1", port))
 open(ready, "w").write(str(os.getpid()))
-while not os.path.exists(stop_file):
+while not os.path.exists(go):
     time.sleep(0.02)
-s.close()
-open(ready + ".closed", "w").write("1")
+if action == "close":
+    s.close()
+else:
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    open(ready + ".worker", "w").write(str(worker.pid))
+open(ready + ".done", "w").write("1")
 time.sleep(600)
 """
 
 
+def start_later(tmp_path, action: str) -> tuple[ManagedProcess, int, Path, Path]:
+    port = free_port()
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    proc = ManagedProcess([sys.executable, "-c", LATER, str(port), action, str(go), str(ready)], tmp_path / "log")
+    wait_until(lambda: ready.exists() and _connects("127.0.0.1", port), 15, "listener", proc.proc)
+    return proc, port, go, Path(str(ready) + ".done")
+
+
 @linux_only
 def test_a_live_process_that_stops_listening_is_searched_again(tmp_path):
-    port = free_port()
-    stop, ready = tmp_path / "stop", tmp_path / "ready"
-    proc = ManagedProcess([sys.executable, "-c", STOPS_LISTENING, str(port), str(stop), str(ready)], tmp_path / "log")
+    proc, port, go, done = start_later(tmp_path, "close")
     try:
-        wait_until(lambda: ready.exists() and bool(listen_inodes(port)), 15, "listener", proc.proc)
         source, lookup = counted_source({"url": f"http://127.0.0.1:{port}", "name": "t"})
         assert gather(source).fields["pid"] == proc.pid
-        stop.touch()
-        wait_until(lambda: Path(str(ready) + ".closed").exists(), 15, "socket closed", proc.proc)
+        go.touch()
+        wait_until(done.exists, 15, "socket closed", proc.proc)
         assert psutil.pid_exists(proc.pid)
         assert gather(source).fields == {"up": 0, "restarts_total": 0}
     finally:
         proc.stop()
 
 
-# Listens, then starts its worker (like vLLM's engine) only when a file appears.
-SPAWNS_LATER = r"""
-import os, socket, subprocess, sys, time
-port, go, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-s = socket.create_server(("127.0.0.1", port))
-open(ready, "w").write(str(os.getpid()))
-while not os.path.exists(go):
-    time.sleep(0.02)
-worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-open(ready + ".worker", "w").write(str(worker.pid))
-time.sleep(600)
-"""
-
-
 def test_a_worker_started_later_is_counted_once_it_holds_gpu_memory(tmp_path, monkeypatch):
-    port = free_port()
-    go, ready = tmp_path / "go", tmp_path / "ready"
-    proc = ManagedProcess([sys.executable, "-c", SPAWNS_LATER, str(port), str(go), str(ready)], tmp_path / "log")
+    proc, port, go, done = start_later(tmp_path, "spawn")
     try:
-        wait_until(lambda: ready.exists() and _connects("127.0.0.1", port), 15, "listener", proc.proc)
         fake = FakeNvml().install(monkeypatch)
         fake.gpus[0].processes = [(proc.pid, 1024 * 1024 * 100)]
         [source] = process_sources([{"url": f"http://127.0.0.1:{port}", "type": "vllm"}])
         assert gather(source).fields["gpu_memory_used_mib"] == pytest.approx(100)
         go.touch()
-        worker_file = Path(str(ready) + ".worker")
-        wait_until(worker_file.exists, 15, "worker", proc.proc)
-        worker = int(worker_file.read_text())
+        wait_until(done.exists, 15, "worker", proc.proc)
+        worker = int(Path(str(done).removesuffix(".done") + ".worker").read_text())
         fake.gpus[1].processes = [(worker, 1024 * 1024 * 4_000)]  # the engine worker loads the model
         f = gather(source).fields
         assert f["gpu_memory_used_mib"] == pytest.approx(4_100) and f["gpu_indices"] == "0,1"
