@@ -240,8 +240,8 @@ class ProcessSource:
         False when a process found by its port no longer listens on it (search again)."""
         now = self._clock()
         sockets = self._ports.sockets(self._port)
-        if sockets is not None and sockets == self._sockets and now - self._refreshed_at < REFRESH_S:
-            return True
+        if sockets == self._sockets and now - self._refreshed_at < REFRESH_S:
+            return True  # (a platform without the cheap check answers None: then every REFRESH_S)
         tree = self._tree(proc)
         addresses = self._addresses(tree)
         if not addresses and self._by_port_mode():

@@ -304,3 +304,24 @@ def test_a_worker_started_later_is_counted_once_it_holds_gpu_memory(tmp_path, mo
         for child in psutil.Process(proc.pid).children(recursive=True):
             child.kill()
         proc.stop()
+
+
+class NoCheapCheck(CountingLookup):
+    """A platform whose lookup cannot tell cheaply what listens (sockets() is None)."""
+
+    def sockets(self, port):
+        return None
+
+
+def test_without_a_cheap_check_a_live_pid_is_still_searched_once(servers):
+    port = free_port()
+    config = parse_config({"targets": [{"url": f"http://127.0.0.1:{port}"}], "gpu": {"enabled": False}})
+    lookup = NoCheapCheck()
+    source = ProcessSource(config.targets[0], None, ports=lookup)
+    assert gather(source).fields["up"] == 0 and lookup.searches == 1  # nothing to go by: searched
+    server = servers("127.0.0.1", port)
+    for _ in range(3):
+        assert gather(source).fields["pid"] == server.pid
+    assert lookup.searches == 2
+    server.kill()
+    assert gather(source).fields["up"] == 0  # the pid's death is seen at once
