@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 from telegraf_llm_input.metric import Metric
 
@@ -29,6 +29,15 @@ class Source(Protocol):
         ...
 
     async def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class ReportsDown(Protocol):
+    """A source whose targets can be down without the source failing (it reports `up=0` instead)."""
+
+    def down_reasons(self) -> Mapping[str, str]:
+        """Target name -> why it is down now: the reason its log line gives. Targets that are up are absent."""
         ...
 
 

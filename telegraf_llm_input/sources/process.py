@@ -17,6 +17,7 @@ import ipaddress
 import os
 import re
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import psutil
 
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.sources import drm_fdinfo, macos_ports
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.gpu import NvmlSession, nvml_session
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
@@ -109,7 +111,7 @@ class PsutilPortLookup:
     """Every platform psutil knows; the cheap check only on Linux (sock_diag, /proc/net/tcp)."""
 
     def sockets(self, port: int) -> frozenset | None:
-        return listen_inodes(port)
+        return listen_inodes(port) if sys.platform.startswith("linux") else None
 
     def pids(self, port: int) -> set[int]:
         pids: set[int] = set()
@@ -128,6 +130,9 @@ class PsutilPortLookup:
                         pids.add(proc.pid)
                 except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue
+        if not pids and macos_ports.use_lsof(sys.platform):
+            # macOS without root: psutil is refused what lsof still shows of the user's own listeners.
+            pids = macos_ports.listening_pids(port)
         return pids
 
 
@@ -136,10 +141,11 @@ def default_port_lookup() -> PortLookup:
 
 
 class ProcessSource:
-    def __init__(self, target: TargetConfig, nvml: NvmlSession | None, ports: PortLookup | None = None,
-                 clock=time.monotonic):
+    def __init__(self, target: TargetConfig, nvml: NvmlSession | None, drm: bool = False,
+                 ports: PortLookup | None = None, clock=time.monotonic):
         self._target = target
         self._nvml = nvml
+        self._drm = drm_fdinfo.DrmUsage() if drm else None
         self.name = f"process:{target.display_name}"
         self._port = target_port(target.url)
         self._pattern = re.compile(target.process.pattern) if target.process.pattern else None
@@ -333,7 +339,11 @@ class ProcessSource:
                           (wall, sum(cpu_pids[p] for p in common)))
         self._cpu_prev, self._cpu_pids = (wall, 0.0), cpu_pids
         addresses = self._address_cache
-        gpu_mib, gpu_indices = self._gpu_memory(gpu, {p.pid for p in tree})
+        tree_pids = {p.pid for p in tree}
+        gpu_mib, gpu_indices = self._gpu_memory(gpu, tree_pids)
+        drm = self._drm.sample(tree_pids) if self._drm is not None else None
+        if drm is not None and drm.vram_mib is not None:
+            gpu_mib = (gpu_mib or 0.0) + drm.vram_mib
         fields = {
             "up": 1,
             "pid": proc.pid,
@@ -345,6 +355,7 @@ class ProcessSource:
             "restarts_total": self._restarts,
             "gpu_memory_used_mib": gpu_mib,
             "gpu_indices": gpu_indices,
+            "gpu_busy_percent": drm.busy_percent if drm is not None else None,
             "listen_address": ",".join(format_address(ip, self._port) for ip in addresses) or None,
             "exposed": (1 if any(not is_loopback_address(ip) for ip in addresses) else 0) if addresses else None,
         }
@@ -423,15 +434,16 @@ class DiscoveredProcesses:
 
     name = "process:discovered"
 
-    def __init__(self, discovered: list[TargetConfig], nvml: NvmlSession | None):
+    def __init__(self, discovered: list[TargetConfig], nvml: NvmlSession | None, drm: bool = False):
         self._discovered = discovered
         self._nvml = nvml
+        self._drm = drm
         self._sources: dict[str, ProcessSource] = {}
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         for target in list(self._discovered):
             if target.url not in self._sources and target.process.enabled:
-                self._sources[target.url] = ProcessSource(target, self._nvml)
+                self._sources[target.url] = ProcessSource(target, self._nvml, self._drm)
         results = await asyncio.gather(*(s.gather(ctx) for s in self._sources.values()), return_exceptions=True)
         metrics: list[Metric] = []
         for result in results:
@@ -449,9 +461,10 @@ class DiscoveredProcesses:
 def build(config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
     """One source per configured target whose process we can see: local URLs, or an explicit pid_file/pattern.
     Without `targets:`, one source that follows what discovery finds."""
-    nvml = nvml_session(env) if config.gpu.enabled is not False else None
+    nvml = nvml_session(env) if config.gpu.enabled is not False and config.gpu.wants("nvidia") else None
+    drm = drm_fdinfo.wanted(config.gpu, sys.platform)
     if config.targets is None:
-        return [DiscoveredProcesses(env.discovered_targets, nvml)] if config.discovery.enabled else []
+        return [DiscoveredProcesses(env.discovered_targets, nvml, drm)] if config.discovery.enabled else []
     sources = []
     for target in config.targets or []:
         cfg = target.process
@@ -459,5 +472,5 @@ def build(config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
             continue
         explicit = bool(cfg.pid_file or cfg.pattern)
         if explicit or is_local_host(urlsplit(target.url).hostname or ""):
-            sources.append(ProcessSource(target, nvml))
+            sources.append(ProcessSource(target, nvml, drm))
     return sources

@@ -169,6 +169,8 @@ class ServerSource:
         self._last_models: list[str | None] = []
         self._state = StateLog(log)
         self._server_type: str | None = None if adapter.server_type == "auto" else adapter.server_type
+        self.down_reason: str | None = None
+        """Why the last scrape failed (None when it worked): the text of the `down:` log line."""
 
     def _tags(self, server_type: str | None, model: str | None) -> dict[str, str]:
         tags = dict(self.target.tags)
@@ -188,7 +190,8 @@ class ServerSource:
         except Exception as exc:  # noqa: BLE001 - a lying server is down, never a crash
             scrape_ms = (time.monotonic() - started) * 1000
             reason = exc if isinstance(exc, FetchError) else f"unreadable answer ({type(exc).__name__}: {exc})"
-            self._state.fail("scrape", f"target {self.target.display_name}: down: {reason}")
+            self.down_reason = str(reason)
+            self._state.fail("scrape", f"target {self.target.display_name}: down: {self.down_reason}")
             models = self._last_models or [None]
             return [Metric(MEASUREMENT, self._tags(self._server_type, m), {"up": 0, "scrape_ms": scrape_ms},
                            ctx.time_ns) for m in models]
@@ -196,6 +199,7 @@ class ServerSource:
         scrape_ms = (now - started) * 1000
         server_type = reading.server_type or self._server_type
         self._server_type = server_type
+        self.down_reason = None
         self._state.ok("scrape", f"target {self.target.display_name}: up again")
         health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
         metrics: list[Metric] = []
@@ -222,6 +226,9 @@ class ServerSource:
                                   ctx.time_ns))
         self._last_models = [m.model for m in reading.models if m.measurement == MEASUREMENT] or [None]
         return metrics
+
+    def down_reasons(self) -> dict[str, str]:
+        return {self.target.display_name: self.down_reason} if self.down_reason is not None else {}
 
     async def close(self) -> None:
         await self._pool.release()

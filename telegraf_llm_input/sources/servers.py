@@ -111,6 +111,9 @@ class DiscoverySource:
             metrics.extend(r)
         return metrics
 
+    def down_reasons(self) -> dict[str, str]:
+        return {name: why for s in self._sources.values() for name, why in s.down_reasons().items()}
+
     @property
     def targets(self) -> list[TargetConfig]:
         return [s.target for s in self._sources.values()]
