@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
-from telegraf_llm_input.promtext import Page, Sample, parse
+from telegraf_llm_input.promtext import Page, ParseTimeout, Sample, parse
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
 
 
@@ -115,9 +115,12 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
     return [models[m] for m in sorted(models, key=lambda m: m or "")]
 
 
-def parse_checked(text: str, table: PromTable | None, where: str) -> Page:
+def parse_checked(text: str, table: PromTable | None, where: str, deadline: float | None = None) -> Page:
     """Parse; a page with nothing we know on it is an error (garbage, an HTML login page...)."""
-    page = parse(text)
+    try:
+        page = parse(text, deadline=deadline)
+    except ParseTimeout as exc:
+        raise FetchError("timeout", f"{where}: {exc}") from None
     if not page.samples:
         raise FetchError("bad_body", f"{where}: no Prometheus samples in the page ({page.errors} bad lines)")
     if table is not None:
@@ -140,6 +143,7 @@ class PromAdapter:
     async def read(self, fetch: Fetcher) -> Reading:
         path = fetch.target.metrics_path or self.table.path
         text = await fetch.text(path)
-        page = parse_checked(text, self.table, f"{fetch.target.display_name}{path}")
+        page = await fetch.off_loop(parse_checked, text, self.table, f"{fetch.target.display_name}{path}",
+                                    fetch.deadline)
         model = await self.default_model(fetch) if self.table.model_label is None else None
-        return Reading(read_page(self.table, page, model), server_type=self.server_type)
+        return Reading(await fetch.off_loop(read_page, self.table, page, model), server_type=self.server_type)

@@ -103,6 +103,13 @@ class DiscoverySource:
             metrics.extend(r)
         return metrics
 
+    def missed(self, ctx: GatherContext, reason: str) -> Sequence[Metric]:
+        """Every discovered target's `up=0` for a gather that did not finish in time."""
+        return [m for s in self._sources.values() for m in s.missed(ctx, reason)]
+
+    def stats(self) -> dict[str, int]:
+        return {"models_dropped": sum(s.stats()["models_dropped"] for s in self._sources.values())}
+
     @property
     def targets(self) -> list[TargetConfig]:
         return [s.target for s in self._sources.values()]
