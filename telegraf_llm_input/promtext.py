@@ -131,7 +131,7 @@ class ParseTimeout(Exception):
     """`parse(..., deadline=...)` ran past its deadline (a huge page): the page is not used."""
 
 
-_BLOCK_CHARS = 4 * 1024 * 1024
+_BLOCK_CHARS = 512 * 1024
 """With a deadline, the page is parsed in blocks of about this size, checking the clock between them."""
 
 
