@@ -234,7 +234,7 @@ class ServerSource:
         fetch = Fetcher(self._fetch.pool, self.target, started + budget)
         try:
             # Fetches stop at the budget; this bounds what an adapter does after them (parsing).
-            reading = await asyncio.wait_for(self.adapter.read(fetch), budget + 0.04 * ctx.deadline_s)
+            reading = await asyncio.wait_for(self.adapter.read(fetch), budget + 0.06 * ctx.deadline_s)
         except Exception as exc:  # noqa: BLE001 - a lying server is down, never a crash
             scrape_ms = (time.monotonic() - started) * 1000
             if isinstance(exc, FetchError):
