@@ -8,6 +8,7 @@ Errors carry the key path (`targets[1].timeout`) so a user can find the mistake.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -83,6 +84,8 @@ def parse_duration(value: Any) -> float:
 
 def check_duration(seconds: float, written: Any) -> float:
     """`seconds` when it is a usable setting (>= MIN_DURATION_S); ValueError naming what was written."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration, got {written!r}")
     if seconds < MIN_DURATION_S:
         raise ValueError(f"must be at least 100ms, got {written!r}")
     return seconds

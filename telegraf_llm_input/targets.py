@@ -55,8 +55,9 @@ class DiscoveryConfig:
     """How often ports where nothing answered are tried again."""
 
     def __post_init__(self) -> None:
-        if any(not 0 < p < 65536 for p in self.ports):
-            raise ValueError("ports must be 1-65535")
+        bad = [p for p in self.ports if not 0 < p < 65536]
+        if bad:
+            raise ConfigError("ports", f"must be 1-65535, got {bad[0]}")
 
 
 @dataclass
