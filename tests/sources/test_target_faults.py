@@ -3,13 +3,20 @@ log line, the other targets unaffected, and the agent's memory bounded whatever 
 
 import asyncio
 import logging
+import re
+import subprocess
 import tracemalloc
+from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.http import FetchError, HttpPool, get
+from telegraf_llm_input.promtext import parse
+from telegraf_llm_input.sinks.prometheus import PrometheusSink
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.server import ServerSource
@@ -17,6 +24,9 @@ from telegraf_llm_input.targets import TargetConfig
 from tests.fakes.llm import Snap, fake_openai, fake_vllm, vllm_page
 from tests.fakes.server import FakeServer, Reply
 from tests.sources.test_server_faults import GOOD, S, Collect, servers
+from tests.support.procs import find_binary, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def agent_for(targets: list[dict], deadline: float) -> tuple[Agent, list]:
@@ -212,3 +222,44 @@ def test_a_series_absent_for_a_gather_keeps_its_baseline():
         out = gathers([{"url": srv.url, "type": "vllm"}], n=3, deadline=5.0)
     [b] = [m for m in servers(out[2], srv.url) if m.tags.get("model") == "b"]
     assert b.fields["prompt_tokens_per_s"] == pytest.approx(30 / 20)
+
+
+def test_a_hung_target_fires_the_down_alert(tmp_path):
+    """End to end: the trickling target's `up=0`, as the Prometheus output serves it, makes the shipped
+    `LlmTargetDown` rule fire (promtool evaluates the rule on exactly the series the page holds)."""
+    promtool = find_binary("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed: apt-get install prometheus (scripts/test.sh does)")
+    port = free_port()
+
+    async def run():
+        agent, _ = agent_for([{"url": slow.url, "type": "vllm", "name": "hung", "timeout": "500ms"}], 1.5)
+        agent.sinks = [PrometheusSink("prometheus", f"127.0.0.1:{port}", "/metrics", 60)]
+        agent.global_tags = {"host": "box"}
+        try:
+            await agent.gather_once()
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        finally:
+            await agent.close()
+    with FakeServer({"/metrics": Reply(GOOD, trickle=0.2)}) as slow:
+        page = asyncio.run(run())
+    [series] = [s for s in parse(page).samples if s.name == "llm_server_up"]
+    assert series.value == 0 and series.labels["target"] == "hung"
+    rules = ROOT / "packaging" / "prometheus" / "alerts.yml"
+    [rule] = [r for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"] if r["alert"] == "LlmTargetDown"]
+    labels = dict(series.labels)
+
+    def render(text: str) -> str:
+        return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
+    selector = "llm_server_up{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    spec = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": selector, "values": "0x10"}],
+        "alert_rule_test": [{"eval_time": "5m", "alertname": "LlmTargetDown", "exp_alerts": [{
+            "exp_labels": {**labels, **rule["labels"]},
+            "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()}}]}]}]}
+    test_file = tmp_path / "hung_test.yml"
+    test_file.write_text(yaml.safe_dump(spec))
+    result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
