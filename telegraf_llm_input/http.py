@@ -44,7 +44,7 @@ class FetchError(Exception):
 class Response:
     status: int
     headers: httpx.Headers
-    body: bytes
+    body: bytes | bytearray
     url: str
 
     def text(self) -> str:
@@ -163,18 +163,16 @@ def _retryable(err: FetchError) -> bool:
     return err.kind in ("refused", "timeout", "error") or (err.kind == "http_status" and (err.status or 0) >= 500)
 
 
-async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytes:
+async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytearray:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FetchError("too_big", f"{where}: body of {int(declared)} bytes is over max_body_bytes ({limit})")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()  # grown in place: joining a 200 MB page at the end would stall the loop for a second
     async for chunk in resp.aiter_bytes():  # decoded: the cap also bounds a gzip bomb
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise FetchError("too_big", f"{where}: body over max_body_bytes ({limit})")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = True, retries: int | None = None,
