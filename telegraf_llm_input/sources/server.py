@@ -286,7 +286,8 @@ class ServerSource:
         if not over:
             return reading.models
         self._models_dropped += over
-        self._state.fail("max_models", f"target {self.target.display_name}: {len(reading.models)} models/series "
+        found = max(len(reading.models), len(reading.extra))
+        self._state.fail("max_models", f"target {self.target.display_name}: {found} models/series "
                          f"on the page, over max_models ({cap}); the rest are dropped (llm_agent models_dropped)")
         return sorted(reading.models, key=lambda m: (m.measurement, m.model or "", sorted(m.tags.items())))[:cap]
 
