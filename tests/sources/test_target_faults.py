@@ -21,7 +21,7 @@ from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.server import ServerSource
 from telegraf_llm_input.targets import TargetConfig
-from tests.fakes.llm import Snap, fake_openai, fake_vllm, vllm_page
+from tests.fakes.llm import Snap, fake_ollama, fake_openai, fake_vllm, vllm_page
 from tests.fakes.server import FakeServer, Reply
 from tests.sources.test_server_faults import GOOD, S, Collect, servers
 from tests.support.procs import find_binary, free_port
@@ -171,6 +171,15 @@ def test_max_models_is_per_target():
     with fake_openai([f"m{i}" for i in range(10)]) as srv:
         [metrics] = gathers([{"url": srv.url, "type": "openai", "max_models": 3}], n=1, deadline=5.0)
     assert [p.tags["model"] for p in servers(metrics, srv.url)] == ["m0", "m1", "m2"]
+
+
+def test_max_models_caps_ollamas_loaded_models_too():
+    loaded = [{"name": f"m{i}", "size": 10, "size_vram": 10} for i in range(100)]
+    with fake_ollama(loaded) as srv:
+        [metrics] = gathers([{"url": srv.url, "type": "ollama", "name": "o", "max_models": 10}], n=1, deadline=5.0)
+    assert len([m for m in metrics if m.measurement == "llm_model_loaded"]) == 10
+    assert source_point(metrics, "server:o")["models_dropped"] == 90
+    assert servers(metrics, "o")[0].fields["up"] == 1
 
 
 def renaming_page(models: int):
