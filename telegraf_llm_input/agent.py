@@ -106,6 +106,13 @@ class Agent:
         await self._write(metrics)
         return metrics
 
+    def problems(self) -> dict[str, str]:
+        """What is failing now, each with the one line the log gave for it: by source name, `processor <name>`
+        and `output:<name>`."""
+        out = {k if isinstance(k, str) else " ".join(map(str, k)): v for k, v in self._state.failing().items()}
+        out.update({f"output:{k}": v for k, v in self._sink_state.failing().items()})
+        return out
+
     async def _write(self, metrics: list[Metric]) -> None:
         for sink in self.sinks:
             try:

@@ -1,4 +1,4 @@
-"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config."""
+"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config, top."""
 
 from __future__ import annotations
 
@@ -43,7 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("check-config", parents=[common], help="validate the config and exit (0 ok, 2 bad)")
     sub.add_parser("sample-config", help="print a complete, commented sample config")
+    top = sub.add_parser("top", parents=[common], help="show the model servers and GPUs live in the terminal")
+    top.add_argument("--interval", metavar="DURATION", default="2s", help="redraw period (default 2s)")
+    top.add_argument("--count", metavar="N", type=_count, help="exit after N frames (default: on q or Ctrl-C)")
     return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _load(args) -> Config:
@@ -76,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config OK: {len(sources)} source(s): {', '.join(s.name for s in sources) or 'none'}")
         return 0
     try:
-        code = _run_loop(run(config, signal_mode=args.signal, once=args.once))
+        if args.command == "top":
+            from telegraf_llm_input.top.app import top  # the terminal UI loads for this command only
+
+            code = _run_loop(top(config, count=args.count))
+        else:
+            code = _run_loop(run(config, signal_mode=args.signal, once=args.once))
     except ConfigError as exc:  # found while building the sources or outputs
         log.error("config error: %s: %s", getattr(args, "config", "<defaults>"), exc)
         code = EXIT_CONFIG

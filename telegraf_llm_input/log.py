@@ -75,3 +75,7 @@ class StateLog:
 
     def is_failing(self, key: Hashable) -> bool:
         return key in self._failing
+
+    def failing(self) -> dict[Hashable, str]:
+        """Each problem that has not cleared, with the latest message logged or held back for it."""
+        return dict(self._failing)

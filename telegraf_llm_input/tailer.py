@@ -8,6 +8,20 @@ is not mistaken for the old file. Per read:
 - a file seen for the first time: its saved position when the state matches, else its end when it was
   there at start-up and `start_from="end"`, else its start (it was created while we were running);
 - a missing file is not an error; it is picked up when it appears.
+Content, not only inodes, is tracked across logrotate's `copytruncate` (the copy is a new inode with
+the old content, the original is truncated in place):
+- a file truncated under us: before reading it from 0, the unread rest [old position, end) is read
+  once from its copy, if one is found (a file matched by the glob, or next to it whose name starts
+  with the file's name, uncompressed, with the same first bytes); else one note says lines written
+  since the last read may be lost;
+- a new file whose first bytes match a file we read (now truncated, rotated away or remembered in
+  the state file) starts where we were in that file, so a glob never reads a copy twice;
+- a new file with the same first bytes as a file we are still following (copied, not yet truncated)
+  waits: the original has all its lines.
+Content matches on the first bytes and on the TAIL_BYTES just before the position reached, so two
+logs that merely begin alike (a banner) are not taken for copies; it needs FINGERPRINT_MIN first
+bytes (a smaller file is not told apart from another). A glob skips compressed files (.gz, .bz2,
+.xz, .zst, ...): rotated copies that are no longer text.
 Only complete lines are returned; a partial last line waits for its newline. At most `max_bytes`
 are read per call, shared by all files of the pattern, so a backlog is worked off over several calls.
 Positions are written to `state_path` (temp file + rename) when they changed. All methods block:
@@ -20,11 +34,18 @@ import glob
 import hashlib
 import json
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 FINGERPRINT_BYTES = 512
+FINGERPRINT_MIN = 64
+"""Fewer first bytes than this are no evidence that two files hold the same content."""
+HISTORY = 32
+"""Content read from files since truncated or let go, remembered to recognise their copies."""
+TAIL_BYTES = 512
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".z", ".br")
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """A line longer than this is skipped (counted in `ReadResult.oversized`) rather than buffered."""
 _END_SCAN = 64 * 1024
@@ -41,10 +62,15 @@ class FileLines:
 
 @dataclass
 class _Saved:
+    """How far we read a file (by its inode in the state), or a content stream identified by its
+    first bytes and the bytes before `offset` (history)."""
+
     fp: str
     fp_len: int
     offset: int
     path: str = ""
+    tail: str = ""
+    """Hash of the TAIL_BYTES before `offset` ("" when unknown)."""
 
 
 @dataclass
@@ -61,11 +87,51 @@ class _Open:
     """The last read reached the end of the file (what is left, if anything, is a partial line)."""
     drain_only: bool = False
     """A file rotated away while we were not running: read to its end, then let go."""
+    tail: str = ""
+    tail_at: int = 0
+    """`tail` hashes the TAIL_BYTES before `tail_at` (brought up to `offset` after each read)."""
+
+    def seen(self) -> _Saved:
+        return _Saved(self.fp, self.fp_len, self.tail_at, tail=self.tail)
+
+    def update_tail(self) -> None:
+        if self.tail_at != self.offset or not self.tail:
+            self.tail, self.tail_at = _tail_hash(self.fh, self.offset), self.offset
 
 
 def _fingerprint(fh: BinaryIO, length: int) -> str:
     fh.seek(0)
     return hashlib.sha1(fh.read(length)).hexdigest()
+
+
+def _tail_hash(fh: BinaryIO, offset: int) -> str:
+    start = max(0, offset - TAIL_BYTES)
+    fh.seek(start)
+    return hashlib.sha1(fh.read(offset - start)).hexdigest()
+
+
+def _matches(fh: BinaryIO, size: int, seen: _Saved, cache: dict[int, str]) -> bool:
+    """Does this file hold the content `seen` describes: same first bytes, same bytes before its offset?"""
+    if seen.fp_len < FINGERPRINT_MIN or size < max(seen.fp_len, seen.offset):
+        return False
+    if seen.fp_len not in cache:
+        cache[seen.fp_len] = _fingerprint(fh, seen.fp_len)
+    if cache[seen.fp_len] != seen.fp:
+        return False
+    return not seen.tail or _tail_hash(fh, seen.offset) == seen.tail
+
+
+def _same_prefix(a: BinaryIO, b: BinaryIO, size: int) -> bool:
+    """The first `size` bytes of two files are equal (a copy still being written)."""
+    a.seek(0)
+    b.seek(0)
+    while size > 0:
+        n = min(size, 1 << 20)
+        x = a.read(n)
+        if not x or x != b.read(n):
+            return False
+        size -= len(x)
+    return True
 
 
 class Tailer:
@@ -90,6 +156,12 @@ class Tailer:
         self._last_state: str | None = None
         self.state_error: str | None = None
         """The last problem reading or writing the state file (None when fine)."""
+        self._history: deque[_Saved] = deque(maxlen=HISTORY)
+        self._recovered: list[_Open] = []
+        self._distinct: set[Ident] = set()
+        """New files that begin like a followed one but are not copies of it."""
+        self.notes: list[str] = []
+        """Things the caller should log once (a truncated file whose copy was not found); it clears them."""
         self._load_state()
 
     # -- state file -------------------------------------------------------------------------------
@@ -101,7 +173,8 @@ class Tailer:
             data = json.loads(self.state_path.read_text())
             for entry in data["files"]:
                 self._saved[(int(entry["dev"]), int(entry["ino"]))] = _Saved(
-                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]), str(entry.get("path", "")))
+                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]), str(entry.get("path", "")),
+                    str(entry.get("tail", "")))
             self._had_state = bool(self._saved)
             self._last_state = None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -112,10 +185,10 @@ class Tailer:
         if self.state_path is None:
             return
         entries = [{"path": h.path, "dev": h.ident[0], "ino": h.ident[1], "fp": h.fp, "fp_len": h.fp_len,
-                    "offset": h.offset} for h in self._open.values()]
+                    "offset": h.offset, "tail": h.tail if h.tail_at == h.offset else ""} for h in self._open.values()]
         held = {h.ident for h in self._open.values()}
-        entries += [{"path": s.path, "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset}
-                    for k, s in self._saved.items() if k not in held]
+        entries += [{"path": s.path, "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset,
+                     "tail": s.tail} for k, s in self._saved.items() if k not in held]
         text = json.dumps({"version": 1, "pattern": self.pattern, "files": entries}, sort_keys=True)
         if text == self._last_state:
             return
@@ -131,12 +204,16 @@ class Tailer:
             self.state_error = None
         except OSError as exc:
             self.state_error = f"cannot write state file {self.state_path}: {exc.strerror or exc}"
+            try:
+                tmp.unlink()  # a full disk leaves no half-written temp file behind
+            except OSError:
+                pass
 
     # -- reading ----------------------------------------------------------------------------------
 
     def _paths(self) -> list[str]:
         if self._is_glob:
-            return sorted(p for p in glob.glob(self.pattern) if os.path.isfile(p))
+            return sorted(p for p in glob.glob(self.pattern) if os.path.isfile(p) and not p.lower().endswith(COMPRESSED))
         return [self.pattern]
 
     def read(self, max_bytes: int | None = None) -> list[FileLines]:
@@ -155,16 +232,21 @@ class Tailer:
         if self._first and self._saved:
             self._find_rotated(set(idents.values()))
         blocked: set[str] = set()
+        visited: set[str] = set()
         # Files already open: go on, or drain what was rotated away before opening its successor.
-        for path, h in list(self._open.items()):
+        # Rotated-away ones first, so a path they leave is free for a truncated file's copy.
+        for path, h in sorted(self._open.items(), key=lambda item: idents.get(item[0]) == item[1].ident):
             if budget <= 0:
                 break
             res = FileLines(path)
-            out.append(res)
+            visited.add(path)
             if idents.get(path) == h.ident and not h.drain_only:
                 self._check_truncated(h)
+                budget = self._read_recovered(budget, out, visited)  # older lines first
+                out.append(res)
                 budget -= self._read_lines(h, budget, res)
                 continue
+            out.append(res)
             budget -= self._read_lines(h, budget, res)
             if not h.eof:
                 blocked.add(path)  # rest of the old file first
@@ -178,13 +260,18 @@ class Tailer:
                 break
             if path in self._open or path in blocked or ident in held:
                 continue
-            h = self._open_file(path, ident)
+            h = self._open_file(path, ident, idents)
+            budget = self._read_recovered(budget, out, visited)
             if h is None:
                 continue
             held.add(ident)
             res = FileLines(path)
             out.append(res)
+            visited.add(path)
             budget -= self._read_lines(h, budget, res)
+        self._recovered.clear()  # left for the next call when the budget ran out
+        for h in self._open.values():
+            h.update_tail()
         self._first = False
         # Forget rotated files' positions once no matching path has them.
         live = set(idents.values()) | held
@@ -194,6 +281,16 @@ class Tailer:
         for path in [p for p in self.open_errors if p not in idents]:
             del self.open_errors[path]
         return [r for r in out if r.lines or r.oversized]
+
+    def _read_recovered(self, budget: int, out: list[FileLines], visited: set[str]) -> int:
+        """Reads the copies `_recover` just found (their unread rest, older than anything after)."""
+        while self._recovered and budget > 0:
+            h = self._recovered.pop(0)
+            res = FileLines(h.path)
+            out.append(res)
+            visited.add(h.path)
+            budget -= self._read_lines(h, budget, res)
+        return budget
 
     def _find_rotated(self, matched: set[Ident]) -> None:
         """Files we were reading that were renamed while we were down (same directory, as logrotate
@@ -222,7 +319,7 @@ class Tailer:
                     fh.close()
                 break
 
-    def _open_file(self, path: str, ident: Ident) -> _Open | None:
+    def _open_file(self, path: str, ident: Ident, idents: dict[str, Ident]) -> _Open | None:
         try:
             fh = open(path, "rb")
             st = os.fstat(fh.fileno())
@@ -234,17 +331,90 @@ class Tailer:
             fh.close()
             return None
         ident = (st.st_dev, st.st_ino)
-        saved = self._saved.pop(ident, None)
+        saved = self._saved.get(ident)
         offset = 0
+        cache: dict[int, str] = {}
         if saved is not None and st.st_size >= saved.fp_len and _fingerprint(fh, saved.fp_len) == saved.fp \
                 and saved.offset <= st.st_size:
             offset = saved.offset
-        elif self._first and self.start_from == "end" and not self._had_state:
-            offset = self._end_offset(fh, st.st_size)
+        else:
+            if saved is not None and saved.offset:
+                # Same inode, other first bytes: truncated while we were not running (copytruncate).
+                self._history.append(saved)
+                self._recover(path, saved, ident)
+            if any(self._copy_of(fh, st.st_size, ident, h, cache) for h in self._open.values()
+                   if not h.drain_only and idents.get(h.path) == h.ident and h.ident != ident):
+                fh.close()  # a copy of a file we follow, not yet truncated: the original has these lines
+                return None
+            known = [seen.offset for seen in reversed(self._history) if _matches(fh, st.st_size, seen, cache)]
+            known += [s.offset for k, s in self._saved.items()
+                      if k != ident and _matches(fh, st.st_size, s, cache)]
+            if known:
+                offset = min(known[0], st.st_size)  # a copy of content we read: only its unread rest
+            elif self._first and self.start_from == "end" and not self._had_state:
+                offset = self._end_offset(fh, st.st_size)
+        self._saved.pop(ident, None)
         fp_len = min(FINGERPRINT_BYTES, st.st_size)
         h = _Open(path, fh, ident, _fingerprint(fh, fp_len), fp_len, offset)
         self._open[path] = h
         return h
+
+    def _copy_of(self, fh: BinaryIO, size: int, ident: Ident, h: _Open, cache: dict[int, str]) -> bool:
+        """Is this new file a copy of the followed file `h` (whole up to our position, or a copy still
+        being written: equal to h's first `size` bytes)?"""
+        if ident in self._distinct:
+            return False
+        if _matches(fh, size, h.seen(), cache):
+            return True
+        seen = h.seen()
+        if size < seen.offset and _matches(fh, size, _Saved(seen.fp, seen.fp_len, 0), cache):
+            if _same_prefix(fh, h.fh, size):
+                return True
+            if len(self._distinct) > 1000:
+                self._distinct.clear()
+            self._distinct.add(ident)  # begins alike, differs later: its own file
+        return False
+
+    def _recover(self, path: str, seen: _Saved, skip: Ident) -> None:
+        """`path` was truncated after we had read `seen.offset` bytes of it: find its copy (in the glob,
+        or next to it, named after it) and queue the copy's unread rest for reading, once."""
+        directory, base = os.path.split(path)
+        candidates = set(glob.glob(self.pattern)) if self._is_glob else set()
+        try:
+            candidates.update(e.path for e in os.scandir(directory or ".") if e.name.startswith(base) and e.name != base)
+        except OSError:
+            pass
+        candidates.discard(path)
+        found = []
+        busy = False
+        for cand in candidates:
+            if cand in self._open:
+                busy = True  # still draining what was there: the copy is recognised when it opens
+                continue
+            if cand.lower().endswith(COMPRESSED):
+                continue
+            try:
+                fh = open(cand, "rb")
+                st = os.fstat(fh.fileno())
+            except OSError:
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if ident != skip and st.st_size >= seen.offset and _matches(fh, st.st_size, seen, {}):
+                found.append((st.st_mtime, cand, fh, ident, st.st_size))
+            else:
+                fh.close()
+        found.sort(reverse=True)
+        for _, _, fh, _, _ in found[1:]:
+            fh.close()
+        if not found:
+            if seen.fp_len >= FINGERPRINT_MIN and not busy:
+                self.notes.append(f"{path} was truncated and no uncompressed copy of it was found next to it: "
+                                  "lines written to it since the last read are lost")
+            return
+        _, cand, fh, ident, size = found[0]
+        fp_len = min(FINGERPRINT_BYTES, size)
+        self._open[cand] = _Open(cand, fh, ident, _fingerprint(fh, fp_len), fp_len, seen.offset, drain_only=True)
+        self._recovered.append(self._open[cand])
 
     @staticmethod
     def _end_offset(fh: BinaryIO, size: int) -> int:
@@ -261,7 +431,12 @@ class Tailer:
         except OSError:
             return
         if size < h.offset or (h.fp_len and (size < h.fp_len or _fingerprint(h.fh, h.fp_len) != h.fp)):
+            if h.offset:
+                seen = h.seen()  # as of the last read: the content is gone now
+                self._history.append(seen)
+                self._recover(h.path, seen, h.ident)
             h.offset = 0
+            h.tail, h.tail_at = "", 0
             h.skipping = False
             h.fp_len = min(FINGERPRINT_BYTES, size)
             h.fp = _fingerprint(h.fh, h.fp_len)
@@ -323,10 +498,12 @@ class Tailer:
     def _retire(self, h: _Open) -> None:
         """Closes a drained rotated file; remembers its position only if it still exists somewhere."""
         linked = self._linked(h)
+        h.update_tail()
         h.fh.close()
         del self._open[h.path]
+        self._history.append(h.seen())
         if linked:
-            self._saved[h.ident] = _Saved(h.fp, h.fp_len, h.offset)
+            self._saved[h.ident] = _Saved(h.fp, h.fp_len, h.offset, tail=h.tail)
 
     def close(self) -> None:
         self.save_state()

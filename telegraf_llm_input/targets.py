@@ -10,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 from telegraf_llm_input.configtypes import ByteSize, ConfigError, Duration, Secret, check_http_url
 from telegraf_llm_input.probe.config import ProbeConfig
 
-ServerType = Literal["auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "openai", "json", "prometheus"]
+ServerType = Literal["auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json",
+                     "prometheus"]
 
 
 @dataclass

@@ -268,3 +268,20 @@ def test_each_database_output_gets_its_own_point_and_the_total_sums_them():
     assert total["output_written_points"] == 14 and total["output_dropped_points"] == 3
     documented = {f.name for f in AGENT.fields}
     assert {k for fields in per.values() for k in fields} <= documented and "output" in AGENT.tags
+
+
+def test_problems_are_what_is_failing_now_with_the_logged_line(log_lines):
+    flaky, fine = Source("flaky", fail=ConnectionError("connection refused")), Source("fine")
+    agent = Agent([flaky, fine], [ListSink("bad", fail=BrokenPipeError("pipe closed"))], deadline_s=5)
+
+    async def scenario():
+        await agent.gather_once()
+        failing = agent.problems()
+        flaky.fail = None
+        await agent.gather_once()
+        return failing, agent.problems()
+
+    failing, later = run(scenario())
+    assert failing == {"flaky": "source flaky: connection refused", "output:bad": "output bad: pipe closed"}
+    assert [line[3:] for line in log_lines() if line.startswith("W! ")] == sorted(failing.values(), reverse=True)
+    assert later == {"output:bad": "output bad: pipe closed"}

@@ -22,8 +22,9 @@ class ProbeConfig:
     model: str | None = None
     """Default: discovered from the server."""
     timeout: Duration = 60.0
-    api: Literal["openai_chat", "openai_completions", "ollama", "llamacpp"] = "openai_chat"
-    """Wire API: OpenAI chat/completions streaming, Ollama `/api/chat` NDJSON, llama.cpp `/completion`."""
+    api: Literal["openai_chat", "openai_completions", "ollama", "llamacpp", "lmstudio"] = "openai_chat"
+    """Wire API: OpenAI chat/completions streaming, Ollama `/api/chat` NDJSON, llama.cpp `/completion`, LM Studio's
+    `/api/v0/chat/completions` (OpenAI-shaped, plus its `stats`)."""
 
     def __post_init__(self) -> None:
         if self.prompt is not None and self.messages is not None:

@@ -33,6 +33,8 @@ class Piece:
     """llama.cpp `timings` (prompt_ms, predicted_ms, predicted_per_second, cache_n, ...)."""
     native: dict | None = None
     """A final native object: Ollama's `done: true` object or llama.cpp's `/completion` `stop: true` one."""
+    stats: dict | None = None
+    """LM Studio REST `stats` (tokens_per_second, time_to_first_token in s, generation_time)."""
     error: bool = False
 
 
@@ -79,7 +81,7 @@ def interpret(api: Api, obj: Any) -> Piece:
         reasoning.append(_text(delta.get("reasoning")) or _text(delta.get("reasoning_content")))
         tool = tool or bool(delta.get("tool_calls"))
     return Piece(content="".join(content), reasoning="".join(reasoning), tool_call=tool, finished=finished,
-                 usage=_dict(obj.get("usage")), timings=_dict(obj.get("timings")))
+                 usage=_dict(obj.get("usage")), timings=_dict(obj.get("timings")), stats=_dict(obj.get("stats")))
 
 
 class ThinkTags:
@@ -216,6 +218,7 @@ class StreamMeasure:
     usage: dict | None = None
     timings: dict | None = None
     native: dict | None = None
+    stats: dict | None = None
     think: ThinkTags = field(default_factory=ThinkTags)
 
     def feed(self, t_ns: int, data: str) -> None:
@@ -256,6 +259,8 @@ class StreamMeasure:
             self.timings = piece.timings
         if piece.native is not None:
             self.native = piece.native
+        if piece.stats is not None:
+            self.stats = piece.stats
 
     def finish(self, end_ns: int, error: str | None = None, detail: str = "") -> ProbeResult:
         """The result at end of stream; `error`/`detail` from the transport (cut, timeout) win."""
@@ -322,6 +327,10 @@ class StreamMeasure:
             r.server_prefill_ms = _num(t.get("prompt_ms"))
             r.server_decode_tokens_per_s = _num(t.get("predicted_per_second"))
             r.cache_tokens = _int(t.get("cache_n"))
+        elif self.stats:  # LM Studio: time to first token as the server measured it (queue + prefill), in s
+            ttft_s = _num(self.stats.get("time_to_first_token"))
+            r.server_prefill_ms = ttft_s * 1000.0 if ttft_s is not None else None
+            r.server_decode_tokens_per_s = _num(self.stats.get("tokens_per_second"))
 
 
 def failure(error: str, detail: str, *, http_status: int | None = None, e2e_ms: float | None = None) -> ProbeResult:

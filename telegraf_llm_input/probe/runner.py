@@ -29,8 +29,9 @@ PATHS = {
     "openai_completions": "/v1/completions",
     "ollama": "/api/chat",
     "llamacpp": "/completion",
+    "lmstudio": "/api/v0/chat/completions",
 }
-SERVER_TYPE_BY_API = {"ollama": "ollama", "llamacpp": "llamacpp"}
+SERVER_TYPE_BY_API = {"ollama": "ollama", "llamacpp": "llamacpp", "lmstudio": "lmstudio"}
 _TRACE_MARKS = (("connect_tcp.started", "connect"), ("connect_tcp.complete", "connected"),
                 ("start_tls.complete", "connected"), ("send_request_body.started", "sent"))
 
@@ -54,7 +55,7 @@ def request_body(probe: ProbeConfig, model: str | None) -> dict[str, Any]:
     prompt = probe.prompt if probe.prompt is not None else DEFAULT_PROMPT
     messages = probe.messages if probe.messages is not None else [{"role": "user", "content": prompt}]
     body: dict[str, Any]
-    if probe.api == "openai_chat":
+    if probe.api in ("openai_chat", "lmstudio"):
         body = {"messages": messages, "max_tokens": probe.max_tokens, "temperature": probe.temperature,
                 "stream": True, "stream_options": {"include_usage": True}}
     elif probe.api == "openai_completions":

@@ -12,6 +12,7 @@ AGENT = Measurement(
         Field("source_errors", "count", "Source failures (errors and deadline misses) since start, all sources.", "counter"),
         Field("lines_written", "count", "Line-protocol lines written to stdout since start.", "counter"),
         Field("metrics_dropped", "count", "Metrics not written because no field was representable (NaN/Inf only).", "counter"),
+        Field("stdout_dropped_gathers", "count", "Gathers not written to stdout because nobody read it (the queue of 100 gathers was full; the oldest go).", "counter"),
         Field("output_buffered_points", "count", "Points waiting for a database output (queued or in its outage buffer), all outputs."),
         Field("output_dropped_points", "count", "Points a database output gave up on: rejected by the server (4xx) or pushed out of a full buffer.", "counter"),
         Field("output_written_points", "count", "Points database outputs have written since start.", "counter"),

@@ -2,14 +2,21 @@ from telegraf_llm_input.schema.base import Field, Measurement
 
 LLM_GPU = Measurement(
     "llm_gpu",
-    "One NVIDIA GPU, read from NVML in-process. A field the GPU does not support is absent, not 0.",
-    ("index", "uuid", "name", "pci_bus_id"),
+    "One GPU: NVIDIA (NVML in-process), AMD (amdgpu sysfs), Intel (i915/xe sysfs) or Apple Silicon (`ioreg`); "
+    "same field names for every `vendor`. A field the GPU or its backend does not give is absent, not 0. `index`: "
+    "NVML's index on NVIDIA, the DRM card number on AMD/Intel, the IOAccelerator's position on Apple. "
+    "`gpu_cores`: Apple GPU core count.",
+    ("index", "uuid", "name", "pci_bus_id", "vendor", "gpu_cores"),
     (
         Field("utilization_gpu", "%", "Time a kernel was running over the driver's last sample period."),
         Field("utilization_memory", "%", "Time device memory was being read or written."),
+        Field("utilization_renderer", "%", "Renderer (fragment) utilisation.", servers="apple"),
+        Field("utilization_tiler", "%", "Tiler (geometry) utilisation.", servers="apple"),
         Field("memory_total_mib", "MiB", "Device memory."),
         Field("memory_used_mib", "MiB", "Device memory in use, by every process (another process taking VRAM shows here)."),
         Field("memory_free_mib", "MiB", "Device memory free."),
+        Field("memory_allocated_mib", "MiB", "Memory the GPU driver has allocated (Apple \"Alloc system memory\"; "
+              "unified memory, so `memory_total_mib` is the machine's memory).", servers="apple"),
         Field("temperature_gpu", "°C", "Core temperature."),
         Field("power_draw_w", "W", "Power draw."),
         Field("power_limit_w", "W", "Enforced power limit."),

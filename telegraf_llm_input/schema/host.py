@@ -19,6 +19,8 @@ HOST = Measurement(
         Field("swap_in_bytes_per_s", "bytes/s", "Swapped in since the previous gather (a model box that swaps decodes 10× slower)."),
         Field("swap_out_bytes_per_s", "bytes/s", "Swapped out since the previous gather."),
         Field("memory_pressure_some_avg10", "%", "Share of the last 10 s some task waited for memory (Linux PSI)."),
+        Field("memory_pressure_level", "", "macOS memory pressure (`kern.memorystatus_vm_pressure_level`): 1 normal, "
+              "2 warning, 4 critical.", servers="macOS"),
         Field("model_dir_free_bytes", "bytes", "Free space on the filesystem of `host.model_dir`."),
         Field("model_dir_total_bytes", "bytes", "Size of that filesystem."),
         Field("model_dir_used_percent", "%", "Use of that filesystem."),

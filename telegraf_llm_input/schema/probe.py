@@ -30,9 +30,11 @@ PROBE = Measurement(
         Field("load_ms", "ms", "Time the server spent loading the model for this request (a cold load after an "
               "idle unload shows here).", servers="ollama"),
         Field("server_prefill_ms", "ms", "Server-side prompt processing time (Ollama `prompt_eval_duration`, "
-              "llama.cpp `timings.prompt_ms`).", servers="ollama, llamacpp"),
+              "llama.cpp `timings.prompt_ms`, LM Studio `stats.time_to_first_token`).",
+              servers="ollama, llamacpp, lmstudio"),
         Field("server_decode_tokens_per_s", "tokens/s", "Server-side decode rate (Ollama `eval_count` / "
-              "`eval_duration`, llama.cpp `timings.predicted_per_second`).", servers="ollama, llamacpp"),
+              "`eval_duration`, llama.cpp `timings.predicted_per_second`, LM Studio `stats.tokens_per_second`).",
+              servers="ollama, llamacpp, lmstudio"),
         Field("cache_tokens", "tokens", "Prompt tokens reused from the KV cache (`timings.cache_n`).",
               servers="llamacpp"),
         Field("connect_ms", "ms", "TCP (and TLS) set-up, only when the probe had to open a new connection; "

@@ -83,14 +83,18 @@ SERVER = Measurement(
 
 MODEL_LOADED = Measurement(
     "llm_model_loaded",
-    "A model an Ollama server holds in memory (`/api/ps`), one point per model.",
-    ("server_type", "model", "target", "host"),
+    "A model an Ollama server holds in memory (`/api/ps`), or LM Studio has loaded (`/api/v0/models`), one point "
+    "per model. Tags `quantization` (e.g. `Q4_K_M`, `4bit`) and `format` (`gguf`, `mlx`): LM Studio.",
+    ("server_type", "model", "target", "host", "quantization", "format"),
     (
         Field("size_bytes", "bytes", "Memory the loaded model takes."),
         Field("vram_bytes", "bytes", "Part of it in GPU memory."),
         Field("gpu_offload_ratio", "0-1", "vram / size; below 1 means layers run on the CPU (slow)."),
         Field("context_length", "tokens", "Context length it was loaded with (newer Ollama)."),
         Field("seconds_until_unload", "s", "Until Ollama unloads it (`expires_at`; keep-alive)."),
+        Field("max_context_length", "tokens", "Longest context the model supports.", servers="lmstudio"),
+        Field("loaded", "0/1", "1: LM Studio reports it loaded (only loaded models get a point).",
+              servers="lmstudio"),
     ),
 )
 

@@ -7,11 +7,11 @@ what it answers, `async detect(answers) -> bool`. Adding a server: one module, o
 from __future__ import annotations
 
 from telegraf_llm_input.http import FetchError
-from telegraf_llm_input.servers import json, llamacpp, ollama, openai, prometheus, sglang, tgi, vllm
+from telegraf_llm_input.servers import json, llamacpp, lmstudio, mlx, ollama, openai, prometheus, sglang, tgi, vllm
 from telegraf_llm_input.sources.server import Fetcher, Reading
 
-MODULES = {m.TYPE: m for m in (vllm, sglang, tgi, llamacpp, ollama, openai, json, prometheus)}
-DETECT_ORDER = (vllm, sglang, tgi, llamacpp, ollama, openai)
+MODULES = {m.TYPE: m for m in (vllm, sglang, tgi, llamacpp, ollama, lmstudio, openai, mlx, json, prometheus)}
+DETECT_ORDER = (vllm, sglang, tgi, llamacpp, ollama, lmstudio, openai)
 """Most specific first; `openai` last since many servers also answer `/v1/models`."""
 
 

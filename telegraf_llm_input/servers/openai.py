@@ -8,12 +8,13 @@ TYPE = "openai"
 
 
 class OpenAIAdapter:
-    server_type = TYPE
+    def __init__(self, server_type: str = TYPE):
+        self.server_type = server_type
 
     async def read(self, fetch: Fetcher) -> Reading:
         data = await fetch.json("/v1/models")
         ids = [m.get("id") for m in (data.get("data") or []) if isinstance(m, dict)] if isinstance(data, dict) else []
-        return Reading([ModelReading(i) for i in ids if isinstance(i, str) and i], server_type=TYPE)
+        return Reading([ModelReading(i) for i in ids if isinstance(i, str) and i], server_type=self.server_type)
 
 
 def make(target) -> OpenAIAdapter:

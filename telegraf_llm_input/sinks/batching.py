@@ -6,15 +6,23 @@ at any moment loses nothing, and a batch that was sent but not yet removed is se
 restart (at-least-once, never exactly-once).
 
 Transient failures (connect errors, timeouts, 429, 5xx) keep the batch and back off exponentially
-with jitter, honouring `Retry-After`. Other 4xx mean the data or the request is wrong: logged once
-with the server's message, the batch dropped and counted, never retried forever.
+with jitter, honouring `Retry-After`, but never longer than one flush interval (so delivery resumes
+within one interval of the database answering), and a success of any other database output ends
+the wait at once. 413 (body too large) splits the batch in halves until the server takes it (and
+later batches are sent in pieces that size). Other 4xx mean the data or the request is wrong: the
+batch is dropped and counted, or for a partial write (`partial write: ... dropped=N`, InfluxDB 1.x
+and 2.x) only the N points the server says it dropped. A run of 4xx answers is logged once when it
+starts and once when writes are accepted again, with what was dropped in between.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import re
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, Sequence
 
@@ -31,6 +39,8 @@ REPLAY_MIN_GAP_S = 0.05
 """Backlog replay is paced: at most ~20 batches a second, so recovery does not flood the database."""
 CLOSE_SEND_S = 1.0
 """At shutdown, how long the last sends may take before the batch is simply left in the buffer."""
+PARTIAL_WRITE = re.compile(r"partial write\b.*?\bdropped=(\d+)", re.S)
+"""InfluxDB 1.x and 2.x (tsdb.PartialWriteError): `partial write: <reason> dropped=<n>`."""
 
 
 class WriteError(Exception):
@@ -61,10 +71,34 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, min(seconds, BACKOFF_MAX_S * 5))
 
 
-def backoff_s(attempt: int, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [min, min * 2**attempt], capped."""
-    ceiling = min(BACKOFF_MAX_S, BACKOFF_MIN_S * (2 ** min(attempt, 16)))
-    return rng.uniform(BACKOFF_MIN_S, max(BACKOFF_MIN_S, ceiling))
+def backoff_s(attempt: int, rng: random.Random, cap: float = BACKOFF_MAX_S) -> float:
+    """Exponential backoff with full jitter: uniform in [min, min * 2**attempt], at most `cap`."""
+    cap = max(0.01, min(cap, BACKOFF_MAX_S))
+    floor = min(BACKOFF_MIN_S, cap)
+    ceiling = min(cap, BACKOFF_MIN_S * (2 ** min(attempt, 16)))
+    return rng.uniform(floor, max(floor, ceiling))
+
+
+def dropped_by_server(message: str, points: int) -> int:
+    """How many of a rejected batch's points the server dropped: N of a partial write, else all."""
+    m = PARTIAL_WRITE.search(message)
+    return min(points, int(m.group(1))) if m else points
+
+
+def split_text(text: str) -> tuple[str, int, str, int]:
+    """A batch cut in two halves by lines: (first, its points, second, its points)."""
+    lines = text.splitlines(keepends=True)
+    half = len(lines) // 2
+    return "".join(lines[:half]), half, "".join(lines[half:]), len(lines) - half
+
+
+@dataclass
+class Rejection:
+    """A run of 4xx answers of one status, logged at its start and its end."""
+
+    message: str
+    batches: int = 0
+    points: int = 0
 
 
 @dataclass
@@ -72,6 +106,10 @@ class Counters:
     written: int = 0
     dropped: int = 0
     errors: int = 0
+
+
+_LIVE: "weakref.WeakSet[BatchingSink]" = weakref.WeakSet()
+"""Every database output of this process: a success of one ends the others' backoff wait."""
 
 
 class BatchingSink:
@@ -93,7 +131,12 @@ class BatchingSink:
         self._task: asyncio.Task | None = None
         self._rng = random.Random()
         self._attempt = 0
-        self._bad_statuses: set[int] = set()
+        self._retry_now = asyncio.Event()
+        self._rejections: dict[int, Rejection] = {}
+        self._max_points: int | None = None
+        """Learned from a 413: send at most this many points per request."""
+        self._full_drops = 0
+        _LIVE.add(self)
 
     # --- the agent side ---------------------------------------------------------------------
     async def write(self, metrics: Sequence[Metric]) -> None:
@@ -134,6 +177,7 @@ class BatchingSink:
                     break
             except Exception:
                 break
+        _LIVE.discard(self)
         if self._close_transport is not None:
             try:
                 await asyncio.wait_for(self._close_transport(), 0.3)
@@ -155,7 +199,19 @@ class BatchingSink:
             except OSError as exc:
                 self._counters.errors += 1
                 self._counters.dropped += len(chunk)
-                self._state.fail("buffer", f"output {self.name}: cannot write the buffer: {exc}; points dropped")
+                self._state.fail("buffer", f"output {self.name}: cannot write the buffer: {_describe_exc(exc)}; "
+                                           f"this batch of {len(chunk)} point(s) dropped (counted in output_dropped_points)",
+                                 logging.ERROR)
+                continue
+            self._state.ok("buffer", f"output {self.name}: buffer writable again")
+            full = self.buffer.full_drops
+            if full > self._full_drops:
+                self._state.fail("full", f"output {self.name}: filesystem of the buffer is full: dropping the oldest "
+                                         f"buffered batches to make room (counted in output_dropped_points)")
+                self._full_drops = full
+            elif self._state.is_failing("full"):
+                self._state.ok("full", f"output {self.name}: buffer has room again; "
+                                       f"{self.buffer.dropped_points} point(s) dropped so far")
 
     async def _run(self) -> None:
         while True:
@@ -178,40 +234,90 @@ class BatchingSink:
             first = False
             delay = await self._send_one(batch)
             if delay is not None:
-                await asyncio.sleep(delay)
-                return
+                # Retry after the backoff itself (at most one flush interval), or at once when another
+                # output just got through: not a whole flush interval more on top.
+                self._retry_now.clear()
+                try:
+                    await asyncio.wait_for(self._retry_now.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                first = True
+                continue
             if self._pending_points >= self._batch_size:
                 self._persist_pending()
 
     async def _send_one(self, batch) -> float | None:
         """Send the oldest batch. None when it left the buffer; else the seconds to back off."""
         try:
-            await self._send(batch.text)
+            rejected = await self._deliver(batch.text, batch.points)
         except WriteError as exc:
             self._counters.errors += 1
-            if exc.transient:
-                return self._backoff(self._describe(exc), exc.retry_after)
-            self.buffer.pop(batch)
-            self._counters.dropped += batch.points
-            if exc.status not in self._bad_statuses:
-                self._bad_statuses.add(exc.status)
-                log.error("output %s: the server rejected a batch of %d point(s), dropped: %s",
-                          self.name, batch.points, self._describe(exc))
-            return None
+            return self._backoff(self._describe(exc), exc.retry_after)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._counters.errors += 1
             return self._backoff(_describe_exc(exc), None)
         self.buffer.pop(batch)
-        self._counters.written += batch.points
+        self._counters.written += batch.points - rejected
+        self._counters.dropped += rejected
         if self._attempt:
             self._state.ok("send", f"output {self.name}: writing again; backlog {self.buffer.points} point(s)")
         self._attempt = 0
+        if not rejected:
+            self._accepted()
+        for other in list(_LIVE):
+            if other is not self:
+                try:
+                    other._retry_now.set()
+                except RuntimeError:  # an output of an event loop that is gone
+                    pass
         return None
 
+    async def _deliver(self, text: str, points: int) -> int:
+        """Send `text`, in pieces when the server wants smaller bodies; returns the points it rejected
+        for good (4xx). A transient error raises: the whole batch stays buffered (pieces already
+        sent are sent again: at-least-once)."""
+        if self._max_points is not None and points > self._max_points:
+            first, n1, second, n2 = split_text(text)
+            return await self._deliver(first, n1) + await self._deliver(second, n2)
+        try:
+            await self._send(text)
+            return 0
+        except WriteError as exc:
+            if exc.transient:
+                raise
+            if exc.status == 413 and points > 1:
+                if self._max_points is None:
+                    log.info("output %s: the server refused a body of %d point(s) (HTTP 413: %s); splitting batches "
+                             "until it takes them", self.name, points, exc.message)
+                self._max_points = max(1, min(self._max_points or points, points) // 2)
+                first, n1, second, n2 = split_text(text)
+                return await self._deliver(first, n1) + await self._deliver(second, n2)
+            self._counters.errors += 1
+            dropped = dropped_by_server(exc.message, points)
+            self._rejected(exc, points, dropped)
+            return dropped
+
+    def _rejected(self, exc: WriteError, points: int, dropped: int) -> None:
+        run = self._rejections.get(exc.status)
+        if run is None:
+            run = self._rejections[exc.status] = Rejection(self._describe(exc))
+            what = (f"{dropped} of {points} point(s) dropped (partial write)" if dropped < points
+                    else f"batch of {points} point(s) dropped")
+            log.error("output %s: the server rejects writes: %s; %s, and so on until it accepts them again",
+                      self.name, run.message, what)
+        run.batches += 1
+        run.points += dropped
+
+    def _accepted(self) -> None:
+        for status, run in self._rejections.items():
+            log.info("output %s: the server accepts writes again; while it answered HTTP %d, %d batch(es) were "
+                     "rejected and %d point(s) dropped", self.name, status, run.batches, run.points)
+        self._rejections.clear()
+
     def _backoff(self, why: str, retry_after: float | None) -> float:
-        delay = backoff_s(self._attempt, self._rng)
+        delay = backoff_s(self._attempt, self._rng, self._flush_interval)
         if retry_after is not None:
             delay = max(delay, retry_after)
         self._attempt += 1

@@ -5,10 +5,17 @@ the line-protocol text. It is written to a temp file, fsynced, then renamed, so 
 either a whole batch or a `.tmp` that is ignored; a file whose length or checksum does not match
 (a torn disk, a truncated copy) is skipped and counted, never replayed as garbage.
 Both kinds are bounded by bytes: when full, the oldest batches go and their points are counted.
+
+A full filesystem (ENOSPC, EDQUOT) is the same bound reached early: the oldest batch files are
+removed until the new one fits; only when none is left is the new batch itself dropped. Every
+write is checked (a short write is retried, a failed one removes its temp file), so the buffer
+never holds a torn batch or a `.tmp` of its own. Entries it cannot read (a directory or an
+unreadable file named `*.lpb`) are left alone and skipped with one warning per start.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import zlib
 from collections import deque
@@ -21,6 +28,8 @@ log = get_logger("buffer")
 
 MAGIC = b"LPB1"
 SUFFIX = ".lpb"
+FULL = (errno.ENOSPC, errno.EDQUOT)
+"""Errors that mean "no room": older batches are removed to make some."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,7 @@ class MemoryBuffer:
         self.points = 0
         self.dropped_points = 0
         self.corrupt_files = 0
+        self.full_drops = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -98,23 +108,38 @@ class MemoryBuffer:
 class DiskBuffer:
     """Bounded FIFO of batches, one file each, in `directory`; what a previous run left is kept."""
 
-    def __init__(self, directory: Path, max_bytes: int):
+    def __init__(self, directory: Path, max_bytes: int, write=os.write):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.dropped_points = 0
         self.corrupt_files = 0
+        self.full_drops = 0
+        """Batches removed (oldest first) because the filesystem was full."""
+        self._write = write
         self._files: deque[tuple[int, int, int]] = deque()  # (seq, bytes, points)
         self._bytes = 0
         self.points = 0
+        self._unreadable: list[str] = []
         for tmp in self.dir.glob("*.tmp"):
-            tmp.unlink(missing_ok=True)  # a write the kill interrupted: never renamed, never complete
-        for path in sorted(self.dir.glob("*" + SUFFIX)):
             try:
-                seq = int(path.stem)
+                tmp.unlink()  # a write the kill interrupted: never renamed, never complete
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                self._unreadable.append(f"{tmp.name} ({exc.strerror or type(exc).__name__})")
+        seqs = []
+        for path in self.dir.glob("*" + SUFFIX):
+            try:
+                seqs.append((int(path.stem), path))
             except ValueError:
                 continue
-            data = path.read_bytes()
+        for seq, path in sorted(seqs):
+            try:
+                data = path.read_bytes()
+            except OSError as exc:  # a directory, no permission: not ours to delete, never fatal
+                self._unreadable.append(f"{path.name} ({exc.strerror or type(exc).__name__})")
+                continue
             decoded = unframe(data)
             if decoded is None:
                 self._corrupt(path)
@@ -122,7 +147,16 @@ class DiskBuffer:
             self._files.append((seq, len(data), decoded[1]))
             self._bytes += len(data)
             self.points += decoded[1]
-        self._next = self._files[-1][0] + 1 if self._files else 0
+        if self._unreadable:
+            log.warning("output buffer %s: skipping %d entr%s it cannot read or remove: %s", self.dir,
+                        len(self._unreadable), "y" if len(self._unreadable) == 1 else "ies",
+                        ", ".join(self._unreadable[:5]) + (", ..." if len(self._unreadable) > 5 else ""))
+        # New batches go after everything there, junk included, so no name collides with it.
+        top = max((seq for seq, _ in seqs), default=-1)
+        for left in self.dir.glob("*.tmp"):
+            if left.stem.isdigit():
+                top = max(top, int(left.stem))
+        self._next = top + 1
         self._trim()
 
     def __len__(self) -> int:
@@ -134,34 +168,60 @@ class DiskBuffer:
     def _corrupt(self, path: Path) -> None:
         self.corrupt_files += 1
         log.warning("output buffer: skipping damaged batch file %s (torn write or foreign file)", path.name)
-        path.unlink(missing_ok=True)
+        _unlink(path)
 
     def push(self, text: str, points: int) -> None:
+        """Store a batch. When the filesystem is full, the oldest batches make room; OSError when the
+        batch cannot be stored at all (the caller counts it as dropped)."""
         data = frame(text, points)
-        seq = self._next
-        self._next += 1
-        path = self._path(seq)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(self.dir)
+        while True:
+            seq = self._next
+            self._next += 1
+            try:
+                self._store(self._path(seq), data)
+                break
+            except OSError as exc:
+                if exc.errno not in FULL or not self._files:
+                    raise
+                self._drop_oldest()
+                self.full_drops += 1
         self._files.append((seq, len(data), points))
         self._bytes += len(data)
         self.points += points
         self._trim()
 
+    def _store(self, path: Path, data: bytes) -> None:
+        """Write `data` whole to a temp file, fsync, rename; on any error nothing is left behind."""
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                n = self._write(fd, view)
+                if n <= 0:
+                    raise OSError(errno.EIO, f"write returned {n}")
+                view = view[n:]
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            _unlink(tmp)
+            raise
+        _fsync_dir(self.dir)
+
+    def _drop_oldest(self) -> None:
+        seq, size, points = self._files.popleft()
+        _unlink(self._path(seq))
+        self._bytes -= size
+        self.points -= points
+        self.dropped_points += points
+
     def _trim(self) -> None:
         while self._bytes > self.max_bytes and len(self._files) > 1:
-            seq, size, points = self._files.popleft()
-            self._path(seq).unlink(missing_ok=True)
-            self._bytes -= size
-            self.points -= points
-            self.dropped_points += points
+            self._drop_oldest()
 
     def peek(self) -> Batch | None:
         while self._files:
@@ -169,23 +229,27 @@ class DiskBuffer:
             path = self._path(seq)
             try:
                 decoded = unframe(path.read_bytes())
-            except FileNotFoundError:
+            except OSError:  # removed or made unreadable behind our back
                 decoded = None
             if decoded is not None:
                 return Batch(seq, decoded[0], decoded[1])
-            self._files.popleft()
-            self._bytes -= size
-            self.points -= points
-            self.dropped_points += points
+            self._drop_oldest()
             self._corrupt(path)
         return None
 
     def pop(self, batch: Batch) -> None:
         if self._files and self._files[0][0] == batch.key:
             seq, size, points = self._files.popleft()
-            self._path(seq).unlink(missing_ok=True)
+            _unlink(self._path(seq))
             self._bytes -= size
             self.points -= points
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -28,7 +28,12 @@ def make_buffer(cfg: _Batching, name: str, state_dir: str | None) -> DiskBuffer 
         log.warning("output %s: no buffer_dir and no agent.state_dir: outage buffer is in memory only "
                     "(%g MB) and lost on restart", name, cfg.buffer_max_mb)
         return MemoryBuffer(max_bytes)
-    buffer = DiskBuffer(Path(directory), max_bytes)
+    try:
+        buffer = DiskBuffer(Path(directory), max_bytes)
+    except OSError as exc:
+        log.error("output %s: cannot use buffer directory %s (%s): outage buffer is in memory only (%g MB) "
+                  "and lost on restart", name, directory, exc.strerror or type(exc).__name__, cfg.buffer_max_mb)
+        return MemoryBuffer(max_bytes)
     if buffer.points:
         log.info("output %s: %d point(s) from an earlier run are buffered in %s; replaying", name,
                  buffer.points, directory)

@@ -1,43 +1,169 @@
-"""Line protocol on stdout: what Telegraf's execd input reads."""
+"""Line protocol on stdout: what Telegraf's execd input reads.
+
+Each gather's lines go out in one write, flushed, so Telegraf never sees half a gather. The write
+happens in a writer thread fed by a bounded queue: when nobody reads stdout (Telegraf stalled, a
+full pipe) the gather loop, the other outputs and stdin EOF go on; once the queue holds
+MAX_QUEUED_GATHERS gathers (or MAX_QUEUED_BYTES), the oldest are dropped and counted in
+`stdout_dropped_gathers`. When the writer keeps up, `write` waits (briefly) for its gather to be
+written, so a write error is reported for the gather that caused it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import os
 import sys
+import threading
+import time
+from collections import deque
 from typing import BinaryIO, Mapping, Sequence
 
 from telegraf_llm_input.lineprotocol import encode_batch
+from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
+
+log = get_logger("output")
+
+MAX_QUEUED_GATHERS = 100
+MAX_QUEUED_BYTES = 8 * 1024 * 1024
+WAIT_S = 0.25
+"""How long `write` waits for its gather to be written when the writer was idle."""
+CLOSE_S = 1.0
+"""At shutdown, how long queued gathers may take to go out before they are given up."""
 
 
 class StdoutSink:
-    """Writes one gather's lines in a single write and flushes, so Telegraf never sees half a gather."""
+    """Writes one gather's lines in a single write and flushes, off the event loop."""
 
     name = "stdout"
 
-    def __init__(self, stream: BinaryIO | None = None):
+    def __init__(self, stream: BinaryIO | None = None, *, max_gathers: int = MAX_QUEUED_GATHERS,
+                 max_bytes: int = MAX_QUEUED_BYTES):
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._fd = _fileno(self._stream) if stream is None else None
+        """Real stdout is written with os.write on its fd: a writer thread blocked in the buffered
+        object's lock would abort the interpreter at exit."""
+        self._max_gathers = max(1, max_gathers)
+        self._max_bytes = max_bytes
+        self._queue: deque[tuple[bytes, int, asyncio.Future | None]] = deque()
+        self._queued_bytes = 0
+        self._busy = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._lines = 0
         self._dropped = 0
-        self._errors = 0
+        self._dropped_gathers = 0
+        self._state = StateLog(log)
 
     async def write(self, metrics: Sequence[Metric]) -> None:
         batch = encode_batch(metrics)
         self._dropped += batch.dropped
+        self._raise_error()
         if not batch.text:
             return
-        try:
-            self._stream.write(batch.text.encode("utf-8"))
-            self._stream.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            self._errors += 1
-            raise
-        self._lines += batch.lines
+        data = batch.text.encode("utf-8")
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            idle = not self._queue and not self._busy
+            done = loop.create_future() if idle else None
+            self._queue.append((data, batch.lines, done))
+            self._queued_bytes += len(data)
+            dropped = 0
+            while len(self._queue) > 1 and (len(self._queue) > self._max_gathers or self._queued_bytes > self._max_bytes):
+                old, _, _ = self._queue.popleft()
+                self._queued_bytes -= len(old)
+                dropped += 1
+            self._dropped_gathers += dropped
+            self._cond.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="stdout-writer", daemon=True)
+            self._thread.start()
+        if dropped:
+            self._state.fail("stalled", f"output stdout: nobody reads stdout ({len(self._queue)} gathers queued): "
+                                        "dropping the oldest gathers (counted in stdout_dropped_gathers)")
+        elif idle:
+            self._state.ok("stalled", f"output stdout: stdout is read again; {self._dropped_gathers} gather(s) "
+                                      "dropped in all")
+        if done is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(done), WAIT_S)
+            except asyncio.TimeoutError:
+                return  # a slow reader: the writer thread goes on without us
+            self._raise_error()
 
     def stats(self) -> Mapping[str, int]:
-        return {"lines_written": self._lines, "metrics_dropped": self._dropped}
+        return {"lines_written": self._lines, "metrics_dropped": self._dropped,
+                "stdout_dropped_gathers": self._dropped_gathers}
 
     async def close(self) -> None:
-        try:
+        deadline = time.monotonic() + CLOSE_S
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not self._queue and not self._busy:
+                    break
+            await asyncio.sleep(0.01)
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._fd is None:
+            try:
+                self._stream.flush()
+            except (ValueError, OSError):
+                pass
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                data, lines, done = self._queue.popleft()
+                self._queued_bytes -= len(data)
+                self._busy = True
+            try:
+                self._emit(data)
+                self._lines += lines
+            except (ValueError, OSError) as exc:  # EPIPE, a closed stream
+                self._error = exc
+            finally:
+                with self._cond:
+                    self._busy = False
+                if done is not None:
+                    try:
+                        done.get_loop().call_soon_threadsafe(_resolve, done)
+                    except RuntimeError:  # the loop is gone
+                        pass
+
+    def _emit(self, data: bytes) -> None:
+        if self._fd is None:
+            self._stream.write(data)
             self._stream.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            pass
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view):]
+            except InterruptedError:
+                continue
+
+
+def _fileno(stream) -> int | None:
+    try:
+        stream.flush()
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return None
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 from telegraf_llm_input.metric import Metric
 
@@ -35,6 +35,15 @@ class Source(Protocol):
     # - `missed(ctx, reason) -> Sequence[Metric]`: points standing in for a gather the source could not
     #   finish by the deadline (a server target: `up=0`), so a hung target is never silence.
     # - `stats() -> Mapping[str, int]`: the source's own counters, added to its `llm_agent` point.
+
+
+@runtime_checkable
+class ReportsDown(Protocol):
+    """A source whose targets can be down without the source failing (it reports `up=0` instead)."""
+
+    def down_reasons(self) -> Mapping[str, str]:
+        """Target name -> why it is down now: the reason its log line gives. Targets that are up are absent."""
+        ...
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """`llm_gpu` (and optionally Telegraf's `nvidia_smi`): the GPU under the model, read from NVML in-process.
 
+Other vendors (AMD, Intel, Apple) are backends in gpu_backends.py with the same field names; this module
+builds them all from `gpu.backends`.
+
 Telegraf's nvidia_smi input spawns `nvidia-smi -q -x` every interval; NVML calls from this process
 cost a fraction of that and give more (energy counter, throttle reasons, XIDs). No GPU is a normal
 machine: NVML missing means one info line and a source that returns nothing.
@@ -16,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.sources import gpu_backends
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.gpu_config import GpuConfig
 
@@ -321,7 +325,7 @@ class GpuSource:
         for index in range(count):
             if wanted is not None and index not in wanted:
                 continue
-            tags = {"index": str(index)}
+            tags = {"index": str(index), "vendor": "nvidia"}
             try:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
             except nvml.NVMLError as exc:
@@ -418,8 +422,12 @@ class GpuSource:
         self._session.shutdown()
 
 
-def build(config, env: SourceEnv) -> list[GpuSource]:
+def build(config, env: SourceEnv) -> list[GpuSource | gpu_backends.SysfsGpuSource | gpu_backends.AppleGpuSource]:
     gpu: GpuConfig = config.gpu
     if gpu.enabled is False:
         return []
-    return [GpuSource(gpu, nvml_session(env, required=gpu.enabled is True))]
+    sources: list = []
+    if gpu.wants("nvidia"):
+        sources.append(GpuSource(gpu, nvml_session(env, required=gpu.enabled is True)))
+    sources.extend(gpu_backends.build(gpu))
+    return sources

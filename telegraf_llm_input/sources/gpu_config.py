@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Union
+
+Backend = Literal["auto", "nvidia", "amd", "intel", "apple"]
+VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "apple")
 
 
 @dataclass
 class GpuConfig:
     enabled: Union[bool, Literal["auto"]] = "auto"
-    """auto: use NVML when present, say so once when not."""
+    """auto: use every backend that finds hardware, say so once when none does."""
+    backends: list[Backend] = field(default_factory=lambda: ["auto"])
+    """`auto` (every backend that finds hardware) or a list of `nvidia` (NVML), `amd` (amdgpu sysfs), `intel`
+    (i915/xe sysfs), `apple` (`ioreg`, macOS). A backend named here is tried even where `auto` would skip it."""
+    sysfs_root: str = "/sys"
+    """Where sysfs is (AMD and Intel read `class/drm/card*/device/`); tests point it at a recorded tree."""
     indices: list[int] | None = None
-    """Only these GPU indices (default: all)."""
+    """Only these NVIDIA GPU indices (default: all)."""
     nvidia_smi_compat: bool = False
     """Also emit `nvidia_smi` with Telegraf's inputs.nvidia_smi names, for existing dashboards."""
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            raise ValueError("backends must name at least one backend (or `auto`)")
+        if "auto" in self.backends and len(self.backends) > 1:
+            raise ValueError("backends: `auto` already means every backend; list backends instead of mixing")
+
+    def wants(self, vendor: str) -> bool:
+        """Whether `vendor`'s backend should be tried (explicitly named, or `auto`)."""
+        return "auto" in self.backends or vendor in self.backends
+
+    def explicit(self, vendor: str) -> bool:
+        return vendor in self.backends

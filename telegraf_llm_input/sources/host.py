@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import psutil
 
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import rate
+from telegraf_llm_input.sources import macos_memory
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 
 PSI_MEMORY = Path("/proc/pressure/memory")
@@ -88,6 +90,7 @@ class HostSource:
             "swap_in_bytes_per_s": swap_in,
             "swap_out_bytes_per_s": swap_out,
             "memory_pressure_some_avg10": read_psi_some_avg10(),
+            "memory_pressure_level": macos_memory.read_pressure_level() if sys.platform == "darwin" else None,
         }
         if self._config.model_dir:
             try:

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import psutil
 
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.sources import drm_fdinfo, macos_ports
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.gpu import NvmlSession, nvml_session
 from telegraf_llm_input.targets import TargetConfig
@@ -82,9 +84,10 @@ def _listeners(conns: Iterable, port: int) -> list[str]:
 
 
 class ProcessSource:
-    def __init__(self, target: TargetConfig, nvml: NvmlSession | None):
+    def __init__(self, target: TargetConfig, nvml: NvmlSession | None, drm: bool = False):
         self._target = target
         self._nvml = nvml
+        self._drm = drm_fdinfo.DrmUsage() if drm else None
         self.name = f"process:{target.display_name}"
         self._port = target_port(target.url)
         self._pattern = re.compile(target.process.pattern) if target.process.pattern else None
@@ -140,6 +143,9 @@ class ProcessSource:
                         pids.add(proc.pid)
                 except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue
+        if not pids and macos_ports.use_lsof(sys.platform):
+            # macOS without root: psutil is refused what lsof still shows of the user's own listeners.
+            pids = macos_ports.listening_pids(self._port)
         procs = []
         for pid in pids:
             try:
@@ -215,6 +221,9 @@ class ProcessSource:
         self._cpu_prev = now
         addresses = self._addresses(tree)
         gpu_mib, gpu_indices = self._gpu_memory({p.pid for p in tree})
+        drm = self._drm.sample({p.pid for p in tree}) if self._drm is not None else None
+        if drm is not None and drm.vram_mib is not None:
+            gpu_mib = (gpu_mib or 0.0) + drm.vram_mib
         fields = {
             "up": 1,
             "pid": proc.pid,
@@ -226,6 +235,7 @@ class ProcessSource:
             "restarts_total": self._restarts,
             "gpu_memory_used_mib": gpu_mib,
             "gpu_indices": gpu_indices,
+            "gpu_busy_percent": drm.busy_percent if drm is not None else None,
             "listen_address": ",".join(format_address(ip, self._port) for ip in addresses) or None,
             "exposed": (1 if any(not is_loopback_address(ip) for ip in addresses) else 0) if addresses else None,
         }
@@ -298,15 +308,16 @@ class DiscoveredProcesses:
 
     name = "process:discovered"
 
-    def __init__(self, discovered: list[TargetConfig], nvml: NvmlSession | None):
+    def __init__(self, discovered: list[TargetConfig], nvml: NvmlSession | None, drm: bool = False):
         self._discovered = discovered
         self._nvml = nvml
+        self._drm = drm
         self._sources: dict[str, ProcessSource] = {}
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         for target in list(self._discovered):
             if target.url not in self._sources and target.process.enabled:
-                self._sources[target.url] = ProcessSource(target, self._nvml)
+                self._sources[target.url] = ProcessSource(target, self._nvml, self._drm)
         results = await asyncio.gather(*(s.gather(ctx) for s in self._sources.values()), return_exceptions=True)
         metrics: list[Metric] = []
         for result in results:
@@ -324,9 +335,10 @@ class DiscoveredProcesses:
 def build(config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
     """One source per configured target whose process we can see: local URLs, or an explicit pid_file/pattern.
     Without `targets:`, one source that follows what discovery finds."""
-    nvml = nvml_session(env) if config.gpu.enabled is not False else None
+    nvml = nvml_session(env) if config.gpu.enabled is not False and config.gpu.wants("nvidia") else None
+    drm = drm_fdinfo.wanted(config.gpu, sys.platform)
     if config.targets is None:
-        return [DiscoveredProcesses(env.discovered_targets, nvml)] if config.discovery.enabled else []
+        return [DiscoveredProcesses(env.discovered_targets, nvml, drm)] if config.discovery.enabled else []
     sources = []
     for target in config.targets or []:
         cfg = target.process
@@ -334,5 +346,5 @@ def build(config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
             continue
         explicit = bool(cfg.pid_file or cfg.pattern)
         if explicit or is_local_host(urlsplit(target.url).hostname or ""):
-            sources.append(ProcessSource(target, nvml))
+            sources.append(ProcessSource(target, nvml, drm))
     return sources

@@ -3,7 +3,9 @@
 Telegraf's tail plugin would make each line its own point; dashboards need rates, error ratios and
 latency percentiles per interval, per model or prompt variant, so we aggregate here. Each line is
 parsed and reduced to a few numbers at once; prompt or response text in it is never kept, logged or
-emitted. Lines count in the interval in which they are read (not by their timestamp).
+emitted. Lines count in the interval in which they are read (not by their timestamp). A line whose latency
+is negative or not a finite number, or whose token count is negative, fractional or over
+MAX_TOKENS, is malformed: counted in `malformed_lines`, never part of a percentile or a sum.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ TIME_SHARE = 0.5
 GROUP_CACHE = 10_000
 EXACT_LIMIT = 100_000
 """Values per group and interval kept for exact percentiles; past this, a 1% sketch."""
+
+MAX_TOKENS = 1_000_000_000
+"""Tokens of one request above this are a broken log line, not a request (sums stay int64)."""
 
 Getter = Callable[[dict], Any]
 
@@ -84,6 +89,41 @@ def number(value: Any) -> float | None:
             return None
         return f if math.isfinite(f) else None
     return None
+
+
+def checked_ms(value: Any, name: str) -> tuple[float | None, str]:
+    """A latency from a record: (value, "") when it is a finite number >= 0, else (None, the problem)."""
+    v = number(value)
+    if v is None:
+        return None, f"{name} is not a finite number"
+    if v < 0:
+        return None, f"negative {name}"
+    return v, ""
+
+
+def checked_tokens(value: Any, name: str) -> tuple[int | None, str]:
+    """A token count: (count, "") when it is a whole number in [0, MAX_TOKENS], else (None, the problem)."""
+    v = number(value)
+    if v is None or v != int(v):
+        return None, f"{name} is not a whole number"
+    if not 0 <= v <= MAX_TOKENS:
+        return None, f"{name} out of range (0..{MAX_TOKENS})"
+    return int(v), ""
+
+
+def checked_values(lat: Any, ttft: Any, prompt: Any, compl: Any) -> tuple[tuple, str]:
+    """The four numbers of a record, checked: (values, "") or (_, the first problem)."""
+    out = []
+    for value, name, check in ((lat, "latency_ms", checked_ms), (ttft, "ttft_ms", checked_ms),
+                               (prompt, "prompt_tokens", checked_tokens), (compl, "completion_tokens", checked_tokens)):
+        if value is None:
+            out.append(None)
+            continue
+        v, why = check(value, name)
+        if why:
+            return (None, None, None, None), why
+        out.append(v)
+    return tuple(out), ""
 
 
 def tag_value(value: Any) -> str:
@@ -173,9 +213,24 @@ class Aggregator:
                 if not first:
                     first = "not a JSON object"
                 continue
+            # Values first: a line with an impossible one is malformed as a whole. The common case
+            # (plain non-negative numbers or absent) is checked inline; the rest by checked_values.
+            get = rec.get
+            lat = get(lat_k) if lat_f is None else lat_f(rec)
+            ttft = get(ttft_k) if ttft_f is None else ttft_f(rec)
+            prompt = get(prompt_k) if prompt_f is None else prompt_f(rec)
+            compl = get(compl_k) if compl_f is None else compl_f(rec)
+            if not ((lat is None or (type(lat) is float and lat - lat == 0 or type(lat) is int) and lat >= 0)
+                    and (ttft is None or (type(ttft) is float and ttft - ttft == 0 or type(ttft) is int) and ttft >= 0)
+                    and (prompt is None or type(prompt) is int and 0 <= prompt <= MAX_TOKENS)
+                    and (compl is None or type(compl) is int and 0 <= compl <= MAX_TOKENS)):
+                (lat, ttft, prompt, compl), why = checked_values(lat, ttft, prompt, compl)
+                if why:
+                    bad += 1
+                    first = first or why
+                    continue
             if grouped:
                 if gkeys is not None:
-                    get = rec.get
                     raw = tuple([get(k) for k in gkeys])
                     try:
                         key = gcache.get(raw)
@@ -199,31 +254,14 @@ class Aggregator:
                 g.other += 1
             if is_error(rec):
                 g.errors += 1
-            get = rec.get
-            v = get(lat_k) if lat_f is None else lat_f(rec)
-            if v is not None:
-                if not (type(v) is float and v - v == 0 or type(v) is int):
-                    v = number(v)
-                if v is not None:
-                    g.latency.add(v)
-            v = get(ttft_k) if ttft_f is None else ttft_f(rec)
-            if v is not None:
-                if not (type(v) is float and v - v == 0 or type(v) is int):
-                    v = number(v)
-                if v is not None:
-                    g.ttft.add(v)
-            v = get(prompt_k) if prompt_f is None else prompt_f(rec)
-            if v is not None:
-                if type(v) is not int:
-                    v = number(v)
-                if v is not None:
-                    g.prompt_tokens += int(v)
-            v = get(compl_k) if compl_f is None else compl_f(rec)
-            if v is not None:
-                if type(v) is not int:
-                    v = number(v)
-                if v is not None:
-                    g.completion_tokens += int(v)
+            if lat is not None:
+                g.latency.add(lat)
+            if ttft is not None:
+                g.ttft.add(ttft)
+            if prompt is not None:
+                g.prompt_tokens += prompt
+            if compl is not None:
+                g.completion_tokens += compl
         if bad:
             m = self.interval.malformed.setdefault(path, Malformed())
             m.count += bad
@@ -356,6 +394,10 @@ class RequestLogSource:
             for path, error in self._tailer.open_errors.items():
                 self._state.fail(("open", path), f"logs {self.label}: cannot open {path}: {error}")
             self._opened_fail = set(self._tailer.open_errors)
+            with self._thread_lock:
+                notes, self._tailer.notes = self._tailer.notes, []
+            for note in notes:
+                log.warning("logs %s: %s", self.label, note)
             if self._tailer.state_error:
                 self._state.fail("state", f"logs {self.label}: {self._tailer.state_error}")
             else:

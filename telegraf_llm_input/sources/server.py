@@ -199,6 +199,8 @@ class ServerSource:
         self._last_models: list[str | None] = []
         self._state = StateLog(log)
         self._server_type: str | None = None if adapter.server_type == "auto" else adapter.server_type
+        self.down_reason: str | None = None
+        """Why the last scrape failed (None when it worked): the text of the `down:` log line."""
 
     def _tags(self, server_type: str | None, model: str | None) -> dict[str, str]:
         tags = dict(self.target.tags)
@@ -219,6 +221,7 @@ class ServerSource:
 
     def missed(self, ctx: GatherContext, reason: str) -> Sequence[Metric]:
         """The points for a gather this source could not finish in time (the agent logs why): `up=0`."""
+        self.down_reason = reason
         return self._down(ctx, ctx.deadline_s * 1000)
 
     def _down(self, ctx: GatherContext, scrape_ms: float) -> list[Metric]:
@@ -243,12 +246,14 @@ class ServerSource:
                 reason = f"no complete reading within {budget:.3g}s (the gather deadline)"
             else:
                 reason = f"unreadable answer ({type(exc).__name__}: {exc})"
+            self.down_reason = reason
             self._state.fail("scrape", f"target {self.target.display_name}: down: {reason}")
             return self._down(ctx, scrape_ms)
         now = time.monotonic()
         scrape_ms = (now - started) * 1000
         server_type = reading.server_type or self._server_type
         self._server_type = server_type
+        self.down_reason = None
         self._state.ok("scrape", f"target {self.target.display_name}: up again")
         health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
         readings = self._capped(reading)
@@ -297,6 +302,9 @@ class ServerSource:
         for key in stale:
             del self._seen[key]
             self._baselines.pop(key, None)
+
+    def down_reasons(self) -> dict[str, str]:
+        return {self.target.display_name: self.down_reason} if self.down_reason is not None else {}
 
     async def close(self) -> None:
         await self._pool.release()

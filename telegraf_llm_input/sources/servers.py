@@ -110,6 +110,9 @@ class DiscoverySource:
     def stats(self) -> dict[str, int]:
         return {"models_dropped": sum(s.stats()["models_dropped"] for s in self._sources.values())}
 
+    def down_reasons(self) -> dict[str, str]:
+        return {name: why for s in self._sources.values() for name, why in s.down_reasons().items()}
+
     @property
     def targets(self) -> list[TargetConfig]:
         return [s.target for s in self._sources.values()]

@@ -58,7 +58,7 @@ def test_eight_gpus_with_documented_fields_and_values(monkeypatch):
 
     h0 = gpus["0"]
     assert h0.tags == {"index": "0", "uuid": "GPU-5e1d0f7a-3c2b-4e55-9a0d-8c1f2b3a4c00",
-                       "name": "NVIDIA H100 80GB HBM3", "pci_bus_id": "00000000:18:00.0"}
+                       "name": "NVIDIA H100 80GB HBM3", "pci_bus_id": "00000000:18:00.0", "vendor": "nvidia"}
     f = h0.fields
     assert f["utilization_gpu"] == 87 and f["utilization_memory"] == 54
     assert f["memory_total_mib"] == 81_559 and f["memory_used_mib"] == 74_200

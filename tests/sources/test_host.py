@@ -66,3 +66,23 @@ def test_psi_reader(tmp_path):
     path.write_text(PSI)
     assert read_psi_some_avg10(path) == 1.53
     assert read_psi_some_avg10(tmp_path / "absent") is None
+
+
+def test_macos_memory_pressure_level_via_sysctl(monkeypatch):
+    import os
+    import types
+    from pathlib import Path
+
+    from telegraf_llm_input.sources import host as host_module
+    from telegraf_llm_input.sources.macos_memory import parse_pressure_level
+
+    assert parse_pressure_level("4\n") == 4 and parse_pressure_level("3") is None and parse_pressure_level("") is None
+    fake_bin = Path(__file__).resolve().parent.parent / "fakes" / "bin"
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_PRESSURE_LEVEL", "2")
+    source = HostSource(HostConfig())
+    assert "memory_pressure_level" not in gather(source).fields  # Linux: not asked
+    monkeypatch.setattr(host_module, "sys", types.SimpleNamespace(platform="darwin"))
+    fields = gather(source).fields
+    assert fields["memory_pressure_level"] == 2  # macOS "warning"
+    assert fields["swap_total_bytes"] >= 0  # psutil's swap works the same on macOS

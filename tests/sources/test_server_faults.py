@@ -148,3 +148,25 @@ def test_json_that_lies_about_its_shape_is_down_not_a_crash(caplog):
     assert o.fields["up"] == 1 and l.fields["up"] == 1 and l.fields["requests_running"] == 1
     [loaded] = [m for m in metrics if m.measurement == "llm_model_loaded"]
     assert loaded.fields["gpu_offload_ratio"] == 0.5 and "seconds_until_unload" not in loaded.fields
+
+
+def test_down_reason_is_the_logged_reason_until_the_target_is_up_again(caplog):
+    """`down_reasons()` (what `top` shows) says exactly what the `down:` log line said, and clears on recovery."""
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
+    with FakeServer({"/metrics": [Reply("boom", status=500), Reply(GOOD)]}) as fake:
+        [source] = build_sources(parse_config({"targets": [{"url": fake.url, "type": "vllm", "name": "t",
+                                                            "retries": 0, "process": {"enabled": False}}],
+                                               "host": {"enabled": False}, "gpu": {"enabled": False}}), SourceEnv())
+
+        async def run():
+            agent = Agent([source], [Collect()], deadline_s=5.0)
+            await agent.gather_once(time_ns=10 * S)
+            down = dict(source.down_reasons())
+            await agent.gather_once(time_ns=20 * S)
+            await agent.close()
+            return down, dict(source.down_reasons())
+
+        down, up = asyncio.run(run())
+    [line] = [r.getMessage() for r in caplog.records if "down:" in r.getMessage()]
+    assert down == {"t": line.split("t: down: ", 1)[1]} and "HTTP 500" in down["t"]
+    assert up == {}

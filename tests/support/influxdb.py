@@ -21,7 +21,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
   log-enabled = false
-  max-body-size = 0
+  max-body-size = {max_body_size}
 [monitor]
   store-enabled = false
 [continuous_queries]
@@ -36,8 +36,10 @@ def influxd_binary() -> str | None:
 
 
 class InfluxDB1:
-    def __init__(self, root: Path, http_port: int | None = None):
+    def __init__(self, root: Path, http_port: int | None = None, max_body_size: int = 0):
         self.root = root
+        self.max_body_size = max_body_size
+        """`[http] max-body-size`: a write body over it gets HTTP 413 (0: no limit)."""
         self.http_port = http_port or free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self._proc: ManagedProcess | None = None
@@ -48,7 +50,8 @@ class InfluxDB1:
             raise RuntimeError("influxd not installed (apt-get install influxdb)")
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.root / "influxdb.conf"
-        conf.write_text(CONFIG.format(root=self.root, rpc_port=free_port(), http_port=self.http_port))
+        conf.write_text(CONFIG.format(root=self.root, rpc_port=free_port(), http_port=self.http_port,
+                                      max_body_size=self.max_body_size))
         self._proc = ManagedProcess([binary, "-config", str(conf)], self.root / "influxd.log")
         wait_until(http_ok(f"{self.url}/ping", status=204), 30, "influxd", self._proc.proc, self._proc.log_path)
         return self

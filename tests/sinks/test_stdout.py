@@ -1,0 +1,72 @@
+"""The stdout sink's queue, in process: a reader that stops reading, then reads again; a closed pipe."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+
+import pytest
+
+from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.sinks.stdout import StdoutSink
+
+
+class StalledStream(io.RawIOBase):
+    """A pipe whose reader stopped: each write blocks until `release` is set."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.chunks: list[bytes] = []
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.release.wait(30)
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+def gather(i: int) -> list[Metric]:
+    return [Metric("m", {}, {"seq": i}, 1_000 + i), Metric("m", {"x": "y"}, {"seq": i}, 1_000 + i)]
+
+
+def test_a_stalled_reader_drops_the_oldest_gathers_and_counts_them():
+    stream = StalledStream()
+    sink = StdoutSink(stream, max_gathers=5)
+
+    async def go():
+        for i in range(20):
+            await asyncio.wait_for(sink.write(gather(i)), 2)  # never blocks on the stalled stream
+        stream.release.set()
+        await sink.close()
+    asyncio.run(go())
+    written = [int(c.split(b"seq=")[1].split(b"i")[0]) for c in stream.chunks]
+    # gather 0 was being written when the reader stalled; the queue then kept the 5 newest.
+    assert written == [0, 15, 16, 17, 18, 19]
+    assert all(c.count(b"\n") == 2 for c in stream.chunks), "one write per gather, all its lines"
+    assert sink.stats()["stdout_dropped_gathers"] == 14
+    assert sink.stats()["lines_written"] == 12
+
+
+def test_a_closed_pipe_is_reported_and_the_next_gather_still_tried():
+    class Closed(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    sink = StdoutSink(Closed())
+
+    async def go():
+        for _ in range(2):
+            with pytest.raises(BrokenPipeError):
+                await sink.write(gather(0))
+        await sink.close()
+    asyncio.run(go())
+    assert sink.stats()["lines_written"] == 0
