@@ -39,14 +39,11 @@ def main():
                  for i in range(n)}
         text = vllm_page(snaps, engines=2)
         page = parse(text)
-        prev = {r.model: Baseline(0.0, {k: 0.0 for k in r.counters},
-                                  {k: Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
-                                   for k, h in r.histograms.items()})
-                for r in read_page(TABLE, page)}
+        prev = {r.model: Baseline.zero(r, 0) for r in read_page(TABLE, page)}
 
         def mapping():
             for r in read_page(TABLE, page):
-                derive(prev[r.model], r, 10.0)
+                derive(prev[r.model], r, 10 * 10**9)
         t_parse = best_of(lambda: parse(text))
         t_map = best_of(mapping)
         print(f"{n:>6} {len(text) / 1024:>9.0f} {t_parse * 1000:>9.1f} {t_map * 1000:>8.1f} {t_map / t_parse:>9.2f}")

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sinks.base import Sink
@@ -48,6 +49,7 @@ class Agent:
         self.gathers = 0
         self._state = StateLog(log)
         self._sink_state = StateLog(log)
+        self._types = Conformer(log.warning)
 
     async def _run_source(self, source: Source, ctx: GatherContext) -> list[Metric]:
         stats = self.stats[source.name]
@@ -103,6 +105,7 @@ class Agent:
         metrics.extend(self._agent_metrics(ctx.time_ns, time.monotonic() - started))
         if self.global_tags:
             metrics = [m.with_tags(self.global_tags) for m in metrics]
+        metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
         await self._write(metrics)
         return metrics
 
@@ -127,6 +130,7 @@ class Agent:
             "gathers": self.gathers,
             "sources": len(self.sources),
             "source_errors": sum(s.errors for s in self.stats.values()),
+            "fields_dropped": self._types.dropped,
         }
         per_output = []
         for sink in self.sinks:

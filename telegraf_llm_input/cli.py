@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.log_level:
         setup_logging(config.agent.log_level)
     if args.command == "check-config":
-        sources = build_sources(config, SourceEnv())
+        sources = build_sources(config, source_env(config))
         print(f"config OK: {len(sources)} source(s): {', '.join(s.name for s in sources) or 'none'}")
         return 0
     try:
@@ -115,8 +115,13 @@ def _run_loop(coro) -> int:
             loop.close()  # shuts the default executor down without waiting
 
 
+def source_env(config: Config) -> SourceEnv:
+    """What sources share, the same for `check-config` and a run (so both say the same about it)."""
+    return SourceEnv(state_dir=Path(config.agent.state_dir) if config.agent.state_dir else None)
+
+
 async def run(config: Config, *, signal_mode: str, once: bool) -> int:
-    env = SourceEnv(state_dir=Path(config.agent.state_dir) if config.agent.state_dir else None)
+    env = source_env(config)
     sources = build_sources(config, env)
     agent = Agent(sources, build_sinks(config), deadline_s=config.agent.deadline,
                   global_tags=config.global_tags(), processors=build_processors(config, env))

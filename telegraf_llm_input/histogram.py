@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .promtext import Sample
 
-__all__ = ["Histogram", "LabelKey", "collect", "delta", "quantile", "mean", "merge"]
+__all__ = ["Histogram", "LabelKey", "collect", "delta", "increase", "quantile", "mean", "merge"]
 
 LabelKey = tuple[tuple[str, str], ...]
 """Sorted (label, value) pairs identifying one histogram series (without `le`)."""
@@ -115,6 +115,31 @@ def delta(prev: Histogram, cur: Histogram) -> Histogram | None:
     else:
         total = cur.sum - prev.sum
     return Histogram(buckets, cur.count - prev.count, total)
+
+
+def increase(prev: dict[LabelKey, Histogram], cur: dict[LabelKey, Histogram]) -> tuple[Histogram | None, bool]:
+    """`sum(increase(x_bucket[...]))` between two scrapes: each series' own delta, then merged.
+
+    A series that went down was reset and counts from 0 (its current buckets), as Prometheus'
+    `increase` does, and so does a series new since the previous scrape; one whose bounds changed
+    counts nothing. Returns (None, reset) when no series gave a delta, and whether any series was
+    reset or re-bucketed.
+    """
+    deltas: list[Histogram] = []
+    reset = False
+    for key, h in cur.items():
+        before = prev.get(key)
+        if before is None:
+            deltas.append(h)
+            continue
+        d = delta(before, h)
+        if d is None:
+            reset = True
+            if before.bounds != h.bounds or _has_nan(h):
+                continue
+            d = h
+        deltas.append(d)
+    return merge(deltas), reset
 
 
 def merge(hists: Iterable[Histogram]) -> Histogram | None:

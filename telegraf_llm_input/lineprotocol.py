@@ -26,8 +26,8 @@ Then:
 * Tags are written sorted by key. A tag with an empty key or value is dropped; so is a field with an
   empty key. When two keys become equal after normalisation, the later one wins.
 * A tag or field named `time` is dropped: InfluxDB rejects the whole point otherwise.
-* Booleans `true`/`false`. Ints are int64 (`123i`); an int outside int64 is written as the nearest
-  float, or dropped when even a float cannot hold it. Floats are written with `repr` (shortest text
+* Booleans `true`/`false`. Ints are int64 (`123i`); an int outside int64 is dropped (written as a
+  float it would change the field's type; telegraf_llm_input/fieldtypes.py counts it). Floats are written with `repr` (shortest text
   that parses back to the same double, e.g. `1e+300`, `-0.0`). NaN and ±Inf are not representable:
   such fields are dropped. A metric left with no fields is not written (counted as dropped).
 * Timestamps: integer nanoseconds, always present.
@@ -92,13 +92,8 @@ def format_field_value(value: FieldValue) -> str | None:
         return repr(value) if math.isfinite(value) else None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        if INT64_MIN <= value <= INT64_MAX:
-            return f"{value}i"
-        try:
-            value = float(value)
-        except OverflowError:
-            return None
+    if isinstance(value, int):  # outside int64: no int form, and a float would change the field's type
+        return f"{value}i" if INT64_MIN <= value <= INT64_MAX else None
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Hashable, Mapping
+
 
 def counter_delta(previous: float | None, current: float | None) -> float | None:
     """Increase of a monotonic counter, or None when unknown or the counter was reset."""
@@ -23,3 +25,23 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
+
+
+def increase(previous: Mapping[Hashable, float], current: Mapping[Hashable, float]) -> tuple[float, bool]:
+    """Prometheus' `sum(increase(...))` between two scrapes: each series' own increase, then the sum.
+
+    A series that went down was reset and counts from 0 (its current value), as `increase` does. A
+    series new since the previous scrape also counts from 0: client libraries create a labelled
+    series at its first increment (TGI's first `overloaded` failure). Returns the sum and whether
+    any series was reset. Summing first would hide one engine's reset behind another's growth.
+    """
+    total = 0.0
+    reset = False
+    for key, value in current.items():
+        before = previous.get(key, 0.0)
+        if value < before:
+            reset = True
+            total += value
+        else:
+            total += value - before
+    return total, reset

@@ -85,3 +85,16 @@ def test_once_prints_one_gather_and_exits_zero(tmp_path):
     (total,) = [p for p in parsed if p["measurement"] == "llm_agent" and "source" not in p["tags"]]
     assert total["fields"]["gathers"] == 1
     assert all(line.startswith(("E! ", "W! ", "I! ", "D! ")) for line in proc.stderr.decode().splitlines())
+
+
+@pytest.mark.parametrize("state_dir", [True, False])
+def test_check_config_knows_whether_state_dir_is_set(tmp_path, state_dir):
+    """check-config reads `agent.state_dir` as a run does: no "not set" note when it is set."""
+    log = tmp_path / "requests.jsonl"
+    log.write_text("")
+    path = tmp_path / "c.yaml"
+    agent = f"agent:\n  state_dir: {tmp_path / 'state'}\n" if state_dir else ""
+    path.write_text(f"{agent}logs:\n  - path: {log}\n")
+    proc = cli("check-config", "--config", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert (b"state_dir is not set" in proc.stderr) is not state_dir, proc.stderr

@@ -387,3 +387,22 @@ def test_quantile_equals_prometheus_engine(tmp_path):
         [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_increase_per_series_then_merged():
+    """One engine restarted (its buckets count from 0), another grew: Prometheus' sum(increase(x_bucket))."""
+    from telegraf_llm_input.histogram import Histogram, increase
+    b = [0.1, 1.0, math.inf]
+    prev = {(("engine", "0"),): Histogram(list(zip(b, [100.0, 200.0, 200.0])), 200.0, 100.0),
+            (("engine", "1"),): Histogram(list(zip(b, [100.0, 200.0, 200.0])), 200.0, 100.0)}
+    cur = {(("engine", "0"),): Histogram(list(zip(b, [4.0, 4.0, 4.0])), 4.0, 2.0),
+           (("engine", "1"),): Histogram(list(zip(b, [100.0, 300.0, 300.0])), 300.0, 150.0)}
+    d, reset = increase(prev, cur)
+    assert reset and d.buckets == list(zip(b, [4.0, 104.0, 104.0])) and d.count == 104.0 and d.sum == 52.0
+
+
+def test_increase_skips_a_series_whose_buckets_changed():
+    from telegraf_llm_input.histogram import Histogram, increase
+    prev = {(): Histogram([(0.1, 1.0), (math.inf, 2.0)], 2.0, 1.0)}
+    cur = {(): Histogram([(0.5, 1.0), (math.inf, 3.0)], 3.0, 2.0)}
+    assert increase(prev, cur) == (None, True)

@@ -7,6 +7,7 @@ checks are all derived from here, so a renamed field fails a test instead of a d
 from __future__ import annotations
 
 import re
+from typing import Mapping, Sequence
 
 from telegraf_llm_input.schema import gpu, probe, process, requests, server
 from telegraf_llm_input.schema.agent import AGENT
@@ -42,6 +43,9 @@ _PROM_UNITS = (
 )
 
 
+_PROM_RESERVED = ("_total", "_count", "_sum", "_bucket")
+
+
 def prometheus_unit(field: str) -> tuple[str, float]:
     """`ttft_p95_ms` -> (`ttft_p95_seconds`, 0.001): the field in base units, and the value's factor."""
     lower = field.lower()
@@ -52,7 +56,9 @@ def prometheus_unit(field: str) -> tuple[str, float]:
 
 
 def prometheus_name(measurement: str, field: str) -> str:
-    """The Prometheus metric name of a field: `<measurement>_<field>` in base units, counters ending in `_total`.
+    """The Prometheus metric name of a field: `<measurement>_<field>` in base units, counters ending in `_total`,
+    other names ending in a suffix Prometheus reserves for counters and histograms with `_value` appended
+    (`llm_server_slots_total_value`: promtool rejects a gauge named `_total`).
 
     One rule for the exporter, the dashboards and the alert rules, so they cannot drift apart.
     """
@@ -60,19 +66,28 @@ def prometheus_name(measurement: str, field: str) -> str:
     if name[:1].isdigit():
         name = "_" + name
     doc = lookup(measurement, field)
-    if doc is not None and doc.kind == "counter" and not name.endswith("_total"):
-        name += "_total"
+    if doc is not None and doc.kind == "counter":
+        if not name.endswith("_total"):
+            name += "_total"
+    elif name.endswith(_PROM_RESERVED):
+        name += "_value"
     return name
 
 
-def markdown() -> str:
-    """The README schema table."""
-    rows = ["| measurement | tags | field | unit | meaning |", "|---|---|---|---|---|"]
+def markdown(servers: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The README schema table (type: the field's line-protocol type, the same on every point).
+
+    `servers`: llm_server field -> the server types giving it (from the server tables:
+    `telegraf_llm_input.servers.field_servers()`), written before the field's own note."""
+    rows = ["| measurement | tags | field | type | unit | meaning |", "|---|---|---|---|---|---|"]
     for m in ALL:
         tags = ", ".join(f"`{t}`" for t in m.tags)
-        rows.append(f"| **`{m.name}`** | {tags} | | | {m.meaning} |")
+        rows.append(f"| **`{m.name}`** | {tags} | | | | {m.meaning} |")
         for f in m.fields:
-            extra = f" ({f.servers})" if f.servers else ""
+            note = f.servers
+            if m is server.SERVER and servers and f.name in servers:
+                note = ", ".join(servers[f.name]) + (f"; {note}" if note else "")
+            extra = f" ({note})" if note else ""
             kind = " Counter." if f.kind == "counter" else ""
-            rows.append(f"| | | `{f.name}` | {f.unit} | {f.meaning}{kind}{extra} |")
+            rows.append(f"| | | `{f.name}` | {f.type or 'per name'} | {f.unit} | {f.meaning}{kind}{extra} |")
     return "\n".join(rows) + "\n"

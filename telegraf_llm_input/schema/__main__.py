@@ -1,3 +1,4 @@
 from telegraf_llm_input.schema import markdown
+from telegraf_llm_input.servers import field_servers
 
-print(markdown(), end="")
+print(markdown(field_servers()), end="")

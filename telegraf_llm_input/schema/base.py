@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["gauge", "counter", "string"]
+LineType = Literal["float", "int", "bool", "string"]
+LINE_TYPES: tuple[str, ...] = ("float", "int", "bool", "string")
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,15 @@ class Field:
     """`counter`: monotonic total (Prometheus output types it as a counter)."""
     servers: str = ""
     """Which servers (or sources) give it, when not all."""
+    type: LineType | None = None
+    """Its line-protocol type, the same on every point forever (InfluxDB rejects a point that changes it).
+    Default: `string` for string fields, else `float`; counts say `int`. None only for a bare `*`."""
+
+    def __post_init__(self) -> None:
+        if self.type is None and self.name != "*":
+            object.__setattr__(self, "type", "string" if self.kind == "string" else "float")
+        if self.type is not None and self.type not in LINE_TYPES:
+            raise ValueError(f"field {self.name}: line-protocol type {self.type!r} is not one of {LINE_TYPES}")
 
 
 @dataclass(frozen=True)

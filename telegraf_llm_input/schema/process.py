@@ -5,14 +5,14 @@ LLM_PROCESS = Measurement(
     "The model server's process (per local target): up, restarts, what it holds, where it listens.",
     ("target", "server_type", "process_name"),
     (
-        Field("up", "0/1", "1 when the process was found; 0 when it is gone (then only `restarts_total`)."),
-        Field("pid", "", "Process id of the server's main process."),
+        Field("up", "0/1", "1 when the process was found; 0 when it is gone (then only `restarts_total`).", type="int"),
+        Field("pid", "", "Process id of the server's main process.", type="int"),
         Field("cpu_percent", "%", "CPU since the previous gather, the process and its children (100 = one core)."),
-        Field("rss_bytes", "bytes", "Resident memory of the main process."),
-        Field("num_threads", "", "Threads of the main process."),
-        Field("num_fds", "", "Open file descriptors of the main process."),
+        Field("rss_bytes", "bytes", "Resident memory of the main process.", type="int"),
+        Field("num_threads", "", "Threads of the main process.", type="int"),
+        Field("num_fds", "", "Open file descriptors of the main process.", type="int"),
         Field("uptime_s", "s", "Seconds since the process started."),
-        Field("restarts_total", "", "Times the pid changed since the agent started.", kind="counter"),
+        Field("restarts_total", "", "Times the pid changed since the agent started.", kind="counter", type="int"),
         Field("gpu_memory_used_mib", "MiB", "GPU memory the process and its children hold, all GPUs (NVML; DRM fdinfo "
               "`drm-memory-vram`/`drm-resident-*` on AMD, Intel and other DRM drivers)."),
         Field("gpu_busy_percent", "%", "Time the GPU's busiest engine ran the process's work since the previous "
@@ -20,7 +20,7 @@ LLM_PROCESS = Measurement(
               servers="AMD, Intel, DRM drivers"),
         Field("gpu_indices", "", "GPUs it holds memory on, e.g. `0,1` (NVML).", kind="string"),
         Field("listen_address", "", "Where it listens on the target's port, e.g. `127.0.0.1:8000`.", kind="string"),
-        Field("exposed", "0/1", "1 when it listens on a non-loopback address (0.0.0.0: reachable from the network)."),
+        Field("exposed", "0/1", "1 when it listens on a non-loopback address (0.0.0.0: reachable from the network).", type="int"),
     ),
 )
 

@@ -6,24 +6,23 @@ from telegraf_llm_input.schema.process import ENERGY_J_PER_TOKEN
 _PCT = (("p50", "median"), ("p90", "90th percentile"), ("p95", "95th percentile"), ("p99", "99th percentile"),
         ("mean", "mean"))
 _LATENCIES = (
-    ("ttft", "time to first token (arrival to first output token)", "vLLM, SGLang"),
-    ("itl", "inter-token latency (gap between consecutive output tokens)", "vLLM, SGLang"),
-    ("tpot", "time per output token, per request (decode time / output tokens)", "vLLM, SGLang, TGI"),
-    ("e2e", "end-to-end request latency", "vLLM, SGLang, TGI"),
-    ("queue", "time waiting in the queue before scheduling", "vLLM, SGLang, TGI"),
-    ("prefill", "prefill (prompt processing) time per request", "vLLM"),
-    ("decode", "decode (generation) time per request", "vLLM"),
+    ("ttft", "time to first token (arrival to first output token)"),
+    ("itl", "inter-token latency (gap between consecutive output tokens)"),
+    ("tpot", "time per output token, per request (decode time / output tokens)"),
+    ("e2e", "end-to-end request latency"),
+    ("queue", "time waiting in the queue before scheduling"),
+    ("prefill", "prefill (prompt processing) time per request"),
+    ("decode", "decode (generation) time per request"),
 )
 
 
 def _latency_fields() -> tuple[Field, ...]:
     out = []
-    for prefix, meaning, servers in _LATENCIES:
+    for prefix, meaning in _LATENCIES:
         for suffix, what in _PCT:
             out.append(Field(f"{prefix}_{suffix}_ms", "ms",
                              f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
-                             "(Prometheus `histogram_quantile` interpolation); absent when nothing finished.",
-                             servers=servers))
+                             "(Prometheus `histogram_quantile` interpolation); absent when nothing finished."))
     return tuple(out)
 
 
@@ -33,46 +32,45 @@ SERVER = Measurement(
     "rates and latency percentiles over the gather interval. Same name, same meaning on every server.",
     ("server_type", "model", "target", "host"),
     (
-        Field("up", "0/1", "1 when the server answered its metrics/API (0 also while a model loads)."),
+        Field("up", "0/1", "1 when the server answered its metrics/API (0 also while a model loads).", type="int"),
         Field("busy", "0/1", "1 when the server is alive but its metrics page timed out "
-              "(llama.cpp blocks `/metrics` and `/slots` while decoding).", servers="llama.cpp"),
-        Field("loading", "0/1", "1 while the model loads (`/health` 503 \"Loading model\").", servers="llama.cpp"),
+              "(llama.cpp blocks `/metrics` and `/slots` while decoding).", type="int"),
+        Field("loading", "0/1", "1 while the model loads (`/health` 503 \"Loading model\").", type="int"),
         Field("scrape_ms", "ms", "Time to read the target this gather."),
         Field("requests_running", "requests", "Requests being processed now.",
-              servers="vLLM, SGLang, TGI (batch size), llama.cpp"),
-        Field("requests_waiting", "requests", "Requests queued (deferred) now.",
-              servers="vLLM, SGLang, TGI, llama.cpp"),
+              servers="TGI: batch size"),
+        Field("requests_waiting", "requests", "Requests queued (deferred) now."),
         Field("kv_cache_usage_ratio", "0-1", "KV-cache use (averaged over engines/ranks).",
-              servers="vLLM, SGLang (`token_usage`), llama.cpp older builds and forks"),
-        Field("slots_total", "slots", "Parallel slots (`/slots`, else `/props` `total_slots`).", servers="llama.cpp"),
-        Field("slots_busy", "slots", "Slots processing a request.", servers="llama.cpp"),
+              servers="SGLang: `token_usage`; llama.cpp: older builds and forks"),
+        Field("slots_total", "slots", "Parallel slots (`/slots`, else `/props` `total_slots`).", type="int"),
+        Field("slots_busy", "slots", "Slots processing a request.", type="int"),
         Field("context_used_ratio", "0-1", "Context fill of the fullest busy slot (`n_past / n_ctx`), where "
-              "the build reports it.", servers="llama.cpp"),
-        Field("models_loaded", "models", "Models loaded in memory (`/api/ps`).", servers="Ollama"),
+              "the build reports it."),
+        Field("models_loaded", "models", "Models loaded in memory (`/api/ps`).", type="int"),
         Field("prompt_tokens_total", "tokens", "Prompt (input) tokens processed.", "counter",
-              servers="vLLM, SGLang, llama.cpp, TGI (sum of `tgi_request_input_length`)"),
+              servers="TGI: sum of `tgi_request_input_length`", type="int"),
         Field("generation_tokens_total", "tokens", "Generated (output) tokens.", "counter",
-              servers="vLLM, SGLang, llama.cpp (`tokens_predicted_total`), TGI (sum of `tgi_request_generated_tokens`)"),
+              servers="llama.cpp: `tokens_predicted_total`; TGI: sum of `tgi_request_generated_tokens`", type="int"),
         Field("requests_total", "requests", "Requests finished (vLLM: all finish reasons) or received (TGI).",
-              "counter", servers="vLLM, SGLang, TGI"),
+              "counter", type="int"),
         Field("request_errors_total", "requests", "Requests that failed.", "counter",
-              servers="TGI (`tgi_request_failure`, all `err`), vLLM (finish reason `error`)"),
+              servers="TGI: `tgi_request_failure`, all `err`; vLLM: finish reason `error`", type="int"),
         Field("requests_finished_*_total", "requests", "Requests finished per finish reason (`stop`, `length`, "
-              "`abort`, ...).", "counter", servers="vLLM"),
-        Field("preemptions_total", "preemptions", "Requests preempted (KV cache full).", "counter", servers="vLLM"),
-        Field("prompt_seconds_total", "s", "Time spent processing prompts.", "counter", servers="llama.cpp"),
-        Field("generation_seconds_total", "s", "Time spent generating tokens.", "counter", servers="llama.cpp"),
-        Field("decode_calls_total", "calls", "`llama_decode` calls.", "counter", servers="llama.cpp"),
+              "`abort`, ...).", "counter", type="int"),
+        Field("preemptions_total", "preemptions", "Requests preempted (KV cache full).", "counter", type="int"),
+        Field("prompt_seconds_total", "s", "Time spent processing prompts.", "counter"),
+        Field("generation_seconds_total", "s", "Time spent generating tokens.", "counter"),
+        Field("decode_calls_total", "calls", "`llama_decode` calls.", "counter", type="int"),
         Field("prompt_tokens_per_s", "tokens/s", "Prompt tokens per second of wall time over the interval "
-              "(counter delta; none on the first scrape or after a reset)."),
+              "(Prometheus `sum(increase())`: each series' own increase, a series that went down counting from 0, then "
+              "summed over engines/ranks; none on the first scrape)."),
         Field("generation_tokens_per_s", "tokens/s", "Generated tokens per second of wall time over the interval."),
-        Field("requests_per_s", "requests/s", "Requests per second over the interval.",
-              servers="vLLM, SGLang, TGI"),
-        Field("error_ratio", "0-1", "Failed / all requests over the interval.", servers="TGI, vLLM"),
+        Field("requests_per_s", "requests/s", "Requests per second over the interval."),
+        Field("error_ratio", "0-1", "Failed / all requests over the interval."),
         Field("prompt_speed_tokens_per_s", "tokens/s", "Prompt tokens per second of prompt-processing time over "
-              "the interval (from counters, not the per-scrape gauge).", servers="llama.cpp"),
+              "the interval (from counters, not the per-scrape gauge)."),
         Field("generation_speed_tokens_per_s", "tokens/s", "Tokens per second while generating over the interval "
-              "(from counters, not the per-scrape gauge).", servers="llama.cpp"),
+              "(from counters, not the per-scrape gauge)."),
         *_latency_fields(),
         ENERGY_J_PER_TOKEN,
         Field("*", "", "`json` targets: the configured `json_fields` (counters also as `<name>_per_s`, `_total` "
@@ -87,14 +85,15 @@ MODEL_LOADED = Measurement(
     "per model. Tags `quantization` (e.g. `Q4_K_M`, `4bit`) and `format` (`gguf`, `mlx`): LM Studio.",
     ("server_type", "model", "target", "host", "quantization", "format"),
     (
-        Field("size_bytes", "bytes", "Memory the loaded model takes."),
-        Field("vram_bytes", "bytes", "Part of it in GPU memory."),
+        Field("size_bytes", "bytes", "Memory the loaded model takes.", type="int"),
+        Field("vram_bytes", "bytes", "Part of it in GPU memory.", type="int"),
         Field("gpu_offload_ratio", "0-1", "vram / size; below 1 means layers run on the CPU (slow)."),
-        Field("context_length", "tokens", "Context length it was loaded with (newer Ollama)."),
+        Field("context_length", "tokens", "Context length it was loaded with (newer Ollama).", type="int"),
         Field("seconds_until_unload", "s", "Until Ollama unloads it (`expires_at`; keep-alive)."),
-        Field("max_context_length", "tokens", "Longest context the model supports.", servers="lmstudio"),
+        Field("max_context_length", "tokens", "Longest context the model supports.", servers="lmstudio",
+              type="int"),
         Field("loaded", "0/1", "1: LM Studio reports it loaded (only loaded models get a point).",
-              servers="lmstudio"),
+              servers="lmstudio", type="int"),
     ),
 )
 

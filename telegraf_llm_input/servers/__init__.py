@@ -15,6 +15,17 @@ DETECT_ORDER = (vllm, sglang, tgi, llamacpp, ollama, lmstudio, openai)
 """Most specific first; `openai` last since many servers also answer `/v1/models`."""
 
 
+def field_servers() -> dict[str, list[str]]:
+    """llm_server field -> the server types that give it, from their tables (the schema's `servers` notes)."""
+    out: dict[str, list[str]] = {}
+    for module in MODULES.values():
+        table = getattr(module, "TABLE", None)
+        fields = (table.fields() if table is not None else set()) | set(getattr(module, "FIELDS", ()))
+        for name in sorted(fields):
+            out.setdefault(name, []).append(module.NAME)
+    return out
+
+
 class Answers:
     """What a server answers on a few paths, each fetched at most once (no retry) while detecting."""
 

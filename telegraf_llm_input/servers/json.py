@@ -9,6 +9,7 @@ from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
 from telegraf_llm_input.targets import JsonFieldConfig
 
 TYPE = "json"
+NAME = "json"
 _MISSING = object()
 
 

@@ -19,9 +19,13 @@ from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
 
 TYPE = "llamacpp"
+NAME = "llama.cpp"
+FIELDS = ("busy", "loading", "slots_total", "slots_busy", "context_used_ratio")
+"""llm_server fields read outside the table (`/health`, `/slots`, `/props`)."""
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="llamacpp:",
     model_label=None,
     gauges={
         "requests_running": ("llamacpp:requests_processing",),

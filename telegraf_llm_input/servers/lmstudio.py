@@ -12,6 +12,9 @@ from telegraf_llm_input.servers.ollama import MODEL_MEASUREMENT
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
 
 TYPE = "lmstudio"
+NAME = "LM Studio"
+FIELDS = ("models_loaded",)
+"""llm_server fields read from its API (`/api/v0/models`)."""
 MODELS_PATH = "/api/v0/models"
 
 

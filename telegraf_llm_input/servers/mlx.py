@@ -8,6 +8,7 @@ from __future__ import annotations
 from telegraf_llm_input.servers.openai import OpenAIAdapter
 
 TYPE = "mlx"
+NAME = "MLX"
 
 
 def make(target) -> OpenAIAdapter:

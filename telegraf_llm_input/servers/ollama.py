@@ -13,6 +13,9 @@ from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.sources.server import Fetcher, Reading
 
 TYPE = "ollama"
+NAME = "Ollama"
+FIELDS = ("models_loaded",)
+"""llm_server fields read from its API (`/api/ps`)."""
 MODEL_MEASUREMENT = "llm_model_loaded"
 
 

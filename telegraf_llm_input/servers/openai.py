@@ -5,6 +5,7 @@ from __future__ import annotations
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
 
 TYPE = "openai"
+NAME = "OpenAI-compatible"
 
 
 class OpenAIAdapter:

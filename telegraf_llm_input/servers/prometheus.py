@@ -14,6 +14,7 @@ from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
 from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "prometheus"
+NAME = "prometheus"
 _FIELD_OK = re.compile(r"[^a-zA-Z0-9_]")
 _RESERVED_TAGS = {"target", "server_type"}
 

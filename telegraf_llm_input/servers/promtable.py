@@ -2,22 +2,33 @@
 
 A server module is then mostly a `PromTable`. Series are grouped by the model label and summed
 over every other label (vLLM engines, SGLang ranks); ratio gauges (KV-cache usage) are averaged.
-Names ending in `_created` are never read because tables only list the names they want.
+Counters and histograms also keep each series, so interval increases are taken per series before
+summing (one engine's restart is not hidden by another's growth). A series twice on a page (same
+name and labels) counts once: the first, as Prometheus keeps it. Names ending in `_created` are
+never read because tables only list the names they want.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.promtext import Page, ParseTimeout, Sample, parse
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+from telegraf_llm_input.sources.server import QUANTILES, STANDARD_RATES, Fetcher, ModelReading, Reading, rate_name
+
+
+log = get_logger("server")
 
 
 @dataclass(frozen=True)
 class PromTable:
     server_type: str
+    prefix: str = ""
+    """Every metric name of this server type starts with it (`vllm:`): a page with such names is the
+    server answering, even when none of the names below are on it (a partial page, an older build)."""
     model_label: str | None = "model_name"
     gauges: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Our field -> candidate metric names; the first present on the page wins (new before old)."""
@@ -38,6 +49,28 @@ class PromTable:
         out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
         out |= {n + "_bucket" for names in self.histograms.values() for n in names}
         return out
+
+    def fields(self) -> set[str]:
+        """The llm_server fields this table can give (the schema's `servers` notes are generated from it)."""
+        out = set(self.gauges) | set(self.counters) | set(self.speeds)
+        if self.finish_reason:
+            out.add("requests_finished_*_total")
+        if self.errors_where:
+            out.add("request_errors_total")
+        out |= {rate_name(c) for c in STANDARD_RATES if c in out}
+        if {"request_errors_total", "requests_total"} <= out:
+            out.add("error_ratio")
+        for prefix in self.histograms:
+            out |= {f"{prefix}_{label}_ms" for _, label in QUANTILES} | {f"{prefix}_mean_ms"}
+        return out
+
+    def missing(self, page: Page) -> list[str]:
+        """Our fields none of whose names are on the page."""
+        present = {s.name for s in page.samples}
+        tables = (self.gauges, self.counters,
+                  {k: tuple(n + "_bucket" for n in v) for k, v in self.histograms.items()})
+        return sorted(ours for table in tables for ours, names in table.items()
+                      if not any(n in present for n in names))
 
 
 def _by_name(page: Page) -> dict[str, list[Sample]]:
@@ -69,14 +102,18 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
         return models[model]
 
     def accumulate(target: str, samples: list[Sample], kind: str, mean: bool = False) -> None:
-        sums: dict[str | None, list[float]] = {}
+        sums: dict[str | None, dict[hist.LabelKey, float]] = {}
         for s in samples:
             if s.value != s.value:  # NaN
                 continue
-            sums.setdefault(model_of(s.labels), []).append(s.value)
-        for model, values in sums.items():
+            sums.setdefault(model_of(s.labels), {})[tuple(sorted(s.labels.items()))] = s.value
+        for model, series in sums.items():
+            values = series.values()
             value = sum(values) / len(values) if mean else sum(values)
-            getattr(reading(model), kind)[target] = value
+            r = reading(model)
+            getattr(r, kind)[target] = value
+            if kind == "counters":
+                r.counter_series[target] = series
 
     for ours, names in table.gauges.items():
         samples = _first(by_name, names)
@@ -102,31 +139,76 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
         # Only servers that export the error series (newer vLLM) get the field; older ones
         # don't count errors at all, and a 0 would claim they had none.
         accumulate("request_errors_total", matching, "counters")
-    by = (label,) if label else ()
     for prefix, names in table.histograms.items():
         for n in names:
             if n + "_bucket" not in by_name:
                 continue
             own = [*by_name[n + "_bucket"], *by_name.get(n + "_count", ()), *by_name.get(n + "_sum", ())]
-            for key, h in hist.collect(own, n, by=by).items():
-                labels = dict(key)
-                reading(model_of(labels)).histograms[prefix] = h
+            per_model: dict[str | None, dict[hist.LabelKey, hist.Histogram]] = {}
+            for key, h in hist.collect(own, n).items():
+                series = per_model.setdefault(model_of(dict(key)), {})
+                first = next(iter(series.values()), h)
+                if h.bounds == first.bounds:  # series with other bounds than the first: dropped, not mixed
+                    series[key] = h
+            for model, series in per_model.items():
+                merged = hist.merge(series.values())
+                if merged is not None:
+                    r = reading(model)
+                    r.histograms[prefix] = merged
+                    r.histogram_series[prefix] = series
             break
     return [models[m] for m in sorted(models, key=lambda m: m or "")]
 
 
+def dedupe(page: Page) -> int:
+    """Keep the first of each series (name and labels) on the page, as Prometheus does; how many were dropped."""
+    seen: set[tuple] = set()
+    kept: list[Sample] = []
+    for s in page.samples:
+        key = (s.name, tuple(sorted(s.labels.items())))
+        if key not in seen:
+            seen.add(key)
+            kept.append(s)
+    dropped = len(page.samples) - len(kept)
+    if dropped:
+        page.samples = kept
+    return dropped
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def once(where: str, what: str, level: int, message: str, *args) -> None:
+    """Log `message` once per target and kind of news (the set is bounded: a flood of targets logs no more)."""
+    if (where, what) not in _WARNED and len(_WARNED) < 4096:
+        _WARNED.add((where, what))
+        log.log(level, message, *args)
+
+
 def parse_checked(text: str, table: PromTable | None, where: str, deadline: float | None = None) -> Page:
-    """Parse; a page with nothing we know on it is an error (garbage, an HTML login page...)."""
+    """Parse; a page with nothing of its server type on it is an error (garbage, an HTML login page...).
+
+    A page of the right type without the names we map is the server answering (up=1): the missing
+    fields are named once, at info level."""
     try:
         page = parse(text, deadline=deadline)
     except ParseTimeout as exc:
         raise FetchError("timeout", f"{where}: {exc}") from None
     if not page.samples:
         raise FetchError("bad_body", f"{where}: no Prometheus samples in the page ({page.errors} bad lines)")
+    dropped = dedupe(page)
+    if dropped:
+        once(where, "duplicates", logging.WARNING, "%s: %d series on the page twice (same name and labels); "
+             "kept the first of each", where, dropped)
     if table is not None:
         wanted = table.names()
         if not any(s.name in wanted for s in page.samples):
-            raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
+            if not (table.prefix and any(s.name.startswith(table.prefix) for s in page.samples)):
+                raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
+        missing = table.missing(page)
+        if missing:
+            once(where, "missing", logging.INFO, "%s: %s page without the metrics for %s (this build does not "
+                 "export them)", where, table.server_type, ", ".join(missing))
     return page
 
 

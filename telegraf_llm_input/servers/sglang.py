@@ -4,9 +4,11 @@
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "sglang"
+NAME = "SGLang"
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="sglang:",
     model_label="model_name",
     gauges={
         "requests_running": ("sglang:num_running_reqs",),

@@ -7,9 +7,11 @@ from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "tgi"
+NAME = "TGI"
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="tgi_",
     model_label=None,
     gauges={
         "requests_running": ("tgi_batch_current_size",),

@@ -7,9 +7,11 @@ the inter-token histogram before it was renamed). `/metrics` is open even with `
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "vllm"
+NAME = "vLLM"
 
 TABLE = PromTable(
     server_type=TYPE,
+    prefix="vllm:",
     model_label="model_name",
     gauges={
         "requests_running": ("vllm:num_requests_running",),

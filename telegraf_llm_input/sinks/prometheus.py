@@ -6,6 +6,13 @@ schema marks as counters are typed `counter` and get a `_total` suffix unless th
 (`llm_agent_gathers` -> `llm_agent_gathers_total`), as Prometheus and promtool expect. Tags become
 labels; bools are 0/1; strings are skipped. A series not updated for `expire` seconds leaves the page.
 
+Every page passes `promtool check metrics`, whatever the input (a `type: prometheus` target's own names
+included): a gauge whose name ends in a suffix Prometheus reserves (`_total`, `_count`, `_sum`, `_bucket`)
+gets `_value` appended; camelCase becomes snake_case and a metric type inside a name (`_gauge`) is removed;
+the labels `le` and `quantile` become `tag_le`, `tag_quantile`. A name still not valid (an abbreviated or
+non-base unit inside it: `_ms_`, `_minutes`), or one a different field already took (`scrape_ms` and
+`scrape_seconds` both become `..._scrape_seconds`), is dropped with one warning.
+
 Written by hand rather than with prometheus_client: the page is a few dozen lines of text, and we
 need per-series expiry and schema-driven types that its registry model does not give cheaply.
 """
@@ -16,7 +23,8 @@ import asyncio
 import math
 import re
 import time
-from typing import Mapping, Sequence
+from functools import lru_cache
+from typing import Mapping, NamedTuple, Sequence
 
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
@@ -29,11 +37,60 @@ _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_RESERVED_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+_TYPES_IN_NAME = ("counter", "gauge", "histogram", "summary", "untyped", "gauge_histogram")
+# promtool (client_golang promlint) rejects these as parts of a name: abbreviated units, non-base units,
+# and base units with an SI/binary prefix.
+_ABBREVIATED = {"s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d"}
+_NON_BASE = {"minutes", "hours", "days", "weeks", "kelvins", "fahrenheit", "rankine", "inches", "yards", "miles",
+             "bits", "calories", "pounds", "ounces"}
+_BASE = ("amperes", "bytes", "celsius", "grams", "joules", "kelvin", "meters", "metres", "seconds", "volts")
+_PREFIXES = ("pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi", "mega", "mibi",
+             "giga", "gibi", "tera", "tebi", "peta", "pebi")
+_PREFIXED = {p + b for p in _PREFIXES for b in _BASE}
+
+
+def _snake(name: str) -> str:
+    return _CAMEL.sub("_", name).lower() if _CAMEL.search(name) else name
+
+
+@lru_cache(maxsize=4096)
 def label_name(key: str) -> str:
-    name = _INVALID.sub("_", key)
-    if not name or name[:1].isdigit() or name.startswith("__"):
+    name = _snake(_INVALID.sub("_", key))
+    if not name or name[:1].isdigit() or name.startswith("__") or name in ("le", "quantile"):
         name = "tag_" + name.lstrip("_")
     return name
+
+
+class Exposed(NamedTuple):
+    name: str | None
+    """None: no valid name (then `problem` says why)."""
+    counter: bool
+    factor: float
+    problem: str = ""
+    ours: bool = False
+    """A field the schema names: its series name always belongs to it."""
+
+
+@lru_cache(maxsize=16384)
+def exposed(measurement: str, field: str) -> Exposed:
+    """The series name of one field, repaired until promtool accepts it, or why it cannot be."""
+    spec = lookup(measurement, field)
+    counter = spec is not None and spec.kind == "counter"
+    factor = prometheus_unit(field)[1]
+    name = prometheus_name(measurement, field)
+    if spec is not None and spec.name != "*":
+        return Exposed(name, counter, factor, ours=True)  # the schema's own names are checked by the tests
+    name = _snake(name)
+    parts = [p for p in name.split("_") if p.lower() not in _TYPES_IN_NAME]
+    name = "_".join(parts) if any(parts) else name
+    if name.endswith(_RESERVED_SUFFIXES):  # again: snake_case or a removed type may have made one
+        name += "_value"
+    bad = [p for p in name.lower().split("_") if p in _ABBREVIATED or p in _NON_BASE or p in _PREFIXED]
+    if bad:
+        return Exposed(None, False, factor, f"unit `{bad[0]}` in the name")
+    return Exposed(name, False, factor)
 
 
 def escape_label_value(value: str) -> str:
@@ -69,24 +126,52 @@ class SeriesStore:
         self.expire_s = expire_s
         self._series: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
         self._meta: dict[str, tuple[str, str]] = {}  # name -> (type, help)
+        self._owner: dict[str, tuple[str, str]] = {}  # name -> the (measurement, field) that has it
+        self._warned: set[tuple[str, str]] = set()
 
     def update(self, metrics: Sequence[Metric], now: float) -> None:
         for m in metrics:
-            labels = tuple(sorted((label_name(k), str(v)) for k, v in m.tags.items() if str(v) != ""))
+            labels: dict[str, str] = {}
+            for k in sorted(m.tags):  # two tags with one label name: the first (sorted) keeps it
+                v = str(m.tags[k])
+                if v != "":
+                    labels.setdefault(label_name(k), v)
+            key = tuple(sorted(labels.items()))
             for field, raw in m.fields.items():
                 value = sample_value(raw)
                 if value is None:
                     continue
-                spec = lookup(m.measurement, field)
-                counter = spec is not None and spec.kind == "counter"
-                name = prometheus_name(m.measurement, field)
-                value *= prometheus_unit(field)[1]
+                ex = exposed(m.measurement, field)
+                name = ex.name
+                if name is None:
+                    self._drop(m.measurement, field, ex.problem)
+                    continue
+                owner = self._owner.setdefault(name, (m.measurement, field))
+                if owner != (m.measurement, field):
+                    if not ex.ours or exposed(*owner).ours:
+                        self._drop(m.measurement, field, f"its name {name} is taken by {owner[0]} {owner[1]}")
+                        continue
+                    self._take(name, (m.measurement, field))  # a schema field's name is always its own
                 if name not in self._meta:
-                    meaning = spec.meaning if spec else f"{m.measurement} field {field}"
+                    spec = lookup(m.measurement, field)
+                    meaning = spec.meaning if spec and spec.name != "*" else f"{m.measurement} field {field}"
                     if spec and spec.unit:
                         meaning += f" ({spec.unit})"
-                    self._meta[name] = ("counter" if counter else "gauge", meaning)
-                self._series[(name, labels)] = (value, now)
+                    self._meta[name] = ("counter" if ex.counter else "gauge", meaning)
+                self._series[(name, key)] = (value * ex.factor, now)
+
+    def _take(self, name: str, owner: tuple[str, str]) -> None:
+        old = self._owner[name]
+        self._drop(*old, f"its name {name} belongs to {owner[0]} {owner[1]}")
+        self._owner[name] = owner
+        self._meta.pop(name, None)
+        for key in [k for k in self._series if k[0] == name]:
+            del self._series[key]
+
+    def _drop(self, measurement: str, field: str, why: str) -> None:
+        if (measurement, field) not in self._warned and len(self._warned) < 1024:
+            self._warned.add((measurement, field))
+            log.warning("prometheus output: %s field %s not exposed: %s", measurement, field, why)
 
     def expire(self, now: float) -> None:
         old = [k for k, (_, t) in self._series.items() if now - t > self.expire_s]
@@ -95,6 +180,7 @@ class SeriesStore:
         live = {name for name, _ in self._series}
         for name in [n for n in self._meta if n not in live]:
             del self._meta[name]
+            self._owner.pop(name, None)
 
     def render(self, now: float) -> str:
         self.expire(now)
@@ -163,7 +249,8 @@ class PrometheusSink:
                 status, body, ctype = "404 Not Found", f"metrics are at {self.path}\n".encode(), "text/plain"
             else:
                 self._scrapes += 1
-                status, body, ctype = "200 OK", self.store.render(time.monotonic()).encode("utf-8"), CONTENT_TYPE
+                body = self.store.render(time.monotonic()).encode("utf-8", "replace")  # a lone surrogate: `?`
+                status, ctype = "200 OK", CONTENT_TYPE
             writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                          f"Connection: close\r\n\r\n".encode("latin-1"))
             if method != "HEAD":

@@ -17,7 +17,7 @@ from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError, HttpPool, Response, get
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
-from telegraf_llm_input.rates import counter_delta, ratio
+from telegraf_llm_input.rates import increase, ratio
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.targets import TargetConfig
 
@@ -72,8 +72,14 @@ class ModelReading:
     model: str | None
     gauges: dict[str, float] = field(default_factory=dict)
     counters: dict[str, float] = field(default_factory=dict)
+    """Counter -> its total now (summed over its series)."""
     histograms: dict[str, hist.Histogram] = field(default_factory=dict)
-    """Field prefix (`ttft`) -> cumulative histogram."""
+    """Field prefix (`ttft`) -> cumulative histogram (summed over its series)."""
+    counter_series: dict[str, dict[hist.LabelKey, float]] = field(default_factory=dict)
+    """Counter -> the series (label sets) summed into it (vLLM engines, SGLang ranks): the interval's
+    increase is taken per series, then summed. Absent: the total is the one series."""
+    histogram_series: dict[str, dict[hist.LabelKey, hist.Histogram]] = field(default_factory=dict)
+    """Same for histograms."""
     speeds: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Field -> (counter, counter): Δfirst / Δsecond over the interval (llama.cpp tokens per busy second)."""
     rated: tuple[str, ...] | None = STANDARD_RATES
@@ -83,6 +89,12 @@ class ModelReading:
     measurement: str = MEASUREMENT
     tags: dict[str, str] = field(default_factory=dict)
     """Extra tags (a `prometheus` target's series labels)."""
+
+    def series(self, counter: str) -> dict[hist.LabelKey, float]:
+        return self.counter_series.get(counter) or {(): self.counters[counter]}
+
+    def hist_series(self, prefix: str) -> dict[hist.LabelKey, hist.Histogram]:
+        return self.histogram_series.get(prefix) or {(): self.histograms[prefix]}
 
 
 @dataclass
@@ -109,42 +121,55 @@ def rate_name(counter: str) -> str:
 
 @dataclass
 class Baseline:
-    """What the previous scrape of one model left for the next one."""
+    """What the previous scrape of one model left for the next one: every series of every counter."""
 
-    at: float
-    """Gather time, seconds."""
-    counters: dict[str, float]
-    histograms: dict[str, hist.Histogram]
+    at_ns: int
+    """Gather time, integer nanoseconds (intervals are exact differences)."""
+    counters: dict[str, dict[hist.LabelKey, float]]
+    histograms: dict[str, dict[hist.LabelKey, hist.Histogram]]
+
+    @classmethod
+    def of(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+        return cls(at_ns, {n: reading.series(n) for n in reading.counters},
+                   {p: reading.hist_series(p) for p in reading.histograms})
+
+    @classmethod
+    def zero(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+        """Every series at 0 (a server just started), with the reading's own series and buckets."""
+        return cls(at_ns, {n: {k: 0.0 for k in reading.series(n)} for n in reading.counters},
+                   {p: {k: hist.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
+                        for k, h in reading.hist_series(p).items()} for p in reading.histograms})
 
 
 @dataclass
 class Derived:
     fields: dict[str, float | int]
     resets: list[str]
-    """Counters/histograms that went down or changed buckets (the baseline restarts)."""
+    """Counters/histograms with a series that went down or changed buckets (a server restarted)."""
 
 
-def derive(prev: Baseline | None, cur: ModelReading, seconds: float) -> Derived:
+def derive(prev: Baseline | None, cur: ModelReading, at_ns: int) -> Derived:
     """Fields for one model: gauges and counters as read; rates and percentiles over the interval.
 
-    Pure. First scrape (prev None): no rates, no percentiles. A counter that went down gives no
-    rate (listed in `resets`). A histogram with no new observations gives no percentile.
+    Pure. First scrape (prev None): no rates, no percentiles. Increases are Prometheus'
+    `sum(increase())`: per series, a series that went down counting from 0, then summed (listed in
+    `resets`). A histogram with no new observations gives no percentile. Values keep the types the
+    server gave; the schema's types are applied once for every sink (fieldtypes.py).
     """
     out: dict[str, float | int | None] = dict(cur.gauges)
-    for name, value in cur.counters.items():
-        out[name] = int(value) if float(value).is_integer() else value
+    out.update(cur.counters)
     resets: list[str] = []
-    if prev is None or seconds <= 0:
+    if prev is None or at_ns <= prev.at_ns:
         return Derived(clean_fields(out), resets)
+    seconds = (at_ns - prev.at_ns) / 1e9
     deltas: dict[str, float] = {}
-    for name, value in cur.counters.items():
+    for name in cur.counters:
         before = prev.counters.get(name)
         if before is None:
             continue
-        d = counter_delta(before, value)
-        if d is None:
+        d, reset = increase(before, cur.series(name))
+        if reset:
             resets.append(name)
-            continue
         deltas[name] = d
         if cur.rated is None or name in cur.rated:
             out[rate_name(name)] = d / seconds
@@ -153,15 +178,14 @@ def derive(prev: Baseline | None, cur: ModelReading, seconds: float) -> Derived:
     for name, (num, den) in cur.speeds.items():
         if num in deltas and den in deltas:
             out[name] = ratio(deltas[num], deltas[den])
-    for prefix, h in cur.histograms.items():
+    for prefix in cur.histograms:
         before_h = prev.histograms.get(prefix)
         if before_h is None:
             continue
-        d_h = hist.delta(before_h, h)
-        if d_h is None:
+        d_h, reset = hist.increase(before_h, cur.hist_series(prefix))
+        if reset:
             resets.append(prefix)
-            continue
-        if d_h.count <= 0:
+        if d_h is None or d_h.count <= 0:
             continue
         for q, label in QUANTILES:
             value = hist.quantile(q, d_h)
@@ -226,8 +250,9 @@ class ServerSource:
 
     def _down(self, ctx: GatherContext, scrape_ms: float) -> list[Metric]:
         models = self._last_models or [None]
-        return [Metric(MEASUREMENT, self._tags(self._server_type, m), {"up": 0, "scrape_ms": scrape_ms}, ctx.time_ns)
-                for m in models]
+        # `type: auto` before any detection: `unknown`, so a server_type filter still sees the outage
+        return [Metric(MEASUREMENT, self._tags(self._server_type or "unknown", m), {"up": 0, "scrape_ms": scrape_ms},
+                       ctx.time_ns) for m in models]
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         started = time.monotonic()
@@ -261,13 +286,13 @@ class ServerSource:
         for m in readings:
             key = (m.measurement, m.model, tuple(sorted(m.tags.items())))
             prev = self._baselines.get(key)
-            at = ctx.time_ns / 1e9  # the gather's timestamp: rates agree with the points' own times
-            derived = derive(prev, m, at - prev.at if prev else 0.0)
+            # the gather's timestamp: rates agree with the points' own times
+            derived = derive(prev, m, ctx.time_ns)
             if derived.resets:
-                log.info("target %s%s: %s went down or changed buckets (server restarted?); new baseline",
+                log.info("target %s%s: %s went down or changed buckets (server restarted?); counted from 0",
                          self.target.display_name, f" model {m.model}" if m.model else "",
                          ", ".join(sorted(derived.resets)))
-            self._baselines[key] = Baseline(at, dict(m.counters), dict(m.histograms))
+            self._baselines[key] = Baseline.of(m, ctx.time_ns)
             self._seen[key] = self._gathers
             fields = derived.fields
             if m.measurement == MEASUREMENT:

@@ -53,7 +53,7 @@ def test_vllm_rates_and_interval_percentiles(kind):
     f1 = by_model(first)[M]
     assert f1.tags["server_type"] == "vllm" and f1.tags["target"] == fake.url and f1.tags["rack"] == "a"
     # first scrape: counters and gauges only (two engines summed; kv averaged)
-    assert f1.fields["prompt_tokens_total"] == 1000 and isinstance(f1.fields["prompt_tokens_total"], int)
+    assert f1.fields["prompt_tokens_total"] == 1000
     assert f1.fields["requests_total"] == 12 and f1.fields["requests_finished_stop_total"] == 10
     assert f1.fields["requests_running"] == 3 and f1.fields["kv_cache_usage_ratio"] == pytest.approx(0.25)
     assert f1.fields["up"] == 1 and "scrape_ms" in f1.fields
@@ -87,7 +87,8 @@ def test_interval_without_observations_gives_no_percentiles():
     assert not [k for k in f2 if k.endswith("_mean_ms")]
 
 
-def test_counter_reset_and_new_buckets_restart_the_baseline(caplog):
+def test_counter_reset_counts_from_zero_and_new_buckets_give_no_percentile(caplog):
+    """A restarted server: counters count from 0 (Prometheus `increase`); changed buckets: no percentile once."""
     restarted = vllm_page({M: Snap(prompt=30, generation=50, finished={"stop": 1},
                                    hists={"ttft": ([0.2, 2.0], [1, 1, 1], 0.15)})})
     later = vllm_page({M: Snap(prompt=130, generation=250, finished={"stop": 3},
@@ -97,8 +98,10 @@ def test_counter_reset_and_new_buckets_restart_the_baseline(caplog):
         out = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S, 20 * S, 30 * S])
     reset = by_model(out[2])[M].fields
     assert reset["up"] == 1 and reset["prompt_tokens_total"] == 30
-    assert not [k for k in reset if k.endswith("_per_s") or k.startswith("ttft_")]
-    lines = [r.getMessage() for r in caplog.records if "new baseline" in r.getMessage()]
+    assert reset["prompt_tokens_per_s"] == pytest.approx(3.0) and reset["generation_tokens_per_s"] == pytest.approx(5.0)
+    assert reset["requests_per_s"] == pytest.approx(0.1)
+    assert not [k for k in reset if k.startswith("ttft_")]  # other bucket bounds: nothing to difference
+    lines = [r.getMessage() for r in caplog.records if "counted from 0" in r.getMessage()]
     assert len(lines) == 1 and "prompt_tokens_total" in lines[0] and "ttft" in lines[0]
     after = by_model(out[3])[M].fields
     assert after["prompt_tokens_per_s"] == pytest.approx(10.0)
@@ -106,6 +109,35 @@ def test_counter_reset_and_new_buckets_restart_the_baseline(caplog):
     # ttft deltas [1, 2, 2]: p50 rank 1 -> 0.2 s; mean 1.0/2 s
     assert after["ttft_p50_ms"] == pytest.approx(200.0)
     assert after["ttft_mean_ms"] == pytest.approx(500.0)
+
+
+def engines_page(prompt: tuple[float, float], ttft: tuple[list[float], list[float]]) -> str:
+    """Two vLLM engines with their own numbers (one can restart while the other keeps going)."""
+    lines = ["# TYPE vllm:prompt_tokens counter"]
+    lines += [f'vllm:prompt_tokens_total{{engine="{e}",model_name="{M}"}} {v!r}' for e, v in enumerate(prompt)]
+    lines.append("# TYPE vllm:time_to_first_token_seconds histogram")
+    for e, cum in enumerate(ttft):
+        labels = f'engine="{e}",model_name="{M}"'
+        for le, c in zip(["0.1", "1.0", "+Inf"], cum):
+            lines.append(f'vllm:time_to_first_token_seconds_bucket{{{labels},le="{le}"}} {c!r}')
+        lines.append(f"vllm:time_to_first_token_seconds_count{{{labels}}} {cum[-1]!r}")
+        lines.append(f"vllm:time_to_first_token_seconds_sum{{{labels}}} {cum[-1] * 0.5!r}")
+    return "\n".join(lines) + "\n"
+
+
+def test_one_engine_restarting_while_another_grows_gives_prometheus_sum_of_increase():
+    """engine0 1000 -> 10 (restart), engine1 1000 -> 3000: sum(increase()) = 10 + 2000 = 2010, not 3010 - 2000."""
+    before = engines_page((1000.0, 1000.0), ([100.0, 200.0, 200.0], [100.0, 200.0, 200.0]))
+    after = engines_page((10.0, 3000.0), ([4.0, 4.0, 4.0], [100.0, 300.0, 300.0]))
+    with fake_vllm([before, after]) as fake:
+        first, second = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
+    f = by_model(second)[M].fields
+    assert f["prompt_tokens_total"] == 3010  # the total is the sum of what the page says now
+    assert f["prompt_tokens_per_s"] == pytest.approx(201.0)
+    # ttft: engine0 restarted with 4 fast requests (counted from 0), engine1 100 slow ones -> 104 observations,
+    # 4 in (0, 0.1], 100 in (0.1, 1]: p50 rank 52 -> 0.1 + 0.9 * 48/100
+    assert f["ttft_p50_ms"] == pytest.approx((0.1 + 0.9 * 48 / 100) * 1000)
+    assert f["ttft_mean_ms"] == pytest.approx((2.0 + 50.0) / 104 * 1000)
 
 
 def test_vllm_fixtures_read_through_the_table():
