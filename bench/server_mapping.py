@@ -15,7 +15,7 @@ from telegraf_llm_input.histogram import Histogram  # noqa: E402
 from telegraf_llm_input.promtext import parse  # noqa: E402
 from telegraf_llm_input.servers.promtable import read_page  # noqa: E402
 from telegraf_llm_input.servers.vllm import TABLE  # noqa: E402
-from telegraf_llm_input.sources.server import Baseline, derive  # noqa: E402
+from telegraf_llm_input.sources.target import Baseline, derive  # noqa: E402
 from tests.fakes.llm import Snap, vllm_page  # noqa: E402
 
 BOUNDS = [0.001 * 2 ** i for i in range(20)]

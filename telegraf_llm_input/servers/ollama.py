@@ -10,7 +10,7 @@ import asyncio
 from datetime import datetime, timezone
 
 from telegraf_llm_input.metric import Metric, clean_fields
-from telegraf_llm_input.sources.server import Fetcher, Reading
+from telegraf_llm_input.servers.base import Fetcher, Reading, Rule
 
 TYPE = "ollama"
 NAME = "Ollama"
@@ -74,6 +74,4 @@ def make(target) -> OllamaAdapter:
     return OllamaAdapter()
 
 
-async def detect(answers) -> bool:
-    version = await answers.json("/api/version")
-    return isinstance(version, dict) and "version" in version
+DETECT = (Rule("/api/version", keys=("version",)),)

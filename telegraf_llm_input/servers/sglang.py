@@ -1,6 +1,7 @@
 """SGLang (`--enable-metrics`): `sglang:` names; scheduler gauges carry rank labels
 (`tp_rank`, `pp_rank`, `dp`, `moe_ep_rank`...) which are summed (ratios averaged) per `model_name`."""
 
+from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "sglang"
@@ -35,9 +36,5 @@ def make(target) -> PromAdapter:
     return PromAdapter(TABLE)
 
 
-async def detect(answers) -> bool:
-    page = await answers.text("/metrics")
-    if page is not None and "sglang:" in page:
-        return True
-    info = await answers.json("/get_server_info")
-    return isinstance(info, dict) and "model_path" in info and ("tp_size" in info or "version" in info)
+DETECT = (Rule("/metrics", contains="sglang:"),
+          Rule("/get_server_info", keys=("model_path",), any_keys=("tp_size", "version")))

@@ -4,6 +4,7 @@ Counters have no `_total` suffix. Token totals are the `_sum` of the per-request
 """
 
 from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "tgi"
@@ -45,9 +46,4 @@ def make(target) -> TgiAdapter:
     return TgiAdapter(TABLE)
 
 
-async def detect(answers) -> bool:
-    page = await answers.text("/metrics")
-    if page is not None and "tgi_" in page:
-        return True
-    info = await answers.json("/info")
-    return isinstance(info, dict) and "model_id" in info and "max_concurrent_requests" in info
+DETECT = (Rule("/metrics", contains="tgi_"), Rule("/info", keys=("model_id", "max_concurrent_requests")))

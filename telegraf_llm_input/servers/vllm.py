@@ -4,6 +4,7 @@ V1 names first, the older ones after (gpu_cache_usage_perc; time_per_output_toke
 the inter-token histogram before it was renamed). `/metrics` is open even with `--api-key`.
 """
 
+from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "vllm"
@@ -43,6 +44,4 @@ def make(target) -> PromAdapter:
     return PromAdapter(TABLE)
 
 
-async def detect(answers) -> bool:
-    page = await answers.text("/metrics")
-    return page is not None and "vllm:" in page
+DETECT = (Rule("/metrics", contains="vllm:"),)

@@ -29,7 +29,8 @@ BUILDERS = [
     lazy("host", lambda config: config.host.enabled),
     lazy("gpu", lambda config: config.gpu.enabled is not False),
     lazy("process"),
-    lazy("servers"),
+    lazy("target", lambda config: bool(config.targets)),
+    lazy("discovery", lambda config: config.targets is None and config.discovery.enabled),
     lazy("probe", lambda config: any(t.probe.enabled for t in config.targets or [])),
     lazy("requestlog", lambda config: bool(config.logs)),
 ]

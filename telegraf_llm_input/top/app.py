@@ -21,7 +21,7 @@ from telegraf_llm_input.config import Config
 from telegraf_llm_input.log import logger as agent_logger
 from telegraf_llm_input.sources import build_processors, build_sources
 from telegraf_llm_input.sources.base import ReportsDown, Source, SourceEnv
-from telegraf_llm_input.sources.server import ServerSource
+from telegraf_llm_input.sources.target import ServerSource
 from telegraf_llm_input.top.terminal import HeldLogs, PlainScreen, TtyScreen, open_screen
 from telegraf_llm_input.top.view import TopModel
 

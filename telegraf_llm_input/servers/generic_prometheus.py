@@ -9,8 +9,8 @@ from fnmatch import fnmatchcase
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.promtext import Page, family_name
+from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading
 from telegraf_llm_input.servers.promtable import parse_checked
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
 from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "prometheus"

@@ -1,39 +1,27 @@
-"""Builds one `ServerSource` per configured target, or, with no `targets:`, discovers them."""
+"""With no `targets:`: look for model servers on the usual local ports, then scrape what answers."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from telegraf_llm_input.http import FetchError, HttpPool, pool_for
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.servers import detect
+from telegraf_llm_input.servers.base import Fetcher
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
+from telegraf_llm_input.sources.target import ServerSource, server_source
 from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
-
-if TYPE_CHECKING:
-    from telegraf_llm_input.sources.server import ServerSource
 
 log = get_logger("discovery")
 
 
 def build(config, env: SourceEnv) -> list[Source]:
-    pool = pool_for(env)
-    if config.targets is None:
-        if not config.discovery.enabled:
-            return []
-        return [DiscoverySource(config.discovery, pool, env.discovered_targets)]
-    return [_server_source(t, pool) for t in config.targets]
-
-
-def _server_source(target: TargetConfig, pool: HttpPool) -> ServerSource:
-    # Imported when there is a server to scrape: discovery that finds nothing never loads the adapters and
-    # their parsers (start-up time); the adapters also import this package.
-    from telegraf_llm_input.servers import make_adapter
-    from telegraf_llm_input.sources.server import ServerSource
-
-    return ServerSource(target, make_adapter(target), pool)
+    if config.targets is not None or not config.discovery.enabled:
+        return []
+    return [DiscoverySource(config.discovery, pool_for(env), env.discovered_targets)]
 
 
 async def _port_open(host: str, port: int, timeout: float) -> bool:
@@ -55,9 +43,6 @@ async def discover(cfg: DiscoveryConfig, pool: HttpPool, ports: Sequence[int]) -
     async def one(port: int) -> tuple[int, TargetConfig | None]:
         if not await _port_open(cfg.host, port, cfg.timeout):
             return port, None
-        from telegraf_llm_input.servers import detect
-        from telegraf_llm_input.sources.server import Fetcher
-
         probe = TargetConfig(url=f"http://{cfg.host}:{port}", timeout=cfg.timeout, retries=0)
         try:
             kind = await detect(Fetcher(pool, probe))
@@ -92,7 +77,7 @@ class DiscoverySource:
             return
         found = await discover(self._cfg, self._pool, missing)
         for port, target in found.items():
-            self._sources[port] = _server_source(target, self._pool)
+            self._sources[port] = server_source(target, self._pool)
             self._found.append(target)
         if found or first:
             what = ", ".join(f"{t.type} at {t.url}" for t in found.values()) or "no model server"

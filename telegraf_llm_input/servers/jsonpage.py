@@ -5,7 +5,7 @@ Counters also give `<name>_per_s` (`_total` dropped) over the interval."""
 from __future__ import annotations
 
 from telegraf_llm_input.http import FetchError
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading
 from telegraf_llm_input.targets import JsonFieldConfig
 
 TYPE = "json"
