@@ -16,7 +16,8 @@ from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sinks.base import Sink
-from telegraf_llm_input.sources.base import GatherContext, Processor, Source
+from telegraf_llm_input.processors.base import Processor
+from telegraf_llm_input.sources.base import GatherContext, Source
 
 log = get_logger("agent")
 

@@ -5,7 +5,7 @@ process source's port lookup) must reuse connections, respect the target's timeo
 token, never log the token, and turn any failure into a short `FetchError` a log line can carry.
 
 API:
-- `HttpPool` (one per agent, in `SourceEnv.shared["http"]`; `pool_for(env)`; a client per target); a source calls
+- `HttpPool` (one per agent, `SourceEnv.http_pool()`; a client per target); a source calls
   `pool.retain()` when built and `await pool.release()` in its `close()`.
 - `await get(pool, target, path, auth=True, retries=None)` -> `Response` (whole body, capped).
 - `async with stream(pool, target, "POST", path, json=...) as resp:` -> `httpx.Response` for
@@ -155,14 +155,6 @@ def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:
     except (OSError, ssl.SSLError) as exc:
         raise FetchError("tls", f"cannot load TLS files for {target.display_name}: {exc}") from None
     return context
-
-
-def pool_for(env) -> HttpPool:
-    """The agent-wide pool kept in `SourceEnv.shared` (created on first use)."""
-    pool = env.shared.get("http")
-    if pool is None:
-        pool = env.shared["http"] = HttpPool()
-    return pool
 
 
 def headers_for(target: TargetConfig, auth: bool = True) -> dict[str, str]:

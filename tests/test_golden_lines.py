@@ -30,7 +30,8 @@ import pytest
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.sinks.stdout import StdoutSink
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from tests.fakes.life import KINDS, S, T0
 from tests.fakes.nvml import FakeNvml
@@ -76,7 +77,7 @@ def record(tmp: Path) -> list[str]:
     })
     env = SourceEnv()
     out = io.BytesIO()
-    agent = Agent(build_sources(config, env), [StdoutSink(out)], deadline_s=5.0, processors=build_processors(config, env),
+    agent = Agent(build_sources(config, env), [StdoutSink(out)], deadline_s=5.0, processors=build_processors(config),
                   global_tags={"host": "golden"})
 
     async def run():

@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from telegraf_llm_input.sources import energy, server_type
-from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
+from telegraf_llm_input.sources.base import Source, SourceEnv
 
 
 def lazy(module: str, wanted: Callable[[object], bool] = lambda config: True):
@@ -41,8 +40,3 @@ def build_sources(config, env: SourceEnv) -> list[Source]:
     for builder in BUILDERS:
         sources.extend(builder(config, env))
     return sources
-
-
-def build_processors(config, env: SourceEnv) -> list[Processor]:
-    """Cross-source steps that need several sources' metrics at once."""
-    return [*energy.build(config), *server_type.build(config)]

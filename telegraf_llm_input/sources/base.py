@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
+from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.nvml import NvmlSession
+from telegraf_llm_input.targets import TargetConfig
 
 
 @dataclass(frozen=True)
@@ -52,18 +55,22 @@ class SourceEnv:
 
     state_dir: Path | None = None
     """Where a source may keep state across restarts (log positions); None = keep nothing."""
-    shared: dict = field(default_factory=dict)
-    """Objects several sources share (an HTTP client pool, an NVML handle), keyed by name."""
-    discovered_targets: list = field(default_factory=list)
-    """TargetConfigs of the servers discovery found so far (no `targets:` in the config); grows as it finds
-    more. Sources that follow a server (its process) read it each gather."""
+    http: HttpPool | None = None
+    """The agent-wide HTTP pool; `http_pool()` creates it on first use."""
+    nvml: NvmlSession | None = None
+    """The process-wide NVML session; `nvml_session()` creates it on first use (NVML starts later, when read)."""
+    discovered_targets: list[TargetConfig] = field(default_factory=list)
+    """The servers discovery found so far (no `targets:` in the config); grows as it finds more. Sources that
+    follow a server (its process) read it each gather."""
 
+    def http_pool(self) -> HttpPool:
+        if self.http is None:
+            self.http = HttpPool()
+        return self.http
 
-class Processor(Protocol):
-    """Sees each gather's metrics after the sources and before the sinks; may add or change some.
-
-    For values that need two sources at once (energy per token needs GPU energy and server tokens).
-    """
-
-    def process(self, metrics: list[Metric]) -> list[Metric]:
-        ...
+    def nvml_session(self, required: bool = False) -> NvmlSession:
+        """The one NVML session; `required` (the user asked for GPUs) makes its "unavailable" line a warning and
+        is taken from the first caller (the GPU source's builder runs first)."""
+        if self.nvml is None:
+            self.nvml = NvmlSession(required=required)
+        return self.nvml

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Sequence
 
-from telegraf_llm_input.http import FetchError, HttpPool, pool_for
+from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.servers import detect
@@ -21,7 +21,7 @@ log = get_logger("discovery")
 def build(config, env: SourceEnv) -> list[Source]:
     if config.targets is not None or not config.discovery.enabled:
         return []
-    return [DiscoverySource(config.discovery, pool_for(env), env.discovered_targets)]
+    return [DiscoverySource(config.discovery, env.http_pool(), env.discovered_targets)]
 
 
 async def _port_open(host: str, port: int, timeout: float) -> bool:

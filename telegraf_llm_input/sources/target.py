@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from telegraf_llm_input import histogram as hist
-from telegraf_llm_input.http import FetchError, HttpPool, pool_for
+from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import increase, ratio
@@ -249,5 +249,5 @@ def server_source(target: TargetConfig, pool: HttpPool) -> ServerSource:
 
 def build(config, env: SourceEnv) -> list[ServerSource]:
     """One source per configured target (`targets:` given; absent: discovery, `sources/discovery.py`)."""
-    pool = pool_for(env)
+    pool = env.http_pool()
     return [server_source(t, pool) for t in config.targets or []]

@@ -1,0 +1,24 @@
+"""Processors: cross-source steps over each gather's metrics (sources -> processors -> sinks).
+
+Each module offers `build(config: Config) -> list[Processor]` (none when the config cannot use it).
+Add one module, one line. They are small and pure Python, so they are imported at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from telegraf_llm_input.processors import energy, server_type
+from telegraf_llm_input.processors.base import Processor
+
+if TYPE_CHECKING:
+    from telegraf_llm_input.config import Config
+
+BUILDERS = [energy.build, server_type.build]
+
+
+def build_processors(config: Config) -> list[Processor]:
+    processors: list[Processor] = []
+    for build in BUILDERS:
+        processors.extend(build(config))
+    return processors
