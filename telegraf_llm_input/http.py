@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
+from telegraf_llm_input.errors import FETCH_KINDS, FetchKind, Transport
 from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.targets import TargetConfig, redact_url
 
@@ -33,14 +34,14 @@ if TYPE_CHECKING:
 else:
     httpx = lazy_import("httpx")  # loaded with the first client: discovery that finds nothing never needs it
 
-KINDS = ("refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown", "error")
+KINDS = FETCH_KINDS
 _BACKOFF_S = (0.1, 0.3, 0.6)
 
 
 class FetchError(Exception):
     """A failed request, as one line that is safe to log (no token, no credentials)."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None):
+    def __init__(self, kind: FetchKind, message: str, status: int | None = None):
         super().__init__(message)
         self.kind = kind
         self.status = status
@@ -170,19 +171,34 @@ def url_for(target: TargetConfig, path: str) -> str:
     return target.url.rstrip("/") + "/" + path.lstrip("/")
 
 
+def transport(exc: BaseException) -> Transport:
+    """What the connection did, read from an httpx (or asyncio timeout) exception."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect_timeout"
+    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).upper()
+        return "tls" if "CERTIFICATE" in text or "SSL" in text else "connect"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return "broken"
+    return "other"
+
+
 def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
     if isinstance(exc, FetchError):
         return exc
-    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
+    what = transport(exc)
+    if what in ("timeout", "connect_timeout"):
         return FetchError("timeout", f"{where}: no answer within {timeout:g}s")
-    if isinstance(exc, httpx.ConnectError):
+    if what == "tls":
+        return FetchError("tls", f"{where}: TLS error: {str(exc)[:160]}")
+    if what == "connect":
         text = str(exc)
-        if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
-            return FetchError("tls", f"{where}: TLS error: {text[:160]}")
         if "refused" in text.lower() or "Errno 111" in text or _caused_by(exc, ConnectionRefusedError):
             return FetchError("refused", f"{where}: connection refused")
         return FetchError("refused", f"{where}: cannot connect ({text[:120] or type(exc).__name__})")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+    if what == "broken":
         return FetchError("error", f"{where}: connection broken ({type(exc).__name__})")
     return FetchError("error", f"{where}: {type(exc).__name__}: {str(exc)[:160]}")
 
