@@ -14,7 +14,7 @@ import random
 import time
 
 from telegraf_llm_input.sources.requestlog import Aggregator
-from telegraf_llm_input.sources.requestlog_config import LogConfig
+from telegraf_llm_input.config.requestlog import LogConfig
 
 LINES = 100_000
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from telegraf_llm_input import __version__
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
-from telegraf_llm_input.configtypes import ConfigError, check_duration, parse_duration
+from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_duration
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.processors import build_processors

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Adapter, Answers, Fetcher, Reading
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
 
 MODULES: dict[str, str] = {
     "vllm": "vllm", "sglang": "sglang", "tgi": "tgi", "llamacpp": "llamacpp", "ollama": "ollama",

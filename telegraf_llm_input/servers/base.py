@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError, HttpPool, Response, get
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
 
 MEASUREMENT = "llm_server"
 QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))

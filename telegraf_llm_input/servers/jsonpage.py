@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading
-from telegraf_llm_input.targets import JsonFieldConfig
+from telegraf_llm_input.config.targets import JsonFieldConfig
 
 TYPE = "json"
 NAME = "json"

@@ -7,7 +7,7 @@ path never loads influxdb-client.
 from __future__ import annotations
 
 from telegraf_llm_input.sinks.base import Sink
-from telegraf_llm_input.sinks.config import InfluxV1Output, InfluxV2Output, PrometheusOutput, StdoutOutput
+from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, PrometheusOutput, StdoutOutput
 from telegraf_llm_input.sinks.stdout import StdoutSink
 
 

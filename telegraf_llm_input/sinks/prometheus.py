@@ -29,7 +29,7 @@ from typing import Mapping, NamedTuple, Sequence
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.schema import lookup, prometheus_name, prometheus_unit
-from telegraf_llm_input.sinks.config import parse_listen
+from telegraf_llm_input.config.outputs import parse_listen
 
 log = get_logger("prometheus")
 

@@ -9,7 +9,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.nvml import NvmlSession
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from telegraf_llm_input.servers import detect
 from telegraf_llm_input.servers.base import Fetcher
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.target import ServerSource, server_source
-from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
+from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 
 log = get_logger("discovery")
 

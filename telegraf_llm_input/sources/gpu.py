@@ -20,7 +20,7 @@ from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.nvml import NvmlSession, as_text, optional
 from telegraf_llm_input.sources import gpu_backends
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.gpu_config import GpuConfig
+from telegraf_llm_input.config.gpu import GpuConfig
 
 log = get_logger("gpu")
 

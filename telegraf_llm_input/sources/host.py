@@ -9,25 +9,18 @@ import asyncio
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import psutil
 
+from telegraf_llm_input.config.host import HostConfig
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import rate
 from telegraf_llm_input.sources import macos_memory
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 
 PSI_MEMORY = Path("/proc/pressure/memory")
-
-
-@dataclass
-class HostConfig:
-    enabled: bool = True
-    model_dir: str | None = None
-    """Directory holding model files; its filesystem's free space is reported."""
 
 
 def parse_psi_some_avg10(text: str) -> float | None:

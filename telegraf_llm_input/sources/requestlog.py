@@ -25,7 +25,7 @@ from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.quantiles import Accumulator
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.requestlog_config import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
+from telegraf_llm_input.config.requestlog import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
 from telegraf_llm_input.tailer import Tailer
 
 log = get_logger("logs")

@@ -21,7 +21,7 @@ from telegraf_llm_input.rates import increase, ratio
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.servers.base import MEASUREMENT, QUANTILES, Adapter, Fetcher, ModelReading, Reading, rate_name
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
 
 log = get_logger("server")
 

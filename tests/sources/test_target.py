@@ -13,7 +13,7 @@ from telegraf_llm_input.servers.promtable import read_page
 from telegraf_llm_input.servers.vllm import TABLE
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.target import ServerSource
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
 from tests.fakes.llm import Snap, fake_vllm, vllm_page
 
 S = 1_000_000_000

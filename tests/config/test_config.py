@@ -9,7 +9,7 @@ from typing import Literal, Optional
 import pytest
 
 from telegraf_llm_input.config import expand_env, load_config, parse_config, sample_config
-from telegraf_llm_input.configtypes import ByteSize, ConfigError, Duration, Secret, load_section, parse_bytes, parse_duration
+from telegraf_llm_input.config.loader import ByteSize, ConfigError, Duration, Secret, load_section, parse_bytes, parse_duration
 
 
 @pytest.mark.parametrize("text,seconds", [
