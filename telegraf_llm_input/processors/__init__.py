@@ -6,13 +6,9 @@ Add one module, one line. They are small and pure Python, so they are imported a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.processors import energy, server_type
 from telegraf_llm_input.processors.base import Processor
-
-if TYPE_CHECKING:
-    from telegraf_llm_input.config import Config
 
 BUILDERS = [energy.build, server_type.build]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.rates import counter_delta
 
@@ -91,7 +92,7 @@ class EnergyPerToken:
         ]
 
 
-def build(config) -> list[EnergyPerToken]:
+def build(config: Config) -> list[EnergyPerToken]:
     if config.gpu.enabled is False:
         return []
     return [EnergyPerToken({t.display_name: t.gpus for t in config.targets or [] if t.gpus})]

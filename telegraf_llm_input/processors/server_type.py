@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.metric import Metric
 
 FOLLOWERS = ("llm_process", "llm_probe")
@@ -33,6 +34,6 @@ class DetectedServerType:
         ]
 
 
-def build(config) -> list[DetectedServerType]:
+def build(config: Config) -> list[DetectedServerType]:
     auto = any(t.type == "auto" for t in config.targets or [])
     return [DetectedServerType()] if auto else []

@@ -4,6 +4,7 @@ Counters also give `<name>_per_s` (`_total` dropped) over the interval."""
 
 from __future__ import annotations
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading
 from telegraf_llm_input.config.targets import JsonFieldConfig
@@ -52,5 +53,5 @@ class JsonAdapter:
         return Reading([reading], server_type=TYPE)
 
 
-def make(target) -> JsonAdapter:
+def make(target: TargetConfig) -> JsonAdapter:
     return JsonAdapter(target.json_fields)

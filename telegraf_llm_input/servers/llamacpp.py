@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule
 from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
@@ -142,7 +143,7 @@ class LlamaCppAdapter:
         return Reading([reading], health={"busy": busy}, server_type=TYPE)
 
 
-def make(target) -> LlamaCppAdapter:
+def make(target: TargetConfig) -> LlamaCppAdapter:
     return LlamaCppAdapter()
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule
 from telegraf_llm_input.servers.ollama import MODEL_MEASUREMENT
@@ -48,7 +49,7 @@ class LMStudioAdapter:
         return reading
 
 
-def make(target) -> LMStudioAdapter:
+def make(target: TargetConfig) -> LMStudioAdapter:
     return LMStudioAdapter()
 
 

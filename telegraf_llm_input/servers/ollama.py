@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.servers.base import Fetcher, Reading, Rule
 
@@ -70,7 +71,7 @@ class OllamaAdapter:
         return reading
 
 
-def make(target) -> OllamaAdapter:
+def make(target: TargetConfig) -> OllamaAdapter:
     return OllamaAdapter()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule
 
 TYPE = "openai"
@@ -18,7 +19,7 @@ class OpenAIAdapter:
         return Reading([ModelReading(i) for i in ids if isinstance(i, str) and i], server_type=self.server_type)
 
 
-def make(target) -> OpenAIAdapter:
+def make(target: TargetConfig) -> OpenAIAdapter:
     return OpenAIAdapter()
 
 

@@ -1,6 +1,7 @@
 """SGLang (`--enable-metrics`): `sglang:` names; scheduler gauges carry rank labels
 (`tp_rank`, `pp_rank`, `dp`, `moe_ep_rank`...) which are summed (ratios averaged) per `model_name`."""
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
@@ -32,7 +33,7 @@ TABLE = PromTable(
 )
 
 
-def make(target) -> PromAdapter:
+def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 

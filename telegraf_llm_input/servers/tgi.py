@@ -3,6 +3,7 @@
 Counters have no `_total` suffix. Token totals are the `_sum` of the per-request token histograms.
 """
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
@@ -42,7 +43,7 @@ class TgiAdapter(PromAdapter):
         return model if isinstance(model, str) and model else None
 
 
-def make(target) -> TgiAdapter:
+def make(target: TargetConfig) -> TgiAdapter:
     return TgiAdapter(TABLE)
 
 

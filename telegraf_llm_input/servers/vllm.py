@@ -4,6 +4,7 @@ V1 names first, the older ones after (gpu_cache_usage_perc; time_per_output_toke
 the inter-token histogram before it was renamed). `/metrics` is open even with `--api-key`.
 """
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
@@ -40,7 +41,7 @@ TABLE = PromTable(
 )
 
 
-def make(target) -> PromAdapter:
+def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 

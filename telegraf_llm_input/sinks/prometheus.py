@@ -26,10 +26,10 @@ import time
 from functools import lru_cache
 from typing import Mapping, NamedTuple, Sequence
 
+from telegraf_llm_input.config.outputs import PrometheusOutput, parse_listen
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.schema import lookup, prometheus_name, prometheus_unit
-from telegraf_llm_input.config.outputs import parse_listen
 
 log = get_logger("prometheus")
 
@@ -260,3 +260,8 @@ class PrometheusSink:
             pass
         finally:
             writer.close()
+
+
+def build_prometheus(cfg: PrometheusOutput, name: str, state_dir: str | None) -> PrometheusSink:
+    """The `prometheus` output (`state_dir` unused: the page is rebuilt from the next gathers)."""
+    return PrometheusSink(name, cfg.listen, cfg.path, cfg.expire)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Sequence
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
@@ -18,7 +19,7 @@ from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 log = get_logger("discovery")
 
 
-def build(config, env: SourceEnv) -> list[Source]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     if config.targets is not None or not config.discovery.enabled:
         return []
     return [DiscoverySource(config.discovery, env.http_pool(), env.discovered_targets)]

@@ -15,11 +15,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.nvml import NvmlSession, as_text, optional
 from telegraf_llm_input.sources import gpu_backends
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.config.gpu import GpuConfig
 
 log = get_logger("gpu")
@@ -319,7 +320,7 @@ class GpuSource:
         self._session.shutdown()
 
 
-def build(config, env: SourceEnv) -> list[GpuSource | gpu_backends.SysfsGpuSource | gpu_backends.AppleGpuSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     gpu: GpuConfig = config.gpu
     if gpu.enabled is False:
         return []

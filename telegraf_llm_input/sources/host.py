@@ -14,11 +14,12 @@ from typing import Sequence
 
 import psutil
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.host import HostConfig
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import rate
 from telegraf_llm_input.sources import macos_memory
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 PSI_MEMORY = Path("/proc/pressure/memory")
 
@@ -113,5 +114,5 @@ class HostSource:
         return None
 
 
-def build(config, env: SourceEnv) -> list[HostSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     return [HostSource(config.host)] if config.host.enabled else []

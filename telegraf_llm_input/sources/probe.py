@@ -18,11 +18,12 @@ import threading
 import time
 from typing import Sequence
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.probe.measure import ProbeResult
 from telegraf_llm_input.probe.runner import SERVER_TYPE_BY_API, ProbeRunner
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.config.targets import TargetConfig
 
 log = get_logger("probe")
@@ -121,5 +122,5 @@ class ProbeSource:
         await asyncio.to_thread(thread.join, 2.0)
 
 
-def build(config, env: SourceEnv) -> list[ProbeSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     return [ProbeSource(t) for t in (config.targets or []) if t.probe.enabled]

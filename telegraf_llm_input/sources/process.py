@@ -26,11 +26,12 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.nvml import NvmlSession
 from telegraf_llm_input.sources import drm_fdinfo, macos_ports
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
 from telegraf_llm_input.config.targets import TargetConfig
 
@@ -458,7 +459,7 @@ class DiscoveredProcesses:
             await source.close()
 
 
-def build(config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     """One source per configured target whose process we can see: local URLs, or an explicit pid_file/pattern.
     Without `targets:`, one source that follows what discovery finds."""
     nvml = env.nvml_session() if config.gpu.enabled is not False and config.gpu.wants("nvidia") else None

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from telegraf_llm_input import histogram as hist
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import increase, ratio
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.servers.base import MEASUREMENT, QUANTILES, Adapter, Fetcher, ModelReading, Reading, rate_name
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.config.targets import TargetConfig
 
 log = get_logger("server")
@@ -247,7 +248,7 @@ def server_source(target: TargetConfig, pool: HttpPool) -> ServerSource:
     return ServerSource(target, make_adapter(target), pool)
 
 
-def build(config, env: SourceEnv) -> list[ServerSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     """One source per configured target (`targets:` given; absent: discovery, `sources/discovery.py`)."""
     pool = env.http_pool()
     return [server_source(t, pool) for t in config.targets or []]
