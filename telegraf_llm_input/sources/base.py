@@ -41,6 +41,19 @@ class Source(Protocol):
 
 
 @runtime_checkable
+class Finds(Protocol):
+    """A source that finds more sources while the agent runs (discovery finds model servers).
+
+    Before each gather the agent awaits `find(ctx)` and adds the sources it returns: each is then a source
+    of its own (its own `source` tag on `llm_agent`, deadline, stand-in points and log-once state).
+    """
+
+    async def find(self, ctx: GatherContext) -> Sequence[Source]:
+        """Sources found since the last call (none: an empty list). Raise to report a failure."""
+        ...
+
+
+@runtime_checkable
 class ReportsDown(Protocol):
     """A source whose targets can be down without the source failing (it reports `up=0` instead)."""
 

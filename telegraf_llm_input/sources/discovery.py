@@ -58,7 +58,9 @@ async def discover(cfg: DiscoveryConfig, pool: HttpPool, ports: Sequence[int]) -
 
 
 class DiscoverySource:
-    """Looks at the usual ports, then scrapes what it found; tries empty ports again every `rescan`."""
+    """Looks at the usual ports and hands each server it finds to the agent as a source of its own (`Finds`);
+    tries empty ports again every `rescan`. It has no points of its own: its `llm_agent` line says whether
+    looking worked; each server's line (`server:<url>`) says how scraping it went."""
 
     name = "discovery"
 
@@ -70,48 +72,32 @@ class DiscoverySource:
         self._sources: dict[int, ServerSource] = {}
         self._scanned_at: float | None = None
 
-    async def _scan(self) -> None:
+    async def find(self, ctx: GatherContext) -> list[ServerSource]:
+        if self._scanned_at is not None and time.monotonic() - self._scanned_at < self._cfg.rescan:
+            return []
         missing = [p for p in self._cfg.ports if p not in self._sources]
         first = self._scanned_at is None
         self._scanned_at = time.monotonic()
         if not missing:
-            return
+            return []
         found = await discover(self._cfg, self._pool, missing)
+        new = []
         for port, target in found.items():
-            self._sources[port] = server_source(target, self._pool)
+            self._sources[port] = source = server_source(target, self._pool)
+            new.append(source)
             self._found.append(target)
         if found or first:
             what = ", ".join(f"{t.type} at {t.url}" for t in found.values()) or "no model server"
             log.info("discovery on %s ports %s: found %s", self._cfg.host,
                      ",".join(str(p) for p in missing), what)
+        return new
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
-        if self._scanned_at is None or time.monotonic() - self._scanned_at >= self._cfg.rescan:
-            await self._scan()
-        results = await asyncio.gather(*(s.gather(ctx) for s in self._sources.values()), return_exceptions=True)
-        metrics: list[Metric] = []
-        for r in results:
-            if isinstance(r, BaseException):
-                log.warning("discovered target failed: %s", r)
-                continue
-            metrics.extend(r)
-        return metrics
-
-    def missed(self, ctx: GatherContext, reason: str) -> Sequence[Metric]:
-        """Every discovered target's `up=0` for a gather that did not finish in time."""
-        return [m for s in self._sources.values() for m in s.missed(ctx, reason)]
-
-    def stats(self) -> dict[str, int]:
-        return {"models_dropped": sum(s.stats()["models_dropped"] for s in self._sources.values())}
-
-    def down_reasons(self) -> dict[str, str]:
-        return {name: why for s in self._sources.values() for name, why in s.down_reasons().items()}
+        return []
 
     @property
     def targets(self) -> list[TargetConfig]:
         return [s.target for s in self._sources.values()]
 
     async def close(self) -> None:
-        for s in self._sources.values():
-            await s.close()
         await self._pool.release()
