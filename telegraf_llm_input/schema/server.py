@@ -16,6 +16,28 @@ _LATENCIES = (
 )
 
 
+_LENGTHS = (
+    ("request_prompt_tokens", "prompt (input) tokens per finished request"),
+    ("request_generation_tokens", "generated (output) tokens per finished request"),
+    ("request_max_tokens", "`max_tokens` asked for per request (where the request set it)"),
+)
+_LENGTH_PCT = (("p50", "median"), ("p95", "95th percentile"))
+
+
+def _length_fields() -> tuple[Field, ...]:
+    out = []
+    for prefix, meaning in _LENGTHS:
+        for suffix, what in _LENGTH_PCT:
+            out.append(Field(f"{prefix}_{suffix}", "tokens",
+                             f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
+                             "(Prometheus `histogram_quantile`); absent when nothing finished.",
+                             servers="" if prefix == "request_max_tokens" else "SGLang: with `--collect-tokens-histogram`"))
+        out.append(Field(f"{prefix}_mean", "tokens",
+                         f"Mean {meaning} over the interval (histogram `_sum`/`_count` deltas; without a histogram, "
+                         "token-counter delta / finished-request delta); absent when nothing finished."))
+    return tuple(out)
+
+
 def _latency_fields() -> tuple[Field, ...]:
     out = []
     for prefix, meaning in _LATENCIES:
@@ -29,8 +51,11 @@ def _latency_fields() -> tuple[Field, ...]:
 SERVER = Measurement(
     "llm_server",
     "One model server target (one point per model it serves): health, load, token and request counters, "
-    "rates and latency percentiles over the gather interval. Same name, same meaning on every server.",
-    ("server_type", "model", "target", "host"),
+    "rates and latency percentiles over the gather interval. Same name, same meaning on every server. Tag "
+    "`server_version`: the server's own version (vLLM `/version`, SGLang `/get_server_info`, TGI `/info`, llama.cpp "
+    "`/props` `build_info`, Ollama `/api/version`; asked on first contact, after an outage and every 10 minutes "
+    "where it costs a request), absent until known, kept on its down points.",
+    ("server_type", "model", "target", "host", "server_version"),
     (
         Field("up", "0/1", "1 when the server answered its metrics/API (0 also while a model loads).", type="int"),
         Field("busy", "0/1", "1 when the server is alive but its metrics page timed out "
@@ -72,6 +97,27 @@ SERVER = Measurement(
         Field("generation_speed_tokens_per_s", "tokens/s", "Tokens per second while generating over the interval "
               "(from counters, not the per-scrape gauge)."),
         *_latency_fields(),
+        *_length_fields(),
+        Field("prefix_cache_queries_total", "tokens", "Prompt tokens looked up in the prefix (KV) cache.", "counter",
+              type="int"),
+        Field("prefix_cache_hits_total", "tokens", "Prompt tokens found in the prefix cache (not computed again).",
+              "counter", servers="SGLang: `cached_tokens_total`", type="int"),
+        Field("prefix_cache_hit_ratio", "0-1", "Prefix-cache hits / queried tokens over the interval (from counter "
+              "deltas; absent when nothing was looked up).",
+              servers="SGLang: cached / prompt tokens, first scrape `cache_hit_rate`; vLLM V0 and SGLang without the "
+              "counters: the server's own recent-window gauge"),
+        Field("spec_decode_drafts_total", "drafts", "Speculative-decoding draft steps.", "counter", type="int"),
+        Field("spec_decode_draft_tokens_total", "tokens", "Tokens proposed by the draft model/method.", "counter",
+              type="int"),
+        Field("spec_decode_accepted_tokens_total", "tokens", "Draft tokens the target model accepted.", "counter",
+              type="int"),
+        Field("spec_decode_acceptance_ratio", "0-1", "Accepted / draft tokens over the interval; absent when "
+              "nothing was drafted.", servers="vLLM V0, SGLang: the server's own gauge where no counters"),
+        Field("spec_decode_mean_accept_length", "tokens/step", "Tokens each draft step yields, the bonus token "
+              "included (1 + accepted tokens / drafts over the interval).", servers="SGLang: `spec_accept_length`"),
+        Field("lora_adapters_running", "adapters", "LoRA adapters with running requests now.", type="int"),
+        Field("lora_adapters_waiting", "adapters", "LoRA adapters with waiting requests now.", type="int"),
+        Field("lora_adapters_max", "adapters", "LoRA adapters that fit on the GPU at once (`--max-loras`).", type="int"),
         ENERGY_J_PER_TOKEN,
         Field("*", "", "`json` targets: the configured `json_fields` (counters also as `<name>_per_s`, `_total` "
               "dropped); `prometheus` targets with `measurement: llm_server`: the page's names, counters also as "
