@@ -21,31 +21,22 @@ _LENGTHS = (
     ("request_generation_tokens", "generated (output) tokens per finished request"),
     ("request_max_tokens", "`max_tokens` asked for per request (where the request set it)"),
 )
-_LENGTH_PCT = (("p50", "median"), ("p95", "95th percentile"))
+_LENGTH_PCT = (("p50", "median"), ("p95", "95th percentile"), ("mean", "mean"))
+_SGLANG_HIST = "SGLang: with `--collect-tokens-histogram`"
+_LENGTH_NOTES = {
+    **{(p, label): _SGLANG_HIST for p, _ in _LENGTHS[:2] for label in ("p50", "p95")},
+    **{(p, "mean"): "SGLang without that flag: token-counter delta / finished-request delta" for p, _ in _LENGTHS[:2]},
+}
 
 
-def _length_fields() -> tuple[Field, ...]:
-    out = []
-    for prefix, meaning in _LENGTHS:
-        for suffix, what in _LENGTH_PCT:
-            out.append(Field(f"{prefix}_{suffix}", "tokens",
-                             f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
-                             "(Prometheus `histogram_quantile`); absent when nothing finished.",
-                             servers="" if prefix == "request_max_tokens" else "SGLang: with `--collect-tokens-histogram`"))
-        out.append(Field(f"{prefix}_mean", "tokens",
-                         f"Mean {meaning} over the interval (histogram `_sum`/`_count` deltas; without a histogram, "
-                         "token-counter delta / finished-request delta); absent when nothing finished."))
-    return tuple(out)
-
-
-def _latency_fields() -> tuple[Field, ...]:
-    out = []
-    for prefix, meaning in _LATENCIES:
-        for suffix, what in _PCT:
-            out.append(Field(f"{prefix}_{suffix}_ms", "ms",
-                             f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
-                             "(Prometheus `histogram_quantile` interpolation); absent when nothing finished."))
-    return tuple(out)
+def _interval_fields(kinds, pct, unit: str, suffix: str = "", notes=None) -> tuple[Field, ...]:
+    """`<prefix>_<p50...><suffix>` of each histogram kind, over the interval from bucket deltas (as Grafana's)."""
+    notes = notes or {}
+    return tuple(Field(f"{prefix}_{label}{suffix}", unit,
+                       f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
+                       "(Prometheus `histogram_quantile` interpolation); absent when nothing finished.",
+                       servers=notes.get((prefix, label), ""))
+                 for prefix, meaning in kinds for label, what in pct)
 
 
 SERVER = Measurement(
@@ -96,8 +87,8 @@ SERVER = Measurement(
               "the interval (from counters, not the per-scrape gauge)."),
         Field("generation_speed_tokens_per_s", "tokens/s", "Tokens per second while generating over the interval "
               "(from counters, not the per-scrape gauge)."),
-        *_latency_fields(),
-        *_length_fields(),
+        *_interval_fields(_LATENCIES, _PCT, "ms", "_ms"),
+        *_interval_fields(_LENGTHS, _LENGTH_PCT, "tokens", notes=_LENGTH_NOTES),
         Field("prefix_cache_queries_total", "tokens", "Prompt tokens looked up in the prefix (KV) cache.", "counter",
               type="int"),
         Field("prefix_cache_hits_total", "tokens", "Prompt tokens found in the prefix cache (not computed again).",
