@@ -58,6 +58,7 @@ class PromTable:
     """Our prefix (`request_prompt_tokens`) -> candidate histogram names of per-request counts (tokens):
     `<prefix>_p50`, `_p95`, `_mean` in the histogram's own unit."""
     info: tuple[InfoLabels, ...] = ()
+    """Info gauges whose newest label set gives fields (vLLM's LoRA adapters)."""
     finish_reason: tuple[str, str] | None = None
     """(counter, label): adds `requests_finished_<reason>_total` per label value."""
     errors_where: tuple[str, str, tuple[str, ...]] | None = None
