@@ -108,7 +108,8 @@ SERVER = Measurement(
               "included (1 + accepted tokens / drafts over the interval).", servers="SGLang: `spec_accept_length`"),
         Field("lora_adapters_running", "adapters", "LoRA adapters with running requests now.", type="int"),
         Field("lora_adapters_waiting", "adapters", "LoRA adapters with waiting requests now.", type="int"),
-        Field("lora_adapters_max", "adapters", "LoRA adapters that fit on the GPU at once (`--max-loras`).", type="int"),
+        Field("lora_adapters_max", "adapters", "LoRA adapters that fit on the GPU at once (`--max-loras`).",
+              type="int"),
         ENERGY_J_PER_TOKEN,
         Field("*", "", "`json` targets: the configured `json_fields` (counters also as `<name>_per_s`, `_total` "
               "dropped); `prometheus` targets with `measurement: llm_server`: the page's names, counters also as "

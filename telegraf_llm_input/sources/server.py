@@ -270,8 +270,8 @@ class ServerSource:
             metrics.append(Metric(MEASUREMENT, self._tags(server_type, None), {**health, "scrape_ms": scrape_ms},
                                   ctx.time_ns))
         for extra in reading.extra:
-            metrics.append(Metric(extra.measurement, {**self._tags(server_type, None, False), **extra.tags}, extra.fields,
-                                  ctx.time_ns))
+            metrics.append(Metric(extra.measurement, {**self._tags(server_type, None, False), **extra.tags},
+                                  extra.fields, ctx.time_ns))
         self._last_models = [m.model for m in reading.models if m.measurement == MEASUREMENT] or [None]
         return metrics
 
