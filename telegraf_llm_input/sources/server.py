@@ -245,6 +245,8 @@ class ServerSource:
         """The last answer's `Reading.tags` (its version): also on the points saying it is down."""
         self.down_reason: str | None = None
         """Why the last scrape failed (None when it worked): the text of the `down:` log line."""
+        self._down_series: list[dict[str, str]] = []
+        """Tag sets of the last `up=0` points, closed with `up=1` on recovery when the answer names other series."""
 
     def _tags(self, server_type: str | None, model: str | None, server: bool = True) -> dict[str, str]:
         """A point's tags; `server`: also the server's own (`server_version`, llm_server points only)."""
@@ -272,8 +274,18 @@ class ServerSource:
     def _down(self, ctx: GatherContext, scrape_ms: float) -> list[Metric]:
         models = self._last_models or [None]
         # `type: auto` before any detection: `unknown`, so a server_type filter still sees the outage
-        return [Metric(MEASUREMENT, self._tags(self._server_type or "unknown", m), {"up": 0, "scrape_ms": scrape_ms},
-                       ctx.time_ns) for m in models]
+        self._down_series = [self._tags(self._server_type or "unknown", m) for m in models]
+        return [Metric(MEASUREMENT, tags, {"up": 0, "scrape_ms": scrape_ms}, ctx.time_ns) for tags in self._down_series]
+
+    def _close_down_series(self, metrics: list[Metric], scrape_ms: float, time_ns: int) -> None:
+        """A target that was down before its models (or its type) were known said `up=0` on a series the answer
+        no longer has: give that series `up=1`, or its last value (0) would keep `min(up)` and `last(up)` panels
+        showing the target down until the series expires."""
+        now = {tuple(sorted(m.tags.items())) for m in metrics if m.measurement == MEASUREMENT}
+        for tags in self._down_series:
+            if tuple(sorted(tags.items())) not in now:
+                metrics.append(Metric(MEASUREMENT, tags, {"up": 1, "scrape_ms": scrape_ms}, time_ns))
+        self._down_series = []
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         started = time.monotonic()
@@ -330,6 +342,7 @@ class ServerSource:
             metrics.append(Metric(extra.measurement, {**self._tags(server_type, None, False), **extra.tags},
                                   extra.fields, ctx.time_ns))
         self._last_models = [m.model for m in readings if m.measurement == MEASUREMENT] or [None]
+        self._close_down_series(metrics, scrape_ms, ctx.time_ns)
         return metrics
 
     def _capped(self, reading: Reading) -> list[ModelReading]:
