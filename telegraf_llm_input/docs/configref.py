@@ -19,7 +19,6 @@ import inspect
 import re
 import textwrap
 import types
-import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -91,10 +90,10 @@ def type_name(tp: Any) -> str:
         return " \\| ".join(f"`{a}`" for a in get_args(base))
     if origin in (Union, types.UnionType):
         return " \\| ".join(type_name(a) for a in get_args(base) if a is not type(None))
-    if origin in (list, typing.List):
+    if origin is list:
         item = type_name(get_args(base)[0])
         return "list of entries" if item in ("section", "entry") else f"list of {item}"
-    if origin in (dict, typing.Dict):
+    if origin is dict:
         value = get_args(base)[1]
         return "map" if value in (str, Any) else f"map of {type_name(value)}"
     if base is Any:
@@ -168,7 +167,7 @@ def keys(cls: type, prefix: str = "", skip: tuple[str, ...] = ()) -> list[Key]:
         if dataclasses.is_dataclass(base):
             out += keys(base, f"{prefix}{name}.")  # type: ignore[arg-type]
             continue
-        if get_origin(base) in (dict, typing.Dict) and dataclasses.is_dataclass(get_args(base)[1]):
+        if get_origin(base) is dict and dataclasses.is_dataclass(get_args(base)[1]):
             out += keys(get_args(base)[1], f"{prefix}{name}.<name>.")
             continue
         meaning = docs.get(f.name, "")

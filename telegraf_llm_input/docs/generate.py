@@ -11,8 +11,8 @@ import argparse
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from telegraf_llm_input.config import AgentConfig, Config
 from telegraf_llm_input.docs import sample

@@ -7,7 +7,7 @@ The example blocks between `# --- ... ---` markers are tested: uncommented, each
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from telegraf_llm_input.config import AgentConfig
 from telegraf_llm_input.docs.configref import key_summary, yaml_block
