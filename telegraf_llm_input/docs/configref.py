@@ -4,7 +4,7 @@ Defaults are written once, in the dataclasses; the tables in docs/configuration.
 sample-config.yaml come from here. Conventions read from a field's attribute docstring (the string
 literal right under it):
 
-- the docstring is the key's meaning, in the reference table and (first sentence) in the sample config;
+- the docstring is the key's meaning, in the reference table and as the sample config's comment;
 - a last sentence `Default: <text>.` describes a default the value cannot show (None meaning "the
   machine's hostname", a factory); it goes to the default column;
 - a field with `metadata={"key": ...}` is spelt that way in YAML (`from:`).
@@ -41,6 +41,8 @@ class Key:
     """The default value itself (dataclasses.MISSING when required)."""
     hint: Any
     secret: bool = False
+    described: bool = False
+    """The default column is the docstring's `Default:` text, not the value."""
 
 
 @functools.cache
@@ -181,7 +183,7 @@ def keys(cls: type, prefix: str = "", skip: tuple[str, ...] = ()) -> list[Key]:
             default = "none"
         else:
             default = f"`{yaml_value(value, tp)}`"
-        out.append(Key(prefix + name, type_name(tp), default, meaning, value, tp, SECRET in extras))
+        out.append(Key(prefix + name, type_name(tp), default, meaning, value, tp, SECRET in extras, match is not None))
     return out
 
 
@@ -193,11 +195,6 @@ def markdown_table(cls: type, prefix: str = "", skip: tuple[str, ...] = ()) -> s
         meaning = re.sub(r"(?<!\\)\|", "\\|", k.meaning)
         rows.append(f"| {name} | {k.type} | {k.default} | {meaning} |")
     return "\n".join(rows) + "\n"
-
-
-def first_sentence(text: str) -> str:
-    match = re.match(r"(.+?[.:;])(\s|$)", text)
-    return (match.group(1) if match else text).rstrip(".:;")
 
 
 def _comment(text: str, indent: str, width: int = 100) -> list[str]:
@@ -217,6 +214,8 @@ def yaml_block(cls: type, indent: str = "  ", examples: dict[str, str] | None = 
         if k.meaning:
             lines += _comment(k.meaning, indent)
         if k.value is None or k.value is dataclasses.MISSING:
+            if k.key not in examples:
+                raise ValueError(f"sample config: {cls.__name__}.{k.key} has no default; give it an example")
             lines.append(f"{indent}# {k.key}: {examples[k.key]}")
         else:
             lines.append(f"{indent}{k.key}: {yaml_value(k.value, k.hint)}")
@@ -229,8 +228,8 @@ def key_summary(cls: type, indent: str = "", skip: tuple[str, ...] = (), prefix:
     for k in keys(cls, prefix, skip):
         if k.value is dataclasses.MISSING:
             parts.append(f"{k.key} (required)")
-        elif k.value is None or k.default.startswith("`") is False:
-            parts.append(k.key + ("/" + k.key.rsplit(".", 1)[-1] + "_file" if k.secret else ""))
+        elif k.value is None or k.described:
+            parts.append(f"{k.key}/{k.key}_file" if k.secret else k.key)
         else:
             parts.append(f"{k.key}: {yaml_value(k.value, k.hint)}")
     return "\n".join(_comment(lead + ", ".join(parts) + ".", indent)) + "\n"
