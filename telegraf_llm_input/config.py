@@ -56,7 +56,7 @@ class Config:
     """Added to every metric, e.g. `task: algorithm_reasoning` (a metric's own tags win)."""
     host: HostConfig = field(default_factory=HostConfig)
     targets: list[TargetConfig] | None = None
-    """Model servers. Absent: discover servers on 127.0.0.1's usual ports. `[]`: none."""
+    """Model servers; `[]`: none. Default: absent, so servers are looked for on the usual local ports (`discovery`)."""
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
     logs: list[LogConfig] = field(default_factory=list)
