@@ -57,7 +57,7 @@ class LogConfig:
     """Bytes read per gather per entry; reading also stops after half the gather deadline, so a backlog is worked
     off over several gathers and never makes the gather late."""
     name: str | None = None
-    """Value of the `log` tag. Default: the path."""
+    """Value of the `log` tag; each entry's (given or derived) must differ. Default: the path."""
     tags: dict[str, str] = field(default_factory=dict)
     """Extra tags on this entry's points."""
 

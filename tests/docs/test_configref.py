@@ -45,9 +45,9 @@ def test_sizes_read_back(size):
 
 def test_table_row_from_the_dataclass():
     rows = configref.markdown_table(TargetConfig, skip=("probe",)).splitlines()
-    assert "| `timeout` | duration | `3s` | Per request. |" in rows
+    assert any(r.startswith("| `timeout` | duration | `3s` | ") for r in rows)
     assert any(r.startswith("| `bearer_token` / `bearer_token_file` | secret | none |") for r in rows)
-    assert any(r.startswith("| `name` | string | the URL without credentials | The `target` tag.") for r in rows)
+    assert any(r.startswith("| `name` | string | the URL without credentials | The `target` tag") for r in rows)
     assert any(r.startswith("| `json_fields.<name>.kind` | `gauge` \\| `counter` | `gauge` |") for r in rows)
     assert any(r.startswith("| `url` | string | required |") for r in rows)
 
