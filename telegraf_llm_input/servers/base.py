@@ -20,6 +20,8 @@ from telegraf_llm_input.config.targets import TargetConfig
 
 MEASUREMENT = "llm_server"
 QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
+COUNT_QUANTILES = ((0.5, "p50"), (0.95, "p95"))
+"""Of per-request counts (tokens per request): the median and the long tail, in the histogram's own unit."""
 STANDARD_RATES = ("prompt_tokens_total", "generation_tokens_total", "requests_total")
 
 OFF_LOOP_BYTES = 256 * 1024
@@ -75,8 +77,11 @@ class ModelReading:
     increase is taken per series, then summed. Absent: the total is the one series."""
     histogram_series: dict[str, dict[hist.LabelKey, hist.Histogram]] = field(default_factory=dict)
     """Same for histograms."""
-    speeds: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """Field -> (counter, counter): Δfirst / Δsecond over the interval (llama.cpp tokens per busy second)."""
+    speeds: dict[str, tuple] = field(default_factory=dict)
+    """Field -> (counter, counter[, plus]): Δfirst / Δsecond (+ plus) over the interval (llama.cpp tokens per
+    busy second, prefix-cache hits per queried token, tokens per finished request); absent when Δsecond is 0."""
+    count_histograms: frozenset[str] = frozenset()
+    """Histogram prefixes counting things per request (tokens): `<prefix>_p50`, `_p95`, `_mean`, unscaled."""
     rated: tuple[str, ...] | None = STANDARD_RATES
     """Counters that get a `_per_s` rate; None: all of them."""
     hist_scale: float = 1000.0
@@ -100,6 +105,9 @@ class Reading:
     extra: list[Metric] = field(default_factory=list)
     """Other measurements (tags `target`, `server_type` are added)."""
     server_type: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    """Tags of the server itself (`server_version`) for its llm_server points; the last ones are kept while
+    an answer has none and on the points saying it is down."""
 
 
 class Adapter(Protocol):
@@ -108,6 +116,13 @@ class Adapter(Protocol):
     async def read(self, fetch: Fetcher) -> Reading:
         """Read the server; raise FetchError when it cannot be read at all (-> up=0)."""
         ...
+
+
+def version_tags(version: object) -> dict[str, str]:
+    """`{"server_version": ...}` from what a server says its version is; {} when it says nothing usable."""
+    if isinstance(version, str) and 0 < len(version.strip()) <= 64 and version.isprintable():
+        return {"server_version": version.strip()}
+    return {}
 
 
 def rate_name(counter: str) -> str:

@@ -1,4 +1,4 @@
-"""Ollama: no metrics page. `/api/version` says it is up; `/api/ps` lists the loaded models.
+"""Ollama: no metrics page. `/api/version` says it is up (and its version); `/api/ps` lists the loaded models.
 
 `/api/ps` entries: `name`/`model`, `size` and `size_vram` (bytes), `expires_at` (RFC 3339),
 `context_length` (newer versions). Latency comes from the probe.
@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.metric import Metric, clean_fields
-from telegraf_llm_input.servers.base import Fetcher, Reading, Rule
+from telegraf_llm_input.servers.base import Fetcher, Reading, Rule, version_tags
 
 TYPE = "ollama"
 NAME = "Ollama"
@@ -66,7 +66,8 @@ class OllamaAdapter:
     async def read(self, fetch: Fetcher) -> Reading:
         version, ps = await asyncio.gather(fetch.json("/api/version"), fetch.json("/api/ps"))
         models = loaded_models(ps if isinstance(ps, dict) else {}, datetime.now(timezone.utc))
-        reading = Reading(extra=models, server_type=TYPE)
+        tags = version_tags(version.get("version")) if isinstance(version, dict) else {}
+        reading = Reading(extra=models, server_type=TYPE, tags=tags)
         reading.health["models_loaded"] = len(models)
         return reading
 
