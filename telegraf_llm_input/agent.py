@@ -15,8 +15,8 @@ from typing import Mapping, Sequence
 from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.sinks.base import Sink
 from telegraf_llm_input.processors.base import Processor
+from telegraf_llm_input.sinks.base import Sink
 from telegraf_llm_input.sources.base import Finds, GatherContext, Source
 
 log = get_logger("agent")

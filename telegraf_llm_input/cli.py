@@ -16,8 +16,8 @@ from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
 from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_duration
 from telegraf_llm_input.log import get_logger, setup_logging
-from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from telegraf_llm_input.trigger import Trigger, seconds_to_next_tick, start_stdin_reader, stdin_is_stream

@@ -25,9 +25,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
+from telegraf_llm_input.config.targets import TargetConfig, redact_url
 from telegraf_llm_input.errors import FETCH_KINDS, FetchKind, Transport
 from telegraf_llm_input.lazy import lazy_import
-from telegraf_llm_input.config.targets import TargetConfig, redact_url
 
 if TYPE_CHECKING:
     import httpx

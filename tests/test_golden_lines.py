@@ -29,11 +29,11 @@ import pytest
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
-from tests.fakes.life import KINDS, S, T0
+from tests.fakes.life import KINDS, T0, S
 from tests.fakes.nvml import FakeNvml
 from tests.fakes.server import FakeServer
 

@@ -16,11 +16,11 @@ from typing import Any, Callable
 import httpx
 
 from telegraf_llm_input.config.probe import ProbeConfig
-from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
-from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.errors import ProbeError
 from telegraf_llm_input.http import headers_for, tls_verify, transport
-from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
+from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
 """Short, deterministic at temperature 0, and answers in a few dozen tokens on any model."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Adapter, Answers, Fetcher, Reading
-from telegraf_llm_input.config.targets import TargetConfig
 
 MODULES: dict[str, str] = {
     "vllm": "vllm", "sglang": "sglang", "tgi": "tgi", "llamacpp": "llamacpp", "ollama": "ollama",

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from telegraf_llm_input import histogram as hist
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool, Response, get
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.config.targets import TargetConfig
 
 MEASUREMENT = "llm_server"
 QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))

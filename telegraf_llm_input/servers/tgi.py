@@ -7,9 +7,8 @@ answer that names the model (no request of its own).
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
-from telegraf_llm_input.servers.base import Rule
+from telegraf_llm_input.servers.base import Rule, version_tags
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
-from telegraf_llm_input.servers.base import version_tags
 
 TYPE = "tgi"
 NAME = "TGI"

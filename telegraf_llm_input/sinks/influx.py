@@ -13,10 +13,10 @@ import json
 import ssl
 from pathlib import Path
 
+from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, _Batching
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.sinks.batching import BatchingSink, WriteError, parse_retry_after
 from telegraf_llm_input.sinks.buffer import DiskBuffer, MemoryBuffer
-from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, _Batching
 
 log = get_logger("output")
 

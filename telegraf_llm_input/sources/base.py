@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.nvml import NvmlSession
-from telegraf_llm_input.config.targets import TargetConfig
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import time
 from typing import Sequence
 
 from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
@@ -14,7 +15,6 @@ from telegraf_llm_input.servers import detect
 from telegraf_llm_input.servers.base import Fetcher
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.target import ServerSource, server_source
-from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 
 log = get_logger("discovery")
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.gpu import GpuConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.nvml import NvmlSession, as_text, optional
 from telegraf_llm_input.sources import gpu_backends
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
-from telegraf_llm_input.config.gpu import GpuConfig
 
 log = get_logger("gpu")
 

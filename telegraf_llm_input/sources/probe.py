@@ -19,12 +19,12 @@ import time
 from typing import Sequence
 
 from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.probe.measure import ProbeResult
 from telegraf_llm_input.probe.runner import SERVER_TYPE_BY_API, ProbeRunner
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
-from telegraf_llm_input.config.targets import TargetConfig
 
 log = get_logger("probe")
 MAX_PENDING = 32

@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 import psutil
 
 from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.nvml import NvmlSession
 from telegraf_llm_input.sources import drm_fdinfo, macos_ports
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
-from telegraf_llm_input.config.targets import TargetConfig
 
 log = get_logger("process")
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.requestlog import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.quantiles import Accumulator
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
-from telegraf_llm_input.config.requestlog import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
 from telegraf_llm_input.tailer import Tailer
 
 log = get_logger("logs")

@@ -15,6 +15,7 @@ from typing import Sequence
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
@@ -23,7 +24,6 @@ from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.servers.base import (COUNT_QUANTILES, MEASUREMENT, QUANTILES, Adapter, Fetcher, ModelReading, Reading,
                                              rate_name)
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
-from telegraf_llm_input.config.targets import TargetConfig
 
 log = get_logger("server")
 

@@ -13,8 +13,8 @@ from typing import Callable
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from tests.fakes.llm import Snap, VLLM_HIST, VLLM_TOKEN_HIST, llamacpp_metrics, llamacpp_props, llamacpp_slots, vllm_page

@@ -10,9 +10,9 @@ from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.processors.energy import EnergyPerToken, energy_per_token
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.processors.energy import EnergyPerToken, energy_per_token
 from tests.fakes.nvml import FakeNvml
 
 T = 1_700_000_000_000_000_000

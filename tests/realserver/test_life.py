@@ -17,10 +17,10 @@ from line_protocol_parser import parse_line
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sinks.stdout import StdoutSink
-from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 

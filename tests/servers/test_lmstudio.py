@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.probe.measure import StreamMeasure
 from telegraf_llm_input.schema import lookup
-from telegraf_llm_input.config.targets import TargetConfig
 from tests.fakes.server import FakeServer, Reply
 from tests.servers.test_servers import only, scrape
 

@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from telegraf_llm_input.config.targets import JsonFieldConfig, TargetConfig
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.target import ServerSource
-from telegraf_llm_input.config.targets import JsonFieldConfig, TargetConfig
 from tests.fakes.llm import fake_ollama, fake_openai
 from tests.fakes.llm_more import fake_sglang, fake_tgi, sglang_page, tgi_page
 from tests.fakes.server import FakeServer, Reply
