@@ -6,11 +6,13 @@ Add one module, one line. They are small and pure Python, so they are imported a
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.processors import energy, server_type
 from telegraf_llm_input.processors.base import Processor
 
-BUILDERS = [energy.build, server_type.build]
+BUILDERS: list[Callable[[Config], Sequence[Processor]]] = [energy.build, server_type.build]
 
 
 def build_processors(config: Config) -> list[Processor]:

@@ -466,7 +466,7 @@ def build(config: Config, env: SourceEnv) -> list[Source]:
     drm = drm_fdinfo.wanted(config.gpu, sys.platform)
     if config.targets is None:
         return [DiscoveredProcesses(env.discovered_targets, nvml, drm)] if config.discovery.enabled else []
-    sources = []
+    sources: list[Source] = []
     for target in config.targets or []:
         cfg = target.process
         if not cfg.enabled:
