@@ -17,7 +17,7 @@ from telegraf_llm_input.sinks.stdout import StdoutSink
 
 SinkBuilder = Callable[[OutputConfig, str, "str | None"], Sink]
 BUILDERS: dict[type, tuple[str, str]] = {
-    InfluxV2Output: ("influx", "build_influx_v2"),
+    InfluxV2Output: ("influx_v2", "build_influx_v2"),
     InfluxV1Output: ("influx", "build_influx_v1"),
     PrometheusOutput: ("prometheus", "build_prometheus"),
 }
