@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import types
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -150,12 +149,12 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         if value in allowed:
             return value
         raise ConfigError(path, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    if origin in (list, typing.List):
+    if origin in (list, list):
         (item,) = get_args(tp) or (Any,)
         if not isinstance(value, list):
             raise ConfigError(path, f"expected a list, got {type(value).__name__}")
         return [convert(item, v, _join(path, i)) for i, v in enumerate(value)]
-    if origin in (dict, typing.Dict):
+    if origin in (dict, dict):
         ktp, vtp = get_args(tp) or (str, Any)
         if not isinstance(value, dict):
             raise ConfigError(path, f"expected a mapping, got {type(value).__name__}")

@@ -13,8 +13,8 @@ int64, a negative count, text in a number field) is dropped and counted (`llm_ag
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Iterable
 
 from telegraf_llm_input.lineprotocol import INT64_MAX, INT64_MIN
 from telegraf_llm_input.metric import FieldValue, Metric

@@ -19,9 +19,10 @@ import asyncio
 import json as jsonlib
 import ssl
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -71,7 +72,7 @@ class HttpPool:
         self._clients: dict[tuple, httpx.AsyncClient] = {}
         self._users = 0
 
-    def retain(self) -> "HttpPool":
+    def retain(self) -> HttpPool:
         """Each source using the pool retains it and releases it on close; the last one closes it."""
         self._users += 1
         return self

@@ -36,10 +36,10 @@ Then:
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from functools import lru_cache
 
 from telegraf_llm_input.metric import FieldValue, Metric
 

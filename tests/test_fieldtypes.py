@@ -19,7 +19,7 @@ from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.lineprotocol import INT64_MAX, encode_metric
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.schema import ALL, lookup
-from tests.fakes.life import KINDS, LIFE, S, T0, live
+from tests.fakes.life import KINDS, LIFE, T0, S, live
 
 WIRE = {int: "int", float: "float", bool: "bool", str: "string"}
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
-from telegraf_llm_input.configtypes import ByteSize, Duration, Secret
+from telegraf_llm_input.configtypes import Duration, Secret
 
 
 @dataclass
@@ -60,4 +60,4 @@ class PrometheusOutput:
     """Series not updated for this long leave the page."""
 
 
-OutputConfig = Union[StdoutOutput, InfluxV2Output, InfluxV1Output, PrometheusOutput]
+OutputConfig = StdoutOutput | InfluxV2Output | InfluxV1Output | PrometheusOutput

@@ -8,8 +8,8 @@ Processor: it reads `llm_gpu.energy_total_j`, `llm_process.gpu_indices` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
 
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.rates import counter_delta

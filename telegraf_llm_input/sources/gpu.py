@@ -14,8 +14,9 @@ import asyncio
 import importlib
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
@@ -334,7 +335,7 @@ class GpuSource:
                 continue
             for key, call in (("uuid", nvml.nvmlDeviceGetUUID), ("name", nvml.nvmlDeviceGetName),
                               ("pci_bus_id", lambda hd: nvml.nvmlDeviceGetPciInfo(hd).busId)):
-                value = _optional(lambda: call(handle), nvml)
+                value = _optional(lambda: call(handle), nvml)  # noqa: B023 (called here, inside the loop)
                 if value:
                     tags[key] = _text(value)
             devices.append(GpuDevice(index, handle, tags))

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import plistlib
 import subprocess
-from xml.parsers.expat import ExpatError
 from dataclasses import dataclass
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from telegraf_llm_input.sources.gpu_sysfs import mib
 

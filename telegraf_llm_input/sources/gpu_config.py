@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 Backend = Literal["auto", "nvidia", "amd", "intel", "apple"]
 VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "apple")
@@ -11,7 +11,7 @@ VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "apple")
 
 @dataclass
 class GpuConfig:
-    enabled: Union[bool, Literal["auto"]] = "auto"
+    enabled: bool | Literal["auto"] = "auto"
     """auto: use every backend that finds hardware, say so once when none does."""
     backends: list[Backend] = field(default_factory=lambda: ["auto"])
     """`auto` (every backend that finds hardware) or a list of `nvidia` (NVML), `amd` (amdgpu sysfs), `intel`

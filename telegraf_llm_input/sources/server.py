@@ -9,8 +9,9 @@ health fields, and logging a failure once.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError, HttpPool, Response, get
@@ -112,12 +113,12 @@ class Baseline:
     histograms: dict[str, dict[hist.LabelKey, hist.Histogram]]
 
     @classmethod
-    def of(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+    def of(cls, reading: ModelReading, at_ns: int) -> Baseline:
         return cls(at_ns, {n: reading.series(n) for n in reading.counters},
                    {p: reading.hist_series(p) for p in reading.histograms})
 
     @classmethod
-    def zero(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+    def zero(cls, reading: ModelReading, at_ns: int) -> Baseline:
         """Every series at 0 (a server just started), with the reading's own series and buckets."""
         return cls(at_ns, {n: {k: 0.0 for k in reading.series(n)} for n in reading.counters},
                    {p: {k: hist.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)

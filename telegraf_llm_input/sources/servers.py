@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from telegraf_llm_input.http import FetchError, HttpPool, pool_for
 from telegraf_llm_input.log import get_logger

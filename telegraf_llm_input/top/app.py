@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import time
-from typing import Mapping, Sequence, TextIO
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from telegraf_llm_input.top.view import GpuView, HostView, ProbeView, ProcessView, Snapshot, TargetView
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from telegraf_llm_input.metric import FieldValue, Metric
 from telegraf_llm_input.schema.agent import AGENT

@@ -44,27 +44,27 @@ def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> s
                     break
         out.append(family(name, kind, lines, "help"))
 
-    series("vllm:num_requests_running", "gauge", lambda s, l: [sample("vllm:num_requests_running", l, s.running * share)])
-    series("vllm:num_requests_waiting", "gauge", lambda s, l: [sample("vllm:num_requests_waiting", l, s.waiting * share)])
+    series("vllm:num_requests_running", "gauge", lambda s, lab: [sample("vllm:num_requests_running", lab, s.running * share)])
+    series("vllm:num_requests_waiting", "gauge", lambda s, lab: [sample("vllm:num_requests_waiting", lab, s.waiting * share)])
     kv = "vllm:gpu_cache_usage_perc" if old else "vllm:kv_cache_usage_perc"
-    series(kv, "gauge", lambda s, l: [sample(kv, l, s.kv)])
+    series(kv, "gauge", lambda s, lab: [sample(kv, lab, s.kv)])
     for ours, name in (("prompt", "vllm:prompt_tokens"), ("generation", "vllm:generation_tokens"),
                        ("preemptions", "vllm:num_preemptions")):
-        series(name, "counter", lambda s, l, ours=ours, name=name: [sample(name + "_total", l, getattr(s, ours) * share)])
-        series(name + "_created", "gauge", lambda s, l, name=name: [sample(name + "_created", l, 1.7e9)])
-    series("vllm:request_success", "counter", lambda s, l: [
-        sample("vllm:request_success_total", {**l, "finished_reason": r}, v * share) for r, v in s.finished.items()])
+        series(name, "counter", lambda s, lab, ours=ours, name=name: [sample(name + "_total", lab, getattr(s, ours) * share)])
+        series(name + "_created", "gauge", lambda s, lab, name=name: [sample(name + "_created", lab, 1.7e9)])
+    series("vllm:request_success", "counter", lambda s, lab: [
+        sample("vllm:request_success_total", {**lab, "finished_reason": r}, v * share) for r, v in s.finished.items()])
     for ours, name in VLLM_HIST.items():
         if old and ours == "itl":
             name = "vllm:time_per_output_token_seconds"
         if old and ours == "tpot":
             continue
 
-        def lines(s, l, ours=ours, name=name):
+        def lines(s, lab, ours=ours, name=name):
             if ours not in s.hists:
                 return []
             bounds, cum, total = s.hists[ours]
-            return histogram(name, l, bounds, [c * share for c in cum], total * share)
+            return histogram(name, lab, bounds, [c * share for c in cum], total * share)
         series(name, "histogram", lines)
     return "\n".join(out) + "\n"
 

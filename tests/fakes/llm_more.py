@@ -40,11 +40,11 @@ def sglang_page(model: str, ranks: int, running_per_rank: int, usage: list[float
     lines = ["# HELP sglang:num_running_reqs The number of running requests.", "# TYPE sglang:num_running_reqs gauge"]
     rank_labels = [{"engine_type": "unified", "model_name": model, "moe_ep_rank": "0", "pp_rank": "0",
                     "tp_rank": str(r)} for r in range(ranks)]
-    lines += [sample("sglang:num_running_reqs", l, running_per_rank) for l in rank_labels]
+    lines += [sample("sglang:num_running_reqs", lab, running_per_rank) for lab in rank_labels]
     lines += ["# HELP sglang:num_queue_reqs q", "# TYPE sglang:num_queue_reqs gauge"]
-    lines += [sample("sglang:num_queue_reqs", l, 1) for l in rank_labels]
+    lines += [sample("sglang:num_queue_reqs", lab, 1) for lab in rank_labels]
     lines += ["# HELP sglang:token_usage u", "# TYPE sglang:token_usage gauge"]
-    lines += [sample("sglang:token_usage", l, u) for l, u in zip(rank_labels, usage)]
+    lines += [sample("sglang:token_usage", lab, u) for lab, u in zip(rank_labels, usage)]
     for name, value in (("sglang:prompt_tokens", prompt), ("sglang:generation_tokens", gen),
                         ("sglang:num_requests", requests)):
         lines += [f"# HELP {name}_total h", f"# TYPE {name}_total counter", sample(name + "_total", {"model_name": model}, value)]
