@@ -161,7 +161,7 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         return {convert(ktp, k, _join(path, str(k))): convert(vtp, v, _join(path, str(k))) for k, v in value.items()}
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return load_section(tp, value, path)
     if tp is bool:
         if isinstance(value, bool):
@@ -246,7 +246,7 @@ def _tagged_options(options: tuple) -> dict[str, type] | None:
     for option in options:
         if option is type(None):
             continue
-        if not dataclasses.is_dataclass(option):
+        if not (isinstance(option, type) and dataclasses.is_dataclass(option)):
             return None
         hint = get_type_hints(option).get("type")
         if get_origin(hint) is not Literal:

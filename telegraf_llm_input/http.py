@@ -150,7 +150,7 @@ def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
     return FetchError("error", f"{where}: {type(exc).__name__}: {str(exc)[:160]}")
 
 
-def _caused_by(exc: BaseException, kind: type) -> bool:
+def _caused_by(exc: BaseException | None, kind: type) -> bool:
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, kind):

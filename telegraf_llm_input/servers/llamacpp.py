@@ -17,6 +17,7 @@ import os
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "llamacpp"
 NAME = "llama.cpp"
@@ -141,7 +142,7 @@ class LlamaCppAdapter:
         return Reading([reading], health={"busy": busy}, server_type=TYPE)
 
 
-def make(target) -> LlamaCppAdapter:
+def make(target: TargetConfig) -> LlamaCppAdapter:
     return LlamaCppAdapter()
 
 

@@ -75,5 +75,5 @@ class PrometheusAdapter:
                        server_type=TYPE)
 
 
-def make(target) -> PrometheusAdapter:
+def make(target: TargetConfig) -> PrometheusAdapter:
     return PrometheusAdapter(target)

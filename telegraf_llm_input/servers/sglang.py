@@ -2,6 +2,7 @@
 (`tp_rank`, `pp_rank`, `dp`, `moe_ep_rank`...) which are summed (ratios averaged) per `model_name`."""
 
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "sglang"
 NAME = "SGLang"
@@ -31,7 +32,7 @@ TABLE = PromTable(
 )
 
 
-def make(target) -> PromAdapter:
+def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 

@@ -5,6 +5,7 @@ Counters have no `_total` suffix. Token totals are the `_sum` of the per-request
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "tgi"
 NAME = "TGI"
@@ -41,7 +42,7 @@ class TgiAdapter(PromAdapter):
         return model if isinstance(model, str) and model else None
 
 
-def make(target) -> TgiAdapter:
+def make(target: TargetConfig) -> TgiAdapter:
     return TgiAdapter(TABLE)
 
 

@@ -5,6 +5,7 @@ the inter-token histogram before it was renamed). `/metrics` is open even with `
 """
 
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "vllm"
 NAME = "vLLM"
@@ -39,7 +40,7 @@ TABLE = PromTable(
 )
 
 
-def make(target) -> PromAdapter:
+def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 

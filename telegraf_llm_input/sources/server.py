@@ -16,7 +16,7 @@ from typing import Protocol
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError, HttpPool, Response, get
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.metric import FieldValue, Metric, clean_fields
 from telegraf_llm_input.rates import increase, ratio
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.targets import TargetConfig
@@ -127,7 +127,7 @@ class Baseline:
 
 @dataclass
 class Derived:
-    fields: dict[str, float | int]
+    fields: dict[str, FieldValue]
     resets: list[str]
     """Counters/histograms with a series that went down or changed buckets (a server restarted)."""
 

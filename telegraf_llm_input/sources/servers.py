@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input.http import FetchError, HttpPool, pool_for
 from telegraf_llm_input.log import get_logger
@@ -13,10 +14,13 @@ from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.server import Fetcher, ServerSource
 from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
+
 log = get_logger("discovery")
 
 
-def build(config, env: SourceEnv) -> list[Source]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     from telegraf_llm_input.servers import make_adapter  # the adapters import this package
 
     pool = pool_for(env)

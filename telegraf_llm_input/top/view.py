@@ -226,7 +226,8 @@ class TopModel:
                 self._last[name] = rows[name]
                 targets.extend(rows[name])
                 continue
-            for before in self._last.get(name) or [None]:
+            before_rows: Sequence[TargetView | None] = self._last.get(name) or [None]
+            for before in before_rows:
                 key = (name, before.model if before else None)
                 seen.add(key)
                 targets.append(self._row(name, None, silent.get(name, "no result this gather"), processes, now_ns,
