@@ -97,15 +97,16 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
     from influxdb_client.rest import ApiException
 
     # influxdb-client annotates `org: str = None` (None: the token's default org) and takes the precision
-    # as a plain string, whatever its annotations say: hence the two type: ignore below.
-    client = InfluxDBClient(url=cfg.url, token=cfg.token or "", org=cfg.org or None, timeout=int(cfg.timeout * 1000),  # type: ignore[arg-type]
+    # as a plain string, whatever its annotations say.
+    org: str = cfg.org or None  # type: ignore[assignment]
+    client = InfluxDBClient(url=cfg.url, token=cfg.token or "", org=org, timeout=int(cfg.timeout * 1000),
                             verify_ssl=not cfg.insecure_skip_verify, ssl_ca_cert=cfg.tls_ca,
                             cert_file=cfg.tls_cert, cert_key_file=cfg.tls_key, enable_gzip=False)
     write_api = client.write_api(write_options=SYNCHRONOUS)
 
     def blocking_send(text: str) -> None:
         try:
-            write_api.write(bucket=cfg.bucket, org=cfg.org or None, record=text.encode("utf-8"), write_precision="ns")  # type: ignore[arg-type]
+            write_api.write(bucket=cfg.bucket, org=org, record=text.encode("utf-8"), write_precision="ns")  # type: ignore[arg-type]
         except ApiException as exc:
             headers: Mapping[str, str] = exc.headers or {}
             retry_after = headers.get("Retry-After") or headers.get("retry-after")
