@@ -1,9 +1,10 @@
-"""Run every benchmark: `python -m bench [NAME ...] [--markdown FILE]`.
+"""Run every benchmark: `python -m bench [NAME ...] [--markdown FILE] [--no-docs]`.
 
 Each module in bench/ with a `main()` is one benchmark (helpers excepted). Each runs in its own Python process
 (`python -m bench.NAME`, which calls its `main()`), so one benchmark's memory, threads or patched modules cannot
 touch another's figures. Figures a benchmark hands to `bench.report.record` become rows of the markdown table
-printed at the end (the README "Performance" table); a benchmark that only prints gets its output quoted below it.
+printed at the end; a benchmark that only prints gets its output quoted below it. A run of all of them also
+writes that table into docs/performance.md (between its `bench:begin`/`bench:end` markers).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DOCS = HERE.parent / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:begin (written by `python -m bench`) -->", "<!-- bench:end -->"
 HELPERS = {"__init__", "__main__", "report", "pageserver"}
 TIMEOUT_S = 240
 
@@ -86,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all of %(prog)s)")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--no-docs", action="store_true",
+                        help=f"do not write the table into {DOCS.relative_to(HERE.parent)} (a full run does)")
     args = parser.parse_args(argv)
     available = discover()
     if args.list:
@@ -118,7 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")
+    if not args.names and not args.no_docs:
+        write_docs(text)
     return 1 if failed else 0
+
+
+def write_docs(table_text: str, path: Path = DOCS) -> None:
+    """Replace the generated part of docs/performance.md with this run's table."""
+    doc = path.read_text(encoding="utf-8")
+    head, sep, rest = doc.partition(BEGIN)
+    _, sep2, tail = rest.partition(END)
+    if not (sep and sep2):
+        raise SystemExit(f"{path}: markers {BEGIN!r} / {END!r} not found")
+    path.write_text(f"{head}{BEGIN}\n{table_text}{END}{tail}", encoding="utf-8")
+    print(f"wrote {path.relative_to(HERE.parent)}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.report import record  # noqa: E402
 from telegraf_llm_input.agent import Agent  # noqa: E402
 from telegraf_llm_input.config import parse_config  # noqa: E402
 from telegraf_llm_input.metric import Metric  # noqa: E402
@@ -144,6 +145,20 @@ async def floor(port: int, n: int = 20) -> list[float]:
     return errors
 
 
+def floor_for(port: int, seconds: float) -> list[float]:
+    """Bare-socket requests, one after another, for `seconds` (run in its own process during a phase)."""
+
+    async def run() -> list[float]:
+        errors: list[float] = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            errors.extend(await floor(port, 1))
+            await asyncio.sleep(0.15)
+        return errors
+
+    return asyncio.run(run())
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
@@ -154,16 +169,26 @@ def main(argv: list[str] | None = None) -> int:
     args.add_argument("--seconds", type=float, default=15.0, help="length of each phase (default 15)")
     opts = args.parse_args(argv)
     stream, port = spawn([sys.executable, "-m", "tests.fakes.streaming", str(TTFT_S), str(INTERVAL_S), str(TOKENS)])
+    stream2, port2 = spawn([sys.executable, "-m", "tests.fakes.streaming", str(TTFT_S), str(INTERVAL_S), str(TOKENS)])
     metrics, ports = spawn([sys.executable, str(Path(__file__).resolve()), "--serve-metrics", str(OTHER_TARGETS)])
     try:
         stream_url = f"http://127.0.0.1:{port}"
         metric_urls = [f"http://127.0.0.1:{p}/metrics" for p in ports.split()]
         floor_errors = asyncio.run(floor(int(port)))
         results = {}
+        loaded_floor: list[float] = []
         for name, urls in (("idle (probe alone)", []), (f"loaded (+{OTHER_TARGETS} targets scraped)", metric_urls)):
+            # While loaded: the same bare-socket client in another process, against a second fake server,
+            # shows what the machine itself adds (CPU scheduling on a busy box), apart from the agent.
+            side = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--floor", port2,
+                                     str(opts.seconds)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)}) if urls else None
             results[name] = asyncio.run(phase(stream_url, urls, opts.seconds))
+            if side is not None:
+                out, _ = side.communicate(timeout=opts.seconds + 30)
+                loaded_floor = [float(x) for x in out.split()]
     finally:
-        for proc in (stream, metrics):
+        for proc in (stream, stream2, metrics):
             proc.stdin.close()
             proc.terminate()
             proc.wait(5)
@@ -180,14 +205,28 @@ def main(argv: list[str] | None = None) -> int:
               f"{statistics.median(tpot):13.2f} ms")
     print(f"{'floor (bare socket, no httpx/agent)':38} {len(floor_errors):6d} "
           f"{statistics.median(floor_errors):13.2f} ms {p99(floor_errors):10.2f} ms")
+    if loaded_floor:
+        print(f"{'floor while loaded (other process)':38} {len(loaded_floor):6d} "
+              f"{statistics.median(loaded_floor):13.2f} ms {p99(loaded_floor):10.2f} ms")
     ratio = medians[1] / medians[0] if medians[0] > 0 else float("inf")
     print(f"loaded/idle median TTFT error ratio: {ratio:.2f}x; target <= 2 ms median: "
           f"{'met' if medians[1] <= 2.0 else 'NOT met'} ({medians[1]:.2f} ms)")
+    idle, loaded = results.values()
+    record("probe", "TTFT error median, probe alone -> with 16 targets scraped",
+           f"{statistics.median(idle[0]):.2f} -> {statistics.median(loaded[0]):.2f} ms",
+           "bare asyncio socket, same request, idle", f"{statistics.median(floor_errors):.2f} ms",
+           f"loaded/idle {ratio:.2f}x")
+    if loaded_floor:
+        record("probe", f"TTFT error p99 with {OTHER_TARGETS} targets scraped ({len(loaded[0])} probes)",
+               f"{p99(loaded[0]):.2f} ms", "bare socket client in another process, same load",
+               f"{p99(loaded_floor):.2f} ms p99", f"{p99(loaded[0]) - p99(loaded_floor):+.2f} ms over the machine's own")
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-metrics":
         serve_metrics(int(sys.argv[2]), delay_s=0.05)
+    elif len(sys.argv) == 4 and sys.argv[1] == "--floor":
+        print(" ".join(f"{e:.3f}" for e in floor_for(int(sys.argv[2]), float(sys.argv[3]))))
     else:
         sys.exit(main())

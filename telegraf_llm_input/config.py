@@ -10,16 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import TYPE_CHECKING, Any, Literal
 
 from telegraf_llm_input.configtypes import ConfigError, Duration, load_section
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.sinks.config import OutputConfig
 from telegraf_llm_input.sources.gpu_config import GpuConfig
 from telegraf_llm_input.sources.host import HostConfig
 from telegraf_llm_input.sources.requestlog_config import LogConfig
 from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy_import("yaml")  # loaded with the first config file: the defaults need no parser
 
 
 @dataclass

@@ -1,11 +1,11 @@
-"""Talking HTTP to a target: one pooled client per TLS setting, capped bodies, one-line errors.
+"""Talking HTTP to a target: one pooled client per target, capped bodies, one-line errors.
 
 Why a module: every part that reaches a model server (scrapes, the probe's streaming POST, the
 process source's port lookup) must reuse connections, respect the target's timeout, TLS and
 token, never log the token, and turn any failure into a short `FetchError` a log line can carry.
 
 API:
-- `HttpPool` (one per agent, in `SourceEnv.shared["http"]`; `pool_for(env)`); a source calls
+- `HttpPool` (one per agent, in `SourceEnv.shared["http"]`; `pool_for(env)`; a client per target); a source calls
   `pool.retain()` when built and `await pool.release()` in its `close()`.
 - `await get(pool, target, path, auth=True, retries=None)` -> `Response` (whole body, capped).
 - `async with stream(pool, target, "POST", path, json=...) as resp:` -> `httpx.Response` for
@@ -16,17 +16,23 @@ API:
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json as jsonlib
 import ssl
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.targets import TargetConfig, redact_url
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = lazy_import("httpx")  # loaded with the first client: discovery that finds nothing never needs it
 
 KINDS = ("refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown", "error")
 _BACKOFF_S = (0.1, 0.3, 0.6)
@@ -65,12 +71,24 @@ def _tls_key(target: TargetConfig) -> tuple:
     return (target.tls_ca, target.tls_cert, target.tls_key, target.insecure_skip_verify)
 
 
+CLIENT_LIMITS = (8, 8)
+"""(max connections, max idle kept) of each target's client: a gather asks a target for a few paths at once."""
+
+
 class HttpPool:
-    """httpx clients shared by all targets, one per distinct TLS setting (connection reuse)."""
+    """One httpx client per target (its connections reused gather after gather), sharing one TLS context
+    per distinct TLS setting.
+
+    Why not one client for all: httpcore's pool looks at every connection for every request it places,
+    so with N targets concurrently a gather costs O(N^2) CPU in one shared pool (~7 ms per target at 32);
+    a pool per target keeps each request's cost flat (measured: docs/performance.md).
+    """
 
     def __init__(self) -> None:
         self._clients: dict[tuple, httpx.AsyncClient] = {}
+        self._verify: dict[tuple, ssl.SSLContext | bool] = {}
         self._users = 0
+        _remember_missing_sniffio()
 
     def retain(self) -> HttpPool:
         """Each source using the pool retains it and releases it on close; the last one closes it."""
@@ -83,18 +101,46 @@ class HttpPool:
             await self.close()
 
     def client(self, target: TargetConfig) -> httpx.AsyncClient:
-        key = _tls_key(target)
+        key = (_tls_key(target), target.display_name, target.url)
         client = self._clients.get(key)
         if client is None:
-            client = httpx.AsyncClient(verify=tls_verify(target), follow_redirects=False, trust_env=False,
-                                       limits=httpx.Limits(max_keepalive_connections=32, keepalive_expiry=60))
+            connections, idle = CLIENT_LIMITS
+            client = httpx.AsyncClient(verify=self._verify_for(target), follow_redirects=False, trust_env=False,
+                                       limits=httpx.Limits(max_connections=connections,
+                                                           max_keepalive_connections=idle, keepalive_expiry=60))
             self._clients[key] = client
         return client
 
+    def _verify_for(self, target: TargetConfig) -> ssl.SSLContext | bool:
+        """The TLS context of a TLS setting, built once (loading the CA bundle costs ~10-40 ms CPU and ~2 MiB).
+
+        A plain `http://` target never speaks TLS (redirects are not followed), so it gets a context with no
+        CA loaded: verification stays required, and any TLS handshake would fail closed."""
+        plain = target.url.lower().startswith("http://")
+        key = (_tls_key(target), plain)
+        verify = self._verify.get(key)
+        if verify is None:
+            verify = tls_verify(target)
+            if verify is True:
+                verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if plain else \
+                    httpx.create_ssl_context(verify=True, trust_env=False)
+            self._verify[key] = verify
+        return verify
+
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
+        self._verify = {}
         for client in clients:
             await client.aclose()
+
+
+def _remember_missing_sniffio() -> None:
+    """httpcore runs `import sniffio` for every request and on every close (falling back to asyncio when it is
+    missing, as it is with anyio >= 4.5); Python does not remember a failed import, so each one searched all of
+    sys.path again (~26 stat() calls per gather). Record "not installed" once, the way the import system
+    itself spells it (None in sys.modules); an installed sniffio is left alone."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:

@@ -40,6 +40,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 from telegraf_llm_input.metric import FieldValue, Metric
 
@@ -103,30 +104,130 @@ def format_field_value(value: FieldValue) -> str | None:
     return None
 
 
-def encode_metric(metric: Metric) -> str | None:
-    """One line (without newline), or None when the metric has nothing writable."""
-    name = escape_measurement(metric.measurement)
+@lru_cache(maxsize=2048)
+def _series_prefix(measurement: str, tags: tuple[tuple[str, str], ...]) -> str | None:
+    """`measurement,k=v,...` escaped, tags sorted and deduplicated; None when the measurement is not writable.
+    A series repeats every gather: this is built once per distinct series (bounded by the cache size)."""
+    name = escape_measurement(measurement)
     if not name or name.startswith("#"):
         return None
-    fields: dict[str, str] = {}  # keyed by normalized name: when two keys normalize alike, the last wins
-    for key, value in metric.fields.items():
+    written: dict[str, str] = {}
+    for key, value in tags:
+        nkey, ekey = _key_forms(key)
+        nvalue, evalue = _key_forms(str(value))
+        if nkey and nvalue and nkey != RESERVED_KEY:
+            written[nkey] = f"{ekey}={evalue}"
+    return ",".join([name, *(written[k] for k in sorted(written))])
+
+
+@lru_cache(maxsize=1024)
+def _field_prefixes(keys: tuple[str, ...]) -> tuple[str | None, ...] | None:
+    """`ekey=` for each field key in order (None: never written), or None when two keys normalise alike
+    (then the general loop below applies the last-writable-wins rule)."""
+    prefixes: list[str | None] = []
+    seen: set[str] = set()
+    for key in keys:
+        nkey, ekey = _key_forms(key)
+        if not nkey or nkey == RESERVED_KEY:
+            prefixes.append(None)
+            continue
+        if nkey in seen:
+            return None
+        seen.add(nkey)
+        prefixes.append(ekey + "=")
+    return tuple(prefixes)
+
+
+@lru_cache(maxsize=1024)
+def _fields_template(keys: tuple[str, ...], kinds: tuple[type, ...]) -> tuple[str, tuple[int, ...]] | None:
+    """For a field set of only floats and ints, every key written: one %-format for all of its values
+    (`k=%r` for a float, `k=%di` for an int) and the positions of the ints; None otherwise."""
+    plan = _field_prefixes(keys)
+    if plan is None or None in plan:
+        return None
+    parts = []
+    ints = []
+    for i, (key_eq, kind) in enumerate(zip(cast("tuple[str, ...]", plan), kinds)):
+        if kind is float:
+            parts.append(key_eq.replace("%", "%%") + "%r")
+        elif kind is int:
+            parts.append(key_eq.replace("%", "%%") + "%di")
+            ints.append(i)
+        else:
+            return None
+    return ",".join(parts), tuple(ints)
+
+
+def _fields_fast(keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> str | None:
+    """All the fields in one formatting call, when every value is a finite float or an int64 (the usual
+    gather); None when the general loop is needed (then it gives the same text)."""
+    template = _fields_template(keys, tuple(map(type, values)))
+    if template is None:
+        return None
+    text, int_positions = template
+    numbers: tuple[float, ...] = values  # type: ignore[assignment]  # a template exists: only floats and ints
+    try:
+        total = sum(numbers)  # NaN or +-Inf anywhere makes the sum non-finite
+    except OverflowError:  # an int too large for a float
+        return None
+    if total - total != 0.0:
+        return None
+    if int_positions:
+        ints = [numbers[i] for i in int_positions]
+        if max(ints) > INT64_MAX or min(ints) < INT64_MIN:
+            return None
+    return text % values
+
+
+def _fields_general(fields: Mapping[str, FieldValue]) -> list[str]:
+    written: dict[str, str] = {}  # keyed by normalized name: when two keys normalize alike, the last wins
+    for key, value in fields.items():
         nkey, ekey = _key_forms(key)
         if not nkey or nkey == RESERVED_KEY:
             continue
         wire = format_field_value(value)
         if wire is not None:
-            fields[nkey] = f"{ekey}={wire}"
-    if not fields:
+            written[nkey] = f"{ekey}={wire}"
+    return list(written.values())
+
+
+def encode_metric(metric: Metric) -> str | None:
+    """One line (without newline), or None when the metric has nothing writable."""
+    tags = metric.tags
+    try:
+        prefix = _series_prefix(metric.measurement, tuple(tags.items()))
+    except TypeError:  # an unhashable tag value: same result, uncached
+        prefix = _series_prefix.__wrapped__(metric.measurement, tuple(tags.items()))
+    if prefix is None:
         return None
-    tags: dict[str, str] = {}
-    for key, value in metric.tags.items():
-        nkey, ekey = _key_forms(key)
-        nvalue, evalue = _key_forms(str(value))
-        if nkey and nvalue and nkey != RESERVED_KEY:
-            tags[nkey] = f"{ekey}={evalue}"
-    parts = [name]
-    parts.extend(tags[k] for k in sorted(tags))
-    return f"{','.join(parts)} {','.join(fields.values())} {int(metric.time_ns)}"
+    fields = metric.fields
+    keys = tuple(fields)
+    values = tuple(fields.values())
+    if values:
+        fast = _fields_fast(keys, values)
+        if fast is not None:
+            return f"{prefix} {fast} {int(metric.time_ns)}"
+    plan = _field_prefixes(keys)
+    if plan is None:
+        parts = _fields_general(fields)
+    else:
+        parts = []
+        for key_eq, value in zip(plan, values):
+            if key_eq is None:
+                continue
+            kind = type(value)
+            if kind is float:  # the common cases inline; format_field_value for the rest
+                if value - value == 0.0:  # type: ignore[operator]  # finite (NaN and +-Inf give NaN); kind is type(value)
+                    parts.append(key_eq + repr(value))
+            elif kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+                parts.append(f"{key_eq}{value}i")
+            else:
+                wire = format_field_value(value)
+                if wire is not None:
+                    parts.append(key_eq + wire)
+    if not parts:
+        return None
+    return f"{prefix} {','.join(parts)} {int(metric.time_ns)}"
 
 
 @dataclass(frozen=True, slots=True)

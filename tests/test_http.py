@@ -85,12 +85,17 @@ def test_bad_utf8_and_json_errors_are_one_line():
         assert err.value.kind == "bad_body"
 
 
-def test_one_client_per_tls_setting():
+def test_one_client_per_target_kept_across_requests():
+    # A pool per target: httpcore scans every connection of a pool for each request (docs/performance.md).
     pool = HttpPool()
-    a = pool.client(TargetConfig(url="http://127.0.0.1:1"))
-    b = pool.client(TargetConfig(url="http://127.0.0.1:2", timeout=9))
+    first = TargetConfig(url="http://127.0.0.1:1", name="a")
+    a = pool.client(first)
+    assert pool.client(first) is a and pool.client(TargetConfig(url="http://127.0.0.1:1", name="a")) is a
+    b = pool.client(TargetConfig(url="http://127.0.0.1:1", name="b"))  # same server, another target
     c = pool.client(TargetConfig(url="https://127.0.0.1:3", insecure_skip_verify=True))
-    assert a is b and a is not c
+    assert len({id(a), id(b), id(c)}) == 3
+    asyncio.run(pool.close())
+    assert pool.client(first) is not a  # closed clients are not handed out again
     asyncio.run(pool.close())
 
 

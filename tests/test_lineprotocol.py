@@ -304,3 +304,26 @@ def test_once_output_round_trips(influxdb, tmp_path):
     host = influxdb.query('SELECT * FROM "llm_host"', db)["results"][0]["series"][0]
     row = dict(zip(host["columns"], host["values"][0]))
     assert row["mem_total_bytes"] == next(p for p in parsed if p["measurement"] == "llm_host")["fields"]["mem_total_bytes"]
+
+
+@pytest.mark.parametrize("fields, line", [
+    ({"a": 1.5, "b": 2}, "m a=1.5,b=2i 1"),
+    ({"a": 1.5, "b": float("inf")}, "m a=1.5 1"),
+    ({"a": 2**70, "b": 1.0}, "m b=1.0 1"),  # outside int64: dropped (a float would change its type)
+    ({"a": 2**63, "b": 1}, "m b=1i 1"),
+    ({"a": -2**63, "b": 2**63 - 1}, "m a=-9223372036854775808i,b=9223372036854775807i 1"),
+    ({"a": 1.0, "b": True}, "m a=1.0,b=true 1"),
+    ({"a%d": 1.0, "b%%": 2}, "m a%d=1.0,b%%=2i 1"),
+    ({"time": 1.0, "b": 2}, "m b=2i 1"),
+    ({"a": -0.0, "b": 1e300}, "m a=-0.0,b=1e+300 1"),
+    ({"a": 1e308, "b": 1e308}, "m a=1e+308,b=1e+308 1"),  # their sum overflows: still both written
+    ({"a": 1, "A": 2.0, "a\\": 3}, "m a=3i,A=2.0 1"),  # `a\` normalises to `a`: the last one wins
+    ({"a": float("nan"), "b": "x"}, 'm b="x" 1'),
+])
+def test_field_sets_of_every_kind_give_the_documented_text(fields, line):
+    assert encode_metric(Metric("m", {}, fields, 1)) == line
+    assert encode_metric(Metric("m", {"t": "v"}, fields, 1)) == line.replace("m ", "m,t=v ", 1)
+
+
+def test_a_field_set_with_nothing_writable_is_no_line():
+    assert encode_metric(Metric("m", {}, {"a": float("nan"), "b": float("-inf")}, 1)) is None

@@ -1,188 +1,31 @@
-"""Build the Grafana dashboards and alert rules from one description.
+"""Build the Grafana dashboards and alert rules from one description (dashboard_spec.py).
 
-One list of panels and one list of alerts, each naming measurements and fields of the documented
-schema (telegraf_llm_input/schema). Rendered twice: InfluxQL for Telegraf/InfluxDB users, PromQL for
-the Prometheus exporter. Run `python packaging/grafana/generate.py` after changing the schema or this
-file; the generated files are committed and a test checks they are current.
+dashboard_spec.py lists the rows, panels and alerts, each naming measurements and fields of the documented
+schema (telegraf_llm_input/schema). Rendered here twice: InfluxQL for Telegraf/InfluxDB users, PromQL for the
+Prometheus exporter; plus Grafana alert provisioning and Prometheus rules. Run
+`python packaging/grafana/generate.py` after changing the schema or dashboard_spec.py; the generated files are
+committed and a test checks they are current. docs/dashboards.md says what each row answers.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
 import yaml  # noqa: E402
+from dashboard_spec import AB_TAG, ALERTS, PROMETHEUS_JOB, ROWS, Alert, Panel, Q, Row  # noqa: E402,F401
 
 from telegraf_llm_input.schema import BY_NAME, lookup, prometheus_name, prometheus_unit  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 PROM_UNITS = {"ms": "s", "mbytes": "bytes"}
-FILTER_TAGS = ("host", "target", "model")
-
-
-@dataclass(frozen=True)
-class Q:
-    """One series family in a panel: a field of a measurement, split by some tags."""
-
-    measurement: str
-    field: str
-    by: tuple[str, ...] = ("target",)
-    agg: str = "mean"  # mean | max | sum
-    label: str = ""
-    """Legend prefix (the field name when empty)."""
-
-
-@dataclass(frozen=True)
-class Panel:
-    title: str
-    queries: tuple[Q, ...]
-    unit: str = "short"
-    kind: str = "timeseries"  # timeseries | bars | heatmap | state | stat
-    width: int = 12
-    description: str = ""
-    max: float | None = None
-
-
-@dataclass(frozen=True)
-class Row:
-    title: str
-    panels: tuple[Panel, ...]
-
-
-S = "llm_server"
-ROWS: tuple[Row, ...] = (
-    Row("Overview", (
-        Panel("Up / busy / loading", (Q(S, "up", agg="max"), Q(S, "busy", agg="max"), Q(S, "loading", agg="max")),
-              kind="state", width=24, description="1 = yes. busy: alive but its metrics page timed out (llama.cpp while decoding)."),
-        Panel("Requests running / waiting", (Q(S, "requests_running"), Q(S, "requests_waiting")),
-              description="Waiting that keeps rising = overload."),
-        Panel("Requests per second", (Q(S, "requests_per_s"), Q("llm_requests", "requests_per_s", by=("log",))), unit="reqps"),
-        Panel("Error ratio", (Q(S, "error_ratio"), Q("llm_requests", "error_ratio", by=("log",))), unit="percentunit"),
-        Panel("KV cache usage", (Q(S, "kv_cache_usage_ratio", agg="max"),), unit="percentunit", max=1),
-    )),
-    Row("Latency", (
-        Panel("Time to first token (server)", (Q(S, "ttft_p50_ms", label="p50"), Q(S, "ttft_p95_ms", label="p95"),
-                                              Q(S, "ttft_p99_ms", label="p99")), unit="ms",
-              description="Includes queueing and prefill: read it with the prompt length."),
-        Panel("Probe: first token, first answer, end to end", (Q("llm_probe", "ttft_ms"), Q("llm_probe", "ttfa_ms"),
-                                                              Q("llm_probe", "e2e_ms")), unit="ms",
-              description="What a client gets. Reasoning models: the first answer comes after the thinking."),
-        Panel("Time per output token / inter-token latency", (Q(S, "tpot_p95_ms", label="tpot p95"),
-                                                             Q(S, "itl_p95_ms", label="itl p95"),
-                                                             Q("llm_probe", "tpot_ms", label="probe tpot")), unit="ms"),
-        Panel("End-to-end latency", (Q(S, "e2e_p50_ms", label="p50"), Q(S, "e2e_p95_ms", label="p95"),
-                                     Q(S, "e2e_p99_ms", label="p99")), unit="ms"),
-        Panel("Queue and prefill time (p95)", (Q(S, "queue_p95_ms", label="queue p95"),
-                                              Q(S, "prefill_p95_ms", label="prefill p95")), unit="ms"),
-        Panel("Model load time (probe, cold starts)", (Q("llm_probe", "load_ms", agg="max"),), unit="ms",
-              description="Ollama unloads idle models: a load shows up here and in TTFT after idle gaps."),
-    )),
-    Row("Throughput", (
-        Panel("Tokens per second", (Q(S, "prompt_tokens_per_s", label="prompt"),
-                                    Q(S, "generation_tokens_per_s", label="generation")), unit="short"),
-        Panel("Token throughput", (Q(S, "generation_tokens_per_s", label="generation"),), kind="bars", unit="short"),
-        Panel("Decode speed seen by the probe", (Q("llm_probe", "tokens_per_s"),
-                                                 Q("llm_probe", "server_decode_tokens_per_s")), unit="short",
-              description="< 10 tokens/s feels like dial-up, >= 20 reads fluently."),
-        Panel("Preemptions", (Q(S, "preemptions_total", agg="max"),), unit="short"),
-    )),
-    Row("GPU", (
-        Panel("GPU utilisation", (Q("llm_gpu", "utilization_gpu", by=("host", "index")),), kind="heatmap", unit="percent", width=24),
-        Panel("GPU memory used / total", (Q("llm_gpu", "memory_used_mib", by=("host", "index"), label="used"),
-                                          Q("llm_gpu", "memory_total_mib", by=("host", "index"), label="total")),
-              unit="mbytes"),
-        Panel("Power draw", (Q("llm_gpu", "power_draw_w", by=("host", "index")),
-                             Q("llm_gpu", "power_limit_w", by=("host", "index"), label="limit")), unit="watt"),
-        Panel("Temperature", (Q("llm_gpu", "temperature_gpu", by=("host", "index")),), unit="celsius"),
-        Panel("Throttle reasons", (Q("llm_gpu", "throttle_power_cap", by=("host", "index"), agg="max"),
-                                   Q("llm_gpu", "throttle_hw_slowdown", by=("host", "index"), agg="max"),
-                                   Q("llm_gpu", "throttle_thermal", by=("host", "index"), agg="max")), kind="state"),
-        Panel("Energy per generated token", (Q(S, "energy_j_per_token"),), unit="joule"),
-        Panel("XID errors", (Q("llm_gpu", "xid_errors_total", by=("host", "index"), agg="max"),), unit="short"),
-    )),
-    Row("Model server process", (
-        Panel("CPU", (Q("llm_process", "cpu_percent"),), unit="percent"),
-        Panel("Resident memory", (Q("llm_process", "rss_bytes"),), unit="bytes"),
-        Panel("GPU memory held", (Q("llm_process", "gpu_memory_used_mib"),), unit="mbytes"),
-        Panel("Restarts and exposure", (Q("llm_process", "restarts_total", agg="max"),
-                                        Q("llm_process", "exposed", agg="max")), kind="state",
-              description="exposed = 1: the server listens on a non-loopback address."),
-        Panel("Host swap and memory pressure", (Q("llm_host", "swap_used_percent", by=("host",)),
-                                                Q("llm_host", "memory_pressure_some_avg10", by=("host",))),
-              unit="percent", description="Swapping cuts tokens/s by an order of magnitude."),
-    )),
-    Row("Request log (A/B)", (
-        Panel("Error ratio per group", (Q("llm_requests", "error_ratio", by=("*",)),), unit="percentunit",
-              description="Grouped by every tag, e.g. prompt_version: compare variants."),
-        Panel("p95 latency per group", (Q("llm_requests", "latency_p95_ms", by=("*",)),), unit="ms"),
-        Panel("Requests per second per group", (Q("llm_requests", "requests_per_s", by=("*",)),), unit="reqps"),
-        Panel("Completion tokens per second per group", (Q("llm_requests", "completion_tokens_per_s", by=("*",)),)),
-    )),
-    Row("Agent", (
-        Panel("Gather time", (Q("llm_agent", "gather_ms", by=("host",)),), unit="ms"),
-        Panel("Per-source time", (Q("llm_agent", "duration_ms", by=("host", "source")),), unit="ms"),
-        Panel("Source errors", (Q("llm_agent", "errors", by=("host", "source"), agg="max"),)),
-        Panel("Output buffer", (Q("llm_agent", "output_buffered_points", by=("host",), agg="max"),
-                                Q("llm_agent", "output_dropped_points", by=("host",), agg="max")),
-              description="Points waiting for the database, and points dropped because the buffer was full."),
-    )),
-)
-
-
-@dataclass(frozen=True)
-class Alert:
-    uid: str
-    title: str
-    measurement: str
-    field: str
-    op: str  # > | < | ==
-    threshold: float
-    for_: str
-    severity: str
-    summary: str
-    by: tuple[str, ...] = ("host", "target")
-    mode: str = "value"  # value | increase (counter grew within the window) | growing (value rose over the window)
-    window: str = "10m"
-    divide_by: str | None = None
-    """A second field of the same measurement: alert on field / divide_by."""
-
-
-ALERTS: tuple[Alert, ...] = (
-    Alert("llm-target-down", "Model server down", S, "up", "<", 1, "2m", "critical",
-          "{{ $labels.target }} on {{ $labels.host }} does not answer."),
-    Alert("llm-target-busy", "Model server busy for a long time", S, "busy", "==", 1, "10m", "warning",
-          "{{ $labels.target }} is alive but its metrics page keeps timing out."),
-    Alert("llm-ttft-p95-high", "TTFT p95 above 10 s", S, "ttft_p95_ms", ">", 10000, "5m", "warning",
-          "Time to first token p95 on {{ $labels.target }} is above 10 s."),
-    Alert("llm-error-ratio-high", "Error ratio above 5%", S, "error_ratio", ">", 0.05, "5m", "warning",
-          "More than 5% of requests to {{ $labels.target }} fail."),
-    Alert("llm-queue-growing", "Requests waiting keep growing", S, "requests_waiting", ">", 0, "10m", "warning",
-          "The queue on {{ $labels.target }} grew over 10 minutes: overload.", mode="growing"),
-    Alert("llm-kv-cache-full", "KV cache above 90%", S, "kv_cache_usage_ratio", ">", 0.9, "5m", "warning",
-          "KV cache of {{ $labels.target }} is above 90%: requests will queue or be preempted."),
-    Alert("llm-gpu-memory-full", "GPU memory above 95%", "llm_gpu", "memory_used_mib", ">", 0.95, "5m", "warning",
-          "GPU {{ $labels.index }} on {{ $labels.host }} is above 95% memory.", by=("host", "index"),
-          divide_by="memory_total_mib"),
-    Alert("llm-gpu-throttling", "GPU throttling (thermal or hardware slowdown)", "llm_gpu", "throttle_hw_slowdown", ">", 0,
-          "5m", "warning", "GPU {{ $labels.index }} on {{ $labels.host }} is slowed down by hardware.",
-          by=("host", "index")),
-    Alert("llm-gpu-thermal", "GPU thermal throttling", "llm_gpu", "throttle_thermal", ">", 0, "5m", "warning",
-          "GPU {{ $labels.index }} on {{ $labels.host }} is thermally throttled.", by=("host", "index")),
-    Alert("llm-gpu-xid", "GPU XID errors", "llm_gpu", "xid_errors_total", ">", 0, "0m", "critical",
-          "GPU {{ $labels.index }} on {{ $labels.host }} reported XID errors.", by=("host", "index"), mode="increase"),
-    Alert("llm-process-restarted", "Model server process restarted", "llm_process", "restarts_total", ">", 0, "0m",
-          "warning", "The process of {{ $labels.target }} restarted.", mode="increase", window="15m"),
-    Alert("llm-server-exposed", "Model server exposed on the network", "llm_process", "exposed", "==", 1, "1m",
-          "critical", "{{ $labels.target }} listens on a non-loopback address: it can be found and abused."),
-    Alert("llm-agent-dropping", "Agent output buffer dropping points", "llm_agent", "output_dropped_points", ">", 0,
-          "0m", "warning", "The agent on {{ $labels.host }} dropped buffered points: the database was away too long.",
-          by=("host",), mode="increase", window="15m"),
-)
+FILTER_TAGS = ("host", "server_type", "target", "model")
+"""Dashboard variables: every query on a measurement with the tag filters by it."""
 
 
 def _ensure_documented(measurement: str, field_name: str) -> None:
@@ -196,55 +39,101 @@ def _tags(measurement: str) -> tuple[str, ...]:
     return ("host", *(t for t in m.tags if t != "host")) if m else ("host",)
 
 
+def _is_counter(q: Q) -> bool:
+    doc = lookup(q.measurement, q.field)
+    return doc is not None and doc.kind == "counter"
+
+
+def _check(q: Q) -> None:
+    _ensure_documented(q.measurement, q.field)
+    for tag in (*q.series_by, *(q.total_by or ()), *(t for t, _ in q.where)):
+        if tag != AB_TAG and tag not in _tags(q.measurement):
+            raise SystemExit(f"generate.py: {q.measurement} has no tag {tag}")
+
+
 # ---------------------------------------------------------------- InfluxQL
 
 
-def _influx_where(measurement: str) -> str:
+def _influx_tag(tag: str) -> str:
+    return f'"{tag}"'
+
+
+def _influx_where(q: Q) -> str:
     conds = ["$timeFilter"]
     for tag in FILTER_TAGS:
-        if tag in _tags(measurement):
+        if tag in _tags(q.measurement):
             conds.append(f'"{tag}" =~ /^${tag}$/')
+    conds += [f'"{tag}" =~ /^{regex}$/' for tag, regex in q.where]
     return " AND ".join(conds)
 
 
+def _influx_select(q: Q) -> str:
+    if _is_counter(q):
+        return f'non_negative_derivative(last("{q.field}"), 1s)'  # per second, like PromQL rate()
+    return f'{q.agg}("{q.field}")'
+
+
 def influxql(q: Q) -> str:
-    _ensure_documented(q.measurement, q.field)
-    doc = lookup(q.measurement, q.field)
-    select = f'{q.agg}("{q.field}")'
-    if doc is not None and doc.kind == "counter":
-        select = f'non_negative_difference(last("{q.field}"))'
-    group = ["time($__interval)"]
-    group += ["*"] if q.by == ("*",) else [f'"{t}"' for t in q.by]
-    return (f'SELECT {select} AS "{q.label or q.field}" FROM "{q.measurement}" '
-            f'WHERE {_influx_where(q.measurement)} GROUP BY {", ".join(group)} fill(null)')
+    _check(q)
+    group = ", ".join(["time($__interval)", *map(_influx_tag, q.series_by)])
+    if q.total_by is None:
+        return (f'SELECT {_influx_select(q)} AS "{_label(q, "influxdb")}" FROM "{q.measurement}" '
+                f"WHERE {_influx_where(q)} GROUP BY {group} fill(null)")
+    inner = (f'SELECT {_influx_select(q)} AS "{q.field}" FROM "{q.measurement}" '
+             f"WHERE {_influx_where(q)} GROUP BY {group} fill(none)")
+    outer = ", ".join(["time($__interval)", *map(_influx_tag, q.total_by)])
+    return (f'SELECT sum("{q.field}") AS "{_label(q, "influxdb")}" FROM ({inner}) '
+            f"WHERE $timeFilter GROUP BY {outer} fill(null)")
+
+
+# ---------------------------------------------------------------- PromQL
+
+
+def _prom_selector(q: Q) -> str:
+    labels = [f'{t}=~"${t}"' for t in FILTER_TAGS if t in _tags(q.measurement)]
+    labels += [f'{t}=~"{regex}"' for t, regex in q.where]
+    return f"{prometheus_name(q.measurement, q.field)}{{{', '.join(labels)}}}"
 
 
 def promql(q: Q) -> str:
-    _ensure_documented(q.measurement, q.field)
-    doc = lookup(q.measurement, q.field)
-    labels = ", ".join(f'{t}=~"${t}"' for t in FILTER_TAGS if t in _tags(q.measurement))
-    selector = f"{prometheus_name(q.measurement, q.field)}{{{labels}}}"
-    if doc is not None and doc.kind == "counter":
-        selector = f"increase({selector}[$__rate_interval])"
-    if q.by == ("*",):
-        return selector
-    agg = {"mean": "avg", "max": "max", "sum": "sum"}[q.agg]
-    return f"{agg} by ({', '.join(q.by)}) ({selector})"
+    _check(q)
+    selector = _prom_selector(q)
+    if _is_counter(q):
+        selector = f"rate({selector}[$__rate_interval])"
+    agg = {"mean": "avg", "max": "max", "min": "min", "sum": "sum", "count": "count"}[q.agg]
+    expr = f"{agg} by ({', '.join(q.series_by)}) ({selector})"
+    if q.total_by is not None:
+        expr = f"sum by ({', '.join(q.total_by)}) ({expr})"
+    return expr
 
 
-def _legend_influx(q: Q) -> str:
-    if q.by == ("*",):
-        return ""
-    return " ".join([q.label or q.field] + [f"$tag_{t}" for t in q.by if t != "host" or len(q.by) == 1])
+# ---------------------------------------------------------------- legends
 
 
-def _legend_prom(q: Q) -> str:
-    if q.by == ("*",):
-        return ""
-    return " ".join([q.label or q.field] + ["{{" + t + "}}" for t in q.by if t != "host" or len(q.by) == 1])
+def _label(q: Q, flavour: str) -> str:
+    """The legend prefix. Prometheus values are in base units, so the default follows its names."""
+    if q.label:
+        return q.label
+    return q.field if flavour == "influxdb" else prometheus_unit(q.field)[0]
+
+
+def _legend(q: Q, flavour: str) -> str:
+    tags = q.total_by if q.total_by is not None else q.series_by
+    if flavour == "influxdb":
+        names = ["$tag_${" + t[1:] + "}" if t.startswith("$") else f"$tag_{t}" for t in tags]
+    else:
+        names = ["{{${" + t[1:] + "}}}" if t.startswith("$") else "{{" + t + "}}" for t in tags]
+    return " ".join([_label(q, flavour), *names])
 
 
 # ---------------------------------------------------------------- dashboard JSON
+
+
+def _mappings(panel: Panel) -> list[dict]:
+    if not panel.mappings:
+        return []
+    return [{"type": "value", "options": {str(v): {"text": text, "color": colour, "index": i}
+                                          for i, (v, text, colour) in enumerate(panel.mappings)}}]
 
 
 def _panel_json(panel: Panel, pid: int, x: int, y: int, flavour: str) -> dict:
@@ -254,27 +143,34 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int, flavour: str) -> dict:
         ref = chr(ord("A") + i)
         if flavour == "influxdb":
             targets.append({"refId": ref, "datasource": ds, "query": influxql(q), "rawQuery": True,
-                            "resultFormat": "time_series", "alias": _legend_influx(q)})
+                            "resultFormat": "time_series", "alias": _legend(q, flavour)})
         else:
-            targets.append({"refId": ref, "datasource": ds, "expr": promql(q), "legendFormat": _legend_prom(q),
+            targets.append({"refId": ref, "datasource": ds, "expr": promql(q), "legendFormat": _legend(q, flavour),
                             "range": True})
     # The exporter writes base units (ms -> seconds, MiB -> bytes): the Prometheus panels follow.
     unit = PROM_UNITS.get(panel.unit, panel.unit) if flavour == "prometheus" else panel.unit
-    defaults: dict = {"unit": unit}
+    defaults: dict = {"unit": unit, "mappings": _mappings(panel)}
     if panel.max is not None:
         defaults["max"] = panel.max
-    kind = {"timeseries": "timeseries", "bars": "timeseries", "heatmap": "heatmap", "state": "state-timeline",
-            "stat": "stat"}[panel.kind]
+    kind = {"timeseries": "timeseries", "bars": "timeseries", "heatmap": "heatmap", "state": "state-timeline"}[panel.kind]
     options: dict = {"legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
                      "tooltip": {"mode": "multi", "sort": "desc"}}
     if panel.kind == "bars":
         defaults["custom"] = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1}
+    if panel.kind == "state":
+        defaults["color"] = {"mode": "thresholds"}
+        defaults["thresholds"] = {"mode": "absolute", "steps": [{"color": "transparent", "value": None}]}
+        defaults["custom"] = {"fillOpacity": 80, "lineWidth": 0}
+        options.update({"mergeValues": True, "showValue": "never", "rowHeight": 0.9})
     if panel.kind == "heatmap":
         options = {"calculate": False, "yAxis": {"axisPlacement": "left"}, "rowsFrame": {"layout": "auto"},
                    "color": {"mode": "scheme", "scheme": "Turbo", "steps": 64}, "cellGap": 1,
                    "tooltip": {"show": True, "yHistogram": False}}
-    height = 8 if panel.kind != "state" else 6
-    return {"id": pid, "type": kind, "title": panel.title, "description": panel.description, "datasource": ds,
+    height = 8 if panel.kind != "state" else 7
+    description = panel.description
+    if panel.servers:
+        description = (description + " " if description else "") + "Servers: " + ", ".join(panel.servers) + "."
+    return {"id": pid, "type": kind, "title": panel.title, "description": description, "datasource": ds,
             "gridPos": {"h": height, "w": panel.width, "x": x, "y": y},
             "fieldConfig": {"defaults": defaults, "overrides": []}, "options": options, "targets": targets}
 
@@ -286,48 +182,67 @@ def _variables(flavour: str) -> list[dict]:
     if flavour == "influxdb":
         queries = {
             "host": 'SHOW TAG VALUES FROM "llm_agent" WITH KEY = "host"',
-            "target": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "target" WHERE "host" =~ /^$host$/',
-            "model": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "model" WHERE "target" =~ /^$target$/',
+            "server_type": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "server_type" WHERE "host" =~ /^$host$/',
+            "target": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "target" WHERE "host" =~ /^$host$/ AND '
+                      '"server_type" =~ /^$server_type$/',
+            "model": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "model" WHERE "host" =~ /^$host$/ AND '
+                     '"target" =~ /^$target$/',
         }
     else:
         up = prometheus_name("llm_server", "up")
         queries = {
             "host": f"label_values({prometheus_name('llm_agent', 'gathers')}, host)",
-            "target": f'label_values({up}{{host=~"$host"}}, target)',
-            "model": f'label_values({up}{{target=~"$target"}}, model)',
+            "server_type": f'label_values({up}{{host=~"$host"}}, server_type)',
+            "target": f'label_values({up}{{host=~"$host", server_type=~"$server_type"}}, target)',
+            "model": f'label_values({up}{{host=~"$host", target=~"$target"}}, model)',
         }
     for name, query in queries.items():
         variables.append({"name": name, "label": name, "type": "query", "datasource": ds, "query": query,
                           "definition": query, "includeAll": True, "multi": True, "allValue": ".*",
                           "current": {"text": "All", "value": "$__all"}, "refresh": 2, "sort": 1, "hide": 0})
+    variables.append({"name": AB_TAG[1:], "label": "A/B tag (request log)", "type": "textbox",
+                      "query": "prompt_version", "current": {"text": "prompt_version", "value": "prompt_version"},
+                      "hide": 0, "description": "A group_by key of your request log: one series per value."})
     return variables
+
+
+def _row_panels(row: Row, pid: int, y: int, flavour: str) -> tuple[list[dict], int]:
+    """The row's panels laid out from `y`; returns them and the y below them."""
+    out = []
+    x = row_h = 0
+    for panel in row.panels:
+        if x + panel.width > 24:
+            x, y = 0, y + row_h
+            row_h = 0
+        pj = _panel_json(panel, pid, x, y, flavour)
+        out.append(pj)
+        pid += 1
+        x += panel.width
+        row_h = max(row_h, pj["gridPos"]["h"])
+    return out, y + row_h
 
 
 def dashboard(flavour: str) -> dict:
     panels: list[dict] = []
     pid, y = 1, 0
     for row in ROWS:
-        panels.append({"id": pid, "type": "row", "title": row.title, "collapsed": False,
-                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
-        pid += 1
-        y += 1
-        x = 0
-        row_h = 0
-        for panel in row.panels:
-            if x + panel.width > 24:
-                x, y = 0, y + row_h
-                row_h = 0
-            pj = _panel_json(panel, pid, x, y, flavour)
-            panels.append(pj)
-            pid += 1
-            x += panel.width
-            row_h = max(row_h, pj["gridPos"]["h"])
-        y += row_h
+        row_json = {"id": pid, "type": "row", "title": row.title, "collapsed": row.collapsed,
+                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []}
+        children, below = _row_panels(row, pid + 1, y + 1, flavour)
+        pid += 1 + len(children)
+        panels.append(row_json)
+        if row.collapsed:  # Grafana keeps a collapsed row's panels inside it
+            row_json["panels"] = children
+            y += 1
+        else:
+            panels.extend(children)
+            y = below
     name = "InfluxDB" if flavour == "influxdb" else "Prometheus"
     return {
         "uid": f"telegraf-llm-input-{flavour}",
         "title": f"LLM model server ({name})",
-        "description": "telegraf-llm-input: model server, probe, GPU, process, request log. Generated by packaging/grafana/generate.py.",
+        "description": "telegraf-llm-input: fleet, model servers, errors, probe, GPU, process, request log. "
+                       "Generated by packaging/grafana/generate.py; docs/dashboards.md says what each row answers.",
         "tags": ["llm", "telegraf-llm-input"],
         "editable": True,
         "schemaVersion": 39,
@@ -342,25 +257,51 @@ def dashboard(flavour: str) -> dict:
     }
 
 
+def all_panels(board: dict) -> list[dict]:
+    """Every panel of a dashboard, those inside collapsed rows too (rows themselves left out)."""
+    out = []
+    for p in board["panels"]:
+        if p["type"] == "row":
+            out.extend(p.get("panels") or [])
+        else:
+            out.append(p)
+    return out
+
+
 # ---------------------------------------------------------------- alerts
+
+
+def _prom_threshold(a: Alert) -> str:
+    factor = 1.0 if a.divide_by else prometheus_unit(a.field)[1]
+    return f"{a.threshold * factor:g}"
+
+
+def prometheus_expr(a: Alert) -> str:
+    _ensure_documented(a.measurement, a.field)
+    metric = prometheus_name(a.measurement, a.field)
+    t = _prom_threshold(a)
+    if a.mode == "silent":
+        job = f'job="{PROMETHEUS_JOB}"'
+        # Scrape fails; or it answers but the agent has stopped gathering (its series expire); or none left.
+        return (f"up{{{job}}} == 0 or (up{{{job}}} == 1 unless on (job, instance) {metric}{{{job}}}) "
+                f"or absent_over_time({metric}{{{job}}}[{a.window}])")
+    if a.mode == "increase":
+        # `and <metric>`: only while the series is reported; a dead agent's last increase resolves.
+        return f"increase({metric}[{a.window}]) {a.op} {t} and {metric}"
+    if a.mode == "growing":
+        return f"deriv({metric}[{a.window}]) > 0 and min_over_time({metric}[{a.window}]) {a.op} {t}"
+    if a.mode == "mean":
+        return f"avg_over_time({metric}[{a.window}]) {a.op} {t}"
+    if a.divide_by:
+        _ensure_documented(a.measurement, a.divide_by)
+        return f"{metric} / {prometheus_name(a.measurement, a.divide_by)} {a.op} {t}"
+    return f"{metric} {a.op} {t}"
 
 
 def prometheus_rules() -> dict:
     rules = []
     for a in ALERTS:
-        _ensure_documented(a.measurement, a.field)
-        metric = prometheus_name(a.measurement, a.field)
-        threshold = a.threshold if a.divide_by else a.threshold * prometheus_unit(a.field)[1]
-        if a.mode == "increase":
-            expr = f"increase({metric}[{a.window}]) {a.op} {threshold:g}"
-        elif a.mode == "growing":
-            expr = f"delta({metric}[{a.window}]) > 0 and {metric} > {threshold:g}"
-        elif a.divide_by:
-            _ensure_documented(a.measurement, a.divide_by)
-            expr = f"{metric} / {prometheus_name(a.measurement, a.divide_by)} {a.op} {a.threshold:g}"
-        else:
-            expr = f"{metric} {a.op} {threshold:g}"
-        rule = {"alert": "".join(w.capitalize() for w in a.uid.split("-")), "expr": expr,
+        rule = {"alert": "".join(w.capitalize() for w in a.uid.split("-")), "expr": prometheus_expr(a),
                 "labels": {"severity": a.severity}, "annotations": {"summary": a.summary, "title": a.title}}
         if a.for_ != "0m":
             rule["for"] = a.for_
@@ -368,19 +309,39 @@ def prometheus_rules() -> dict:
     return {"groups": [{"name": "telegraf-llm-input", "rules": rules}]}
 
 
-def _influx_alert_query(a: Alert) -> str:
-    if a.mode == "increase":
-        select = f'non_negative_difference(last("{a.field}"))'
-    elif a.divide_by:
-        select = f'last("{a.field}") / last("{a.divide_by}")'
-    else:
-        select = f'last("{a.field}")'
-    group = ", ".join(f'"{t}"' for t in a.by)
-    return f'SELECT {select} FROM "{a.measurement}" WHERE $timeFilter GROUP BY time(1m), {group} fill(none)'
-
-
 def _seconds(duration: str) -> int:
     return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+def grafana_query(a: Alert) -> tuple[str, int]:
+    """The InfluxQL of an alert and the seconds of history it reads."""
+    group = ", ".join(f'"{t}"' for t in a.by)
+    sel = f'last("{a.field}")'
+    window = 180  # the latest value: a series gone for 3 minutes (dead agent) drops out and resolves
+    if a.mode == "silent":
+        # fill(0): a host that stopped keeps a series (of zeros) for the hour read; the moving average over
+        # three minutes reads 0 only when none of them had a point.
+        return (f'SELECT moving_average(count("{a.field}"), 3) FROM "{a.measurement}" WHERE $timeFilter '
+                f"GROUP BY time(1m), {group} fill(0)"), 3600
+    if a.mode in ("increase", "growing"):
+        window = max(_seconds(a.window), 600)
+    if a.mode == "increase":
+        sel = f'non_negative_difference(last("{a.field}"))'
+    elif a.mode == "mean":
+        sel, window = f'mean("{a.field}")', _seconds(a.window)
+    elif a.divide_by:
+        sel = f'last("{a.field}") / last("{a.divide_by}")'
+    return f'SELECT {sel} FROM "{a.measurement}" WHERE $timeFilter GROUP BY time(1m), {group} fill(none)', window
+
+
+def _expr(ref: str, model: dict) -> dict:
+    return {"refId": ref, "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
+            "model": {"refId": ref, **model}}
+
+
+def _influx(ref: str, query: str, seconds: int) -> dict:
+    return {"refId": ref, "datasourceUid": "${LLM_INFLUXDB_UID}", "relativeTimeRange": {"from": seconds, "to": 0},
+            "model": {"refId": ref, "query": query, "rawQuery": True, "resultFormat": "time_series"}}
 
 
 def grafana_rules() -> dict:
@@ -388,39 +349,37 @@ def grafana_rules() -> dict:
     rules = []
     for a in ALERTS:
         _ensure_documented(a.measurement, a.field)
-        window = max(_seconds(a.window), 600)
+        query, seconds = grafana_query(a)
+        data = [_influx("A", query, seconds)]
         if a.mode == "growing":
-            reducer_a = {"refId": "B", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-                         "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last"}}
-            first = {"refId": "F", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-                     "model": {"refId": "F", "type": "reduce", "expression": "A", "reducer": "min"}}
-            cond = {"refId": "C", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-                    "model": {"refId": "C", "type": "math", "expression": f"$B > $F && $B > {a.threshold:g}"}}
-            steps = [reducer_a, first, cond]
+            data += [_expr("B", {"type": "reduce", "expression": "A", "reducer": "last"}),
+                     _expr("F", {"type": "reduce", "expression": "A", "reducer": "min"}),
+                     _expr("C", {"type": "math", "expression": f"$F {a.op} {a.threshold:g} && $B > $F"})]
+        elif a.mode == "increase":
+            # P: the series is still reported (last 2 minutes); a series missing there drops out of C.
+            group = ", ".join(f'"{t}"' for t in a.by)
+            data += [_influx("P", f'SELECT last("{a.field}") FROM "{a.measurement}" WHERE $timeFilter '
+                                  f"GROUP BY {group}", 120),
+                     _expr("B", {"type": "reduce", "expression": "A", "reducer": "sum"}),
+                     _expr("R", {"type": "reduce", "expression": "P", "reducer": "count"}),
+                     _expr("C", {"type": "math", "expression": f"$B {a.op} {a.threshold:g} && $R > 0"})]
         else:
-            reducer = "sum" if a.mode == "increase" else "last"
+            reducer = "mean" if a.mode == "mean" else "last"
             evaluator = {">": "gt", "<": "lt", "==": "within_range"}[a.op]
             params = [a.threshold - 0.5, a.threshold + 0.5] if a.op == "==" else [a.threshold]
-            steps = [
-                {"refId": "B", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-                 "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": reducer}},
-                {"refId": "C", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-                 "model": {"refId": "C", "type": "threshold", "expression": "B",
-                           "conditions": [{"evaluator": {"type": evaluator, "params": params}}]}},
-            ]
+            data += [_expr("B", {"type": "reduce", "expression": "A", "reducer": reducer}),
+                     _expr("C", {"type": "threshold", "expression": "B",
+                                 "conditions": [{"evaluator": {"type": evaluator, "params": params}}]})]
         rules.append({
             "uid": a.uid,
             "title": a.title,
             "condition": "C",
-            "data": [{"refId": "A", "datasourceUid": "${LLM_INFLUXDB_UID}",
-                      "relativeTimeRange": {"from": window, "to": 0},
-                      "model": {"refId": "A", "query": _influx_alert_query(a), "rawQuery": True,
-                                "resultFormat": "time_series"}}] + steps,
+            "data": data,
             "for": a.for_,
-            "noDataState": "OK",
+            "noDataState": "Alerting" if a.no_data_alerts else "OK",
             "execErrState": "Error",
             "labels": {"severity": a.severity},
-            "annotations": {"summary": a.summary.replace("$labels", "$labels")},
+            "annotations": {"summary": a.summary},
         })
     return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "telegraf-llm-input", "folder": "LLM",
                                          "interval": "1m", "rules": rules}]}

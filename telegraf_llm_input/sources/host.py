@@ -56,14 +56,19 @@ def read_psi_some_avg10(path: Path = PSI_MEMORY) -> float | None:
         return None
 
 
+# Primed at import: the first call has no reference point, and `--once` waits for the rest of a 100 ms window
+# (see _cpu_percent) that now overlaps the start-up instead of following it.
+psutil.cpu_percent(interval=None)
+_PRIMED_AT = time.monotonic()
+
+
 class HostSource:
     name = "host"
 
     def __init__(self, config: HostConfig):
         self._config = config
         self._prev_swap: tuple[float, int, int] | None = None
-        psutil.cpu_percent(interval=None)  # prime: the first call has no reference point
-        self._primed_at = time.monotonic()
+        self._primed_at = _PRIMED_AT
 
     def _sample(self, time_ns: int) -> Metric:
         vm = psutil.virtual_memory()

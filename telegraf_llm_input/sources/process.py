@@ -1,8 +1,13 @@
 """`llm_process`: the model server's own process: is it up, did it restart, what does it hold.
 
 Found by `process.pid_file`, `process.pattern`, or (default, local targets only) as whoever listens
-on the target's port. Once found, the process is re-checked cheaply each gather (same pid, same
-start time); the full search runs only when it is gone.
+on the target's port. The process sits beside a model that wants every core, so a gather reads only
+what changes: once found, the pid is re-checked cheaply each gather (same pid, same start time, and
+the listening sockets on the port, one netlink question on Linux); its children and listen
+addresses are re-read only every `REFRESH_S` or when those sockets change. The full search (every
+process's sockets) runs only when the pid is gone or stopped listening, and a down target repeats
+it only when the sockets on its port change. How a port maps to pids is a `PortLookup` (one per
+platform), so another platform plugs in its own.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import psutil
@@ -27,6 +32,7 @@ from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.sources import drm_fdinfo, macos_ports
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.gpu import NvmlSession, nvml_session
+from telegraf_llm_input.sources.linux_sockets import listen_inodes
 from telegraf_llm_input.targets import TargetConfig
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
@@ -35,6 +41,11 @@ if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: 
 log = get_logger("process")
 
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+REFRESH_S = 60.0
+"""How often the children list and listen addresses of a live process are re-read from scratch."""
+PATTERN_RESCAN_S = 60.0
+"""A down `process.pattern` target reads only new pids' command lines, and all of them this often
+(a process that exec()s into the server keeps its pid)."""
 
 
 def is_local_host(host: str) -> bool:
@@ -87,15 +98,75 @@ def _listeners(conns: Iterable, port: int) -> list[str]:
                    if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
 
 
+class PortLookup(Protocol):
+    """Which processes listen on a TCP port: the seam where a platform plugs in its own lookup."""
+
+    def sockets(self, port: int) -> frozenset | None:
+        """A cheap identity of the listening sockets on `port` (empty: nothing listens), or None when
+        this platform cannot tell cheaply. Equal answers mean nothing changed."""
+        ...
+
+    def pids(self, port: int) -> set[int]:
+        """The pids listening on `port` (the full, costly search)."""
+        ...
+
+
+class PsutilPortLookup:
+    """Every platform psutil knows; the cheap check only on Linux (sock_diag, /proc/net/tcp)."""
+
+    def sockets(self, port: int) -> frozenset | None:
+        return listen_inodes(port) if sys.platform.startswith("linux") else None
+
+    def pids(self, port: int) -> set[int]:
+        pids: set[int] = set()
+        try:
+            for c in psutil.net_connections("tcp"):
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+                    pids.add(c.pid)
+        except psutil.AccessDenied:
+            pass
+        if not pids:
+            # net_connections may be refused, or show the socket without its pid (another user's
+            # process): ask each process we are allowed to inspect.
+            for proc in psutil.process_iter():
+                try:
+                    if _listeners(_connections(proc), port):
+                        pids.add(proc.pid)
+                except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                    continue
+        if not pids and macos_ports.use_lsof(sys.platform):
+            # macOS without root: psutil is refused what lsof still shows of the user's own listeners.
+            pids = macos_ports.listening_pids(port)
+        return pids
+
+
+def default_port_lookup() -> PortLookup:
+    return PsutilPortLookup()
+
+
 class ProcessSource:
-    def __init__(self, target: TargetConfig, nvml: NvmlSession | None, drm: bool = False):
+    def __init__(self, target: TargetConfig, nvml: NvmlSession | None, drm: bool = False,
+                 ports: PortLookup | None = None, clock=time.monotonic):
         self._target = target
         self._nvml = nvml
         self._drm = drm_fdinfo.DrmUsage() if drm else None
         self.name = f"process:{target.display_name}"
         self._port = target_port(target.url)
         self._pattern = re.compile(target.process.pattern) if target.process.pattern else None
+        self._ports = ports or default_port_lookup()
+        self._clock = clock
         self._found: Found | None = None
+        self._tree_cache: list[psutil.Process] = []
+        self._address_cache: list[str] = []
+        self._sockets: frozenset | None = None
+        """The port's listening sockets when the tree and addresses were last read."""
+        self._refreshed_at = float("-inf")
+        self._down_sockets: frozenset | None = None
+        """The port's sockets when a search last found nothing: unchanged, a down target is not searched again."""
+        self._pattern_seen: set[int] = set()
+        self._pattern_scanned_at = float("-inf")
+        self._cpu_pids: dict[int, float] = {}
+        self._gpu_pids: frozenset[int] = frozenset()
         self._last_pid: int | None = None
         self._last_name: str | None = None
         self._restarts = 0
@@ -120,42 +191,41 @@ class ProcessSource:
 
     def _by_pattern(self, pattern: re.Pattern[str]) -> psutil.Process | None:
         me = os.getpid()
+        now = self._clock()
+        pids = set(psutil.pids())
+        if now - self._pattern_scanned_at >= PATTERN_RESCAN_S:
+            self._pattern_seen.clear()
+            self._pattern_scanned_at = now
+        new = pids - self._pattern_seen
+        self._pattern_seen = pids  # a pid that did not match is read again only after PATTERN_RESCAN_S
         matches = []
-        for proc in psutil.process_iter(["cmdline", "create_time"]):
-            cmdline = proc.info.get("cmdline")
-            if proc.pid == me or not cmdline:
+        for pid in new:
+            if pid == me:
                 continue
-            if pattern.search(" ".join(cmdline)):
-                matches.append(proc)
+            try:
+                proc = psutil.Process(pid)
+                cmdline = proc.cmdline()
+                if cmdline and pattern.search(" ".join(cmdline)):
+                    matches.append((_start_time(proc), proc))
+            except psutil.Error:
+                continue
+        if not matches:
+            return None
+        self._pattern_seen.clear()  # found: the next search (when it is gone) starts from scratch
         # The oldest match is the server; later ones are usually its own workers.
-        return min(matches, key=lambda p: p.info.get("create_time") or 0.0, default=None)
+        return min(matches, key=lambda m: m[0])[1]
 
     def _by_port(self) -> psutil.Process | None:
-        pids: set[int] = set()
-        try:
-            for c in psutil.net_connections("tcp"):
-                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self._port and c.pid:
-                    pids.add(c.pid)
-        except psutil.AccessDenied:
-            pass
-        if not pids:
-            # net_connections may be refused, or show the socket without its pid (another user's
-            # process): ask each process we are allowed to inspect.
-            for proc in psutil.process_iter():
-                try:
-                    if _listeners(_connections(proc), self._port):
-                        pids.add(proc.pid)
-                except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-                    continue
-        if not pids and macos_ports.use_lsof(sys.platform):
-            # macOS without root: psutil is refused what lsof still shows of the user's own listeners.
-            pids = macos_ports.listening_pids(self._port)
+        sockets = self._ports.sockets(self._port)
+        if sockets is not None and (not sockets or sockets == self._down_sockets):
+            return None  # nothing listens, or the same sockets a search already found no process for
         procs = []
-        for pid in pids:
+        for pid in self._ports.pids(self._port):
             try:
                 procs.append(psutil.Process(pid))
             except psutil.Error:
                 continue
+        self._down_sockets = None if procs else sockets
         # A forking server may share the socket with its workers: report the parent.
         return min(procs, key=_start_time, default=None)
 
@@ -175,6 +245,28 @@ class ProcessSource:
         except psutil.Error:
             return [proc]
 
+    def _refresh(self, proc: psutil.Process) -> bool:
+        """Re-read the children and listen addresses when due or when the port's sockets changed.
+        False when a process found by its port no longer listens on it (search again)."""
+        now = self._clock()
+        sockets = self._ports.sockets(self._port)
+        if sockets == self._sockets and now - self._refreshed_at < REFRESH_S:
+            return True  # (a platform without the cheap check answers None: then every REFRESH_S)
+        tree = self._tree(proc)
+        addresses = self._addresses(tree)
+        if not addresses and self._by_port_mode():
+            if sockets is not None and not sockets:
+                return False  # nothing listens on the port any more
+            if not {p.pid for p in tree} & self._ports.pids(self._port):
+                return False  # someone else does (its sockets were only unreadable to us: keep it)
+        self._tree_cache, self._address_cache = tree, addresses
+        self._sockets, self._refreshed_at = sockets, now
+        return True
+
+    def _by_port_mode(self) -> bool:
+        cfg = self._target.process
+        return not (cfg.pid_file or self._pattern is not None)
+
     def _addresses(self, tree: list[psutil.Process]) -> list[str]:
         for p in tree:
             try:
@@ -185,47 +277,75 @@ class ProcessSource:
                 return ips
         return []
 
+    def _lose(self) -> None:
+        self._found = None
+        self._cpu_prev = None
+        self._cpu_pids = {}
+        self._sockets = None
+        self._refreshed_at = float("-inf")
+
+    def _locate(self, gpu_pids: frozenset[int]) -> None:
+        """Keep the found process while it lives (and, found by its port, still listens there)."""
+        if self._found is not None and gpu_pids != self._gpu_pids:
+            self._refreshed_at = float("-inf")  # a new GPU user may be a new child: read the tree again
+        self._gpu_pids = gpu_pids
+        for _attempt in range(2):
+            if self._found is None or not self._still_same():
+                self._lose()
+                proc = self._find()
+                if proc is not None:
+                    try:
+                        self._found = Found(proc, proc.create_time())
+                    except psutil.Error:
+                        self._found = None
+            if self._found is None or self._refresh(self._found.proc):
+                return
+            self._lose()  # it stopped listening on the port: whoever listens now is the server
+
     def _sample(self, time_ns: int) -> Metric:
-        if not self._still_same():
-            self._found = None
-            self._cpu_prev = None
-            proc = self._find()
-            if proc is not None:
-                try:
-                    self._found = Found(proc, proc.create_time())
-                except psutil.Error:
-                    self._found = None
+        gpu = self._gpu_processes()
+        self._locate(frozenset(gpu or ()))
         if self._found is None:
             return self._down(time_ns)
         proc = self._found.proc
+        tree = self._tree_cache
         try:
             with proc.oneshot():  # another user's process: some readings are refused, the rest still count
                 name = _safe(proc.name, None)
                 rss = _safe(lambda: proc.memory_info().rss, None)
                 threads = _safe(proc.num_threads, None)
                 fds = _safe(proc.num_fds, None)
-            tree = self._tree(proc)
-            cpu_s = 0.0
-            for p in tree:
-                try:
-                    t = p.cpu_times()
-                    cpu_s += t.user + t.system
-                except psutil.Error:  # a worker that just exited, or one we may not read
-                    continue
+                cpu_pids: dict[int, float] = {}
+                t = proc.cpu_times()
+                cpu_pids[proc.pid] = t.user + t.system
         except psutil.NoSuchProcess:
-            self._found = None
+            self._lose()
             return self._down(time_ns)
+        except psutil.Error:  # its CPU times refused
+            pass
+        for p in tree[1:]:
+            try:
+                t = p.cpu_times()
+                cpu_pids[p.pid] = t.user + t.system
+            except psutil.NoSuchProcess:  # a worker that just exited: read the tree again next time
+                self._refreshed_at = float("-inf")
+            except psutil.Error:  # one we may not read
+                continue
         if self._last_pid is not None and proc.pid != self._last_pid:
             self._restarts += 1
         self._last_pid, self._last_name = proc.pid, name
         self._state.ok("down", f"{self.name}: process found again (pid {proc.pid})")
 
-        now = (time.monotonic(), cpu_s)
-        cpu = cpu_percent(self._cpu_prev, now)
-        self._cpu_prev = now
-        addresses = self._addresses(tree)
-        gpu_mib, gpu_indices = self._gpu_memory({p.pid for p in tree})
-        drm = self._drm.sample({p.pid for p in tree}) if self._drm is not None else None
+        # CPU of the processes in both samples: a worker that came or went does not count as a jump
+        common = cpu_pids.keys() & self._cpu_pids.keys()
+        wall = time.monotonic()
+        cpu = cpu_percent(None if self._cpu_prev is None else (self._cpu_prev[0], sum(self._cpu_pids[p] for p in common)),
+                          (wall, sum(cpu_pids[p] for p in common)))
+        self._cpu_prev, self._cpu_pids = (wall, 0.0), cpu_pids
+        addresses = self._address_cache
+        tree_pids = {p.pid for p in tree}
+        gpu_mib, gpu_indices = self._gpu_memory(gpu, tree_pids)
+        drm = self._drm.sample(tree_pids) if self._drm is not None else None
         if drm is not None and drm.vram_mib is not None:
             gpu_mib = (gpu_mib or 0.0) + drm.vram_mib
         fields = {
@@ -245,12 +365,18 @@ class ProcessSource:
         }
         return Metric("llm_process", self._tags(name), clean_fields(fields), time_ns)
 
-    def _gpu_memory(self, pids: set[int]) -> tuple[float | None, str | None]:
+    def _gpu_processes(self) -> dict[int, dict[int, float]] | None:
         if self._nvml is None or not self._nvml.available:
+            return None
+        return self._nvml.process_gpu_memory()
+
+    @staticmethod
+    def _gpu_memory(gpu: dict[int, dict[int, float]] | None, pids: set[int]) -> tuple[float | None, str | None]:
+        if gpu is None:
             return None, None
         total = 0.0
         indices: set[int] = set()
-        for pid, per_gpu in self._nvml.process_gpu_memory().items():
+        for pid, per_gpu in gpu.items():
             if pid in pids:
                 total += sum(per_gpu.values())
                 indices.update(per_gpu)

@@ -11,24 +11,31 @@ from telegraf_llm_input.http import FetchError, HttpPool, pool_for
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
-from telegraf_llm_input.sources.server import Fetcher, ServerSource
 from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
+    from telegraf_llm_input.sources.server import ServerSource
 
 log = get_logger("discovery")
 
 
 def build(config: Config, env: SourceEnv) -> list[Source]:
-    from telegraf_llm_input.servers import make_adapter  # the adapters import this package
-
     pool = pool_for(env)
     if config.targets is None:
         if not config.discovery.enabled:
             return []
         return [DiscoverySource(config.discovery, pool, env.discovered_targets)]
-    return [ServerSource(t, make_adapter(t), pool) for t in config.targets]
+    return [_server_source(t, pool) for t in config.targets]
+
+
+def _server_source(target: TargetConfig, pool: HttpPool) -> ServerSource:
+    # Imported when there is a server to scrape: discovery that finds nothing never loads the adapters and
+    # their parsers (start-up time); the adapters also import this package.
+    from telegraf_llm_input.servers import make_adapter
+    from telegraf_llm_input.sources.server import ServerSource
+
+    return ServerSource(target, make_adapter(target), pool)
 
 
 async def _port_open(host: str, port: int, timeout: float) -> bool:
@@ -51,6 +58,7 @@ async def discover(cfg: DiscoveryConfig, pool: HttpPool, ports: Sequence[int]) -
         if not await _port_open(cfg.host, port, cfg.timeout):
             return port, None
         from telegraf_llm_input.servers import detect
+        from telegraf_llm_input.sources.server import Fetcher
 
         probe = TargetConfig(url=f"http://{cfg.host}:{port}", timeout=cfg.timeout, retries=0)
         try:
@@ -85,10 +93,8 @@ class DiscoverySource:
         if not missing:
             return
         found = await discover(self._cfg, self._pool, missing)
-        from telegraf_llm_input.servers import make_adapter
-
         for port, target in found.items():
-            self._sources[port] = ServerSource(target, make_adapter(target), self._pool)
+            self._sources[port] = _server_source(target, self._pool)
             self._found.append(target)
         if found or first:
             what = ", ".join(f"{t.type} at {t.url}" for t in found.values()) or "no model server"

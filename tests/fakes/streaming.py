@@ -9,7 +9,7 @@ Speaks what the probe talks to (shapes taken from the real servers' source/docs)
 - `POST /api/chat`, `/api/generate` Ollama NDJSON, final `done: true` object with nanosecond
   durations, zero values omitted (Go `omitempty`).
 - `POST /completion` llama.cpp native SSE (`content`, `stop`, final `timings`).
-- `GET /v1/models`, `/api/tags`, `/api/ps`.
+- `GET /v1/models`, `/api/tags`, `/api/ps`, `/api/version` (when `ollama_version` is set).
 
 The schedule is absolute from the moment the request body was read: the role chunk at once, token
 i at `ttft_s + i * interval_s`, so a late write never shifts the later ones. Every request is
@@ -50,6 +50,10 @@ class Script:
     loaded_models: tuple[str, ...] = ()
     """Ollama `/api/ps` (what is in memory); empty = nothing loaded."""
     load_ms: float = 0.0
+    ollama_version: str | None = None
+    """Answer Ollama's `GET /api/version` (off by default: auto-detection would then say ollama)."""
+    size_vram: int = 1000
+    """`/api/ps` bytes in GPU memory per loaded model (of `size` 1000)."""
     prefill_ms: float = 35.0
     cache_tokens: int = 0
 
@@ -110,9 +114,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
                                                         for m in script.models]})
-        elif self.path in ("/api/tags", "/api/ps"):
-            names = script.models if self.path == "/api/tags" else script.loaded_models
-            self._json(200, {"models": [{"name": m, "model": m, "size": 1000} for m in names]})
+        elif self.path == "/api/version" and script.ollama_version:
+            self._json(200, {"version": script.ollama_version})
+        elif self.path == "/api/tags":
+            self._json(200, {"models": [{"name": m, "model": m, "size": 1000} for m in script.models]})
+        elif self.path == "/api/ps":
+            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
+            self._json(200, {"models": [{"name": m, "model": m, "size": 1000, "size_vram": script.size_vram,
+                                         "expires_at": expires} for m in script.loaded_models]})
         else:
             self._json(404, {"error": "not found"})
 

@@ -17,7 +17,8 @@ from telegraf_llm_input.configtypes import ConfigError
 from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.process import ProcessSource, cpu_percent, is_local_host
+from telegraf_llm_input.sources.linux_sockets import listen_inodes
+from telegraf_llm_input.sources.process import ProcessSource, PsutilPortLookup, cpu_percent, is_local_host
 from tests.fakes.nvml import FakeNvml, install_missing_library
 from tests.sources.test_gpu import records  # noqa: F401  (fixture)
 from tests.support.procs import ManagedProcess, free_port, wait_until
@@ -203,3 +204,124 @@ def test_found_by_port_when_the_system_socket_list_is_refused(servers, monkeypat
     [source] = process_sources([{"url": f"http://127.0.0.1:{port}"}])
     f = gather(source).fields
     assert f["pid"] == server.pid and f["exposed"] == 0
+
+
+class CountingLookup(PsutilPortLookup):
+    """The real lookup, counting the costly full searches."""
+
+    def __init__(self):
+        self.searches = 0
+
+    def pids(self, port):
+        self.searches += 1
+        return super().pids(port)
+
+
+def counted_source(target: dict) -> tuple[ProcessSource, CountingLookup]:
+    config = parse_config({"targets": [target], "gpu": {"enabled": False}, "host": {"enabled": False}})
+    lookup = CountingLookup()
+    return ProcessSource(config.targets[0], None, ports=lookup), lookup
+
+
+linux_only = pytest.mark.skipif(listen_inodes(1) is None, reason="no cheap socket check on this platform")
+
+
+@linux_only
+def test_a_down_target_costs_no_search_and_a_live_one_is_searched_once(servers):
+    port = free_port()
+    source, lookup = counted_source({"url": f"http://127.0.0.1:{port}", "name": "t"})
+    for _ in range(3):
+        assert gather(source).fields == {"up": 0, "restarts_total": 0}
+    assert lookup.searches == 0  # nothing listens: the socket table said so, no process was asked
+
+    server = servers("127.0.0.1", port)
+    for _ in range(4):
+        f = gather(source).fields
+        assert f["up"] == 1 and f["pid"] == server.pid and f["listen_address"] == f"127.0.0.1:{port}"
+    assert lookup.searches == 1
+
+    server.kill()
+    wait_until(lambda: not listen_inodes(port), 10, "socket closed")
+    assert gather(source).fields["up"] == 0
+    assert lookup.searches == 1
+
+
+# Listens; when a file appears, does one thing (`close` its socket, or `spawn` its worker like vLLM's engine)
+# and stays alive.
+LATER = r"""
+import os, socket, subprocess, sys, time
+port, action, go, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = socket.create_server(("127.0.0.1", port))
+open(ready, "w").write(str(os.getpid()))
+while not os.path.exists(go):
+    time.sleep(0.02)
+if action == "close":
+    s.close()
+else:
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    open(ready + ".worker", "w").write(str(worker.pid))
+open(ready + ".done", "w").write("1")
+time.sleep(600)
+"""
+
+
+def start_later(tmp_path, action: str) -> tuple[ManagedProcess, int, Path, Path]:
+    port = free_port()
+    go, ready = tmp_path / "go", tmp_path / "ready"
+    proc = ManagedProcess([sys.executable, "-c", LATER, str(port), action, str(go), str(ready)], tmp_path / "log")
+    wait_until(lambda: ready.exists() and _connects("127.0.0.1", port), 15, "listener", proc.proc)
+    return proc, port, go, Path(str(ready) + ".done")
+
+
+@linux_only
+def test_a_live_process_that_stops_listening_is_searched_again(tmp_path):
+    proc, port, go, done = start_later(tmp_path, "close")
+    try:
+        source, lookup = counted_source({"url": f"http://127.0.0.1:{port}", "name": "t"})
+        assert gather(source).fields["pid"] == proc.pid
+        go.touch()
+        wait_until(done.exists, 15, "socket closed", proc.proc)
+        assert psutil.pid_exists(proc.pid)
+        assert gather(source).fields == {"up": 0, "restarts_total": 0}
+    finally:
+        proc.stop()
+
+
+def test_a_worker_started_later_is_counted_once_it_holds_gpu_memory(tmp_path, monkeypatch):
+    proc, port, go, done = start_later(tmp_path, "spawn")
+    try:
+        fake = FakeNvml().install(monkeypatch)
+        fake.gpus[0].processes = [(proc.pid, 1024 * 1024 * 100)]
+        [source] = process_sources([{"url": f"http://127.0.0.1:{port}", "type": "vllm"}])
+        assert gather(source).fields["gpu_memory_used_mib"] == pytest.approx(100)
+        go.touch()
+        wait_until(done.exists, 15, "worker", proc.proc)
+        worker = int(Path(str(done).removesuffix(".done") + ".worker").read_text())
+        fake.gpus[1].processes = [(worker, 1024 * 1024 * 4_000)]  # the engine worker loads the model
+        f = gather(source).fields
+        assert f["gpu_memory_used_mib"] == pytest.approx(4_100) and f["gpu_indices"] == "0,1"
+    finally:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.stop()
+
+
+class NoCheapCheck(CountingLookup):
+    """A platform whose lookup cannot tell cheaply what listens (sockets() is None)."""
+
+    def sockets(self, port):
+        return None
+
+
+def test_without_a_cheap_check_a_live_pid_is_still_searched_once(servers):
+    port = free_port()
+    config = parse_config({"targets": [{"url": f"http://127.0.0.1:{port}"}], "gpu": {"enabled": False}})
+    lookup = NoCheapCheck()
+    source = ProcessSource(config.targets[0], None, ports=lookup)
+    assert gather(source).fields["up"] == 0 and lookup.searches == 1  # nothing to go by: searched
+    server = servers("127.0.0.1", port)
+    for _ in range(3):
+        assert gather(source).fields["pid"] == server.pid
+    assert lookup.searches == 2
+    server.kill()
+    assert gather(source).fields["up"] == 0  # the pid's death is seen at once

@@ -1,0 +1,53 @@
+"""What a gather imports: only what the config uses (start-up time and memory sit beside the model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support.procs import free_port
+
+# Runs one `--once` gather in a fresh interpreter and prints the modules that were really loaded
+# (a lazily imported module sits in sys.modules before first use; its submodules do not).
+SCRIPT = r"""
+import asyncio, json, sys
+from telegraf_llm_input import cli
+config = cli._load(cli._parser().parse_args(sys.argv[1:]))
+asyncio.run(cli.run(config, signal_mode="none", once=True))
+print(json.dumps(sorted(sys.modules)))
+"""
+
+HEAVY = ["httpx._client", "yaml.loader", "influxdb_client", "telegraf_llm_input.servers",
+         "telegraf_llm_input.sources.server", "telegraf_llm_input.probe.runner", "telegraf_llm_input.sources.requestlog",
+         "telegraf_llm_input.sinks.prometheus", "telegraf_llm_input.sinks.influx"]
+
+
+def loaded(*args: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=60, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_defaults_load_no_http_client_yaml_adapters_probe_or_outputs():
+    modules = loaded()
+    assert "telegraf_llm_input.sources.host" in modules and "telegraf_llm_input.sources.servers" in modules
+    assert [m for m in HEAVY if m in modules] == []
+
+
+def test_what_a_config_uses_is_loaded(tmp_path):
+    log = tmp_path / "requests.jsonl"
+    log.write_text("")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+targets:
+  - url: http://127.0.0.1:{free_port()}
+    type: vllm
+    probe: {{enabled: true, model: m}}
+logs:
+  - path: {log}
+outputs:
+  - type: prometheus
+    listen: 127.0.0.1:{free_port()}
+""")
+    modules = loaded("--config", str(config))
+    assert [m for m in HEAVY if m not in modules] == ["influxdb_client", "telegraf_llm_input.sinks.influx"]
