@@ -58,8 +58,11 @@ class Agent:
             stats.last_ok = False
             stats.last_duration_s = 0.0
             stats.last_metrics = 0
-            self._state.fail(source.name, f"source {source.name}: still busy with an earlier gather; skipped")
-            return []
+            stand_in = _stand_in(source, ctx, "still busy with an earlier gather")
+            stats.last_metrics = len(stand_in)
+            self._state.fail(source.name, f"source {source.name}: still busy with an earlier gather; skipped"
+                             + ("; reported as down" if stand_in else ""))
+            return stand_in
         start = time.monotonic()
         task = asyncio.ensure_future(source.gather(ctx))
         task.add_done_callback(_consume)  # a late failure after the deadline is no traceback on stderr
@@ -70,7 +73,9 @@ class Agent:
         if not done:
             stats.errors += 1
             stats.last_ok = False
-            self._state.fail(source.name, f"source {source.name}: no result within {ctx.deadline_s:g}s; results discarded")
+            metrics = _stand_in(source, ctx, f"no result within {ctx.deadline_s:g}s")
+            self._state.fail(source.name, f"source {source.name}: no result within {ctx.deadline_s:g}s; results "
+                             f"discarded{'; reported as down' if metrics else ''}")
         elif (exc := task.exception()) is not None:
             stats.errors += 1
             stats.last_ok = False
@@ -135,12 +140,14 @@ class Agent:
             if own:  # which output is failing, when there are several
                 per_output.append(Metric("llm_agent", {"output": sink.name}, own, time_ns))
         out = [Metric("llm_agent", {}, fields, time_ns), *per_output]
-        for name, stats in self.stats.items():
-            out.append(Metric("llm_agent", {"source": name}, {
+        for source in self.sources:
+            stats = self.stats[source.name]
+            out.append(Metric("llm_agent", {"source": source.name}, {
                 "duration_ms": stats.last_duration_s * 1000.0,
                 "errors": stats.errors,
                 "metrics": stats.last_metrics,
                 "ok": 1 if stats.last_ok else 0,
+                **_source_stats(source),
             }, time_ns))
         return out
 
@@ -158,6 +165,30 @@ class Agent:
                 await asyncio.wait_for(sink.close(), timeout=2.0)
             except Exception as exc:
                 log.warning("closing output %s: %s", sink.name, _describe(exc))
+
+
+def _stand_in(source: Source, ctx: GatherContext, reason: str) -> list[Metric]:
+    """What a source that could not answer in time reports instead (a server target: `up=0`), if anything."""
+    missed = getattr(source, "missed", None)
+    if missed is None:
+        return []
+    try:
+        return list(missed(ctx, reason))
+    except Exception as exc:  # a bug here must not lose the gather
+        log.debug("source %s: no stand-in points: %s", source.name, _describe(exc))
+        return []
+
+
+def _source_stats(source: Source) -> dict[str, int]:
+    """A source's own counters for its `llm_agent` point (e.g. `models_dropped`), if it keeps any."""
+    stats = getattr(source, "stats", None)
+    if stats is None:
+        return {}
+    try:
+        return {k: int(v) for k, v in stats().items()}
+    except Exception as exc:  # noqa: BLE001
+        log.debug("source %s: no stats: %s", source.name, _describe(exc))
+        return {}
 
 
 def _consume(task: asyncio.Future) -> None:

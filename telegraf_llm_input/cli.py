@@ -14,7 +14,7 @@ from pathlib import Path
 from telegraf_llm_input import __version__
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
-from telegraf_llm_input.configtypes import ConfigError, parse_duration
+from telegraf_llm_input.configtypes import ConfigError, check_duration, parse_duration
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sources import build_processors, build_sources
@@ -60,11 +60,9 @@ def _load(args) -> Config:
     config = load_config(path) if path else parse_config({})
     if args.__dict__.get("interval"):
         try:
-            interval = parse_duration(args.interval)
+            interval = check_duration(parse_duration(args.interval), args.interval)
         except ValueError as exc:
             raise ConfigError("--interval", str(exc)) from None
-        if interval <= 0:
-            raise ConfigError("--interval", "must be > 0")
         config.agent.interval = interval
     return config
 
@@ -93,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             code = _run_loop(top(config, count=args.count))
         else:
             code = _run_loop(run(config, signal_mode=args.signal, once=args.once))
+    except ConfigError as exc:  # found while building the sources or outputs
+        log.error("config error: %s: %s", getattr(args, "config", "<defaults>"), exc)
+        code = EXIT_CONFIG
     except Exception as exc:  # a bug: one line for Telegraf's log, non-zero so execd restarts us
         log.error("fatal: %s: %s", type(exc).__name__, exc)
         code = 1

@@ -64,11 +64,27 @@ class Config:
     outputs: list[OutputConfig] = field(default_factory=list)
     """Where metrics go; empty means stdout (what Telegraf reads)."""
 
+    def __post_init__(self) -> None:
+        _unique("targets", [(t.name, "name") if t.name else (t.display_name, "url") for t in self.targets or []],
+                "target")
+        _unique("logs", [(lg.name, "name") if lg.name else (lg.path, "path") for lg in self.logs], "log")
+
     def global_tags(self) -> dict[str, str]:
         tags = dict(self.tags)
         if not self.agent.omit_hostname:
             tags.setdefault("host", self.agent.hostname or socket.gethostname())
         return tags
+
+
+def _unique(section: str, names: list[tuple[str, str]], what: str) -> None:
+    """Each entry's name (its `target`/`log` tag and its `llm_agent` source) must differ, given or derived."""
+    first: dict[str, int] = {}
+    for i, (name, key) in enumerate(names):
+        if name in first:
+            how = "" if key == "name" else f" (the name derived from its {key})"
+            raise ConfigError(f"{section}[{i}].{key}", f"{what} name {name!r}{how} is already used by "
+                              f"{section}[{first[name]}]; give each a distinct `name:`")
+        first[name] = i
 
 
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -117,6 +133,9 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ConfigError(name, "not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
+        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc.path}" if exc.path else name, exc.problem) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -126,6 +145,23 @@ def load_config(path: str | os.PathLike) -> Config:
         return parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{name}: {exc.path}" if exc.path else name, exc.problem) from None
+
+
+def _no_duplicate_keys(node: yaml.Node | None, path: str = "") -> None:
+    """YAML lets a repeated key silently replace the first; in a config that hides a mistake."""
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            here = f"{path}.{key}" if path else key
+            if key in first and key != "<<":
+                raise ConfigError(here, f"duplicate key (line {key_node.start_mark.line + 1}; first given at line "
+                                        f"{first[key] + 1})")
+            first[key] = key_node.start_mark.line
+            _no_duplicate_keys(value_node, here)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, f"{path}[{i}]")
 
 
 def sample_config() -> str:

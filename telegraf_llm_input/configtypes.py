@@ -8,10 +8,12 @@ Errors carry the key path (`targets[1].timeout`) so a user can find the mistake.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -36,7 +38,9 @@ BYTES = _Marker("bytes")
 SECRET = _Marker("secret")
 
 Duration = Annotated[float, DURATION]
-"""Seconds; written `10s`, `500ms`, `1m`, `1h30m`, or a bare number of seconds."""
+"""Seconds; written `10s`, `500ms`, `1m`, `1h30m`, or a bare number of seconds; at least MIN_DURATION_S."""
+MIN_DURATION_S = 0.1
+"""No setting is meaningful below 100 ms: `interval: 1ms` would burn a core and never finish a gather."""
 ByteSize = Annotated[int, BYTES]
 """Bytes; written `8MiB`, `100MB`, `512KiB`, or a bare number of bytes."""
 Secret = Annotated[str, SECRET]
@@ -75,6 +79,44 @@ def parse_duration(value: Any) -> float:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
         return seconds
     raise ValueError(f"expected a duration like 10s, 500ms or 1m, got {value!r}")
+
+
+def check_duration(seconds: float, written: Any) -> float:
+    """`seconds` when it is a usable setting (>= MIN_DURATION_S); ValueError naming what was written."""
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration, got {written!r}")
+    if seconds < MIN_DURATION_S:
+        raise ValueError(f"must be at least 100ms, got {written!r}")
+    return seconds
+
+
+def check_http_url(url: str, *, path_allowed: bool) -> None:
+    """ValueError unless `url` is http(s)://host[:port] (a port in 1-65535), with a path only if allowed."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc}): {_redact(url)!r}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"port must be a number in 1-65535, got {_redact(url)!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be http(s)://host[:port], got {_redact(url)!r}")
+    if port == 0 or (parts.netloc.endswith(":") and port is None):
+        raise ValueError(f"port must be a number in 1-65535, got {_redact(url)!r}")
+    if not path_allowed and parts.path not in ("", "/"):
+        raise ValueError(f"must be http(s)://host[:port] without a path, got path {parts.path!r} "
+                         "(a page elsewhere than the default: set `metrics_path`)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not have a query or fragment, got {_redact(url)!r}")
+
+
+def _redact(url: str) -> str:
+    """The URL without user:password, for an error message."""
+    head, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{head}://***@{rest.split('@', 1)[1]}"
+    return url
 
 
 def parse_bytes(value: Any) -> int:
@@ -118,7 +160,7 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         base, *extras = get_args(tp)
         try:
             if DURATION in extras:
-                return parse_duration(value)
+                return check_duration(parse_duration(value), value)
             if BYTES in extras:
                 return parse_bytes(value)
         except ValueError as exc:
@@ -197,7 +239,8 @@ def load_section(cls: type, data: Any, path: str = "") -> Any:
     """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors.
 
     A field typed `Secret` named `token` may instead be given as `token_file`.
-    `__post_init__` may raise ValueError to reject a combination; it is reported at `path`.
+    `__post_init__` may raise ValueError to reject a combination; it is reported at `path`, or
+    ConfigError(key, problem) to name the key (`key` relative to this section).
     """
     if data is None:
         data = {}
@@ -236,6 +279,8 @@ def load_section(cls: type, data: Any, path: str = "") -> Any:
         raise ConfigError(_join(path, missing[0]), "is required")
     try:
         return cls(**kwargs)
+    except ConfigError as exc:  # __post_init__ naming the key (relative to this section)
+        raise ConfigError(_join(path, exc.path) if exc.path else path, exc.problem) from None
     except ValueError as exc:
         raise ConfigError(path, str(exc)) from None
 

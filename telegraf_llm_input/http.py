@@ -51,7 +51,7 @@ class FetchError(Exception):
 class Response:
     status: int
     headers: httpx.Headers
-    body: bytes
+    body: bytes | bytearray
     url: str
 
     def text(self) -> str:
@@ -182,7 +182,7 @@ def url_for(target: TargetConfig, path: str) -> str:
 def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
     if isinstance(exc, FetchError):
         return exc
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
         return FetchError("timeout", f"{where}: no answer within {timeout:g}s")
     if isinstance(exc, httpx.ConnectError):
         text = str(exc)
@@ -210,18 +210,16 @@ def _retryable(err: FetchError) -> bool:
     return err.kind in ("refused", "timeout", "error") or (err.kind == "http_status" and (err.status or 0) >= 500)
 
 
-async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytes:
+async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytearray:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FetchError("too_big", f"{where}: body of {int(declared)} bytes is over max_body_bytes ({limit})")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()  # grown in place: joining a 200 MB page at the end would stall the loop for a second
     async for chunk in resp.aiter_bytes():  # decoded: the cap also bounds a gzip bomb
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise FetchError("too_big", f"{where}: body over max_body_bytes ({limit})")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = True, retries: int | None = None,
@@ -229,37 +227,42 @@ async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = T
     """GET `path` under the target's URL; retries connect errors, timeouts and 5xx with a short backoff.
 
     Statuses other than 2xx raise FetchError("http_status") unless listed in `accept`
-    (e.g. llama.cpp's 503 while loading is an answer, not a failure). `deadline`
-    (`time.monotonic()` value) bounds all attempts together, so a slow target still gets its
-    `up=0` reported inside the gather instead of being cut off by it.
+    (e.g. llama.cpp's 503 while loading is an answer, not a failure). The target's `timeout`
+    bounds the whole call, connect to last byte, retries included (httpx's own timeout is per
+    read: a body trickling in at 1 byte/s would never end). `deadline` (`time.monotonic()`
+    value) bounds it further, so a slow target still gets its `up=0` reported inside the gather.
     """
     url = url_for(target, path)
     where = f"GET {redact_url(url)}"
     attempts = 1 + (target.retries if retries is None else retries)
+    start = time.monotonic()
+    end = start + target.timeout if deadline is None else min(start + target.timeout, deadline)
     last: FetchError | None = None
     for attempt in range(attempts):
         if attempt:
             backoff = _BACKOFF_S[min(attempt - 1, len(_BACKOFF_S) - 1)]
-            if deadline is not None and deadline - time.monotonic() < backoff + 0.05:
+            if end - time.monotonic() < backoff + 0.05:
                 break
             await asyncio.sleep(backoff)
-        timeout = target.timeout
-        if deadline is not None:
-            timeout = min(timeout, max(0.05, deadline - time.monotonic()))
+        timeout = max(0.05, end - time.monotonic())
         try:
-            client = pool.client(target)
-            async with client.stream("GET", url, headers=headers_for(target, auth), timeout=timeout) as resp:
-                if not (200 <= resp.status_code < 300) and resp.status_code not in accept:
-                    raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}",
-                                     resp.status_code)
-                body = await _read_capped(resp, target.max_body_bytes, where)
-                return Response(resp.status_code, resp.headers, body, redact_url(url))
+            return await asyncio.wait_for(_get_once(pool, target, url, where, auth, accept, timeout), timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
-            last = _classify(exc, where, timeout)
+            last = _classify(exc, where, round(end - start, 3))
             if not _retryable(last):
                 raise last from None
     assert last is not None
     raise last from None
+
+
+async def _get_once(pool: HttpPool, target: TargetConfig, url: str, where: str, auth: bool,
+                    accept: tuple[int, ...], timeout: float) -> Response:
+    client = pool.client(target)
+    async with client.stream("GET", url, headers=headers_for(target, auth), timeout=timeout) as resp:
+        if not (200 <= resp.status_code < 300) and resp.status_code not in accept:
+            raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}", resp.status_code)
+        body = await _read_capped(resp, target.max_body_bytes, where)
+        return Response(resp.status_code, resp.headers, body, redact_url(url))
 
 
 def _reason(resp: httpx.Response) -> str:

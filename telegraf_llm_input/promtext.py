@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -128,11 +129,21 @@ def _timestamp_ms(token: str, openmetrics: bool) -> int:
         return int(millis)
 
 
-def parse(text: str, openmetrics: bool | None = None) -> Page:
+class ParseTimeout(Exception):
+    """`parse(..., deadline=...)` ran past its deadline (a huge page): the page is not used."""
+
+
+_BLOCK_CHARS = 64 * 1024
+"""With a deadline, the page is parsed in blocks of about this size, checking the clock between them
+(a block of lines the slow path takes is still only some tens of ms)."""
+
+
+def parse(text: str, openmetrics: bool | None = None, deadline: float | None = None) -> Page:
     """Parse a whole page. Never raises: malformed lines are counted in `errors` and skipped.
 
     `openmetrics` only changes the timestamp unit (OpenMetrics: seconds; 0.0.4: milliseconds);
-    None detects OpenMetrics by the closing `# EOF` line.
+    None detects OpenMetrics by the closing `# EOF` line. `deadline` (`time.monotonic()`): raise
+    ParseTimeout rather than parse on past it (checked every few MB, so it costs nothing).
     """
     page = Page()
     if not isinstance(text, str):
@@ -142,6 +153,23 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
         text = text[1:]
     if openmetrics is None:
         openmetrics = text[-64:].rstrip().endswith("# EOF")
+    if deadline is None or len(text) <= _BLOCK_CHARS:
+        _parse_block(page, text, openmetrics)
+        return page
+    start = 0
+    while start < len(text):
+        if time.monotonic() > deadline:
+            raise ParseTimeout(f"parsing stopped at the gather deadline after {start} of {len(text)} characters")
+        end = text.find("\n", start + _BLOCK_CHARS)
+        end = len(text) if end < 0 else end + 1
+        if _parse_block(page, text[start:end], openmetrics):
+            break
+        start = end
+    return page
+
+
+def _parse_block(page: Page, text: str, openmetrics: bool) -> bool:
+    """Parse whole lines into `page`; True when the page's `# EOF` was reached."""
     append = page.samples.append
     # Per-page caches: the same names and `,key=` fragments recur on thousands of lines.
     names_ok: dict[str, bool] = {}
@@ -153,7 +181,8 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
             continue
         if line[0] == "#":
             if _comment(line, page, openmetrics):
-                break  # EOF
+                page.errors += errors
+                return True  # EOF
             continue
         try:
             sample = None
@@ -209,7 +238,7 @@ def parse(text: str, openmetrics: bool | None = None) -> Page:
         else:
             append(sample)
     page.errors += errors
-    return page
+    return False
 
 
 class _Unseen(enum.Enum):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from telegraf_llm_input.configtypes import ByteSize, Duration, Secret
+from telegraf_llm_input.configtypes import ByteSize, ConfigError, Duration, Secret, check_http_url
 from telegraf_llm_input.probe.config import ProbeConfig
 
 ServerType = Literal["auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json",
@@ -56,8 +56,9 @@ class DiscoveryConfig:
     """How often ports where nothing answered are tried again."""
 
     def __post_init__(self) -> None:
-        if any(not 0 < p < 65536 for p in self.ports):
-            raise ValueError("ports must be 1-65535")
+        bad = [p for p in self.ports if not 0 < p < 65536]
+        if bad:
+            raise ConfigError("ports", f"must be 1-65535, got {bad[0]}")
 
 
 @dataclass
@@ -75,6 +76,9 @@ class TargetConfig:
     tls_key: str | None = None
     insecure_skip_verify: bool = False
     max_body_bytes: ByteSize = 8 * 1024 * 1024
+    max_models: int = 64
+    """Most models (label sets for `type: prometheus`) reported per gather; the rest are dropped, logged once
+    and counted in `llm_agent` `models_dropped`: a page with runaway labels stays bounded."""
     metrics_path: str | None = None
     """Override where the metrics page is (default per server type, usually /metrics)."""
     # type: prometheus
@@ -89,9 +93,12 @@ class TargetConfig:
     """GPU indices this server uses (energy per token); default: the GPUs its process holds memory on."""
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be http(s)://host[:port], got {redact_url(self.url)!r}")
+        try:
+            check_http_url(self.url, path_allowed=False)
+        except ValueError as exc:
+            raise ConfigError("url", str(exc)) from None
+        if self.max_models < 1:
+            raise ConfigError("max_models", f"must be at least 1, got {self.max_models}")
         if self.retries < 0:
             raise ValueError("retries must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -70,7 +70,7 @@ def probe_lines() -> list[str]:
         config = parse_config({"host": {"enabled": False}, "gpu": {"enabled": False},
                                "targets": [{"url": srv.url, "type": "openai", "name": "probed",
                                             "process": {"enabled": False},
-                                            "probe": {"enabled": True, "every": "50ms"}}]})
+                                            "probe": {"enabled": True, "every": "100ms"}}]})
         sources = build_sources(config, SourceEnv())
         [probe] = [s for s in sources if isinstance(s, ProbeSource)]
         out = io.BytesIO()

@@ -24,5 +24,6 @@ AGENT = Measurement(
         Field("errors", "count", "With tag `source`: failures of this source since start.", "counter", type="int"),
         Field("metrics", "count", "With tag `source`: metrics it produced this gather.", type="int"),
         Field("ok", "0/1", "With tag `source`: 1 when this gather succeeded.", type="int"),
+        Field("models_dropped", "count", "With tag `source` (a server target): models or series beyond its `max_models`, not reported, since start.", "counter", type="int"),
     ),
 )

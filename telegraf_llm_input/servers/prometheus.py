@@ -70,9 +70,10 @@ class PrometheusAdapter:
 
     async def read(self, fetch: Fetcher) -> Reading:
         path = self.target.metrics_path or "/metrics"
-        page = parse_checked(await fetch.text(path), None, f"{self.target.display_name}{path}")
-        return Reading(read_any(page, self.target.include, self.target.exclude, self.target.measurement),
-                       server_type=TYPE)
+        page = await fetch.off_loop(parse_checked, await fetch.text(path), None, f"{self.target.display_name}{path}",
+                                    fetch.deadline)
+        return Reading(await fetch.off_loop(read_any, page, self.target.include, self.target.exclude,
+                                            self.target.measurement), server_type=TYPE)
 
 
 def make(target: TargetConfig) -> PrometheusAdapter:

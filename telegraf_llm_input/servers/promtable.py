@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.log import get_logger
-from telegraf_llm_input.promtext import Page, Sample, parse
+from telegraf_llm_input.promtext import Page, ParseTimeout, Sample, parse
 from telegraf_llm_input.sources.server import QUANTILES, STANDARD_RATES, Fetcher, ModelReading, Reading, rate_name
 
 log = get_logger("server")
@@ -184,12 +184,15 @@ def once(where: str, what: str, level: int, message: str, *args) -> None:
         log.log(level, message, *args)
 
 
-def parse_checked(text: str, table: PromTable | None, where: str) -> Page:
+def parse_checked(text: str, table: PromTable | None, where: str, deadline: float | None = None) -> Page:
     """Parse; a page with nothing of its server type on it is an error (garbage, an HTML login page...).
 
     A page of the right type without the names we map is the server answering (up=1): the missing
     fields are named once, at info level."""
-    page = parse(text)
+    try:
+        page = parse(text, deadline=deadline)
+    except ParseTimeout as exc:
+        raise FetchError("timeout", f"{where}: {exc}") from None
     if not page.samples:
         raise FetchError("bad_body", f"{where}: no Prometheus samples in the page ({page.errors} bad lines)")
     dropped = dedupe(page)
@@ -222,6 +225,7 @@ class PromAdapter:
     async def read(self, fetch: Fetcher) -> Reading:
         path = fetch.target.metrics_path or self.table.path
         text = await fetch.text(path)
-        page = parse_checked(text, self.table, f"{fetch.target.display_name}{path}")
+        page = await fetch.off_loop(parse_checked, text, self.table, f"{fetch.target.display_name}{path}",
+                                    fetch.deadline)
         model = await self.default_model(fetch) if self.table.model_label is None else None
-        return Reading(read_page(self.table, page, model), server_type=self.server_type)
+        return Reading(await fetch.off_loop(read_page, self.table, page, model), server_type=self.server_type)

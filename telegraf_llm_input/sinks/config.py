@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-from telegraf_llm_input.configtypes import Duration, Secret
+from telegraf_llm_input.configtypes import ConfigError, Duration, Secret, check_http_url
 
 
 @dataclass
@@ -27,6 +28,15 @@ class _Batching:
     tls_key: str | None = None
     insecure_skip_verify: bool = False
 
+    def __post_init__(self) -> None:
+        url: str = self.url  # type: ignore[attr-defined]  # each batching output declares its own url
+        try:
+            check_http_url(url, path_allowed=True)  # a proxy may serve it under a path
+        except ValueError as exc:
+            raise ConfigError("url", str(exc)) from None
+        if self.batch_size < 1:
+            raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
+
 
 @dataclass
 class InfluxV2Output(_Batching):
@@ -37,6 +47,7 @@ class InfluxV2Output(_Batching):
     token: Secret | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.bucket:
             raise ValueError("influxdb_v2 needs `bucket` (and usually `org` and `token`/`token_file`)")
 
@@ -58,6 +69,22 @@ class PrometheusOutput:
     path: str = "/metrics"
     expire: Duration = 120.0
     """Series not updated for this long leave the page."""
+
+    def __post_init__(self) -> None:
+        try:
+            parse_listen(self.listen)
+        except ValueError as exc:
+            raise ConfigError("listen", str(exc)) from None
+        if not self.path.startswith("/"):
+            raise ConfigError("path", f"must start with /, got {self.path!r}")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` (an empty host is 127.0.0.1) -> (host, port); ValueError naming the problem."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port with a port in 1-65535, got {listen!r}")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
 OutputConfig = StdoutOutput | InfluxV2Output | InfluxV1Output | PrometheusOutput

@@ -30,6 +30,7 @@ from typing import NamedTuple
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.schema import lookup, prometheus_name, prometheus_unit
+from telegraf_llm_input.sinks.config import parse_listen
 
 log = get_logger("prometheus")
 
@@ -202,11 +203,6 @@ class SeriesStore:
 
     def __len__(self) -> int:
         return len(self._series)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
 class PrometheusSink:

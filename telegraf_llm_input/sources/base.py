@@ -32,6 +32,11 @@ class Source(Protocol):
     async def close(self) -> None:
         ...
 
+    # Optional, looked up by the agent when present:
+    # - `missed(ctx, reason) -> Sequence[Metric]`: points standing in for a gather the source could not
+    #   finish by the deadline (a server target: `up=0`), so a hung target is never silence.
+    # - `stats() -> Mapping[str, int]`: the source's own counters, added to its `llm_agent` point.
+
 
 @runtime_checkable
 class ReportsDown(Protocol):

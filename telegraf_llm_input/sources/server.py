@@ -8,6 +8,7 @@ health fields, and logging a failure once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from telegraf_llm_input.targets import TargetConfig
 MEASUREMENT = "llm_server"
 QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
 STANDARD_RATES = ("prompt_tokens_total", "generation_tokens_total", "requests_total")
+
+OFF_LOOP_BYTES = 256 * 1024
+"""Bodies at least this big are decoded in a worker thread (small ones: the thread hop costs more)."""
 
 log = get_logger("server")
 
@@ -43,10 +47,23 @@ class Fetcher:
                          deadline=self.deadline)
 
     async def text(self, path: str, **kw) -> str:
-        return (await self.get(path, **kw)).text()
+        resp = await self.get(path, **kw)
+        return await self._decode(resp.text, resp.body)
 
     async def json(self, path: str, **kw):
-        return (await self.get(path, **kw)).json()
+        resp = await self.get(path, **kw)
+        return await self._decode(resp.json, resp.body)
+
+    async def off_loop(self, func, *args):
+        """`func(*args)` in a worker thread: parsing a huge page must not stall every other source.
+
+        The gather's deadline still holds: the source stops waiting at its budget (`ServerSource`),
+        and work that can check `self.deadline` (the Prometheus parser) stops by itself.
+        """
+        return await asyncio.to_thread(func, *args)
+
+    async def _decode(self, func, body: bytes | bytearray):
+        return func() if len(body) < OFF_LOOP_BYTES else await self.off_loop(func)
 
 
 @dataclass
@@ -182,7 +199,16 @@ def derive(prev: Baseline | None, cur: ModelReading, at_ns: int) -> Derived:
 
 
 class ServerSource:
-    """Scrapes one target with one adapter; keeps the previous snapshot per model."""
+    """Scrapes one target with one adapter; keeps the previous snapshot per model.
+
+    Bounded whatever the server does: at most `max_models` readings per gather are kept (the
+    rest are counted in `stats()["models_dropped"]`, logged once), and the baseline of a series
+    not seen for `FORGET_AFTER` gathers is dropped, so labels that change every scrape cannot grow
+    memory.
+    """
+
+    FORGET_AFTER = 3
+    """Gathers a series may be absent (a flapping scrape) before its baseline is forgotten."""
 
     def __init__(self, target: TargetConfig, adapter: Adapter, pool: HttpPool):
         self.target = target
@@ -191,6 +217,10 @@ class ServerSource:
         self._pool = pool.retain()
         self._fetch = Fetcher(pool, target)
         self._baselines: dict[tuple, Baseline] = {}
+        self._seen: dict[tuple, int] = {}
+        """Series key -> number of the last gather that read it."""
+        self._gathers = 0
+        self._models_dropped = 0
         self._last_models: list[str | None] = []
         self._state = StateLog(log)
         self._server_type: str | None = None if adapter.server_type == "auto" else adapter.server_type
@@ -206,21 +236,45 @@ class ServerSource:
             tags["model"] = model
         return tags
 
+    @property
+    def tracked_series(self) -> int:
+        """Series (model, label set) whose baseline is kept for the next gather's rates."""
+        return len(self._baselines)
+
+    def stats(self) -> dict[str, int]:
+        return {"models_dropped": self._models_dropped}
+
+    def missed(self, ctx: GatherContext, reason: str) -> Sequence[Metric]:
+        """The points for a gather this source could not finish in time (the agent logs why): `up=0`."""
+        self.down_reason = reason
+        return self._down(ctx, ctx.deadline_s * 1000)
+
+    def _down(self, ctx: GatherContext, scrape_ms: float) -> list[Metric]:
+        models = self._last_models or [None]
+        # `type: auto` before any detection: `unknown`, so a server_type filter still sees the outage
+        return [Metric(MEASUREMENT, self._tags(self._server_type or "unknown", m), {"up": 0, "scrape_ms": scrape_ms},
+                       ctx.time_ns) for m in models]
+
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         started = time.monotonic()
+        self._gathers += 1
         # Leave a little of the gather's time to report the outcome (up=0 needs to arrive too).
-        fetch = Fetcher(self._fetch.pool, self.target, started + max(0.1, ctx.deadline_s * 0.9 - 0.05))
+        budget = max(0.1, ctx.deadline_s * 0.9 - 0.05)
+        fetch = Fetcher(self._fetch.pool, self.target, started + budget)
         try:
-            reading = await self.adapter.read(fetch)
+            # Fetches stop at the budget; this bounds what an adapter does after them (parsing).
+            reading = await asyncio.wait_for(self.adapter.read(fetch), budget + 0.06 * ctx.deadline_s)
         except Exception as exc:  # noqa: BLE001 - a lying server is down, never a crash
             scrape_ms = (time.monotonic() - started) * 1000
-            reason = exc if isinstance(exc, FetchError) else f"unreadable answer ({type(exc).__name__}: {exc})"
-            self.down_reason = str(reason)
-            self._state.fail("scrape", f"target {self.target.display_name}: down: {self.down_reason}")
-            models = self._last_models or [None]
-            # `type: auto` before any detection: `unknown`, so a server_type filter still sees the outage
-            return [Metric(MEASUREMENT, self._tags(self._server_type or "unknown", m), {"up": 0, "scrape_ms": scrape_ms},
-                           ctx.time_ns) for m in models]
+            if isinstance(exc, FetchError):
+                reason = str(exc)
+            elif isinstance(exc, asyncio.TimeoutError):
+                reason = f"no complete reading within {budget:.3g}s (the gather deadline)"
+            else:
+                reason = f"unreadable answer ({type(exc).__name__}: {exc})"
+            self.down_reason = reason
+            self._state.fail("scrape", f"target {self.target.display_name}: down: {reason}")
+            return self._down(ctx, scrape_ms)
         now = time.monotonic()
         scrape_ms = (now - started) * 1000
         server_type = reading.server_type or self._server_type
@@ -228,8 +282,9 @@ class ServerSource:
         self.down_reason = None
         self._state.ok("scrape", f"target {self.target.display_name}: up again")
         health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
+        readings = self._capped(reading)
         metrics: list[Metric] = []
-        for m in reading.models:
+        for m in readings:
             key = (m.measurement, m.model, tuple(sorted(m.tags.items())))
             prev = self._baselines.get(key)
             # the gather's timestamp: rates agree with the points' own times
@@ -239,19 +294,40 @@ class ServerSource:
                          self.target.display_name, f" model {m.model}" if m.model else "",
                          ", ".join(sorted(derived.resets)))
             self._baselines[key] = Baseline.of(m, ctx.time_ns)
+            self._seen[key] = self._gathers
             fields = derived.fields
             if m.measurement == MEASUREMENT:
                 fields = {**health, "scrape_ms": scrape_ms, **fields}
             tags = {**m.tags, **self._tags(server_type, m.model)}
             metrics.append(Metric(m.measurement, tags, fields, ctx.time_ns))
-        if not any(m.measurement == MEASUREMENT for m in reading.models):
+        self._forget_unseen()
+        if not any(m.measurement == MEASUREMENT for m in readings):
             metrics.append(Metric(MEASUREMENT, self._tags(server_type, None), {**health, "scrape_ms": scrape_ms},
                                   ctx.time_ns))
-        for extra in reading.extra:
+        for extra in reading.extra[:self.target.max_models]:
             metrics.append(Metric(extra.measurement, {**self._tags(server_type, None), **extra.tags}, extra.fields,
                                   ctx.time_ns))
-        self._last_models = [m.model for m in reading.models if m.measurement == MEASUREMENT] or [None]
+        self._last_models = [m.model for m in readings if m.measurement == MEASUREMENT] or [None]
         return metrics
+
+    def _capped(self, reading: Reading) -> list[ModelReading]:
+        """At most `max_models` readings (and extra points), the same ones each gather (sorted)."""
+        cap = self.target.max_models
+        over = max(0, len(reading.models) - cap) + max(0, len(reading.extra) - cap)
+        if not over:
+            return reading.models
+        self._models_dropped += over
+        found = max(len(reading.models), len(reading.extra))
+        self._state.fail("max_models", f"target {self.target.display_name}: {found} models/series "
+                         f"on the page, over max_models ({cap}); the rest are dropped (llm_agent models_dropped)")
+        return sorted(reading.models, key=lambda m: (m.measurement, m.model or "", sorted(m.tags.items())))[:cap]
+
+    def _forget_unseen(self) -> None:
+        oldest = self._gathers - self.FORGET_AFTER
+        stale = [key for key, seen in self._seen.items() if seen <= oldest]
+        for key in stale:
+            del self._seen[key]
+            self._baselines.pop(key, None)
 
     def down_reasons(self) -> dict[str, str]:
         return {self.target.display_name: self.down_reason} if self.down_reason is not None else {}

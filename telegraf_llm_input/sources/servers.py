@@ -113,6 +113,13 @@ class DiscoverySource:
             metrics.extend(r)
         return metrics
 
+    def missed(self, ctx: GatherContext, reason: str) -> Sequence[Metric]:
+        """Every discovered target's `up=0` for a gather that did not finish in time."""
+        return [m for s in self._sources.values() for m in s.missed(ctx, reason)]
+
+    def stats(self) -> dict[str, int]:
+        return {"models_dropped": sum(s.stats()["models_dropped"] for s in self._sources.values())}
+
     def down_reasons(self) -> dict[str, str]:
         return {name: why for s in self._sources.values() for name, why in s.down_reasons().items()}
 

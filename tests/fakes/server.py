@@ -23,6 +23,8 @@ class Reply:
     delay: float = 0.0
     """Seconds to wait before answering (a server that hangs or blocks)."""
     headers: dict[str, str] = field(default_factory=dict)
+    trickle: float = 0.0
+    """Seconds between body bytes: headers at once, then the body one byte at a time (a hung target)."""
 
     def render(self) -> tuple[bytes, str]:
         body = self.body() if callable(self.body) else self.body
@@ -83,7 +85,14 @@ class FakeServer:
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if reply.trickle:
+                        self.wfile.flush()
+                        for i in range(len(data)):
+                            time.sleep(reply.trickle)
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -36,7 +36,7 @@ def test_retry_after_and_backoff_are_bounded():
 def test_bad_data_400_is_dropped_once_and_counted(influxdb, tmp_path, caplog):
     influxdb.create_db("conflict")
     influxdb.write("conflict", f"llm_c v=1i {T0}\n")
-    sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "conflict", "flush_interval": "50ms"}, tmp_path)
+    sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "conflict", "flush_interval": "100ms"}, tmp_path)
 
     async def go():
         await sink.write([Metric("llm_c", {}, {"v": 1.5}, T0 + 1)])  # float into an int field: 400
@@ -65,7 +65,7 @@ def test_429_with_retry_after_is_retried_not_dropped(tmp_path):
             writer.close()
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        sink = sink_for({"type": "influxdb_v1", "url": f"http://127.0.0.1:{port}", "flush_interval": "50ms"}, tmp_path)
+        sink = sink_for({"type": "influxdb_v1", "url": f"http://127.0.0.1:{port}", "flush_interval": "100ms"}, tmp_path)
         await sink.write([Metric("m", {}, {"v": 1}, T0)])
         await wait_for(lambda: sink.stats()["output_written_points"] == 1)
         await sink.close()
@@ -78,7 +78,7 @@ def test_429_with_retry_after_is_retried_not_dropped(tmp_path):
 
 
 def test_failing_output_never_blocks_gathering_or_other_outputs(tmp_path):
-    dead = sink_for({"type": "influxdb_v1", "url": f"http://127.0.0.1:{free_port()}", "flush_interval": "50ms",
+    dead = sink_for({"type": "influxdb_v1", "url": f"http://127.0.0.1:{free_port()}", "flush_interval": "100ms",
                      "timeout": "200ms"}, tmp_path)
     stream = io.BytesIO()
     agent = Agent([], [dead, StdoutSink(stream)], deadline_s=1.0)

@@ -52,7 +52,7 @@ def test_v1_writes_batches_with_original_timestamps(influxdb, tmp_path):
 
 
 def test_v1_missing_database_is_one_clear_error_and_dropped(influxdb, tmp_path, caplog):
-    sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "nope", "flush_interval": "50ms",
+    sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "nope", "flush_interval": "100ms",
                      "username": "u", "password": "s3cret-pw"}, tmp_path)
 
     async def go():
@@ -76,7 +76,7 @@ def test_v1_outage_restart_and_replay_loses_nothing(influxdb, tmp_path):
     db = InfluxDB1(tmp_path / "own").start()
     db.create_db("outage")
     url = db.url
-    cfg = {"type": "influxdb_v1", "url": url, "database": "outage", "batch_size": 3, "flush_interval": "50ms", "timeout": "500ms"}
+    cfg = {"type": "influxdb_v1", "url": url, "database": "outage", "batch_size": 3, "flush_interval": "100ms", "timeout": "500ms"}
     db.stop()
 
     async def first_run():
@@ -137,7 +137,7 @@ def test_v2_writes_to_victoriametrics(victoria, tmp_path, caplog):
 def test_v2_connection_refused_buffers_then_gives_up_nothing(tmp_path):
     from tests.support.procs import free_port
     sink = sink_for({"type": "influxdb_v2", "url": f"http://127.0.0.1:{free_port()}", "org": "o", "bucket": "b",
-                     "token": "t", "flush_interval": "50ms", "timeout": "300ms"}, tmp_path)
+                     "token": "t", "flush_interval": "100ms", "timeout": "300ms"}, tmp_path)
 
     async def go():
         await sink.write(points(3))

@@ -117,7 +117,7 @@ def test_partial_write_counts_only_the_dropped_points_and_the_run_logs_twice(inf
         return [Metric("llm_p", {"s": str(j)}, {"seq": 1.5 if j < floats else j}, T0 + i * 1000 + j) for j in range(10)]
 
     sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "partial", "batch_size": 10,
-                     "flush_interval": "50ms"}, tmp_path)
+                     "flush_interval": "100ms"}, tmp_path)
 
     async def go():
         for i in range(1, 4):  # three gathers, each with 2 points the server cannot take

@@ -54,7 +54,7 @@ def test_discovery_off_or_explicit_empty_targets_build_nothing():
 def test_a_server_started_later_is_found_on_rescan(caplog):
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     port = free_port()
-    config = parse_config({"discovery": {"ports": [port], "timeout": "1s", "rescan": "0s"},
+    config = parse_config({"discovery": {"ports": [port], "timeout": "1s", "rescan": "100ms"},
                            "host": {"enabled": False}, "gpu": {"enabled": False}})
 
     async def run():
@@ -62,6 +62,7 @@ def test_a_server_started_later_is_found_on_rescan(caplog):
         before = list(await source.gather(GatherContext(0, 5.0)))
         later = FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": []})},
                            port=port).start()
+        await asyncio.sleep(0.15)  # past `rescan`
         try:
             after = list(await source.gather(GatherContext(10, 5.0)))
         finally:

@@ -93,7 +93,7 @@ def test_results_arrive_at_the_next_gather_and_gathers_never_wait():
 
 def test_at_most_one_probe_in_flight_per_target():
     with StreamingServer(Script(ttft_s=0.3, interval_s=0.01, answer=("a", "b"))) as srv:
-        cfg = config(srv.url, enabled=True, every="50ms")
+        cfg = config(srv.url, enabled=True, every="100ms")
         metrics = asyncio.run(gather_after_probes(cfg, 3))
         assert srv.max_concurrent_posts == 1
         assert len(probes(metrics)) >= 3
@@ -104,7 +104,7 @@ def test_at_most_one_probe_in_flight_per_target():
 
 def test_failures_are_emitted_and_logged_once_without_secrets(caplog):
     with StreamingServer(Script(status=401)) as srv:
-        cfg = config(srv.url, enabled=True, every="50ms", prompt="PRIVATE-PROMPT-TEXT")
+        cfg = config(srv.url, enabled=True, every="100ms", prompt="PRIVATE-PROMPT-TEXT")
         with caplog.at_level(logging.INFO, logger="telegraf_llm_input"):
             metrics = asyncio.run(gather_after_probes(cfg, 3))
         (m, *_) = probes(metrics)

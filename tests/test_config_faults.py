@@ -1,0 +1,88 @@
+"""Config mistakes a user makes, through the command line both ways (`check-config` and a run): one line
+`E! config error: FILE: KEY: problem`, exit 2, never a traceback or `E! fatal`."""
+
+from __future__ import annotations
+
+import pytest
+
+from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.configtypes import ConfigError
+from tests.test_cli import cli
+
+TARGET = "targets:\n  - url: http://127.0.0.1:8000\n"
+
+FAULTS = {
+    "same_name_twice": ("targets:\n  - url: http://127.0.0.1:8000\n    name: a\n"
+                        "  - url: http://127.0.0.1:8001\n    name: a\n",
+                        "targets[1].name: target name 'a' is already used by targets[0]"),
+    "same_url_twice": ("targets:\n  - url: http://127.0.0.1:8000\n  - url: http://127.0.0.1:8000/\n",
+                       "targets[1].url: target name 'http://127.0.0.1:8000' (the name derived from its url) is already"),
+    "name_equals_other_url": ("targets:\n  - url: http://127.0.0.1:8000\n  - url: http://127.0.0.1:8001\n"
+                              "    name: http://127.0.0.1:8000\n", "targets[1].name: target name"),
+    "same_log_twice": ("logs:\n  - path: /tmp/a.log\n  - path: /tmp/a.log\n", "logs[1].path: log name '/tmp/a.log'"),
+    "port_out_of_range": ("targets:\n  - url: http://127.0.0.1:99999\n",
+                          "targets[0].url: port must be a number in 1-65535, got 'http://127.0.0.1:99999'"),
+    "port_not_a_number": ("targets:\n  - url: http://127.0.0.1:80a\n", "targets[0].url: port must be a number"),
+    "port_zero": ("targets:\n  - url: http://127.0.0.1:0\n", "targets[0].url: port must be a number"),
+    "bad_ipv6": ('targets:\n  - url: "http://[::1"\n', "targets[0].url: not a valid URL"),
+    "credentials_not_echoed": ("targets:\n  - url: http://user:s3cret@127.0.0.1:99999\n", "targets[0].url: port"),
+    "url_with_path": ("targets:\n  - url: http://127.0.0.1:8000/v1\n",
+                      "targets[0].url: must be http(s)://host[:port] without a path, got path '/v1'"),
+    "url_with_query": ("targets:\n  - url: http://127.0.0.1:8000?x=1\n", "targets[0].url: must not have a query"),
+    "timeout_zero": (TARGET + "    timeout: 0\n", "targets[0].timeout: must be at least 100ms, got 0"),
+    "interval_1ms": ("agent:\n  interval: 1ms\n", "agent.interval: must be at least 100ms, got '1ms'"),
+    "interval_nan": ("agent:\n  interval: .nan\n", "agent.interval: must be a finite duration"),
+    "probe_every_tiny": (TARGET + "    probe:\n      every: 10ms\n", "targets[0].probe.every: must be at least 100ms"),
+    "flush_interval_zero": ("outputs:\n  - type: influxdb_v1\n    flush_interval: 0s\n",
+                            "outputs[0].flush_interval: must be at least 100ms"),
+    "duplicate_yaml_key": ("agent:\n  interval: 10s\n  interval: 20s\n",
+                           "agent.interval: duplicate key (line 3; first given at line 2)"),
+    "duplicate_key_in_a_list_item": (TARGET + "    type: vllm\n    type: sglang\n",
+                                     "targets[0].type: duplicate key (line 4; first given at line 3)"),
+    "listen_not_a_port": ("outputs:\n  - type: prometheus\n    listen: localhost:notaport\n",
+                          "outputs[0].listen: must be host:port with a port in 1-65535, got 'localhost:notaport'"),
+    "listen_no_port": ("outputs:\n  - type: prometheus\n    listen: localhost\n", "outputs[0].listen: must be host:port"),
+    "influx_bad_port": ("outputs:\n  - type: influxdb_v1\n    url: http://127.0.0.1:86086\n",
+                        "outputs[0].url: port must be a number"),
+    "max_models_zero": (TARGET + "    max_models: 0\n", "targets[0].max_models: must be at least 1"),
+    "discovery_port_zero": ("discovery:\n  ports: [0]\n", "discovery.ports: must be 1-65535, got 0"),
+}
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+@pytest.mark.parametrize("case", sorted(FAULTS))
+def test_a_config_mistake_is_one_line_naming_the_key_and_exit_2(tmp_path, case, command):
+    text, problem = FAULTS[case]
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    args = ["check-config", "--config", str(path)] if command == "check-config" else ["--config", str(path), "--once"]
+    proc = cli(*args, input=b"")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    [line] = stderr.splitlines()
+    assert line.startswith(f"E! config error: {path}: {problem}"), stderr
+    assert "s3cret" not in stderr and proc.stdout == b""
+
+
+def test_the_same_checks_hold_without_a_file():
+    """A config built in code (tests, embedding) goes through the same validation."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"targets": [{"url": "http://127.0.0.1:8000"}, {"url": "http://127.0.0.1:8000"}]})
+    assert err.value.path == "targets[1].url"
+
+
+def test_distinct_names_on_one_url_and_base_urls_are_fine():
+    config = parse_config({"targets": [{"url": "http://127.0.0.1:8000", "name": "a"},
+                                       {"url": "http://127.0.0.1:8000", "name": "b", "type": "openai"},
+                                       {"url": "https://[::1]:8443/"}],
+                           "outputs": [{"type": "prometheus", "listen": "[::1]:9273"},
+                                       {"type": "influxdb_v1", "url": "https://proxy.example/influx"}],
+                           "agent": {"interval": "100ms"}})
+    assert [t.display_name for t in config.targets] == ["a", "b", "https://[::1]:8443"]
+    assert config.agent.interval == pytest.approx(0.1)
+
+
+def test_interval_flag_is_checked_like_the_config(tmp_path):
+    proc = cli("--interval", "1ms", "--once", input=b"")
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == ["E! config error: --interval: must be at least 100ms, got '1ms'"]
