@@ -1,5 +1,5 @@
 """How a benchmark hands its figures to the runner: `record(...)` prints one line and, under `python -m bench`,
-also appends it (as JSON) to the file the runner reads to build the README "Performance" table."""
+also appends it (as JSON) to the file the runner reads to build the docs/performance.md table."""
 
 from __future__ import annotations
 

@@ -29,15 +29,19 @@ else:
 @dataclass
 class AgentConfig:
     interval: Duration = 10.0
-    """Gather period when the agent times itself (`--signal none`)."""
+    """Gather period when the agent times itself (`--signal none`). Under Telegraf with `signal = "STDIN"`,
+    Telegraf's own interval decides."""
     gather_timeout: Duration | None = None
-    """Per-gather deadline for every source; default 80% of the interval."""
+    """Deadline for every source in a gather; a late source's results are dropped and counted. Default: 80% of
+    `interval`."""
     hostname: str | None = None
-    """Value of the `host` tag; default the machine's hostname."""
+    """Value of the `host` tag. Default: the machine's hostname."""
     omit_hostname: bool = False
+    """No `host` tag at all."""
     log_level: Literal["debug", "info", "warn", "error"] = "info"
+    """Lowest level logged to stderr (with Telegraf's prefixes `E!`, `W!`, `I!`, `D!`)."""
     state_dir: str | None = None
-    """Where sources keep state across restarts (log positions, output buffers)."""
+    """Where log positions and output buffers survive restarts. Default: none (kept in memory)."""
 
     def __post_init__(self) -> None:
         if self.interval <= 0:
@@ -54,13 +58,14 @@ class AgentConfig:
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     tags: dict[str, str] = field(default_factory=dict)
-    """Added to every metric (a metric's own tags win)."""
+    """Added to every metric, e.g. `task: algorithm_reasoning` (a metric's own tags win)."""
     host: HostConfig = field(default_factory=HostConfig)
     targets: list[TargetConfig] | None = None
-    """Model servers. None (absent): discover servers on 127.0.0.1's usual ports. []: none."""
+    """Model servers; `[]`: none. Default: absent, so servers are looked for on the usual local ports (`discovery`)."""
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     gpu: GpuConfig = field(default_factory=GpuConfig)
     logs: list[LogConfig] = field(default_factory=list)
+    """Request logs to aggregate per interval."""
     outputs: list[OutputConfig] = field(default_factory=list)
     """Where metrics go; empty means stdout (what Telegraf reads)."""
 

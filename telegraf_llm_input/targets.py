@@ -19,9 +19,11 @@ class ProcessConfig:
     """How to find the model server's process (default: whoever listens on the target's port)."""
 
     enabled: bool = True
+    """The `llm_process` source for this target."""
     pid_file: str | None = None
+    """The server's pid file."""
     pattern: str | None = None
-    """Regular expression matched against the full command line."""
+    """A regular expression matched against full command lines; the oldest match is the server."""
 
     def __post_init__(self) -> None:
         if self.pattern is not None:
@@ -36,9 +38,11 @@ class JsonFieldConfig:
     """One field of a `type: json` target: where it is in the page and what it is."""
 
     path: str
-    """Dotted path into the JSON document, e.g. `stats.response_time_ms`."""
+    """`json` type: dotted path into the JSON document, e.g. `stats.response_time_ms` or `a.b.0`."""
     kind: Literal["gauge", "counter"] = "gauge"
+    """A counter also gives `<name>_per_s` (`_total` dropped)."""
     type: Literal["float", "int"] = "float"
+    """The field's line-protocol type, whatever the value."""
 
 
 DEFAULT_PORTS = {"vllm": 8000, "llamacpp": 8080, "ollama": 11434, "sglang": 30000, "lmstudio": 1234, "tgi": 3000}
@@ -49,9 +53,13 @@ class DiscoveryConfig:
     """Looking for model servers when `targets:` is absent."""
 
     enabled: bool = True
+    """Look for servers when `targets:` is absent."""
     host: str = "127.0.0.1"
+    """Where to look."""
     ports: list[int] = field(default_factory=lambda: sorted(DEFAULT_PORTS.values()))
+    """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, Ollama 11434, SGLang 30000."""
     timeout: Duration = 1.0
+    """Per request while identifying a server."""
     rescan: Duration = 60.0
     """How often ports where nothing answered are tried again."""
 
@@ -64,33 +72,51 @@ class DiscoveryConfig:
 @dataclass
 class TargetConfig:
     url: str
+    """`http(s)://host:port` of the server (no path)."""
     type: ServerType = "auto"
+    """The server's kind; `auto` identifies it from what it answers (docs/servers.md). `openai`: any
+    OpenAI-compatible server (`/v1/models`)."""
     name: str | None = None
+    """The `target` tag; each target's (given or derived) must differ. Default: the URL without credentials."""
     tags: dict[str, str] = field(default_factory=dict)
+    """Extra tags on this target's points."""
     timeout: Duration = 3.0
+    """The whole request, connect to last byte, retries included."""
     retries: int = 2
+    """Retries of GETs after a connect error, timeout or 5xx (0.1 s, 0.3 s backoff); never after a 4xx; all
+    attempts stay inside the gather deadline, so a slow target still reports `up=0`."""
     headers: dict[str, str] = field(default_factory=dict)
+    """Extra request headers."""
     bearer_token: Secret | None = None
+    """Sent as `Authorization: Bearer ...`; never logged."""
     tls_ca: str | None = None
+    """CA file for HTTPS. Default: the system CAs."""
     tls_cert: str | None = None
+    """Client certificate file (with `tls_key`)."""
     tls_key: str | None = None
+    """Client certificate key file (with `tls_cert`)."""
     insecure_skip_verify: bool = False
+    """Skip certificate checks (only for a self-signed test box)."""
     max_body_bytes: ByteSize = 8 * 1024 * 1024
+    """A bigger page is an error, read no further."""
     max_models: int = 64
     """Most models (label sets for `type: prometheus`) reported per gather; the rest are dropped, logged once
     and counted in `llm_agent` `models_dropped`: a page with runaway labels stays bounded."""
     metrics_path: str | None = None
-    """Override where the metrics page is (default per server type, usually /metrics)."""
+    """Where the metrics page is. Default: per server type (`/metrics`)."""
     # type: prometheus
     measurement: str = "llm_server"
+    """`prometheus` type: the measurement name."""
     include: list[str] = field(default_factory=list)
+    """`prometheus` type: metric name globs to keep. Default: all."""
     exclude: list[str] = field(default_factory=list)
+    """`prometheus` type: metric name globs to drop."""
     # type: json
     json_fields: dict[str, JsonFieldConfig] = field(default_factory=dict)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     gpus: list[int] | None = None
-    """GPU indices this server uses (energy per token); default: the GPUs its process holds memory on."""
+    """GPU indices this server uses (for energy per token). Default: the GPUs its process holds memory on."""
 
     def __post_init__(self) -> None:
         try:

@@ -36,3 +36,13 @@ def test_counters_end_in_total_and_names_are_unique():
 def test_lookup_ignores_the_bare_catch_all():
     assert lookup("llm_server", "ttft_p95_ms") is not None
     assert lookup("llm_server", "no_such_field_anywhere") is None
+
+
+def test_measurement_names_are_unique_and_fields_documented():
+    names = [m.name for m in ALL]
+    assert len(names) == len(set(names))
+    for m in ALL:
+        fields = [f.name for f in m.fields]
+        assert len(fields) == len(set(fields)), m.name
+        for f in m.fields:
+            assert f.unit is not None and f.meaning, (m.name, f.name)

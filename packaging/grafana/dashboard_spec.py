@@ -138,6 +138,11 @@ ROWS: tuple[Row, ...] = (
         Panel("Queue and prefill time (p95)", (Q(S, "queue_p95_ms", label="queue p95"),
                                               Q(S, "prefill_p95_ms", label="prefill p95")), unit="ms",
               servers=("vllm",)),
+        Panel("Request length (tokens per request)", (
+            Q(S, "request_prompt_tokens_p50", label="prompt p50"), Q(S, "request_prompt_tokens_p95", label="prompt p95"),
+            Q(S, "request_generation_tokens_p50", label="generated p50"),
+            Q(S, "request_generation_tokens_p95", label="generated p95")), servers=("vllm", "tgi"),
+            description="Finished requests over the interval. Read time to first token with the prompt length."),
     )),
     Row("Probe (what a client gets)", (
         Panel("First token, first answer, end to end", (Q(P, "ttft_ms", label="ttft"), Q(P, "ttfa_ms", label="ttfa"),
@@ -184,6 +189,9 @@ ROWS: tuple[Row, ...] = (
         Panel("Finish reasons per second", tuple(Q(S, f"requests_finished_{r}_total", label=r)
                                                  for r in ("stop", "length", "abort", "error")), unit="reqps",
               servers=("vllm",)),
+        Panel("Prefix cache hit ratio", (Q(S, "prefix_cache_hit_ratio", label="hit ratio"),), unit="percentunit",
+              max=1, servers=("vllm", "sglang"),
+              description="Prompt tokens served from the prefix (KV) cache: higher = less prefill work per request."),
     ), collapsed=True),
     Row("GPU", (
         Panel("GPU utilisation", (Q(G, "utilization_gpu"),), kind="heatmap", unit="percent", width=24),

@@ -13,18 +13,29 @@ MAX_TOKENS_CAP = 1024
 @dataclass
 class ProbeConfig:
     enabled: bool = False
-    """Off by default: a probe costs GPU time on the user's server."""
+    """Send probes to this target; when false, no probe request is ever sent. Off by default: a probe costs GPU
+    time on the user's server."""
     every: Duration = 60.0
+    """Period between probe starts, independent of the gather interval; results go out at the next gather (one
+    point per probe, timestamped when it started)."""
     prompt: str | None = None
+    """The prompt text (never logged or emitted; only its token count is). Default: a short counting prompt."""
     messages: list[dict[str, Any]] | None = None
+    """Full chat messages instead of `prompt` (`openai_chat`, `ollama`, `lmstudio` only)."""
     max_tokens: int = 64
+    """Output limit (1-1024). Reasoning models need more to reach the answer (`ttfa_ms`)."""
     temperature: float = 0.0
+    """Sampling temperature."""
     model: str | None = None
-    """Default: discovered from the server."""
+    """Model name. Default: the first of `/v1/models` (Ollama: a model already loaded per `/api/ps`, else the
+    first of `/api/tags`, so a probe does not load another model)."""
     timeout: Duration = 60.0
+    """A probe not finished by then is reported as `error=timeout`."""
     api: Literal["openai_chat", "openai_completions", "ollama", "llamacpp", "lmstudio"] = "openai_chat"
-    """Wire API: OpenAI chat/completions streaming, Ollama `/api/chat` NDJSON, llama.cpp `/completion`, LM Studio's
-    `/api/v0/chat/completions` (OpenAI-shaped, plus its `stats`)."""
+    """Wire API: `openai_chat` (`/v1/chat/completions`), `openai_completions` (`/v1/completions`), `ollama`
+    (`/api/chat`, native NDJSON: adds `load_ms`, server prefill and decode rate), `llamacpp` (`/completion`, adds
+    `timings`: server prefill, decode rate, `cache_tokens`), `lmstudio` (`/api/v0/chat/completions`,
+    OpenAI-shaped, plus its `stats`)."""
 
     def __post_init__(self) -> None:
         if self.prompt is not None and self.messages is not None:

@@ -1,7 +1,7 @@
-"""The documented schema. The README table, the Prometheus output's types and the dashboard
+"""The documented schema. The docs/metrics.md table, the Prometheus output's types and the dashboard
 checks are all derived from here, so a renamed field fails a test instead of a dashboard.
 
-`python -m telegraf_llm_input.schema` prints the README table.
+`python -m telegraf_llm_input.docs` writes the table into docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def prometheus_name(measurement: str, field: str) -> str:
 
 
 def markdown(servers: Mapping[str, Sequence[str]] | None = None) -> str:
-    """The README schema table (type: the field's line-protocol type, the same on every point).
+    """The schema table of docs/metrics.md (type: the field's line-protocol type, the same on every point).
 
     `servers`: llm_server field -> the server types giving it (from the server tables:
     `telegraf_llm_input.servers.field_servers()`), written before the field's own note."""

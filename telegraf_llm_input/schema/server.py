@@ -16,21 +16,37 @@ _LATENCIES = (
 )
 
 
-def _latency_fields() -> tuple[Field, ...]:
-    out = []
-    for prefix, meaning in _LATENCIES:
-        for suffix, what in _PCT:
-            out.append(Field(f"{prefix}_{suffix}_ms", "ms",
-                             f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
-                             "(Prometheus `histogram_quantile` interpolation); absent when nothing finished."))
-    return tuple(out)
+_LENGTHS = (
+    ("request_prompt_tokens", "prompt (input) tokens per finished request"),
+    ("request_generation_tokens", "generated (output) tokens per finished request"),
+    ("request_max_tokens", "`max_tokens` asked for per request (where the request set it)"),
+)
+_LENGTH_PCT = (("p50", "median"), ("p95", "95th percentile"), ("mean", "mean"))
+_SGLANG_HIST = "SGLang: with `--collect-tokens-histogram`"
+_LENGTH_NOTES = {
+    **{(p, label): _SGLANG_HIST for p, _ in _LENGTHS[:2] for label in ("p50", "p95")},
+    **{(p, "mean"): "SGLang without that flag: token-counter delta / finished-request delta" for p, _ in _LENGTHS[:2]},
+}
+
+
+def _interval_fields(kinds, pct, unit: str, suffix: str = "", notes=None) -> tuple[Field, ...]:
+    """`<prefix>_<p50...><suffix>` of each histogram kind, over the interval from bucket deltas (as Grafana's)."""
+    notes = notes or {}
+    return tuple(Field(f"{prefix}_{label}{suffix}", unit,
+                       f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
+                       "(Prometheus `histogram_quantile` interpolation); absent when nothing finished.",
+                       servers=notes.get((prefix, label), ""))
+                 for prefix, meaning in kinds for label, what in pct)
 
 
 SERVER = Measurement(
     "llm_server",
     "One model server target (one point per model it serves): health, load, token and request counters, "
-    "rates and latency percentiles over the gather interval. Same name, same meaning on every server.",
-    ("server_type", "model", "target", "host"),
+    "rates and latency percentiles over the gather interval. Same name, same meaning on every server. Tag "
+    "`server_version`: the server's own version (vLLM `/version`, SGLang `/get_server_info`, TGI `/info`, llama.cpp "
+    "`/props` `build_info`, Ollama `/api/version`; asked on first contact, after an outage and every 10 minutes "
+    "where it costs a request), absent until known, kept on its down points.",
+    ("server_type", "model", "target", "host", "server_version"),
     (
         Field("up", "0/1", "1 when the server answered its metrics/API (0 also while a model loads).", type="int"),
         Field("busy", "0/1", "1 when the server is alive but its metrics page timed out "
@@ -71,7 +87,29 @@ SERVER = Measurement(
               "the interval (from counters, not the per-scrape gauge)."),
         Field("generation_speed_tokens_per_s", "tokens/s", "Tokens per second while generating over the interval "
               "(from counters, not the per-scrape gauge)."),
-        *_latency_fields(),
+        *_interval_fields(_LATENCIES, _PCT, "ms", "_ms"),
+        *_interval_fields(_LENGTHS, _LENGTH_PCT, "tokens", notes=_LENGTH_NOTES),
+        Field("prefix_cache_queries_total", "tokens", "Prompt tokens looked up in the prefix (KV) cache.", "counter",
+              type="int"),
+        Field("prefix_cache_hits_total", "tokens", "Prompt tokens found in the prefix cache (not computed again).",
+              "counter", servers="SGLang: `cached_tokens_total`", type="int"),
+        Field("prefix_cache_hit_ratio", "0-1", "Prefix-cache hits / queried tokens over the interval (from counter "
+              "deltas; absent when nothing was looked up).",
+              servers="SGLang: cached / prompt tokens, first scrape `cache_hit_rate`; vLLM V0 and SGLang without the "
+              "counters: the server's own recent-window gauge"),
+        Field("spec_decode_drafts_total", "drafts", "Speculative-decoding draft steps.", "counter", type="int"),
+        Field("spec_decode_draft_tokens_total", "tokens", "Tokens proposed by the draft model/method.", "counter",
+              type="int"),
+        Field("spec_decode_accepted_tokens_total", "tokens", "Draft tokens the target model accepted.", "counter",
+              type="int"),
+        Field("spec_decode_acceptance_ratio", "0-1", "Accepted / draft tokens over the interval; absent when "
+              "nothing was drafted.", servers="vLLM V0, SGLang: the server's own gauge where no counters"),
+        Field("spec_decode_mean_accept_length", "tokens/step", "Tokens each draft step yields, the bonus token "
+              "included (1 + accepted tokens / drafts over the interval).", servers="SGLang: `spec_accept_length`"),
+        Field("lora_adapters_running", "adapters", "LoRA adapters with running requests now.", type="int"),
+        Field("lora_adapters_waiting", "adapters", "LoRA adapters with waiting requests now.", type="int"),
+        Field("lora_adapters_max", "adapters", "LoRA adapters that fit on the GPU at once (`--max-loras`).",
+              type="int"),
         ENERGY_J_PER_TOKEN,
         Field("*", "", "`json` targets: the configured `json_fields` (counters also as `<name>_per_s`, `_total` "
               "dropped); `prometheus` targets with `measurement: llm_server`: the page's names, counters also as "

@@ -6,7 +6,8 @@ Facts that shape this module:
   decodes: a timeout there with a healthy `/health` means busy, not down (no retry).
 - Its `*_tokens_seconds` gauges reset on every scrape (wrong with two scrapers): tokens/s come
   from counter deltas instead.
-- No model label: the model is `/props` `model_alias`, else the file name of `model_path`.
+- No model label: the model is `/props` `model_alias`, else the file name of `model_path`; the
+  version is its `build_info` (`b6000-3ad5a0d0`), from the same answer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading, version_tags
 from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "llamacpp"
@@ -139,7 +140,8 @@ class LlamaCppAdapter:
         elif isinstance(props, dict) and isinstance(props.get("total_slots"), int):
             reading.gauges["slots_total"] = props["total_slots"]
         busy = 1 if "busy" in (m_state, s_state) else 0
-        return Reading([reading], health={"busy": busy}, server_type=TYPE)
+        tags = version_tags(props.get("build_info")) if isinstance(props, dict) else {}
+        return Reading([reading], health={"busy": busy}, server_type=TYPE, tags=tags)
 
 
 def make(target: TargetConfig) -> LlamaCppAdapter:

@@ -1,4 +1,4 @@
-"""Ollama: no metrics page. `/api/version` says it is up; `/api/ps` lists the loaded models.
+"""Ollama: no metrics page. `/api/version` says it is up (and its version); `/api/ps` lists the loaded models.
 
 `/api/ps` entries: `name`/`model`, `size` and `size_vram` (bytes), `expires_at` (RFC 3339),
 `context_length` (newer versions). Latency comes from the probe.
@@ -10,7 +10,7 @@ import asyncio
 from datetime import datetime, timezone
 
 from telegraf_llm_input.metric import Metric, clean_fields
-from telegraf_llm_input.sources.server import Fetcher, Reading
+from telegraf_llm_input.sources.server import Fetcher, Reading, version_tags
 from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "ollama"
@@ -66,7 +66,8 @@ class OllamaAdapter:
     async def read(self, fetch: Fetcher) -> Reading:
         version, ps = await asyncio.gather(fetch.json("/api/version"), fetch.json("/api/ps"))
         models = loaded_models(ps if isinstance(ps, dict) else {}, datetime.now(timezone.utc))
-        reading = Reading(extra=models, server_type=TYPE)
+        tags = version_tags(version.get("version")) if isinstance(version, dict) else {}
+        reading = Reading(extra=models, server_type=TYPE, tags=tags)
         reading.health["models_loaded"] = len(models)
         return reading
 

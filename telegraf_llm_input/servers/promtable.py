@@ -11,15 +11,40 @@ never read because tables only list the names they want.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.promtext import Page, ParseTimeout, Sample, parse
-from telegraf_llm_input.sources.server import QUANTILES, STANDARD_RATES, Fetcher, ModelReading, Reading, rate_name
+from telegraf_llm_input.sources.server import (
+    COUNT_QUANTILES,
+    QUANTILES,
+    STANDARD_RATES,
+    Fetcher,
+    ModelReading,
+    Reading,
+    rate_name,
+    version_tags,
+)
 
 log = get_logger("server")
+
+VERSION_EVERY_S = 600.0
+"""How often a version that costs a request of its own is asked again (also after every outage)."""
+
+
+@dataclass(frozen=True)
+class InfoLabels:
+    """Fields from the labels of an info gauge's newest series: the one with the highest value (vLLM sets
+    `lora_requests_info` to the time of the update, and label sets from before stay on the page)."""
+
+    metric: str
+    lists: dict[str, str] = field(default_factory=dict)
+    """Our field -> label holding a comma-separated list: its length."""
+    numbers: dict[str, str] = field(default_factory=dict)
+    """Our field -> label holding an integer."""
 
 
 @dataclass(frozen=True)
@@ -36,17 +61,28 @@ class PromTable:
     counters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     histograms: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Our prefix (`ttft`) -> candidate histogram names (values in seconds)."""
+    token_histograms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Our prefix (`request_prompt_tokens`) -> candidate histogram names of per-request counts (tokens):
+    `<prefix>_p50`, `_p95`, `_mean` in the histogram's own unit."""
+    info: tuple[InfoLabels, ...] = ()
+    """Info gauges whose newest label set gives fields (vLLM's LoRA adapters)."""
     finish_reason: tuple[str, str] | None = None
     """(counter, label): adds `requests_finished_<reason>_total` per label value."""
     errors_where: tuple[str, str, tuple[str, ...]] | None = None
     """(counter, label, values): `request_errors_total` = that counter where label is one of values
     (absent when the page has no such series)."""
-    speeds: dict[str, tuple[str, str]] = field(default_factory=dict)
+    speeds: dict[str, tuple] = field(default_factory=dict)
+    """Our field -> (counter, counter[, plus]): Δfirst / Δsecond (+ plus) over the interval (ModelReading.speeds)."""
+    version: tuple[str, str] | None = None
+    """(path, key) of a JSON answer holding the server's version (`/version`, `version`): the `server_version`
+    tag, asked rarely (VERSION_EVERY_S, first contact, after an outage)."""
     path: str = "/metrics"
 
     def names(self) -> set[str]:
         out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
-        out |= {n + "_bucket" for names in self.histograms.values() for n in names}
+        out |= {n + "_bucket" for table in (self.histograms, self.token_histograms)
+                for names in table.values() for n in names}
+        out |= {info.metric for info in self.info}
         return out
 
     def fields(self) -> set[str]:
@@ -61,13 +97,17 @@ class PromTable:
             out.add("error_ratio")
         for prefix in self.histograms:
             out |= {f"{prefix}_{label}_ms" for _, label in QUANTILES} | {f"{prefix}_mean_ms"}
+        for prefix in self.token_histograms:
+            out |= {f"{prefix}_{label}" for _, label in COUNT_QUANTILES} | {f"{prefix}_mean"}
+        for info in self.info:
+            out |= set(info.lists) | set(info.numbers)
         return out
 
     def missing(self, page: Page) -> list[str]:
         """Our fields none of whose names are on the page."""
         present = {s.name for s in page.samples}
         tables = (self.gauges, self.counters,
-                  {k: tuple(n + "_bucket" for n in v) for k, v in self.histograms.items()})
+                  {k: tuple(n + "_bucket" for n in v) for k, v in {**self.histograms, **self.token_histograms}.items()})
         return sorted(ours for table in tables for ours, names in table.items()
                       if not any(n in present for n in names))
 
@@ -97,7 +137,8 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
 
     def reading(model: str | None) -> ModelReading:
         if model not in models:
-            models[model] = ModelReading(model, speeds=dict(table.speeds))
+            models[model] = ModelReading(model, speeds=dict(table.speeds),
+                                         count_histograms=frozenset(table.token_histograms))
         return models[model]
 
     def accumulate(target: str, samples: list[Sample], kind: str, mean: bool = False) -> None:
@@ -138,7 +179,7 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
         # Only servers that export the error series (newer vLLM) get the field; older ones
         # don't count errors at all, and a 0 would claim they had none.
         accumulate("request_errors_total", matching, "counters")
-    for prefix, names in table.histograms.items():
+    for prefix, names in {**table.histograms, **table.token_histograms}.items():
         for n in names:
             if n + "_bucket" not in by_name:
                 continue
@@ -156,7 +197,28 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
                     r.histograms[prefix] = merged
                     r.histogram_series[prefix] = series
             break
+    for info in table.info:
+        fields = _info_fields(info, by_name.get(info.metric, ()))
+        if fields:
+            # the info gauge has no model label (vLLM): it is the whole server's, so every model's
+            for r in list(models.values()) or [reading(default_model)]:
+                r.gauges.update(fields)
     return [models[m] for m in sorted(models, key=lambda m: m or "")]
+
+
+def _info_fields(info: InfoLabels, samples) -> dict[str, int]:
+    series = [s for s in samples if s.value == s.value]
+    if not series:
+        return {}
+    labels = max(series, key=lambda s: s.value).labels
+    out = {ours: len([x for x in labels[label].split(",") if x.strip()])
+           for ours, label in info.lists.items() if label in labels}
+    for ours, label in info.numbers.items():
+        try:
+            out[ours] = int(labels[label])
+        except (KeyError, ValueError):
+            pass
+    return out
 
 
 def dedupe(page: Page) -> int:
@@ -207,8 +269,8 @@ def parse_checked(text: str, table: PromTable | None, where: str, deadline: floa
             raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
         missing = table.missing(page)
         if missing:
-            once(where, "missing", logging.INFO, "%s: %s page without the metrics for %s (this build does not "
-                 "export them)", where, table.server_type, ", ".join(missing))
+            once(where, "missing", logging.INFO, "%s: %s page without the metrics for %s (this build or its "
+                 "configuration does not export them)", where, table.server_type, ", ".join(missing))
     return page
 
 
@@ -218,14 +280,40 @@ class PromAdapter:
     def __init__(self, table: PromTable):
         self.table = table
         self.server_type = table.server_type
+        self.version: str | None = None
+        """The server's version as last answered (None: unknown)."""
+        self._version_at: float | None = None
+        """`time.monotonic()` of the last ask; None: ask on the next answer."""
 
     async def default_model(self, fetch: Fetcher) -> str | None:
         return None
 
+    async def _ask_version(self, fetch: Fetcher) -> None:
+        """`table.version`, at most every VERSION_EVERY_S; an error or odd answer keeps the last one."""
+        if self.table.version is None:
+            return
+        now = time.monotonic()
+        if self._version_at is not None and now - self._version_at < VERSION_EVERY_S:
+            return
+        self._version_at = now
+        path, key = self.table.version
+        try:
+            answer = await fetch.json(path, retries=0)
+        except FetchError:
+            return
+        if isinstance(answer, dict) and version_tags(answer.get(key)):
+            self.version = answer[key]
+
     async def read(self, fetch: Fetcher) -> Reading:
-        path = fetch.target.metrics_path or self.table.path
-        text = await fetch.text(path)
-        page = await fetch.off_loop(parse_checked, text, self.table, f"{fetch.target.display_name}{path}",
-                                    fetch.deadline)
-        model = await self.default_model(fetch) if self.table.model_label is None else None
-        return Reading(await fetch.off_loop(read_page, self.table, page, model), server_type=self.server_type)
+        try:
+            path = fetch.target.metrics_path or self.table.path
+            text = await fetch.text(path)
+            page = await fetch.off_loop(parse_checked, text, self.table, f"{fetch.target.display_name}{path}",
+                                        fetch.deadline)
+            model = await self.default_model(fetch) if self.table.model_label is None else None
+        except Exception:
+            self._version_at = None  # down: it may come back as another version
+            raise
+        await self._ask_version(fetch)
+        return Reading(await fetch.off_loop(read_page, self.table, page, model), server_type=self.server_type,
+                       tags=version_tags(self.version))

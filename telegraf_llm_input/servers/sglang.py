@@ -1,5 +1,9 @@
 """SGLang (`--enable-metrics`): `sglang:` names; scheduler gauges carry rank labels
-(`tp_rank`, `pp_rank`, `dp`, `moe_ep_rank`...) which are summed (ratios averaged) per `model_name`."""
+(`tp_rank`, `pp_rank`, `dp`, `moe_ep_rank`...) which are summed (ratios averaged) per `model_name`.
+
+Token counters and `cached_tokens_total` count finished requests, so their interval ratios are per
+finished request; the length histograms need `--collect-tokens-histogram`; the version is
+`/get_server_info` `version`."""
 
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 from telegraf_llm_input.targets import TargetConfig
@@ -15,12 +19,24 @@ TABLE = PromTable(
         "requests_running": ("sglang:num_running_reqs",),
         "requests_waiting": ("sglang:num_queue_reqs",),
         "kv_cache_usage_ratio": ("sglang:token_usage",),
+        # the scheduler's recent-window gauges; the cached-token counter below wins where the page has it
+        "prefix_cache_hit_ratio": ("sglang:cache_hit_rate",),
+        "spec_decode_acceptance_ratio": ("sglang:spec_accept_rate",),
+        "spec_decode_mean_accept_length": ("sglang:spec_accept_length",),
     },
-    averaged=frozenset({"kv_cache_usage_ratio"}),
+    averaged=frozenset({"kv_cache_usage_ratio", "prefix_cache_hit_ratio", "spec_decode_acceptance_ratio",
+                        "spec_decode_mean_accept_length"}),
     counters={
         "prompt_tokens_total": ("sglang:prompt_tokens_total",),
         "generation_tokens_total": ("sglang:generation_tokens_total",),
         "requests_total": ("sglang:num_requests_total",),
+        "prefix_cache_hits_total": ("sglang:cached_tokens_total",),
+    },
+    speeds={
+        "prefix_cache_hit_ratio": ("prefix_cache_hits_total", "prompt_tokens_total"),
+        # the histograms' means replace these where SGLang has them
+        "request_prompt_tokens_mean": ("prompt_tokens_total", "requests_total"),
+        "request_generation_tokens_mean": ("generation_tokens_total", "requests_total"),
     },
     histograms={
         "ttft": ("sglang:time_to_first_token_seconds",),
@@ -29,6 +45,11 @@ TABLE = PromTable(
         "e2e": ("sglang:e2e_request_latency_seconds",),
         "queue": ("sglang:queue_time_seconds",),
     },
+    token_histograms={
+        "request_prompt_tokens": ("sglang:prompt_tokens_histogram",),
+        "request_generation_tokens": ("sglang:generation_tokens_histogram",),
+    },
+    version=("/get_server_info", "version"),
 )
 
 

@@ -1,10 +1,13 @@
 """Hugging Face TGI router: `tgi_` names without a model label; the model comes from `/info`.
 
 Counters have no `_total` suffix. Token totals are the `_sum` of the per-request token histograms.
+The version is `/info` `version`, from the same
+answer that names the model (no request of its own).
 """
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.sources.server import version_tags
 from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "tgi"
@@ -29,6 +32,11 @@ TABLE = PromTable(
         "queue": ("tgi_request_queue_duration",),
         "tpot": ("tgi_request_mean_time_per_token_duration",),
     },
+    token_histograms={
+        "request_prompt_tokens": ("tgi_request_input_length",),
+        "request_generation_tokens": ("tgi_request_generated_tokens",),
+        "request_max_tokens": ("tgi_request_max_new_tokens",),
+    },
 )
 
 
@@ -38,6 +46,8 @@ class TgiAdapter(PromAdapter):
             info = await fetch.json("/info")
         except FetchError:
             return None
+        if isinstance(info, dict) and version_tags(info.get("version")):
+            self.version = info["version"]
         model = info.get("model_id") if isinstance(info, dict) else None
         return model if isinstance(model, str) and model else None
 

@@ -17,16 +17,24 @@ class StdoutOutput:
 @dataclass
 class _Batching:
     batch_size: int = 5000
+    """Points per write."""
     flush_interval: Duration = 10.0
+    """Longest a point waits in memory while the database is up."""
     timeout: Duration = 5.0
+    """Per write request."""
     buffer_dir: str | None = None
-    """On-disk buffer for outages (default: <agent.state_dir>/buffer/<output> when state_dir is set)."""
+    """On-disk buffer for outages; `<output>` is the type, `influxdb_v2_2` for a second one. Default:
+    `<agent.state_dir>/buffer/<output>` when `state_dir` is set, else in memory."""
     buffer_max_mb: float = 100.0
-    """Outage buffer bound; beyond it the oldest batches are dropped (counted in output_dropped_points)."""
+    """Outage buffer bound; beyond it the oldest batches are dropped (counted in `output_dropped_points`)."""
     tls_ca: str | None = None
+    """CA file for HTTPS. Default: the system CAs."""
     tls_cert: str | None = None
+    """Client certificate file (with `tls_key`)."""
     tls_key: str | None = None
+    """Client certificate key file."""
     insecure_skip_verify: bool = False
+    """Skip certificate checks."""
 
     def __post_init__(self) -> None:
         url: str = self.url  # type: ignore[attr-defined]  # each batching output declares its own url
@@ -42,9 +50,13 @@ class _Batching:
 class InfluxV2Output(_Batching):
     type: Literal["influxdb_v2"] = "influxdb_v2"
     url: str = "http://127.0.0.1:8086"
+    """InfluxDB 2.x/3.x, 1.8+ (v2 API), VictoriaMetrics."""
     org: str = ""
+    """Organization (InfluxDB 2.x)."""
     bucket: str = ""
+    """Required."""
     token: Secret | None = None
+    """API token; never logged."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,17 +68,24 @@ class InfluxV2Output(_Batching):
 class InfluxV1Output(_Batching):
     type: Literal["influxdb_v1"] = "influxdb_v1"
     url: str = "http://127.0.0.1:8086"
+    """InfluxDB 1.x."""
     database: str = "telegraf"
+    """Must exist: a 404 "database not found" is reported once with the `CREATE DATABASE` to run."""
     retention_policy: str | None = None
+    """Retention policy to write into. Default: the database's default policy."""
     username: str | None = None
+    """User name (with `password`). Default: none (no authentication)."""
     password: Secret | None = None
+    """Never logged."""
 
 
 @dataclass
 class PrometheusOutput:
     type: Literal["prometheus"] = "prometheus"
     listen: str = "127.0.0.1:9273"
+    """Address of the page; binding elsewhere (`0.0.0.0:9273`) is an explicit choice."""
     path: str = "/metrics"
+    """Path of the page."""
     expire: Duration = 120.0
     """Series not updated for this long leave the page."""
 

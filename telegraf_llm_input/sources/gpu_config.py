@@ -12,16 +12,19 @@ VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "apple")
 @dataclass
 class GpuConfig:
     enabled: bool | Literal["auto"] = "auto"
-    """auto: use every backend that finds hardware, say so once when none does."""
+    """`auto`: use every backend that finds hardware, one info line when none does; `true`: a warning when none
+    does; `false`: no GPU source, no GPU memory per process, no energy per token."""
     backends: list[Backend] = field(default_factory=lambda: ["auto"])
     """`auto` (every backend that finds hardware) or a list of `nvidia` (NVML), `amd` (amdgpu sysfs), `intel`
     (i915/xe sysfs), `apple` (`ioreg`, macOS). A backend named here is tried even where `auto` would skip it."""
     sysfs_root: str = "/sys"
-    """Where sysfs is (AMD and Intel read `class/drm/card*/device/`); tests point it at a recorded tree."""
+    """Where sysfs is (AMD and Intel read `class/drm/card*/device/`)."""
     indices: list[int] | None = None
-    """Only these NVIDIA GPU indices (default: all)."""
+    """Only these NVIDIA GPU indices, e.g. `[0, 1]`. Default: all."""
     nvidia_smi_compat: bool = False
-    """Also emit `nvidia_smi` with Telegraf's inputs.nvidia_smi names, for existing dashboards."""
+    """Also emit `nvidia_smi` with the measurement, tags, field names and integer types of Telegraf's
+    `inputs.nvidia_smi`, so its dashboards keep working (fields it has that NVML cannot give cheaply, e.g.
+    `fbc_stats_*`, retired pages, are not emitted)."""
 
     def __post_init__(self) -> None:
         if not self.backends:

@@ -30,8 +30,9 @@ PSI_MEMORY = Path("/proc/pressure/memory")
 @dataclass
 class HostConfig:
     enabled: bool = True
+    """The `llm_host` source (CPU, memory, swap, model disk)."""
     model_dir: str | None = None
-    """Directory holding model files; its filesystem's free space is reported."""
+    """Directory holding model files; its filesystem's free and total space are reported."""
 
 
 def parse_psi_some_avg10(text: str) -> float | None:

@@ -26,7 +26,9 @@ class ErrorWhenConfig:
     """A request is an error when any condition holds. No condition set: status not in [success, ok]."""
 
     status_not_in: list[str] | None = None
+    """Error when `status` is present and not in the list. Default: `[success, ok]` when no rule is set."""
     http_status_gte: int | None = None
+    """Error when the HTTP status (key `http_status_field`) is at least this."""
     http_status_field: str = "http_status"
     """Key or dotted path of the HTTP status code in the record."""
 
@@ -34,21 +36,30 @@ class ErrorWhenConfig:
 @dataclass
 class LogConfig:
     path: str
-    """File path; a glob matches several files."""
+    """The log file; a glob (`/var/log/app/*.jsonl`) follows every matching file, counted together."""
     format: Literal["json"] = "json"
+    """One JSON object per line (the only format)."""
     fields: dict[str, str] = field(default_factory=dict)
-    """Our name (latency_ms, ttft_ms, prompt_tokens, completion_tokens, status, timestamp, model) -> key or dotted path."""
+    """Our name -> key or dotted path (`usage.prompt_tokens`) in the line; our names: `latency_ms` (default key
+    `duration_ms`), `ttft_ms`, `prompt_tokens`, `completion_tokens`, `status`, `timestamp`, `model`. Default:
+    same-named keys."""
     error_when: ErrorWhenConfig = field(default_factory=ErrorWhenConfig)
     group_by: list[str] = field(default_factory=list)
-    """Record keys or dotted paths that become tags (e.g. model, prompt_version). One of our field
-    names (e.g. model) is looked up through `fields:`."""
+    """Keys or dotted paths that become tags, e.g. `[model, prompt_version]` (a name from `fields` is looked up
+    through it); a missing key is tagged `none`."""
     max_groups: int = 50
-    """Distinct values per group_by key; the rest become `other`."""
+    """Distinct values per `group_by` key since start; later new values are tagged `other`, their count in
+    `grouped_as_other`."""
     start_from: Literal["end", "beginning"] = field(default="end", metadata={"key": "from"})
-    """Where to start reading a file seen for the first time (no saved position)."""
+    """Where to start in a file seen for the first time with no saved position. A file created while the agent
+    runs is always read from its start."""
     max_read_per_gather: ByteSize = 16 * 1024 * 1024
+    """Bytes read per gather per entry; reading also stops after half the gather deadline, so a backlog is worked
+    off over several gathers and never makes the gather late."""
     name: str | None = None
+    """Value of the `log` tag; each entry's (given or derived) must differ. Default: the path."""
     tags: dict[str, str] = field(default_factory=dict)
+    """Extra tags on this entry's points."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.fields) - set(FIELD_NAMES))

@@ -24,6 +24,8 @@ from telegraf_llm_input.targets import TargetConfig
 
 MEASUREMENT = "llm_server"
 QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
+COUNT_QUANTILES = ((0.5, "p50"), (0.95, "p95"))
+"""Of per-request counts (tokens per request): the median and the long tail, in the histogram's own unit."""
 STANDARD_RATES = ("prompt_tokens_total", "generation_tokens_total", "requests_total")
 
 OFF_LOOP_BYTES = 256 * 1024
@@ -81,8 +83,11 @@ class ModelReading:
     increase is taken per series, then summed. Absent: the total is the one series."""
     histogram_series: dict[str, dict[hist.LabelKey, hist.Histogram]] = field(default_factory=dict)
     """Same for histograms."""
-    speeds: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """Field -> (counter, counter): Δfirst / Δsecond over the interval (llama.cpp tokens per busy second)."""
+    speeds: dict[str, tuple] = field(default_factory=dict)
+    """Field -> (counter, counter[, plus]): Δfirst / Δsecond (+ plus) over the interval (llama.cpp tokens per
+    busy second, prefix-cache hits per queried token, tokens per finished request); absent when Δsecond is 0."""
+    count_histograms: frozenset[str] = frozenset()
+    """Histogram prefixes counting things per request (tokens): `<prefix>_p50`, `_p95`, `_mean`, unscaled."""
     rated: tuple[str, ...] | None = STANDARD_RATES
     """Counters that get a `_per_s` rate; None: all of them."""
     hist_scale: float = 1000.0
@@ -106,6 +111,9 @@ class Reading:
     extra: list[Metric] = field(default_factory=list)
     """Other measurements (tags `target`, `server_type` are added)."""
     server_type: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    """Tags of the server itself (`server_version`) for its llm_server points; the last ones are kept while
+    an answer has none and on the points saying it is down."""
 
 
 class Adapter(Protocol):
@@ -114,6 +122,13 @@ class Adapter(Protocol):
     async def read(self, fetch: Fetcher) -> Reading:
         """Read the server; raise FetchError when it cannot be read at all (-> up=0)."""
         ...
+
+
+def version_tags(version) -> dict[str, str]:
+    """`{"server_version": ...}` from what a server says its version is; {} when it says nothing usable."""
+    if isinstance(version, str) and 0 < len(version.strip()) <= 64 and version.isprintable():
+        return {"server_version": version.strip()}
+    return {}
 
 
 def rate_name(counter: str) -> str:
@@ -176,9 +191,10 @@ def derive(prev: Baseline | None, cur: ModelReading, at_ns: int) -> Derived:
             out[rate_name(name)] = d / seconds
     if "request_errors_total" in deltas and "requests_total" in deltas:
         out["error_ratio"] = ratio(deltas["request_errors_total"], deltas["requests_total"])
-    for name, (num, den) in cur.speeds.items():
+    for name, (num, den, *plus) in cur.speeds.items():
         if num in deltas and den in deltas:
-            out[name] = ratio(deltas[num], deltas[den])
+            value = ratio(deltas[num], deltas[den])
+            out[name] = None if value is None else value + sum(plus)
     for prefix in cur.histograms:
         before_h = prev.histograms.get(prefix)
         if before_h is None:
@@ -188,13 +204,15 @@ def derive(prev: Baseline | None, cur: ModelReading, at_ns: int) -> Derived:
             resets.append(prefix)
         if d_h is None or d_h.count <= 0:
             continue
-        for q, label in QUANTILES:
+        counts = prefix in cur.count_histograms
+        scale, suffix = (1.0, "") if counts else (cur.hist_scale, cur.hist_suffix)
+        for q, label in COUNT_QUANTILES if counts else QUANTILES:
             value = hist.quantile(q, d_h)
             if value is not None and value == value:  # NaN: malformed buckets, no field
-                out[f"{prefix}_{label}{cur.hist_suffix}"] = value * cur.hist_scale
+                out[f"{prefix}_{label}{suffix}"] = value * scale
         m = hist.mean(d_h)
         if m is not None:
-            out[f"{prefix}_mean{cur.hist_suffix}"] = m * cur.hist_scale
+            out[f"{prefix}_mean{suffix}"] = m * scale
     return Derived(clean_fields(out), resets)
 
 
@@ -224,11 +242,16 @@ class ServerSource:
         self._last_models: list[str | None] = []
         self._state = StateLog(log)
         self._server_type: str | None = None if adapter.server_type == "auto" else adapter.server_type
+        self._server_tags: dict[str, str] = {}
+        """The last answer's `Reading.tags` (its version): also on the points saying it is down."""
         self.down_reason: str | None = None
         """Why the last scrape failed (None when it worked): the text of the `down:` log line."""
+        self._down_series: list[dict[str, str]] = []
+        """Tag sets of the last `up=0` points, closed with `up=1` on recovery when the answer names other series."""
 
-    def _tags(self, server_type: str | None, model: str | None) -> dict[str, str]:
-        tags = dict(self.target.tags)
+    def _tags(self, server_type: str | None, model: str | None, server: bool = True) -> dict[str, str]:
+        """A point's tags; `server`: also the server's own (`server_version`, llm_server points only)."""
+        tags = {**self._server_tags, **self.target.tags} if server else dict(self.target.tags)
         tags["target"] = self.target.display_name
         if server_type:
             tags["server_type"] = server_type
@@ -252,8 +275,18 @@ class ServerSource:
     def _down(self, ctx: GatherContext, scrape_ms: float) -> list[Metric]:
         models = self._last_models or [None]
         # `type: auto` before any detection: `unknown`, so a server_type filter still sees the outage
-        return [Metric(MEASUREMENT, self._tags(self._server_type or "unknown", m), {"up": 0, "scrape_ms": scrape_ms},
-                       ctx.time_ns) for m in models]
+        self._down_series = [self._tags(self._server_type or "unknown", m) for m in models]
+        return [Metric(MEASUREMENT, tags, {"up": 0, "scrape_ms": scrape_ms}, ctx.time_ns) for tags in self._down_series]
+
+    def _close_down_series(self, metrics: list[Metric], scrape_ms: float, time_ns: int) -> None:
+        """A target that was down before its models (or its type) were known said `up=0` on a series the answer
+        no longer has: give that series `up=1`, or its last value (0) would keep `min(up)` and `last(up)` panels
+        showing the target down until the series expires."""
+        now = {tuple(sorted(m.tags.items())) for m in metrics if m.measurement == MEASUREMENT}
+        for tags in self._down_series:
+            if tuple(sorted(tags.items())) not in now:
+                metrics.append(Metric(MEASUREMENT, tags, {"up": 1, "scrape_ms": scrape_ms}, time_ns))
+        self._down_series = []
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         started = time.monotonic()
@@ -279,6 +312,8 @@ class ServerSource:
         scrape_ms = (now - started) * 1000
         server_type = reading.server_type or self._server_type
         self._server_type = server_type
+        if reading.tags:  # an answer without them (llama.cpp busy, /props timed out) keeps the last ones
+            self._server_tags = dict(reading.tags)
         self.down_reason = None
         self._state.ok("scrape", f"target {self.target.display_name}: up again")
         health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
@@ -298,16 +333,17 @@ class ServerSource:
             fields = derived.fields
             if m.measurement == MEASUREMENT:
                 fields = {**health, "scrape_ms": scrape_ms, **fields}
-            tags = {**m.tags, **self._tags(server_type, m.model)}
+            tags = {**m.tags, **self._tags(server_type, m.model, m.measurement == MEASUREMENT)}
             metrics.append(Metric(m.measurement, tags, fields, ctx.time_ns))
         self._forget_unseen()
         if not any(m.measurement == MEASUREMENT for m in readings):
             metrics.append(Metric(MEASUREMENT, self._tags(server_type, None), {**health, "scrape_ms": scrape_ms},
                                   ctx.time_ns))
         for extra in reading.extra[:self.target.max_models]:
-            metrics.append(Metric(extra.measurement, {**self._tags(server_type, None), **extra.tags}, extra.fields,
-                                  ctx.time_ns))
+            metrics.append(Metric(extra.measurement, {**self._tags(server_type, None, False), **extra.tags},
+                                  extra.fields, ctx.time_ns))
         self._last_models = [m.model for m in readings if m.measurement == MEASUREMENT] or [None]
+        self._close_down_series(metrics, scrape_ms, ctx.time_ns)
         return metrics
 
     def _capped(self, reading: Reading) -> list[ModelReading]:

@@ -16,7 +16,15 @@ from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.sources import build_processors, build_sources
 from telegraf_llm_input.sources.base import SourceEnv
-from tests.fakes.llm import VLLM_HIST, Snap, llamacpp_metrics, llamacpp_props, llamacpp_slots, vllm_page
+from tests.fakes.llm import (
+    VLLM_HIST,
+    VLLM_TOKEN_HIST,
+    Snap,
+    llamacpp_metrics,
+    llamacpp_props,
+    llamacpp_slots,
+    vllm_page,
+)
 from tests.fakes.llm_more import TGI_INFO, sglang_page, tgi_page
 from tests.fakes.server import FakeServer, Reply
 
@@ -37,21 +45,30 @@ def hist(k: float) -> tuple[list[float], list[float], float]:
     return B, [round(4 * k), n, n], 0.35 * n
 
 
+def tokens(k: float) -> tuple[list[float], list[float], float]:
+    n = round(10 * k)
+    return [100.0, 1000.0], [round(4 * k), n, n], 420.0 * n
+
+
 def vllm(k: float) -> dict:
+    even = lambda x: 2 * round(x / 2)  # noqa: E731 - each of the two engines reports half
     snap = Snap(running=round(3 * k), waiting=round(k), kv=0.25 * k, prompt=round(1000 * k),
                 generation=round(5000 * k), finished={"stop": round(9 * k), "length": round(k)},
-                preemptions=round(2 * k), hists={p: hist(k) for p in VLLM_HIST})
-    return {"/metrics": Reply(vllm_page({M: snap}, engines=2))}
+                preemptions=round(2 * k), hists={**{p: hist(k) for p in VLLM_HIST}, **{p: tokens(k) for p in VLLM_TOKEN_HIST}},
+                prefix_queries=even(900 * k), prefix_hits=even(300 * k),
+                spec=(even(200 * k), even(600 * k), even(350 * k)), lora=(["sql-lora"], [], 4) if k else None)
+    return {"/metrics": Reply(vllm_page({M: snap}, engines=2)), "/version": Reply({"version": "0.11.0"})}
 
 
 def sglang(k: float) -> dict:
-    page = sglang_page(M, 2, round(2 * k), [0.1 * k, 0.3 * k], round(900 * k), round(4000 * k), round(8 * k), hist(k))
+    page = sglang_page(M, 2, round(2 * k), [0.1 * k, 0.3 * k], round(900 * k), round(4000 * k), round(8 * k), hist(k),
+                       cached=round(300 * k), hit_rate=0.3 * k, spec=(1 + 1.5 * k, 0.6 * k if k else 0.0))
     return {"/metrics": Reply(page), "/get_server_info": Reply({"model_path": M, "tp_size": 2, "version": "0.4.9"})}
 
 
 def tgi(k: float) -> dict:
     page = tgi_page(round(40 * k), {"validation": round(2 * k)} if k else {}, round(k), round(3 * k),
-                    round(7000 * k), round(9000 * k), hist(k))
+                    round(7000 * k), round(9000 * k), hist(k), max_new_sum=round(20000 * k))
     return {"/metrics": Reply(page), "/info": Reply(TGI_INFO)}
 
 

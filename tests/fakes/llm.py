@@ -21,12 +21,22 @@ class Snap:
     finished: dict[str, float] = field(default_factory=dict)
     preemptions: float = 0
     hists: dict[str, Hist] = field(default_factory=dict)
+    """Latencies (VLLM_HIST keys, seconds) and per-request token counts (VLLM_TOKEN_HIST keys)."""
+    prefix_queries: float | None = None
+    prefix_hits: float = 0
+    spec: tuple[float, float, float] | None = None
+    """(drafts, draft tokens, accepted tokens); V0 (`old`) has no drafts counter, and gauges instead."""
+    lora: tuple[list[str], list[str], int] | None = None
+    """(running adapters, waiting adapters, max_lora): `vllm:lora_requests_info` (no model label)."""
 
 
 VLLM_HIST = {"ttft": "vllm:time_to_first_token_seconds", "itl": "vllm:inter_token_latency_seconds",
              "tpot": "vllm:request_time_per_output_token_seconds", "e2e": "vllm:e2e_request_latency_seconds",
              "queue": "vllm:request_queue_time_seconds", "prefill": "vllm:request_prefill_time_seconds",
              "decode": "vllm:request_decode_time_seconds"}
+VLLM_TOKEN_HIST = {"request_prompt_tokens": "vllm:request_prompt_tokens",
+                   "request_generation_tokens": "vllm:request_generation_tokens",
+                   "request_max_tokens": "vllm:request_params_max_tokens"}
 
 
 def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> str:
@@ -54,7 +64,25 @@ def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> s
         series(name + "_created", "gauge", lambda s, lab, name=name: [sample(name + "_created", lab, 1.7e9)])
     series("vllm:request_success", "counter", lambda s, lab: [
         sample("vllm:request_success_total", {**lab, "finished_reason": r}, v * share) for r, v in s.finished.items()])
-    for ours, name in VLLM_HIST.items():
+    if any(s.prefix_queries is not None for s in models.values()):
+        if old:  # V0: a block hit-rate gauge, no counters
+            series("vllm:gpu_prefix_cache_hit_rate", "gauge", lambda s, lab: [
+                sample("vllm:gpu_prefix_cache_hit_rate", lab, s.prefix_hits / s.prefix_queries if s.prefix_queries else 0.0)])
+        else:
+            for name, ours in (("vllm:prefix_cache_queries", "prefix_queries"), ("vllm:prefix_cache_hits", "prefix_hits")):
+                series(name, "counter", lambda s, lab, ours=ours, name=name: [
+                    sample(name + "_total", lab, (getattr(s, ours) or 0) * share)])
+    if any(s.spec for s in models.values()):
+        names = (("vllm:spec_decode_num_draft_tokens", 1), ("vllm:spec_decode_num_accepted_tokens", 2))
+        if not old:
+            names = (("vllm:spec_decode_num_drafts", 0), *names)
+        for name, i in names:
+            series(name, "counter", lambda s, lab, name=name, i=i: [sample(name + "_total", lab, s.spec[i] * share)] if s.spec else [])
+        if old:
+            series("vllm:spec_decode_draft_acceptance_rate", "gauge", lambda s, lab: [
+                sample("vllm:spec_decode_draft_acceptance_rate", lab, s.spec[2] / s.spec[1] if s.spec[1] else 0.0)]
+                if s.spec else [])
+    for ours, name in (*VLLM_HIST.items(), *VLLM_TOKEN_HIST.items()):
         if old and ours == "itl":
             name = "vllm:time_per_output_token_seconds"
         if old and ours == "tpot":
@@ -66,6 +94,14 @@ def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> s
             bounds, cum, total = s.hists[ours]
             return histogram(name, lab, bounds, [c * share for c in cum], total * share)
         series(name, "histogram", lines)
+    loras = [s.lora for s in models.values() if s.lora]
+    if loras:
+        running, waiting, max_lora = loras[0]
+        info = [sample("vllm:lora_requests_info", {"max_lora": str(max_lora), "running_lora_adapters": "",
+                                                   "waiting_lora_adapters": ""}, 1.7e9),  # an older label set
+                sample("vllm:lora_requests_info", {"max_lora": str(max_lora), "running_lora_adapters": ",".join(running),
+                                                   "waiting_lora_adapters": ",".join(waiting)}, 1.8e9)]
+        out.append(family("vllm:lora_requests_info", "gauge", info, "Running stats on lora requests."))
     return "\n".join(out) + "\n"
 
 

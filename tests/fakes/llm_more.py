@@ -7,8 +7,11 @@ from tests.fakes.server import FakeServer, Reply
 
 
 def tgi_page(success: int, failures: dict[str, int], queue: int, batch: int, input_sum: float, gen_sum: float,
-             e2e: tuple[list[float], list[float], float]) -> str:
-    """No `# HELP`, counters without `_total`, integers without `.0`; model only in `/info`."""
+             e2e: tuple[list[float], list[float], float], max_new_sum: float | None = None,
+             lengths: dict[str, tuple[list[float], list[float], float]] | None = None) -> str:
+    """No `# HELP`, counters without `_total`, integers without `.0`; model only in `/info`.
+
+    `lengths`: histogram name -> (bounds, cumulative, sum) replacing the default token histograms."""
     total = success + sum(failures.values())
     lines = ["# TYPE tgi_request_count counter", sample("tgi_request_count", {}, total, "rust"),
              "# TYPE tgi_request_success counter", sample("tgi_request_success", {}, success, "rust")]
@@ -19,9 +22,12 @@ def tgi_page(success: int, failures: dict[str, int], queue: int, batch: int, inp
               "# TYPE tgi_batch_current_size gauge", sample("tgi_batch_current_size", {}, batch, "rust")]
     bounds, cum, s = e2e
     lines += ["# TYPE tgi_request_duration histogram", *histogram("tgi_request_duration", {}, bounds, cum, s, "rust")]
-    for name, value in (("tgi_request_input_length", input_sum), ("tgi_request_generated_tokens", gen_sum)):
-        lines += [f"# TYPE {name} histogram",
-                  *histogram(name, {}, [10.0, 100.0], [0, total, total], value, "rust")]
+    sums = [("tgi_request_input_length", input_sum), ("tgi_request_generated_tokens", gen_sum)]
+    if max_new_sum is not None:
+        sums.append(("tgi_request_max_new_tokens", max_new_sum))
+    for name, value in sums:
+        bounds, cum, value = (lengths or {}).get(name, ([10.0, 100.0], [0, total, total], value))
+        lines += [f"# TYPE {name} histogram", *histogram(name, {}, bounds, cum, value, "rust")]
     return "\n".join(lines) + "\n"
 
 
@@ -36,7 +42,11 @@ def fake_tgi(pages: list[str]) -> FakeServer:
 
 
 def sglang_page(model: str, ranks: int, running_per_rank: int, usage: list[float], prompt: float, gen: float,
-                requests: float, ttft: tuple[list[float], list[float], float]) -> str:
+                requests: float, ttft: tuple[list[float], list[float], float], cached: float | None = None,
+                hit_rate: float | None = None, spec: tuple[float, float] | None = None,
+                lengths: dict[str, tuple[list[float], list[float], float]] | None = None) -> str:
+    """`cached`: `cached_tokens_total`; `hit_rate`: the `cache_hit_rate` gauge; `spec`: (`spec_accept_length`,
+    `spec_accept_rate`) per rank; `lengths`: `prompt`/`generation` -> the `--collect-tokens-histogram` histograms."""
     lines = ["# HELP sglang:num_running_reqs The number of running requests.", "# TYPE sglang:num_running_reqs gauge"]
     rank_labels = [{"engine_type": "unified", "model_name": model, "moe_ep_rank": "0", "pp_rank": "0",
                     "tp_rank": str(r)} for r in range(ranks)]
@@ -45,9 +55,18 @@ def sglang_page(model: str, ranks: int, running_per_rank: int, usage: list[float
     lines += [sample("sglang:num_queue_reqs", lab, 1) for lab in rank_labels]
     lines += ["# HELP sglang:token_usage u", "# TYPE sglang:token_usage gauge"]
     lines += [sample("sglang:token_usage", lab, u) for lab, u in zip(rank_labels, usage)]
+    if hit_rate is not None:
+        lines += ["# HELP sglang:cache_hit_rate h", "# TYPE sglang:cache_hit_rate gauge"]
+        lines += [sample("sglang:cache_hit_rate", lab, hit_rate) for lab in rank_labels]
+    if spec is not None:
+        for name, value in (("sglang:spec_accept_length", spec[0]), ("sglang:spec_accept_rate", spec[1])):
+            lines += [f"# HELP {name} h", f"# TYPE {name} gauge", *(sample(name, lab, value) for lab in rank_labels)]
     for name, value in (("sglang:prompt_tokens", prompt), ("sglang:generation_tokens", gen),
-                        ("sglang:num_requests", requests)):
+                        ("sglang:num_requests", requests), *((("sglang:cached_tokens", cached),) if cached is not None else ())):
         lines += [f"# HELP {name}_total h", f"# TYPE {name}_total counter", sample(name + "_total", {"model_name": model}, value)]
+    for ours, (lb, lc, ls) in (lengths or {}).items():
+        name = f"sglang:{ours}_tokens_histogram"
+        lines += [f"# HELP {name} h", f"# TYPE {name} histogram", *histogram(name, {"model_name": model}, lb, lc, ls)]
     bounds, cum, s = ttft
     lines += ["# HELP sglang:time_to_first_token_seconds h", "# TYPE sglang:time_to_first_token_seconds histogram",
               *histogram("sglang:time_to_first_token_seconds", {"model_name": model}, bounds, cum, s)]

@@ -60,6 +60,11 @@ def _hist(n: float) -> tuple[list[float], list[float], float]:
     return BOUNDS, [0.1 * n, 0.5 * n, 0.8 * n, 0.95 * n, n], 0.6 * n
 
 
+def _tokens(n: float) -> tuple[list[float], list[float], float]:
+    """n requests so far of 10 to 1000 tokens."""
+    return [10.0, 100.0, 1000.0], [0.1 * n, 0.6 * n, n, n], 150.0 * n
+
+
 class Clock:
     """Counters of the fake servers grow with wall time, as under steady load."""
 
@@ -74,11 +79,14 @@ class Clock:
         return vllm_page({"qwen-7b": Snap(
             running=3, waiting=2, kv=0.42, prompt=int(400 * t), generation=int(120 * t), preemptions=int(0.5 * t),
             finished={"stop": int(4 * t), "length": int(t), "abort": int(0.3 * t), "error": int(0.2 * t)},
-            hists={k: _hist(5 * t) for k in ("ttft", "itl", "tpot", "e2e", "queue", "prefill", "decode")})})
+            hists={**{k: _hist(5 * t) for k in ("ttft", "itl", "tpot", "e2e", "queue", "prefill", "decode")},
+                   **{k: _tokens(5 * t) for k in ("request_prompt_tokens", "request_generation_tokens")}},
+            prefix_queries=int(400 * t), prefix_hits=int(150 * t))})
 
     def sglang(self) -> str:
         t = self.t()
-        return sglang_page("qwen-7b", 1, 2, [0.31], int(300 * t), int(90 * t), int(3 * t), _hist(3 * t))
+        return sglang_page("qwen-7b", 1, 2, [0.31], int(300 * t), int(90 * t), int(3 * t), _hist(3 * t),
+                           cached=int(100 * t))
 
     def tgi(self) -> str:
         t = int(self.t() * 10)

@@ -196,3 +196,21 @@ def test_an_adapter_bug_or_surprise_is_up0_and_one_line(caplog):
     assert [m.fields["up"] for batch in out for m in batch] == [0, 0]
     lines = [r.getMessage() for r in caplog.records if "unreadable answer" in r.getMessage()]
     assert len(lines) == 1 and "KeyError" in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["vllm", "auto"])
+def test_a_target_down_before_its_models_were_known_reads_up_once_they_are(kind):
+    """The first up=0 has no model (and, for `auto`, server_type=unknown); on recovery that series gets up=1 once,
+    so `min by (host, target) (up)` and InfluxQL `last(up)` do not show a healthy target down until it expires."""
+    from tests.fakes.server import FakeServer, Reply
+
+    pages = [Reply("oops", status=500)] + [Reply(PAGE1)] * 3
+    with FakeServer({"/metrics": pages, "/version": Reply({"version": "0.11.0"})}) as fake:
+        down, up, later = scrape_all(TargetConfig(url=fake.url, type=kind, retries=0), [100 * S, 110 * S, 120 * S])
+    (d,) = down
+    assert d.fields["up"] == 0 and "model" not in d.tags
+    assert d.tags["server_type"] == ("vllm" if kind == "vllm" else "unknown")
+    ups = {tuple(sorted(m.tags.items())): m.fields["up"] for m in up if m.measurement == "llm_server"}
+    assert ups[tuple(sorted(d.tags.items()))] == 1  # the series that said down now says up
+    assert by_model(up)[M].fields["up"] == 1
+    assert [m.tags.get("model") for m in later if m.measurement == "llm_server"] == [M]  # only once
