@@ -93,6 +93,12 @@ def test_a_value_that_does_not_fit_is_dropped_and_counted_never_retyped(value):
     assert conformer.dropped == 2 and len(warnings) == 1 and "prompt_tokens_total" in warnings[0]
 
 
+def test_a_field_named_like_the_schemas_wildcard_keeps_its_own_type():
+    """The schema's bare `*` (user-chosen json/prometheus names) vouches for no type: the value passes as it is."""
+    [m] = Conformer().conform([Metric("llm_server", {}, {"*": 2, "up": 1}, 1)])
+    assert m.fields == {"*": 2, "up": 1}
+
+
 def test_values_of_the_right_type_pass_unchanged():
     metric = Metric("llm_server", {"model": "m"}, {"up": 1, "scrape_ms": 2.5, "prompt_tokens_total": 7}, 1)
     conformer = Conformer()
