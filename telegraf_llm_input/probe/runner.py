@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
+from telegraf_llm_input.http import headers_for, tls_verify
 from telegraf_llm_input.probe.config import ProbeConfig
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
-from telegraf_llm_input.http import headers_for, tls_verify
 from telegraf_llm_input.targets import TargetConfig
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."

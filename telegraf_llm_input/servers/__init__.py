@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers import json, llamacpp, lmstudio, mlx, ollama, openai, prometheus, sglang, tgi, vllm
-from telegraf_llm_input.sources.server import Fetcher, Reading
+from telegraf_llm_input.sources.server import Adapter, Fetcher, Reading
+from telegraf_llm_input.targets import ServerType, TargetConfig
 
 MODULES = {m.TYPE: m for m in (vllm, sglang, tgi, llamacpp, ollama, lmstudio, openai, mlx, json, prometheus)}
 DETECT_ORDER = (vllm, sglang, tgi, llamacpp, ollama, lmstudio, openai)
@@ -54,7 +55,7 @@ class Answers:
             return None
 
 
-async def detect(fetch: Fetcher) -> str | None:
+async def detect(fetch: Fetcher) -> ServerType | None:
     """The server type at the target, or None. Raises the first error when nothing answered at all."""
     answers = Answers(fetch)
     for module in DETECT_ORDER:
@@ -70,9 +71,9 @@ class AutoAdapter:
 
     server_type = "auto"
 
-    def __init__(self, target):
+    def __init__(self, target: TargetConfig) -> None:
         self.target = target
-        self.resolved = None
+        self.resolved: Adapter | None = None
 
     async def read(self, fetch: Fetcher) -> Reading:
         if self.resolved is None:
@@ -84,7 +85,7 @@ class AutoAdapter:
         return await self.resolved.read(fetch)
 
 
-def make_adapter(target):
+def make_adapter(target: TargetConfig) -> Adapter:
     if target.type == "auto":
         return AutoAdapter(target)
     return MODULES[target.type].make(target)

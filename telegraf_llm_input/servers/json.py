@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
-from telegraf_llm_input.targets import JsonFieldConfig
+from telegraf_llm_input.targets import JsonFieldConfig, TargetConfig
 
 TYPE = "json"
 NAME = "json"
@@ -52,5 +52,5 @@ class JsonAdapter:
         return Reading([reading], server_type=TYPE)
 
 
-def make(target) -> JsonAdapter:
+def make(target: TargetConfig) -> JsonAdapter:
     return JsonAdapter(target.json_fields)

@@ -18,6 +18,7 @@ import os
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading, version_tags
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "llamacpp"
 NAME = "llama.cpp"
@@ -122,9 +123,8 @@ class LlamaCppAdapter:
 
     async def read(self, fetch: Fetcher) -> Reading:
         health = await fetch.get("/health", auth=False, accept=(503,))
-        if health.status == 503:
-            if "loading" in health.text().lower():
-                return Reading(health={"up": 0, "loading": 1}, server_type=TYPE)
+        if health.status == 503 and "loading" in health.text().lower():
+            return Reading(health={"up": 0, "loading": 1}, server_type=TYPE)
         path = fetch.target.metrics_path or "/metrics"
         (page, m_state), (slots, s_state), (props, _) = await asyncio.gather(
             _optional(fetch.text(path, retries=0)),
@@ -144,7 +144,7 @@ class LlamaCppAdapter:
         return Reading([reading], health={"busy": busy}, server_type=TYPE, tags=tags)
 
 
-def make(target) -> LlamaCppAdapter:
+def make(target: TargetConfig) -> LlamaCppAdapter:
     return LlamaCppAdapter()
 
 

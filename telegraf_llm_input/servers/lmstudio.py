@@ -10,6 +10,7 @@ from __future__ import annotations
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.servers.ollama import MODEL_MEASUREMENT
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "lmstudio"
 NAME = "LM Studio"
@@ -48,7 +49,7 @@ class LMStudioAdapter:
         return reading
 
 
-def make(target) -> LMStudioAdapter:
+def make(target: TargetConfig) -> LMStudioAdapter:
     return LMStudioAdapter()
 
 

@@ -6,10 +6,11 @@ It answers like any OpenAI-compatible server, so `type: auto` reports it as `ope
 from __future__ import annotations
 
 from telegraf_llm_input.servers.openai import OpenAIAdapter
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "mlx"
 NAME = "MLX"
 
 
-def make(target) -> OpenAIAdapter:
+def make(target: TargetConfig) -> OpenAIAdapter:
     return OpenAIAdapter(server_type=TYPE)

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.sources.server import Fetcher, Reading, version_tags
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "ollama"
 NAME = "Ollama"
@@ -71,7 +72,7 @@ class OllamaAdapter:
         return reading
 
 
-def make(target) -> OllamaAdapter:
+def make(target: TargetConfig) -> OllamaAdapter:
     return OllamaAdapter()
 
 

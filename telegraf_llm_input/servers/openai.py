@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "openai"
 NAME = "OpenAI-compatible"
@@ -18,7 +19,7 @@ class OpenAIAdapter:
         return Reading([ModelReading(i) for i in ids if isinstance(i, str) and i], server_type=self.server_type)
 
 
-def make(target) -> OpenAIAdapter:
+def make(target: TargetConfig) -> OpenAIAdapter:
     return OpenAIAdapter()
 
 

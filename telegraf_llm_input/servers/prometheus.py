@@ -76,5 +76,5 @@ class PrometheusAdapter:
                                             self.target.measurement), server_type=TYPE)
 
 
-def make(target) -> PrometheusAdapter:
+def make(target: TargetConfig) -> PrometheusAdapter:
     return PrometheusAdapter(target)

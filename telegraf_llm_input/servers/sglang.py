@@ -6,6 +6,7 @@ finished request; the length histograms need `--collect-tokens-histogram`; the v
 `/get_server_info` `version`."""
 
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "sglang"
 NAME = "SGLang"
@@ -52,7 +53,7 @@ TABLE = PromTable(
 )
 
 
-def make(target) -> PromAdapter:
+def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 

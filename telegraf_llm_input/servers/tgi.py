@@ -8,6 +8,7 @@ answer that names the model (no request of its own).
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 from telegraf_llm_input.sources.server import version_tags
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "tgi"
 NAME = "TGI"
@@ -51,7 +52,7 @@ class TgiAdapter(PromAdapter):
         return model if isinstance(model, str) and model else None
 
 
-def make(target) -> TgiAdapter:
+def make(target: TargetConfig) -> TgiAdapter:
     return TgiAdapter(TABLE)
 
 

@@ -8,6 +8,7 @@ there with `--speculative-config`, `lora_requests_info` only with `--enable-lora
 """
 
 from telegraf_llm_input.servers.promtable import InfoLabels, PromAdapter, PromTable
+from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "vllm"
 NAME = "vLLM"
@@ -66,7 +67,7 @@ TABLE = PromTable(
 )
 
 
-def make(target) -> PromAdapter:
+def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 

@@ -6,9 +6,14 @@ path never loads influxdb-client.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from telegraf_llm_input.sinks.base import Sink
 from telegraf_llm_input.sinks.config import InfluxV1Output, InfluxV2Output, PrometheusOutput, StdoutOutput
 from telegraf_llm_input.sinks.stdout import StdoutSink
+
+if TYPE_CHECKING:  # config.py imports the output sections from sinks/: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 
 def output_names(outputs) -> list[str]:
@@ -21,7 +26,7 @@ def output_names(outputs) -> list[str]:
     return names
 
 
-def build_sinks(config) -> list[Sink]:
+def build_sinks(config: Config) -> list[Sink]:
     outputs = list(config.outputs or [])
     if not outputs:
         return [StdoutSink()]

@@ -14,14 +14,18 @@ import asyncio
 import importlib
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.sources import gpu_backends
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.gpu_config import GpuConfig
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 log = get_logger("gpu")
 
@@ -334,7 +338,7 @@ class GpuSource:
                 continue
             for key, call in (("uuid", nvml.nvmlDeviceGetUUID), ("name", nvml.nvmlDeviceGetName),
                               ("pci_bus_id", lambda hd: nvml.nvmlDeviceGetPciInfo(hd).busId)):
-                value = _optional(lambda: call(handle), nvml)
+                value = _optional(lambda: call(handle), nvml)  # noqa: B023 (called here, inside the loop)
                 if value:
                     tags[key] = _text(value)
             devices.append(GpuDevice(index, handle, tags))
@@ -422,7 +426,7 @@ class GpuSource:
         self._session.shutdown()
 
 
-def build(config, env: SourceEnv) -> list[GpuSource | gpu_backends.SysfsGpuSource | gpu_backends.AppleGpuSource]:
+def build(config: Config, env: SourceEnv) -> list[GpuSource | gpu_backends.SysfsGpuSource | gpu_backends.AppleGpuSource]:
     gpu: GpuConfig = config.gpu
     if gpu.enabled is False:
         return []

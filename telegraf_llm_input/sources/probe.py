@@ -16,7 +16,8 @@ import asyncio
 import collections
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
@@ -24,6 +25,9 @@ from telegraf_llm_input.probe.measure import ProbeResult
 from telegraf_llm_input.probe.runner import SERVER_TYPE_BY_API, ProbeRunner
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.targets import TargetConfig
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 log = get_logger("probe")
 MAX_PENDING = 32
@@ -121,5 +125,5 @@ class ProbeSource:
         await asyncio.to_thread(thread.join, 2.0)
 
 
-def build(config, env: SourceEnv) -> list[ProbeSource]:
+def build(config: Config, env: SourceEnv) -> list[ProbeSource]:
     return [ProbeSource(t) for t in (config.targets or []) if t.probe.enabled]

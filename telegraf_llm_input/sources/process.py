@@ -19,9 +19,10 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import psutil
@@ -33,6 +34,9 @@ from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.gpu import NvmlSession, nvml_session
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
 from telegraf_llm_input.targets import TargetConfig
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 log = get_logger("process")
 
@@ -175,7 +179,7 @@ class ProcessSource:
         if cfg.pid_file:
             return self._by_pid_file(cfg.pid_file)
         if self._pattern is not None:
-            return self._by_pattern()
+            return self._by_pattern(self._pattern)
         return self._by_port()
 
     def _by_pid_file(self, path: str) -> psutil.Process | None:
@@ -185,7 +189,7 @@ class ProcessSource:
         except (OSError, ValueError, IndexError, psutil.Error):
             return None
 
-    def _by_pattern(self) -> psutil.Process | None:
+    def _by_pattern(self, pattern: re.Pattern[str]) -> psutil.Process | None:
         me = os.getpid()
         now = self._clock()
         pids = set(psutil.pids())
@@ -201,7 +205,7 @@ class ProcessSource:
             try:
                 proc = psutil.Process(pid)
                 cmdline = proc.cmdline()
-                if cmdline and self._pattern.search(" ".join(cmdline)):
+                if cmdline and pattern.search(" ".join(cmdline)):
                     matches.append((_start_time(proc), proc))
             except psutil.Error:
                 continue
@@ -458,14 +462,14 @@ class DiscoveredProcesses:
             await source.close()
 
 
-def build(config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
+def build(config: Config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
     """One source per configured target whose process we can see: local URLs, or an explicit pid_file/pattern.
     Without `targets:`, one source that follows what discovery finds."""
     nvml = nvml_session(env) if config.gpu.enabled is not False and config.gpu.wants("nvidia") else None
     drm = drm_fdinfo.wanted(config.gpu, sys.platform)
     if config.targets is None:
         return [DiscoveredProcesses(env.discovered_targets, nvml, drm)] if config.discovery.enabled else []
-    sources = []
+    sources: list[ProcessSource | DiscoveredProcesses] = []
     for target in config.targets or []:
         cfg = target.process
         if not cfg.enabled:

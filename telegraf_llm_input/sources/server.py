@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError, HttpPool, Response, get
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.metric import FieldValue, Metric, clean_fields
 from telegraf_llm_input.rates import increase, ratio
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.targets import TargetConfig
@@ -63,7 +64,7 @@ class Fetcher:
         """
         return await asyncio.to_thread(func, *args)
 
-    async def _decode(self, func, body: bytes):
+    async def _decode(self, func, body: bytes | bytearray):
         return func() if len(body) < OFF_LOOP_BYTES else await self.off_loop(func)
 
 
@@ -144,12 +145,12 @@ class Baseline:
     histograms: dict[str, dict[hist.LabelKey, hist.Histogram]]
 
     @classmethod
-    def of(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+    def of(cls, reading: ModelReading, at_ns: int) -> Baseline:
         return cls(at_ns, {n: reading.series(n) for n in reading.counters},
                    {p: reading.hist_series(p) for p in reading.histograms})
 
     @classmethod
-    def zero(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+    def zero(cls, reading: ModelReading, at_ns: int) -> Baseline:
         """Every series at 0 (a server just started), with the reading's own series and buckets."""
         return cls(at_ns, {n: {k: 0.0 for k in reading.series(n)} for n in reading.counters},
                    {p: {k: hist.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
@@ -158,7 +159,7 @@ class Baseline:
 
 @dataclass
 class Derived:
-    fields: dict[str, float | int]
+    fields: dict[str, FieldValue]
     resets: list[str]
     """Counters/histograms with a series that went down or changed buckets (a server restarted)."""
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input.metric import Metric
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 FOLLOWERS = ("llm_process", "llm_probe")
 
@@ -33,6 +37,6 @@ class DetectedServerType:
         ]
 
 
-def build(config) -> list[DetectedServerType]:
+def build(config: Config) -> list[DetectedServerType]:
     auto = any(t.type == "auto" for t in config.targets or [])
     return [DetectedServerType()] if auto else []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input.http import FetchError, HttpPool, pool_for
 from telegraf_llm_input.log import get_logger
@@ -12,13 +13,14 @@ from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
     from telegraf_llm_input.sources.server import ServerSource
 
 log = get_logger("discovery")
 
 
-def build(config, env: SourceEnv) -> list[Source]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     pool = pool_for(env)
     if config.targets is None:
         if not config.discovery.enabled:
