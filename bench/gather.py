@@ -15,8 +15,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.pageserver import PageServer
 from bench.pages import VLLM_PAGE, llamacpp_pages, vllm_pages
+from bench.pageserver import PageServer
 from bench.report import fmt_ms, record
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config

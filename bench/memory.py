@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-from bench.pageserver import PageServer
 from bench.pages import llamacpp_pages, vllm_pages
+from bench.pageserver import PageServer
 from bench.report import record
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,6 @@ Run: python3 -m bench.once
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 

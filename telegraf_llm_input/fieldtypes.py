@@ -13,14 +13,26 @@ int64, a negative count, text in a number field) is dropped and counted (`llm_ag
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Iterable
+from typing import Any, Final
 
 from telegraf_llm_input.lineprotocol import INT64_MAX, INT64_MIN
 from telegraf_llm_input.metric import FieldValue, Metric
 from telegraf_llm_input.schema import lookup
 
-_DROP = object()
+
+class _Drop(enum.Enum):
+    """What a converter returns for a value its field cannot hold (a singleton the type checker knows)."""
+
+    DROP = enum.auto()
+
+
+_DROP: Final = _Drop.DROP
+
+# (Python type a right value already has, lowest, highest allowed, type name, counter?)
+_Rule = tuple[type[Any] | None, float | None, float | None, str, bool]
 
 
 @lru_cache(maxsize=16384)
@@ -29,10 +41,10 @@ def _spec(measurement: str, field: str) -> tuple[str, bool]:
     doc = lookup(measurement, field)
     if doc is None:
         return "", False
-    return doc.type, doc.kind == "counter"
+    return doc.type or "", doc.kind == "counter"
 
 
-def _as_int(value: FieldValue, counter: bool):
+def _as_int(value: FieldValue, counter: bool) -> FieldValue | _Drop:
     if type(value) is float:
         if not value.is_integer():  # also NaN and ±Inf
             return _DROP
@@ -44,7 +56,7 @@ def _as_int(value: FieldValue, counter: bool):
     return value
 
 
-def _as_float(value: FieldValue, counter: bool):
+def _as_float(value: FieldValue, counter: bool) -> FieldValue | _Drop:
     if isinstance(value, str):
         return _DROP
     try:
@@ -54,27 +66,27 @@ def _as_float(value: FieldValue, counter: bool):
     return _DROP if counter and value < 0 else value
 
 
-def _as_bool(value: FieldValue, counter: bool):
+def _as_bool(value: FieldValue, counter: bool) -> FieldValue | _Drop:
     return value if isinstance(value, bool) else _DROP
 
 
-def _as_string(value: FieldValue, counter: bool):
+def _as_string(value: FieldValue, counter: bool) -> FieldValue | _Drop:
     return value if isinstance(value, str) else _DROP
 
 
-def _untyped(value: FieldValue, counter: bool):
+def _untyped(value: FieldValue, counter: bool) -> FieldValue | _Drop:
     """A field the schema leaves open keeps its type; only an int past int64 cannot be written."""
     if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
         return _DROP
     return value
 
 
-_CONVERT = {"int": _as_int, "float": _as_float, "bool": _as_bool, "string": _as_string, "": _untyped}
-_PYTYPE = {"int": int, "float": float, "bool": bool, "string": str}
+_CONVERT: dict[str, Callable[[FieldValue, bool], FieldValue | _Drop]] = {"int": _as_int, "float": _as_float, "bool": _as_bool, "string": _as_string, "": _untyped}
+_PYTYPE: dict[str, type[Any]] = {"int": int, "float": float, "bool": bool, "string": str}
 _INF = float("inf")
 
 
-def _rule(measurement: str, field: str) -> tuple:
+def _rule(measurement: str, field: str) -> _Rule:
     """(Python type a value already has when right, lowest, highest allowed, type name, counter?)."""
     kind, counter = _spec(measurement, field)
     if kind == "int":
@@ -87,14 +99,14 @@ def _rule(measurement: str, field: str) -> tuple:
 class Conformer:
     """Applies the schema's types; counts what it had to drop (one warning per field)."""
 
-    def __init__(self, warn=None):
+    def __init__(self, warn: Callable[..., object] | None = None) -> None:
         self.dropped = 0
         self._warned: set[tuple[str, str]] = set()
         self._warn = warn
-        self._rules: dict[str, dict[str, tuple]] = {}
+        self._rules: dict[str, dict[str, _Rule]] = {}
 
     def conform(self, metrics: Iterable[Metric]) -> list[Metric]:
-        out = []
+        out: list[Metric] = []
         rules_by_measurement = self._rules
         for m in metrics:
             rules = rules_by_measurement.get(m.measurement)
@@ -111,7 +123,8 @@ class Conformer:
                         rules.clear()
                     rule = rules[key] = _rule(m.measurement, key)
                 pytype, low, high, kind, counter = rule
-                if type(value) is pytype and (low is None or low <= value <= high):
+                # type(value) is pytype: a number when low is not None (mypy cannot see it)
+                if type(value) is pytype and (low is None or low <= value <= high):  # type: ignore[operator]
                     continue  # already right: the common case
                 new = _CONVERT[kind](value, counter)
                 if new is value:

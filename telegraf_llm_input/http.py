@@ -21,9 +21,10 @@ import json as jsonlib
 import ssl
 import sys
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from telegraf_llm_input.config.targets import TargetConfig, redact_url
 from telegraf_llm_input.errors import FETCH_KINDS, FetchKind, Transport
@@ -90,7 +91,7 @@ class HttpPool:
         self._users = 0
         _remember_missing_sniffio()
 
-    def retain(self) -> "HttpPool":
+    def retain(self) -> HttpPool:
         """Each source using the pool retains it and releases it on close; the last one closes it."""
         self._users += 1
         return self
@@ -203,7 +204,7 @@ def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
     return FetchError("error", f"{where}: {type(exc).__name__}: {str(exc)[:160]}")
 
 
-def _caused_by(exc: BaseException, kind: type) -> bool:
+def _caused_by(exc: BaseException | None, kind: type) -> bool:
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, kind):

@@ -36,10 +36,11 @@ Then:
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from functools import lru_cache
+from typing import cast
 
 from telegraf_llm_input.metric import FieldValue, Metric
 
@@ -104,7 +105,7 @@ def format_field_value(value: FieldValue) -> str | None:
 
 
 @lru_cache(maxsize=2048)
-def _series_prefix(measurement: str, tags: tuple) -> str | None:
+def _series_prefix(measurement: str, tags: tuple[tuple[str, str], ...]) -> str | None:
     """`measurement,k=v,...` escaped, tags sorted and deduplicated; None when the measurement is not writable.
     A series repeats every gather: this is built once per distinct series (bounded by the cache size)."""
     name = escape_measurement(measurement)
@@ -146,7 +147,7 @@ def _fields_template(keys: tuple[str, ...], kinds: tuple[type, ...]) -> tuple[st
         return None
     parts = []
     ints = []
-    for i, (key_eq, kind) in enumerate(zip(plan, kinds)):
+    for i, (key_eq, kind) in enumerate(zip(cast("tuple[str, ...]", plan), kinds)):
         if kind is float:
             parts.append(key_eq.replace("%", "%%") + "%r")
         elif kind is int:
@@ -157,21 +158,22 @@ def _fields_template(keys: tuple[str, ...], kinds: tuple[type, ...]) -> tuple[st
     return ",".join(parts), tuple(ints)
 
 
-def _fields_fast(keys: tuple[str, ...], values: tuple) -> str | None:
+def _fields_fast(keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> str | None:
     """All the fields in one formatting call, when every value is a finite float or an int64 (the usual
     gather); None when the general loop is needed (then it gives the same text)."""
     template = _fields_template(keys, tuple(map(type, values)))
     if template is None:
         return None
     text, int_positions = template
+    numbers: tuple[float, ...] = values  # type: ignore[assignment]  # a template exists: only floats and ints
     try:
-        total = sum(values)  # NaN or +-Inf anywhere makes the sum non-finite
+        total = sum(numbers)  # NaN or +-Inf anywhere makes the sum non-finite
     except OverflowError:  # an int too large for a float
         return None
     if total - total != 0.0:
         return None
     if int_positions:
-        ints = [values[i] for i in int_positions]
+        ints = [numbers[i] for i in int_positions]
         if max(ints) > INT64_MAX or min(ints) < INT64_MIN:
             return None
     return text % values
@@ -215,9 +217,9 @@ def encode_metric(metric: Metric) -> str | None:
                 continue
             kind = type(value)
             if kind is float:  # the common cases inline; format_field_value for the rest
-                if value - value == 0.0:  # finite (NaN and +-Inf give NaN)
+                if value - value == 0.0:  # type: ignore[operator]  # finite (NaN and +-Inf give NaN); kind is type(value)
                     parts.append(key_eq + repr(value))
-            elif kind is int and INT64_MIN <= value <= INT64_MAX:
+            elif kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
                 parts.append(f"{key_eq}{value}i")
             else:
                 wire = format_field_value(value)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Union
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-FieldValue = Union[int, float, bool, str]
+FieldValue = int | float | bool | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class Metric:
     fields: Mapping[str, FieldValue]
     time_ns: int
 
-    def with_tags(self, extra: Mapping[str, str]) -> "Metric":
+    def with_tags(self, extra: Mapping[str, str]) -> Metric:
         """A copy whose tags are `extra` overlaid by the metric's own (own tags win)."""
         if not extra:
             return self

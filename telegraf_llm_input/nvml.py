@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from telegraf_llm_input.log import get_logger
 

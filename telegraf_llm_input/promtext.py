@@ -16,10 +16,12 @@ Samples keep their wire names: a counter `foo_total` stays `foo_total`, a TGI co
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 __all__ = ["Sample", "Page", "parse", "family_name", "KNOWN_TYPES"]
 
@@ -239,7 +241,13 @@ def _parse_block(page: Page, text: str, openmetrics: bool) -> bool:
     return False
 
 
-_UNSEEN = object()
+class _Unseen(enum.Enum):
+    """A label skeleton not met before (None in the cache means "not a valid label set")."""
+
+    UNSEEN = enum.auto()
+
+
+_UNSEEN: Final = _Unseen.UNSEEN
 
 
 def _label_keys(skeleton: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping
+from collections.abc import Hashable, Mapping
+from typing import TypeVar
+
+_K = TypeVar("_K", bound=Hashable)
 
 
 def counter_delta(previous: float | None, current: float | None) -> float | None:
@@ -27,7 +30,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def increase(previous: Mapping[Hashable, float], current: Mapping[Hashable, float]) -> tuple[float, bool]:
+def increase(previous: Mapping[_K, float], current: Mapping[_K, float]) -> tuple[float, bool]:
     """Prometheus' `sum(increase(...))` between two scrapes: each series' own increase, then the sum.
 
     A series that went down was reset and counts from 0 (its current value), as `increase` does. A

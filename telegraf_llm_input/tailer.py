@@ -260,15 +260,15 @@ class Tailer:
                 break
             if path in self._open or path in blocked or ident in held:
                 continue
-            h = self._open_file(path, ident, idents)
+            opened = self._open_file(path, ident, idents)
             budget = self._read_recovered(budget, out, visited)
-            if h is None:
+            if opened is None:
                 continue
             held.add(ident)
             res = FileLines(path)
             out.append(res)
             visited.add(path)
-            budget -= self._read_lines(h, budget, res)
+            budget -= self._read_lines(opened, budget, res)
         self._recovered.clear()  # left for the next call when the budget ran out
         for h in self._open.values():
             h.update_tail()

@@ -8,7 +8,6 @@ with a level prefix Telegraf understands.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -45,7 +44,7 @@ class Agentd:
             t.start()
         self.wait_for(lambda: any("started" in line for line in self.stderr), "start")
 
-    def __enter__(self) -> "Agentd":
+    def __enter__(self) -> Agentd:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -19,7 +19,7 @@ from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.lineprotocol import INT64_MAX, encode_metric
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.schema import ALL, lookup
-from tests.fakes.life import KINDS, LIFE, S, T0, live
+from tests.fakes.life import KINDS, LIFE, T0, S, live
 
 WIRE = {int: "int", float: "float", bool: "bool", str: "string"}
 
@@ -91,6 +91,12 @@ def test_a_value_that_does_not_fit_is_dropped_and_counted_never_retyped(value):
     assert m.fields == {"up": 1} and conformer.dropped == 1
     conformer.conform([Metric("llm_server", {}, {"prompt_tokens_total": value}, 2)])
     assert conformer.dropped == 2 and len(warnings) == 1 and "prompt_tokens_total" in warnings[0]
+
+
+def test_a_field_named_like_the_schemas_wildcard_keeps_its_own_type():
+    """The schema's bare `*` (user-chosen json/prometheus names) vouches for no type: the value passes as it is."""
+    [m] = Conformer().conform([Metric("llm_server", {}, {"*": 2, "up": 1}, 1)])
+    assert m.fields == {"*": 2, "up": 1}
 
 
 def test_values_of_the_right_type_pass_unchanged():

@@ -7,8 +7,7 @@ from bisect import bisect_left
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from telegraf_llm_input.histogram import Histogram, collect, delta, mean, merge, quantile
 from telegraf_llm_input.promtext import parse

@@ -9,8 +9,7 @@ import sys
 
 import line_protocol_parser as lpp
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from telegraf_llm_input.lineprotocol import (
     INT64_MAX,

@@ -24,10 +24,10 @@ def test_systemd_analyze_verify(tmp_path):
     unit = tmp_path / UNIT.name
     unit.write_text(UNIT.read_text().replace("/opt/telegraf-llm-input/bin/telegraf-llm-input", "/bin/true"))
     r = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
-    problems = [l for l in (r.stdout + r.stderr).splitlines() if UNIT.name in l]
+    problems = [line for line in (r.stdout + r.stderr).splitlines() if UNIT.name in line]
     assert problems == [], "\n".join(problems)
     broken = tmp_path / "broken" / UNIT.name  # the check itself can fail
     broken.parent.mkdir()
     broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
     r = subprocess.run([tool, "verify", "--man=no", str(broken)], capture_output=True, text=True, timeout=60)
-    assert any(UNIT.name in l for l in (r.stdout + r.stderr).splitlines())
+    assert any(UNIT.name in line for line in (r.stdout + r.stderr).splitlines())

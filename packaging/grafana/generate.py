@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import yaml  # noqa: E402
-
 from dashboard_spec import AB_TAG, ALERTS, PROMETHEUS_JOB, ROWS, Alert, Panel, Q, Row  # noqa: E402,F401
+
 from telegraf_llm_input.schema import BY_NAME, lookup, prometheus_name, prometheus_unit  # noqa: E402
 
 PROM_UNITS = {"ms": "s", "mbytes": "bytes"}

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -99,7 +100,7 @@ def _unique(section: str, names: list[tuple[str, str]], what: str) -> None:
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(value: Any, path: str = "", environ: dict[str, str] | None = None) -> Any:
+def expand_env(value: Any, path: str = "", environ: Mapping[str, str] | None = None) -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 Backend = Literal["auto", "nvidia", "amd", "intel", "apple"]
 VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "apple")
@@ -11,7 +11,7 @@ VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "apple")
 
 @dataclass
 class GpuConfig:
-    enabled: Union[bool, Literal["auto"]] = "auto"
+    enabled: bool | Literal["auto"] = "auto"
     """`auto`: use every backend that finds hardware, one info line when none does; `true`: a warning when none
     does; `false`: no GPU source, no GPU memory per process, no energy per token."""
     backends: list[Backend] = field(default_factory=lambda: ["auto"])

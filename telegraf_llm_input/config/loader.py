@@ -11,7 +11,6 @@ import dataclasses
 import math
 import re
 import types
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
@@ -192,19 +191,19 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         if value in allowed:
             return value
         raise ConfigError(path, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    if origin in (list, typing.List):
+    if origin in (list, list):
         (item,) = get_args(tp) or (Any,)
         if not isinstance(value, list):
             raise ConfigError(path, f"expected a list, got {type(value).__name__}")
         return [convert(item, v, _join(path, i)) for i, v in enumerate(value)]
-    if origin in (dict, typing.Dict):
+    if origin in (dict, dict):
         ktp, vtp = get_args(tp) or (str, Any)
         if not isinstance(value, dict):
             raise ConfigError(path, f"expected a mapping, got {type(value).__name__}")
         return {convert(ktp, k, _join(path, str(k))): convert(vtp, v, _join(path, str(k))) for k, v in value.items()}
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return load_section(tp, value, path)
     if tp is bool:
         if isinstance(value, bool):
@@ -292,7 +291,7 @@ def _tagged_options(options: tuple) -> dict[str, type] | None:
     for option in options:
         if option is type(None):
             continue
-        if not dataclasses.is_dataclass(option):
+        if not (isinstance(option, type) and dataclasses.is_dataclass(option)):
             return None
         hint = get_type_hints(option).get("type")
         if get_origin(hint) is not Literal:

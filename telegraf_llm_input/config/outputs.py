@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
-from telegraf_llm_input.config.loader import ByteSize, ConfigError, Duration, Secret, check_http_url
+from telegraf_llm_input.config.loader import ConfigError, Duration, Secret, check_http_url
 
 
 @dataclass
@@ -37,8 +37,9 @@ class _Batching:
     """Skip certificate checks."""
 
     def __post_init__(self) -> None:
+        url: str = self.url  # type: ignore[attr-defined]  # each batching output declares its own url
         try:
-            check_http_url(getattr(self, "url"), path_allowed=True)  # a proxy may serve it under a path
+            check_http_url(url, path_allowed=True)  # a proxy may serve it under a path
         except ValueError as exc:
             raise ConfigError("url", str(exc)) from None
         if self.batch_size < 1:
@@ -105,4 +106,4 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-OutputConfig = Union[StdoutOutput, InfluxV2Output, InfluxV1Output, PrometheusOutput]
+OutputConfig = StdoutOutput | InfluxV2Output | InfluxV1Output | PrometheusOutput

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from telegraf_llm_input.errors import PROBE_ERRORS, ProbeError
 
-Api = Literal["openai_chat", "openai_completions", "ollama", "llamacpp"]
+Api = Literal["openai_chat", "openai_completions", "ollama", "llamacpp", "lmstudio"]
 
 ERROR_CLASSES = PROBE_ERRORS
 THINK_OPEN = "<think>"
@@ -30,12 +30,12 @@ class Piece:
     reasoning: str = ""
     tool_call: bool = False
     finished: bool = False
-    usage: dict | None = None
-    timings: dict | None = None
+    usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
     """llama.cpp `timings` (prompt_ms, predicted_ms, predicted_per_second, cache_n, ...)."""
-    native: dict | None = None
+    native: dict[str, Any] | None = None
     """A final native object: Ollama's `done: true` object or llama.cpp's `/completion` `stop: true` one."""
-    stats: dict | None = None
+    stats: dict[str, Any] | None = None
     """LM Studio REST `stats` (tokens_per_second, time_to_first_token in s, generation_time)."""
     error: bool = False
 
@@ -44,7 +44,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _dict(value: Any) -> dict | None:
+def _dict(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
@@ -217,10 +217,10 @@ class StreamMeasure:
     reasoning_field: bool = False
     first_reasoning_field_ns: int | None = None
     bad: str | None = None
-    usage: dict | None = None
-    timings: dict | None = None
-    native: dict | None = None
-    stats: dict | None = None
+    usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+    native: dict[str, Any] | None = None
+    stats: dict[str, Any] | None = None
     think: ThinkTags = field(default_factory=ThinkTags)
 
     def feed(self, t_ns: int, data: str) -> None:

@@ -6,7 +6,7 @@ Add one module, one line. They are small and pure Python, so they are imported a
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.processors import energy, server_type

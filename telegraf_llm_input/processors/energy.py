@@ -8,12 +8,16 @@ Processor: it reads `llm_gpu.energy_total_j`, `llm_process.gpu_indices` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.rates import counter_delta
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 TOKENS_FIELD = "generation_tokens_total"
 FIELD = "energy_j_per_token"

@@ -7,7 +7,7 @@ checks are all derived from here, so a renamed field fails a test instead of a d
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from telegraf_llm_input.schema import gpu, probe, process, requests, server
 from telegraf_llm_input.schema.agent import AGENT

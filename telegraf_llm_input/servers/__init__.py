@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.config.targets import ServerType, TargetConfig
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Adapter, Answers, Fetcher, Reading
 
@@ -23,7 +23,7 @@ MODULES: dict[str, str] = {
     "lmstudio": "lmstudio", "openai": "openai", "mlx": "mlx", "json": "jsonpage", "prometheus": "generic_prometheus",
 }
 """Server type (a target's `type:`) -> its module under `telegraf_llm_input.servers`."""
-DETECT_ORDER = ("vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai")
+DETECT_ORDER: tuple[ServerType, ...] = ("vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai")
 """Most specific first; `openai` last since many servers also answer `/v1/models`."""
 
 
@@ -44,7 +44,7 @@ def field_servers() -> dict[str, list[str]]:
     return out
 
 
-async def detect(fetch: Fetcher) -> str | None:
+async def detect(fetch: Fetcher) -> ServerType | None:
     """The server type at the target, or None. Raises the first error when nothing answered at all."""
     answers = Answers(fetch)
     for server_type in DETECT_ORDER:
@@ -61,7 +61,7 @@ class AutoAdapter:
 
     server_type = "auto"
 
-    def __init__(self, target: TargetConfig):
+    def __init__(self, target: TargetConfig) -> None:
         self.target = target
         self.resolved: Adapter | None = None
 

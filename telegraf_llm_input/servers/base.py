@@ -58,7 +58,7 @@ class Fetcher:
         """
         return await asyncio.to_thread(func, *args)
 
-    async def _decode(self, func, body: bytes):
+    async def _decode(self, func, body: bytes | bytearray):
         return func() if len(body) < OFF_LOOP_BYTES else await self.off_loop(func)
 
 

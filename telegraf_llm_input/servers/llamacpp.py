@@ -123,9 +123,8 @@ class LlamaCppAdapter:
 
     async def read(self, fetch: Fetcher) -> Reading:
         health = await fetch.get("/health", auth=False, accept=(503,))
-        if health.status == 503:
-            if "loading" in health.text().lower():
-                return Reading(health={"up": 0, "loading": 1}, server_type=TYPE)
+        if health.status == 503 and "loading" in health.text().lower():
+            return Reading(health={"up": 0, "loading": 1}, server_type=TYPE)
         path = fetch.target.metrics_path or "/metrics"
         (page, m_state), (slots, s_state), (props, _) = await asyncio.gather(
             _optional(fetch.text(path, retries=0)),

@@ -18,9 +18,16 @@ from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.promtext import Page, ParseTimeout, Sample, parse
-from telegraf_llm_input.servers.base import (COUNT_QUANTILES, QUANTILES, STANDARD_RATES, Fetcher, ModelReading,
-                                             Reading, rate_name, version_tags)
-
+from telegraf_llm_input.servers.base import (
+    COUNT_QUANTILES,
+    QUANTILES,
+    STANDARD_RATES,
+    Fetcher,
+    ModelReading,
+    Reading,
+    rate_name,
+    version_tags,
+)
 
 log = get_logger("server")
 
@@ -256,9 +263,10 @@ def parse_checked(text: str, table: PromTable | None, where: str, deadline: floa
              "kept the first of each", where, dropped)
     if table is not None:
         wanted = table.names()
-        if not any(s.name in wanted for s in page.samples):
-            if not (table.prefix and any(s.name.startswith(table.prefix) for s in page.samples)):
-                raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
+        if not any(s.name in wanted for s in page.samples) and not (
+            table.prefix and any(s.name.startswith(table.prefix) for s in page.samples)
+        ):
+            raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
         missing = table.missing(page)
         if missing:
             once(where, "missing", logging.INFO, "%s: %s page without the metrics for %s (this build or its "

@@ -8,7 +8,7 @@ path never loads influxdb-client: `BUILDERS` names each output's module and buil
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, OutputConfig, PrometheusOutput

@@ -23,8 +23,8 @@ import random
 import re
 import time
 import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping, Sequence
 
 from telegraf_llm_input.lineprotocol import encode_batch
 from telegraf_llm_input.log import StateLog, get_logger
@@ -108,7 +108,7 @@ class Counters:
     errors: int = 0
 
 
-_LIVE: "weakref.WeakSet[BatchingSink]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[BatchingSink] = weakref.WeakSet()
 """Every database output of this process: a success of one ends the others' backoff wait."""
 
 

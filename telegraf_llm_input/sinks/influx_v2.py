@@ -4,6 +4,7 @@ config has this output, `sinks.BUILDERS`); buffering, retries and error text are
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -15,16 +16,19 @@ from telegraf_llm_input.sinks.influx import make_buffer, server_message
 
 
 def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> BatchingSink:
-    client = InfluxDBClient(url=cfg.url, token=cfg.token or "", org=cfg.org or None, timeout=int(cfg.timeout * 1000),
+    # influxdb-client annotates `org: str = None` (None: the token's default org) and takes the precision
+    # as a plain string, whatever its annotations say.
+    org: str = cfg.org or None  # type: ignore[assignment]
+    client = InfluxDBClient(url=cfg.url, token=cfg.token or "", org=org, timeout=int(cfg.timeout * 1000),
                             verify_ssl=not cfg.insecure_skip_verify, ssl_ca_cert=cfg.tls_ca,
                             cert_file=cfg.tls_cert, cert_key_file=cfg.tls_key, enable_gzip=False)
     write_api = client.write_api(write_options=SYNCHRONOUS)
 
     def blocking_send(text: str) -> None:
         try:
-            write_api.write(bucket=cfg.bucket, org=cfg.org or None, record=text.encode("utf-8"), write_precision="ns")
+            write_api.write(bucket=cfg.bucket, org=org, record=text.encode("utf-8"), write_precision="ns")  # type: ignore[arg-type]
         except ApiException as exc:
-            headers = exc.headers or {}
+            headers: Mapping[str, str] = exc.headers or {}
             retry_after = headers.get("Retry-After") or headers.get("retry-after")
             raise WriteError(int(exc.status or 0), server_message(exc.body) or str(exc.reason or ""),
                              parse_retry_after(retry_after)) from None

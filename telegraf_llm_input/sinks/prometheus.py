@@ -23,8 +23,9 @@ import asyncio
 import math
 import re
 import time
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 from telegraf_llm_input.config.outputs import PrometheusOutput, parse_listen
 from telegraf_llm_input.log import get_logger

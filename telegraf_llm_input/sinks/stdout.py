@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import BinaryIO, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import BinaryIO
 
 from telegraf_llm_input.lineprotocol import encode_batch
 from telegraf_llm_input.log import StateLog, get_logger

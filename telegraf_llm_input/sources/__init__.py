@@ -9,8 +9,8 @@ mechanism; no source is imported inside a function anywhere else.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.sources.base import Source, SourceEnv

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from telegraf_llm_input.sources.gpu_sysfs import AMD_VENDOR, INTEL_VENDOR, find_cards
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.gpu import GpuConfig
@@ -22,6 +23,9 @@ from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.nvml import NvmlSession, as_text, optional
 from telegraf_llm_input.sources import gpu_backends
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 log = get_logger("gpu")
 
@@ -232,7 +236,7 @@ class GpuSource:
                 continue
             for key, call in (("uuid", nvml.nvmlDeviceGetUUID), ("name", nvml.nvmlDeviceGetName),
                               ("pci_bus_id", lambda hd: nvml.nvmlDeviceGetPciInfo(hd).busId)):
-                value = optional(lambda: call(handle), nvml)
+                value = optional(lambda: call(handle), nvml)  # noqa: B023 (called here, inside the loop)
                 if value:
                     tags[key] = as_text(value)
             devices.append(GpuDevice(index, handle, tags))

@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from telegraf_llm_input.sources.gpu_sysfs import (
-    AMD_VENDOR, DrmCard, hwmon_dirs, micro, mib, parse_dpm_current_mhz, read_int, read_text, temperatures_c,
+    AMD_VENDOR,
+    DrmCard,
+    hwmon_dirs,
+    mib,
+    micro,
+    parse_dpm_current_mhz,
+    read_int,
+    read_text,
+    temperatures_c,
 )
 
 VENDOR = "amd"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import plistlib
 import subprocess
-from xml.parsers.expat import ExpatError
 from dataclasses import dataclass
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from telegraf_llm_input.sources.gpu_sysfs import mib
 
@@ -48,7 +48,7 @@ def parse_ioreg(data: bytes, memory_total_bytes: int | None = None) -> list[Appl
         entries = [entries]
     if not isinstance(entries, list):
         raise ValueError("ioreg output is not a list of IOAccelerator entries")
-    gpus = []
+    gpus: list[AppleGpu] = []
     for entry in entries:
         stats = entry.get("PerformanceStatistics") if isinstance(entry, dict) else None
         if not isinstance(stats, dict):

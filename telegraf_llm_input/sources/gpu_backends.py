@@ -11,8 +11,8 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 import psutil
 

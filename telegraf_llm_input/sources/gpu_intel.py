@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from telegraf_llm_input.sources.gpu_sysfs import (
-    INTEL_VENDOR, DrmCard, hwmon_dirs, labelled, micro, read_int, read_text, temperatures_c,
+    INTEL_VENDOR,
+    DrmCard,
+    hwmon_dirs,
+    labelled,
+    micro,
+    read_int,
+    read_text,
+    temperatures_c,
 )
 
 VENDOR = "intel"

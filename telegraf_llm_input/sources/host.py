@@ -9,8 +9,9 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -20,6 +21,9 @@ from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import rate
 from telegraf_llm_input.sources import macos_memory
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 PSI_MEMORY = Path("/proc/pressure/memory")
 
@@ -70,10 +74,12 @@ class HostSource:
             swap_in = rate(sin0, sw.sin, now - t0)
             swap_out = rate(sout0, sw.sout, now - t0)
         self._prev_swap = (now, sw.sin, sw.sout)
+        load: tuple[float | None, float | None, float | None]
         try:
-            load1, load5, load15 = os.getloadavg()
+            load = os.getloadavg()
         except OSError:
-            load1 = load5 = load15 = None
+            load = (None, None, None)
+        load1, load5, load15 = load
         fields = {
             "cpu_percent": self._cpu_percent(),
             "load1": load1,

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from telegraf_llm_input.log import get_logger
 

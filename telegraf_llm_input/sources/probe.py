@@ -16,7 +16,8 @@ import asyncio
 import collections
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.targets import TargetConfig
@@ -25,6 +26,9 @@ from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.probe.measure import ProbeResult
 from telegraf_llm_input.probe.runner import SERVER_TYPE_BY_API, ProbeRunner
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 log = get_logger("probe")
 MAX_PENDING = 32

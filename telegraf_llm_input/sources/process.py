@@ -19,9 +19,10 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import psutil
@@ -34,6 +35,9 @@ from telegraf_llm_input.nvml import NvmlSession
 from telegraf_llm_input.sources import drm_fdinfo, macos_ports
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 log = get_logger("process")
 
@@ -176,7 +180,7 @@ class ProcessSource:
         if cfg.pid_file:
             return self._by_pid_file(cfg.pid_file)
         if self._pattern is not None:
-            return self._by_pattern()
+            return self._by_pattern(self._pattern)
         return self._by_port()
 
     def _by_pid_file(self, path: str) -> psutil.Process | None:
@@ -186,7 +190,7 @@ class ProcessSource:
         except (OSError, ValueError, IndexError, psutil.Error):
             return None
 
-    def _by_pattern(self) -> psutil.Process | None:
+    def _by_pattern(self, pattern: re.Pattern[str]) -> psutil.Process | None:
         me = os.getpid()
         now = self._clock()
         pids = set(psutil.pids())
@@ -202,7 +206,7 @@ class ProcessSource:
             try:
                 proc = psutil.Process(pid)
                 cmdline = proc.cmdline()
-                if cmdline and self._pattern.search(" ".join(cmdline)):
+                if cmdline and pattern.search(" ".join(cmdline)):
                     matches.append((_start_time(proc), proc))
             except psutil.Error:
                 continue

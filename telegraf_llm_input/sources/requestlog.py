@@ -17,9 +17,10 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.requestlog import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
@@ -28,6 +29,9 @@ from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.quantiles import Accumulator
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.tailer import Tailer
+
+if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
+    from telegraf_llm_input.config import Config
 
 log = get_logger("logs")
 
@@ -112,9 +116,9 @@ def checked_tokens(value: Any, name: str) -> tuple[int | None, str]:
     return int(v), ""
 
 
-def checked_values(lat: Any, ttft: Any, prompt: Any, compl: Any) -> tuple[tuple, str]:
+def checked_values(lat: Any, ttft: Any, prompt: Any, compl: Any) -> tuple[tuple[Any, ...], str]:
     """The four numbers of a record, checked: (values, "") or (_, the first problem)."""
-    out = []
+    out: list[Any] = []
     for value, name, check in ((lat, "latency_ms", checked_ms), (ttft, "ttft_ms", checked_ms),
                                (prompt, "prompt_tokens", checked_tokens), (compl, "completion_tokens", checked_tokens)):
         if value is None:
@@ -326,13 +330,16 @@ def _fields(g: _Group | None, elapsed_s: float) -> dict[str, int | float]:
     }
     if g.requests:
         fields["error_ratio"] = g.errors / g.requests
-    if g.latency.count:
-        fields["latency_p50_ms"] = g.latency.quantile(0.50)
-        fields["latency_p95_ms"] = g.latency.quantile(0.95)
-        fields["latency_p99_ms"] = g.latency.quantile(0.99)
-        fields["latency_mean_ms"] = g.latency.mean()
-    if g.ttft.count:
-        fields["ttft_p95_ms"] = g.ttft.quantile(0.95)
+    summary = (
+        ("latency_p50_ms", g.latency.quantile(0.50)),
+        ("latency_p95_ms", g.latency.quantile(0.95)),
+        ("latency_p99_ms", g.latency.quantile(0.99)),
+        ("latency_mean_ms", g.latency.mean()),
+        ("ttft_p95_ms", g.ttft.quantile(0.95)),
+    )
+    for key, value in summary:
+        if value is not None:  # None: no value in the interval
+            fields[key] = value
     if g.other:
         fields["grouped_as_other"] = g.other
     return fields

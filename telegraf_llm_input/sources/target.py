@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.metric import FieldValue, Metric, clean_fields
 from telegraf_llm_input.rates import increase, ratio
 from telegraf_llm_input.servers import make_adapter
-from telegraf_llm_input.servers.base import (COUNT_QUANTILES, MEASUREMENT, QUANTILES, Adapter, Fetcher, ModelReading, Reading,
-                                             rate_name)
+from telegraf_llm_input.servers.base import (
+    COUNT_QUANTILES,
+    MEASUREMENT,
+    QUANTILES,
+    Adapter,
+    Fetcher,
+    ModelReading,
+    Reading,
+    rate_name,
+)
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 log = get_logger("server")
@@ -38,12 +46,12 @@ class Baseline:
     histograms: dict[str, dict[hist.LabelKey, hist.Histogram]]
 
     @classmethod
-    def of(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+    def of(cls, reading: ModelReading, at_ns: int) -> Baseline:
         return cls(at_ns, {n: reading.series(n) for n in reading.counters},
                    {p: reading.hist_series(p) for p in reading.histograms})
 
     @classmethod
-    def zero(cls, reading: ModelReading, at_ns: int) -> "Baseline":
+    def zero(cls, reading: ModelReading, at_ns: int) -> Baseline:
         """Every series at 0 (a server just started), with the reading's own series and buckets."""
         return cls(at_ns, {n: {k: 0.0 for k in reading.series(n)} for n in reading.counters},
                    {p: {k: hist.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
@@ -52,7 +60,7 @@ class Baseline:
 
 @dataclass
 class Derived:
-    fields: dict[str, float | int]
+    fields: dict[str, FieldValue]
     resets: list[str]
     """Counters/histograms with a series that went down or changed buckets (a server restarted)."""
 

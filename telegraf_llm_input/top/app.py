@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import time
-from typing import Mapping, Sequence, TextIO
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config
@@ -61,7 +62,7 @@ async def top(config: Config, *, count: int | None = None, stream: TextIO | None
     loop = asyncio.get_running_loop()
     screen = open_screen(stream, keys)
     held = _hold_logs() if screen.interactive else None
-    handled: list[int] = []
+    handled: list[signal.Signals] = []
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -70,7 +71,12 @@ async def top(config: Config, *, count: int | None = None, stream: TextIO | None
             loop.add_signal_handler(signal.SIGWINCH, screen.show)
             handled.append(signal.SIGWINCH)
             if screen.keys_fd is not None:
-                loop.add_reader(screen.keys_fd, lambda: screen.read_keys() and stop.set())
+                tty = screen
+
+                def on_keys() -> None:
+                    if tty.read_keys():
+                        stop.set()
+                loop.add_reader(screen.keys_fd, on_keys)
         frames = 0
         while not stop.is_set():
             started = time.monotonic()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from telegraf_llm_input.top.view import GpuView, HostView, ProbeView, ProcessView, Snapshot, TargetView
 
@@ -253,7 +253,7 @@ def _probe(p: ProbeView) -> Line:
 
 
 def _sparklines(t: TargetView, width: int, glyphs: Glyphs, history_s: float) -> list[Line]:
-    charts = []
+    charts: list[tuple[str, tuple[float | None, ...], str, Callable[[list[float]], float]]] = []
     if any(v is not None for v in t.gen_history):
         charts.append(("gen tok/s", t.gen_history, fmt_num(t.gen_history[-1]), _mean))
     if any(v is not None for v in t.ttft_history):

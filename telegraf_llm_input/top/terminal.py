@@ -12,7 +12,8 @@ import shutil
 import sys
 import termios
 import tty
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 from telegraf_llm_input.top.render import ASCII, UNICODE, Glyphs, Line, ansi, plain, render
 from telegraf_llm_input.top.view import Snapshot

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from telegraf_llm_input.metric import FieldValue, Metric
 from telegraf_llm_input.schema.agent import AGENT
@@ -226,7 +226,8 @@ class TopModel:
                 self._last[name] = rows[name]
                 targets.extend(rows[name])
                 continue
-            for before in self._last.get(name) or [None]:
+            before_rows: Sequence[TargetView | None] = self._last.get(name) or [None]
+            for before in before_rows:
                 key = (name, before.model if before else None)
                 seen.add(key)
                 targets.append(self._row(name, None, silent.get(name, "no result this gather"), processes, now_ns,

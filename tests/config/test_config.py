@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
 from telegraf_llm_input.config import expand_env, load_config, parse_config, sample_config
-from telegraf_llm_input.config.loader import ByteSize, ConfigError, Duration, Secret, load_section, parse_bytes, parse_duration
+from telegraf_llm_input.config.loader import (
+    ByteSize,
+    ConfigError,
+    Duration,
+    Secret,
+    load_section,
+    parse_bytes,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize("text,seconds", [
@@ -78,7 +86,7 @@ class Section:
     ratio: float = 0.5
     items: list[int] = field(default_factory=list)
     inner: Inner = field(default_factory=Inner)
-    maybe: Optional[Duration] = None
+    maybe: Duration | None = None
 
 
 def test_load_section_types():

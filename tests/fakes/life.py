@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
@@ -17,7 +17,15 @@ from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
-from tests.fakes.llm import Snap, VLLM_HIST, VLLM_TOKEN_HIST, llamacpp_metrics, llamacpp_props, llamacpp_slots, vllm_page
+from tests.fakes.llm import (
+    VLLM_HIST,
+    VLLM_TOKEN_HIST,
+    Snap,
+    llamacpp_metrics,
+    llamacpp_props,
+    llamacpp_slots,
+    vllm_page,
+)
 from tests.fakes.llm_more import TGI_INFO, sglang_page, tgi_page
 from tests.fakes.server import FakeServer, Reply
 

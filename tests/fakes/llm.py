@@ -54,33 +54,33 @@ def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> s
                     break
         out.append(family(name, kind, lines, "help"))
 
-    series("vllm:num_requests_running", "gauge", lambda s, l: [sample("vllm:num_requests_running", l, s.running * share)])
-    series("vllm:num_requests_waiting", "gauge", lambda s, l: [sample("vllm:num_requests_waiting", l, s.waiting * share)])
+    series("vllm:num_requests_running", "gauge", lambda s, lab: [sample("vllm:num_requests_running", lab, s.running * share)])
+    series("vllm:num_requests_waiting", "gauge", lambda s, lab: [sample("vllm:num_requests_waiting", lab, s.waiting * share)])
     kv = "vllm:gpu_cache_usage_perc" if old else "vllm:kv_cache_usage_perc"
-    series(kv, "gauge", lambda s, l: [sample(kv, l, s.kv)])
+    series(kv, "gauge", lambda s, lab: [sample(kv, lab, s.kv)])
     for ours, name in (("prompt", "vllm:prompt_tokens"), ("generation", "vllm:generation_tokens"),
                        ("preemptions", "vllm:num_preemptions")):
-        series(name, "counter", lambda s, l, ours=ours, name=name: [sample(name + "_total", l, getattr(s, ours) * share)])
-        series(name + "_created", "gauge", lambda s, l, name=name: [sample(name + "_created", l, 1.7e9)])
-    series("vllm:request_success", "counter", lambda s, l: [
-        sample("vllm:request_success_total", {**l, "finished_reason": r}, v * share) for r, v in s.finished.items()])
+        series(name, "counter", lambda s, lab, ours=ours, name=name: [sample(name + "_total", lab, getattr(s, ours) * share)])
+        series(name + "_created", "gauge", lambda s, lab, name=name: [sample(name + "_created", lab, 1.7e9)])
+    series("vllm:request_success", "counter", lambda s, lab: [
+        sample("vllm:request_success_total", {**lab, "finished_reason": r}, v * share) for r, v in s.finished.items()])
     if any(s.prefix_queries is not None for s in models.values()):
         if old:  # V0: a block hit-rate gauge, no counters
-            series("vllm:gpu_prefix_cache_hit_rate", "gauge", lambda s, l: [
-                sample("vllm:gpu_prefix_cache_hit_rate", l, s.prefix_hits / s.prefix_queries if s.prefix_queries else 0.0)])
+            series("vllm:gpu_prefix_cache_hit_rate", "gauge", lambda s, lab: [
+                sample("vllm:gpu_prefix_cache_hit_rate", lab, s.prefix_hits / s.prefix_queries if s.prefix_queries else 0.0)])
         else:
             for name, ours in (("vllm:prefix_cache_queries", "prefix_queries"), ("vllm:prefix_cache_hits", "prefix_hits")):
-                series(name, "counter", lambda s, l, ours=ours, name=name: [
-                    sample(name + "_total", l, (getattr(s, ours) or 0) * share)])
+                series(name, "counter", lambda s, lab, ours=ours, name=name: [
+                    sample(name + "_total", lab, (getattr(s, ours) or 0) * share)])
     if any(s.spec for s in models.values()):
         names = (("vllm:spec_decode_num_draft_tokens", 1), ("vllm:spec_decode_num_accepted_tokens", 2))
         if not old:
             names = (("vllm:spec_decode_num_drafts", 0), *names)
         for name, i in names:
-            series(name, "counter", lambda s, l, name=name, i=i: [sample(name + "_total", l, s.spec[i] * share)] if s.spec else [])
+            series(name, "counter", lambda s, lab, name=name, i=i: [sample(name + "_total", lab, s.spec[i] * share)] if s.spec else [])
         if old:
-            series("vllm:spec_decode_draft_acceptance_rate", "gauge", lambda s, l: [
-                sample("vllm:spec_decode_draft_acceptance_rate", l, s.spec[2] / s.spec[1] if s.spec[1] else 0.0)]
+            series("vllm:spec_decode_draft_acceptance_rate", "gauge", lambda s, lab: [
+                sample("vllm:spec_decode_draft_acceptance_rate", lab, s.spec[2] / s.spec[1] if s.spec[1] else 0.0)]
                 if s.spec else [])
     for ours, name in (*VLLM_HIST.items(), *VLLM_TOKEN_HIST.items()):
         if old and ours == "itl":
@@ -88,11 +88,11 @@ def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> s
         if old and ours == "tpot":
             continue
 
-        def lines(s, l, ours=ours, name=name):
+        def lines(s, lab, ours=ours, name=name):
             if ours not in s.hists:
                 return []
             bounds, cum, total = s.hists[ours]
-            return histogram(name, l, bounds, [c * share for c in cum], total * share)
+            return histogram(name, lab, bounds, [c * share for c in cum], total * share)
         series(name, "histogram", lines)
     loras = [s.lora for s in models.values() if s.lora]
     if loras:

@@ -50,17 +50,17 @@ def sglang_page(model: str, ranks: int, running_per_rank: int, usage: list[float
     lines = ["# HELP sglang:num_running_reqs The number of running requests.", "# TYPE sglang:num_running_reqs gauge"]
     rank_labels = [{"engine_type": "unified", "model_name": model, "moe_ep_rank": "0", "pp_rank": "0",
                     "tp_rank": str(r)} for r in range(ranks)]
-    lines += [sample("sglang:num_running_reqs", l, running_per_rank) for l in rank_labels]
+    lines += [sample("sglang:num_running_reqs", lab, running_per_rank) for lab in rank_labels]
     lines += ["# HELP sglang:num_queue_reqs q", "# TYPE sglang:num_queue_reqs gauge"]
-    lines += [sample("sglang:num_queue_reqs", l, 1) for l in rank_labels]
+    lines += [sample("sglang:num_queue_reqs", lab, 1) for lab in rank_labels]
     lines += ["# HELP sglang:token_usage u", "# TYPE sglang:token_usage gauge"]
-    lines += [sample("sglang:token_usage", l, u) for l, u in zip(rank_labels, usage)]
+    lines += [sample("sglang:token_usage", lab, u) for lab, u in zip(rank_labels, usage)]
     if hit_rate is not None:
         lines += ["# HELP sglang:cache_hit_rate h", "# TYPE sglang:cache_hit_rate gauge"]
-        lines += [sample("sglang:cache_hit_rate", l, hit_rate) for l in rank_labels]
+        lines += [sample("sglang:cache_hit_rate", lab, hit_rate) for lab in rank_labels]
     if spec is not None:
         for name, value in (("sglang:spec_accept_length", spec[0]), ("sglang:spec_accept_rate", spec[1])):
-            lines += [f"# HELP {name} h", f"# TYPE {name} gauge", *(sample(name, l, value) for l in rank_labels)]
+            lines += [f"# HELP {name} h", f"# TYPE {name} gauge", *(sample(name, lab, value) for lab in rank_labels)]
     for name, value in (("sglang:prompt_tokens", prompt), ("sglang:generation_tokens", gen),
                         ("sglang:num_requests", requests), *((("sglang:cached_tokens", cached),) if cached is not None else ())):
         lines += [f"# HELP {name}_total h", f"# TYPE {name}_total counter", sample(name + "_total", {"model_name": model}, value)]

@@ -224,7 +224,7 @@ class FakeNvml:
             "nvmlEventSetWait_v2": event_wait,
         }
 
-    def install(self, monkeypatch) -> "FakeNvml":
+    def install(self, monkeypatch) -> FakeNvml:
         for name, fn in self.functions().items():
             assert hasattr(pynvml, name), name  # only replace what the real binding has
             monkeypatch.setattr(pynvml, name, fn)

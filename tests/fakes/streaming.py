@@ -22,7 +22,7 @@ import json
 import socket
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
@@ -85,7 +85,7 @@ class _Cut(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format, *args):  # keep test output clean
         pass
@@ -326,7 +326,7 @@ class StreamingServer:
     def posts(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST"]
 
-    def start(self) -> "StreamingServer":
+    def start(self) -> StreamingServer:
         self._thread.start()
         return self
 
@@ -334,7 +334,7 @@ class StreamingServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "StreamingServer":
+    def __enter__(self) -> StreamingServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

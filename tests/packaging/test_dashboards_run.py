@@ -21,8 +21,16 @@ import httpx
 import pytest
 import yaml
 
-from tests.fakes.llm import (Snap, fake_llamacpp, fake_openai, fake_vllm, llamacpp_metrics, llamacpp_props,
-                             llamacpp_slots, vllm_page)
+from tests.fakes.llm import (
+    Snap,
+    fake_llamacpp,
+    fake_openai,
+    fake_vllm,
+    llamacpp_metrics,
+    llamacpp_props,
+    llamacpp_slots,
+    vllm_page,
+)
 from tests.fakes.llm_more import fake_sglang, fake_tgi, sglang_page, tgi_page
 from tests.fakes.server import FakeServer, Reply
 from tests.fakes.streaming import Script, StreamingServer
@@ -136,7 +144,7 @@ class World:
         """Waits until every panel of both dashboards has its data (rates need a few gathers)."""
         if not self._ready:
             for flavour in ("influxdb", "prometheus"):
-                _eventually(lambda: self.problems(flavour, ALL), f"{flavour} panels without data")
+                _eventually(lambda: self.problems(flavour, ALL), f"{flavour} panels without data")  # noqa: B023 (polled here)
             self._ready = True
 
     def alerts(self) -> list[dict]:

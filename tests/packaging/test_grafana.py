@@ -61,7 +61,7 @@ def test_dashboard_is_importable_as_is(flavour):
     for panel in _panels(GRAFANA / f"dashboard-{flavour}.json"):
         assert panel["datasource"]["uid"] == "${DS}"
         assert panel["targets"], panel["title"]
-        assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        assert panel["gridPos"]["x"] >= 0 and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
     titles = " ".join(p["title"] for p in board["panels"] if p["type"] == "row")
     for row in ("Fleet", "Overview", "Errors", "Latency", "Probe", "llama.cpp", "Ollama", "vLLM", "GPU", "process",
                 "Request log", "Agent"):

@@ -58,7 +58,7 @@ def test_429_with_retry_after_is_retried_not_dropped(tmp_path):
     async def go():
         async def handle(reader, writer):
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+            length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
             bodies.append(await reader.readexactly(length))
             writer.write(answers[min(len(bodies) - 1, 2)])
             await writer.drain()
@@ -92,7 +92,7 @@ def test_failing_output_never_blocks_gathering_or_other_outputs(tmp_path):
         return out
     last = asyncio.run(go())
     lines = stream.getvalue().decode().splitlines()
-    assert len([l for l in lines if l.startswith("llm_agent ")]) == 6
+    assert len([line for line in lines if line.startswith("llm_agent ")]) == 6
     fields = [m for m in last if m.measurement == "llm_agent" and not m.tags][0].fields
     assert fields["output_errors"] >= 1 and fields["output_written_points"] == 0
     assert fields["output_buffered_points"] >= 5

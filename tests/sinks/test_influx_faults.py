@@ -122,7 +122,7 @@ def test_partial_write_counts_only_the_dropped_points_and_the_run_logs_twice(inf
     async def go():
         for i in range(1, 4):  # three gathers, each with 2 points the server cannot take
             await sink.write(batch(i, 2))
-            assert await until(lambda: sink.stats()["output_dropped_points"] >= 2 * i)
+            assert await until(lambda: sink.stats()["output_dropped_points"] >= 2 * i)  # noqa: B023 (awaited here)
         await sink.write(batch(9, 0))
         assert await until(lambda: sink.stats()["output_written_points"] >= 3 * 8 + 10)
         await sink.close()

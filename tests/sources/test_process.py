@@ -18,7 +18,7 @@ from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
-from telegraf_llm_input.sources.process import PsutilPortLookup, ProcessSource, cpu_percent, is_local_host
+from telegraf_llm_input.sources.process import ProcessSource, PsutilPortLookup, cpu_percent, is_local_host
 from tests.fakes.nvml import FakeNvml, install_missing_library
 from tests.sources.test_gpu import records  # noqa: F401  (fixture)
 from tests.support.procs import ManagedProcess, free_port, wait_until

@@ -144,8 +144,8 @@ def test_json_that_lies_about_its_shape_is_down_not_a_crash(caplog):
         [metrics] = gather([{"url": fake.url, "type": "ollama", "name": "o"},
                             {"url": fake.url, "type": "llamacpp", "name": "l"}])
     [o] = servers(metrics, "o")
-    [l] = servers(metrics, "l")
-    assert o.fields["up"] == 1 and l.fields["up"] == 1 and l.fields["requests_running"] == 1
+    [lm] = servers(metrics, "l")
+    assert o.fields["up"] == 1 and lm.fields["up"] == 1 and lm.fields["requests_running"] == 1
     [loaded] = [m for m in metrics if m.measurement == "llm_model_loaded"]
     assert loaded.fields["gpu_offload_ratio"] == 0.5 and "seconds_until_unload" not in loaded.fields
 

@@ -23,7 +23,7 @@ from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.target import ServerSource
 from tests.fakes.llm import Snap, fake_ollama, fake_openai, fake_vllm, vllm_page
 from tests.fakes.server import FakeServer, Reply
-from tests.sources.test_server_faults import GOOD, S, Collect, servers
+from tests.sources.test_server_faults import GOOD, Collect, S, servers
 from tests.support.procs import find_binary, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

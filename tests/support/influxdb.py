@@ -44,7 +44,7 @@ class InfluxDB1:
         self.url = f"http://127.0.0.1:{self.http_port}"
         self._proc: ManagedProcess | None = None
 
-    def start(self) -> "InfluxDB1":
+    def start(self) -> InfluxDB1:
         binary = influxd_binary()
         if binary is None:
             raise RuntimeError("influxd not installed (apt-get install influxdb)")

@@ -21,8 +21,8 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import httpx
 
@@ -211,7 +211,7 @@ class LlamaServer:
             argv += ["--api-key", self.api_key]
         return argv
 
-    def start(self, timeout: float = 60.0) -> "LlamaServer":
+    def start(self, timeout: float = 60.0) -> LlamaServer:
         self.starts += 1
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.workdir / f"llama-server-{self.port}.log"
@@ -228,7 +228,7 @@ class LlamaServer:
         if self.process is not None:
             self.process.kill()
 
-    def restart(self, timeout: float = 60.0) -> "LlamaServer":
+    def restart(self, timeout: float = 60.0) -> LlamaServer:
         self.stop()
         return self.start(timeout)
 

@@ -63,7 +63,7 @@ def write_tiny_model(vocab_gguf: Path, out: Path, seed: int = SEED) -> Path:
 
     rng = np.random.default_rng(seed)
 
-    def weights(*shape: int) -> "np.ndarray":
+    def weights(*shape: int) -> np.ndarray:
         return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
 
     ones = np.ones(N_EMBD, dtype=np.float32)

@@ -21,7 +21,7 @@ class VictoriaMetrics:
         self.url = f"http://127.0.0.1:{self.port}"
         self._proc: ManagedProcess | None = None
 
-    def start(self) -> "VictoriaMetrics":
+    def start(self) -> VictoriaMetrics:
         binary = victoria_binary()
         if binary is None:
             raise RuntimeError("victoria-metrics not installed (apt-get install victoria-metrics)")

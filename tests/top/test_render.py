@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from telegraf_llm_input.top.render import ASCII, UNICODE, ansi, buckets, fit, plain, render, sparkline
 from telegraf_llm_input.top.view import GpuView, HostView, ProbeView, ProcessView, Snapshot, TargetView
