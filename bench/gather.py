@@ -20,7 +20,8 @@ from bench.pageserver import PageServer
 from bench.report import fmt_ms, record
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 
 GATHERS = 200
@@ -48,7 +49,7 @@ def agent_cpu_per_gather(llama_url: str, vllm_url: str) -> tuple[float, int, str
                         {"url": vllm_url, "type": "vllm", "name": "vllm", "process": {"enabled": False}}],
             "gpu": {"enabled": "auto"}})
         env = SourceEnv()
-        agent = Agent(build_sources(config, env), [], deadline_s=10.0, processors=build_processors(config, env))
+        agent = Agent(build_sources(config, env), [], deadline_s=10.0, processors=build_processors(config))
 
         async def run() -> tuple[float, int]:
             costs = []

@@ -12,7 +12,7 @@ CASES = {
     "our prometheus output": "import telegraf_llm_input.agent, telegraf_llm_input.sinks.prometheus",
     "prometheus_client": "import telegraf_llm_input.agent, telegraf_llm_input.sinks, prometheus_client",
     "influxdb_v1 (httpx)": "import telegraf_llm_input.agent, telegraf_llm_input.sinks.influx, httpx",
-    "influxdb_v2 (influxdb-client)": "import telegraf_llm_input.agent, telegraf_llm_input.sinks.influx, influxdb_client",
+    "influxdb_v2 (influxdb-client)": "import telegraf_llm_input.agent, telegraf_llm_input.sinks.influx_v2",
 }
 PROBE = "{code}\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
 

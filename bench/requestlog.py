@@ -13,8 +13,8 @@ import json
 import random
 import time
 
+from telegraf_llm_input.config.requestlog import LogConfig
 from telegraf_llm_input.sources.requestlog import Aggregator
-from telegraf_llm_input.sources.requestlog_config import LogConfig
 
 LINES = 100_000
 

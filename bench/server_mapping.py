@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from telegraf_llm_input.promtext import parse  # noqa: E402
 from telegraf_llm_input.servers.promtable import read_page  # noqa: E402
 from telegraf_llm_input.servers.vllm import TABLE  # noqa: E402
-from telegraf_llm_input.sources.server import Baseline, derive  # noqa: E402
+from telegraf_llm_input.sources.target import Baseline, derive  # noqa: E402
 from tests.fakes.llm import Snap, vllm_page  # noqa: E402
 
 BOUNDS = [0.001 * 2 ** i for i in range(20)]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.processors.base import Processor
 from telegraf_llm_input.sinks.base import Sink
-from telegraf_llm_input.sources.base import GatherContext, Processor, Source
+from telegraf_llm_input.sources.base import Finds, GatherContext, Source
 
 log = get_logger("agent")
 
@@ -89,10 +90,33 @@ class Agent:
         stats.last_metrics = len(metrics)
         return metrics
 
+    async def _find(self, ctx: GatherContext) -> float:
+        """Adds the sources that finders (discovery) found; the seconds this took (out of the gather's deadline)."""
+        finders = [s for s in self.sources if isinstance(s, Finds)]
+        if not finders:
+            return 0.0
+        started = time.monotonic()
+        for finder in finders:
+            left = ctx.deadline_s - (time.monotonic() - started)
+            try:
+                found = await asyncio.wait_for(finder.find(ctx), max(0.0, left))
+            except Exception as exc:  # noqa: BLE001 - finding nothing this time is not a lost gather
+                self._state.fail((finder.name, "find"), f"source {finder.name}: {_describe(exc)}")
+                continue
+            self._state.ok((finder.name, "find"), f"source {finder.name}: recovered")
+            for source in found:
+                if source.name not in self.stats:
+                    self.sources.append(source)
+                    self.stats[source.name] = SourceStats()
+        return time.monotonic() - started
+
     async def gather_once(self, time_ns: int | None = None) -> list[Metric]:
-        """One gather: every source, processors, internal stats, then every sink."""
+        """One gather: finders (discovery), every source, processors, internal stats, then every sink."""
         started = time.monotonic()
         ctx = GatherContext(time_ns=time_ns if time_ns is not None else time.time_ns(), deadline_s=self.deadline_s)
+        spent = await self._find(ctx)
+        if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
+            ctx = GatherContext(time_ns=ctx.time_ns, deadline_s=max(0.1, self.deadline_s - spent))
         results = await asyncio.gather(*(self._run_source(s, ctx) for s in self.sources))
         metrics = [m for batch in results for m in batch]
         for processor in self.processors:

@@ -14,10 +14,11 @@ from pathlib import Path
 from telegraf_llm_input import __version__
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
-from telegraf_llm_input.configtypes import ConfigError, check_duration, parse_duration
+from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_duration
 from telegraf_llm_input.log import get_logger, setup_logging
+from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sinks import build_sinks
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from telegraf_llm_input.trigger import Trigger, seconds_to_next_tick, start_stdin_reader, stdin_is_stream
 
@@ -124,7 +125,7 @@ async def run(config: Config, *, signal_mode: str, once: bool) -> int:
     env = source_env(config)
     sources = build_sources(config, env)
     agent = Agent(sources, build_sinks(config), deadline_s=config.agent.deadline,
-                  global_tags=config.global_tags(), processors=build_processors(config, env))
+                  global_tags=config.global_tags(), processors=build_processors(config))
     if once:
         try:
             await agent.gather_once()

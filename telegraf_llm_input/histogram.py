@@ -12,8 +12,10 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .promtext import Sample
+if TYPE_CHECKING:  # a type only: the math needs no parser (discovery that finds nothing loads none)
+    from .promtext import Sample
 
 __all__ = ["Histogram", "LabelKey", "collect", "delta", "increase", "quantile", "mean", "merge"]
 

@@ -5,7 +5,7 @@ process source's port lookup) must reuse connections, respect the target's timeo
 token, never log the token, and turn any failure into a short `FetchError` a log line can carry.
 
 API:
-- `HttpPool` (one per agent, in `SourceEnv.shared["http"]`; `pool_for(env)`; a client per target); a source calls
+- `HttpPool` (one per agent, `SourceEnv.http_pool()`; a client per target); a source calls
   `pool.retain()` when built and `await pool.release()` in its `close()`.
 - `await get(pool, target, path, auth=True, retries=None)` -> `Response` (whole body, capped).
 - `async with stream(pool, target, "POST", path, json=...) as resp:` -> `httpx.Response` for
@@ -26,22 +26,23 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from telegraf_llm_input.config.targets import TargetConfig, redact_url
+from telegraf_llm_input.errors import FETCH_KINDS, FetchKind, Transport
 from telegraf_llm_input.lazy import lazy_import
-from telegraf_llm_input.targets import TargetConfig, redact_url
 
 if TYPE_CHECKING:
     import httpx
 else:
     httpx = lazy_import("httpx")  # loaded with the first client: discovery that finds nothing never needs it
 
-KINDS = ("refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown", "error")
+KINDS = FETCH_KINDS
 _BACKOFF_S = (0.1, 0.3, 0.6)
 
 
 class FetchError(Exception):
     """A failed request, as one line that is safe to log (no token, no credentials)."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None):
+    def __init__(self, kind: FetchKind, message: str, status: int | None = None):
         super().__init__(message)
         self.kind = kind
         self.status = status
@@ -158,14 +159,6 @@ def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:
     return context
 
 
-def pool_for(env) -> HttpPool:
-    """The agent-wide pool kept in `SourceEnv.shared` (created on first use)."""
-    pool = env.shared.get("http")
-    if pool is None:
-        pool = env.shared["http"] = HttpPool()
-    return pool
-
-
 def headers_for(target: TargetConfig, auth: bool = True) -> dict[str, str]:
     headers = dict(target.headers)
     if auth and target.bearer_token:
@@ -179,19 +172,34 @@ def url_for(target: TargetConfig, path: str) -> str:
     return target.url.rstrip("/") + "/" + path.lstrip("/")
 
 
+def transport(exc: BaseException) -> Transport:
+    """What the connection did, read from an httpx (or asyncio timeout) exception."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect_timeout"
+    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).upper()
+        return "tls" if "CERTIFICATE" in text or "SSL" in text else "connect"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return "broken"
+    return "other"
+
+
 def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
     if isinstance(exc, FetchError):
         return exc
-    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
+    what = transport(exc)
+    if what in ("timeout", "connect_timeout"):
         return FetchError("timeout", f"{where}: no answer within {timeout:g}s")
-    if isinstance(exc, httpx.ConnectError):
+    if what == "tls":
+        return FetchError("tls", f"{where}: TLS error: {str(exc)[:160]}")
+    if what == "connect":
         text = str(exc)
-        if "CERTIFICATE" in text.upper() or "SSL" in text.upper():
-            return FetchError("tls", f"{where}: TLS error: {text[:160]}")
         if "refused" in text.lower() or "Errno 111" in text or _caused_by(exc, ConnectionRefusedError):
             return FetchError("refused", f"{where}: connection refused")
         return FetchError("refused", f"{where}: cannot connect ({text[:120] or type(exc).__name__})")
-    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+    if what == "broken":
         return FetchError("error", f"{where}: connection broken ({type(exc).__name__})")
     return FetchError("error", f"{where}: {type(exc).__name__}: {str(exc)[:160]}")
 

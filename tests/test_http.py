@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool, get, headers_for, stream
-from telegraf_llm_input.targets import TargetConfig
 from tests.fakes.server import FakeServer, Reply
 
 

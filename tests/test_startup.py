@@ -18,9 +18,9 @@ asyncio.run(cli.run(config, signal_mode="none", once=True))
 print(json.dumps(sorted(sys.modules)))
 """
 
-HEAVY = ["httpx._client", "yaml.loader", "influxdb_client", "telegraf_llm_input.servers",
-         "telegraf_llm_input.sources.server", "telegraf_llm_input.probe.runner", "telegraf_llm_input.sources.requestlog",
-         "telegraf_llm_input.sinks.prometheus", "telegraf_llm_input.sinks.influx"]
+HEAVY = ["httpx._client", "yaml.loader", "influxdb_client", "telegraf_llm_input.promtext",
+         "telegraf_llm_input.servers.promtable", "telegraf_llm_input.servers.vllm", "telegraf_llm_input.probe.runner", "telegraf_llm_input.sources.requestlog",
+         "telegraf_llm_input.sinks.prometheus", "telegraf_llm_input.sinks.influx", "telegraf_llm_input.sinks.influx_v2"]
 
 
 def loaded(*args: str) -> set[str]:
@@ -30,7 +30,7 @@ def loaded(*args: str) -> set[str]:
 
 def test_defaults_load_no_http_client_yaml_adapters_probe_or_outputs():
     modules = loaded()
-    assert "telegraf_llm_input.sources.host" in modules and "telegraf_llm_input.sources.servers" in modules
+    assert "telegraf_llm_input.sources.host" in modules and "telegraf_llm_input.sources.discovery" in modules
     assert [m for m in HEAVY if m in modules] == []
 
 
@@ -50,4 +50,5 @@ outputs:
     listen: 127.0.0.1:{free_port()}
 """)
     modules = loaded("--config", str(config))
-    assert [m for m in HEAVY if m not in modules] == ["influxdb_client", "telegraf_llm_input.sinks.influx"]
+    assert [m for m in HEAVY if m not in modules] == ["influxdb_client", "telegraf_llm_input.sinks.influx",
+                                                    "telegraf_llm_input.sinks.influx_v2"]

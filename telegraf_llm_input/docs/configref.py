@@ -22,7 +22,7 @@ import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from telegraf_llm_input.configtypes import BYTES, DURATION, SECRET
+from telegraf_llm_input.config.loader import BYTES, DURATION, SECRET
 
 _DEFAULT = re.compile(r"\s*Default: (.+?)\.?\s*$", re.S)
 

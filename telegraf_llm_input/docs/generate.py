@@ -15,16 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from telegraf_llm_input.config import AgentConfig, Config
+from telegraf_llm_input.config.gpu import GpuConfig
+from telegraf_llm_input.config.host import HostConfig
+from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, PrometheusOutput
+from telegraf_llm_input.config.probe import ProbeConfig
+from telegraf_llm_input.config.requestlog import LogConfig
+from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.docs import sample
 from telegraf_llm_input.docs.configref import markdown_table
-from telegraf_llm_input.probe.config import ProbeConfig
 from telegraf_llm_input.schema import markdown as schema_table
 from telegraf_llm_input.servers import field_servers
-from telegraf_llm_input.sinks.config import InfluxV1Output, InfluxV2Output, PrometheusOutput
-from telegraf_llm_input.sources.gpu_config import GpuConfig
-from telegraf_llm_input.sources.host import HostConfig
-from telegraf_llm_input.sources.requestlog_config import LogConfig
-from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("agent", "host", "discovery", "gpu")

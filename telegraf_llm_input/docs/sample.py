@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from telegraf_llm_input.config import AgentConfig
+from telegraf_llm_input.config.gpu import GpuConfig
+from telegraf_llm_input.config.host import HostConfig
+from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, PrometheusOutput
+from telegraf_llm_input.config.probe import ProbeConfig
+from telegraf_llm_input.config.requestlog import LogConfig
+from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.docs.configref import key_summary, yaml_block
-from telegraf_llm_input.probe.config import ProbeConfig
-from telegraf_llm_input.sinks.config import InfluxV1Output, InfluxV2Output, PrometheusOutput
-from telegraf_llm_input.sources.gpu_config import GpuConfig
-from telegraf_llm_input.sources.host import HostConfig
-from telegraf_llm_input.sources.requestlog_config import LogConfig
-from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "agent": lambda: yaml_block(AgentConfig, examples={

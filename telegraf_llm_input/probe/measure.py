@@ -12,9 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from telegraf_llm_input.errors import PROBE_ERRORS, ProbeError
+
 Api = Literal["openai_chat", "openai_completions", "ollama", "llamacpp", "lmstudio"]
 
-ERROR_CLASSES = ("connect", "timeout", "http_4xx", "http_5xx", "bad_stream", "empty")
+ERROR_CLASSES = PROBE_ERRORS
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 _TAG_WINDOW = len(THINK_CLOSE) - 1
@@ -338,5 +340,5 @@ def failure(error: str, detail: str, *, http_status: int | None = None, e2e_ms: 
     return ProbeResult(success=False, error=error, detail=detail, http_status=http_status, e2e_ms=e2e_ms)
 
 
-def http_error_class(status: int) -> str:
+def http_error_class(status: int) -> ProbeError:
     return "http_5xx" if status >= 500 else "http_4xx"

@@ -16,11 +16,12 @@ from typing import Any
 
 import httpx
 
-from telegraf_llm_input.http import headers_for, tls_verify
-from telegraf_llm_input.probe.config import ProbeConfig
+from telegraf_llm_input.config.probe import ProbeConfig
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.errors import ProbeError
+from telegraf_llm_input.http import headers_for, tls_verify, transport
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
-from telegraf_llm_input.targets import TargetConfig
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
 """Short, deterministic at temperature 0, and answers in a few dozen tokens on any model."""
@@ -205,12 +206,13 @@ def _names(doc: Any, key: str, name_keys: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _classify(exc: httpx.HTTPError, status: int | None) -> tuple[str, str]:
+def _classify(exc: httpx.HTTPError, status: int | None) -> tuple[ProbeError, str]:
     """(error class, one-line detail) for a transport problem; no URL credentials, no bodies."""
     kind = type(exc).__name__
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+    what = transport(exc)
+    if what in ("connect", "connect_timeout", "tls"):
         return "connect", f"cannot connect ({kind})"
-    if isinstance(exc, httpx.TimeoutException):
+    if what == "timeout":
         return "timeout", f"timed out ({kind})"
     if status is None:
         return "connect", f"no response ({kind})"

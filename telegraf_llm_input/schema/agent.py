@@ -8,7 +8,7 @@ AGENT = Measurement(
     (
         Field("gather_ms", "ms", "Wall time of the gather (sources, processors), without the tag `source`."),
         Field("gathers", "count", "Gathers since start.", "counter", type="int"),
-        Field("sources", "count", "Configured sources.", type="int"),
+        Field("sources", "count", "Sources: the configured ones, and one per server discovery found.", type="int"),
         Field("source_errors", "count", "Source failures (errors and deadline misses) since start, all sources.", "counter", type="int"),
         Field("lines_written", "count", "Line-protocol lines written to stdout since start.", "counter", type="int"),
         Field("metrics_dropped", "count", "Metrics not written because no field was representable (NaN/Inf only).", "counter", type="int"),

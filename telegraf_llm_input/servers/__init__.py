@@ -1,66 +1,56 @@
 """Server adapters, one small module per server type, and `type: auto` detection.
 
-A module gives `TYPE`, `make(target) -> Adapter` and, when the server can be recognised from
-what it answers, `async detect(answers) -> bool`. Adding a server: one module, one line below.
+A module gives `TYPE`, `NAME`, `make(target) -> Adapter` (the contract is `servers/base.py`) and, when
+the server can be recognised from what it answers, `DETECT`: declarative `Rule`s. Adding a server: one
+module, one line in `MODULES` (and in `DETECT_ORDER` when it has rules).
+
+The registry holds module names, not modules: a module is imported (`importlib`) the first time its
+type is used, so an agent that scrapes one vLLM never loads the llama.cpp adapter, and one whose
+discovery finds nothing loads no adapter at all (start-up time and memory sit beside the model).
 """
 
 from __future__ import annotations
 
-from telegraf_llm_input.http import FetchError
-from telegraf_llm_input.servers import json, llamacpp, lmstudio, mlx, ollama, openai, prometheus, sglang, tgi, vllm
-from telegraf_llm_input.sources.server import Adapter, Fetcher, Reading
-from telegraf_llm_input.targets import ServerType, TargetConfig
+import importlib
+from types import ModuleType
 
-MODULES = {m.TYPE: m for m in (vllm, sglang, tgi, llamacpp, ollama, lmstudio, openai, mlx, json, prometheus)}
-DETECT_ORDER = (vllm, sglang, tgi, llamacpp, ollama, lmstudio, openai)
+from telegraf_llm_input.config.targets import ServerType, TargetConfig
+from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.servers.base import Adapter, Answers, Fetcher, Reading
+
+MODULES: dict[str, str] = {
+    "vllm": "vllm", "sglang": "sglang", "tgi": "tgi", "llamacpp": "llamacpp", "ollama": "ollama",
+    "lmstudio": "lmstudio", "openai": "openai", "mlx": "mlx", "json": "jsonpage", "prometheus": "generic_prometheus",
+}
+"""Server type (a target's `type:`) -> its module under `telegraf_llm_input.servers`."""
+DETECT_ORDER: tuple[ServerType, ...] = ("vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai")
 """Most specific first; `openai` last since many servers also answer `/v1/models`."""
+
+
+def module(server_type: str) -> ModuleType:
+    """The adapter module of a server type, imported on first use."""
+    return importlib.import_module(f"{__name__}.{MODULES[server_type]}")
 
 
 def field_servers() -> dict[str, list[str]]:
     """llm_server field -> the server types that give it, from their tables (the schema's `servers` notes)."""
     out: dict[str, list[str]] = {}
-    for module in MODULES.values():
-        table = getattr(module, "TABLE", None)
-        fields = (table.fields() if table is not None else set()) | set(getattr(module, "FIELDS", ()))
+    for server_type in MODULES:
+        mod = module(server_type)
+        table = getattr(mod, "TABLE", None)
+        fields = (table.fields() if table is not None else set()) | set(getattr(mod, "FIELDS", ()))
         for name in sorted(fields):
-            out.setdefault(name, []).append(module.NAME)
+            out.setdefault(name, []).append(mod.NAME)
     return out
-
-
-class Answers:
-    """What a server answers on a few paths, each fetched at most once (no retry) while detecting."""
-
-    def __init__(self, fetch: Fetcher):
-        self._fetch = fetch
-        self._cache: dict[str, object] = {}
-        self.errors: list[FetchError] = []
-
-    async def text(self, path: str) -> str | None:
-        if path not in self._cache:
-            try:
-                self._cache[path] = await self._fetch.text(path, retries=0)
-            except FetchError as exc:
-                self.errors.append(exc)
-                self._cache[path] = None
-        return self._cache[path]  # type: ignore[return-value]
-
-    async def json(self, path: str):
-        text = await self.text(path)
-        if text is None:
-            return None
-        import json as jsonlib
-        try:
-            return jsonlib.loads(text)
-        except ValueError:
-            return None
 
 
 async def detect(fetch: Fetcher) -> ServerType | None:
     """The server type at the target, or None. Raises the first error when nothing answered at all."""
     answers = Answers(fetch)
-    for module in DETECT_ORDER:
-        if await module.detect(answers):
-            return module.TYPE
+    for server_type in DETECT_ORDER:
+        for rule in module(server_type).DETECT:
+            if await rule.holds(answers):
+                return server_type
     if answers.errors and all(e.kind in ("refused", "timeout", "tls") for e in answers.errors):
         raise answers.errors[0]
     return None
@@ -81,11 +71,11 @@ class AutoAdapter:
             if kind is None:
                 raise FetchError("unknown", f"{fetch.target.display_name}: answers, but is no server type we know "
                                             "(set `type:`)")
-            self.resolved = MODULES[kind].make(self.target)
+            self.resolved = module(kind).make(self.target)
         return await self.resolved.read(fetch)
 
 
 def make_adapter(target: TargetConfig) -> Adapter:
     if target.type == "auto":
         return AutoAdapter(target)
-    return MODULES[target.type].make(target)
+    return module(target.type).make(target)

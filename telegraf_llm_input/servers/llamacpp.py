@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import os
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule, version_tags
 from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading, version_tags
-from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "llamacpp"
 NAME = "llama.cpp"
@@ -148,9 +148,5 @@ def make(target: TargetConfig) -> LlamaCppAdapter:
     return LlamaCppAdapter()
 
 
-async def detect(answers) -> bool:
-    page = await answers.text("/metrics")
-    if page is not None and "llamacpp:" in page:
-        return True
-    props = await answers.json("/props")
-    return isinstance(props, dict) and ("default_generation_settings" in props or "total_slots" in props)
+DETECT = (Rule("/metrics", contains="llamacpp:"),
+          Rule("/props", any_keys=("default_generation_settings", "total_slots")))

@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule
 from telegraf_llm_input.servers.ollama import MODEL_MEASUREMENT
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
-from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "lmstudio"
 NAME = "LM Studio"
@@ -53,7 +53,4 @@ def make(target: TargetConfig) -> LMStudioAdapter:
     return LMStudioAdapter()
 
 
-async def detect(answers) -> bool:
-    data = await answers.json(MODELS_PATH)
-    return isinstance(data, dict) and isinstance(data.get("data"), list) and all(
-        isinstance(m, dict) and "state" in m for m in data["data"])
+DETECT = (Rule(MODELS_PATH, list_key="data", each_has="state"),)

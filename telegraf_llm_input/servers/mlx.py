@@ -5,8 +5,8 @@ It answers like any OpenAI-compatible server, so `type: auto` reports it as `ope
 
 from __future__ import annotations
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.servers.openai import OpenAIAdapter
-from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "mlx"
 NAME = "MLX"

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.metric import Metric, clean_fields
-from telegraf_llm_input.sources.server import Fetcher, Reading, version_tags
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.servers.base import Fetcher, Reading, Rule, version_tags
 
 TYPE = "ollama"
 NAME = "Ollama"
@@ -76,6 +76,4 @@ def make(target: TargetConfig) -> OllamaAdapter:
     return OllamaAdapter()
 
 
-async def detect(answers) -> bool:
-    version = await answers.json("/api/version")
-    return isinstance(version, dict) and "version" in version
+DETECT = (Rule("/api/version", keys=("version",)),)

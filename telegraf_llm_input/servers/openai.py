@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule
 
 TYPE = "openai"
 NAME = "OpenAI-compatible"
@@ -23,6 +23,5 @@ def make(target: TargetConfig) -> OpenAIAdapter:
     return OpenAIAdapter()
 
 
-async def detect(answers) -> bool:
-    data = await answers.json("/v1/models")
-    return isinstance(data, dict) and isinstance(data.get("data"), list)
+DETECT = (Rule("/v1/models", list_key="data"),)
+"""Last in the detection order: many servers also answer `/v1/models`."""

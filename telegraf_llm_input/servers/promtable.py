@@ -18,7 +18,7 @@ from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.promtext import Page, ParseTimeout, Sample, parse
-from telegraf_llm_input.sources.server import (
+from telegraf_llm_input.servers.base import (
     COUNT_QUANTILES,
     QUANTILES,
     STANDARD_RATES,

@@ -5,8 +5,9 @@ Token counters and `cached_tokens_total` count finished requests, so their inter
 finished request; the length histograms need `--collect-tokens-histogram`; the version is
 `/get_server_info` `version`."""
 
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
-from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "sglang"
 NAME = "SGLang"
@@ -57,9 +58,5 @@ def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 
-async def detect(answers) -> bool:
-    page = await answers.text("/metrics")
-    if page is not None and "sglang:" in page:
-        return True
-    info = await answers.json("/get_server_info")
-    return isinstance(info, dict) and "model_path" in info and ("tp_size" in info or "version" in info)
+DETECT = (Rule("/metrics", contains="sglang:"),
+          Rule("/get_server_info", keys=("model_path",), any_keys=("tp_size", "version")))

@@ -5,10 +5,10 @@ The version is `/info` `version`, from the same
 answer that names the model (no request of its own).
 """
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.servers.base import Rule, version_tags
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
-from telegraf_llm_input.sources.server import version_tags
-from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "tgi"
 NAME = "TGI"
@@ -56,9 +56,4 @@ def make(target: TargetConfig) -> TgiAdapter:
     return TgiAdapter(TABLE)
 
 
-async def detect(answers) -> bool:
-    page = await answers.text("/metrics")
-    if page is not None and "tgi_" in page:
-        return True
-    info = await answers.json("/info")
-    return isinstance(info, dict) and "model_id" in info and "max_concurrent_requests" in info
+DETECT = (Rule("/metrics", contains="tgi_"), Rule("/info", keys=("model_id", "max_concurrent_requests")))

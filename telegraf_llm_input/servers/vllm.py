@@ -7,8 +7,9 @@ there with `--speculative-config`, `lora_requests_info` only with `--enable-lora
 `/version` (no metric carries it).
 """
 
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import InfoLabels, PromAdapter, PromTable
-from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "vllm"
 NAME = "vLLM"
@@ -71,6 +72,4 @@ def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 
-async def detect(answers) -> bool:
-    page = await answers.text("/metrics")
-    return page is not None and "vllm:" in page
+DETECT = (Rule("/metrics", contains="vllm:"),)

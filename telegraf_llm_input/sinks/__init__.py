@@ -1,19 +1,27 @@
 """Sinks: where each gather's metrics go. Stdout (for Telegraf) unless outputs are configured.
 
 Database clients are imported only when their output is configured, so the Telegraf (stdout)
-path never loads influxdb-client.
+path never loads influxdb-client: `BUILDERS` names each output's module and builder, resolved with
+`importlib` when a config has that output (the same mechanism as the sources' registry).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from collections.abc import Callable
 
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, OutputConfig, PrometheusOutput
 from telegraf_llm_input.sinks.base import Sink
-from telegraf_llm_input.sinks.config import InfluxV1Output, InfluxV2Output, PrometheusOutput, StdoutOutput
 from telegraf_llm_input.sinks.stdout import StdoutSink
 
-if TYPE_CHECKING:  # config.py imports the output sections from sinks/: a type-only import, no cycle
-    from telegraf_llm_input.config import Config
+SinkBuilder = Callable[[OutputConfig, str, "str | None"], Sink]
+BUILDERS: dict[type, tuple[str, str]] = {
+    InfluxV2Output: ("influx_v2", "build_influx_v2"),
+    InfluxV1Output: ("influx", "build_influx_v1"),
+    PrometheusOutput: ("prometheus", "build_prometheus"),
+}
+"""Output config class -> (module under `telegraf_llm_input.sinks`, its builder `(cfg, name, state_dir) -> Sink`)."""
 
 
 def output_names(outputs) -> list[str]:
@@ -33,15 +41,11 @@ def build_sinks(config: Config) -> list[Sink]:
     state_dir = config.agent.state_dir
     sinks: list[Sink] = []
     for name, out in zip(output_names(outputs), outputs):
-        if isinstance(out, StdoutOutput):
+        entry = BUILDERS.get(type(out))
+        if entry is None:  # stdout
             sinks.append(StdoutSink())
-        elif isinstance(out, InfluxV2Output):
-            from telegraf_llm_input.sinks.influx import build_influx_v2
-            sinks.append(build_influx_v2(out, name, state_dir))
-        elif isinstance(out, InfluxV1Output):
-            from telegraf_llm_input.sinks.influx import build_influx_v1
-            sinks.append(build_influx_v1(out, name, state_dir))
-        elif isinstance(out, PrometheusOutput):
-            from telegraf_llm_input.sinks.prometheus import PrometheusSink
-            sinks.append(PrometheusSink(name, out.listen, out.path, out.expire))
+            continue
+        module, builder = entry
+        build: SinkBuilder = getattr(importlib.import_module(f"{__name__}.{module}"), builder)
+        sinks.append(build(out, name, state_dir))
     return sinks

@@ -1,4 +1,5 @@
-"""InfluxDB writers: 1.x over httpx, v2 API through influxdb-client; both send our own line protocol.
+"""InfluxDB writers: 1.x over httpx here, v2 API through influxdb-client (`influx_v2.py`); both send our own
+line protocol, with the buffer and error text of this module.
 
 v2 uses influxdb-client's synchronous write API with the pre-encoded text (in a thread): the wire
 format stays ours (the same bytes as stdout and v1, tested once in lineprotocol), the client
@@ -8,16 +9,16 @@ retry machinery is not used: ours persists to disk, theirs keeps batches in memo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
-from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
+
+from telegraf_llm_input.config.outputs import InfluxV1Output, _Batching
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.sinks.batching import BatchingSink, WriteError, parse_retry_after
 from telegraf_llm_input.sinks.buffer import DiskBuffer, MemoryBuffer
-from telegraf_llm_input.sinks.config import InfluxV1Output, InfluxV2Output, _Batching
 
 log = get_logger("output")
 
@@ -65,8 +66,6 @@ def _verify(cfg: _Batching) -> ssl.SSLContext | bool:
 
 
 def build_influx_v1(cfg: InfluxV1Output, name: str, state_dir: str | None) -> BatchingSink:
-    import httpx
-
     auth = httpx.BasicAuth(cfg.username or "", cfg.password or "") if (cfg.username or cfg.password) else None
     client = httpx.AsyncClient(timeout=cfg.timeout, auth=auth, verify=_verify(cfg) if cfg.url.startswith("https") else True)
     params = {"db": cfg.database, "precision": "ns"}
@@ -89,42 +88,3 @@ def build_influx_v1(cfg: InfluxV1Output, name: str, state_dir: str | None) -> Ba
 
     return BatchingSink(name, send, batch_size=cfg.batch_size, flush_interval=cfg.flush_interval,
                         buffer=make_buffer(cfg, name, state_dir), describe_error=describe, close=client.aclose)
-
-
-def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> BatchingSink:
-    from influxdb_client import InfluxDBClient
-    from influxdb_client.client.write_api import SYNCHRONOUS
-    from influxdb_client.rest import ApiException
-
-    # influxdb-client annotates `org: str = None` (None: the token's default org) and takes the precision
-    # as a plain string, whatever its annotations say.
-    org: str = cfg.org or None  # type: ignore[assignment]
-    client = InfluxDBClient(url=cfg.url, token=cfg.token or "", org=org, timeout=int(cfg.timeout * 1000),
-                            verify_ssl=not cfg.insecure_skip_verify, ssl_ca_cert=cfg.tls_ca,
-                            cert_file=cfg.tls_cert, cert_key_file=cfg.tls_key, enable_gzip=False)
-    write_api = client.write_api(write_options=SYNCHRONOUS)
-
-    def blocking_send(text: str) -> None:
-        try:
-            write_api.write(bucket=cfg.bucket, org=org, record=text.encode("utf-8"), write_precision="ns")  # type: ignore[arg-type]
-        except ApiException as exc:
-            headers: Mapping[str, str] = exc.headers or {}
-            retry_after = headers.get("Retry-After") or headers.get("retry-after")
-            raise WriteError(int(exc.status or 0), server_message(exc.body) or str(exc.reason or ""),
-                             parse_retry_after(retry_after)) from None
-
-    async def send(text: str) -> None:
-        await asyncio.to_thread(blocking_send, text)
-
-    def describe(exc: WriteError) -> str:
-        if exc.status in (401, 403):
-            return f"{exc}: check the token and its write permission on bucket {cfg.bucket!r}"
-        if exc.status == 404:
-            return f"{exc}: check org {cfg.org!r} and bucket {cfg.bucket!r} exist"
-        return str(exc)
-
-    async def close() -> None:
-        await asyncio.to_thread(client.close)
-
-    return BatchingSink(name, send, batch_size=cfg.batch_size, flush_interval=cfg.flush_interval,
-                        buffer=make_buffer(cfg, name, state_dir), describe_error=describe, close=close)

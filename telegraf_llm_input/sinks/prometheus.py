@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
+from telegraf_llm_input.config.outputs import PrometheusOutput, parse_listen
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.schema import lookup, prometheus_name, prometheus_unit
-from telegraf_llm_input.sinks.config import parse_listen
 
 log = get_logger("prometheus")
 
@@ -261,3 +261,8 @@ class PrometheusSink:
             pass
         finally:
             writer.close()
+
+
+def build_prometheus(cfg: PrometheusOutput, name: str, state_dir: str | None) -> PrometheusSink:
+    """The `prometheus` output (`state_dir` unused: the page is rebuilt from the next gathers)."""
+    return PrometheusSink(name, cfg.listen, cfg.path, cfg.expire)

@@ -1,45 +1,51 @@
-"""Sources: each module offers `build(config, env) -> list[Source]`. Add one module, one line.
+"""Sources: each module offers `build(config: Config, env: SourceEnv) -> list[Source]`. Add one module, one line.
 
-A source module is imported only when the config can use it (the agent sits beside the model: what a
-gather does not use costs neither start-up time nor memory; `python -X importtime` shows it).
+The registry (`BUILDERS`) names source modules instead of importing them: `SourceModule` imports its module
+(`importlib`) only when the config can use it (the agent sits beside the model: what a gather does not use
+costs neither start-up time nor memory; `python -X importtime` shows it). This is the package's one lazy
+mechanism; no source is imported inside a function anywhere else.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from telegraf_llm_input.sources import energy, server_type
-from telegraf_llm_input.sources.base import Processor, Source, SourceEnv
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.sources.base import Source, SourceEnv
 
-if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
-    from telegraf_llm_input.config import Config
-
-    Builder = Callable[[Config, SourceEnv], Sequence[Source]]
+Builder = Callable[[Config, SourceEnv], list[Source]]
 
 
-def lazy(module: str, wanted: Callable[[Config], bool] = lambda config: True) -> Builder:
-    """A builder that imports `telegraf_llm_input.sources.<module>` only when `wanted(config)`."""
+def _always(config: Config) -> bool:
+    return True
 
-    def build(config: Config, env: SourceEnv) -> Sequence[Source]:
-        if not wanted(config):
+
+@dataclass(frozen=True)
+class SourceModule:
+    """`telegraf_llm_input.sources.<module>`, imported and built only when `wanted(config)`."""
+
+    module: str
+    wanted: Callable[[Config], bool] = _always
+
+    def __call__(self, config: Config, env: SourceEnv) -> list[Source]:
+        if not self.wanted(config):
             return []
-        builder: Builder = importlib.import_module(f"{__name__}.{module}").build
-        return builder(config, env)
-
-    build.__qualname__ = f"{module}.build"
-    return build
+        build: Builder = importlib.import_module(f"{__name__}.{self.module}").build
+        return build(config, env)
 
 
 BUILDERS: list[Builder] = [
-    lazy("host", lambda config: config.host.enabled),
-    lazy("gpu", lambda config: config.gpu.enabled is not False),
-    lazy("process"),
-    lazy("servers"),
-    lazy("probe", lambda config: any(t.probe.enabled for t in config.targets or [])),
-    lazy("requestlog", lambda config: bool(config.logs)),
+    SourceModule("host", lambda config: config.host.enabled),
+    SourceModule("gpu", lambda config: config.gpu.enabled is not False),
+    SourceModule("process"),
+    SourceModule("target", lambda config: bool(config.targets)),
+    SourceModule("discovery", lambda config: config.targets is None and config.discovery.enabled),
+    SourceModule("probe", lambda config: any(t.probe.enabled for t in config.targets or [])),
+    SourceModule("requestlog", lambda config: bool(config.logs)),
 ]
+"""In this order (it is the order of each gather's points and `llm_agent` lines)."""
 
 
 def build_sources(config: Config, env: SourceEnv) -> list[Source]:
@@ -47,8 +53,3 @@ def build_sources(config: Config, env: SourceEnv) -> list[Source]:
     for builder in BUILDERS:
         sources.extend(builder(config, env))
     return sources
-
-
-def build_processors(config: Config, env: SourceEnv) -> list[Processor]:
-    """Cross-source steps that need several sources' metrics at once."""
-    return [*energy.build(config), *server_type.build(config)]

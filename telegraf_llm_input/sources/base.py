@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.nvml import NvmlSession
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,19 @@ class Source(Protocol):
 
 
 @runtime_checkable
+class Finds(Protocol):
+    """A source that finds more sources while the agent runs (discovery finds model servers).
+
+    Before each gather the agent awaits `find(ctx)` and adds the sources it returns: each is then a source
+    of its own (its own `source` tag on `llm_agent`, deadline, stand-in points and log-once state).
+    """
+
+    async def find(self, ctx: GatherContext) -> Sequence[Source]:
+        """Sources found since the last call (none: an empty list). Raise to report a failure."""
+        ...
+
+
+@runtime_checkable
 class ReportsDown(Protocol):
     """A source whose targets can be down without the source failing (it reports `up=0` instead)."""
 
@@ -53,18 +69,22 @@ class SourceEnv:
 
     state_dir: Path | None = None
     """Where a source may keep state across restarts (log positions); None = keep nothing."""
-    shared: dict = field(default_factory=dict)
-    """Objects several sources share (an HTTP client pool, an NVML handle), keyed by name."""
-    discovered_targets: list = field(default_factory=list)
-    """TargetConfigs of the servers discovery found so far (no `targets:` in the config); grows as it finds
-    more. Sources that follow a server (its process) read it each gather."""
+    http: HttpPool | None = None
+    """The agent-wide HTTP pool; `http_pool()` creates it on first use."""
+    nvml: NvmlSession | None = None
+    """The process-wide NVML session; `nvml_session()` creates it on first use (NVML starts later, when read)."""
+    discovered_targets: list[TargetConfig] = field(default_factory=list)
+    """The servers discovery found so far (no `targets:` in the config); grows as it finds more. Sources that
+    follow a server (its process) read it each gather."""
 
+    def http_pool(self) -> HttpPool:
+        if self.http is None:
+            self.http = HttpPool()
+        return self.http
 
-class Processor(Protocol):
-    """Sees each gather's metrics after the sources and before the sinks; may add or change some.
-
-    For values that need two sources at once (energy per token needs GPU energy and server tokens).
-    """
-
-    def process(self, metrics: list[Metric]) -> list[Metric]:
-        ...
+    def nvml_session(self, required: bool = False) -> NvmlSession:
+        """The one NVML session; `required` (the user asked for GPUs) makes its "unavailable" line a warning and
+        is taken from the first caller (the GPU source's builder runs first)."""
+        if self.nvml is None:
+            self.nvml = NvmlSession(required=required)
+        return self.nvml

@@ -11,18 +11,18 @@ machine: NVML missing means one info line and a source that returns nothing.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.gpu import GpuConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.nvml import NvmlSession, as_text, optional
 from telegraf_llm_input.sources import gpu_backends
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.gpu_config import GpuConfig
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: 
 log = get_logger("gpu")
 
 MIB = 1024 * 1024
-SHARED_KEY = "nvml"
 MAX_EVENTS_PER_GATHER = 256
 """Bound on XID events drained per gather, so an event storm cannot stall the thread."""
 
@@ -46,107 +45,6 @@ THROTTLE_BITS: dict[str, int] = {
 
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 PSTATE_UNKNOWN = 32
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-class NvmlSession:
-    """NVML initialised once per process and shared by the GPU and process sources (`env.shared`).
-
-    `available` is False when the library or driver is missing; that is said once, at info level
-    (warning when the user asked for GPUs with `enabled: true`).
-    """
-
-    def __init__(self, required: bool = False):
-        self._lock = threading.Lock()
-        self._required = required
-        self._started = False
-        self.nvml: Any = None
-        self.driver_version: str | None = None
-        self.cuda_version: str | None = None
-
-    @property
-    def available(self) -> bool:
-        return self.start()
-
-    def start(self) -> bool:
-        with self._lock:
-            if self._started:
-                return self.nvml is not None
-            self._started = True
-            try:
-                nvml = importlib.import_module("pynvml")
-            except ImportError as exc:
-                self._say_missing(f"nvidia-ml-py not importable ({exc})")
-                return False
-            try:
-                nvml.nvmlInit()
-            except nvml.NVMLError as exc:
-                self._say_missing(str(exc))
-                return False
-            except OSError as exc:
-                self._say_missing(str(exc))
-                return False
-            self.nvml = nvml
-            self.driver_version = _optional(lambda: _text(nvml.nvmlSystemGetDriverVersion()), nvml)
-            cuda = _optional(nvml.nvmlSystemGetCudaDriverVersion, nvml)
-            if isinstance(cuda, int) and cuda > 0:
-                self.cuda_version = f"{cuda // 1000}.{cuda % 1000 // 10}"
-            return True
-
-    def _say_missing(self, why: str) -> None:
-        level = logging.WARNING if self._required else logging.INFO
-        log.log(level, f"no NVIDIA GPU monitoring: NVML unavailable ({why}); GPU metrics disabled")
-
-    def process_gpu_memory(self) -> dict[int, dict[int, float]]:
-        """pid -> {GPU index: MiB it holds}, from NVML's compute process lists (blocking)."""
-        if not self.available:
-            return {}
-        nvml = self.nvml
-        out: dict[int, dict[int, float]] = {}
-        try:
-            count = nvml.nvmlDeviceGetCount()
-        except nvml.NVMLError:
-            return {}
-        for index in range(count):
-            try:
-                procs = nvml.nvmlDeviceGetComputeRunningProcesses(nvml.nvmlDeviceGetHandleByIndex(index))
-            except nvml.NVMLError:
-                continue
-            for p in procs:
-                used = getattr(p, "usedGpuMemory", None)
-                # NVML reports "not available" (e.g. under MIG or without permission) as None or a huge value.
-                if used is None or used >= 2**63:
-                    used = 0
-                per_gpu = out.setdefault(p.pid, {})
-                per_gpu[index] = per_gpu.get(index, 0.0) + used / MIB
-        return out
-
-    def shutdown(self) -> None:
-        with self._lock:
-            if self.nvml is not None:
-                try:
-                    self.nvml.nvmlShutdown()
-                except self.nvml.NVMLError:
-                    pass
-            self.nvml = None
-
-
-def nvml_session(env: SourceEnv, required: bool = False) -> NvmlSession:
-    """The process-wide NVML session kept in `env.shared` (created on first use, not initialised)."""
-    session = env.shared.get(SHARED_KEY)
-    if session is None:
-        session = env.shared[SHARED_KEY] = NvmlSession(required=required)
-    return session
-
-
-def _optional(call: Callable[[], Any], nvml: Any) -> Any:
-    try:
-        return call()
-    except nvml.NVMLError:
-        return None
 
 
 class GpuLost(Exception):
@@ -338,9 +236,9 @@ class GpuSource:
                 continue
             for key, call in (("uuid", nvml.nvmlDeviceGetUUID), ("name", nvml.nvmlDeviceGetName),
                               ("pci_bus_id", lambda hd: nvml.nvmlDeviceGetPciInfo(hd).busId)):
-                value = _optional(lambda: call(handle), nvml)  # noqa: B023 (called here, inside the loop)
+                value = optional(lambda: call(handle), nvml)  # noqa: B023 (called here, inside the loop)
                 if value:
-                    tags[key] = _text(value)
+                    tags[key] = as_text(value)
             devices.append(GpuDevice(index, handle, tags))
         if wanted is not None and (missing := wanted - {d.index for d in devices}):
             log.warning(f"gpu.indices: no GPU with index {sorted(missing)} (this machine has {count})")
@@ -426,12 +324,12 @@ class GpuSource:
         self._session.shutdown()
 
 
-def build(config: Config, env: SourceEnv) -> list[GpuSource | gpu_backends.SysfsGpuSource | gpu_backends.AppleGpuSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     gpu: GpuConfig = config.gpu
     if gpu.enabled is False:
         return []
     sources: list = []
     if gpu.wants("nvidia"):
-        sources.append(GpuSource(gpu, nvml_session(env, required=gpu.enabled is True)))
+        sources.append(GpuSource(gpu, env.nvml_session(required=gpu.enabled is True)))
     sources.extend(gpu_backends.build(gpu))
     return sources

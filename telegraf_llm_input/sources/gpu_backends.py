@@ -16,11 +16,11 @@ from types import ModuleType
 
 import psutil
 
+from telegraf_llm_input.config.gpu import GpuConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sources import gpu_amd, gpu_apple, gpu_intel
 from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.gpu_config import GpuConfig
 from telegraf_llm_input.sources.gpu_sysfs import DrmCard, EnergyRate, find_cards
 
 log = get_logger("gpu")

@@ -10,29 +10,22 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psutil
 
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.host import HostConfig
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import rate
 from telegraf_llm_input.sources import macos_memory
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
 
 PSI_MEMORY = Path("/proc/pressure/memory")
-
-
-@dataclass
-class HostConfig:
-    enabled: bool = True
-    """The `llm_host` source (CPU, memory, swap, model disk)."""
-    model_dir: str | None = None
-    """Directory holding model files; its filesystem's free and total space are reported."""
 
 
 def parse_psi_some_avg10(text: str) -> float | None:
@@ -127,5 +120,5 @@ class HostSource:
         return None
 
 
-def build(config: Config, env: SourceEnv) -> list[HostSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     return [HostSource(config.host)] if config.host.enabled else []

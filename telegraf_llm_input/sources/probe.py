@@ -19,12 +19,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.probe.measure import ProbeResult
 from telegraf_llm_input.probe.runner import SERVER_TYPE_BY_API, ProbeRunner
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
@@ -125,5 +126,5 @@ class ProbeSource:
         await asyncio.to_thread(thread.join, 2.0)
 
 
-def build(config: Config, env: SourceEnv) -> list[ProbeSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     return [ProbeSource(t) for t in (config.targets or []) if t.probe.enabled]

@@ -27,13 +27,14 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
+from telegraf_llm_input.nvml import NvmlSession
 from telegraf_llm_input.sources import drm_fdinfo, macos_ports
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.gpu import NvmlSession, nvml_session
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
-from telegraf_llm_input.targets import TargetConfig
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
@@ -462,14 +463,14 @@ class DiscoveredProcesses:
             await source.close()
 
 
-def build(config: Config, env: SourceEnv) -> list[ProcessSource | DiscoveredProcesses]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     """One source per configured target whose process we can see: local URLs, or an explicit pid_file/pattern.
     Without `targets:`, one source that follows what discovery finds."""
-    nvml = nvml_session(env) if config.gpu.enabled is not False and config.gpu.wants("nvidia") else None
+    nvml = env.nvml_session() if config.gpu.enabled is not False and config.gpu.wants("nvidia") else None
     drm = drm_fdinfo.wanted(config.gpu, sys.platform)
     if config.targets is None:
         return [DiscoveredProcesses(env.discovered_targets, nvml, drm)] if config.discovery.enabled else []
-    sources: list[ProcessSource | DiscoveredProcesses] = []
+    sources: list[Source] = []
     for target in config.targets or []:
         cfg = target.process
         if not cfg.enabled:

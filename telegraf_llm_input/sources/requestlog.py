@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.requestlog import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.quantiles import Accumulator
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.requestlog_config import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.tailer import Tailer
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
@@ -419,7 +420,7 @@ class RequestLogSource:
             await asyncio.to_thread(self._close)
 
 
-def build(config: Config, env: SourceEnv) -> list[RequestLogSource]:
+def build(config: Config, env: SourceEnv) -> list[Source]:
     logs: list[LogConfig] = list(getattr(config, "logs", None) or [])
     if not logs:
         return []

@@ -20,9 +20,10 @@ from typing import TextIO
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.log import logger as agent_logger
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import ReportsDown, Source, SourceEnv
-from telegraf_llm_input.sources.server import ServerSource
+from telegraf_llm_input.sources.target import ServerSource
 from telegraf_llm_input.top.terminal import HeldLogs, PlainScreen, TtyScreen, open_screen
 from telegraf_llm_input.top.view import TopModel
 
@@ -44,7 +45,7 @@ def server_sources(sources: Sequence[Source]) -> list[ServerSource]:
 def build_agent(config: Config) -> Agent:
     env = SourceEnv()
     return Agent(build_sources(config, env), [], deadline_s=config.agent.deadline,
-                 global_tags=config.global_tags(), processors=build_processors(config, env))
+                 global_tags=config.global_tags(), processors=build_processors(config))
 
 
 async def top(config: Config, *, count: int | None = None, stream: TextIO | None = None,

@@ -7,15 +7,15 @@ import dataclasses
 import pytest
 
 from telegraf_llm_input.config import AgentConfig, Config
-from telegraf_llm_input.configtypes import parse_bytes, parse_duration
+from telegraf_llm_input.config.gpu import GpuConfig
+from telegraf_llm_input.config.host import HostConfig
+from telegraf_llm_input.config.loader import parse_bytes, parse_duration
+from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, PrometheusOutput
+from telegraf_llm_input.config.probe import ProbeConfig
+from telegraf_llm_input.config.requestlog import LogConfig
+from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.docs import configref
 from telegraf_llm_input.docs.generate import REGIONS
-from telegraf_llm_input.probe.config import ProbeConfig
-from telegraf_llm_input.sinks.config import InfluxV1Output, InfluxV2Output, PrometheusOutput
-from telegraf_llm_input.sources.gpu_config import GpuConfig
-from telegraf_llm_input.sources.host import HostConfig
-from telegraf_llm_input.sources.requestlog_config import LogConfig
-from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
 SECTIONS = (AgentConfig, HostConfig, TargetConfig, ProbeConfig, DiscoveryConfig, GpuConfig, LogConfig,
             InfluxV2Output, InfluxV1Output, PrometheusOutput)

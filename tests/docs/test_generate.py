@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from telegraf_llm_input.config import AgentConfig, parse_config, sample_config
+from telegraf_llm_input.config.gpu import GpuConfig
+from telegraf_llm_input.config.host import HostConfig
+from telegraf_llm_input.config.targets import DiscoveryConfig
 from telegraf_llm_input.docs import generate
-from telegraf_llm_input.sources.gpu_config import GpuConfig
-from telegraf_llm_input.sources.host import HostConfig
-from telegraf_llm_input.targets import DiscoveryConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

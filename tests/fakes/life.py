@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sinks.stdout import StdoutSink
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from tests.fakes.llm import (
     VLLM_HIST,
@@ -152,7 +153,7 @@ def live(kind: Kind, process: bool = False, **sections) -> list[str]:
     config = parse_config({"targets": [target], "host": {"enabled": False}, "gpu": {"enabled": False}, **sections})
     env = SourceEnv()
     agent = Agent(build_sources(config, env), [StdoutSink(out)], deadline_s=3.0,
-                  processors=build_processors(config, env))
+                  processors=build_processors(config))
     phases = LIFE if kind.type != "auto" else (("down before detection", None), *LIFE)
 
     async def run():

@@ -17,10 +17,11 @@ from line_protocol_parser import parse_line
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sinks.stdout import StdoutSink
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 
 pytestmark = pytest.mark.realserver
@@ -42,7 +43,7 @@ def test_a_real_llama_servers_life_keeps_every_type_and_every_point(make_llama_s
     out = io.BytesIO()
     [influx] = build_sinks(config)
     agent = Agent(build_sources(config, env), [StdoutSink(out), influx], deadline_s=5.0,
-                  processors=build_processors(config, env))
+                  processors=build_processors(config))
     gathers = 0
 
     async def gather(phase: str):

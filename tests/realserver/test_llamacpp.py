@@ -23,7 +23,8 @@ from line_protocol_parser import parse_line
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 
 pytestmark = pytest.mark.realserver
@@ -36,7 +37,7 @@ def make_agent(targets: list[dict], deadline_s: float = 5.0) -> Agent:
     """An agent with only the given targets (no host or GPU sources), writing nowhere: gather_once returns."""
     config = parse_config({"targets": targets, "host": {"enabled": False}, "gpu": {"enabled": False}})
     env = SourceEnv()
-    return Agent(build_sources(config, env), [], deadline_s=deadline_s, processors=build_processors(config, env))
+    return Agent(build_sources(config, env), [], deadline_s=deadline_s, processors=build_processors(config))
 
 
 def target(server, **extra) -> dict:

@@ -4,7 +4,7 @@ from telegraf_llm_input.promtext import parse
 from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.servers import llamacpp, sglang, tgi, vllm
 from telegraf_llm_input.servers.promtable import read_page
-from telegraf_llm_input.sources.server import Baseline, derive
+from telegraf_llm_input.sources.target import Baseline, derive
 
 
 def test_all_fields_from_fixture_pages_are_documented():

@@ -2,11 +2,11 @@ import asyncio
 
 import pytest
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.server import ServerSource
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.sources.target import ServerSource
 from tests.fakes.llm import LOADING, fake_llamacpp, llamacpp_metrics, llamacpp_props
 from tests.fakes.server import Reply
 

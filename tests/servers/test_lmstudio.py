@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.probe.measure import StreamMeasure
 from telegraf_llm_input.schema import lookup
-from telegraf_llm_input.targets import TargetConfig
 from tests.fakes.server import FakeServer, Reply
 from tests.servers.test_servers import only, scrape
 
@@ -84,7 +84,7 @@ def test_lmstudio_stats_are_the_probes_server_side_fields():
 
 
 def test_lmstudio_probe_posts_an_openai_chat_body_to_the_rest_api():
-    from telegraf_llm_input.probe.config import ProbeConfig
+    from telegraf_llm_input.config.probe import ProbeConfig
     from telegraf_llm_input.probe.runner import PATHS, request_body
     body = request_body(ProbeConfig(enabled=True, api="lmstudio"), "meta-llama-3.1-8b-instruct")
     assert PATHS["lmstudio"] == "/api/v0/chat/completions"

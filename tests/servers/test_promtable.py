@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
 from tests.fakes.server import FakeServer, Reply
 from tests.servers.test_servers import scrape
 from tests.sources.test_gpu import records  # noqa: F401  (fixture)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.promtext import parse
 from telegraf_llm_input.servers import make_adapter, promtable, sglang
 from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.server import Baseline, ServerSource, derive
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.sources.target import Baseline, ServerSource, derive
 from tests.fakes.llm import LOADING, Snap, fake_llamacpp, fake_ollama, fake_vllm, llamacpp_metrics, vllm_page
 from tests.fakes.llm_more import fake_sglang, fake_tgi, sglang_page, tgi_page
 from tests.fakes.server import Reply

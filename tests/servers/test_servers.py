@@ -5,11 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from telegraf_llm_input.config.targets import JsonFieldConfig, TargetConfig
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.server import ServerSource
-from telegraf_llm_input.targets import JsonFieldConfig, TargetConfig
+from telegraf_llm_input.sources.target import ServerSource
 from tests.fakes.llm import fake_ollama, fake_openai
 from tests.fakes.llm_more import fake_sglang, fake_tgi, sglang_page, tgi_page
 from tests.fakes.server import FakeServer, Reply
@@ -156,7 +156,7 @@ def test_fixture_pages_have_the_documented_fields():
 def test_auto_detection_without_metrics_pages():
     """Servers started without their metrics flag are still identified by their info endpoints."""
     from telegraf_llm_input.servers import detect
-    from telegraf_llm_input.sources.server import Fetcher
+    from telegraf_llm_input.servers.base import Fetcher
     from tests.fakes.llm import llamacpp_props
     from tests.fakes.llm_more import TGI_INFO
     cases = {

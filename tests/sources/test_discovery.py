@@ -3,9 +3,10 @@
 import asyncio
 import logging
 
+from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.sources import build_sources
-from telegraf_llm_input.sources.base import GatherContext, SourceEnv
+from telegraf_llm_input.sources.base import SourceEnv
 from tests.fakes.llm import Snap, fake_llamacpp, fake_ollama, fake_openai, fake_vllm, llamacpp_metrics, vllm_page
 from tests.fakes.llm_more import fake_tgi, tgi_page
 from tests.fakes.server import FakeServer, Reply
@@ -28,12 +29,11 @@ def test_discovery_finds_each_fake_with_its_type(caplog):
         config = parse_config({"discovery": {"ports": ports, "timeout": "1s"}, "host": {"enabled": False}, "gpu": {"enabled": False}})
 
         async def run():
-            sources = build_sources(config, SourceEnv())
-            [discovery] = [s for s in sources if s.name == "discovery"]
-            out = list(await discovery.gather(GatherContext(0, 5.0)))
-            for s in sources:
-                await s.close()
-            return out
+            agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=5.0)
+            try:
+                return await agent.gather_once(0)
+            finally:
+                await agent.close()
         metrics = asyncio.run(run())
     finally:
         for f in [*fakes.values(), stranger]:
@@ -41,6 +41,9 @@ def test_discovery_finds_each_fake_with_its_type(caplog):
     found = {m.tags["target"]: m.tags["server_type"] for m in metrics if m.measurement == "llm_server"}
     assert found == {f.url: kind for kind, f in fakes.items()}
     assert all(m.fields["up"] == 1 for m in metrics if m.measurement == "llm_server")
+    # each discovered server is a source of its own: its own llm_agent line, beside discovery's
+    sources = {m.tags["source"] for m in metrics if m.measurement == "llm_agent" and "source" in m.tags}
+    assert sources == {"discovery", "process:discovered", *(f"server:{f.url}" for f in fakes.values())}
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("discovery")]
     assert len(lines) == 1 and f"vllm at {fakes['vllm'].url}" in lines[0] and "ollama at" in lines[0]
 
@@ -58,22 +61,45 @@ def test_a_server_started_later_is_found_on_rescan(caplog):
                            "host": {"enabled": False}, "gpu": {"enabled": False}})
 
     async def run():
-        [source] = [s for s in build_sources(config, SourceEnv()) if s.name == "discovery"]
-        before = list(await source.gather(GatherContext(0, 5.0)))
+        agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=5.0)
+        before = await agent.gather_once(0)
         later = FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": []})},
                            port=port).start()
         await asyncio.sleep(0.15)  # past `rescan`
         try:
-            after = list(await source.gather(GatherContext(10, 5.0)))
+            after = await agent.gather_once(10)
         finally:
             later.stop()
-            await source.close()
+            await agent.close()
         return before, after
     before, after = asyncio.run(run())
-    assert before == []
+    assert [m for m in before if m.measurement == "llm_server"] == []
     assert [(m.tags["server_type"], m.fields["up"]) for m in after if m.measurement == "llm_server"] == [("ollama", 1)]
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("discovery")]
     assert "no model server" in lines[0] and "ollama at" in lines[1]
+
+
+def test_a_discovered_server_that_goes_away_reports_up_0_under_its_own_source():
+    # no kept-alive connection outlives the stop
+    fake = FakeServer({"/metrics": Reply(vllm_page({"m": Snap(prompt=5)}), headers={"Connection": "close"})}).start()
+    config = parse_config({"discovery": {"ports": [fake.port], "timeout": "1s"}, "host": {"enabled": False},
+                           "gpu": {"enabled": False}})
+
+    async def run():
+        agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=3.0)
+        try:
+            first = await agent.gather_once(0)
+            fake.stop()
+            return first, await agent.gather_once(10), agent.problems()
+        finally:
+            await agent.close()
+    first, down, problems = asyncio.run(run())
+    [up] = [m for m in first if m.measurement == "llm_server"]
+    [gone] = [m for m in down if m.measurement == "llm_server"]
+    assert (up.fields["up"], gone.fields["up"], gone.tags["server_type"]) == (1, 0, "vllm")
+    [own] = [m for m in down if m.measurement == "llm_agent" and m.tags.get("source") == f"server:{fake.url}"]
+    assert own.fields["metrics"] == 1 and own.fields["ok"] == 1  # down is a point, not a source failure
+    assert "discovery" not in problems
 
 
 def test_a_discovered_server_gets_its_process_followed():

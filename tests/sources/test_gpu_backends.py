@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.configtypes import ConfigError
+from telegraf_llm_input.config.loader import ConfigError
 from telegraf_llm_input.lineprotocol import encode_batch
 from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.sources import build_sources

@@ -8,9 +8,10 @@ import math
 import psutil
 import pytest
 
+from telegraf_llm_input.config.host import HostConfig
 from telegraf_llm_input.schema.host import HOST
 from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.host import HostConfig, HostSource, parse_psi_some_avg10, read_psi_some_avg10
+from telegraf_llm_input.sources.host import HostSource, parse_psi_some_avg10, read_psi_some_avg10
 
 PSI = """some avg10=1.53 avg60=0.87 avg300=0.21 total=12345678
 full avg10=0.40 avg60=0.10 avg300=0.02 total=2345678

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.configtypes import ConfigError
+from telegraf_llm_input.config.loader import ConfigError
 from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv

@@ -19,7 +19,7 @@ import pytest
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.configtypes import ConfigError
+from telegraf_llm_input.config.loader import ConfigError
 from telegraf_llm_input.lineprotocol import encode_batch
 from telegraf_llm_input.schema import lookup
 from telegraf_llm_input.sources import build_sources

@@ -14,13 +14,13 @@ import yaml
 
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool, get
 from telegraf_llm_input.promtext import parse
 from telegraf_llm_input.sinks.prometheus import PrometheusSink
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.server import ServerSource
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.sources.target import ServerSource
 from tests.fakes.llm import Snap, fake_ollama, fake_openai, fake_vllm, vllm_page
 from tests.fakes.server import FakeServer, Reply
 from tests.sources.test_server_faults import GOOD, Collect, S, servers

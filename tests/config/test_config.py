@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from telegraf_llm_input.config import expand_env, load_config, parse_config, sample_config
-from telegraf_llm_input.configtypes import (
+from telegraf_llm_input.config.loader import (
     ByteSize,
     ConfigError,
     Duration,

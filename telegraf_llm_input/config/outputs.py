@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from telegraf_llm_input.configtypes import ConfigError, Duration, Secret, check_http_url
+from telegraf_llm_input.config.loader import ConfigError, Duration, Secret, check_http_url
 
 
 @dataclass

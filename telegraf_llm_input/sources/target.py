@@ -11,128 +11,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 from telegraf_llm_input import histogram as hist
-from telegraf_llm_input.http import FetchError, HttpPool, Response, get
+from telegraf_llm_input.config import Config
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import FieldValue, Metric, clean_fields
 from telegraf_llm_input.rates import increase, ratio
-from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.targets import TargetConfig
-
-MEASUREMENT = "llm_server"
-QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
-COUNT_QUANTILES = ((0.5, "p50"), (0.95, "p95"))
-"""Of per-request counts (tokens per request): the median and the long tail, in the histogram's own unit."""
-STANDARD_RATES = ("prompt_tokens_total", "generation_tokens_total", "requests_total")
-
-OFF_LOOP_BYTES = 256 * 1024
-"""Bodies at least this big are decoded in a worker thread (small ones: the thread hop costs more)."""
+from telegraf_llm_input.servers import make_adapter
+from telegraf_llm_input.servers.base import (
+    COUNT_QUANTILES,
+    MEASUREMENT,
+    QUANTILES,
+    Adapter,
+    Fetcher,
+    ModelReading,
+    Reading,
+    rate_name,
+)
+from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 log = get_logger("server")
-
-
-class Fetcher:
-    """A target's HTTP access as adapters see it (paths, not URLs)."""
-
-    def __init__(self, pool: HttpPool, target: TargetConfig, deadline: float | None = None):
-        self.pool = pool
-        self.target = target
-        self.deadline = deadline
-        """`time.monotonic()` by which every request of this gather must be done."""
-
-    async def get(self, path: str, *, auth: bool = True, retries: int | None = None,
-                  accept: tuple[int, ...] = ()) -> Response:
-        return await get(self.pool, self.target, path, auth=auth, retries=retries, accept=accept,
-                         deadline=self.deadline)
-
-    async def text(self, path: str, **kw) -> str:
-        resp = await self.get(path, **kw)
-        return await self._decode(resp.text, resp.body)
-
-    async def json(self, path: str, **kw):
-        resp = await self.get(path, **kw)
-        return await self._decode(resp.json, resp.body)
-
-    async def off_loop(self, func, *args):
-        """`func(*args)` in a worker thread: parsing a huge page must not stall every other source.
-
-        The gather's deadline still holds: the source stops waiting at its budget (`ServerSource`),
-        and work that can check `self.deadline` (the Prometheus parser) stops by itself.
-        """
-        return await asyncio.to_thread(func, *args)
-
-    async def _decode(self, func, body: bytes | bytearray):
-        return func() if len(body) < OFF_LOOP_BYTES else await self.off_loop(func)
-
-
-@dataclass
-class ModelReading:
-    """What one scrape says about one model (or the whole server when it has no model label)."""
-
-    model: str | None
-    gauges: dict[str, float] = field(default_factory=dict)
-    counters: dict[str, float] = field(default_factory=dict)
-    """Counter -> its total now (summed over its series)."""
-    histograms: dict[str, hist.Histogram] = field(default_factory=dict)
-    """Field prefix (`ttft`) -> cumulative histogram (summed over its series)."""
-    counter_series: dict[str, dict[hist.LabelKey, float]] = field(default_factory=dict)
-    """Counter -> the series (label sets) summed into it (vLLM engines, SGLang ranks): the interval's
-    increase is taken per series, then summed. Absent: the total is the one series."""
-    histogram_series: dict[str, dict[hist.LabelKey, hist.Histogram]] = field(default_factory=dict)
-    """Same for histograms."""
-    speeds: dict[str, tuple] = field(default_factory=dict)
-    """Field -> (counter, counter[, plus]): Δfirst / Δsecond (+ plus) over the interval (llama.cpp tokens per
-    busy second, prefix-cache hits per queried token, tokens per finished request); absent when Δsecond is 0."""
-    count_histograms: frozenset[str] = frozenset()
-    """Histogram prefixes counting things per request (tokens): `<prefix>_p50`, `_p95`, `_mean`, unscaled."""
-    rated: tuple[str, ...] | None = STANDARD_RATES
-    """Counters that get a `_per_s` rate; None: all of them."""
-    hist_scale: float = 1000.0
-    hist_suffix: str = "_ms"
-    measurement: str = MEASUREMENT
-    tags: dict[str, str] = field(default_factory=dict)
-    """Extra tags (a `prometheus` target's series labels)."""
-
-    def series(self, counter: str) -> dict[hist.LabelKey, float]:
-        return self.counter_series.get(counter) or {(): self.counters[counter]}
-
-    def hist_series(self, prefix: str) -> dict[hist.LabelKey, hist.Histogram]:
-        return self.histogram_series.get(prefix) or {(): self.histograms[prefix]}
-
-
-@dataclass
-class Reading:
-    models: list[ModelReading] = field(default_factory=list)
-    health: dict[str, int] = field(default_factory=dict)
-    """Overrides of `up=1` (e.g. busy=1, loading=1, up=0)."""
-    extra: list[Metric] = field(default_factory=list)
-    """Other measurements (tags `target`, `server_type` are added)."""
-    server_type: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    """Tags of the server itself (`server_version`) for its llm_server points; the last ones are kept while
-    an answer has none and on the points saying it is down."""
-
-
-class Adapter(Protocol):
-    server_type: str
-
-    async def read(self, fetch: Fetcher) -> Reading:
-        """Read the server; raise FetchError when it cannot be read at all (-> up=0)."""
-        ...
-
-
-def version_tags(version) -> dict[str, str]:
-    """`{"server_version": ...}` from what a server says its version is; {} when it says nothing usable."""
-    if isinstance(version, str) and 0 < len(version.strip()) <= 64 and version.isprintable():
-        return {"server_version": version.strip()}
-    return {}
-
-
-def rate_name(counter: str) -> str:
-    return counter.removesuffix("_total") + "_per_s"
 
 
 @dataclass
@@ -370,3 +271,14 @@ class ServerSource:
 
     async def close(self) -> None:
         await self._pool.release()
+
+
+def server_source(target: TargetConfig, pool: HttpPool) -> ServerSource:
+    """The source of one target, with the adapter its `type:` names."""
+    return ServerSource(target, make_adapter(target), pool)
+
+
+def build(config: Config, env: SourceEnv) -> list[Source]:
+    """One source per configured target (`targets:` given; absent: discovery, `sources/discovery.py`)."""
+    pool = env.http_pool()
+    return [server_source(t, pool) for t in config.targets or []]

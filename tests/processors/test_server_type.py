@@ -2,14 +2,13 @@
 
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.sources import build_processors
-from telegraf_llm_input.sources.base import SourceEnv
+from telegraf_llm_input.processors import build_processors
 
 
 def test_auto_targets_get_the_detected_server_type():
     config = parse_config({"targets": [{"url": "http://127.0.0.1:8000", "name": "a"},
                                        {"url": "http://127.0.0.1:8001", "name": "b", "type": "sglang"}]})
-    processors = build_processors(config, SourceEnv())
+    processors = build_processors(config)
 
     def run(batch):
         for p in processors:
@@ -31,4 +30,4 @@ def test_auto_targets_get_the_detected_server_type():
 
 def test_no_auto_target_no_processor():
     config = parse_config({"targets": [{"url": "http://127.0.0.1:8001", "type": "sglang"}]})
-    assert not any(type(p).__name__ == "DetectedServerType" for p in build_processors(config, SourceEnv()))
+    assert not any(type(p).__name__ == "DetectedServerType" for p in build_processors(config))

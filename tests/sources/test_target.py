@@ -6,14 +6,14 @@ import logging
 import pytest
 
 from telegraf_llm_input import histogram
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.promtext import parse
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.servers.promtable import read_page
 from telegraf_llm_input.servers.vllm import TABLE
 from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.server import ServerSource
-from telegraf_llm_input.targets import TargetConfig
+from telegraf_llm_input.sources.target import ServerSource
 from tests.fakes.llm import Snap, fake_vllm, vllm_page
 
 S = 1_000_000_000

@@ -4,9 +4,9 @@ Counters also give `<name>_per_s` (`_total` dropped) over the interval."""
 
 from __future__ import annotations
 
+from telegraf_llm_input.config.targets import JsonFieldConfig, TargetConfig
 from telegraf_llm_input.http import FetchError
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
-from telegraf_llm_input.targets import JsonFieldConfig, TargetConfig
+from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading
 
 TYPE = "json"
 NAME = "json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from telegraf_llm_input.configtypes import Duration
+from telegraf_llm_input.config.loader import Duration
 
 MAX_TOKENS_CAP = 1024
 

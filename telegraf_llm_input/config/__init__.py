@@ -1,4 +1,9 @@
-"""The agent's YAML config: top-level sections, `${ENV}` expansion, loading and checking."""
+"""The agent's YAML config: top-level sections, `${ENV}` expansion, loading and checking.
+
+One package for all of it, below everything that uses it: each section is a dataclass in its own module
+(`targets`, `gpu`, `host`, `requestlog`, `outputs`, `probe`), filled and checked by `loader`; none of
+them imports a source or a sink, so a config can be read, checked and documented without them.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,13 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from telegraf_llm_input.configtypes import ConfigError, Duration, load_section
+from telegraf_llm_input.config.gpu import GpuConfig
+from telegraf_llm_input.config.host import HostConfig
+from telegraf_llm_input.config.loader import ConfigError, Duration, load_section
+from telegraf_llm_input.config.outputs import OutputConfig
+from telegraf_llm_input.config.requestlog import LogConfig
+from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.lazy import lazy_import
-from telegraf_llm_input.sinks.config import OutputConfig
-from telegraf_llm_input.sources.gpu_config import GpuConfig
-from telegraf_llm_input.sources.host import HostConfig
-from telegraf_llm_input.sources.requestlog_config import LogConfig
-from telegraf_llm_input.targets import DiscoveryConfig, TargetConfig
 
 if TYPE_CHECKING:
     import yaml

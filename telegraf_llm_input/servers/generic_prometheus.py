@@ -8,10 +8,10 @@ import re
 from fnmatch import fnmatchcase
 
 from telegraf_llm_input import histogram as hist
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.promtext import Page, family_name
+from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading
 from telegraf_llm_input.servers.promtable import parse_checked
-from telegraf_llm_input.sources.server import Fetcher, ModelReading, Reading
-from telegraf_llm_input.targets import TargetConfig
 
 TYPE = "prometheus"
 NAME = "prometheus"

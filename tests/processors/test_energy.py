@@ -9,9 +9,10 @@ import pytest
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.sources import build_processors, build_sources
+from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.processors.energy import EnergyPerToken, energy_per_token
+from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.energy import EnergyPerToken, energy_per_token
 from tests.fakes.nvml import FakeNvml
 
 T = 1_700_000_000_000_000_000
@@ -118,7 +119,7 @@ def test_agent_end_to_end_with_fake_gpus(monkeypatch):
     # TokenSource stands in for the server source; the GPU source is the real one over the fake NVML.
     gpu_sources = [s for s in build_sources(config, env) if s.name == "gpu"]
     agent = Agent([*gpu_sources, TokenSource()], [], deadline_s=10.0,
-                  processors=build_processors(config, env))
+                  processors=build_processors(config))
 
     async def run():
         first = await agent.gather_once(T)

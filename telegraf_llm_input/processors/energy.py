@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.rates import counter_delta
 

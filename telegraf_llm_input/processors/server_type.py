@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from telegraf_llm_input.config import Config
 from telegraf_llm_input.metric import Metric
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.configtypes import ConfigError
+from telegraf_llm_input.config.loader import ConfigError
 
 
 def test_sample_config_probe_example_is_valid_when_uncommented(tmp_path):

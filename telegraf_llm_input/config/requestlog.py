@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from telegraf_llm_input.configtypes import ByteSize
+from telegraf_llm_input.config.loader import ByteSize
 
 FIELD_NAMES = ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens", "status", "timestamp", "model")
 DEFAULT_FIELDS = {

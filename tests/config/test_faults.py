@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from telegraf_llm_input.config import parse_config
-from telegraf_llm_input.configtypes import ConfigError
+from telegraf_llm_input.config.loader import ConfigError
 from tests.test_cli import cli
 
 TARGET = "targets:\n  - url: http://127.0.0.1:8000\n"

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from telegraf_llm_input.configtypes import ByteSize, ConfigError, Duration, Secret, check_http_url
-from telegraf_llm_input.probe.config import ProbeConfig
+from telegraf_llm_input.config.loader import ByteSize, ConfigError, Duration, Secret, check_http_url
+from telegraf_llm_input.config.probe import ProbeConfig
 
 ServerType = Literal["auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json",
                      "prometheus"]

@@ -1,0 +1,24 @@
+"""The kinds of failure, as types.
+
+A scrape's `FetchError.kind` (log lines, retry and detection rules) and a probe's `error` tag (in the
+schema) are each a closed set: a `Literal`, so a misspelt kind is a type error, not a silent new value.
+Both start from the same question -- what did the connection do? -- a `Transport`, answered once by
+`http.transport()` for the two `_classify`s (http.py, probe/runner.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+FetchKind = Literal["refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown",
+                    "error"]
+"""Why a request to a target failed (`FetchError.kind`)."""
+FETCH_KINDS: tuple[FetchKind, ...] = get_args(FetchKind)
+
+ProbeError = Literal["connect", "timeout", "http_4xx", "http_5xx", "bad_stream", "empty"]
+"""Why a probe failed: the `llm_probe` `error` tag."""
+PROBE_ERRORS: tuple[ProbeError, ...] = get_args(ProbeError)
+
+Transport = Literal["connect_timeout", "timeout", "tls", "connect", "broken", "other"]
+"""What the connection did: no connection within the time, no answer within the time, a TLS failure, no
+connection, a connection that broke, anything else."""
