@@ -48,14 +48,22 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPU ({model}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{os.cpu_count()} CPU ({model}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
 
 
 def run_one(name: str, results: Path) -> tuple[int, str, float]:
     started = time.monotonic()
     env = dict(os.environ, BENCH_RESULTS=str(results), PYTHONPATH=str(HERE.parent))
-    proc = subprocess.Popen([sys.executable, "-m", f"bench.{name}"], cwd=HERE.parent, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"bench.{name}"],
+        cwd=HERE.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output: list[str] = []
     assert proc.stdout is not None
     deadline = started + TIMEOUT_S
@@ -71,9 +79,12 @@ def run_one(name: str, results: Path) -> tuple[int, str, float]:
 
 
 def table(rows: list[dict], quoted: dict[str, str], failed: dict[str, int], header: str) -> str:
-    out = [header, "",
-           "| Benchmark | Figure | Ours | Baseline (same run) | Baseline figure | Ratio |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        header,
+        "",
+        "| Benchmark | Figure | Ours | Baseline (same run) | Baseline figure | Ratio |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         cells = [r["benchmark"], r["figure"], r["value"], r["baseline"], r["baseline_value"], r["ratio"]]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -89,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all of %(prog)s)")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    parser.add_argument("--no-docs", action="store_true",
-                        help=f"do not write the table into {DOCS.relative_to(HERE.parent)} (a full run does)")
+    parser.add_argument(
+        "--no-docs",
+        action="store_true",
+        help=f"do not write the table into {DOCS.relative_to(HERE.parent)} (a full run does)",
+    )
     args = parser.parse_args(argv)
     available = discover()
     if args.list:

@@ -39,8 +39,10 @@ app_latency_seconds_count 1030
 
 
 def gather_wall_times(url: str, n_targets: int) -> tuple[float, float, int]:
-    targets = [{"url": url, "type": "prometheus", "name": f"slow-{i}", "timeout": "5s", "process": {"enabled": False}}
-               for i in range(n_targets)]
+    targets = [
+        {"url": url, "type": "prometheus", "name": f"slow-{i}", "timeout": "5s", "process": {"enabled": False}}
+        for i in range(n_targets)
+    ]
     config = parse_config({"targets": targets, "host": {"enabled": False}, "gpu": {"enabled": False}})
     agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=30.0)
 
@@ -54,7 +56,9 @@ def gather_wall_times(url: str, n_targets: int) -> tuple[float, float, int]:
                 metrics = await agent.gather_once()
                 walls.append(time.perf_counter() - t0)
                 cpus.append(time.process_time() - c0)
-                up = len({m.tags.get("target") for m in metrics if m.measurement == "llm_server" and m.fields.get("up") == 1})
+                up = len(
+                    {m.tags.get("target") for m in metrics if m.measurement == "llm_server" and m.fields.get("up") == 1}
+                )
         finally:
             await agent.close()
         return statistics.median(walls), statistics.median(cpus), up
@@ -68,12 +72,19 @@ def main() -> None:
         many, many_cpu, up_many = gather_wall_times(server.url, TARGETS)
     if up_one != 1 or up_many != TARGETS:
         raise SystemExit(f"targets not all up: {up_one}/1, {up_many}/{TARGETS}")
-    record("fan-out", f"gather wall time, {TARGETS} targets each answering after {DELAY_S * 1e3:.0f} ms",
-           f"{many * 1e3:.0f} ms", "1 such target", f"{one * 1e3:.0f} ms",
-           f"{many / one:.2f}x (one after another: {TARGETS}x)")
+    record(
+        "fan-out",
+        f"gather wall time, {TARGETS} targets each answering after {DELAY_S * 1e3:.0f} ms",
+        f"{many * 1e3:.0f} ms",
+        "1 such target",
+        f"{one * 1e3:.0f} ms",
+        f"{many / one:.2f}x (one after another: {TARGETS}x)",
+    )
     # What the extra wall time is: the agent's own CPU for 32 scrapes (on 2 busy cores), not waiting in line.
-    print(f"agent CPU in the {TARGETS}-target gather: {many_cpu * 1e3:.0f} ms "
-          f"({many_cpu / TARGETS * 1e3:.1f} ms per target); wall above the delay: {(many - DELAY_S) * 1e3:.0f} ms")
+    print(
+        f"agent CPU in the {TARGETS}-target gather: {many_cpu * 1e3:.0f} ms "
+        f"({many_cpu / TARGETS * 1e3:.1f} ms per target); wall above the delay: {(many - DELAY_S) * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,15 @@ def fake_gpus():
 def agent_cpu_per_gather(llama_url: str, vllm_url: str) -> tuple[float, int, str]:
     undo, gpus = fake_gpus()
     try:
-        config = parse_config({
-            "targets": [{"url": llama_url, "type": "llamacpp", "name": "llama", "process": {"enabled": False}},
-                        {"url": vllm_url, "type": "vllm", "name": "vllm", "process": {"enabled": False}}],
-            "gpu": {"enabled": "auto"}})
+        config = parse_config(
+            {
+                "targets": [
+                    {"url": llama_url, "type": "llamacpp", "name": "llama", "process": {"enabled": False}},
+                    {"url": vllm_url, "type": "vllm", "name": "vllm", "process": {"enabled": False}},
+                ],
+                "gpu": {"enabled": "auto"},
+            }
+        )
         env = SourceEnv()
         agent = Agent(build_sources(config, env), [], deadline_s=10.0, processors=build_processors(config))
 
@@ -86,9 +91,14 @@ def main() -> None:
     with PageServer(llamacpp_pages()) as llama, PageServer(vllm_pages()) as vllm:
         ours, n_metrics, gpus = agent_cpu_per_gather(llama.url, vllm.url)
     base = prometheus_client_parse_cost()
-    record("gather cost", f"CPU per full gather (vLLM + llama.cpp targets, host, {gpus}; {n_metrics} metrics)",
-           fmt_ms(ours), f"prometheus_client parsing the vLLM page alone ({VLLM_PAGE.count(chr(10))} lines)",
-           fmt_ms(base), f"{ours / base:.2f}x the baseline's CPU")
+    record(
+        "gather cost",
+        f"CPU per full gather (vLLM + llama.cpp targets, host, {gpus}; {n_metrics} metrics)",
+        fmt_ms(ours),
+        f"prometheus_client parsing the vLLM page alone ({VLLM_PAGE.count(chr(10))} lines)",
+        fmt_ms(base),
+        f"{ours / base:.2f}x the baseline's CPU",
+    )
 
 
 if __name__ == "__main__":

@@ -77,9 +77,13 @@ def main() -> None:
     per_gather_compat, lines_compat = bench_gather(compat=True)
     per_spawn = bench_spawn()
     print(f"GPU gather, 8 fake GPUs ({lines} metrics):            {per_gather * 1e3:8.3f} ms CPU per gather")
-    print(f"GPU gather + nvidia_smi compat ({lines_compat} metrics):    {per_gather_compat * 1e3:8.3f} ms CPU per gather")
-    print(f"baseline: spawn /bin/true once (nvidia-smi polling, before any work): "
-          f"{per_spawn * 1e3:8.3f} ms CPU per gather")
+    print(
+        f"GPU gather + nvidia_smi compat ({lines_compat} metrics):    {per_gather_compat * 1e3:8.3f} ms CPU per gather"
+    )
+    print(
+        f"baseline: spawn /bin/true once (nvidia-smi polling, before any work): "
+        f"{per_spawn * 1e3:8.3f} ms CPU per gather"
+    )
     print(f"ratio spawn / gather: {per_spawn / per_gather:.1f}x  (with compat: {per_spawn / per_gather_compat:.1f}x)")
     print(f"({GATHERS} gathers, {SPAWNS} spawns, {time.monotonic() - t0:.1f} s)")
 

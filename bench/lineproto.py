@@ -22,15 +22,34 @@ ROUNDS = 5
 
 def sample_metrics(n: int = N_METRICS, seed: int = 7) -> list[Metric]:
     rng = random.Random(seed)
-    fields_int = ["prompt_tokens_total", "generation_tokens_total", "requests_total", "request_errors_total",
-                  "preemptions_total", "requests_running", "requests_waiting", "slots_total", "slots_busy", "up"]
-    fields_float = ["kv_cache_usage_ratio", "prompt_tokens_per_s", "generation_tokens_per_s", "requests_per_s",
-                    "scrape_ms"] + [f"{k}_{q}_ms" for k in ("ttft", "itl", "e2e", "queue") for q in
-                                    ("p50", "p90", "p95", "p99", "mean")]
+    fields_int = [
+        "prompt_tokens_total",
+        "generation_tokens_total",
+        "requests_total",
+        "request_errors_total",
+        "preemptions_total",
+        "requests_running",
+        "requests_waiting",
+        "slots_total",
+        "slots_busy",
+        "up",
+    ]
+    fields_float = [
+        "kv_cache_usage_ratio",
+        "prompt_tokens_per_s",
+        "generation_tokens_per_s",
+        "requests_per_s",
+        "scrape_ms",
+    ] + [f"{k}_{q}_ms" for k in ("ttft", "itl", "e2e", "queue") for q in ("p50", "p90", "p95", "p99", "mean")]
     out = []
     for i in range(n):
-        tags = {"server_type": "vllm", "model": f"org/model-{i % 8}-7B-Instruct", "target": f"gpu-box-{i % 4}:8000",
-                "host": "model-box-1", "env": "prod"}
+        tags = {
+            "server_type": "vllm",
+            "model": f"org/model-{i % 8}-7B-Instruct",
+            "target": f"gpu-box-{i % 4}:8000",
+            "host": "model-box-1",
+            "env": "prod",
+        }
         fields: dict[str, int | float] = {k: rng.randrange(0, 10**9) for k in fields_int}
         fields.update({k: rng.random() * 1000 for k in fields_float})
         out.append(Metric("llm_server", tags, fields, 1_700_000_000_000_000_000 + i * 10**9))
@@ -63,10 +82,18 @@ def main() -> None:
     t_ours = t_ref = float("inf")
     for _ in range(ROUNDS):
         t_ours = min(t_ours, best_of(lambda: ours(metrics), min_runs=3, min_seconds=0.2, clock=time.process_time))
-        t_ref = min(t_ref, best_of(lambda: influxdb_client_points(metrics), min_runs=2, min_seconds=0.2,
-                                   clock=time.process_time))
-    record("line protocol", f"encode {N_METRICS} llm_server metrics (30 fields)", f"{n_ours / t_ours:,.0f} lines/s",
-           "influxdb_client Point.to_line_protocol()", f"{n_ref / t_ref:,.0f} lines/s", f"{t_ref / t_ours:.2f}x (ours / baseline lines/s)")
+        t_ref = min(
+            t_ref,
+            best_of(lambda: influxdb_client_points(metrics), min_runs=2, min_seconds=0.2, clock=time.process_time),
+        )
+    record(
+        "line protocol",
+        f"encode {N_METRICS} llm_server metrics (30 fields)",
+        f"{n_ours / t_ours:,.0f} lines/s",
+        "influxdb_client Point.to_line_protocol()",
+        f"{n_ref / t_ref:,.0f} lines/s",
+        f"{t_ref / t_ours:.2f}x (ours / baseline lines/s)",
+    )
 
 
 if __name__ == "__main__":

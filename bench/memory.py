@@ -62,16 +62,31 @@ def main() -> None:
     kinds = ["llama.cpp", "vLLM"][:TARGETS]
     checkpoints = sorted({WARMUP, GATHERS // 2, GATHERS})
     rss: dict[int, int] = {}
-    with PageServer(llamacpp_pages()) as llama, PageServer(vllm_pages()) as vllm, \
-            tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:
+    with (
+        PageServer(llamacpp_pages()) as llama,
+        PageServer(vllm_pages()) as vllm,
+        tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp,
+    ):
         config = Path(tmp) / "agent.yaml"
-        config.write_text(yaml.safe_dump({
-            "targets": [{"url": llama.url, "type": "llamacpp", "name": "llama", "process": {"enabled": False}},
-                        {"url": vllm.url, "type": "vllm", "name": "vllm", "process": {"enabled": False}}][:TARGETS],
-            "gpu": {"enabled": False}}))
-        agent = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(config),
-                                  "--signal", "stdin"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, text=True)
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "targets": [
+                        {"url": llama.url, "type": "llamacpp", "name": "llama", "process": {"enabled": False}},
+                        {"url": vllm.url, "type": "vllm", "name": "vllm", "process": {"enabled": False}},
+                    ][:TARGETS],
+                    "gpu": {"enabled": False},
+                }
+            )
+        )
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "stdin"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         ps = psutil.Process(agent.pid)
         done = 0
         started = time.monotonic()
@@ -86,15 +101,24 @@ def main() -> None:
     base = baseline_rss()
     end = rss[GATHERS]
     half = GATHERS // 2
-    record("memory", f"agent RSS after {GATHERS:,} execd gathers ({' + '.join(kinds)} target, host; "
-                     f"{GATHERS / took:,.0f} gathers/s)",
-           f"{end / 2**20:.1f} MiB", "idle python3 with httpx, psutil, yaml imported", f"{base / 2**20:.1f} MiB",
-           f"{end / base:.2f}x the baseline")
+    record(
+        "memory",
+        f"agent RSS after {GATHERS:,} execd gathers ({' + '.join(kinds)} target, host; "
+        f"{GATHERS / took:,.0f} gathers/s)",
+        f"{end / 2**20:.1f} MiB",
+        "idle python3 with httpx, psutil, yaml imported",
+        f"{base / 2**20:.1f} MiB",
+        f"{end / base:.2f}x the baseline",
+    )
     first, second = rss[half] - rss[WARMUP], end - rss[half]
-    record("memory", f"RSS growth in the second half (gathers {half:,} to {GATHERS:,})",
-           f"{second / 2**10:+,.0f} KiB ({second / (GATHERS - half):+.1f} bytes/gather)",
-           f"first half (gathers {WARMUP:,} to {half:,}: warm-up)", f"{first / 2**10:+,.0f} KiB",
-           "flat second half = no leak")
+    record(
+        "memory",
+        f"RSS growth in the second half (gathers {half:,} to {GATHERS:,})",
+        f"{second / 2**10:+,.0f} KiB ({second / (GATHERS - half):+.1f} bytes/gather)",
+        f"first half (gathers {WARMUP:,} to {half:,}: warm-up)",
+        f"{first / 2**10:+,.0f} KiB",
+        "flat second half = no leak",
+    )
 
 
 if __name__ == "__main__":

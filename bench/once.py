@@ -25,8 +25,15 @@ def best_run(argv: list[str]) -> tuple[float, int]:
     best = (float("inf"), 0)
     for _ in range(RUNS):
         t0 = time.perf_counter()
-        pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=[
-            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0), (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+        pid = os.posix_spawn(
+            argv[0],
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+        )
         _, status, usage = os.wait4(pid, 0)
         wall = time.perf_counter() - t0
         if os.waitstatus_to_exitcode(status) != 0:
@@ -39,10 +46,22 @@ def best_run(argv: list[str]) -> tuple[float, int]:
 def main() -> None:
     once = best_run([sys.executable, "-m", "telegraf_llm_input", "--once"])
     bare = best_run([sys.executable, "-c", "pass"])
-    record("start-up", "`--once` wall time, default config", fmt_ms(once[0]), "bare `python -c pass`",
-           fmt_ms(bare[0]), f"+{(once[0] - bare[0]) * 1e3:.0f} ms over the interpreter's own start")
-    record("start-up", "`--once` peak RSS, default config", f"{once[1] / 2**20:.1f} MiB", "bare `python -c pass`",
-           f"{bare[1] / 2**20:.1f} MiB", f"+{(once[1] - bare[1]) / 2**20:.1f} MiB")
+    record(
+        "start-up",
+        "`--once` wall time, default config",
+        fmt_ms(once[0]),
+        "bare `python -c pass`",
+        fmt_ms(bare[0]),
+        f"+{(once[0] - bare[0]) * 1e3:.0f} ms over the interpreter's own start",
+    )
+    record(
+        "start-up",
+        "`--once` peak RSS, default config",
+        f"{once[1] / 2**20:.1f} MiB",
+        "bare `python -c pass`",
+        f"{bare[1] / 2**20:.1f} MiB",
+        f"+{(once[1] - bare[1]) / 2**20:.1f} MiB",
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,14 @@ PROBE = "{code}\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF)
 
 
 def rss_mib(code: str) -> float:
-    runs = [int(subprocess.run([sys.executable, "-c", PROBE.format(code=code)], capture_output=True, text=True,
-                               check=True).stdout) for _ in range(3)]
+    runs = [
+        int(
+            subprocess.run(
+                [sys.executable, "-c", PROBE.format(code=code)], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(3)
+    ]
     return min(runs) / 1024.0
 
 

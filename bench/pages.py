@@ -23,11 +23,19 @@ def _json(value) -> tuple[str, str]:
 
 
 def vllm_pages() -> dict[str, tuple[str, str]]:
-    return {"/metrics": (PROM, VLLM_PAGE), "/version": _json({"version": "0.9.1"}), "/health": (JSON, ""),
-            "/v1/models": _json({"object": "list", "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "object": "model"}]})}
+    return {
+        "/metrics": (PROM, VLLM_PAGE),
+        "/version": _json({"version": "0.9.1"}),
+        "/health": (JSON, ""),
+        "/v1/models": _json({"object": "list", "data": [{"id": "Qwen/Qwen2.5-7B-Instruct", "object": "model"}]}),
+    }
 
 
 def llamacpp_pages() -> dict[str, tuple[str, str]]:
-    return {"/metrics": (PROM, LLAMACPP_PAGE), "/health": _json({"status": "ok"}),
-            "/slots": _json(llamacpp_slots(busy=1, total=2)), "/props": _json(llamacpp_props(2)),
-            "/v1/models": _json({"object": "list", "data": [{"id": "qwen", "object": "model"}]})}
+    return {
+        "/metrics": (PROM, LLAMACPP_PAGE),
+        "/health": _json({"status": "ok"}),
+        "/slots": _json(llamacpp_slots(busy=1, total=2)),
+        "/props": _json(llamacpp_props(2)),
+        "/v1/models": _json({"object": "list", "data": [{"id": "qwen", "object": "model"}]}),
+    }

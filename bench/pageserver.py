@@ -56,8 +56,12 @@ class PageServer:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-pages-")
         manifest = Path(self._dir.name) / "manifest.json"
         manifest.write_text(json.dumps({"pages": pages, "delay_s": delay_s}))
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.pageserver", str(manifest)],
-                                     stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.pageserver", str(manifest)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         self.port = int(self.proc.stdout.readline())
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -63,7 +63,9 @@ def _best(fn, text: str, min_runs: int, min_seconds: float) -> tuple[float, int]
 
 
 def main() -> None:
-    print(f"{'models':>6} {'lines':>7} {'samples':>8} {'ours samples/s':>15} {'prometheus_client samples/s':>28} {'ratio':>6}")
+    print(
+        f"{'models':>6} {'lines':>7} {'samples':>8} {'ours samples/s':>15} {'prometheus_client samples/s':>28} {'ratio':>6}"
+    )
     for models in SIZES:
         text = vllm_page(models)
         ours_s, ours_n = _best(_ours, text, min_runs=5, min_seconds=1.0)

@@ -97,14 +97,21 @@ class ScrapeSource:
 
 
 def spawn(argv: list[str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=ROOT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        cwd=ROOT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return proc, proc.stdout.readline().strip()
 
 
 async def phase(stream_url: str, metric_urls: list[str], seconds: float) -> tuple[list[float], list[float]]:
-    cfg = parse_config({"targets": [{"url": stream_url, "probe": {"enabled": True, "every": PROBE_EVERY,
-                                                                   "model": "fake-model"}}]})
+    cfg = parse_config(
+        {"targets": [{"url": stream_url, "probe": {"enabled": True, "every": PROBE_EVERY, "model": "fake-model"}}]}
+    )
     probe = ProbeSource(cfg.targets[0])
     client = httpx.AsyncClient(timeout=5.0, limits=httpx.Limits(max_connections=64))
     sources = [probe, *(ScrapeSource(u, client) for u in metric_urls)]
@@ -127,8 +134,10 @@ async def phase(stream_url: str, metric_urls: list[str], seconds: float) -> tupl
 async def floor(port: int, n: int = 20) -> list[float]:
     """The same request over a bare asyncio socket: what the fake server and loopback cost by themselves."""
     body = b'{"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
-    req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    req = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     errors = []
     for _ in range(n):
@@ -180,9 +189,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, urls in (("idle (probe alone)", []), (f"loaded (+{OTHER_TARGETS} targets scraped)", metric_urls)):
             # While loaded: the same bare-socket client in another process, against a second fake server,
             # shows what the machine itself adds (CPU scheduling on a busy box), apart from the agent.
-            side = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--floor", port2,
-                                     str(opts.seconds)], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)}) if urls else None
+            side = (
+                subprocess.Popen(
+                    [sys.executable, str(Path(__file__).resolve()), "--floor", port2, str(opts.seconds)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )
+                if urls
+                else None
+            )
             results[name] = asyncio.run(phase(stream_url, urls, opts.seconds))
             if side is not None:
                 out, _ = side.communicate(timeout=opts.seconds + 30)
@@ -192,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
             proc.stdin.close()
             proc.terminate()
             proc.wait(5)
-    print(f"probe TTFT error vs script (scripted TTFT {TTFT_S * 1000:.0f} ms, token every {INTERVAL_S * 1000:.0f} ms; "
-          f"gather every {GATHER_S}s, probe every {PROBE_EVERY})")
+    print(
+        f"probe TTFT error vs script (scripted TTFT {TTFT_S * 1000:.0f} ms, token every {INTERVAL_S * 1000:.0f} ms; "
+        f"gather every {GATHER_S}s, probe every {PROBE_EVERY})"
+    )
     print(f"{'phase':38} {'probes':>6} {'ttft err median':>16} {'ttft err p99':>13} {'tpot err median':>16}")
     medians = []
     for name, (ttft, tpot) in results.items():
@@ -201,25 +220,42 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:38} no successful probes")
             return 1
         medians.append(statistics.median(ttft))
-        print(f"{name:38} {len(ttft):6d} {statistics.median(ttft):13.2f} ms {p99(ttft):10.2f} ms "
-              f"{statistics.median(tpot):13.2f} ms")
-    print(f"{'floor (bare socket, no httpx/agent)':38} {len(floor_errors):6d} "
-          f"{statistics.median(floor_errors):13.2f} ms {p99(floor_errors):10.2f} ms")
+        print(
+            f"{name:38} {len(ttft):6d} {statistics.median(ttft):13.2f} ms {p99(ttft):10.2f} ms "
+            f"{statistics.median(tpot):13.2f} ms"
+        )
+    print(
+        f"{'floor (bare socket, no httpx/agent)':38} {len(floor_errors):6d} "
+        f"{statistics.median(floor_errors):13.2f} ms {p99(floor_errors):10.2f} ms"
+    )
     if loaded_floor:
-        print(f"{'floor while loaded (other process)':38} {len(loaded_floor):6d} "
-              f"{statistics.median(loaded_floor):13.2f} ms {p99(loaded_floor):10.2f} ms")
+        print(
+            f"{'floor while loaded (other process)':38} {len(loaded_floor):6d} "
+            f"{statistics.median(loaded_floor):13.2f} ms {p99(loaded_floor):10.2f} ms"
+        )
     ratio = medians[1] / medians[0] if medians[0] > 0 else float("inf")
-    print(f"loaded/idle median TTFT error ratio: {ratio:.2f}x; target <= 2 ms median: "
-          f"{'met' if medians[1] <= 2.0 else 'NOT met'} ({medians[1]:.2f} ms)")
+    print(
+        f"loaded/idle median TTFT error ratio: {ratio:.2f}x; target <= 2 ms median: "
+        f"{'met' if medians[1] <= 2.0 else 'NOT met'} ({medians[1]:.2f} ms)"
+    )
     idle, loaded = results.values()
-    record("probe", "TTFT error median, probe alone -> with 16 targets scraped",
-           f"{statistics.median(idle[0]):.2f} -> {statistics.median(loaded[0]):.2f} ms",
-           "bare asyncio socket, same request, idle", f"{statistics.median(floor_errors):.2f} ms",
-           f"loaded/idle {ratio:.2f}x")
+    record(
+        "probe",
+        "TTFT error median, probe alone -> with 16 targets scraped",
+        f"{statistics.median(idle[0]):.2f} -> {statistics.median(loaded[0]):.2f} ms",
+        "bare asyncio socket, same request, idle",
+        f"{statistics.median(floor_errors):.2f} ms",
+        f"loaded/idle {ratio:.2f}x",
+    )
     if loaded_floor:
-        record("probe", f"TTFT error p99 with {OTHER_TARGETS} targets scraped ({len(loaded[0])} probes)",
-               f"{p99(loaded[0]):.2f} ms", "bare socket client in another process, same load",
-               f"{p99(loaded_floor):.2f} ms p99", f"{p99(loaded[0]) - p99(loaded_floor):+.2f} ms over the machine's own")
+        record(
+            "probe",
+            f"TTFT error p99 with {OTHER_TARGETS} targets scraped ({len(loaded[0])} probes)",
+            f"{p99(loaded[0]):.2f} ms",
+            "bare socket client in another process, same load",
+            f"{p99(loaded_floor):.2f} ms p99",
+            f"{p99(loaded[0]) - p99(loaded_floor):+.2f} ms over the machine's own",
+        )
     return 0
 
 

@@ -63,11 +63,22 @@ def main() -> None:
         raise SystemExit(f"expected the live target up and the other down, got up={up}, {up_down}")
     n_procs = len(psutil.pids())
     n_socks = sum(len(open(t).readlines()) - 1 for t in ("/proc/net/tcp", "/proc/net/tcp6") if os.path.exists(t))
-    record("process lookup", "`llm_process` CPU per gather, pid alive (found by its port)", fmt_ms(live),
-           f"one full socket scan, psutil.net_connections ({n_procs} processes, {n_socks} TCP sockets)",
-           fmt_ms(base), f"{live / base:.3f}x the baseline's CPU")
-    record("process lookup", "`llm_process` CPU per gather, nothing listening (target down)", fmt_ms(down),
-           "the same full socket scan", fmt_ms(base), f"{down / base:.3f}x the baseline's CPU")
+    record(
+        "process lookup",
+        "`llm_process` CPU per gather, pid alive (found by its port)",
+        fmt_ms(live),
+        f"one full socket scan, psutil.net_connections ({n_procs} processes, {n_socks} TCP sockets)",
+        fmt_ms(base),
+        f"{live / base:.3f}x the baseline's CPU",
+    )
+    record(
+        "process lookup",
+        "`llm_process` CPU per gather, nothing listening (target down)",
+        fmt_ms(down),
+        "the same full socket scan",
+        fmt_ms(base),
+        f"{down / base:.3f}x the baseline's CPU",
+    )
 
 
 if __name__ == "__main__":

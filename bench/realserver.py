@@ -73,11 +73,23 @@ def main() -> None:
         stop = threading.Event()
         clients = [threading.Thread(target=keep_generating, args=(server, stop, c), daemon=True) for c in range(2)]
         config = Path(tmp) / "agent.yaml"
-        config.write_text(yaml.safe_dump({"targets": [{"url": server.url, "type": "llamacpp", "name": "tiny"}],
-                                          "host": {"enabled": False}, "gpu": {"enabled": False}}))
-        agent = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(config),
-                                  "--signal", "stdin"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, text=True)
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "targets": [{"url": server.url, "type": "llamacpp", "name": "tiny"}],
+                    "host": {"enabled": False},
+                    "gpu": {"enabled": False},
+                }
+            )
+        )
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "stdin"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             for c in clients:
                 c.start()
@@ -101,24 +113,37 @@ def main() -> None:
             for c in clients:
                 c.join(60)
             server.stop()
-    pairs = [(p, q) for p, q in zip(rows, rows[1:])
-             if "generation_tokens_per_s" in q[0]["fields"] and q[0]["fields"].get("up") == 1]
+    pairs = [
+        (p, q)
+        for p, q in zip(rows, rows[1:])
+        if "generation_tokens_per_s" in q[0]["fields"] and q[0]["fields"].get("up") == 1
+    ]
     if len(pairs) < GATHERS // 2:
         raise SystemExit(f"too few rated gathers: {len(pairs)} of {GATHERS}")
-    agent_tokens = sum(q["fields"]["generation_tokens_per_s"] * (q["time"] - p["time"]) / 1e9
-                       for (p, _), (q, _) in pairs)
+    agent_tokens = sum(
+        q["fields"]["generation_tokens_per_s"] * (q["time"] - p["time"]) / 1e9 for (p, _), (q, _) in pairs
+    )
     server_tokens = pairs[-1][1][1] - pairs[0][0][1]
     span = (pairs[-1][1][0]["time"] - pairs[0][0][0]["time"]) / 1e9
-    record("real server", f"generated tokens over {len(pairs)} intervals ({span:.0f} s), from the agent's tokens/s",
-           f"{agent_tokens:,.0f} ({agent_tokens / span:,.0f} tokens/s)",
-           "llama-server's own tokens_predicted_total, read after each gather", f"{server_tokens:,.0f}",
-           f"{agent_tokens / server_tokens:.3f} ({agent_tokens - server_tokens:+,.0f} tokens; a request is "
-           f"{REQUEST_TOKENS})")
+    record(
+        "real server",
+        f"generated tokens over {len(pairs)} intervals ({span:.0f} s), from the agent's tokens/s",
+        f"{agent_tokens:,.0f} ({agent_tokens / span:,.0f} tokens/s)",
+        "llama-server's own tokens_predicted_total, read after each gather",
+        f"{server_tokens:,.0f}",
+        f"{agent_tokens / server_tokens:.3f} ({agent_tokens - server_tokens:+,.0f} tokens; a request is "
+        f"{REQUEST_TOKENS})",
+    )
     wall = cpu1[2] - cpu0[2]
     agent_cpu, server_cpu = (cpu1[0] - cpu0[0]) / wall, (cpu1[1] - cpu0[1]) / wall
-    record("real server", "agent CPU while the model runs (a gather a second; llm_server + llm_process)",
-           f"{agent_cpu * 100:.2f}% of a core", "llama-server's CPU, same time", f"{server_cpu * 100:.0f}% of a core",
-           f"{agent_cpu / server_cpu * 100:.2f}% of the server's")
+    record(
+        "real server",
+        "agent CPU while the model runs (a gather a second; llm_server + llm_process)",
+        f"{agent_cpu * 100:.2f}% of a core",
+        "llama-server's CPU, same time",
+        f"{server_cpu * 100:.0f}% of a core",
+        f"{agent_cpu / server_cpu * 100:.2f}% of the server's",
+    )
 
 
 if __name__ == "__main__":

@@ -24,19 +24,23 @@ def make_lines(n: int, seed: int = 1) -> list[bytes]:
     out = []
     for i in range(n):
         ok = rng.random() > 0.02
-        out.append(json.dumps({
-            "timestamp": f"2026-11-23T22:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z",
-            "request_id": f"{rng.getrandbits(64):016x}",
-            "model": rng.choice(["qwen2.5-1.5b-instruct", "deepseek-r1-distill-qwen-1.5b"]),
-            "prompt_version": rng.choice(["v1", "v2", "v3"]),
-            "task": "algorithm_reasoning",
-            "prompt_tokens": rng.randint(50, 2000),
-            "completion_tokens": rng.randint(10, 1500),
-            "duration_ms": round(rng.lognormvariate(6, 0.8), 2),
-            "ttft_ms": round(rng.lognormvariate(4, 0.5), 2),
-            "status": "success" if ok else "error",
-            "prompt": "Explain the time complexity of this function and suggest a faster one.",
-        }).encode())
+        out.append(
+            json.dumps(
+                {
+                    "timestamp": f"2026-11-23T22:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z",
+                    "request_id": f"{rng.getrandbits(64):016x}",
+                    "model": rng.choice(["qwen2.5-1.5b-instruct", "deepseek-r1-distill-qwen-1.5b"]),
+                    "prompt_version": rng.choice(["v1", "v2", "v3"]),
+                    "task": "algorithm_reasoning",
+                    "prompt_tokens": rng.randint(50, 2000),
+                    "completion_tokens": rng.randint(10, 1500),
+                    "duration_ms": round(rng.lognormvariate(6, 0.8), 2),
+                    "ttft_ms": round(rng.lognormvariate(4, 0.5), 2),
+                    "status": "success" if ok else "error",
+                    "prompt": "Explain the time complexity of this function and suggest a faster one.",
+                }
+            ).encode()
+        )
     return out
 
 
@@ -55,6 +59,7 @@ def _ours(cfg: LogConfig):
         agg.add_lines("bench.log", lines)
         metrics = agg.take({"log": "bench"}, 10.0, 0)
         return sum(m.fields.get("requests", 0) for m in metrics)
+
     return run
 
 

@@ -61,8 +61,11 @@ class Agent:
             stats.last_metrics = 0
             stand_in = _stand_in(source, ctx, "still busy with an earlier gather")
             stats.last_metrics = len(stand_in)
-            self._state.fail(source.name, f"source {source.name}: still busy with an earlier gather; skipped"
-                             + ("; reported as down" if stand_in else ""))
+            self._state.fail(
+                source.name,
+                f"source {source.name}: still busy with an earlier gather; skipped"
+                + ("; reported as down" if stand_in else ""),
+            )
             return stand_in
         start = time.monotonic()
         task = asyncio.ensure_future(source.gather(ctx))
@@ -75,8 +78,11 @@ class Agent:
             stats.errors += 1
             stats.last_ok = False
             metrics = _stand_in(source, ctx, f"no result within {ctx.deadline_s:g}s")
-            self._state.fail(source.name, f"source {source.name}: no result within {ctx.deadline_s:g}s; results "
-                             f"discarded{'; reported as down' if metrics else ''}")
+            self._state.fail(
+                source.name,
+                f"source {source.name}: no result within {ctx.deadline_s:g}s; results "
+                f"discarded{'; reported as down' if metrics else ''}",
+            )
         elif (exc := task.exception()) is not None:
             stats.errors += 1
             stats.last_ok = False
@@ -123,7 +129,9 @@ class Agent:
             try:
                 metrics = processor.process(metrics)
             except Exception as exc:  # a processor bug must not lose the gather
-                self._state.fail(("processor", type(processor).__name__), f"processor {type(processor).__name__}: {_describe(exc)}")
+                self._state.fail(
+                    ("processor", type(processor).__name__), f"processor {type(processor).__name__}: {_describe(exc)}"
+                )
         self.gathers += 1
         metrics.extend(self._agent_metrics(ctx.time_ns, time.monotonic() - started))
         if self.global_tags:
@@ -166,13 +174,20 @@ class Agent:
         out = [Metric("llm_agent", {}, fields, time_ns), *per_output]
         for source in self.sources:
             stats = self.stats[source.name]
-            out.append(Metric("llm_agent", {"source": source.name}, {
-                "duration_ms": stats.last_duration_s * 1000.0,
-                "errors": stats.errors,
-                "metrics": stats.last_metrics,
-                "ok": 1 if stats.last_ok else 0,
-                **_source_stats(source),
-            }, time_ns))
+            out.append(
+                Metric(
+                    "llm_agent",
+                    {"source": source.name},
+                    {
+                        "duration_ms": stats.last_duration_s * 1000.0,
+                        "errors": stats.errors,
+                        "metrics": stats.last_metrics,
+                        "ok": 1 if stats.last_ok else 0,
+                        **_source_stats(source),
+                    },
+                    time_ns,
+                )
+            )
         return out
 
     async def close(self) -> None:

@@ -29,15 +29,26 @@ STOP_GRACE_S = 0.3
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", metavar="PATH", default=argparse.SUPPRESS,
-                        help="YAML config file, - for stdin (default: built-in defaults)")
+    common.add_argument(
+        "--config",
+        "-c",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="YAML config file, - for stdin (default: built-in defaults)",
+    )
     parser = argparse.ArgumentParser(
-        prog="telegraf-llm-input", parents=[common],
-        description="Watch a local LLM model server and its GPU; emit InfluxDB line protocol.")
+        prog="telegraf-llm-input",
+        parents=[common],
+        description="Watch a local LLM model server and its GPU; emit InfluxDB line protocol.",
+    )
     parser.add_argument("--version", action="version", version=f"telegraf-llm-input {__version__}")
-    parser.add_argument("--signal", choices=["stdin", "none"], default="none",
-                        help="stdin: gather on each newline (Telegraf execd signal = \"STDIN\"); "
-                             "none: gather every --interval on our own (default)")
+    parser.add_argument(
+        "--signal",
+        choices=["stdin", "none"],
+        default="none",
+        help='stdin: gather on each newline (Telegraf execd signal = "STDIN"); '
+        "none: gather every --interval on our own (default)",
+    )
     parser.add_argument("--interval", metavar="DURATION", help="gather period for --signal none (e.g. 10s)")
     parser.add_argument("--once", action="store_true", help="gather once, print, exit (like telegraf --test)")
     parser.add_argument("--log-level", choices=["debug", "info", "warn", "error"], help="stderr log level")
@@ -124,8 +135,13 @@ def source_env(config: Config) -> SourceEnv:
 async def run(config: Config, *, signal_mode: str, once: bool) -> int:
     env = source_env(config)
     sources = build_sources(config, env)
-    agent = Agent(sources, build_sinks(config), deadline_s=config.agent.deadline,
-                  global_tags=config.global_tags(), processors=build_processors(config))
+    agent = Agent(
+        sources,
+        build_sinks(config),
+        deadline_s=config.agent.deadline,
+        global_tags=config.global_tags(),
+        processors=build_processors(config),
+    )
     if once:
         try:
             await agent.gather_once()
@@ -143,8 +159,13 @@ async def run(config: Config, *, signal_mode: str, once: bool) -> int:
         start_stdin_reader(trigger, gather_on_newline=True)
     elif stdin_is_stream():
         start_stdin_reader(trigger, gather_on_newline=False)  # still drain it and notice EOF
-    log.info("started: %d source(s) [%s], signal=%s%s", len(sources), ", ".join(s.name for s in sources),
-             signal_mode, "" if signal_mode == "stdin" else f", interval={config.agent.interval:g}s")
+    log.info(
+        "started: %d source(s) [%s], signal=%s%s",
+        len(sources),
+        ", ".join(s.name for s in sources),
+        signal_mode,
+        "" if signal_mode == "stdin" else f", interval={config.agent.interval:g}s",
+    )
     try:
         await serve(agent, trigger, interval=None if signal_mode == "stdin" else config.agent.interval)
     finally:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-FetchKind = Literal["refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown",
-                    "error"]
+FetchKind = Literal[
+    "refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown", "error"
+]
 """Why a request to a target failed (`FetchError.kind`)."""
 FETCH_KINDS: tuple[FetchKind, ...] = get_args(FetchKind)
 

@@ -81,7 +81,13 @@ def _untyped(value: FieldValue, counter: bool) -> FieldValue | _Drop:
     return value
 
 
-_CONVERT: dict[str, Callable[[FieldValue, bool], FieldValue | _Drop]] = {"int": _as_int, "float": _as_float, "bool": _as_bool, "string": _as_string, "": _untyped}
+_CONVERT: dict[str, Callable[[FieldValue, bool], FieldValue | _Drop]] = {
+    "int": _as_int,
+    "float": _as_float,
+    "bool": _as_bool,
+    "string": _as_string,
+    "": _untyped,
+}
 _PYTYPE: dict[str, type[Any]] = {"int": int, "float": float, "bool": bool, "string": str}
 _INF = float("inf")
 
@@ -144,6 +150,10 @@ class Conformer:
         if self._warn is not None and (measurement, field) not in self._warned and len(self._warned) < 1024:
             self._warned.add((measurement, field))
             shown = value if not isinstance(value, str) else "a string"
-            self._warn("%s field %s: value %s does not fit its type %s; dropped (counted in llm_agent "
-                       "fields_dropped)", measurement, field, shown, kind or "int64")
-
+            self._warn(
+                "%s field %s: value %s does not fit its type %s; dropped (counted in llm_agent fields_dropped)",
+                measurement,
+                field,
+                shown,
+                kind or "int64",
+            )

@@ -106,9 +106,12 @@ class HttpPool:
         client = self._clients.get(key)
         if client is None:
             connections, idle = CLIENT_LIMITS
-            client = httpx.AsyncClient(verify=self._verify_for(target), follow_redirects=False, trust_env=False,
-                                       limits=httpx.Limits(max_connections=connections,
-                                                           max_keepalive_connections=idle, keepalive_expiry=60))
+            client = httpx.AsyncClient(
+                verify=self._verify_for(target),
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=idle, keepalive_expiry=60),
+            )
             self._clients[key] = client
         return client
 
@@ -123,8 +126,11 @@ class HttpPool:
         if verify is None:
             verify = tls_verify(target)
             if verify is True:
-                verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if plain else \
-                    httpx.create_ssl_context(verify=True, trust_env=False)
+                verify = (
+                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    if plain
+                    else httpx.create_ssl_context(verify=True, trust_env=False)
+                )
             self._verify[key] = verify
         return verify
 
@@ -230,8 +236,16 @@ async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytearra
     return body
 
 
-async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = True, retries: int | None = None,
-              accept: tuple[int, ...] = (), deadline: float | None = None) -> Response:
+async def get(
+    pool: HttpPool,
+    target: TargetConfig,
+    path: str,
+    *,
+    auth: bool = True,
+    retries: int | None = None,
+    accept: tuple[int, ...] = (),
+    deadline: float | None = None,
+) -> Response:
     """GET `path` under the target's URL; retries connect errors, timeouts and 5xx with a short backoff.
 
     Statuses other than 2xx raise FetchError("http_status") unless listed in `accept`
@@ -263,8 +277,9 @@ async def get(pool: HttpPool, target: TargetConfig, path: str, *, auth: bool = T
     raise last from None
 
 
-async def _get_once(pool: HttpPool, target: TargetConfig, url: str, where: str, auth: bool,
-                    accept: tuple[int, ...], timeout: float) -> Response:
+async def _get_once(
+    pool: HttpPool, target: TargetConfig, url: str, where: str, auth: bool, accept: tuple[int, ...], timeout: float
+) -> Response:
     client = pool.client(target)
     async with client.stream("GET", url, headers=headers_for(target, auth), timeout=timeout) as resp:
         if not (200 <= resp.status_code < 300) and resp.status_code not in accept:
@@ -282,15 +297,24 @@ def _reason(resp: httpx.Response) -> str:
 
 
 @asynccontextmanager
-async def stream(pool: HttpPool, target: TargetConfig, method: str, path: str, *, json: Any = None,
-                 auth: bool = True, timeout: httpx.Timeout | float | None = None) -> AsyncIterator[httpx.Response]:
+async def stream(
+    pool: HttpPool,
+    target: TargetConfig,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    auth: bool = True,
+    timeout: httpx.Timeout | float | None = None,
+) -> AsyncIterator[httpx.Response]:
     """One request (no retry: a POST is not idempotent) whose body the caller reads as it arrives."""
     url = url_for(target, path)
     where = f"{method} {redact_url(url)}"
     limit = target.timeout if timeout is None else timeout
     try:
-        async with pool.client(target).stream(method, url, headers=headers_for(target, auth), json=json,
-                                              timeout=limit) as resp:
+        async with pool.client(target).stream(
+            method, url, headers=headers_for(target, auth), json=json, timeout=limit
+        ) as resp:
             if not (200 <= resp.status_code < 300):
                 raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}", resp.status_code)
             yield resp

@@ -13,8 +13,13 @@ from collections.abc import Hashable
 
 MAX_LINE = 4000
 _PREFIX = {logging.ERROR: "E! ", logging.WARNING: "W! ", logging.INFO: "I! ", logging.DEBUG: "D! "}
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 logger = logging.getLogger("telegraf_llm_input")
 

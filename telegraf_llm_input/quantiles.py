@@ -68,7 +68,7 @@ class LogSketch:
         for i in sorted(self._buckets):
             seen += self._buckets[i]
             if seen > rank:
-                return 2.0 * self._gamma ** i / (self._gamma + 1.0)
+                return 2.0 * self._gamma**i / (self._gamma + 1.0)
         return 2.0 * self._gamma ** max(self._buckets) / (self._gamma + 1.0)  # float rounding at q=1
 
 

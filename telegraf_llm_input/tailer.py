@@ -137,8 +137,14 @@ def _same_prefix(a: BinaryIO, b: BinaryIO, size: int) -> bool:
 class Tailer:
     """Follows every file matching `pattern` (a path or a glob)."""
 
-    def __init__(self, pattern: str, start_from: str = "end", max_bytes: int = 16 * 1024 * 1024,
-                 state_path: Path | None = None, max_line: int = MAX_LINE_BYTES):
+    def __init__(
+        self,
+        pattern: str,
+        start_from: str = "end",
+        max_bytes: int = 16 * 1024 * 1024,
+        state_path: Path | None = None,
+        max_line: int = MAX_LINE_BYTES,
+    ):
         self.pattern = pattern
         self.start_from = start_from
         self.max_bytes = max(1, int(max_bytes))
@@ -173,8 +179,12 @@ class Tailer:
             data = json.loads(self.state_path.read_text())
             for entry in data["files"]:
                 self._saved[(int(entry["dev"]), int(entry["ino"]))] = _Saved(
-                    str(entry["fp"]), int(entry["fp_len"]), int(entry["offset"]), str(entry.get("path", "")),
-                    str(entry.get("tail", "")))
+                    str(entry["fp"]),
+                    int(entry["fp_len"]),
+                    int(entry["offset"]),
+                    str(entry.get("path", "")),
+                    str(entry.get("tail", "")),
+                )
             self._had_state = bool(self._saved)
             self._last_state = None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -184,11 +194,32 @@ class Tailer:
     def save_state(self) -> None:
         if self.state_path is None:
             return
-        entries = [{"path": h.path, "dev": h.ident[0], "ino": h.ident[1], "fp": h.fp, "fp_len": h.fp_len,
-                    "offset": h.offset, "tail": h.tail if h.tail_at == h.offset else ""} for h in self._open.values()]
+        entries = [
+            {
+                "path": h.path,
+                "dev": h.ident[0],
+                "ino": h.ident[1],
+                "fp": h.fp,
+                "fp_len": h.fp_len,
+                "offset": h.offset,
+                "tail": h.tail if h.tail_at == h.offset else "",
+            }
+            for h in self._open.values()
+        ]
         held = {h.ident for h in self._open.values()}
-        entries += [{"path": s.path, "dev": k[0], "ino": k[1], "fp": s.fp, "fp_len": s.fp_len, "offset": s.offset,
-                     "tail": s.tail} for k, s in self._saved.items() if k not in held]
+        entries += [
+            {
+                "path": s.path,
+                "dev": k[0],
+                "ino": k[1],
+                "fp": s.fp,
+                "fp_len": s.fp_len,
+                "offset": s.offset,
+                "tail": s.tail,
+            }
+            for k, s in self._saved.items()
+            if k not in held
+        ]
         text = json.dumps({"version": 1, "pattern": self.pattern, "files": entries}, sort_keys=True)
         if text == self._last_state:
             return
@@ -213,7 +244,9 @@ class Tailer:
 
     def _paths(self) -> list[str]:
         if self._is_glob:
-            return sorted(p for p in glob.glob(self.pattern) if os.path.isfile(p) and not p.lower().endswith(COMPRESSED))
+            return sorted(
+                p for p in glob.glob(self.pattern) if os.path.isfile(p) and not p.lower().endswith(COMPRESSED)
+            )
         return [self.pattern]
 
     def read(self, max_bytes: int | None = None) -> list[FileLines]:
@@ -310,11 +343,17 @@ class Tailer:
                 except OSError:
                     continue
                 st = os.fstat(fh.fileno())
-                if (st.st_dev, st.st_ino) == ident and saved.fp_len <= st.st_size and saved.offset <= st.st_size \
-                        and _fingerprint(fh, saved.fp_len) == saved.fp and entry.path not in self._open:
+                if (
+                    (st.st_dev, st.st_ino) == ident
+                    and saved.fp_len <= st.st_size
+                    and saved.offset <= st.st_size
+                    and _fingerprint(fh, saved.fp_len) == saved.fp
+                    and entry.path not in self._open
+                ):
                     del self._saved[ident]
-                    self._open[entry.path] = _Open(entry.path, fh, ident, saved.fp, saved.fp_len, saved.offset,
-                                                   drain_only=True)
+                    self._open[entry.path] = _Open(
+                        entry.path, fh, ident, saved.fp, saved.fp_len, saved.offset, drain_only=True
+                    )
                 else:
                     fh.close()
                 break
@@ -334,21 +373,27 @@ class Tailer:
         saved = self._saved.get(ident)
         offset = 0
         cache: dict[int, str] = {}
-        if saved is not None and st.st_size >= saved.fp_len and _fingerprint(fh, saved.fp_len) == saved.fp \
-                and saved.offset <= st.st_size:
+        if (
+            saved is not None
+            and st.st_size >= saved.fp_len
+            and _fingerprint(fh, saved.fp_len) == saved.fp
+            and saved.offset <= st.st_size
+        ):
             offset = saved.offset
         else:
             if saved is not None and saved.offset:
                 # Same inode, other first bytes: truncated while we were not running (copytruncate).
                 self._history.append(saved)
                 self._recover(path, saved, ident)
-            if any(self._copy_of(fh, st.st_size, ident, h, cache) for h in self._open.values()
-                   if not h.drain_only and idents.get(h.path) == h.ident and h.ident != ident):
+            if any(
+                self._copy_of(fh, st.st_size, ident, h, cache)
+                for h in self._open.values()
+                if not h.drain_only and idents.get(h.path) == h.ident and h.ident != ident
+            ):
                 fh.close()  # a copy of a file we follow, not yet truncated: the original has these lines
                 return None
             known = [seen.offset for seen in reversed(self._history) if _matches(fh, st.st_size, seen, cache)]
-            known += [s.offset for k, s in self._saved.items()
-                      if k != ident and _matches(fh, st.st_size, s, cache)]
+            known += [s.offset for k, s in self._saved.items() if k != ident and _matches(fh, st.st_size, s, cache)]
             if known:
                 offset = min(known[0], st.st_size)  # a copy of content we read: only its unread rest
             elif self._first and self.start_from == "end" and not self._had_state:
@@ -381,7 +426,9 @@ class Tailer:
         directory, base = os.path.split(path)
         candidates = set(glob.glob(self.pattern)) if self._is_glob else set()
         try:
-            candidates.update(e.path for e in os.scandir(directory or ".") if e.name.startswith(base) and e.name != base)
+            candidates.update(
+                e.path for e in os.scandir(directory or ".") if e.name.startswith(base) and e.name != base
+            )
         except OSError:
             pass
         candidates.discard(path)
@@ -408,8 +455,10 @@ class Tailer:
             fh.close()
         if not found:
             if seen.fp_len >= FINGERPRINT_MIN and not busy:
-                self.notes.append(f"{path} was truncated and no uncompressed copy of it was found next to it: "
-                                  "lines written to it since the last read are lost")
+                self.notes.append(
+                    f"{path} was truncated and no uncompressed copy of it was found next to it: "
+                    "lines written to it since the last read are lost"
+                )
             return
         _, cand, fh, ident, size = found[0]
         fp_len = min(FINGERPRINT_BYTES, size)
@@ -458,7 +507,7 @@ class Tailer:
                 h.offset += len(data)
                 return used
             h.skipping = False
-            data = data[nl + 1:]
+            data = data[nl + 1 :]
             h.offset += nl + 1
         end = data.rfind(b"\n")
         if end < 0:

@@ -146,8 +146,12 @@ def test_failing_source_warns_once_and_recovers_with_one_info(log_lines):
         return metrics
 
     metrics = run(scenario())
-    assert by_source(metrics, "flaky") == {"duration_ms": pytest.approx(by_source(metrics, "flaky")["duration_ms"]),
-                                           "errors": 5, "metrics": 1, "ok": 1}
+    assert by_source(metrics, "flaky") == {
+        "duration_ms": pytest.approx(by_source(metrics, "flaky")["duration_ms"]),
+        "errors": 5,
+        "metrics": 1,
+        "ok": 1,
+    }
     lines = log_lines()
     assert [line for line in lines if line.startswith("W! ")] == ["W! source flaky: connection refused"]
     assert [line for line in lines if line.startswith("I! ")] == ["I! source flaky: recovered"]
@@ -257,12 +261,15 @@ class CountingOutput:
 
 
 def test_each_database_output_gets_its_own_point_and_the_total_sums_them():
-    agent = Agent([Source("a")], [CountingOutput("influxdb_v2", 10, 0), CountingOutput("influxdb_v1", 4, 3)],
-                  deadline_s=5)
+    agent = Agent(
+        [Source("a")], [CountingOutput("influxdb_v2", 10, 0), CountingOutput("influxdb_v1", 4, 3)], deadline_s=5
+    )
     metrics = run(agent.gather_once())
     per = {m.tags["output"]: m.fields for m in metrics if m.measurement == "llm_agent" and "output" in m.tags}
-    assert per == {"influxdb_v2": {"output_written_points": 10, "output_dropped_points": 0},
-                   "influxdb_v1": {"output_written_points": 4, "output_dropped_points": 3}}
+    assert per == {
+        "influxdb_v2": {"output_written_points": 10, "output_dropped_points": 0},
+        "influxdb_v1": {"output_written_points": 4, "output_dropped_points": 3},
+    }
     total = agent_total(metrics)
     assert total["output_written_points"] == 14 and total["output_dropped_points"] == 3
     documented = {f.name for f in AGENT.fields}

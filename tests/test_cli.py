@@ -13,8 +13,13 @@ from telegraf_llm_input import __version__
 
 
 def cli(*args: str, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "telegraf_llm_input", *args], input=input, capture_output=True,
-                          timeout=60, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input", *args],
+        input=input,
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 BAD = {
@@ -23,8 +28,10 @@ BAD = {
     "wrong_type": ("host:\n  enabled: 'yes'\n", "host.enabled: expected true or false"),
     "bad_duration": ("agent:\n  interval: 10 parsecs\n", "agent.interval: expected a duration"),
     "missing_env": ("tags:\n  task: ${TLI_DEFINITELY_UNSET}\n", "tags.task: environment variable TLI_DEFINITELY_UNSET"),
-    "secret_unreadable": ("targets:\n  - url: http://127.0.0.1:8000\n    bearer_token_file: /nonexistent/token\n",
-                          "targets[0].bearer_token_file: cannot read secret file"),
+    "secret_unreadable": (
+        "targets:\n  - url: http://127.0.0.1:8000\n    bearer_token_file: /nonexistent/token\n",
+        "targets[0].bearer_token_file: cannot read secret file",
+    ),
 }
 
 

@@ -34,12 +34,18 @@ class Agentd:
     def __init__(self, tmp_path: Path, *args: str, stdin=subprocess.PIPE):
         config = tmp_path / "config.yaml"
         config.write_text(f"host:\n  model_dir: {tmp_path}\n")
-        self.proc = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(config), *args],
-                                     stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
-        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True),
-                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr), daemon=True),
+        ]
         for t in self._threads:
             t.start()
         self.wait_for(lambda: any("started" in line for line in self.stderr), "start")
@@ -68,7 +74,11 @@ class Agentd:
         raise AssertionError(f"timed out waiting for {what}: {self.stderr}")
 
     def gathers(self) -> int:
-        counts = [p["fields"]["gathers"] for p in self.parsed() if p["measurement"] == "llm_agent" and "source" not in p["tags"]]
+        counts = [
+            p["fields"]["gathers"]
+            for p in self.parsed()
+            if p["measurement"] == "llm_agent" and "source" not in p["tags"]
+        ]
         return max(counts, default=0)
 
     def wait_gathers(self, n: int) -> None:
@@ -136,15 +146,19 @@ def test_sigterm_and_sigint_exit_zero(tmp_path, sig):
     agent.assert_clean_output()
 
 
-@pytest.mark.parametrize("args,stdin,stop,gathers", [
-    # SIGHUP and SIGUSR1 trigger a gather; stdin EOF stops.
-    (["--signal", "stdin"], subprocess.PIPE, "eof", signal.SIGHUP),
-    (["--signal", "stdin"], subprocess.PIPE, "eof", signal.SIGUSR1),
-    # --signal none gathers on its own; the EOF of a pipe on stdin stops it.
-    (["--signal", "none", "--interval", "1s"], subprocess.PIPE, "eof", None),
-    # Under systemd stdin is /dev/null: its immediate EOF must not stop the agent.
-    (["--signal", "none", "--interval", "1s"], subprocess.DEVNULL, signal.SIGTERM, None),
-], ids=["sighup", "sigusr1", "interval-pipe-eof", "interval-devnull"])
+@pytest.mark.parametrize(
+    "args,stdin,stop,gathers",
+    [
+        # SIGHUP and SIGUSR1 trigger a gather; stdin EOF stops.
+        (["--signal", "stdin"], subprocess.PIPE, "eof", signal.SIGHUP),
+        (["--signal", "stdin"], subprocess.PIPE, "eof", signal.SIGUSR1),
+        # --signal none gathers on its own; the EOF of a pipe on stdin stops it.
+        (["--signal", "none", "--interval", "1s"], subprocess.PIPE, "eof", None),
+        # Under systemd stdin is /dev/null: its immediate EOF must not stop the agent.
+        (["--signal", "none", "--interval", "1s"], subprocess.DEVNULL, signal.SIGTERM, None),
+    ],
+    ids=["sighup", "sigusr1", "interval-pipe-eof", "interval-devnull"],
+)
 def test_other_triggers_and_stops(tmp_path, args, stdin, stop, gathers):
     with Agentd(tmp_path, *args, stdin=stdin) as agent:
         for n in (1, 2):
@@ -273,8 +287,12 @@ sys.exit(cli.main(sys.argv[1:]))
 def test_stuck_thread_and_late_failure_do_not_hold_exit_or_print_tracebacks(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("agent:\n  gather_timeout: 300ms\n")
-    proc = subprocess.Popen([sys.executable, "-c", MISBEHAVING, "--signal", "stdin", "--config", str(config)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MISBEHAVING, "--signal", "stdin", "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         proc.stdin.write(b"\n")
         proc.stdin.flush()

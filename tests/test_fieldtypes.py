@@ -47,7 +47,12 @@ def test_every_field_keeps_one_type_the_schemas_through_a_servers_life(kind):
         elif kind.type == "prometheus":  # a Prometheus value is a float64, whatever its text looks like
             assert types == {"float"}, (field, types)
         elif kind.type == "json":
-            assert measurement == "llm_server" and field in {"latency_ms", "queue", "busy_seconds_total", "busy_seconds_per_s"}, field
+            assert measurement == "llm_server" and field in {
+                "latency_ms",
+                "queue",
+                "busy_seconds_total",
+                "busy_seconds_per_s",
+            }, field
     if kind.type == "json":
         assert wire_types(lines)[("llm_server", "queue")] == {"int"}  # `type: int` from the config
         assert wire_types(lines)[("llm_server", "latency_ms")] == {"float"}  # the default, also for 0

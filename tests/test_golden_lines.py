@@ -71,14 +71,23 @@ def record(tmp: Path) -> list[str]:
         if kind.type == "vllm":
             target["gpus"] = [0, 1]
         targets.append(target)
-    config = parse_config({
-        "targets": targets, "host": {"enabled": False}, "gpu": {"backends": ["nvidia"], "nvidia_smi_compat": True},
-        "logs": [{"path": str(log), "from": "beginning", "group_by": ["model"], "name": "requests"}],
-    })
+    config = parse_config(
+        {
+            "targets": targets,
+            "host": {"enabled": False},
+            "gpu": {"backends": ["nvidia"], "nvidia_smi_compat": True},
+            "logs": [{"path": str(log), "from": "beginning", "group_by": ["model"], "name": "requests"}],
+        }
+    )
     env = SourceEnv()
     out = io.BytesIO()
-    agent = Agent(build_sources(config, env), [StdoutSink(out)], deadline_s=5.0, processors=build_processors(config),
-                  global_tags={"host": "golden"})
+    agent = Agent(
+        build_sources(config, env),
+        [StdoutSink(out)],
+        deadline_s=5.0,
+        processors=build_processors(config),
+        global_tags={"host": "golden"},
+    )
 
     async def run():
         for i, k in enumerate(SCALES):
@@ -87,9 +96,19 @@ def record(tmp: Path) -> list[str]:
                     servers[kind.type].script(path, reply)
             with log.open("a") as f:
                 for j in range(3 + i):
-                    f.write(json.dumps({"duration_ms": 100.5 + 10 * j, "ttft_ms": 20 + j, "prompt_tokens": 10 + j,
-                                        "completion_tokens": 40 * (i + 1), "status": "success" if j else "error",
-                                        "model": "qwen" if j % 2 else "llama"}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "duration_ms": 100.5 + 10 * j,
+                                "ttft_ms": 20 + j,
+                                "prompt_tokens": 10 + j,
+                                "completion_tokens": 40 * (i + 1),
+                                "status": "success" if j else "error",
+                                "model": "qwen" if j % 2 else "llama",
+                            }
+                        )
+                        + "\n"
+                    )
             await agent.gather_once(T0 + i * 10 * S)
         await agent.close()
 

@@ -340,9 +340,31 @@ def _promtool_cases() -> list[tuple[str, list[tuple[str, float]], float]]:
         ("dip", [("1", 5), ("2", 3), ("3", 8), ("+Inf", 8)], 0.75),
         ("dup", [("1", 1), ("1.0", 1), ("2", 3), ("+Inf", 3)], 0.5),
     ]
-    ttft = ["0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.25", "0.5", "0.75",
-            "1.0", "2.5", "5.0", "7.5", "10.0", "20.0", "40.0", "80.0", "160.0", "640.0", "2560.0"]
-    tgi = [repr(0.0001 * 1.5 ** i) for i in range(1, 36)]
+    ttft = [
+        "0.001",
+        "0.005",
+        "0.01",
+        "0.02",
+        "0.04",
+        "0.06",
+        "0.08",
+        "0.1",
+        "0.25",
+        "0.5",
+        "0.75",
+        "1.0",
+        "2.5",
+        "5.0",
+        "7.5",
+        "10.0",
+        "20.0",
+        "40.0",
+        "80.0",
+        "160.0",
+        "640.0",
+        "2560.0",
+    ]
+    tgi = [repr(0.0001 * 1.5**i) for i in range(1, 36)]
     for i in range(40):
         bounds = ttft if i % 2 else tgi
         count, pairs = 0, []
@@ -391,17 +413,23 @@ def test_quantile_equals_prometheus_engine(tmp_path):
 def test_increase_per_series_then_merged():
     """One engine restarted (its buckets count from 0), another grew: Prometheus' sum(increase(x_bucket))."""
     from telegraf_llm_input.histogram import Histogram, increase
+
     b = [0.1, 1.0, math.inf]
-    prev = {(("engine", "0"),): Histogram(list(zip(b, [100.0, 200.0, 200.0])), 200.0, 100.0),
-            (("engine", "1"),): Histogram(list(zip(b, [100.0, 200.0, 200.0])), 200.0, 100.0)}
-    cur = {(("engine", "0"),): Histogram(list(zip(b, [4.0, 4.0, 4.0])), 4.0, 2.0),
-           (("engine", "1"),): Histogram(list(zip(b, [100.0, 300.0, 300.0])), 300.0, 150.0)}
+    prev = {
+        (("engine", "0"),): Histogram(list(zip(b, [100.0, 200.0, 200.0])), 200.0, 100.0),
+        (("engine", "1"),): Histogram(list(zip(b, [100.0, 200.0, 200.0])), 200.0, 100.0),
+    }
+    cur = {
+        (("engine", "0"),): Histogram(list(zip(b, [4.0, 4.0, 4.0])), 4.0, 2.0),
+        (("engine", "1"),): Histogram(list(zip(b, [100.0, 300.0, 300.0])), 300.0, 150.0),
+    }
     d, reset = increase(prev, cur)
     assert reset and d.buckets == list(zip(b, [4.0, 104.0, 104.0])) and d.count == 104.0 and d.sum == 52.0
 
 
 def test_increase_skips_a_series_whose_buckets_changed():
     from telegraf_llm_input.histogram import Histogram, increase
+
     prev = {(): Histogram([(0.1, 1.0), (math.inf, 2.0)], 2.0, 1.0)}
     cur = {(): Histogram([(0.5, 1.0), (math.inf, 3.0)], 3.0, 2.0)}
     assert increase(prev, cur) == (None, True)

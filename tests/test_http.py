@@ -21,6 +21,7 @@ def run(coro_fn):
             return await coro_fn(pool)
         finally:
             await pool.close()
+
     return asyncio.run(wrapper())
 
 
@@ -46,6 +47,7 @@ def raw_server(response: bytes, then_stream: int = 0):
                     sent["bytes"] += len(chunk)
             except OSError:
                 pass
+
     threading.Thread(target=serve, daemon=True).start()
     return listener, sent
 
@@ -111,9 +113,28 @@ def test_credentials_not_in_errors_and_auth_optional():
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return d
 
 
@@ -134,18 +155,25 @@ def test_tls_verified_by_default_ca_and_skip(tls_files):
 
 
 def test_stream_post_reads_as_it_arrives():
-    with FakeServer({"/v1/completions": Reply("data: {}\n\ndata: [DONE]\n\n", content_type="text/event-stream")},
-                    api_key="k", protected=["/v1/completions"]) as fake:
+    with FakeServer(
+        {"/v1/completions": Reply("data: {}\n\ndata: [DONE]\n\n", content_type="text/event-stream")},
+        api_key="k",
+        protected=["/v1/completions"],
+    ) as fake:
+
         async def go(pool):
-            async with stream(pool, TargetConfig(url=fake.url, bearer_token="k"), "POST", "/v1/completions",
-                              json={"prompt": "hi"}) as resp:
+            async with stream(
+                pool, TargetConfig(url=fake.url, bearer_token="k"), "POST", "/v1/completions", json={"prompt": "hi"}
+            ) as resp:
                 return [line async for line in resp.aiter_lines() if line]
+
         lines = run(go)
         assert lines == ["data: {}", "data: [DONE]"] and fake.requests[-1].body == b'{"prompt":"hi"}'
 
         async def unauthorized(pool):
             async with stream(pool, TargetConfig(url=fake.url), "POST", "/v1/completions", json={}):
                 pass
+
         with pytest.raises(FetchError) as err:
             run(unauthorized)
         assert err.value.status == 401

@@ -104,8 +104,9 @@ def assert_parses_back(line: str, want: dict) -> None:
 def test_every_line_round_trips_through_an_independent_parser(metric):
     # line-protocol-parser (C strtod) rejects subnormal floats that Telegraf and InfluxDB accept (Go's
     # ParseFloat); the InfluxDB tests cover those.
-    metric = Metric(metric.measurement, metric.tags,
-                    {k: v for k, v in metric.fields.items() if not is_subnormal(v)}, metric.time_ns)
+    metric = Metric(
+        metric.measurement, metric.tags, {k: v for k, v in metric.fields.items() if not is_subnormal(v)}, metric.time_ns
+    )
     line = encode_metric(metric)
     want = expected(metric)
     if want is None:
@@ -159,25 +160,38 @@ def test_edge_case_text_in_every_position(raw, norm):
     assert_parses_back(encode_metric(metric), want)
 
 
-@pytest.mark.parametrize("value,wire", [
-    ("", '""'),
-    ("a\\", '"a\\\\"'),
-    ('a\\"b', '"a\\\\\\"b"'),
-    ('"', '"\\""'),
-    ("\\n", '"\\\\n"'),
-    ("two\nlines", '"two lines"'),
-])
+@pytest.mark.parametrize(
+    "value,wire",
+    [
+        ("", '""'),
+        ("a\\", '"a\\\\"'),
+        ('a\\"b', '"a\\\\\\"b"'),
+        ('"', '"\\""'),
+        ("\\n", '"\\\\n"'),
+        ("two\nlines", '"two lines"'),
+    ],
+)
 def test_string_field_escaping(value, wire):
     line = encode_metric(Metric("m", {}, {"s": value}, 1))
     assert line == f"m s={wire} 1"
     assert lpp.parse_line(line)["fields"]["s"] == normalize_string_value(value)
 
 
-@pytest.mark.parametrize("value,wire", [
-    (True, "true"), (False, "false"), (1, "1i"), (0, "0i"), (1.0, "1.0"),
-    (INT64_MAX, f"{INT64_MAX}i"), (INT64_MIN, f"{INT64_MIN}i"),
-    (-0.0, "-0.0"), (1e300, "1e+300"), (5e-324, "5e-324"),
-])
+@pytest.mark.parametrize(
+    "value,wire",
+    [
+        (True, "true"),
+        (False, "false"),
+        (1, "1i"),
+        (0, "0i"),
+        (1.0, "1.0"),
+        (INT64_MAX, f"{INT64_MAX}i"),
+        (INT64_MIN, f"{INT64_MIN}i"),
+        (-0.0, "-0.0"),
+        (1e300, "1e+300"),
+        (5e-324, "5e-324"),
+    ],
+)
 def test_numbers_and_bools(value, wire):
     assert encode_metric(Metric("m", {}, {"v": value}, 1)) == f"m v={wire} 1"
 
@@ -187,14 +201,17 @@ def test_int_past_int64_is_dropped_not_written_as_a_float(value):
     assert encode_metric(Metric("m", {}, {"v": value, "w": 1}, 1)) == "m w=1i 1"
 
 
-@pytest.mark.parametrize("metric", [
-    Metric("#comment", {}, {"v": 1}, 1),
-    Metric("", {}, {"v": 1}, 1),
-    Metric("\\", {}, {"v": 1}, 1),
-    Metric("m", {}, {"v": float("nan"), "w": float("inf"), "x": -math.inf, "y": 2**1100}, 1),
-    Metric("m", {}, {"": 1, "\\": 2, "time": 3}, 1),
-    Metric("m", {"t": "x"}, {}, 1),
-])
+@pytest.mark.parametrize(
+    "metric",
+    [
+        Metric("#comment", {}, {"v": 1}, 1),
+        Metric("", {}, {"v": 1}, 1),
+        Metric("\\", {}, {"v": 1}, 1),
+        Metric("m", {}, {"v": float("nan"), "w": float("inf"), "x": -math.inf, "y": 2**1100}, 1),
+        Metric("m", {}, {"": 1, "\\": 2, "time": 3}, 1),
+        Metric("m", {"t": "x"}, {}, 1),
+    ],
+)
 def test_unwritable_metrics_are_dropped_and_counted(metric):
     assert encode_metric(metric) is None
     encoded = encode_batch([metric, Metric("ok", {}, {"v": 1}, 1)])
@@ -202,8 +219,11 @@ def test_unwritable_metrics_are_dropped_and_counted(metric):
 
 
 def test_tags_sorted_empty_dropped_and_collisions_resolved():
-    line = encode_metric(Metric("m", {"b": "2", "a": "1", "e": "", "": "x", "time": "t", "c\\": "first", "c": "last"},
-                                {"v": 1, "v\\": 2}, 1))
+    line = encode_metric(
+        Metric(
+            "m", {"b": "2", "a": "1", "e": "", "": "x", "time": "t", "c\\": "first", "c": "last"}, {"v": 1, "v\\": 2}, 1
+        )
+    )
     assert line == "m,a=1,b=2,c=last v=2i 1"
 
 
@@ -231,8 +251,11 @@ def influx_read_back(influxdb, db: str) -> dict[str, dict]:
         row = dict(zip(series["columns"], series["values"][0]))
         time_ns = row.pop("time")
         fields = {k: (v, types[(name, k)]) for k, v in row.items() if v is not None}
-        out[name] = {"tags": {k: v for k, v in series.get("tags", {}).items() if v != ""},
-                     "fields": fields, "time": time_ns}
+        out[name] = {
+            "tags": {k: v for k, v in series.get("tags", {}).items() if v != ""},
+            "fields": fields,
+            "time": time_ns,
+        }
     return out
 
 
@@ -261,10 +284,17 @@ def assert_influx_round_trip(influxdb, batch: list[Metric]) -> None:
 
 
 @pytest.mark.realserver
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
-@given(batch=st.lists(metrics(time_ns=st.integers(1_700_000_000_000_000_000, 1_700_000_100_000_000_000)),
-                      min_size=1, max_size=20, unique_by=lambda m: normalize_text(m.measurement)))
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    batch=st.lists(
+        metrics(time_ns=st.integers(1_700_000_000_000_000_000, 1_700_000_100_000_000_000)),
+        min_size=1,
+        max_size=20,
+        unique_by=lambda m: normalize_text(m.measurement),
+    )
+)
 def test_generated_batches_round_trip_through_influxdb(influxdb, batch):
     # A field key equal to a tag key of the same measurement is ambiguous in InfluxQL's SELECT *; skip that case.
     batch = [m for m in batch if not ({normalize_text(k) for k in m.tags} & {normalize_text(k) for k in m.fields})]
@@ -273,11 +303,28 @@ def test_generated_batches_round_trip_through_influxdb(influxdb, batch):
 
 @pytest.mark.realserver
 def test_edge_cases_round_trip_through_influxdb(influxdb):
-    batch = [Metric(f"m{i}{raw}", {"t" + raw: "v" + raw, "k": raw}, {"f" + raw: i, "s": raw}, 1_700_000_000_000_000_000)
-             for i, (raw, _) in enumerate(EDGE)]
-    batch.append(Metric("numbers", {}, {"max": INT64_MAX, "min": INT64_MIN, "negzero": -0.0,
-                                        "huge": 1e300, "tiny": 5e-324, "yes": True, "no": False, "one": 1, "onef": 1.0},
-                        1_700_000_000_000_000_000))
+    batch = [
+        Metric(f"m{i}{raw}", {"t" + raw: "v" + raw, "k": raw}, {"f" + raw: i, "s": raw}, 1_700_000_000_000_000_000)
+        for i, (raw, _) in enumerate(EDGE)
+    ]
+    batch.append(
+        Metric(
+            "numbers",
+            {},
+            {
+                "max": INT64_MAX,
+                "min": INT64_MIN,
+                "negzero": -0.0,
+                "huge": 1e300,
+                "tiny": 5e-324,
+                "yes": True,
+                "no": False,
+                "one": 1,
+                "onef": 1.0,
+            },
+            1_700_000_000_000_000_000,
+        )
+    )
     batch.append(Metric("oldest", {}, {"v": 1}, -(2**63) + 2))
     batch.append(Metric("newest", {}, {"v": 1}, 2**63 - 2))
     assert_influx_round_trip(influxdb, batch)
@@ -287,8 +334,9 @@ def test_edge_cases_round_trip_through_influxdb(influxdb):
 def test_once_output_round_trips(influxdb, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(f"tags:\n  task: 'a,b =c\\\\'\n  \"odd key\": é\nhost:\n  model_dir: {tmp_path}\n")
-    proc = subprocess.run([sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--once"],
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--once"], capture_output=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode("utf-8").split("\n")
     assert lines[-1] == "" and len(lines) > 2
@@ -303,23 +351,28 @@ def test_once_output_round_trips(influxdb, tmp_path):
     assert response.status_code == 204, response.text
     host = influxdb.query('SELECT * FROM "llm_host"', db)["results"][0]["series"][0]
     row = dict(zip(host["columns"], host["values"][0]))
-    assert row["mem_total_bytes"] == next(p for p in parsed if p["measurement"] == "llm_host")["fields"]["mem_total_bytes"]
+    assert (
+        row["mem_total_bytes"] == next(p for p in parsed if p["measurement"] == "llm_host")["fields"]["mem_total_bytes"]
+    )
 
 
-@pytest.mark.parametrize("fields, line", [
-    ({"a": 1.5, "b": 2}, "m a=1.5,b=2i 1"),
-    ({"a": 1.5, "b": float("inf")}, "m a=1.5 1"),
-    ({"a": 2**70, "b": 1.0}, "m b=1.0 1"),  # outside int64: dropped (a float would change its type)
-    ({"a": 2**63, "b": 1}, "m b=1i 1"),
-    ({"a": -2**63, "b": 2**63 - 1}, "m a=-9223372036854775808i,b=9223372036854775807i 1"),
-    ({"a": 1.0, "b": True}, "m a=1.0,b=true 1"),
-    ({"a%d": 1.0, "b%%": 2}, "m a%d=1.0,b%%=2i 1"),
-    ({"time": 1.0, "b": 2}, "m b=2i 1"),
-    ({"a": -0.0, "b": 1e300}, "m a=-0.0,b=1e+300 1"),
-    ({"a": 1e308, "b": 1e308}, "m a=1e+308,b=1e+308 1"),  # their sum overflows: still both written
-    ({"a": 1, "A": 2.0, "a\\": 3}, "m a=3i,A=2.0 1"),  # `a\` normalises to `a`: the last one wins
-    ({"a": float("nan"), "b": "x"}, 'm b="x" 1'),
-])
+@pytest.mark.parametrize(
+    "fields, line",
+    [
+        ({"a": 1.5, "b": 2}, "m a=1.5,b=2i 1"),
+        ({"a": 1.5, "b": float("inf")}, "m a=1.5 1"),
+        ({"a": 2**70, "b": 1.0}, "m b=1.0 1"),  # outside int64: dropped (a float would change its type)
+        ({"a": 2**63, "b": 1}, "m b=1i 1"),
+        ({"a": -(2**63), "b": 2**63 - 1}, "m a=-9223372036854775808i,b=9223372036854775807i 1"),
+        ({"a": 1.0, "b": True}, "m a=1.0,b=true 1"),
+        ({"a%d": 1.0, "b%%": 2}, "m a%d=1.0,b%%=2i 1"),
+        ({"time": 1.0, "b": 2}, "m b=2i 1"),
+        ({"a": -0.0, "b": 1e300}, "m a=-0.0,b=1e+300 1"),
+        ({"a": 1e308, "b": 1e308}, "m a=1e+308,b=1e+308 1"),  # their sum overflows: still both written
+        ({"a": 1, "A": 2.0, "a\\": 3}, "m a=3i,A=2.0 1"),  # `a\` normalises to `a`: the last one wins
+        ({"a": float("nan"), "b": "x"}, 'm b="x" 1'),
+    ],
+)
 def test_field_sets_of_every_kind_give_the_documented_text(fields, line):
     assert encode_metric(Metric("m", {}, fields, 1)) == line
     assert encode_metric(Metric("m", {"t": "v"}, fields, 1)) == line.replace("m ", "m,t=v ", 1)

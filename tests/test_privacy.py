@@ -33,9 +33,23 @@ PREFIXES = ("E! ", "W! ", "I! ", "D! ")
 def run_agent(config: dict, tmp_path: Path, gathers: int = 3, pause: float = 1.5) -> tuple[str, str]:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(path), "--signal", "stdin",
-                             "--log-level", "debug"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "telegraf_llm_input",
+            "--config",
+            str(path),
+            "--signal",
+            "stdin",
+            "--log-level",
+            "debug",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     for _ in range(gathers):
         proc.stdin.write(b"\n")
         proc.stdin.flush()
@@ -67,18 +81,33 @@ def test_no_secret_and_no_prompt_or_response_text_in_any_output(tmp_path):
         headers = {"X-Api-Secret": HEADER_SECRET}
         config = {
             "agent": {"state_dir": str(tmp_path / "state")},
-            "host": {"enabled": False}, "gpu": {"enabled": False},
+            "host": {"enabled": False},
+            "gpu": {"enabled": False},
             "targets": [
-                {"url": good.url, "type": "llamacpp", "name": "good", "bearer_token_file": str(token_file),
-                 "headers": headers},
+                {
+                    "url": good.url,
+                    "type": "llamacpp",
+                    "name": "good",
+                    "bearer_token_file": str(token_file),
+                    "headers": headers,
+                },
                 {"url": wrong.url, "type": "llamacpp", "name": "wrong", "bearer_token_file": str(token_file)},
                 {"url": liar.url, "name": "liar", "bearer_token_file": str(token_file), "headers": headers},
                 {"url": creds.url.replace("http://", f"http://admin:{URL_PASSWORD}@"), "type": "vllm"},
-                {"url": f"http://127.0.0.1:{free_port()}", "type": "vllm", "name": "down",
-                 "bearer_token_file": str(token_file)},
-                {"url": stream.url, "type": "openai", "name": "probed", "bearer_token_file": str(token_file),
-                 "headers": headers,
-                 "probe": {"enabled": True, "every": "1s", "prompt": PROMPT, "max_tokens": 16}},
+                {
+                    "url": f"http://127.0.0.1:{free_port()}",
+                    "type": "vllm",
+                    "name": "down",
+                    "bearer_token_file": str(token_file),
+                },
+                {
+                    "url": stream.url,
+                    "type": "openai",
+                    "name": "probed",
+                    "bearer_token_file": str(token_file),
+                    "headers": headers,
+                    "probe": {"enabled": True, "every": "1s", "prompt": PROMPT, "max_tokens": 16},
+                },
             ],
         }
         out, err = run_agent(config, tmp_path)
@@ -88,10 +117,12 @@ def test_no_secret_and_no_prompt_or_response_text_in_any_output(tmp_path):
         stream.__exit__(None, None, None)
 
     # The features ran: the token opened the protected server, the probe streamed its answer.
-    assert any(line.startswith("llm_server,") and "target=good" in line and "up=1i" in line
-               for line in out.splitlines()), out[-3000:]
-    assert any(line.startswith("llm_probe,") and "target=probed" in line and "success=1i" in line
-               for line in out.splitlines()), out[-3000:]
+    assert any(
+        line.startswith("llm_server,") and "target=good" in line and "up=1i" in line for line in out.splitlines()
+    ), out[-3000:]
+    assert any(
+        line.startswith("llm_probe,") and "target=probed" in line and "success=1i" in line for line in out.splitlines()
+    ), out[-3000:]
     assert any(r.headers.get("Authorization") == f"Bearer {TOKEN}" for r in good.requests)
     assert any(PROMPT in json.dumps(r.body) for r in stream.posts())  # the prompt did go to the server
     # ...and the failures were reported.

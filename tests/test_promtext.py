@@ -73,11 +73,7 @@ def test_vllm_fixture_content():
     page = parse((FIXTURES / "vllm.txt").read_text())
     assert page.types["vllm:time_to_first_token_seconds"] == "histogram"
     assert page.types["vllm:prompt_tokens_total"] == "counter"
-    les = [
-        s.labels["le"]
-        for s in page.samples
-        if s.name == "vllm:time_to_first_token_seconds_bucket"
-    ]
+    les = [s.labels["le"] for s in page.samples if s.name == "vllm:time_to_first_token_seconds_bucket"]
     assert les[:3] == ["0.001", "0.005", "0.01"] and les[-2:] == ["2560.0", "+Inf"]
     running = [s for s in page.samples if s.name == "vllm:num_requests_running"]
     assert running[0].labels == {"engine": "0", "model_name": "Qwen/Qwen2.5-7B-Instruct"}
@@ -202,7 +198,7 @@ def test_garbage_lines_counted_and_skipped():
             "garbage here",
             "no_value",
             'bad{a="1"',
-            'bad{a=1} 2',
+            "bad{a=1} 2",
             'dup{a="1",a="2"} 3',
             "bad_value abc",
             "under 1_000",
@@ -358,8 +354,34 @@ def test_arbitrary_text_never_raises(text: str):
 
 
 _fragments = st.sampled_from(
-    ['m', '{', '}', '"', '\\', '=', ',', ' ', '\n', '#', '# TYPE ', '# HELP ', '# EOF', 'NaN', '1', '1e9',
-     'le', 'a="b"', '\t', '_total', ':', '+Inf', '-', '.', 'é', '\x00']
+    [
+        "m",
+        "{",
+        "}",
+        '"',
+        "\\",
+        "=",
+        ",",
+        " ",
+        "\n",
+        "#",
+        "# TYPE ",
+        "# HELP ",
+        "# EOF",
+        "NaN",
+        "1",
+        "1e9",
+        "le",
+        'a="b"',
+        "\t",
+        "_total",
+        ":",
+        "+Inf",
+        "-",
+        ".",
+        "é",
+        "\x00",
+    ]
 )
 
 
@@ -388,8 +410,11 @@ def test_openmetrics_page_matches_openmetrics_parser():
     c = Counter("prompt_tokens", "Prompt tokens.", ["model_name", "engine"], registry=registry)
     g = Gauge("num_requests_running", "Running.", ["model_name", "engine"], registry=registry)
     h = Histogram(
-        "time_to_first_token_seconds", "TTFT.", ["model_name", "engine"],
-        buckets=[0.001, 0.1, 1.0, 10.0], registry=registry,
+        "time_to_first_token_seconds",
+        "TTFT.",
+        ["model_name", "engine"],
+        buckets=[0.001, 0.1, 1.0, 10.0],
+        registry=registry,
     )
     s = Summary("queue_seconds", "Queue.", ["model_name"], registry=registry)
     for model in ('a"b', "c\\d", "e\nf"):

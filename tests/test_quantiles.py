@@ -11,8 +11,9 @@ from telegraf_llm_input.quantiles import Accumulator, LogSketch, percentile
 QS = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
 
 
-@given(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=300),
-       st.sampled_from(QS))
+@given(
+    st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=300), st.sampled_from(QS)
+)
 @settings(max_examples=300, deadline=None)
 def test_percentile_is_numpy_linear(values, q):
     assert percentile(sorted(values), q) == pytest.approx(np.percentile(values, q * 100), rel=1e-9, abs=1e-6)

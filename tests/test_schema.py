@@ -5,15 +5,18 @@ import pytest
 from telegraf_llm_input.schema import ALL, lookup, prometheus_name, prometheus_unit
 
 
-@pytest.mark.parametrize("field, name, factor", [
-    ("ttft_p95_ms", "ttft_p95_seconds", 1e-3),
-    ("requests_per_s", "requests_per_second", 1.0),
-    ("pcie_tx_kib_s", "pcie_tx_bytes_per_second", 1024.0),
-    ("memory_used_mib", "memory_used_bytes", 1024.0**2),
-    ("uptime_s", "uptime_seconds", 1.0),
-    ("rss_bytes", "rss_bytes", 1.0),
-    ("kv_cache_usage_ratio", "kv_cache_usage_ratio", 1.0),
-])
+@pytest.mark.parametrize(
+    "field, name, factor",
+    [
+        ("ttft_p95_ms", "ttft_p95_seconds", 1e-3),
+        ("requests_per_s", "requests_per_second", 1.0),
+        ("pcie_tx_kib_s", "pcie_tx_bytes_per_second", 1024.0),
+        ("memory_used_mib", "memory_used_bytes", 1024.0**2),
+        ("uptime_s", "uptime_seconds", 1.0),
+        ("rss_bytes", "rss_bytes", 1.0),
+        ("kv_cache_usage_ratio", "kv_cache_usage_ratio", 1.0),
+    ],
+)
 def test_prometheus_names_use_base_units(field, name, factor):
     assert prometheus_unit(field) == (name, pytest.approx(factor))
 

@@ -24,11 +24,14 @@ from tests.fakes.nvml import FakeNvml
 from tests.fakes.streaming import Script, StreamingServer
 
 NOT_EMITTED_HERE = {
-    ("llm_server", "context_used_ratio"): "a llama.cpp build reporting n_past in /slots (tests/servers/test_llamacpp.py)",
+    (
+        "llm_server",
+        "context_used_ratio",
+    ): "a llama.cpp build reporting n_past in /slots (tests/servers/test_llamacpp.py)",
     ("llm_server", "energy_j_per_token"): "a GPU whose energy counter moves while tokens are generated "
-                                          "(tests/sources/test_energy.py)",
+    "(tests/sources/test_energy.py)",
     ("llm_process", "gpu_indices"): "a server process holding GPU memory on a GPU the fake NVML lists for it "
-                                    "(tests/sources/test_process.py)",
+    "(tests/sources/test_process.py)",
     ("llm_probe", "load_ms"): "Ollama's native API answering a probe (tests/probe)",
     ("llm_probe", "server_decode_tokens_per_s"): "Ollama/llama.cpp native timings in a probe answer (tests/probe)",
     ("llm_probe", "reasoning_tokens"): "a reasoning model's usage details (tests/probe)",
@@ -39,7 +42,10 @@ NOT_EMITTED_HERE = {
     ("llm_gpu", "utilization_renderer"): "an Apple Silicon GPU (`ioreg`; tests/sources/test_gpu_backends.py)",
     ("llm_gpu", "utilization_tiler"): "an Apple Silicon GPU (`ioreg`)",
     ("llm_gpu", "memory_allocated_mib"): "an Apple Silicon GPU (`ioreg`)",
-    ("llm_process", "gpu_busy_percent"): "an AMD/Intel GPU the server's process has DRM fds on (tests/sources/test_drm_fdinfo.py)",
+    (
+        "llm_process",
+        "gpu_busy_percent",
+    ): "an AMD/Intel GPU the server's process has DRM fds on (tests/sources/test_drm_fdinfo.py)",
     ("llm_gpu", "xid_last"): "an XID event raised between two gathers (tests/sources/test_gpu.py)",
     ("llm_requests", "grouped_as_other"): "more groups than `max_groups` (tests/sources/test_requestlog.py)",
     ("llm_agent", "output_buffered_points"): "a database output (tests/sinks, tests/realserver/test_life.py)",
@@ -49,8 +55,10 @@ NOT_EMITTED_HERE = {
 }
 
 
-PLATFORM = {("llm_host", "memory_pressure_some_avg10"): "Linux PSI (/proc/pressure): absent on macOS, some kernels",
-            ("llm_host", "memory_pressure_level"): "macOS only (`kern.memorystatus_vm_pressure_level`)"}
+PLATFORM = {
+    ("llm_host", "memory_pressure_some_avg10"): "Linux PSI (/proc/pressure): absent on macOS, some kernels",
+    ("llm_host", "memory_pressure_level"): "macOS only (`kern.memorystatus_vm_pressure_level`)",
+}
 """Emitted or not depending on the machine the tests run on: checked by neither side."""
 
 
@@ -66,11 +74,23 @@ def probe_lines() -> list[str]:
     import io
 
     from telegraf_llm_input.sinks.stdout import StdoutSink
+
     with StreamingServer(Script(ttft_s=0.0, interval_s=0.0, cache_tokens=3)) as srv:
-        config = parse_config({"host": {"enabled": False}, "gpu": {"enabled": False},
-                               "targets": [{"url": srv.url, "type": "openai", "name": "probed",
-                                            "process": {"enabled": False},
-                                            "probe": {"enabled": True, "every": "100ms"}}]})
+        config = parse_config(
+            {
+                "host": {"enabled": False},
+                "gpu": {"enabled": False},
+                "targets": [
+                    {
+                        "url": srv.url,
+                        "type": "openai",
+                        "name": "probed",
+                        "process": {"enabled": False},
+                        "probe": {"enabled": True, "every": "100ms"},
+                    }
+                ],
+            }
+        )
         sources = build_sources(config, SourceEnv())
         [probe] = [s for s in sources if isinstance(s, ProbeSource)]
         out = io.BytesIO()
@@ -84,6 +104,7 @@ def probe_lines() -> list[str]:
                 await asyncio.sleep(0.02)
             await agent.gather_once()
             await agent.close()
+
         asyncio.run(go())
     return out.getvalue().decode().splitlines()
 
@@ -96,16 +117,32 @@ def emitted(tmp_path_factory):
     nvml.lose(7)
     tmp = tmp_path_factory.mktemp("coverage")
     log = tmp / "requests.jsonl"
-    log.write_text("".join(json.dumps({"duration_ms": 120.5 + i, "ttft_ms": 20 + i, "prompt_tokens": 10 + i,
-                                       "completion_tokens": 40, "status": "success" if i else "error",
-                                       "model": "qwen"}) + "\n" for i in range(5)))
+    log.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "duration_ms": 120.5 + i,
+                    "ttft_ms": 20 + i,
+                    "prompt_tokens": 10 + i,
+                    "completion_tokens": 40,
+                    "status": "success" if i else "error",
+                    "model": "qwen",
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
     seen: dict[str, dict[str, set[str]]] = {}
     try:
         for i, kind in enumerate(KINDS):
             extra = {}
             if i == 0:  # one run with everything else on
-                extra = {"gpu": {"nvidia_smi_compat": True}, "host": {"model_dir": str(tmp)},
-                         "logs": [{"path": str(log), "from": "beginning", "group_by": ["model"]}]}
+                extra = {
+                    "gpu": {"nvidia_smi_compat": True},
+                    "host": {"model_dir": str(tmp)},
+                    "logs": [{"path": str(log), "from": "beginning", "group_by": ["model"]}],
+                }
             collect(live(kind, process=True, **extra), seen)
         collect(probe_lines(), seen)
     finally:

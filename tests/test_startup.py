@@ -18,9 +18,19 @@ asyncio.run(cli.run(config, signal_mode="none", once=True))
 print(json.dumps(sorted(sys.modules)))
 """
 
-HEAVY = ["httpx._client", "yaml.loader", "influxdb_client", "telegraf_llm_input.promtext",
-         "telegraf_llm_input.servers.promtable", "telegraf_llm_input.servers.vllm", "telegraf_llm_input.probe.runner", "telegraf_llm_input.sources.requestlog",
-         "telegraf_llm_input.sinks.prometheus", "telegraf_llm_input.sinks.influx", "telegraf_llm_input.sinks.influx_v2"]
+HEAVY = [
+    "httpx._client",
+    "yaml.loader",
+    "influxdb_client",
+    "telegraf_llm_input.promtext",
+    "telegraf_llm_input.servers.promtable",
+    "telegraf_llm_input.servers.vllm",
+    "telegraf_llm_input.probe.runner",
+    "telegraf_llm_input.sources.requestlog",
+    "telegraf_llm_input.sinks.prometheus",
+    "telegraf_llm_input.sinks.influx",
+    "telegraf_llm_input.sinks.influx_v2",
+]
 
 
 def loaded(*args: str) -> set[str]:
@@ -50,5 +60,8 @@ outputs:
     listen: 127.0.0.1:{free_port()}
 """)
     modules = loaded("--config", str(config))
-    assert [m for m in HEAVY if m not in modules] == ["influxdb_client", "telegraf_llm_input.sinks.influx",
-                                                    "telegraf_llm_input.sinks.influx_v2"]
+    assert [m for m in HEAVY if m not in modules] == [
+        "influxdb_client",
+        "telegraf_llm_input.sinks.influx",
+        "telegraf_llm_input.sinks.influx_v2",
+    ]

@@ -9,10 +9,19 @@ UNIT = Path(__file__).parent.parent / "packaging" / "systemd" / "telegraf-llm-in
 
 def test_unit_has_the_hardening():
     text = UNIT.read_text()
-    for line in ("Restart=on-failure", "DynamicUser=yes", "StateDirectory=telegraf-llm-input", "ProtectSystem=strict",
-                 "ProtectHome=yes", "NoNewPrivileges=yes", "PrivateTmp=yes", "DevicePolicy=closed",
-                 "DeviceAllow=char-nvidia-frontend rw", "EnvironmentFile=-/etc/telegraf-llm-input/env",
-                 "--config /etc/telegraf-llm-input/config.yaml"):
+    for line in (
+        "Restart=on-failure",
+        "DynamicUser=yes",
+        "StateDirectory=telegraf-llm-input",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "DevicePolicy=closed",
+        "DeviceAllow=char-nvidia-frontend rw",
+        "EnvironmentFile=-/etc/telegraf-llm-input/env",
+        "--config /etc/telegraf-llm-input/config.yaml",
+    ):
         assert line in text, line
 
 

@@ -52,8 +52,9 @@ def test_the_command_line_runs(path, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("tags:\n  task: test\n")
     args[args.index("--config") + 1] = str(config)
-    proc = subprocess.run([sys.executable, "-m", "telegraf_llm_input", *args, "--once"], capture_output=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input", *args, "--once"], capture_output=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.decode().splitlines()
     assert lines and all(lpp.parse_line(line)["tags"]["task"] == "test" for line in lines)

@@ -77,13 +77,19 @@ def influxql(q: Q) -> str:
     _check(q)
     group = ", ".join(["time($__interval)", *map(_influx_tag, q.series_by)])
     if q.total_by is None:
-        return (f'SELECT {_influx_select(q)} AS "{_label(q, "influxdb")}" FROM "{q.measurement}" '
-                f"WHERE {_influx_where(q)} GROUP BY {group} fill(null)")
-    inner = (f'SELECT {_influx_select(q)} AS "{q.field}" FROM "{q.measurement}" '
-             f"WHERE {_influx_where(q)} GROUP BY {group} fill(none)")
+        return (
+            f'SELECT {_influx_select(q)} AS "{_label(q, "influxdb")}" FROM "{q.measurement}" '
+            f"WHERE {_influx_where(q)} GROUP BY {group} fill(null)"
+        )
+    inner = (
+        f'SELECT {_influx_select(q)} AS "{q.field}" FROM "{q.measurement}" '
+        f"WHERE {_influx_where(q)} GROUP BY {group} fill(none)"
+    )
     outer = ", ".join(["time($__interval)", *map(_influx_tag, q.total_by)])
-    return (f'SELECT sum("{q.field}") AS "{_label(q, "influxdb")}" FROM ({inner}) '
-            f"WHERE $timeFilter GROUP BY {outer} fill(null)")
+    return (
+        f'SELECT sum("{q.field}") AS "{_label(q, "influxdb")}" FROM ({inner}) '
+        f"WHERE $timeFilter GROUP BY {outer} fill(null)"
+    )
 
 
 # ---------------------------------------------------------------- PromQL
@@ -132,8 +138,15 @@ def _legend(q: Q, flavour: str) -> str:
 def _mappings(panel: Panel) -> list[dict]:
     if not panel.mappings:
         return []
-    return [{"type": "value", "options": {str(v): {"text": text, "color": colour, "index": i}
-                                          for i, (v, text, colour) in enumerate(panel.mappings)}}]
+    return [
+        {
+            "type": "value",
+            "options": {
+                str(v): {"text": text, "color": colour, "index": i}
+                for i, (v, text, colour) in enumerate(panel.mappings)
+            },
+        }
+    ]
 
 
 def _panel_json(panel: Panel, pid: int, x: int, y: int, flavour: str) -> dict:
@@ -142,19 +155,32 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int, flavour: str) -> dict:
     for i, q in enumerate(panel.queries):
         ref = chr(ord("A") + i)
         if flavour == "influxdb":
-            targets.append({"refId": ref, "datasource": ds, "query": influxql(q), "rawQuery": True,
-                            "resultFormat": "time_series", "alias": _legend(q, flavour)})
+            targets.append(
+                {
+                    "refId": ref,
+                    "datasource": ds,
+                    "query": influxql(q),
+                    "rawQuery": True,
+                    "resultFormat": "time_series",
+                    "alias": _legend(q, flavour),
+                }
+            )
         else:
-            targets.append({"refId": ref, "datasource": ds, "expr": promql(q), "legendFormat": _legend(q, flavour),
-                            "range": True})
+            targets.append(
+                {"refId": ref, "datasource": ds, "expr": promql(q), "legendFormat": _legend(q, flavour), "range": True}
+            )
     # The exporter writes base units (ms -> seconds, MiB -> bytes): the Prometheus panels follow.
     unit = PROM_UNITS.get(panel.unit, panel.unit) if flavour == "prometheus" else panel.unit
     defaults: dict = {"unit": unit, "mappings": _mappings(panel)}
     if panel.max is not None:
         defaults["max"] = panel.max
-    kind = {"timeseries": "timeseries", "bars": "timeseries", "heatmap": "heatmap", "state": "state-timeline"}[panel.kind]
-    options: dict = {"legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
-                     "tooltip": {"mode": "multi", "sort": "desc"}}
+    kind = {"timeseries": "timeseries", "bars": "timeseries", "heatmap": "heatmap", "state": "state-timeline"}[
+        panel.kind
+    ]
+    options: dict = {
+        "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
     if panel.kind == "bars":
         defaults["custom"] = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1}
     if panel.kind == "state":
@@ -163,30 +189,52 @@ def _panel_json(panel: Panel, pid: int, x: int, y: int, flavour: str) -> dict:
         defaults["custom"] = {"fillOpacity": 80, "lineWidth": 0}
         options.update({"mergeValues": True, "showValue": "never", "rowHeight": 0.9})
     if panel.kind == "heatmap":
-        options = {"calculate": False, "yAxis": {"axisPlacement": "left"}, "rowsFrame": {"layout": "auto"},
-                   "color": {"mode": "scheme", "scheme": "Turbo", "steps": 64}, "cellGap": 1,
-                   "tooltip": {"show": True, "yHistogram": False}}
+        options = {
+            "calculate": False,
+            "yAxis": {"axisPlacement": "left"},
+            "rowsFrame": {"layout": "auto"},
+            "color": {"mode": "scheme", "scheme": "Turbo", "steps": 64},
+            "cellGap": 1,
+            "tooltip": {"show": True, "yHistogram": False},
+        }
     height = 8 if panel.kind != "state" else 7
     description = panel.description
     if panel.servers:
         description = (description + " " if description else "") + "Servers: " + ", ".join(panel.servers) + "."
-    return {"id": pid, "type": kind, "title": panel.title, "description": description, "datasource": ds,
-            "gridPos": {"h": height, "w": panel.width, "x": x, "y": y},
-            "fieldConfig": {"defaults": defaults, "overrides": []}, "options": options, "targets": targets}
+    return {
+        "id": pid,
+        "type": kind,
+        "title": panel.title,
+        "description": description,
+        "datasource": ds,
+        "gridPos": {"h": height, "w": panel.width, "x": x, "y": y},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": targets,
+    }
 
 
 def _variables(flavour: str) -> list[dict]:
     ds = {"type": flavour, "uid": "${DS}"}
-    variables: list[dict] = [{"name": "DS", "label": "Data source", "type": "datasource", "query": flavour,
-                              "current": {}, "hide": 0, "refresh": 1}]
+    variables: list[dict] = [
+        {
+            "name": "DS",
+            "label": "Data source",
+            "type": "datasource",
+            "query": flavour,
+            "current": {},
+            "hide": 0,
+            "refresh": 1,
+        }
+    ]
     if flavour == "influxdb":
         queries = {
             "host": 'SHOW TAG VALUES FROM "llm_agent" WITH KEY = "host"',
             "server_type": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "server_type" WHERE "host" =~ /^$host$/',
             "target": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "target" WHERE "host" =~ /^$host$/ AND '
-                      '"server_type" =~ /^$server_type$/',
+            '"server_type" =~ /^$server_type$/',
             "model": 'SHOW TAG VALUES FROM "llm_server" WITH KEY = "model" WHERE "host" =~ /^$host$/ AND '
-                     '"target" =~ /^$target$/',
+            '"target" =~ /^$target$/',
         }
     else:
         up = prometheus_name("llm_server", "up")
@@ -197,12 +245,34 @@ def _variables(flavour: str) -> list[dict]:
             "model": f'label_values({up}{{host=~"$host", target=~"$target"}}, model)',
         }
     for name, query in queries.items():
-        variables.append({"name": name, "label": name, "type": "query", "datasource": ds, "query": query,
-                          "definition": query, "includeAll": True, "multi": True, "allValue": ".*",
-                          "current": {"text": "All", "value": "$__all"}, "refresh": 2, "sort": 1, "hide": 0})
-    variables.append({"name": AB_TAG[1:], "label": "A/B tag (request log)", "type": "textbox",
-                      "query": "prompt_version", "current": {"text": "prompt_version", "value": "prompt_version"},
-                      "hide": 0, "description": "A group_by key of your request log: one series per value."})
+        variables.append(
+            {
+                "name": name,
+                "label": name,
+                "type": "query",
+                "datasource": ds,
+                "query": query,
+                "definition": query,
+                "includeAll": True,
+                "multi": True,
+                "allValue": ".*",
+                "current": {"text": "All", "value": "$__all"},
+                "refresh": 2,
+                "sort": 1,
+                "hide": 0,
+            }
+        )
+    variables.append(
+        {
+            "name": AB_TAG[1:],
+            "label": "A/B tag (request log)",
+            "type": "textbox",
+            "query": "prompt_version",
+            "current": {"text": "prompt_version", "value": "prompt_version"},
+            "hide": 0,
+            "description": "A group_by key of your request log: one series per value.",
+        }
+    )
     return variables
 
 
@@ -226,8 +296,14 @@ def dashboard(flavour: str) -> dict:
     panels: list[dict] = []
     pid, y = 1, 0
     for row in ROWS:
-        row_json = {"id": pid, "type": "row", "title": row.title, "collapsed": row.collapsed,
-                    "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []}
+        row_json = {
+            "id": pid,
+            "type": "row",
+            "title": row.title,
+            "collapsed": row.collapsed,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+            "panels": [],
+        }
         children, below = _row_panels(row, pid + 1, y + 1, flavour)
         pid += 1 + len(children)
         panels.append(row_json)
@@ -242,7 +318,7 @@ def dashboard(flavour: str) -> dict:
         "uid": f"telegraf-llm-input-{flavour}",
         "title": f"LLM model server ({name})",
         "description": "telegraf-llm-input: fleet, model servers, errors, probe, GPU, process, request log. "
-                       "Generated by packaging/grafana/generate.py; docs/dashboards.md says what each row answers.",
+        "Generated by packaging/grafana/generate.py; docs/dashboards.md says what each row answers.",
         "tags": ["llm", "telegraf-llm-input"],
         "editable": True,
         "schemaVersion": 39,
@@ -283,8 +359,10 @@ def prometheus_expr(a: Alert) -> str:
     if a.mode == "silent":
         job = f'job="{PROMETHEUS_JOB}"'
         # Scrape fails; or it answers but the agent has stopped gathering (its series expire); or none left.
-        return (f"up{{{job}}} == 0 or (up{{{job}}} == 1 unless on (job, instance) {metric}{{{job}}}) "
-                f"or absent_over_time({metric}{{{job}}}[{a.window}])")
+        return (
+            f"up{{{job}}} == 0 or (up{{{job}}} == 1 unless on (job, instance) {metric}{{{job}}}) "
+            f"or absent_over_time({metric}{{{job}}}[{a.window}])"
+        )
     if a.mode == "increase":
         # `and <metric>`: only while the series is reported; a dead agent's last increase resolves.
         return f"increase({metric}[{a.window}]) {a.op} {t} and {metric}"
@@ -301,8 +379,12 @@ def prometheus_expr(a: Alert) -> str:
 def prometheus_rules() -> dict:
     rules = []
     for a in ALERTS:
-        rule = {"alert": "".join(w.capitalize() for w in a.uid.split("-")), "expr": prometheus_expr(a),
-                "labels": {"severity": a.severity}, "annotations": {"summary": a.summary, "title": a.title}}
+        rule = {
+            "alert": "".join(w.capitalize() for w in a.uid.split("-")),
+            "expr": prometheus_expr(a),
+            "labels": {"severity": a.severity},
+            "annotations": {"summary": a.summary, "title": a.title},
+        }
         if a.for_ != "0m":
             rule["for"] = a.for_
         rules.append(rule)
@@ -321,8 +403,10 @@ def grafana_query(a: Alert) -> tuple[str, int]:
     if a.mode == "silent":
         # fill(0): a host that stopped keeps a series (of zeros) for the hour read; the moving average over
         # three minutes reads 0 only when none of them had a point.
-        return (f'SELECT moving_average(count("{a.field}"), 3) FROM "{a.measurement}" WHERE $timeFilter '
-                f"GROUP BY time(1m), {group} fill(0)"), 3600
+        return (
+            f'SELECT moving_average(count("{a.field}"), 3) FROM "{a.measurement}" WHERE $timeFilter '
+            f"GROUP BY time(1m), {group} fill(0)"
+        ), 3600
     if a.mode in ("increase", "growing"):
         window = max(_seconds(a.window), 600)
     if a.mode == "increase":
@@ -335,13 +419,21 @@ def grafana_query(a: Alert) -> tuple[str, int]:
 
 
 def _expr(ref: str, model: dict) -> dict:
-    return {"refId": ref, "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-            "model": {"refId": ref, **model}}
+    return {
+        "refId": ref,
+        "datasourceUid": "__expr__",
+        "relativeTimeRange": {"from": 0, "to": 0},
+        "model": {"refId": ref, **model},
+    }
 
 
 def _influx(ref: str, query: str, seconds: int) -> dict:
-    return {"refId": ref, "datasourceUid": "${LLM_INFLUXDB_UID}", "relativeTimeRange": {"from": seconds, "to": 0},
-            "model": {"refId": ref, "query": query, "rawQuery": True, "resultFormat": "time_series"}}
+    return {
+        "refId": ref,
+        "datasourceUid": "${LLM_INFLUXDB_UID}",
+        "relativeTimeRange": {"from": seconds, "to": 0},
+        "model": {"refId": ref, "query": query, "rawQuery": True, "resultFormat": "time_series"},
+    }
 
 
 def grafana_rules() -> dict:
@@ -352,37 +444,54 @@ def grafana_rules() -> dict:
         query, seconds = grafana_query(a)
         data = [_influx("A", query, seconds)]
         if a.mode == "growing":
-            data += [_expr("B", {"type": "reduce", "expression": "A", "reducer": "last"}),
-                     _expr("F", {"type": "reduce", "expression": "A", "reducer": "min"}),
-                     _expr("C", {"type": "math", "expression": f"$F {a.op} {a.threshold:g} && $B > $F"})]
+            data += [
+                _expr("B", {"type": "reduce", "expression": "A", "reducer": "last"}),
+                _expr("F", {"type": "reduce", "expression": "A", "reducer": "min"}),
+                _expr("C", {"type": "math", "expression": f"$F {a.op} {a.threshold:g} && $B > $F"}),
+            ]
         elif a.mode == "increase":
             # P: the series is still reported (last 2 minutes); a series missing there drops out of C.
             group = ", ".join(f'"{t}"' for t in a.by)
-            data += [_influx("P", f'SELECT last("{a.field}") FROM "{a.measurement}" WHERE $timeFilter '
-                                  f"GROUP BY {group}", 120),
-                     _expr("B", {"type": "reduce", "expression": "A", "reducer": "sum"}),
-                     _expr("R", {"type": "reduce", "expression": "P", "reducer": "count"}),
-                     _expr("C", {"type": "math", "expression": f"$B {a.op} {a.threshold:g} && $R > 0"})]
+            data += [
+                _influx(
+                    "P", f'SELECT last("{a.field}") FROM "{a.measurement}" WHERE $timeFilter GROUP BY {group}', 120
+                ),
+                _expr("B", {"type": "reduce", "expression": "A", "reducer": "sum"}),
+                _expr("R", {"type": "reduce", "expression": "P", "reducer": "count"}),
+                _expr("C", {"type": "math", "expression": f"$B {a.op} {a.threshold:g} && $R > 0"}),
+            ]
         else:
             reducer = "mean" if a.mode == "mean" else "last"
             evaluator = {">": "gt", "<": "lt", "==": "within_range"}[a.op]
             params = [a.threshold - 0.5, a.threshold + 0.5] if a.op == "==" else [a.threshold]
-            data += [_expr("B", {"type": "reduce", "expression": "A", "reducer": reducer}),
-                     _expr("C", {"type": "threshold", "expression": "B",
-                                 "conditions": [{"evaluator": {"type": evaluator, "params": params}}]})]
-        rules.append({
-            "uid": a.uid,
-            "title": a.title,
-            "condition": "C",
-            "data": data,
-            "for": a.for_,
-            "noDataState": "Alerting" if a.no_data_alerts else "OK",
-            "execErrState": "Error",
-            "labels": {"severity": a.severity},
-            "annotations": {"summary": a.summary},
-        })
-    return {"apiVersion": 1, "groups": [{"orgId": 1, "name": "telegraf-llm-input", "folder": "LLM",
-                                         "interval": "1m", "rules": rules}]}
+            data += [
+                _expr("B", {"type": "reduce", "expression": "A", "reducer": reducer}),
+                _expr(
+                    "C",
+                    {
+                        "type": "threshold",
+                        "expression": "B",
+                        "conditions": [{"evaluator": {"type": evaluator, "params": params}}],
+                    },
+                ),
+            ]
+        rules.append(
+            {
+                "uid": a.uid,
+                "title": a.title,
+                "condition": "C",
+                "data": data,
+                "for": a.for_,
+                "noDataState": "Alerting" if a.no_data_alerts else "OK",
+                "execErrState": "Error",
+                "labels": {"severity": a.severity},
+                "annotations": {"summary": a.summary},
+            }
+        )
+    return {
+        "apiVersion": 1,
+        "groups": [{"orgId": 1, "name": "telegraf-llm-input", "folder": "LLM", "interval": "1m", "rules": rules}],
+    }
 
 
 OUTPUTS = {
@@ -395,7 +504,8 @@ OUTPUTS = {
 
 def _yaml(data: dict) -> str:
     return "# Generated by packaging/grafana/generate.py from the schema; do not edit by hand.\n" + yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True, width=120)
+        data, sort_keys=False, allow_unicode=True, width=120
+    )
 
 
 def main(argv: list[str]) -> int:

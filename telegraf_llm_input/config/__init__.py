@@ -75,8 +75,9 @@ class Config:
     """Where metrics go; empty means stdout (what Telegraf reads)."""
 
     def __post_init__(self) -> None:
-        _unique("targets", [(t.name, "name") if t.name else (t.display_name, "url") for t in self.targets or []],
-                "target")
+        _unique(
+            "targets", [(t.name, "name") if t.name else (t.display_name, "url") for t in self.targets or []], "target"
+        )
         _unique("logs", [(lg.name, "name") if lg.name else (lg.path, "path") for lg in self.logs], "log")
 
     def global_tags(self) -> dict[str, str]:
@@ -92,8 +93,10 @@ def _unique(section: str, names: list[tuple[str, str]], what: str) -> None:
     for i, (name, key) in enumerate(names):
         if name in first:
             how = "" if key == "name" else f" (the name derived from its {key})"
-            raise ConfigError(f"{section}[{i}].{key}", f"{what} name {name!r}{how} is already used by "
-                              f"{section}[{first[name]}]; give each a distinct `name:`")
+            raise ConfigError(
+                f"{section}[{i}].{key}",
+                f"{what} name {name!r}{how} is already used by {section}[{first[name]}]; give each a distinct `name:`",
+            )
         first[name] = i
 
 
@@ -104,6 +107,7 @@ def expand_env(value: Any, path: str = "", environ: Mapping[str, str] | None = N
     """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):
+
         def sub(match: re.Match) -> str:
             if match.group(0) == "$$":
                 return "$"
@@ -113,6 +117,7 @@ def expand_env(value: Any, path: str = "", environ: Mapping[str, str] | None = N
             if default is not None:
                 return default
             raise ConfigError(path, f"environment variable {name} is not set")
+
         return _ENV.sub(sub, value)
     if isinstance(value, list):
         return [expand_env(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
@@ -165,8 +170,9 @@ def _no_duplicate_keys(node: yaml.Node | None, path: str = "") -> None:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
             here = f"{path}.{key}" if path else key
             if key in first and key != "<<":
-                raise ConfigError(here, f"duplicate key (line {key_node.start_mark.line + 1}; first given at line "
-                                        f"{first[key] + 1})")
+                raise ConfigError(
+                    here, f"duplicate key (line {key_node.start_mark.line + 1}; first given at line {first[key] + 1})"
+                )
             first[key] = key_node.start_mark.line
             _no_duplicate_keys(value_node, here)
     elif isinstance(node, yaml.SequenceNode):

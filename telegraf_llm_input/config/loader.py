@@ -49,9 +49,26 @@ Secret = Annotated[str, SECRET]
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _BYTES = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
-_BYTE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-               "t": 10**12, "tb": 10**12, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
-               "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "ki": 1024,
+    "kib": 1024,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "ti": 1024**4,
+    "tib": 1024**4,
+}
 
 
 def parse_duration(value: Any) -> float:
@@ -105,8 +122,10 @@ def check_http_url(url: str, *, path_allowed: bool) -> None:
     if port == 0 or (parts.netloc.endswith(":") and port is None):
         raise ValueError(f"port must be a number in 1-65535, got {_redact(url)!r}")
     if not path_allowed and parts.path not in ("", "/"):
-        raise ValueError(f"must be http(s)://host[:port] without a path, got path {parts.path!r} "
-                         "(a page elsewhere than the default: set `metrics_path`)")
+        raise ValueError(
+            f"must be http(s)://host[:port] without a path, got path {parts.path!r} "
+            "(a page elsewhere than the default: set `metrics_path`)"
+        )
     if parts.query or parts.fragment:
         raise ValueError(f"must not have a query or fragment, got {_redact(url)!r}")
 
@@ -254,7 +273,8 @@ def load_section(cls: type, data: Any, path: str = "") -> Any:
     secret_files = {
         f"{name}_file": name
         for name in fields
-        if get_origin(hints[name]) is Annotated and SECRET in get_args(hints[name])[1:]
+        if get_origin(hints[name]) is Annotated
+        and SECRET in get_args(hints[name])[1:]
         or _is_optional_secret(hints[name])
     }
     kwargs: dict[str, Any] = {}
@@ -272,7 +292,8 @@ def load_section(cls: type, data: Any, path: str = "") -> Any:
             raise ConfigError(_join(path, key), f"unknown key (known keys: {known})")
         kwargs[fields[key].name] = convert(hints[key], value, _join(path, key))
     missing = [
-        key for key, f in fields.items()
+        key
+        for key, f in fields.items()
         if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:

@@ -10,8 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 from telegraf_llm_input.config.loader import ByteSize, ConfigError, Duration, Secret, check_http_url
 from telegraf_llm_input.config.probe import ProbeConfig
 
-ServerType = Literal["auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json",
-                     "prometheus"]
+ServerType = Literal[
+    "auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus"
+]
 
 
 @dataclass

@@ -55,9 +55,13 @@ def _docstrings(cls: type) -> dict[str, str]:
         tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
         body = tree.body[0].body  # type: ignore[attr-defined]
         for node, after in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(inspect.cleandoc(after.value.value).split())
     return docs
 
@@ -198,12 +202,18 @@ def markdown_table(cls: type, prefix: str = "", skip: tuple[str, ...] = ()) -> s
 
 
 def _comment(text: str, indent: str, width: int = 100) -> list[str]:
-    return textwrap.wrap(text, width - len(indent) - 2, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ",
-                         break_on_hyphens=False)
+    return textwrap.wrap(
+        text,
+        width - len(indent) - 2,
+        initial_indent=f"{indent}# ",
+        subsequent_indent=f"{indent}# ",
+        break_on_hyphens=False,
+    )
 
 
-def yaml_block(cls: type, indent: str = "  ", examples: dict[str, str] | None = None,
-               skip: tuple[str, ...] = ()) -> str:
+def yaml_block(
+    cls: type, indent: str = "  ", examples: dict[str, str] | None = None, skip: tuple[str, ...] = ()
+) -> str:
     """A section's keys for the sample config: each key's meaning as a comment, then `key: default`.
 
     A key without a default value is written commented out with its value from `examples`.

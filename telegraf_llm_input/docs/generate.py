@@ -65,16 +65,20 @@ def fill(text: str, regions: dict[str, Callable[[], str]], where: str = "") -> s
 
 def render_all(root: Path = ROOT) -> dict[Path, str]:
     """Every generated file under `root` as it should read."""
-    out = {root / path: fill((root / path).read_text(encoding="utf-8"), regions, path)
-           for path, regions in REGIONS.items()}
+    out = {
+        root / path: fill((root / path).read_text(encoding="utf-8"), regions, path) for path, regions in REGIONS.items()
+    }
     out.update({root / path: render() for path, render in FILES.items()})
     return out
 
 
 def stale(root: Path = ROOT) -> list[str]:
     """Generated files under `root` that differ from what the code gives (relative paths)."""
-    return [str(path.relative_to(root)) for path, text in render_all(root).items()
-            if not path.exists() or path.read_text(encoding="utf-8") != text]
+    return [
+        str(path.relative_to(root))
+        for path, text in render_all(root).items()
+        if not path.exists() or path.read_text(encoding="utf-8") != text
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

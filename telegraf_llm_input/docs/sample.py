@@ -19,8 +19,10 @@ from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.docs.configref import key_summary, yaml_block
 
 BLOCKS: dict[str, Callable[[], str]] = {
-    "agent": lambda: yaml_block(AgentConfig, examples={
-        "gather_timeout": "8s", "hostname": "gpu-box-1", "state_dir": "/var/lib/telegraf-llm-input"}),
+    "agent": lambda: yaml_block(
+        AgentConfig,
+        examples={"gather_timeout": "8s", "hostname": "gpu-box-1", "state_dir": "/var/lib/telegraf-llm-input"},
+    ),
     "host": lambda: yaml_block(HostConfig, examples={"model_dir": "/srv/models"}),
     "discovery": lambda: yaml_block(DiscoveryConfig),
     "gpu": lambda: yaml_block(GpuConfig, examples={"indices": "[0, 1]"}),

@@ -66,8 +66,12 @@ def interpret(api: Api, obj: Any) -> Piece:
         )
     if api == "llamacpp":
         stop = obj.get("stop") is True
-        return Piece(content=_text(obj.get("content")), finished=stop,
-                     timings=_dict(obj.get("timings")), native=obj if stop else None)
+        return Piece(
+            content=_text(obj.get("content")),
+            finished=stop,
+            timings=_dict(obj.get("timings")),
+            native=obj if stop else None,
+        )
     content, reasoning, tool, finished = [], [], False, False
     for choice in obj.get("choices") or []:
         if not isinstance(choice, dict):
@@ -82,8 +86,15 @@ def interpret(api: Api, obj: Any) -> Piece:
         # vLLM (current), Ollama and mlx say `reasoning`; llama.cpp, SGLang, LM Studio and older vLLM `reasoning_content`.
         reasoning.append(_text(delta.get("reasoning")) or _text(delta.get("reasoning_content")))
         tool = tool or bool(delta.get("tool_calls"))
-    return Piece(content="".join(content), reasoning="".join(reasoning), tool_call=tool, finished=finished,
-                 usage=_dict(obj.get("usage")), timings=_dict(obj.get("timings")), stats=_dict(obj.get("stats")))
+    return Piece(
+        content="".join(content),
+        reasoning="".join(reasoning),
+        tool_call=tool,
+        finished=finished,
+        usage=_dict(obj.get("usage")),
+        timings=_dict(obj.get("timings")),
+        stats=_dict(obj.get("stats")),
+    )
 
 
 class ThinkTags:
@@ -112,8 +123,7 @@ class ThinkTags:
                 self.closed_at = start + idx + len(THINK_CLOSE)
         if self.first_plain_ns is None and self._text.strip():
             self.first_plain_ns = t_ns
-        if (self.closed_at is not None and self.first_after_close_ns is None
-                and self._text[self.closed_at:].strip()):
+        if self.closed_at is not None and self.first_after_close_ns is None and self._text[self.closed_at :].strip():
             self.first_after_close_ns = t_ns
 
     @property
@@ -272,8 +282,15 @@ class StreamMeasure:
             error, detail = "empty", "the stream carried no generated text"
         if error is None and not (self.finished or self.done_marker):
             error, detail = "bad_stream", "the stream ended before the server marked it complete"
-        result = ProbeResult(success=error is None, error=error, detail=detail, http_status=self.http_status,
-                             e2e_ms=_ms(self.t0_ns, end_ns), connect_ms=self.connect_ms, chunks=self.chunks)
+        result = ProbeResult(
+            success=error is None,
+            error=error,
+            detail=detail,
+            http_status=self.http_status,
+            e2e_ms=_ms(self.t0_ns, end_ns),
+            connect_ms=self.connect_ms,
+            chunks=self.chunks,
+        )
         self._latency(result)
         self._tokens(result)
         self._server_timings(result)
@@ -310,8 +327,13 @@ class StreamMeasure:
         if prompt is None:
             prompt = _int(native.get("tokens_evaluated"))
         r.prompt_tokens = prompt
-        if tokens is not None and tokens >= 2 and self.first_ns is not None and self.last_ns is not None \
-                and self.last_ns > self.first_ns:
+        if (
+            tokens is not None
+            and tokens >= 2
+            and self.first_ns is not None
+            and self.last_ns is not None
+            and self.last_ns > self.first_ns
+        ):
             span_ns = self.last_ns - self.first_ns
             r.tpot_ms = span_ns / (tokens - 1) / 1e6
             r.tokens_per_s = (tokens - 1) / (span_ns / 1e9)

@@ -34,8 +34,12 @@ PATHS = {
     "lmstudio": "/api/v0/chat/completions",
 }
 SERVER_TYPE_BY_API = {"ollama": "ollama", "llamacpp": "llamacpp", "lmstudio": "lmstudio"}
-_TRACE_MARKS = (("connect_tcp.started", "connect"), ("connect_tcp.complete", "connected"),
-                ("start_tls.complete", "connected"), ("send_request_body.started", "sent"))
+_TRACE_MARKS = (
+    ("connect_tcp.started", "connect"),
+    ("connect_tcp.complete", "connected"),
+    ("start_tls.complete", "connected"),
+    ("send_request_body.started", "sent"),
+)
 
 
 def join_url(base: str, path: str) -> str:
@@ -49,8 +53,13 @@ def join_url(base: str, path: str) -> str:
 def make_client(target: TargetConfig) -> httpx.AsyncClient:
     """The probe's own small client, so a scrape on the shared pool never queues in front of a probe."""
     timeout = httpx.Timeout(target.probe.timeout, connect=min(target.timeout, target.probe.timeout))
-    return httpx.AsyncClient(headers=headers_for(target), verify=tls_verify(target), timeout=timeout, trust_env=False,
-                             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1))
+    return httpx.AsyncClient(
+        headers=headers_for(target),
+        verify=tls_verify(target),
+        timeout=timeout,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
+    )
 
 
 def request_body(probe: ProbeConfig, model: str | None) -> dict[str, Any]:
@@ -58,14 +67,27 @@ def request_body(probe: ProbeConfig, model: str | None) -> dict[str, Any]:
     messages = probe.messages if probe.messages is not None else [{"role": "user", "content": prompt}]
     body: dict[str, Any]
     if probe.api in ("openai_chat", "lmstudio"):
-        body = {"messages": messages, "max_tokens": probe.max_tokens, "temperature": probe.temperature,
-                "stream": True, "stream_options": {"include_usage": True}}
+        body = {
+            "messages": messages,
+            "max_tokens": probe.max_tokens,
+            "temperature": probe.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
     elif probe.api == "openai_completions":
-        body = {"prompt": prompt, "max_tokens": probe.max_tokens, "temperature": probe.temperature,
-                "stream": True, "stream_options": {"include_usage": True}}
+        body = {
+            "prompt": prompt,
+            "max_tokens": probe.max_tokens,
+            "temperature": probe.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
     elif probe.api == "ollama":
-        body = {"messages": messages, "stream": True,
-                "options": {"temperature": probe.temperature, "num_predict": probe.max_tokens}}
+        body = {
+            "messages": messages,
+            "stream": True,
+            "options": {"temperature": probe.temperature, "num_predict": probe.max_tokens},
+        }
     else:
         body = {"prompt": prompt, "n_predict": probe.max_tokens, "temperature": probe.temperature, "stream": True}
     if model:
@@ -82,8 +104,12 @@ class ProbeOutcome:
 class ProbeRunner:
     """Probes one target; keeps its HTTP client (keep-alive) and the discovered model between runs."""
 
-    def __init__(self, target: TargetConfig, client: httpx.AsyncClient | None = None,
-                 clock: Callable[[], int] = time.perf_counter_ns):
+    def __init__(
+        self,
+        target: TargetConfig,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], int] = time.perf_counter_ns,
+    ):
         self.target = target
         self.probe = target.probe
         self._client = client
@@ -132,8 +158,12 @@ class ProbeRunner:
                 if name.endswith(suffix):
                     marks[key] = clock()
 
-        request = self.client.build_request("POST", join_url(self.target.url, PATHS[api]),
-                                            json=request_body(self.probe, model), extensions={"trace": trace})
+        request = self.client.build_request(
+            "POST",
+            join_url(self.target.url, PATHS[api]),
+            json=request_body(self.probe, model),
+            extensions={"trace": trace},
+        )
         measure = StreamMeasure(api, clock())
         holder.append(measure)
         response = await self.client.send(request, stream=True)
@@ -146,8 +176,9 @@ class ProbeRunner:
                 measure.connect_ms = (marks["connected"] - marks["connect"]) / 1e6
             measure.http_status = response.status_code
             if response.status_code != 200:
-                return measure.finish(self._clock(), http_error_class(response.status_code),
-                                      f"HTTP {response.status_code}")
+                return measure.finish(
+                    self._clock(), http_error_class(response.status_code), f"HTTP {response.status_code}"
+                )
             parser = NDJSONParser() if api == "ollama" else SSEParser()
             limit = self.target.max_body_bytes
             received = 0

@@ -13,5 +13,4 @@ class Processor(Protocol):
     For values that need two sources at once (energy per token needs GPU energy and server tokens).
     """
 
-    def process(self, metrics: list[Metric]) -> list[Metric]:
-        ...
+    def process(self, metrics: list[Metric]) -> list[Metric]: ...

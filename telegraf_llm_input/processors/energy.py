@@ -23,8 +23,9 @@ TOKENS_FIELD = "generation_tokens_total"
 FIELD = "energy_j_per_token"
 
 
-def energy_per_token(prev_tokens: float, prev_energy_j: Mapping[str, float], tokens: float,
-                     energy_j: Mapping[str, float]) -> float | None:
+def energy_per_token(
+    prev_tokens: float, prev_energy_j: Mapping[str, float], tokens: float, energy_j: Mapping[str, float]
+) -> float | None:
     """Joules per generated token between two samples of (tokens counter, per-GPU energy counters).
 
     None when no token was generated, when a counter went backwards (server restart, driver

@@ -31,7 +31,8 @@ class DetectedServerType:
                 self._detected[m.tags.get("target", "")] = m.tags["server_type"]
         return [
             replace(m, tags={**m.tags, "server_type": self._detected[m.tags["target"]]})
-            if m.measurement in FOLLOWERS and m.tags.get("target") in self._detected
+            if m.measurement in FOLLOWERS
+            and m.tags.get("target") in self._detected
             and m.tags.get("server_type") != self._detected[m.tags["target"]]
             else m
             for m in metrics

@@ -35,11 +35,19 @@ _PROM_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 # Prometheus names carry base units, and promtool rejects abbreviated ones (`_ms`, `_s`, `_mb`):
 # suffix -> (replacement, factor to multiply the value by). Longest suffixes first.
 _PROM_UNITS = (
-    ("_kib_s", "_bytes_per_second", 1024.0), ("_per_s", "_per_second", 1.0),
-    ("_ms", "_seconds", 1e-3), ("_us", "_seconds", 1e-6), ("_ns", "_seconds", 1e-9),
-    ("_sec", "_seconds", 1.0), ("_s", "_seconds", 1.0),
-    ("_kib", "_bytes", 1024.0), ("_mib", "_bytes", 1024.0**2), ("_gib", "_bytes", 1024.0**3),
-    ("_kb", "_bytes", 1e3), ("_mb", "_bytes", 1e6), ("_gb", "_bytes", 1e9),
+    ("_kib_s", "_bytes_per_second", 1024.0),
+    ("_per_s", "_per_second", 1.0),
+    ("_ms", "_seconds", 1e-3),
+    ("_us", "_seconds", 1e-6),
+    ("_ns", "_seconds", 1e-9),
+    ("_sec", "_seconds", 1.0),
+    ("_s", "_seconds", 1.0),
+    ("_kib", "_bytes", 1024.0),
+    ("_mib", "_bytes", 1024.0**2),
+    ("_gib", "_bytes", 1024.0**3),
+    ("_kb", "_bytes", 1e3),
+    ("_mb", "_bytes", 1e6),
+    ("_gb", "_bytes", 1e9),
 )
 
 

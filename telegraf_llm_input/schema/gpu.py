@@ -13,10 +13,17 @@ LLM_GPU = Measurement(
         Field("utilization_renderer", "%", "Renderer (fragment) utilisation.", servers="apple", type="int"),
         Field("utilization_tiler", "%", "Tiler (geometry) utilisation.", servers="apple", type="int"),
         Field("memory_total_mib", "MiB", "Device memory."),
-        Field("memory_used_mib", "MiB", "Device memory in use, by every process (another process taking VRAM shows here)."),
+        Field(
+            "memory_used_mib", "MiB", "Device memory in use, by every process (another process taking VRAM shows here)."
+        ),
         Field("memory_free_mib", "MiB", "Device memory free."),
-        Field("memory_allocated_mib", "MiB", "Memory the GPU driver has allocated (Apple \"Alloc system memory\"; "
-              "unified memory, so `memory_total_mib` is the machine's memory).", servers="apple"),
+        Field(
+            "memory_allocated_mib",
+            "MiB",
+            'Memory the GPU driver has allocated (Apple "Alloc system memory"; '
+            "unified memory, so `memory_total_mib` is the machine's memory).",
+            servers="apple",
+        ),
         Field("temperature_gpu", "°C", "Core temperature.", type="int"),
         Field("power_draw_w", "W", "Power draw."),
         Field("power_limit_w", "W", "Enforced power limit."),
@@ -31,16 +38,46 @@ LLM_GPU = Measurement(
         Field("throttle_sync_boost", "0/1", "Held to the clocks of GPUs in its sync-boost group.", type="int"),
         Field("throttle_thermal", "0/1", "Thermal slowdown, software or hardware.", type="int"),
         Field("throttle_power_brake", "0/1", "Hardware power brake (external power-brake signal).", type="int"),
-        Field("ecc_uncorrected_volatile", "errors", "Uncorrected ECC errors since the driver loaded.", kind="counter", type="int"),
-        Field("ecc_corrected_volatile", "errors", "Corrected ECC errors since the driver loaded.", kind="counter", type="int"),
-        Field("retired_or_remapped_rows_pending", "0/1", "1 when a row remap (or page retirement) waits for a GPU reset.", type="int"),
+        Field(
+            "ecc_uncorrected_volatile",
+            "errors",
+            "Uncorrected ECC errors since the driver loaded.",
+            kind="counter",
+            type="int",
+        ),
+        Field(
+            "ecc_corrected_volatile",
+            "errors",
+            "Corrected ECC errors since the driver loaded.",
+            kind="counter",
+            type="int",
+        ),
+        Field(
+            "retired_or_remapped_rows_pending",
+            "0/1",
+            "1 when a row remap (or page retirement) waits for a GPU reset.",
+            type="int",
+        ),
         Field("pcie_tx_kib_s", "KiB/s", "PCIe transmit throughput (20 ms sample).", type="int"),
         Field("pcie_rx_kib_s", "KiB/s", "PCIe receive throughput (20 ms sample).", type="int"),
         Field("encoder_util", "%", "Video encoder use.", type="int"),
         Field("decoder_util", "%", "Video decoder use.", type="int"),
-        Field("xid_errors_total", "errors", "Critical XID errors seen since the agent started (NVML events).", kind="counter", type="int"),
-        Field("xid_last", "", "Code of the last XID error (e.g. 79: fallen off the bus, 48: double-bit ECC).", type="int"),
-        Field("gpu_lost", "0/1", "1 when NVML reports the GPU lost (needs a reset or reboot); then no other field.", type="int"),
+        Field(
+            "xid_errors_total",
+            "errors",
+            "Critical XID errors seen since the agent started (NVML events).",
+            kind="counter",
+            type="int",
+        ),
+        Field(
+            "xid_last", "", "Code of the last XID error (e.g. 79: fallen off the bus, 48: double-bit ECC).", type="int"
+        ),
+        Field(
+            "gpu_lost",
+            "0/1",
+            "1 when NVML reports the GPU lost (needs a reset or reboot); then no other field.",
+            type="int",
+        ),
     ),
 )
 

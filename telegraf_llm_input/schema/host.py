@@ -16,11 +16,20 @@ HOST = Measurement(
         Field("swap_total_bytes", "bytes", "Swap size.", type="int"),
         Field("swap_used_bytes", "bytes", "Swap in use.", type="int"),
         Field("swap_used_percent", "%", "Swap in use."),
-        Field("swap_in_bytes_per_s", "bytes/s", "Swapped in since the previous gather (a model box that swaps decodes 10× slower)."),
+        Field(
+            "swap_in_bytes_per_s",
+            "bytes/s",
+            "Swapped in since the previous gather (a model box that swaps decodes 10× slower).",
+        ),
         Field("swap_out_bytes_per_s", "bytes/s", "Swapped out since the previous gather."),
         Field("memory_pressure_some_avg10", "%", "Share of the last 10 s some task waited for memory (Linux PSI)."),
-        Field("memory_pressure_level", "", "macOS memory pressure (`kern.memorystatus_vm_pressure_level`): 1 normal, "
-              "2 warning, 4 critical.", servers="macOS", type="int"),
+        Field(
+            "memory_pressure_level",
+            "",
+            "macOS memory pressure (`kern.memorystatus_vm_pressure_level`): 1 normal, 2 warning, 4 critical.",
+            servers="macOS",
+            type="int",
+        ),
         Field("model_dir_free_bytes", "bytes", "Free space on the filesystem of `host.model_dir`.", type="int"),
         Field("model_dir_total_bytes", "bytes", "Size of that filesystem.", type="int"),
         Field("model_dir_used_percent", "%", "Use of that filesystem."),

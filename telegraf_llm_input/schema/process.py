@@ -13,19 +13,33 @@ LLM_PROCESS = Measurement(
         Field("num_fds", "", "Open file descriptors of the main process.", type="int"),
         Field("uptime_s", "s", "Seconds since the process started."),
         Field("restarts_total", "", "Times the pid changed since the agent started.", kind="counter", type="int"),
-        Field("gpu_memory_used_mib", "MiB", "GPU memory the process and its children hold, all GPUs (NVML; DRM fdinfo "
-              "`drm-memory-vram`/`drm-resident-*` on AMD, Intel and other DRM drivers)."),
-        Field("gpu_busy_percent", "%", "Time the GPU's busiest engine ran the process's work since the previous "
-              "gather (DRM fdinfo `drm-engine-*`/`drm-cycles-*`; 100 = that engine fully busy).",
-              servers="AMD, Intel, DRM drivers"),
+        Field(
+            "gpu_memory_used_mib",
+            "MiB",
+            "GPU memory the process and its children hold, all GPUs (NVML; DRM fdinfo "
+            "`drm-memory-vram`/`drm-resident-*` on AMD, Intel and other DRM drivers).",
+        ),
+        Field(
+            "gpu_busy_percent",
+            "%",
+            "Time the GPU's busiest engine ran the process's work since the previous "
+            "gather (DRM fdinfo `drm-engine-*`/`drm-cycles-*`; 100 = that engine fully busy).",
+            servers="AMD, Intel, DRM drivers",
+        ),
         Field("gpu_indices", "", "GPUs it holds memory on, e.g. `0,1` (NVML).", kind="string"),
         Field("listen_address", "", "Where it listens on the target's port, e.g. `127.0.0.1:8000`.", kind="string"),
-        Field("exposed", "0/1", "1 when it listens on a non-loopback address (0.0.0.0: reachable from the network).", type="int"),
+        Field(
+            "exposed",
+            "0/1",
+            "1 when it listens on a non-loopback address (0.0.0.0: reachable from the network).",
+            type="int",
+        ),
     ),
 )
 
 ENERGY_J_PER_TOKEN = Field(
-    "energy_j_per_token", "J/token",
+    "energy_j_per_token",
+    "J/token",
     "GPU energy of the target's GPUs (`gpus:` or those its process holds memory on) over the interval, divided by "
     "the tokens generated in it; absent when none were generated.",
     servers="with a GPU and `generation_tokens_total`",

@@ -21,9 +21,19 @@ LLM_REQUESTS = Measurement(
         Field("prompt_tokens", "tokens", "Prompt tokens of the interval's requests.", type="int"),
         Field("completion_tokens", "tokens", "Completion tokens of the interval's requests.", type="int"),
         Field("completion_tokens_per_s", "tok/s", "completion_tokens / seconds since the previous gather."),
-        Field("malformed_lines", "lines", "Lines skipped in the interval: not JSON, not an object, or over 64 MiB.", type="int"),
-        Field("grouped_as_other", "requests", "Requests in this row because a group_by value was past "
-                                              "`max_groups` (tag value `other`); absent when none.", type="int"),
+        Field(
+            "malformed_lines",
+            "lines",
+            "Lines skipped in the interval: not JSON, not an object, or over 64 MiB.",
+            type="int",
+        ),
+        Field(
+            "grouped_as_other",
+            "requests",
+            "Requests in this row because a group_by value was past "
+            "`max_groups` (tag value `other`); absent when none.",
+            type="int",
+        ),
     ),
 )
 

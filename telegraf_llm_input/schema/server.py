@@ -3,8 +3,13 @@
 from telegraf_llm_input.schema.base import Field, Measurement
 from telegraf_llm_input.schema.process import ENERGY_J_PER_TOKEN
 
-_PCT = (("p50", "median"), ("p90", "90th percentile"), ("p95", "95th percentile"), ("p99", "99th percentile"),
-        ("mean", "mean"))
+_PCT = (
+    ("p50", "median"),
+    ("p90", "90th percentile"),
+    ("p95", "95th percentile"),
+    ("p99", "99th percentile"),
+    ("mean", "mean"),
+)
 _LATENCIES = (
     ("ttft", "time to first token (arrival to first output token)"),
     ("itl", "inter-token latency (gap between consecutive output tokens)"),
@@ -32,11 +37,17 @@ _LENGTH_NOTES = {
 def _interval_fields(kinds, pct, unit: str, suffix: str = "", notes=None) -> tuple[Field, ...]:
     """`<prefix>_<p50...><suffix>` of each histogram kind, over the interval from bucket deltas (as Grafana's)."""
     notes = notes or {}
-    return tuple(Field(f"{prefix}_{label}{suffix}", unit,
-                       f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
-                       "(Prometheus `histogram_quantile` interpolation); absent when nothing finished.",
-                       servers=notes.get((prefix, label), ""))
-                 for prefix, meaning in kinds for label, what in pct)
+    return tuple(
+        Field(
+            f"{prefix}_{label}{suffix}",
+            unit,
+            f"{what.capitalize()} {meaning} over the interval, from histogram bucket deltas "
+            "(Prometheus `histogram_quantile` interpolation); absent when nothing finished.",
+            servers=notes.get((prefix, label), ""),
+        )
+        for prefix, meaning in kinds
+        for label, what in pct
+    )
 
 
 SERVER = Measurement(
@@ -49,71 +60,160 @@ SERVER = Measurement(
     ("server_type", "model", "target", "host", "server_version"),
     (
         Field("up", "0/1", "1 when the server answered its metrics/API (0 also while a model loads).", type="int"),
-        Field("busy", "0/1", "1 when the server is alive but its metrics page timed out "
-              "(llama.cpp blocks `/metrics` and `/slots` while decoding).", type="int"),
-        Field("loading", "0/1", "1 while the model loads (`/health` 503 \"Loading model\").", type="int"),
+        Field(
+            "busy",
+            "0/1",
+            "1 when the server is alive but its metrics page timed out "
+            "(llama.cpp blocks `/metrics` and `/slots` while decoding).",
+            type="int",
+        ),
+        Field("loading", "0/1", '1 while the model loads (`/health` 503 "Loading model").', type="int"),
         Field("scrape_ms", "ms", "Time to read the target this gather."),
-        Field("requests_running", "requests", "Requests being processed now.",
-              servers="TGI: batch size"),
+        Field("requests_running", "requests", "Requests being processed now.", servers="TGI: batch size"),
         Field("requests_waiting", "requests", "Requests queued (deferred) now."),
-        Field("kv_cache_usage_ratio", "0-1", "KV-cache use (averaged over engines/ranks).",
-              servers="SGLang: `token_usage`; llama.cpp: older builds and forks"),
+        Field(
+            "kv_cache_usage_ratio",
+            "0-1",
+            "KV-cache use (averaged over engines/ranks).",
+            servers="SGLang: `token_usage`; llama.cpp: older builds and forks",
+        ),
         Field("slots_total", "slots", "Parallel slots (`/slots`, else `/props` `total_slots`).", type="int"),
         Field("slots_busy", "slots", "Slots processing a request.", type="int"),
-        Field("context_used_ratio", "0-1", "Context fill of the fullest busy slot (`n_past / n_ctx`), where "
-              "the build reports it."),
+        Field(
+            "context_used_ratio",
+            "0-1",
+            "Context fill of the fullest busy slot (`n_past / n_ctx`), where the build reports it.",
+        ),
         Field("models_loaded", "models", "Models loaded in memory (`/api/ps`).", type="int"),
-        Field("prompt_tokens_total", "tokens", "Prompt (input) tokens processed.", "counter",
-              servers="TGI: sum of `tgi_request_input_length`", type="int"),
-        Field("generation_tokens_total", "tokens", "Generated (output) tokens.", "counter",
-              servers="llama.cpp: `tokens_predicted_total`; TGI: sum of `tgi_request_generated_tokens`", type="int"),
-        Field("requests_total", "requests", "Requests finished (vLLM: all finish reasons) or received (TGI).",
-              "counter", type="int"),
-        Field("request_errors_total", "requests", "Requests that failed.", "counter",
-              servers="TGI: `tgi_request_failure`, all `err`; vLLM: finish reason `error`", type="int"),
-        Field("requests_finished_*_total", "requests", "Requests finished per finish reason (`stop`, `length`, "
-              "`abort`, ...).", "counter", type="int"),
+        Field(
+            "prompt_tokens_total",
+            "tokens",
+            "Prompt (input) tokens processed.",
+            "counter",
+            servers="TGI: sum of `tgi_request_input_length`",
+            type="int",
+        ),
+        Field(
+            "generation_tokens_total",
+            "tokens",
+            "Generated (output) tokens.",
+            "counter",
+            servers="llama.cpp: `tokens_predicted_total`; TGI: sum of `tgi_request_generated_tokens`",
+            type="int",
+        ),
+        Field(
+            "requests_total",
+            "requests",
+            "Requests finished (vLLM: all finish reasons) or received (TGI).",
+            "counter",
+            type="int",
+        ),
+        Field(
+            "request_errors_total",
+            "requests",
+            "Requests that failed.",
+            "counter",
+            servers="TGI: `tgi_request_failure`, all `err`; vLLM: finish reason `error`",
+            type="int",
+        ),
+        Field(
+            "requests_finished_*_total",
+            "requests",
+            "Requests finished per finish reason (`stop`, `length`, `abort`, ...).",
+            "counter",
+            type="int",
+        ),
         Field("preemptions_total", "preemptions", "Requests preempted (KV cache full).", "counter", type="int"),
         Field("prompt_seconds_total", "s", "Time spent processing prompts.", "counter"),
         Field("generation_seconds_total", "s", "Time spent generating tokens.", "counter"),
         Field("decode_calls_total", "calls", "`llama_decode` calls.", "counter", type="int"),
-        Field("prompt_tokens_per_s", "tokens/s", "Prompt tokens per second of wall time over the interval "
-              "(Prometheus `sum(increase())`: each series' own increase, a series that went down counting from 0, then "
-              "summed over engines/ranks; none on the first scrape)."),
+        Field(
+            "prompt_tokens_per_s",
+            "tokens/s",
+            "Prompt tokens per second of wall time over the interval "
+            "(Prometheus `sum(increase())`: each series' own increase, a series that went down counting from 0, then "
+            "summed over engines/ranks; none on the first scrape).",
+        ),
         Field("generation_tokens_per_s", "tokens/s", "Generated tokens per second of wall time over the interval."),
         Field("requests_per_s", "requests/s", "Requests per second over the interval."),
         Field("error_ratio", "0-1", "Failed / all requests over the interval."),
-        Field("prompt_speed_tokens_per_s", "tokens/s", "Prompt tokens per second of prompt-processing time over "
-              "the interval (from counters, not the per-scrape gauge)."),
-        Field("generation_speed_tokens_per_s", "tokens/s", "Tokens per second while generating over the interval "
-              "(from counters, not the per-scrape gauge)."),
+        Field(
+            "prompt_speed_tokens_per_s",
+            "tokens/s",
+            "Prompt tokens per second of prompt-processing time over "
+            "the interval (from counters, not the per-scrape gauge).",
+        ),
+        Field(
+            "generation_speed_tokens_per_s",
+            "tokens/s",
+            "Tokens per second while generating over the interval (from counters, not the per-scrape gauge).",
+        ),
         *_interval_fields(_LATENCIES, _PCT, "ms", "_ms"),
         *_interval_fields(_LENGTHS, _LENGTH_PCT, "tokens", notes=_LENGTH_NOTES),
-        Field("prefix_cache_queries_total", "tokens", "Prompt tokens looked up in the prefix (KV) cache.", "counter",
-              type="int"),
-        Field("prefix_cache_hits_total", "tokens", "Prompt tokens found in the prefix cache (not computed again).",
-              "counter", servers="SGLang: `cached_tokens_total`", type="int"),
-        Field("prefix_cache_hit_ratio", "0-1", "Prefix-cache hits / queried tokens over the interval (from counter "
-              "deltas; absent when nothing was looked up).",
-              servers="SGLang: cached / prompt tokens, first scrape `cache_hit_rate`; vLLM V0 and SGLang without the "
-              "counters: the server's own recent-window gauge"),
+        Field(
+            "prefix_cache_queries_total",
+            "tokens",
+            "Prompt tokens looked up in the prefix (KV) cache.",
+            "counter",
+            type="int",
+        ),
+        Field(
+            "prefix_cache_hits_total",
+            "tokens",
+            "Prompt tokens found in the prefix cache (not computed again).",
+            "counter",
+            servers="SGLang: `cached_tokens_total`",
+            type="int",
+        ),
+        Field(
+            "prefix_cache_hit_ratio",
+            "0-1",
+            "Prefix-cache hits / queried tokens over the interval (from counter "
+            "deltas; absent when nothing was looked up).",
+            servers="SGLang: cached / prompt tokens, first scrape `cache_hit_rate`; vLLM V0 and SGLang without the "
+            "counters: the server's own recent-window gauge",
+        ),
         Field("spec_decode_drafts_total", "drafts", "Speculative-decoding draft steps.", "counter", type="int"),
-        Field("spec_decode_draft_tokens_total", "tokens", "Tokens proposed by the draft model/method.", "counter",
-              type="int"),
-        Field("spec_decode_accepted_tokens_total", "tokens", "Draft tokens the target model accepted.", "counter",
-              type="int"),
-        Field("spec_decode_acceptance_ratio", "0-1", "Accepted / draft tokens over the interval; absent when "
-              "nothing was drafted.", servers="vLLM V0, SGLang: the server's own gauge where no counters"),
-        Field("spec_decode_mean_accept_length", "tokens/step", "Tokens each draft step yields, the bonus token "
-              "included (1 + accepted tokens / drafts over the interval).", servers="SGLang: `spec_accept_length`"),
+        Field(
+            "spec_decode_draft_tokens_total",
+            "tokens",
+            "Tokens proposed by the draft model/method.",
+            "counter",
+            type="int",
+        ),
+        Field(
+            "spec_decode_accepted_tokens_total",
+            "tokens",
+            "Draft tokens the target model accepted.",
+            "counter",
+            type="int",
+        ),
+        Field(
+            "spec_decode_acceptance_ratio",
+            "0-1",
+            "Accepted / draft tokens over the interval; absent when nothing was drafted.",
+            servers="vLLM V0, SGLang: the server's own gauge where no counters",
+        ),
+        Field(
+            "spec_decode_mean_accept_length",
+            "tokens/step",
+            "Tokens each draft step yields, the bonus token included (1 + accepted tokens / drafts over the interval).",
+            servers="SGLang: `spec_accept_length`",
+        ),
         Field("lora_adapters_running", "adapters", "LoRA adapters with running requests now.", type="int"),
         Field("lora_adapters_waiting", "adapters", "LoRA adapters with waiting requests now.", type="int"),
-        Field("lora_adapters_max", "adapters", "LoRA adapters that fit on the GPU at once (`--max-loras`).",
-              type="int"),
+        Field(
+            "lora_adapters_max", "adapters", "LoRA adapters that fit on the GPU at once (`--max-loras`).", type="int"
+        ),
         ENERGY_J_PER_TOKEN,
-        Field("*", "", "`json` targets: the configured `json_fields` (counters also as `<name>_per_s`, `_total` "
-              "dropped); `prometheus` targets with `measurement: llm_server`: the page's names, counters also as "
-              "`<name>_per_s`, histograms as `<name>_p50`...`_mean` in the page's unit.", servers="json, prometheus"),
+        Field(
+            "*",
+            "",
+            "`json` targets: the configured `json_fields` (counters also as `<name>_per_s`, `_total` "
+            "dropped); `prometheus` targets with `measurement: llm_server`: the page's names, counters also as "
+            "`<name>_per_s`, histograms as `<name>_p50`...`_mean` in the page's unit.",
+            servers="json, prometheus",
+        ),
     ),
 )
 
@@ -128,10 +228,14 @@ MODEL_LOADED = Measurement(
         Field("gpu_offload_ratio", "0-1", "vram / size; below 1 means layers run on the CPU (slow)."),
         Field("context_length", "tokens", "Context length it was loaded with (newer Ollama).", type="int"),
         Field("seconds_until_unload", "s", "Until Ollama unloads it (`expires_at`; keep-alive)."),
-        Field("max_context_length", "tokens", "Longest context the model supports.", servers="lmstudio",
-              type="int"),
-        Field("loaded", "0/1", "1: LM Studio reports it loaded (only loaded models get a point).",
-              servers="lmstudio", type="int"),
+        Field("max_context_length", "tokens", "Longest context the model supports.", servers="lmstudio", type="int"),
+        Field(
+            "loaded",
+            "0/1",
+            "1: LM Studio reports it loaded (only loaded models get a point).",
+            servers="lmstudio",
+            type="int",
+        ),
     ),
 )
 

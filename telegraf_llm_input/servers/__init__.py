@@ -19,8 +19,16 @@ from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Adapter, Answers, Fetcher, Reading
 
 MODULES: dict[str, str] = {
-    "vllm": "vllm", "sglang": "sglang", "tgi": "tgi", "llamacpp": "llamacpp", "ollama": "ollama",
-    "lmstudio": "lmstudio", "openai": "openai", "mlx": "mlx", "json": "jsonpage", "prometheus": "generic_prometheus",
+    "vllm": "vllm",
+    "sglang": "sglang",
+    "tgi": "tgi",
+    "llamacpp": "llamacpp",
+    "ollama": "ollama",
+    "lmstudio": "lmstudio",
+    "openai": "openai",
+    "mlx": "mlx",
+    "json": "jsonpage",
+    "prometheus": "generic_prometheus",
 }
 """Server type (a target's `type:`) -> its module under `telegraf_llm_input.servers`."""
 DETECT_ORDER: tuple[ServerType, ...] = ("vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai")
@@ -69,8 +77,9 @@ class AutoAdapter:
         if self.resolved is None:
             kind = await detect(fetch)
             if kind is None:
-                raise FetchError("unknown", f"{fetch.target.display_name}: answers, but is no server type we know "
-                                            "(set `type:`)")
+                raise FetchError(
+                    "unknown", f"{fetch.target.display_name}: answers, but is no server type we know (set `type:`)"
+                )
             self.resolved = module(kind).make(self.target)
         return await self.resolved.read(fetch)
 

@@ -37,10 +37,12 @@ class Fetcher:
         self.deadline = deadline
         """`time.monotonic()` by which every request of this gather must be done."""
 
-    async def get(self, path: str, *, auth: bool = True, retries: int | None = None,
-                  accept: tuple[int, ...] = ()) -> Response:
-        return await get(self.pool, self.target, path, auth=auth, retries=retries, accept=accept,
-                         deadline=self.deadline)
+    async def get(
+        self, path: str, *, auth: bool = True, retries: int | None = None, accept: tuple[int, ...] = ()
+    ) -> Response:
+        return await get(
+            self.pool, self.target, path, auth=auth, retries=retries, accept=accept, deadline=self.deadline
+        )
 
     async def text(self, path: str, **kw) -> str:
         resp = await self.get(path, **kw)

@@ -33,8 +33,9 @@ def read_any(page: Page, include: list[str], exclude: list[str], measurement: st
         key = tuple(sorted(labels.items()))
         if key not in readings:
             tags = {k: v for k, v in labels.items() if k not in _RESERVED_TAGS and v}
-            readings[key] = ModelReading(None, rated=None, hist_scale=1.0, hist_suffix="", measurement=measurement,
-                                         tags=tags)
+            readings[key] = ModelReading(
+                None, rated=None, hist_scale=1.0, hist_suffix="", measurement=measurement, tags=tags
+            )
         return readings[key]
 
     histograms: set[str] = set()
@@ -70,10 +71,13 @@ class PrometheusAdapter:
 
     async def read(self, fetch: Fetcher) -> Reading:
         path = self.target.metrics_path or "/metrics"
-        page = await fetch.off_loop(parse_checked, await fetch.text(path), None, f"{self.target.display_name}{path}",
-                                    fetch.deadline)
-        return Reading(await fetch.off_loop(read_any, page, self.target.include, self.target.exclude,
-                                            self.target.measurement), server_type=TYPE)
+        page = await fetch.off_loop(
+            parse_checked, await fetch.text(path), None, f"{self.target.display_name}{path}", fetch.deadline
+        )
+        return Reading(
+            await fetch.off_loop(read_any, page, self.target.include, self.target.exclude, self.target.measurement),
+            server_type=TYPE,
+        )
 
 
 def make(target: TargetConfig) -> PrometheusAdapter:

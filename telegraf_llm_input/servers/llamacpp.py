@@ -70,10 +70,16 @@ def timings_fields(timings) -> dict[str, float]:
     def num(key):
         v = timings.get(key)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
+
     out: dict[str, float] = {}
     prompt_n, prompt_ms, gen_n, gen_ms = num("prompt_n"), num("prompt_ms"), num("predicted_n"), num("predicted_ms")
-    for key, value in (("prompt_tokens", prompt_n), ("prompt_ms", prompt_ms), ("generation_tokens", gen_n),
-                       ("generation_ms", gen_ms), ("cached_tokens", num("cache_n"))):
+    for key, value in (
+        ("prompt_tokens", prompt_n),
+        ("prompt_ms", prompt_ms),
+        ("generation_tokens", gen_n),
+        ("generation_ms", gen_ms),
+        ("cached_tokens", num("cache_n")),
+    ):
         if value is not None:
             out[key] = value
     if prompt_n is not None and prompt_ms:
@@ -132,8 +138,11 @@ class LlamaCppAdapter:
             _optional(fetch.json("/props")),
         )
         model = model_from_props(props) if isinstance(props, dict) else None
-        models = read_page(TABLE, parse_checked(page, TABLE, f"{fetch.target.display_name}{path}"), model) \
-            if page is not None else []
+        models = (
+            read_page(TABLE, parse_checked(page, TABLE, f"{fetch.target.display_name}{path}"), model)
+            if page is not None
+            else []
+        )
         reading = models[0] if models else ModelReading(model)
         if isinstance(slots, list):
             reading.gauges.update(slot_fields(slots))
@@ -148,5 +157,7 @@ def make(target: TargetConfig) -> LlamaCppAdapter:
     return LlamaCppAdapter()
 
 
-DETECT = (Rule("/metrics", contains="llamacpp:"),
-          Rule("/props", any_keys=("default_generation_settings", "total_slots")))
+DETECT = (
+    Rule("/metrics", contains="llamacpp:"),
+    Rule("/props", any_keys=("default_generation_settings", "total_slots")),
+)

@@ -30,10 +30,12 @@ def loaded_models(answer: dict) -> list[Metric]:
             if isinstance(entry.get(key), str) and entry[key]:
                 tags[tag] = entry[key]
         ctx = entry.get("max_context_length")
-        fields = clean_fields({
-            "max_context_length": ctx if isinstance(ctx, int) and not isinstance(ctx, bool) else None,
-            "loaded": 1,
-        })
+        fields = clean_fields(
+            {
+                "max_context_length": ctx if isinstance(ctx, int) and not isinstance(ctx, bool) else None,
+                "loaded": 1,
+            }
+        )
         out.append(Metric(MODEL_MEASUREMENT, tags, fields, 0))
     return out
 

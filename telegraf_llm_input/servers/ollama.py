@@ -28,7 +28,7 @@ def _seconds_until(expires_at, now: datetime) -> float | None:
     if "." in text:
         head, _, rest = text.partition(".")
         digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
@@ -48,14 +48,17 @@ def loaded_models(ps: dict, now: datetime) -> list[Metric]:
         if not isinstance(name, str):
             continue
         size, vram = entry.get("size"), entry.get("size_vram")
-        fields = clean_fields({
-            "size_bytes": size if isinstance(size, int) else None,
-            "vram_bytes": vram if isinstance(vram, int) else None,
-            "gpu_offload_ratio": vram / size if isinstance(size, int) and size > 0 and isinstance(vram, int)
-            else None,
-            "context_length": entry.get("context_length") if isinstance(entry.get("context_length"), int) else None,
-            "seconds_until_unload": _seconds_until(entry.get("expires_at"), now),
-        })
+        fields = clean_fields(
+            {
+                "size_bytes": size if isinstance(size, int) else None,
+                "vram_bytes": vram if isinstance(vram, int) else None,
+                "gpu_offload_ratio": vram / size
+                if isinstance(size, int) and size > 0 and isinstance(vram, int)
+                else None,
+                "context_length": entry.get("context_length") if isinstance(entry.get("context_length"), int) else None,
+                "seconds_until_unload": _seconds_until(entry.get("expires_at"), now),
+            }
+        )
         out.append(Metric(MODEL_MEASUREMENT, {"model": name}, fields, 0))
     return out
 

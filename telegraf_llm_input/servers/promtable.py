@@ -80,8 +80,12 @@ class PromTable:
 
     def names(self) -> set[str]:
         out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
-        out |= {n + "_bucket" for table in (self.histograms, self.token_histograms)
-                for names in table.values() for n in names}
+        out |= {
+            n + "_bucket"
+            for table in (self.histograms, self.token_histograms)
+            for names in table.values()
+            for n in names
+        }
         out |= {info.metric for info in self.info}
         return out
 
@@ -106,10 +110,12 @@ class PromTable:
     def missing(self, page: Page) -> list[str]:
         """Our fields none of whose names are on the page."""
         present = {s.name for s in page.samples}
-        tables = (self.gauges, self.counters,
-                  {k: tuple(n + "_bucket" for n in v) for k, v in {**self.histograms, **self.token_histograms}.items()})
-        return sorted(ours for table in tables for ours, names in table.items()
-                      if not any(n in present for n in names))
+        tables = (
+            self.gauges,
+            self.counters,
+            {k: tuple(n + "_bucket" for n in v) for k, v in {**self.histograms, **self.token_histograms}.items()},
+        )
+        return sorted(ours for table in tables for ours, names in table.items() if not any(n in present for n in names))
 
 
 def _by_name(page: Page) -> dict[str, list[Sample]]:
@@ -137,8 +143,9 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
 
     def reading(model: str | None) -> ModelReading:
         if model not in models:
-            models[model] = ModelReading(model, speeds=dict(table.speeds),
-                                         count_histograms=frozenset(table.token_histograms))
+            models[model] = ModelReading(
+                model, speeds=dict(table.speeds), count_histograms=frozenset(table.token_histograms)
+            )
         return models[model]
 
     def accumulate(target: str, samples: list[Sample], kind: str, mean: bool = False) -> None:
@@ -211,8 +218,11 @@ def _info_fields(info: InfoLabels, samples) -> dict[str, int]:
     if not series:
         return {}
     labels = max(series, key=lambda s: s.value).labels
-    out = {ours: len([x for x in labels[label].split(",") if x.strip()])
-           for ours, label in info.lists.items() if label in labels}
+    out = {
+        ours: len([x for x in labels[label].split(",") if x.strip()])
+        for ours, label in info.lists.items()
+        if label in labels
+    }
     for ours, label in info.numbers.items():
         try:
             out[ours] = int(labels[label])
@@ -259,8 +269,14 @@ def parse_checked(text: str, table: PromTable | None, where: str, deadline: floa
         raise FetchError("bad_body", f"{where}: no Prometheus samples in the page ({page.errors} bad lines)")
     dropped = dedupe(page)
     if dropped:
-        once(where, "duplicates", logging.WARNING, "%s: %d series on the page twice (same name and labels); "
-             "kept the first of each", where, dropped)
+        once(
+            where,
+            "duplicates",
+            logging.WARNING,
+            "%s: %d series on the page twice (same name and labels); kept the first of each",
+            where,
+            dropped,
+        )
     if table is not None:
         wanted = table.names()
         if not any(s.name in wanted for s in page.samples) and not (
@@ -269,8 +285,15 @@ def parse_checked(text: str, table: PromTable | None, where: str, deadline: floa
             raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
         missing = table.missing(page)
         if missing:
-            once(where, "missing", logging.INFO, "%s: %s page without the metrics for %s (this build or its "
-                 "configuration does not export them)", where, table.server_type, ", ".join(missing))
+            once(
+                where,
+                "missing",
+                logging.INFO,
+                "%s: %s page without the metrics for %s (this build or its configuration does not export them)",
+                where,
+                table.server_type,
+                ", ".join(missing),
+            )
     return page
 
 
@@ -308,12 +331,16 @@ class PromAdapter:
         try:
             path = fetch.target.metrics_path or self.table.path
             text = await fetch.text(path)
-            page = await fetch.off_loop(parse_checked, text, self.table, f"{fetch.target.display_name}{path}",
-                                        fetch.deadline)
+            page = await fetch.off_loop(
+                parse_checked, text, self.table, f"{fetch.target.display_name}{path}", fetch.deadline
+            )
             model = await self.default_model(fetch) if self.table.model_label is None else None
         except Exception:
             self._version_at = None  # down: it may come back as another version
             raise
         await self._ask_version(fetch)
-        return Reading(await fetch.off_loop(read_page, self.table, page, model), server_type=self.server_type,
-                       tags=version_tags(self.version))
+        return Reading(
+            await fetch.off_loop(read_page, self.table, page, model),
+            server_type=self.server_type,
+            tags=version_tags(self.version),
+        )

@@ -25,8 +25,14 @@ TABLE = PromTable(
         "spec_decode_acceptance_ratio": ("sglang:spec_accept_rate",),
         "spec_decode_mean_accept_length": ("sglang:spec_accept_length",),
     },
-    averaged=frozenset({"kv_cache_usage_ratio", "prefix_cache_hit_ratio", "spec_decode_acceptance_ratio",
-                        "spec_decode_mean_accept_length"}),
+    averaged=frozenset(
+        {
+            "kv_cache_usage_ratio",
+            "prefix_cache_hit_ratio",
+            "spec_decode_acceptance_ratio",
+            "spec_decode_mean_accept_length",
+        }
+    ),
     counters={
         "prompt_tokens_total": ("sglang:prompt_tokens_total",),
         "generation_tokens_total": ("sglang:generation_tokens_total",),
@@ -58,5 +64,7 @@ def make(target: TargetConfig) -> PromAdapter:
     return PromAdapter(TABLE)
 
 
-DETECT = (Rule("/metrics", contains="sglang:"),
-          Rule("/get_server_info", keys=("model_path",), any_keys=("tp_size", "version")))
+DETECT = (
+    Rule("/metrics", contains="sglang:"),
+    Rule("/get_server_info", keys=("model_path",), any_keys=("tp_size", "version")),
+)

@@ -60,10 +60,13 @@ TABLE = PromTable(
         "request_generation_tokens": ("vllm:request_generation_tokens",),
         "request_max_tokens": ("vllm:request_params_max_tokens",),
     },
-    info=(InfoLabels("vllm:lora_requests_info",
-                     lists={"lora_adapters_running": "running_lora_adapters",
-                            "lora_adapters_waiting": "waiting_lora_adapters"},
-                     numbers={"lora_adapters_max": "max_lora"}),),
+    info=(
+        InfoLabels(
+            "vllm:lora_requests_info",
+            lists={"lora_adapters_running": "running_lora_adapters", "lora_adapters_waiting": "waiting_lora_adapters"},
+            numbers={"lora_adapters_max": "max_lora"},
+        ),
+    ),
     version=("/version", "version"),
 )
 

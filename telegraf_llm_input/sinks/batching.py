@@ -113,9 +113,17 @@ _LIVE: weakref.WeakSet[BatchingSink] = weakref.WeakSet()
 
 
 class BatchingSink:
-    def __init__(self, name: str, send: Send, *, batch_size: int, flush_interval: float,
-                 buffer: DiskBuffer | MemoryBuffer, describe_error: Callable[[WriteError], str] | None = None,
-                 close: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        name: str,
+        send: Send,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        buffer: DiskBuffer | MemoryBuffer,
+        describe_error: Callable[[WriteError], str] | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ):
         self.name = name
         self._send = send
         self._batch_size = max(1, batch_size)
@@ -193,25 +201,33 @@ class BatchingSink:
         # Split into batch_size pieces so one write never exceeds what the user asked for.
         lines = text.splitlines(keepends=True)
         for i in range(0, len(lines), self._batch_size):
-            chunk = lines[i:i + self._batch_size]
+            chunk = lines[i : i + self._batch_size]
             try:
                 self.buffer.push("".join(chunk), len(chunk))
             except OSError as exc:
                 self._counters.errors += 1
                 self._counters.dropped += len(chunk)
-                self._state.fail("buffer", f"output {self.name}: cannot write the buffer: {_describe_exc(exc)}; "
-                                           f"this batch of {len(chunk)} point(s) dropped (counted in output_dropped_points)",
-                                 logging.ERROR)
+                self._state.fail(
+                    "buffer",
+                    f"output {self.name}: cannot write the buffer: {_describe_exc(exc)}; "
+                    f"this batch of {len(chunk)} point(s) dropped (counted in output_dropped_points)",
+                    logging.ERROR,
+                )
                 continue
             self._state.ok("buffer", f"output {self.name}: buffer writable again")
             full = self.buffer.full_drops
             if full > self._full_drops:
-                self._state.fail("full", f"output {self.name}: filesystem of the buffer is full: dropping the oldest "
-                                         f"buffered batches to make room (counted in output_dropped_points)")
+                self._state.fail(
+                    "full",
+                    f"output {self.name}: filesystem of the buffer is full: dropping the oldest "
+                    f"buffered batches to make room (counted in output_dropped_points)",
+                )
                 self._full_drops = full
             elif self._state.is_failing("full"):
-                self._state.ok("full", f"output {self.name}: buffer has room again; "
-                                       f"{self.buffer.dropped_points} point(s) dropped so far")
+                self._state.ok(
+                    "full",
+                    f"output {self.name}: buffer has room again; {self.buffer.dropped_points} point(s) dropped so far",
+                )
 
     async def _run(self) -> None:
         while True:
@@ -289,8 +305,13 @@ class BatchingSink:
                 raise
             if exc.status == 413 and points > 1:
                 if self._max_points is None:
-                    log.info("output %s: the server refused a body of %d point(s) (HTTP 413: %s); splitting batches "
-                             "until it takes them", self.name, points, exc.message)
+                    log.info(
+                        "output %s: the server refused a body of %d point(s) (HTTP 413: %s); splitting batches "
+                        "until it takes them",
+                        self.name,
+                        points,
+                        exc.message,
+                    )
                 self._max_points = max(1, min(self._max_points or points, points) // 2)
                 first, n1, second, n2 = split_text(text)
                 return await self._deliver(first, n1) + await self._deliver(second, n2)
@@ -303,17 +324,30 @@ class BatchingSink:
         run = self._rejections.get(exc.status)
         if run is None:
             run = self._rejections[exc.status] = Rejection(self._describe(exc))
-            what = (f"{dropped} of {points} point(s) dropped (partial write)" if dropped < points
-                    else f"batch of {points} point(s) dropped")
-            log.error("output %s: the server rejects writes: %s; %s, and so on until it accepts them again",
-                      self.name, run.message, what)
+            what = (
+                f"{dropped} of {points} point(s) dropped (partial write)"
+                if dropped < points
+                else f"batch of {points} point(s) dropped"
+            )
+            log.error(
+                "output %s: the server rejects writes: %s; %s, and so on until it accepts them again",
+                self.name,
+                run.message,
+                what,
+            )
         run.batches += 1
         run.points += dropped
 
     def _accepted(self) -> None:
         for status, run in self._rejections.items():
-            log.info("output %s: the server accepts writes again; while it answered HTTP %d, %d batch(es) were "
-                     "rejected and %d point(s) dropped", self.name, status, run.batches, run.points)
+            log.info(
+                "output %s: the server accepts writes again; while it answered HTTP %d, %d batch(es) were "
+                "rejected and %d point(s) dropped",
+                self.name,
+                status,
+                run.batches,
+                run.points,
+            )
         self._rejections.clear()
 
     def _backoff(self, why: str, retry_after: float | None) -> float:

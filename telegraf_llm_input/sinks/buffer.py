@@ -148,9 +148,13 @@ class DiskBuffer:
             self._bytes += len(data)
             self.points += decoded[1]
         if self._unreadable:
-            log.warning("output buffer %s: skipping %d entr%s it cannot read or remove: %s", self.dir,
-                        len(self._unreadable), "y" if len(self._unreadable) == 1 else "ies",
-                        ", ".join(self._unreadable[:5]) + (", ..." if len(self._unreadable) > 5 else ""))
+            log.warning(
+                "output buffer %s: skipping %d entr%s it cannot read or remove: %s",
+                self.dir,
+                len(self._unreadable),
+                "y" if len(self._unreadable) == 1 else "ies",
+                ", ".join(self._unreadable[:5]) + (", ..." if len(self._unreadable) > 5 else ""),
+            )
         # New batches go after everything there, junk included, so no name collides with it.
         top = max((seq for seq, _ in seqs), default=-1)
         for left in self.dir.glob("*.tmp"):

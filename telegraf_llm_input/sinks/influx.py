@@ -27,18 +27,29 @@ def make_buffer(cfg: _Batching, name: str, state_dir: str | None) -> DiskBuffer 
     max_bytes = int(cfg.buffer_max_mb * 1_000_000)
     directory = cfg.buffer_dir or (str(Path(state_dir) / "buffer" / name) if state_dir else None)
     if directory is None:
-        log.warning("output %s: no buffer_dir and no agent.state_dir: outage buffer is in memory only "
-                    "(%g MB) and lost on restart", name, cfg.buffer_max_mb)
+        log.warning(
+            "output %s: no buffer_dir and no agent.state_dir: outage buffer is in memory only "
+            "(%g MB) and lost on restart",
+            name,
+            cfg.buffer_max_mb,
+        )
         return MemoryBuffer(max_bytes)
     try:
         buffer = DiskBuffer(Path(directory), max_bytes)
     except OSError as exc:
-        log.error("output %s: cannot use buffer directory %s (%s): outage buffer is in memory only (%g MB) "
-                  "and lost on restart", name, directory, exc.strerror or type(exc).__name__, cfg.buffer_max_mb)
+        log.error(
+            "output %s: cannot use buffer directory %s (%s): outage buffer is in memory only (%g MB) "
+            "and lost on restart",
+            name,
+            directory,
+            exc.strerror or type(exc).__name__,
+            cfg.buffer_max_mb,
+        )
         return MemoryBuffer(max_bytes)
     if buffer.points:
-        log.info("output %s: %d point(s) from an earlier run are buffered in %s; replaying", name,
-                 buffer.points, directory)
+        log.info(
+            "output %s: %d point(s) from an earlier run are buffered in %s; replaying", name, buffer.points, directory
+        )
     return buffer
 
 
@@ -67,7 +78,9 @@ def _verify(cfg: _Batching) -> ssl.SSLContext | bool:
 
 def build_influx_v1(cfg: InfluxV1Output, name: str, state_dir: str | None) -> BatchingSink:
     auth = httpx.BasicAuth(cfg.username or "", cfg.password or "") if (cfg.username or cfg.password) else None
-    client = httpx.AsyncClient(timeout=cfg.timeout, auth=auth, verify=_verify(cfg) if cfg.url.startswith("https") else True)
+    client = httpx.AsyncClient(
+        timeout=cfg.timeout, auth=auth, verify=_verify(cfg) if cfg.url.startswith("https") else True
+    )
     params = {"db": cfg.database, "precision": "ns"}
     if cfg.retention_policy:
         params["rp"] = cfg.retention_policy
@@ -80,11 +93,20 @@ def build_influx_v1(cfg: InfluxV1Output, name: str, state_dir: str | None) -> Ba
 
     def describe(exc: WriteError) -> str:
         if exc.status == 404 and "database not found" in exc.message:
-            return (f'database "{cfg.database}" does not exist on {cfg.url}: create it '
-                    f'(influx -execute \'CREATE DATABASE "{cfg.database}"\'); the agent does not create databases')
+            return (
+                f'database "{cfg.database}" does not exist on {cfg.url}: create it '
+                f"(influx -execute 'CREATE DATABASE \"{cfg.database}\"'); the agent does not create databases"
+            )
         if exc.status in (401, 403):
             return f"{exc}: check username/password"
         return str(exc)
 
-    return BatchingSink(name, send, batch_size=cfg.batch_size, flush_interval=cfg.flush_interval,
-                        buffer=make_buffer(cfg, name, state_dir), describe_error=describe, close=client.aclose)
+    return BatchingSink(
+        name,
+        send,
+        batch_size=cfg.batch_size,
+        flush_interval=cfg.flush_interval,
+        buffer=make_buffer(cfg, name, state_dir),
+        describe_error=describe,
+        close=client.aclose,
+    )

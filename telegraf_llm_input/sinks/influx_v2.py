@@ -19,9 +19,17 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
     # influxdb-client annotates `org: str = None` (None: the token's default org) and takes the precision
     # as a plain string, whatever its annotations say.
     org: str = cfg.org or None  # type: ignore[assignment]
-    client = InfluxDBClient(url=cfg.url, token=cfg.token or "", org=org, timeout=int(cfg.timeout * 1000),
-                            verify_ssl=not cfg.insecure_skip_verify, ssl_ca_cert=cfg.tls_ca,
-                            cert_file=cfg.tls_cert, cert_key_file=cfg.tls_key, enable_gzip=False)
+    client = InfluxDBClient(
+        url=cfg.url,
+        token=cfg.token or "",
+        org=org,
+        timeout=int(cfg.timeout * 1000),
+        verify_ssl=not cfg.insecure_skip_verify,
+        ssl_ca_cert=cfg.tls_ca,
+        cert_file=cfg.tls_cert,
+        cert_key_file=cfg.tls_key,
+        enable_gzip=False,
+    )
     write_api = client.write_api(write_options=SYNCHRONOUS)
 
     def blocking_send(text: str) -> None:
@@ -30,8 +38,9 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
         except ApiException as exc:
             headers: Mapping[str, str] = exc.headers or {}
             retry_after = headers.get("Retry-After") or headers.get("retry-after")
-            raise WriteError(int(exc.status or 0), server_message(exc.body) or str(exc.reason or ""),
-                             parse_retry_after(retry_after)) from None
+            raise WriteError(
+                int(exc.status or 0), server_message(exc.body) or str(exc.reason or ""), parse_retry_after(retry_after)
+            ) from None
 
     async def send(text: str) -> None:
         await asyncio.to_thread(blocking_send, text)
@@ -46,5 +55,12 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
     async def close() -> None:
         await asyncio.to_thread(client.close)
 
-    return BatchingSink(name, send, batch_size=cfg.batch_size, flush_interval=cfg.flush_interval,
-                        buffer=make_buffer(cfg, name, state_dir), describe_error=describe, close=close)
+    return BatchingSink(
+        name,
+        send,
+        batch_size=cfg.batch_size,
+        flush_interval=cfg.flush_interval,
+        buffer=make_buffer(cfg, name, state_dir),
+        describe_error=describe,
+        close=close,
+    )

@@ -44,11 +44,43 @@ _TYPES_IN_NAME = ("counter", "gauge", "histogram", "summary", "untyped", "gauge_
 # promtool (client_golang promlint) rejects these as parts of a name: abbreviated units, non-base units,
 # and base units with an SI/binary prefix.
 _ABBREVIATED = {"s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d"}
-_NON_BASE = {"minutes", "hours", "days", "weeks", "kelvins", "fahrenheit", "rankine", "inches", "yards", "miles",
-             "bits", "calories", "pounds", "ounces"}
+_NON_BASE = {
+    "minutes",
+    "hours",
+    "days",
+    "weeks",
+    "kelvins",
+    "fahrenheit",
+    "rankine",
+    "inches",
+    "yards",
+    "miles",
+    "bits",
+    "calories",
+    "pounds",
+    "ounces",
+}
 _BASE = ("amperes", "bytes", "celsius", "grams", "joules", "kelvin", "meters", "metres", "seconds", "volts")
-_PREFIXES = ("pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi", "mega", "mibi",
-             "giga", "gibi", "tera", "tebi", "peta", "pebi")
+_PREFIXES = (
+    "pico",
+    "nano",
+    "micro",
+    "milli",
+    "centi",
+    "deci",
+    "deca",
+    "hecto",
+    "kilo",
+    "kibi",
+    "mega",
+    "mibi",
+    "giga",
+    "gibi",
+    "tera",
+    "tebi",
+    "peta",
+    "pebi",
+)
 _PREFIXED = {p + b for p in _PREFIXES for b in _BASE}
 
 
@@ -252,8 +284,10 @@ class PrometheusSink:
                 self._scrapes += 1
                 body = self.store.render(time.monotonic()).encode("utf-8", "replace")  # a lone surrogate: `?`
                 status, ctype = "200 OK", CONTENT_TYPE
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode("latin-1"))
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n".encode("latin-1")
+            )
             if method != "HEAD":
                 writer.write(body)
             await writer.drain()

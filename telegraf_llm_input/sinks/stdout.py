@@ -39,8 +39,13 @@ class StdoutSink:
 
     name = "stdout"
 
-    def __init__(self, stream: BinaryIO | None = None, *, max_gathers: int = MAX_QUEUED_GATHERS,
-                 max_bytes: int = MAX_QUEUED_BYTES):
+    def __init__(
+        self,
+        stream: BinaryIO | None = None,
+        *,
+        max_gathers: int = MAX_QUEUED_GATHERS,
+        max_bytes: int = MAX_QUEUED_BYTES,
+    ):
         self._stream = stream if stream is not None else sys.stdout.buffer
         self._fd = _fileno(self._stream) if stream is None else None
         """Real stdout is written with os.write on its fd: a writer thread blocked in the buffered
@@ -73,7 +78,9 @@ class StdoutSink:
             self._queue.append((data, batch.lines, done))
             self._queued_bytes += len(data)
             dropped = 0
-            while len(self._queue) > 1 and (len(self._queue) > self._max_gathers or self._queued_bytes > self._max_bytes):
+            while len(self._queue) > 1 and (
+                len(self._queue) > self._max_gathers or self._queued_bytes > self._max_bytes
+            ):
                 old, _, _ = self._queue.popleft()
                 self._queued_bytes -= len(old)
                 dropped += 1
@@ -83,11 +90,15 @@ class StdoutSink:
             self._thread = threading.Thread(target=self._run, name="stdout-writer", daemon=True)
             self._thread.start()
         if dropped:
-            self._state.fail("stalled", f"output stdout: nobody reads stdout ({len(self._queue)} gathers queued): "
-                                        "dropping the oldest gathers (counted in stdout_dropped_gathers)")
+            self._state.fail(
+                "stalled",
+                f"output stdout: nobody reads stdout ({len(self._queue)} gathers queued): "
+                "dropping the oldest gathers (counted in stdout_dropped_gathers)",
+            )
         elif idle:
-            self._state.ok("stalled", f"output stdout: stdout is read again; {self._dropped_gathers} gather(s) "
-                                      "dropped in all")
+            self._state.ok(
+                "stalled", f"output stdout: stdout is read again; {self._dropped_gathers} gather(s) dropped in all"
+            )
         if done is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(done), WAIT_S)
@@ -96,8 +107,11 @@ class StdoutSink:
             self._raise_error()
 
     def stats(self) -> Mapping[str, int]:
-        return {"lines_written": self._lines, "metrics_dropped": self._dropped,
-                "stdout_dropped_gathers": self._dropped_gathers}
+        return {
+            "lines_written": self._lines,
+            "metrics_dropped": self._dropped,
+            "stdout_dropped_gathers": self._dropped_gathers,
+        }
 
     async def close(self) -> None:
         deadline = time.monotonic() + CLOSE_S
@@ -152,7 +166,7 @@ class StdoutSink:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             except InterruptedError:
                 continue
 

@@ -32,8 +32,7 @@ class Source(Protocol):
         """Metrics for this gather. Raise to report a failure; the agent counts and logs it."""
         ...
 
-    async def close(self) -> None:
-        ...
+    async def close(self) -> None: ...
 
     # Optional, looked up by the agent when present:
     # - `missed(ctx, reason) -> Sequence[Metric]`: points standing in for a gather the source could not

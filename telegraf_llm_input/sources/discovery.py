@@ -88,8 +88,7 @@ class DiscoverySource:
             self._found.append(target)
         if found or first:
             what = ", ".join(f"{t.type} at {t.url}" for t in found.values()) or "no model server"
-            log.info("discovery on %s ports %s: found %s", self._cfg.host,
-                     ",".join(str(p) for p in missing), what)
+            log.info("discovery on %s ports %s: found %s", self._cfg.host, ",".join(str(p) for p in missing), what)
         return new
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:

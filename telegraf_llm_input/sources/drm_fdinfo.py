@@ -139,8 +139,9 @@ class DrmUsage:
             return DrmSample(None, None)
         vram = [c.vram_bytes for c in seen.values() if c.vram_bytes is not None]
         prev, self._prev = self._prev, (now_s, seen)
-        return DrmSample(sum(vram) / MIB if vram else None,
-                         busy_percent(prev, (now_s, seen)) if prev is not None else None)
+        return DrmSample(
+            sum(vram) / MIB if vram else None, busy_percent(prev, (now_s, seen)) if prev is not None else None
+        )
 
 
 def busy_percent(prev: tuple[float, dict], now: tuple[float, dict]) -> float | None:
@@ -180,4 +181,5 @@ def wanted(gpu_config, platform: str) -> bool:
     if gpu_config.explicit("amd") or gpu_config.explicit("intel"):
         return True
     return "auto" in gpu_config.backends and any(
-        find_cards(gpu_config.sysfs_root, vendor) for vendor in (AMD_VENDOR, INTEL_VENDOR))
+        find_cards(gpu_config.sysfs_root, vendor) for vendor in (AMD_VENDOR, INTEL_VENDOR)
+    )

@@ -110,10 +110,14 @@ def read_gpu(nvml: Any, dev: GpuDevice, compat: bool) -> dict[str, Any]:
     if reasons is None:  # drivers before 535 only know the older name
         reasons = get("throttle", lambda: nvml.nvmlDeviceGetCurrentClocksThrottleReasons(h))
     raw["throttle_reasons"] = reasons
-    raw["ecc_uncorrected"] = get("ecc_unc", lambda: nvml.nvmlDeviceGetTotalEccErrors(
-        h, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC))
-    raw["ecc_corrected"] = get("ecc_corr", lambda: nvml.nvmlDeviceGetTotalEccErrors(
-        h, nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, nvml.NVML_VOLATILE_ECC))
+    raw["ecc_uncorrected"] = get(
+        "ecc_unc",
+        lambda: nvml.nvmlDeviceGetTotalEccErrors(h, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC),
+    )
+    raw["ecc_corrected"] = get(
+        "ecc_corr",
+        lambda: nvml.nvmlDeviceGetTotalEccErrors(h, nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, nvml.NVML_VOLATILE_ECC),
+    )
     rows = get("remapped", lambda: nvml.nvmlDeviceGetRemappedRows(h))  # Ampere and later
     if rows is not None:
         raw["rows_pending"] = 1 if rows[2] else 0
@@ -170,8 +174,9 @@ def llm_gpu_fields(raw: dict[str, Any]) -> dict[str, Any]:
     return clean_fields(fields)
 
 
-def nvidia_smi_metric(raw: dict[str, Any], tags: dict[str, str], driver: str | None, cuda: str | None,
-                      time_ns: int) -> Metric:
+def nvidia_smi_metric(
+    raw: dict[str, Any], tags: dict[str, str], driver: str | None, cuda: str | None, time_ns: int
+) -> Metric:
     """The same readings under Telegraf inputs.nvidia_smi's measurement, tags, names and units (pure)."""
     smi_tags = {"index": tags["index"]}
     for key in ("name", "uuid"):
@@ -234,8 +239,11 @@ class GpuSource:
                 devices.append(GpuDevice(index, None, tags, lost=True))
                 self._state.fail(("lost", index), f"GPU {index}: {exc}", level=logging.ERROR)
                 continue
-            for key, call in (("uuid", nvml.nvmlDeviceGetUUID), ("name", nvml.nvmlDeviceGetName),
-                              ("pci_bus_id", lambda hd: nvml.nvmlDeviceGetPciInfo(hd).busId)):
+            for key, call in (
+                ("uuid", nvml.nvmlDeviceGetUUID),
+                ("name", nvml.nvmlDeviceGetName),
+                ("pci_bus_id", lambda hd: nvml.nvmlDeviceGetPciInfo(hd).busId),
+            ):
                 value = optional(lambda: call(handle), nvml)  # noqa: B023 (called here, inside the loop)
                 if value:
                     tags[key] = as_text(value)
@@ -294,8 +302,11 @@ class GpuSource:
                 raw = read_gpu(nvml, dev, self._config.nvidia_smi_compat)
             except GpuLost as exc:
                 dev.lost = True  # a lost GPU needs a reset/reboot; NVML will not bring it back
-                self._state.fail(("lost", dev.index), f"GPU {dev.index} ({dev.tags.get('pci_bus_id', '?')}) is lost: {exc}",
-                                 level=logging.ERROR)
+                self._state.fail(
+                    ("lost", dev.index),
+                    f"GPU {dev.index} ({dev.tags.get('pci_bus_id', '?')}) is lost: {exc}",
+                    level=logging.ERROR,
+                )
                 metrics.append(Metric("llm_gpu", dev.tags, {"gpu_lost": 1}, time_ns))
                 continue
             fields = llm_gpu_fields(raw)
@@ -306,8 +317,9 @@ class GpuSource:
                     fields["xid_last"] = dev.xid_last
             metrics.append(Metric("llm_gpu", dev.tags, fields, time_ns))
             if self._config.nvidia_smi_compat:
-                metrics.append(nvidia_smi_metric(raw, dev.tags, self._session.driver_version,
-                                                 self._session.cuda_version, time_ns))
+                metrics.append(
+                    nvidia_smi_metric(raw, dev.tags, self._session.driver_version, self._session.cuda_version, time_ns)
+                )
         return metrics
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:

@@ -67,7 +67,8 @@ def parse_ioreg(data: bytes, memory_total_bytes: int | None = None) -> list[Appl
             "memory_allocated_mib": mib(_int(stats.get("Alloc system memory"))),
             "memory_total_mib": mib(memory_total_bytes),
             "memory_free_mib": mib(memory_total_bytes - used)
-            if memory_total_bytes is not None and used is not None else None,
+            if memory_total_bytes is not None and used is not None
+            else None,
         }
         gpus.append(AppleGpu(tags, {k: v for k, v in fields.items() if v is not None}))
     return gpus

@@ -51,8 +51,11 @@ class SysfsGpuSource:
         for card in self._cards:
             tags = self._tags[card.index]
             if not card.present:  # unbound, or fallen off the bus
-                self._state.fail(("lost", card.index), f"{self.name}: card{card.index} "
-                                 f"({card.pci_bus_id or '?'}) is gone from sysfs", level=logging.ERROR)
+                self._state.fail(
+                    ("lost", card.index),
+                    f"{self.name}: card{card.index} ({card.pci_bus_id or '?'}) is gone from sysfs",
+                    level=logging.ERROR,
+                )
                 metrics.append(Metric("llm_gpu", tags, {"gpu_lost": 1}, time_ns))
                 continue
             self._state.ok(("lost", card.index), f"{self.name}: card{card.index} is back")
@@ -105,8 +108,11 @@ def build(gpu: GpuConfig) -> list[SysfsGpuSource | AppleGpuSource]:
         if cards:
             sources.append(SysfsGpuSource(backend, cards))
         elif gpu.explicit(vendor):
-            log.log(level, f"gpu.backends: {vendor}: no {vendor.upper()} card under "
-                           f"{gpu.sysfs_root}/class/drm; no {vendor} GPU metrics")
+            log.log(
+                level,
+                f"gpu.backends: {vendor}: no {vendor.upper()} card under "
+                f"{gpu.sysfs_root}/class/drm; no {vendor} GPU metrics",
+            )
     if gpu.explicit("apple") or (gpu.wants("apple") and sys.platform == "darwin"):
         executable = shutil.which("ioreg")
         if executable:

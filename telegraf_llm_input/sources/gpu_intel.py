@@ -32,9 +32,12 @@ def card_tags(card: DrmCard) -> dict[str, str]:
 
 
 def _gt_freq_mhz(card: DrmCard) -> int | None:
-    for path in (card.card / "gt_act_freq_mhz", card.card / "gt_cur_freq_mhz",
-                 card.device / "tile0" / "gt0" / "freq0" / "act_freq",
-                 card.device / "tile0" / "gt0" / "freq0" / "cur_freq"):
+    for path in (
+        card.card / "gt_act_freq_mhz",
+        card.card / "gt_cur_freq_mhz",
+        card.device / "tile0" / "gt0" / "freq0" / "act_freq",
+        card.device / "tile0" / "gt0" / "freq0" / "cur_freq",
+    ):
         value = read_int(path)
         if value is not None:
             return value
@@ -51,8 +54,11 @@ def read_card(card: DrmCard) -> dict[str, Any]:
         if energy is None:
             energy = read_int(hwmon / "energy1_input")
         # PL1 of the card, else of the package (xe); 0 means that limit is disabled.
-        limit = labelled(hwmon, "power", "card", "max") or labelled(hwmon, "power", "pkg", "max") \
+        limit = (
+            labelled(hwmon, "power", "card", "max")
+            or labelled(hwmon, "power", "pkg", "max")
             or read_int(hwmon / "power1_max")
+        )
         temps = temperatures_c(hwmon)
         temp = temps.get("pkg", temps.get("temp1"))
         if energy is not None:

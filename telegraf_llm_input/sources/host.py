@@ -100,8 +100,9 @@ class HostSource:
         if self._config.model_dir:
             try:
                 du = psutil.disk_usage(self._config.model_dir)
-                fields.update(model_dir_free_bytes=du.free, model_dir_total_bytes=du.total,
-                              model_dir_used_percent=du.percent)
+                fields.update(
+                    model_dir_free_bytes=du.free, model_dir_total_bytes=du.total, model_dir_used_percent=du.percent
+                )
             except OSError:
                 pass
         return Metric("llm_host", {}, clean_fields(fields), time_ns)

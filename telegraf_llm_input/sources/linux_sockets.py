@@ -31,8 +31,9 @@ def netlink_listen_inodes(port: int) -> frozenset[int] | None:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as sock:
             for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
                 req = _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, TCPF_LISTEN) + bytes(48)
-                sock.send(_NLMSG_HDR.pack(_NLMSG_HDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP,
-                                          seq, 0) + req)
+                sock.send(
+                    _NLMSG_HDR.pack(_NLMSG_HDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST_DUMP, seq, 0) + req
+                )
                 if not _read_dump(sock, port, inodes):
                     return None
     except (OSError, AttributeError):  # AttributeError: no AF_NETLINK on this platform
@@ -75,7 +76,7 @@ def proc_net_listen_inodes(port: int, tables: Sequence[str] = TCP_TABLES) -> fro
         while start >= 0:
             line_start = data.rfind(b"\n", 0, start) + 1
             line_end = data.find(b"\n", start)
-            cols = data[line_start:line_end if line_end >= 0 else len(data)].split()
+            cols = data[line_start : line_end if line_end >= 0 else len(data)].split()
             # only the local address column counts (a client socket's remote port may match too)
             if len(cols) > 9 and cols[1].endswith(needle[:-1]) and cols[3] == b"0A":
                 inodes.add(int(cols[9]))

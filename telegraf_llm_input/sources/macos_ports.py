@@ -37,7 +37,7 @@ def parse_lsof_listen(text: str) -> list[Listener]:
         if len(parts) < 10 or not parts[1].isdigit() or "TCP" not in parts[7:]:
             continue
         node = parts.index("TCP", 7)
-        if node + 1 >= len(parts) or "(LISTEN)" not in parts[node + 2:node + 3]:
+        if node + 1 >= len(parts) or "(LISTEN)" not in parts[node + 2 : node + 3]:
             continue
         host, sep, port = parts[node + 1].rpartition(":")
         if not sep or not port.isdigit():
@@ -55,8 +55,9 @@ def run_lsof(port: int) -> str:
     if lsof is None:
         return ""
     try:
-        done = subprocess.run([lsof, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN"], capture_output=True,
-                              timeout=LSOF_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            [lsof, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN"], capture_output=True, timeout=LSOF_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.debug(f"lsof for port {port}: {exc}")
         return ""

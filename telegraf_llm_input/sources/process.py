@@ -95,8 +95,7 @@ class Found:
 
 
 def _listeners(conns: Iterable, port: int) -> list[str]:
-    return sorted({c.laddr.ip for c in conns
-                   if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
+    return sorted({c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port})
 
 
 class PortLookup(Protocol):
@@ -146,8 +145,14 @@ def default_port_lookup() -> PortLookup:
 
 
 class ProcessSource:
-    def __init__(self, target: TargetConfig, nvml: NvmlSession | None, drm: bool = False,
-                 ports: PortLookup | None = None, clock=time.monotonic):
+    def __init__(
+        self,
+        target: TargetConfig,
+        nvml: NvmlSession | None,
+        drm: bool = False,
+        ports: PortLookup | None = None,
+        clock=time.monotonic,
+    ):
         self._target = target
         self._nvml = nvml
         self._drm = drm_fdinfo.DrmUsage() if drm else None
@@ -340,8 +345,10 @@ class ProcessSource:
         # CPU of the processes in both samples: a worker that came or went does not count as a jump
         common = cpu_pids.keys() & self._cpu_pids.keys()
         wall = time.monotonic()
-        cpu = cpu_percent(None if self._cpu_prev is None else (self._cpu_prev[0], sum(self._cpu_pids[p] for p in common)),
-                          (wall, sum(cpu_pids[p] for p in common)))
+        cpu = cpu_percent(
+            None if self._cpu_prev is None else (self._cpu_prev[0], sum(self._cpu_pids[p] for p in common)),
+            (wall, sum(cpu_pids[p] for p in common)),
+        )
         self._cpu_prev, self._cpu_pids = (wall, 0.0), cpu_pids
         addresses = self._address_cache
         tree_pids = {p.pid for p in tree}
@@ -389,8 +396,7 @@ class ProcessSource:
             self._state.fail("down", f"{self.name}: process {self._last_pid} is gone ({how})")
         else:
             self._state.fail("down", f"{self.name}: no process found ({how})")
-        return Metric("llm_process", self._tags(self._last_name),
-                      {"up": 0, "restarts_total": self._restarts}, time_ns)
+        return Metric("llm_process", self._tags(self._last_name), {"up": 0, "restarts_total": self._restarts}, time_ns)
 
     def _how(self) -> str:
         cfg = self._target.process

@@ -119,8 +119,12 @@ def checked_tokens(value: Any, name: str) -> tuple[int | None, str]:
 def checked_values(lat: Any, ttft: Any, prompt: Any, compl: Any) -> tuple[tuple[Any, ...], str]:
     """The four numbers of a record, checked: (values, "") or (_, the first problem)."""
     out: list[Any] = []
-    for value, name, check in ((lat, "latency_ms", checked_ms), (ttft, "ttft_ms", checked_ms),
-                               (prompt, "prompt_tokens", checked_tokens), (compl, "completion_tokens", checked_tokens)):
+    for value, name, check in (
+        (lat, "latency_ms", checked_ms),
+        (ttft, "ttft_ms", checked_ms),
+        (prompt, "prompt_tokens", checked_tokens),
+        (compl, "completion_tokens", checked_tokens),
+    ):
         if value is None:
             out.append(None)
             continue
@@ -171,7 +175,9 @@ class Aggregator:
 
     def __init__(self, cfg: LogConfig):
         mapping = {**DEFAULT_FIELDS, **cfg.fields}
-        self._numbers = tuple(key_and_getter(mapping[name]) for name in ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"))
+        self._numbers = tuple(
+            key_and_getter(mapping[name]) for name in ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens")
+        )
         self._status = field_getter(mapping["status"])
         ew = cfg.error_when
         ok = ew.status_not_in
@@ -225,10 +231,12 @@ class Aggregator:
             ttft = get(ttft_k) if ttft_f is None else ttft_f(rec)
             prompt = get(prompt_k) if prompt_f is None else prompt_f(rec)
             compl = get(compl_k) if compl_f is None else compl_f(rec)
-            if not ((lat is None or (type(lat) is float and lat - lat == 0 or type(lat) is int) and lat >= 0)
-                    and (ttft is None or (type(ttft) is float and ttft - ttft == 0 or type(ttft) is int) and ttft >= 0)
-                    and (prompt is None or type(prompt) is int and 0 <= prompt <= MAX_TOKENS)
-                    and (compl is None or type(compl) is int and 0 <= compl <= MAX_TOKENS)):
+            if not (
+                (lat is None or (type(lat) is float and lat - lat == 0 or type(lat) is int) and lat >= 0)
+                and (ttft is None or (type(ttft) is float and ttft - ttft == 0 or type(ttft) is int) and ttft >= 0)
+                and (prompt is None or type(prompt) is int and 0 <= prompt <= MAX_TOKENS)
+                and (compl is None or type(compl) is int and 0 <= compl <= MAX_TOKENS)
+            ):
                 (lat, ttft, prompt, compl), why = checked_values(lat, ttft, prompt, compl)
                 if why:
                     bad += 1
@@ -357,8 +365,12 @@ class RequestLogSource:
         self.label = cfg.name or cfg.path
         self.name = f"logs:{self.label}"
         self._tags = {**cfg.tags, "log": self.label}
-        self._tailer = Tailer(cfg.path, cfg.start_from, cfg.max_read_per_gather,
-                              state_file(state_dir, cfg) if state_dir is not None else None)
+        self._tailer = Tailer(
+            cfg.path,
+            cfg.start_from,
+            cfg.max_read_per_gather,
+            state_file(state_dir, cfg) if state_dir is not None else None,
+        )
         self._agg = Aggregator(cfg)
         self._clock = clock
         self._last = clock()
@@ -425,7 +437,8 @@ def build(config: Config, env: SourceEnv) -> list[Source]:
     if not logs:
         return []
     if env.state_dir is None:
-        log.info("logs: agent.state_dir is not set; log positions are kept in memory only "
-                 "(after a restart each file starts again from `from`)")
+        log.info(
+            "logs: agent.state_dir is not set; log positions are kept in memory only "
+            "(after a restart each file starts again from `from`)"
+        )
     return [RequestLogSource(cfg, env.state_dir) for cfg in logs]
-

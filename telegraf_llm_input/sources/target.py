@@ -47,15 +47,26 @@ class Baseline:
 
     @classmethod
     def of(cls, reading: ModelReading, at_ns: int) -> Baseline:
-        return cls(at_ns, {n: reading.series(n) for n in reading.counters},
-                   {p: reading.hist_series(p) for p in reading.histograms})
+        return cls(
+            at_ns,
+            {n: reading.series(n) for n in reading.counters},
+            {p: reading.hist_series(p) for p in reading.histograms},
+        )
 
     @classmethod
     def zero(cls, reading: ModelReading, at_ns: int) -> Baseline:
         """Every series at 0 (a server just started), with the reading's own series and buckets."""
-        return cls(at_ns, {n: {k: 0.0 for k in reading.series(n)} for n in reading.counters},
-                   {p: {k: hist.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
-                        for k, h in reading.hist_series(p).items()} for p in reading.histograms})
+        return cls(
+            at_ns,
+            {n: {k: 0.0 for k in reading.series(n)} for n in reading.counters},
+            {
+                p: {
+                    k: hist.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
+                    for k, h in reading.hist_series(p).items()
+                }
+                for p in reading.histograms
+            },
+        )
 
 
 @dataclass
@@ -226,9 +237,12 @@ class ServerSource:
             # the gather's timestamp: rates agree with the points' own times
             derived = derive(prev, m, ctx.time_ns)
             if derived.resets:
-                log.info("target %s%s: %s went down or changed buckets (server restarted?); counted from 0",
-                         self.target.display_name, f" model {m.model}" if m.model else "",
-                         ", ".join(sorted(derived.resets)))
+                log.info(
+                    "target %s%s: %s went down or changed buckets (server restarted?); counted from 0",
+                    self.target.display_name,
+                    f" model {m.model}" if m.model else "",
+                    ", ".join(sorted(derived.resets)),
+                )
             self._baselines[key] = Baseline.of(m, ctx.time_ns)
             self._seen[key] = self._gathers
             fields = derived.fields
@@ -238,11 +252,15 @@ class ServerSource:
             metrics.append(Metric(m.measurement, tags, fields, ctx.time_ns))
         self._forget_unseen()
         if not any(m.measurement == MEASUREMENT for m in readings):
-            metrics.append(Metric(MEASUREMENT, self._tags(server_type, None), {**health, "scrape_ms": scrape_ms},
-                                  ctx.time_ns))
-        for extra in reading.extra[:self.target.max_models]:
-            metrics.append(Metric(extra.measurement, {**self._tags(server_type, None, False), **extra.tags},
-                                  extra.fields, ctx.time_ns))
+            metrics.append(
+                Metric(MEASUREMENT, self._tags(server_type, None), {**health, "scrape_ms": scrape_ms}, ctx.time_ns)
+            )
+        for extra in reading.extra[: self.target.max_models]:
+            metrics.append(
+                Metric(
+                    extra.measurement, {**self._tags(server_type, None, False), **extra.tags}, extra.fields, ctx.time_ns
+                )
+            )
         self._last_models = [m.model for m in readings if m.measurement == MEASUREMENT] or [None]
         self._close_down_series(metrics, scrape_ms, ctx.time_ns)
         return metrics
@@ -255,8 +273,11 @@ class ServerSource:
             return reading.models
         self._models_dropped += over
         found = max(len(reading.models), len(reading.extra))
-        self._state.fail("max_models", f"target {self.target.display_name}: {found} models/series "
-                         f"on the page, over max_models ({cap}); the rest are dropped (llm_agent models_dropped)")
+        self._state.fail(
+            "max_models",
+            f"target {self.target.display_name}: {found} models/series "
+            f"on the page, over max_models ({cap}); the rest are dropped (llm_agent models_dropped)",
+        )
         return sorted(reading.models, key=lambda m: (m.measurement, m.model or "", sorted(m.tags.items())))[:cap]
 
     def _forget_unseen(self) -> None:

@@ -44,20 +44,28 @@ def server_sources(sources: Sequence[Source]) -> list[ServerSource]:
 
 def build_agent(config: Config) -> Agent:
     env = SourceEnv()
-    return Agent(build_sources(config, env), [], deadline_s=config.agent.deadline,
-                 global_tags=config.global_tags(), processors=build_processors(config))
+    return Agent(
+        build_sources(config, env),
+        [],
+        deadline_s=config.agent.deadline,
+        global_tags=config.global_tags(),
+        processors=build_processors(config),
+    )
 
 
-async def top(config: Config, *, count: int | None = None, stream: TextIO | None = None,
-              keys: TextIO | None = None) -> int:
+async def top(
+    config: Config, *, count: int | None = None, stream: TextIO | None = None, keys: TextIO | None = None
+) -> int:
     """Gather and draw until q, Ctrl-C, SIGTERM or `count` frames; 0 on a clean stop."""
     stream = stream if stream is not None else sys.stdout
     interval = config.agent.interval
     agent = build_agent(config)
     configured = server_sources(agent.sources)
     scrapers = {s.target.display_name: s.name for s in configured}
-    model = TopModel(interval, expected={s.target.display_name: None if s.target.type == "auto" else s.target.type
-                                         for s in configured})
+    model = TopModel(
+        interval,
+        expected={s.target.display_name: None if s.target.type == "auto" else s.target.type for s in configured},
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     screen = open_screen(stream, keys)
@@ -76,6 +84,7 @@ async def top(config: Config, *, count: int | None = None, stream: TextIO | None
                 def on_keys() -> None:
                     if tty.read_keys():
                         stop.set()
+
                 loop.add_reader(screen.keys_fd, on_keys)
         frames = 0
         while not stop.is_set():

@@ -35,6 +35,7 @@ ASCII = Glyphs("*", " | ", "~", "C", "_.-=+*#@")
 
 # ---- numbers ---------------------------------------------------------------------------------------------
 
+
 def fmt_num(value: float | None) -> str:
     """Three significant figures, k/M above 10,000: `42.1`, `310`, `12.3k`."""
     if value is None:
@@ -89,8 +90,10 @@ def fmt_age(seconds: float) -> str:
 
 # ---- sparklines --------------------------------------------------------------------------------------------
 
-def buckets(values: Sequence[float | None], width: int,
-            reduce: Callable[[list[float]], float] = max) -> list[float | None]:
+
+def buckets(
+    values: Sequence[float | None], width: int, reduce: Callable[[list[float]], float] = max
+) -> list[float | None]:
     """At most `width` values: consecutive runs of `values` folded with `reduce` (gaps stay gaps)."""
     if width <= 0 or not values:
         return []
@@ -98,13 +101,14 @@ def buckets(values: Sequence[float | None], width: int,
     start = len(values) - size * math.ceil(len(values) / size)  # the newest bucket is always full
     out: list[float | None] = []
     for lo in range(start, len(values), size):
-        chunk = [v for v in values[max(0, lo):lo + size] if v is not None]
+        chunk = [v for v in values[max(0, lo) : lo + size] if v is not None]
         out.append(reduce(chunk) if chunk else None)
     return out
 
 
-def sparkline(values: Sequence[float | None], width: int, glyphs: Glyphs = UNICODE,
-              reduce: Callable[[list[float]], float] = max) -> str:
+def sparkline(
+    values: Sequence[float | None], width: int, glyphs: Glyphs = UNICODE, reduce: Callable[[list[float]], float] = max
+) -> str:
     """`values` (oldest first) as one character each, scaled from 0 to their maximum; a gap is a space.
 
     Right-aligned in `width`, so the newest value is always at the same place."""
@@ -125,6 +129,7 @@ def _mean(values: list[float]) -> float:
 
 
 # ---- lines -------------------------------------------------------------------------------------------------
+
 
 def width_of(line: Line) -> int:
     return sum(len(text) for text, _ in line)
@@ -186,13 +191,19 @@ ESSENTIAL, DETAIL, CHART = 0, 1, 2
 """Line priorities: on a short terminal, charts go first, then details; what is up or down always stays."""
 
 
-def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0.0,
-                 hostname: str | None = None) -> list[tuple[int, Line]]:
+def target_lines(
+    t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0.0, hostname: str | None = None
+) -> list[tuple[int, Line]]:
     """A target's block; its host is named when it is not the header's (`hostname`)."""
     label, style = _state(t)
     where: Line = (("@" + t.host, "dim"),) if t.host and t.host != hostname else ()
-    left: Line = ((glyphs.dot + " ", style), (t.target, "bold"), *where, ("  " + (t.server_type or "?"), "key"),
-                  ("  ", ""))
+    left: Line = (
+        (glyphs.dot + " ", style),
+        (t.target, "bold"),
+        *where,
+        ("  " + (t.server_type or "?"), "key"),
+        ("  ", ""),
+    )
     room = max(10, width - len(label) - 1)
     model = t.model or "-"
     if width_of(left) + len(model) > room:  # a model path: its end (the file name) says the most
@@ -200,7 +211,8 @@ def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0
         model = glyphs.more + model[-keep:] if keep >= 8 else model
     left = fit((*left, (model, "")), room, glyphs)
     lines: list[tuple[int, Line]] = [
-        (ESSENTIAL, (*left, (" " * max(1, width - width_of(left) - len(label)), ""), (label, style)))]
+        (ESSENTIAL, (*left, (" " * max(1, width - width_of(left) - len(label)), ""), (label, style)))
+    ]
     if t.loading:
         lines.append((ESSENTIAL, _join([(("loading the model", "warn"),)], glyphs)))
     elif not t.up:
@@ -208,15 +220,20 @@ def target_lines(t: TargetView, width: int, glyphs: Glyphs, history_s: float = 0
     if t.up:
         slots = f"{fmt_num(t.slots_busy)}/{fmt_num(t.slots_total)}" if t.slots_total is not None else None
         load = [
-            (*_kv("run", fmt_num(t.running)), (" ", ""), *_kv("wait", fmt_num(t.waiting),
-                                                             "warn" if (t.waiting or 0) > 0 else "bold")),
+            (
+                *_kv("run", fmt_num(t.running)),
+                (" ", ""),
+                *_kv("wait", fmt_num(t.waiting), "warn" if (t.waiting or 0) > 0 else "bold"),
+            ),
             (*_kv("gen", fmt_num(t.gen_tps)), (" tok/s", "dim")),
             (*_kv("prompt", fmt_num(t.prompt_tps)), (" tok/s", "dim")),
         ]
         if t.kv_ratio is not None:
             load.append(_kv("kv", fmt_ratio(t.kv_ratio), _level(t.kv_ratio)))
         if slots is not None:
-            load.append(_kv("slots", slots, _level((t.slots_busy or 0) / t.slots_total if t.slots_total else None, 1.0)))
+            load.append(
+                _kv("slots", slots, _level((t.slots_busy or 0) / t.slots_total if t.slots_total else None, 1.0))
+            )
         if t.context_ratio is not None:
             load.append(_kv("ctx", fmt_ratio(t.context_ratio), _level(t.context_ratio)))
         if t.error_ratio is not None:
@@ -261,11 +278,25 @@ def _sparklines(t: TargetView, width: int, glyphs: Glyphs, history_s: float) -> 
     if not charts:
         return []
     span: Line = ((f"last {fmt_age(history_s)}", "dim"),)
-    fixed = (sum(len(label) + len(last) + 2 for label, _, last, _ in charts) + 2 + width_of(span)
-             + len(glyphs.sep) * len(charts))
+    fixed = (
+        sum(len(label) + len(last) + 2 for label, _, last, _ in charts)
+        + 2
+        + width_of(span)
+        + len(glyphs.sep) * len(charts)
+    )
     each = max(4, min(60, (width - fixed) // len(charts)))
-    return [_join([span, *(((f"{label} ", "dim"), (sparkline(values, each, glyphs, reduce), "key"), (f" {last}", "bold"))
-                          for label, values, last, reduce in charts)], glyphs)]
+    return [
+        _join(
+            [
+                span,
+                *(
+                    ((f"{label} ", "dim"), (sparkline(values, each, glyphs, reduce), "key"), (f" {last}", "bold"))
+                    for label, values, last, reduce in charts
+                ),
+            ],
+            glyphs,
+        )
+    ]
 
 
 def gpu_lines(gpus: Sequence[GpuView], width: int, glyphs: Glyphs) -> list[Line]:
@@ -277,17 +308,32 @@ def gpu_lines(gpus: Sequence[GpuView], width: int, glyphs: Glyphs) -> list[Line]
         if g.lost:
             lines.append((*head, (g.name + " ", ""), ("LOST (needs a reset)", "bad")))
             continue
-        mem_ratio = (g.memory_used_mib / g.memory_total_mib
-                     if g.memory_used_mib is not None and g.memory_total_mib else None)
-        mem = (f"{fmt_num((g.memory_used_mib or 0) / 1024)}/{fmt_num(g.memory_total_mib / 1024)} GiB"
-               if g.memory_total_mib else f"{fmt_num(g.memory_used_mib)} MiB")
-        power = (f"{fmt_num(g.power_w)}/{fmt_num(g.power_limit_w)} W" if g.power_limit_w is not None
-                 else f"{fmt_num(g.power_w)} W")
+        mem_ratio = (
+            g.memory_used_mib / g.memory_total_mib if g.memory_used_mib is not None and g.memory_total_mib else None
+        )
+        mem = (
+            f"{fmt_num((g.memory_used_mib or 0) / 1024)}/{fmt_num(g.memory_total_mib / 1024)} GiB"
+            if g.memory_total_mib
+            else f"{fmt_num(g.memory_used_mib)} MiB"
+        )
+        power = (
+            f"{fmt_num(g.power_w)}/{fmt_num(g.power_limit_w)} W"
+            if g.power_limit_w is not None
+            else f"{fmt_num(g.power_w)} W"
+        )
         temp = "-" if g.temperature is None else f"{g.temperature:.0f}{glyphs.degree}"
-        stats: Line = ((" util ", "dim"), (f"{fmt_pct(g.utilization):>4}", _level(
-            None if g.utilization is None else g.utilization / 100, 0.9, 2.0)),
-            (" mem ", "dim"), (mem, _level(mem_ratio, 0.9)), (" ", ""), (f"({fmt_ratio(mem_ratio)})", "dim"),
-            (" pwr ", "dim"), (power, "bold"), (" ", ""), (temp, "bad" if (g.temperature or 0) >= 85 else "bold"))
+        stats: Line = (
+            (" util ", "dim"),
+            (f"{fmt_pct(g.utilization):>4}", _level(None if g.utilization is None else g.utilization / 100, 0.9, 2.0)),
+            (" mem ", "dim"),
+            (mem, _level(mem_ratio, 0.9)),
+            (" ", ""),
+            (f"({fmt_ratio(mem_ratio)})", "dim"),
+            (" pwr ", "dim"),
+            (power, "bold"),
+            (" ", ""),
+            (temp, "bad" if (g.temperature or 0) >= 85 else "bold"),
+        )
         name_room = max(4, width - width_of(head) - width_of(stats))
         name = g.name if len(g.name) <= name_room else g.name[: max(0, name_room - len(glyphs.more))] + glyphs.more
         lines.append((*head, (name.ljust(name_room), ""), *stats))
@@ -296,10 +342,15 @@ def gpu_lines(gpus: Sequence[GpuView], width: int, glyphs: Glyphs) -> list[Line]
 
 def host_line(h: HostView, glyphs: Glyphs) -> Line:
     swapping = (h.swap_in_bytes_per_s or 0) > 0
-    parts = [(("host ", "head"), *_kv("cpu", fmt_pct(h.cpu_percent))),
-             _kv("mem", fmt_pct(h.mem_used_percent), _level(None if h.mem_used_percent is None
-                                                            else h.mem_used_percent / 100, 0.9)),
-             _kv("swap", fmt_pct(h.swap_used_percent))]
+    parts = [
+        (("host ", "head"), *_kv("cpu", fmt_pct(h.cpu_percent))),
+        _kv(
+            "mem",
+            fmt_pct(h.mem_used_percent),
+            _level(None if h.mem_used_percent is None else h.mem_used_percent / 100, 0.9),
+        ),
+        _kv("swap", fmt_pct(h.swap_used_percent)),
+    ]
     if swapping:
         parts.append((("swapping in ", "bad"), (f"{fmt_bytes(h.swap_in_bytes_per_s)}/s", "bad")))
     return _join(parts, glyphs, indent="")
@@ -321,8 +372,9 @@ def header(s: Snapshot, width: int, glyphs: Glyphs, keys: bool) -> Line:
     return left
 
 
-def render(s: Snapshot, width: int = 80, height: int | None = None, *, glyphs: Glyphs = UNICODE,
-           keys: bool = False) -> list[Line]:
+def render(
+    s: Snapshot, width: int = 80, height: int | None = None, *, glyphs: Glyphs = UNICODE, keys: bool = False
+) -> list[Line]:
     """The whole screen: header, one block per target, GPUs, host, then what is failing.
 
     With `height`, charts and then details make room when the screen is short; what still does not fit is
@@ -344,6 +396,7 @@ def render(s: Snapshot, width: int = 80, height: int | None = None, *, glyphs: G
     lines = [fit(line, width, glyphs) for _, line in rows]
     if height is not None and len(lines) > height:
         hidden = len(lines) - (height - 1)
-        lines = lines[: height - 1] + [fit(((f"{glyphs.more} {hidden} more lines (a taller terminal shows them)",
-                                              "dim"),), width, glyphs)]
+        lines = lines[: height - 1] + [
+            fit(((f"{glyphs.more} {hidden} more lines (a taller terminal shows them)", "dim"),), width, glyphs)
+        ]
     return lines

@@ -36,18 +36,57 @@ def _fields(measurement: Measurement, *names: str) -> tuple[str, ...]:
     return tuple(schema_field(measurement, n) for n in names)
 
 
-(UP, BUSY, LOADING, RUNNING, WAITING, GEN_TPS, PROMPT_TPS, TTFT_P50, TTFT_P95, TPOT_P50, TPOT_P95, KV, SLOTS_BUSY,
- SLOTS_TOTAL, CONTEXT, ERROR_RATIO) = _fields(
-    SERVER, "up", "busy", "loading", "requests_running", "requests_waiting", "generation_tokens_per_s",
-    "prompt_tokens_per_s", "ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "tpot_p95_ms", "kv_cache_usage_ratio",
-    "slots_busy", "slots_total", "context_used_ratio", "error_ratio")
+(
+    UP,
+    BUSY,
+    LOADING,
+    RUNNING,
+    WAITING,
+    GEN_TPS,
+    PROMPT_TPS,
+    TTFT_P50,
+    TTFT_P95,
+    TPOT_P50,
+    TPOT_P95,
+    KV,
+    SLOTS_BUSY,
+    SLOTS_TOTAL,
+    CONTEXT,
+    ERROR_RATIO,
+) = _fields(
+    SERVER,
+    "up",
+    "busy",
+    "loading",
+    "requests_running",
+    "requests_waiting",
+    "generation_tokens_per_s",
+    "prompt_tokens_per_s",
+    "ttft_p50_ms",
+    "ttft_p95_ms",
+    "tpot_p50_ms",
+    "tpot_p95_ms",
+    "kv_cache_usage_ratio",
+    "slots_busy",
+    "slots_total",
+    "context_used_ratio",
+    "error_ratio",
+)
 GPU_UTIL, GPU_MEM_USED, GPU_MEM_TOTAL, GPU_POWER, GPU_POWER_LIMIT, GPU_TEMP, GPU_LOST = _fields(
-    LLM_GPU, "utilization_gpu", "memory_used_mib", "memory_total_mib", "power_draw_w", "power_limit_w",
-    "temperature_gpu", "gpu_lost")
+    LLM_GPU,
+    "utilization_gpu",
+    "memory_used_mib",
+    "memory_total_mib",
+    "power_draw_w",
+    "power_limit_w",
+    "temperature_gpu",
+    "gpu_lost",
+)
 PROC_UP, PROC_CPU, PROC_RSS = _fields(LLM_PROCESS, "up", "cpu_percent", "rss_bytes")
 PROBE_SUCCESS, PROBE_TTFT, PROBE_TTFA, PROBE_TPS = _fields(PROBE, "success", "ttft_ms", "ttfa_ms", "tokens_per_s")
 HOST_CPU, HOST_MEM, HOST_SWAP, HOST_SWAP_IN = _fields(
-    HOST, "cpu_percent", "mem_used_percent", "swap_used_percent", "swap_in_bytes_per_s")
+    HOST, "cpu_percent", "mem_used_percent", "swap_used_percent", "swap_in_bytes_per_s"
+)
 (GATHER_MS,) = _fields(AGENT, "gather_ms")
 
 
@@ -156,15 +195,29 @@ def process_view(metric: Metric) -> ProcessView:
 
 def probe_view(metric: Metric, now_ns: int) -> ProbeView:
     f = metric.fields
-    return ProbeView(_flag(f, PROBE_SUCCESS), metric.tags.get("error"), number(f, PROBE_TTFT), number(f, PROBE_TTFA),
-                     number(f, PROBE_TPS), max(0.0, (now_ns - metric.time_ns) / 1e9))
+    return ProbeView(
+        _flag(f, PROBE_SUCCESS),
+        metric.tags.get("error"),
+        number(f, PROBE_TTFT),
+        number(f, PROBE_TTFA),
+        number(f, PROBE_TPS),
+        max(0.0, (now_ns - metric.time_ns) / 1e9),
+    )
 
 
 def gpu_view(metric: Metric) -> GpuView:
     f = metric.fields
-    return GpuView(metric.tags.get("index", "?"), metric.tags.get("name", ""), _flag(f, GPU_LOST),
-                   number(f, GPU_UTIL), number(f, GPU_MEM_USED), number(f, GPU_MEM_TOTAL), number(f, GPU_POWER),
-                   number(f, GPU_POWER_LIMIT), number(f, GPU_TEMP))
+    return GpuView(
+        metric.tags.get("index", "?"),
+        metric.tags.get("name", ""),
+        _flag(f, GPU_LOST),
+        number(f, GPU_UTIL),
+        number(f, GPU_MEM_USED),
+        number(f, GPU_MEM_TOTAL),
+        number(f, GPU_POWER),
+        number(f, GPU_POWER_LIMIT),
+        number(f, GPU_TEMP),
+    )
 
 
 def host_view(metric: Metric) -> HostView:
@@ -179,8 +232,9 @@ class TopModel:
     their source gives no point at all.
     """
 
-    def __init__(self, interval_s: float, history_s: float = HISTORY_S,
-                 expected: Mapping[str, str | None] | Sequence[str] = ()):
+    def __init__(
+        self, interval_s: float, history_s: float = HISTORY_S, expected: Mapping[str, str | None] | Sequence[str] = ()
+    ):
         self.interval_s = interval_s
         self._samples = max(2, int(round(history_s / interval_s)))
         self._history: dict[tuple[str, str | None], tuple[collections.deque, collections.deque]] = {}
@@ -195,9 +249,14 @@ class TopModel:
             self._history[key] = (collections.deque(maxlen=self._samples), collections.deque(maxlen=self._samples))
         return self._history[key]
 
-    def update(self, metrics: Sequence[Metric], down_reasons: Mapping[str, str] | None = None,
-               problems: Iterable[str] = (), silent: Mapping[str, str] | None = None,
-               time_ns: int | None = None) -> Snapshot:
+    def update(
+        self,
+        metrics: Sequence[Metric],
+        down_reasons: Mapping[str, str] | None = None,
+        problems: Iterable[str] = (),
+        silent: Mapping[str, str] | None = None,
+        time_ns: int | None = None,
+    ) -> Snapshot:
         """One gather. `down_reasons`: target -> why it is down (for `up=0` points); `silent`: target -> why its
         source gave no point this gather; `problems`: other failures to list."""
         self._gathers += 1
@@ -230,30 +289,52 @@ class TopModel:
             for before in before_rows:
                 key = (name, before.model if before else None)
                 seen.add(key)
-                targets.append(self._row(name, None, silent.get(name, "no result this gather"), processes, now_ns,
-                                         before))
+                targets.append(
+                    self._row(name, None, silent.get(name, "no result this gather"), processes, now_ns, before)
+                )
         for gone in set(self._history) - seen:
             del self._history[gone]
-        agent = next((m for m in metrics if m.measurement == AGENT.name and not m.tags.get("source")
-                      and not m.tags.get("output")), None)
+        agent = next(
+            (
+                m
+                for m in metrics
+                if m.measurement == AGENT.name and not m.tags.get("source") and not m.tags.get("output")
+            ),
+            None,
+        )
         host = next((m for m in metrics if m.measurement == HOST.name), None)
         hostname = next((m.tags["host"] for m in metrics if "host" in m.tags), None)
         return Snapshot(
-            time_ns=now_ns, hostname=hostname, interval_s=self.interval_s,
+            time_ns=now_ns,
+            hostname=hostname,
+            interval_s=self.interval_s,
             gather_ms=number(agent.fields, GATHER_MS) if agent else None,
             targets=tuple(targets),
             gpus=tuple(gpu_view(m) for m in metrics if m.measurement == LLM_GPU.name),
             host=host_view(host) if host else None,
             problems=tuple(problems),
-            history_s=min(self._gathers, self._samples) * self.interval_s)
+            history_s=min(self._gathers, self._samples) * self.interval_s,
+        )
 
-    def _row(self, name: str, point: Metric | None, reason: str | None, processes: Mapping[str | None, Metric],
-             now_ns: int, before: TargetView | None = None) -> TargetView:
+    def _row(
+        self,
+        name: str,
+        point: Metric | None,
+        reason: str | None,
+        processes: Mapping[str | None, Metric],
+        now_ns: int,
+        before: TargetView | None = None,
+    ) -> TargetView:
         """A target's view from its `llm_server` point; without one, a down row that keeps what was known."""
         f = point.fields if point is not None else {}
         model = point.tags.get("model") if point is not None else before.model if before else None
-        server_type = (point.tags.get("server_type") if point is not None else before.server_type if before
-                       else self._types.get(name))
+        server_type = (
+            point.tags.get("server_type")
+            if point is not None
+            else before.server_type
+            if before
+            else self._types.get(name)
+        )
         host = point.tags.get("host") if point is not None else before.host if before else None
         gen, ttft = self._series((name, model))
         gen.append(number(f, GEN_TPS))
@@ -262,13 +343,29 @@ class TopModel:
         process = processes.get(name)
         probe = self._probes.get(name)
         return TargetView(
-            target=name, model=model, server_type=server_type, host=host, up=up, busy=_flag(f, BUSY),
-            loading=_flag(f, LOADING), down_reason=None if up else reason,
-            running=number(f, RUNNING), waiting=number(f, WAITING), gen_tps=number(f, GEN_TPS),
-            prompt_tps=number(f, PROMPT_TPS), ttft_p50_ms=number(f, TTFT_P50), ttft_p95_ms=number(f, TTFT_P95),
-            tpot_p50_ms=number(f, TPOT_P50), tpot_p95_ms=number(f, TPOT_P95), kv_ratio=number(f, KV),
-            slots_busy=number(f, SLOTS_BUSY), slots_total=number(f, SLOTS_TOTAL),
-            context_ratio=number(f, CONTEXT), error_ratio=number(f, ERROR_RATIO),
+            target=name,
+            model=model,
+            server_type=server_type,
+            host=host,
+            up=up,
+            busy=_flag(f, BUSY),
+            loading=_flag(f, LOADING),
+            down_reason=None if up else reason,
+            running=number(f, RUNNING),
+            waiting=number(f, WAITING),
+            gen_tps=number(f, GEN_TPS),
+            prompt_tps=number(f, PROMPT_TPS),
+            ttft_p50_ms=number(f, TTFT_P50),
+            ttft_p95_ms=number(f, TTFT_P95),
+            tpot_p50_ms=number(f, TPOT_P50),
+            tpot_p95_ms=number(f, TPOT_P95),
+            kv_ratio=number(f, KV),
+            slots_busy=number(f, SLOTS_BUSY),
+            slots_total=number(f, SLOTS_TOTAL),
+            context_ratio=number(f, CONTEXT),
+            error_ratio=number(f, ERROR_RATIO),
             process=process_view(process) if process else None,
             probe=probe_view(probe, now_ns) if probe else None,
-            gen_history=tuple(gen), ttft_history=tuple(ttft))
+            gen_history=tuple(gen),
+            ttft_history=tuple(ttft),
+        )

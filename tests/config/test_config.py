@@ -20,10 +20,24 @@ from telegraf_llm_input.config.loader import (
 )
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("10s", 10.0), ("500ms", 0.5), ("1m", 60.0), ("1h30m", 5400.0), ("1m30s", 90.0), ("2.5s", 2.5),
-    ("250us", 0.00025), ("100ns", 1e-7), ("1d", 86400.0), (" 3s ", 3.0), ("15", 15.0), (15, 15.0), (0.25, 0.25),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("10s", 10.0),
+        ("500ms", 0.5),
+        ("1m", 60.0),
+        ("1h30m", 5400.0),
+        ("1m30s", 90.0),
+        ("2.5s", 2.5),
+        ("250us", 0.00025),
+        ("100ns", 1e-7),
+        ("1d", 86400.0),
+        (" 3s ", 3.0),
+        ("15", 15.0),
+        (15, 15.0),
+        (0.25, 0.25),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -34,10 +48,21 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("text,size", [
-    ("8MiB", 8 * 1024**2), ("100MB", 100 * 10**6), ("512KiB", 512 * 1024), ("1GiB", 1024**3), ("4096", 4096),
-    (4096, 4096), ("1.5KiB", 1536), ("10 mb", 10**7), ("2k", 2000), ("7b", 7),
-])
+@pytest.mark.parametrize(
+    "text,size",
+    [
+        ("8MiB", 8 * 1024**2),
+        ("100MB", 100 * 10**6),
+        ("512KiB", 512 * 1024),
+        ("1GiB", 1024**3),
+        ("4096", 4096),
+        (4096, 4096),
+        ("1.5KiB", 1536),
+        ("10 mb", 10**7),
+        ("2k", 2000),
+        ("7b", 7),
+    ],
+)
 def test_sizes(text, size):
     assert parse_bytes(text) == size
 
@@ -50,10 +75,13 @@ def test_bad_sizes(text):
 
 def test_env_expansion():
     env = {"HOST": "gpu1", "EMPTY": ""}
-    data = {"a": "${HOST}:8000", "b": ["x${MISSING:-def}y", "$${HOST}", "$$$$"], "c": {"d": "${EMPTY:-fallback}"},
-            "n": 5}
-    assert expand_env(data, environ=env) == {"a": "gpu1:8000", "b": ["xdefy", "${HOST}", "$$"],
-                                             "c": {"d": ""}, "n": 5}
+    data = {
+        "a": "${HOST}:8000",
+        "b": ["x${MISSING:-def}y", "$${HOST}", "$$$$"],
+        "c": {"d": "${EMPTY:-fallback}"},
+        "n": 5,
+    }
+    assert expand_env(data, environ=env) == {"a": "gpu1:8000", "b": ["xdefy", "${HOST}", "$$"], "c": {"d": ""}, "n": 5}
 
 
 def test_missing_env_var_names_the_key_path():
@@ -90,26 +118,48 @@ class Section:
 
 
 def test_load_section_types():
-    s = load_section(Section, {"name": "x", "wait": "250ms", "mode": "b", "count": 3, "ratio": 2, "items": [1, 2],
-                               "inner": {"size": "2KiB"}, "maybe": "1m"})
-    assert (s.name, s.wait, s.mode, s.count, s.ratio, s.items, s.inner.size, s.maybe) == \
-        ("x", 0.25, "b", 3, 2.0, [1, 2], 2048, 60.0)
+    s = load_section(
+        Section,
+        {
+            "name": "x",
+            "wait": "250ms",
+            "mode": "b",
+            "count": 3,
+            "ratio": 2,
+            "items": [1, 2],
+            "inner": {"size": "2KiB"},
+            "maybe": "1m",
+        },
+    )
+    assert (s.name, s.wait, s.mode, s.count, s.ratio, s.items, s.inner.size, s.maybe) == (
+        "x",
+        0.25,
+        "b",
+        3,
+        2.0,
+        [1, 2],
+        2048,
+        60.0,
+    )
 
 
-@pytest.mark.parametrize("data,path,problem", [
-    ({}, "sec.name", "is required"),
-    ({"name": "x", "nope": 1}, "sec.nope", "unknown key"),
-    ({"name": "x", "count": "3"}, "sec.count", "expected an integer"),
-    ({"name": "x", "count": True}, "sec.count", "expected an integer"),
-    ({"name": "x", "ratio": "fast"}, "sec.ratio", "expected a number"),
-    ({"name": "x", "mode": "c"}, "sec.mode", "must be one of"),
-    ({"name": "x", "items": [1, "two"]}, "sec.items[1]", "expected an integer"),
-    ({"name": "x", "items": 3}, "sec.items", "expected a list"),
-    ({"name": "x", "inner": {"size": "huge"}}, "sec.inner.size", "expected a size"),
-    ({"name": "x", "inner": 5}, "sec.inner", "expected a mapping"),
-    ({"name": "x", "wait": "soon"}, "sec.wait", "expected a duration"),
-    ({"name": "x", "token": "a", "token_file": "/x"}, "sec.token_file", "not both"),
-])
+@pytest.mark.parametrize(
+    "data,path,problem",
+    [
+        ({}, "sec.name", "is required"),
+        ({"name": "x", "nope": 1}, "sec.nope", "unknown key"),
+        ({"name": "x", "count": "3"}, "sec.count", "expected an integer"),
+        ({"name": "x", "count": True}, "sec.count", "expected an integer"),
+        ({"name": "x", "ratio": "fast"}, "sec.ratio", "expected a number"),
+        ({"name": "x", "mode": "c"}, "sec.mode", "must be one of"),
+        ({"name": "x", "items": [1, "two"]}, "sec.items[1]", "expected an integer"),
+        ({"name": "x", "items": 3}, "sec.items", "expected a list"),
+        ({"name": "x", "inner": {"size": "huge"}}, "sec.inner.size", "expected a size"),
+        ({"name": "x", "inner": 5}, "sec.inner", "expected a mapping"),
+        ({"name": "x", "wait": "soon"}, "sec.wait", "expected a duration"),
+        ({"name": "x", "token": "a", "token_file": "/x"}, "sec.token_file", "not both"),
+    ],
+)
 def test_load_section_errors_name_the_key(data, path, problem):
     with pytest.raises(ConfigError) as err:
         load_section(Section, data, "sec")
@@ -148,22 +198,27 @@ def test_defaults_and_deadline():
     assert config.agent.deadline == 5.0 and config.global_tags() == {}
 
 
-@pytest.mark.parametrize("agent,key", [({"interval": 0}, "interval"), ({"gather_timeout": "0s"}, "gather_timeout"),
-                                       ({"interval": "1ms"}, "interval")])
+@pytest.mark.parametrize(
+    "agent,key",
+    [({"interval": 0}, "interval"), ({"gather_timeout": "0s"}, "gather_timeout"), ({"interval": "1ms"}, "interval")],
+)
 def test_agent_section_checks(agent, key):
     with pytest.raises(ConfigError) as err:
         parse_config({"agent": agent})
     assert err.value.path == f"agent.{key}" and "must be at least 100ms" in err.value.problem
 
 
-@pytest.mark.parametrize("text,where", [
-    ("agent:\n  interval: [1\n", "invalid YAML at line"),
-    ("agent:\n  intervall: 1s\n", "agent.intervall: unknown key"),
-    ("host:\n  enabled: 'yes'\n", "host.enabled: expected true or false"),
-    ("agent:\n  interval: 10 parsecs\n", "agent.interval: expected a duration"),
-    ("- just\n- a list\n", "expected a mapping"),
-    ("targets:\n  - type: vllm\n", "targets[0].url: is required"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("agent:\n  interval: [1\n", "invalid YAML at line"),
+        ("agent:\n  intervall: 1s\n", "agent.intervall: unknown key"),
+        ("host:\n  enabled: 'yes'\n", "host.enabled: expected true or false"),
+        ("agent:\n  interval: 10 parsecs\n", "agent.interval: expected a duration"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("targets:\n  - type: vllm\n", "targets[0].url: is required"),
+    ],
+)
 def test_load_config_errors_start_with_the_file(tmp_path, text, where):
     path = tmp_path / "bad.yaml"
     path.write_text(text)

@@ -12,38 +12,60 @@ from tests.test_cli import cli
 TARGET = "targets:\n  - url: http://127.0.0.1:8000\n"
 
 FAULTS = {
-    "same_name_twice": ("targets:\n  - url: http://127.0.0.1:8000\n    name: a\n"
-                        "  - url: http://127.0.0.1:8001\n    name: a\n",
-                        "targets[1].name: target name 'a' is already used by targets[0]"),
-    "same_url_twice": ("targets:\n  - url: http://127.0.0.1:8000\n  - url: http://127.0.0.1:8000/\n",
-                       "targets[1].url: target name 'http://127.0.0.1:8000' (the name derived from its url) is already"),
-    "name_equals_other_url": ("targets:\n  - url: http://127.0.0.1:8000\n  - url: http://127.0.0.1:8001\n"
-                              "    name: http://127.0.0.1:8000\n", "targets[1].name: target name"),
+    "same_name_twice": (
+        "targets:\n  - url: http://127.0.0.1:8000\n    name: a\n  - url: http://127.0.0.1:8001\n    name: a\n",
+        "targets[1].name: target name 'a' is already used by targets[0]",
+    ),
+    "same_url_twice": (
+        "targets:\n  - url: http://127.0.0.1:8000\n  - url: http://127.0.0.1:8000/\n",
+        "targets[1].url: target name 'http://127.0.0.1:8000' (the name derived from its url) is already",
+    ),
+    "name_equals_other_url": (
+        "targets:\n  - url: http://127.0.0.1:8000\n  - url: http://127.0.0.1:8001\n    name: http://127.0.0.1:8000\n",
+        "targets[1].name: target name",
+    ),
     "same_log_twice": ("logs:\n  - path: /tmp/a.log\n  - path: /tmp/a.log\n", "logs[1].path: log name '/tmp/a.log'"),
-    "port_out_of_range": ("targets:\n  - url: http://127.0.0.1:99999\n",
-                          "targets[0].url: port must be a number in 1-65535, got 'http://127.0.0.1:99999'"),
+    "port_out_of_range": (
+        "targets:\n  - url: http://127.0.0.1:99999\n",
+        "targets[0].url: port must be a number in 1-65535, got 'http://127.0.0.1:99999'",
+    ),
     "port_not_a_number": ("targets:\n  - url: http://127.0.0.1:80a\n", "targets[0].url: port must be a number"),
     "port_zero": ("targets:\n  - url: http://127.0.0.1:0\n", "targets[0].url: port must be a number"),
     "bad_ipv6": ('targets:\n  - url: "http://[::1"\n', "targets[0].url: not a valid URL"),
     "credentials_not_echoed": ("targets:\n  - url: http://user:s3cret@127.0.0.1:99999\n", "targets[0].url: port"),
-    "url_with_path": ("targets:\n  - url: http://127.0.0.1:8000/v1\n",
-                      "targets[0].url: must be http(s)://host[:port] without a path, got path '/v1'"),
+    "url_with_path": (
+        "targets:\n  - url: http://127.0.0.1:8000/v1\n",
+        "targets[0].url: must be http(s)://host[:port] without a path, got path '/v1'",
+    ),
     "url_with_query": ("targets:\n  - url: http://127.0.0.1:8000?x=1\n", "targets[0].url: must not have a query"),
     "timeout_zero": (TARGET + "    timeout: 0\n", "targets[0].timeout: must be at least 100ms, got 0"),
     "interval_1ms": ("agent:\n  interval: 1ms\n", "agent.interval: must be at least 100ms, got '1ms'"),
     "interval_nan": ("agent:\n  interval: .nan\n", "agent.interval: must be a finite duration"),
     "probe_every_tiny": (TARGET + "    probe:\n      every: 10ms\n", "targets[0].probe.every: must be at least 100ms"),
-    "flush_interval_zero": ("outputs:\n  - type: influxdb_v1\n    flush_interval: 0s\n",
-                            "outputs[0].flush_interval: must be at least 100ms"),
-    "duplicate_yaml_key": ("agent:\n  interval: 10s\n  interval: 20s\n",
-                           "agent.interval: duplicate key (line 3; first given at line 2)"),
-    "duplicate_key_in_a_list_item": (TARGET + "    type: vllm\n    type: sglang\n",
-                                     "targets[0].type: duplicate key (line 4; first given at line 3)"),
-    "listen_not_a_port": ("outputs:\n  - type: prometheus\n    listen: localhost:notaport\n",
-                          "outputs[0].listen: must be host:port with a port in 1-65535, got 'localhost:notaport'"),
-    "listen_no_port": ("outputs:\n  - type: prometheus\n    listen: localhost\n", "outputs[0].listen: must be host:port"),
-    "influx_bad_port": ("outputs:\n  - type: influxdb_v1\n    url: http://127.0.0.1:86086\n",
-                        "outputs[0].url: port must be a number"),
+    "flush_interval_zero": (
+        "outputs:\n  - type: influxdb_v1\n    flush_interval: 0s\n",
+        "outputs[0].flush_interval: must be at least 100ms",
+    ),
+    "duplicate_yaml_key": (
+        "agent:\n  interval: 10s\n  interval: 20s\n",
+        "agent.interval: duplicate key (line 3; first given at line 2)",
+    ),
+    "duplicate_key_in_a_list_item": (
+        TARGET + "    type: vllm\n    type: sglang\n",
+        "targets[0].type: duplicate key (line 4; first given at line 3)",
+    ),
+    "listen_not_a_port": (
+        "outputs:\n  - type: prometheus\n    listen: localhost:notaport\n",
+        "outputs[0].listen: must be host:port with a port in 1-65535, got 'localhost:notaport'",
+    ),
+    "listen_no_port": (
+        "outputs:\n  - type: prometheus\n    listen: localhost\n",
+        "outputs[0].listen: must be host:port",
+    ),
+    "influx_bad_port": (
+        "outputs:\n  - type: influxdb_v1\n    url: http://127.0.0.1:86086\n",
+        "outputs[0].url: port must be a number",
+    ),
     "max_models_zero": (TARGET + "    max_models: 0\n", "targets[0].max_models: must be at least 1"),
     "discovery_port_zero": ("discovery:\n  ports: [0]\n", "discovery.ports: must be 1-65535, got 0"),
 }
@@ -72,12 +94,20 @@ def test_the_same_checks_hold_without_a_file():
 
 
 def test_distinct_names_on_one_url_and_base_urls_are_fine():
-    config = parse_config({"targets": [{"url": "http://127.0.0.1:8000", "name": "a"},
-                                       {"url": "http://127.0.0.1:8000", "name": "b", "type": "openai"},
-                                       {"url": "https://[::1]:8443/"}],
-                           "outputs": [{"type": "prometheus", "listen": "[::1]:9273"},
-                                       {"type": "influxdb_v1", "url": "https://proxy.example/influx"}],
-                           "agent": {"interval": "100ms"}})
+    config = parse_config(
+        {
+            "targets": [
+                {"url": "http://127.0.0.1:8000", "name": "a"},
+                {"url": "http://127.0.0.1:8000", "name": "b", "type": "openai"},
+                {"url": "https://[::1]:8443/"},
+            ],
+            "outputs": [
+                {"type": "prometheus", "listen": "[::1]:9273"},
+                {"type": "influxdb_v1", "url": "https://proxy.example/influx"},
+            ],
+            "agent": {"interval": "100ms"},
+        }
+    )
     assert [t.display_name for t in config.targets] == ["a", "b", "https://[::1]:8443"]
     assert config.agent.interval == pytest.approx(0.1)
 

@@ -26,14 +26,17 @@ def test_probe_is_off_by_default():
     assert cfg.targets[0].probe.enabled is False
 
 
-@pytest.mark.parametrize("probe, problem", [
-    ({"max_tokens": 5000}, "max_tokens"),
-    ({"every": "0s"}, "every"),
-    ({"timeout": 0}, "timeout"),
-    ({"api": "llamacpp", "messages": [{"role": "user", "content": "x"}]}, "plain prompt"),
-    ({"prompt": "a", "messages": [{"role": "user", "content": "x"}]}, "either prompt or messages"),
-    ({"api": "grpc"}, "must be one of"),
-])
+@pytest.mark.parametrize(
+    "probe, problem",
+    [
+        ({"max_tokens": 5000}, "max_tokens"),
+        ({"every": "0s"}, "every"),
+        ({"timeout": 0}, "timeout"),
+        ({"api": "llamacpp", "messages": [{"role": "user", "content": "x"}]}, "plain prompt"),
+        ({"prompt": "a", "messages": [{"role": "user", "content": "x"}]}, "either prompt or messages"),
+        ({"api": "grpc"}, "must be one of"),
+    ],
+)
 def test_bad_probe_config_is_one_clear_line(probe, problem):
     with pytest.raises(ConfigError) as err:
         parse_config({"targets": [{"url": "http://127.0.0.1:8000", "probe": probe}]})

@@ -17,8 +17,18 @@ from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.docs import configref
 from telegraf_llm_input.docs.generate import REGIONS
 
-SECTIONS = (AgentConfig, HostConfig, TargetConfig, ProbeConfig, DiscoveryConfig, GpuConfig, LogConfig,
-            InfluxV2Output, InfluxV1Output, PrometheusOutput)
+SECTIONS = (
+    AgentConfig,
+    HostConfig,
+    TargetConfig,
+    ProbeConfig,
+    DiscoveryConfig,
+    GpuConfig,
+    LogConfig,
+    InfluxV2Output,
+    InfluxV1Output,
+    PrometheusOutput,
+)
 
 
 @pytest.mark.parametrize("cls", SECTIONS, ids=lambda c: c.__name__)

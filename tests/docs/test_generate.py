@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_files_are_current():
-    proc = subprocess.run([sys.executable, "-m", "telegraf_llm_input.docs", "--check"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input.docs", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr + "\nrun: python -m telegraf_llm_input.docs"
 
 
@@ -38,8 +39,9 @@ def test_check_names_each_stale_file_and_writing_fixes_it(tmp_path):
     metrics = root / "docs" / "metrics.md"
     metrics.write_text(metrics.read_text().replace("| `up` | int |", "| `up` | float |", 1))
     config = root / "docs" / "configuration.md"
-    config.write_text(config.read_text().replace("| `agent.interval` | duration | `10s` |",
-                                                 "| `agent.interval` | duration | `15s` |"))
+    config.write_text(
+        config.read_text().replace("| `agent.interval` | duration | `10s` |", "| `agent.interval` | duration | `15s` |")
+    )
     (root / "telegraf_llm_input" / "sample-config.yaml").unlink()
     assert generate.stale(root) == ["docs/metrics.md", "docs/configuration.md", "telegraf_llm_input/sample-config.yaml"]
     for path, text in generate.render_all(root).items():

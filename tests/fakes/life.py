@@ -35,8 +35,14 @@ M = "Qwen/Qwen2.5-7B-Instruct"
 B = [0.1, 1.0]
 
 LIFE: tuple[tuple[str, float | None], ...] = (
-    ("fresh", 0.0), ("load", 1.0), ("more load", 2.5), ("idle", 2.5), ("restart", 0.0), ("load again", 0.7),
-    ("down", None), ("up", 1.3),
+    ("fresh", 0.0),
+    ("load", 1.0),
+    ("more load", 2.5),
+    ("idle", 2.5),
+    ("restart", 0.0),
+    ("load again", 0.7),
+    ("down", None),
+    ("up", 1.3),
 )
 """(phase, scale of every counter; None: the server is gone)."""
 
@@ -53,48 +59,110 @@ def tokens(k: float) -> tuple[list[float], list[float], float]:
 
 def vllm(k: float) -> dict:
     even = lambda x: 2 * round(x / 2)  # noqa: E731 - each of the two engines reports half
-    snap = Snap(running=round(3 * k), waiting=round(k), kv=0.25 * k, prompt=round(1000 * k),
-                generation=round(5000 * k), finished={"stop": round(9 * k), "length": round(k)},
-                preemptions=round(2 * k), hists={**{p: hist(k) for p in VLLM_HIST}, **{p: tokens(k) for p in VLLM_TOKEN_HIST}},
-                prefix_queries=even(900 * k), prefix_hits=even(300 * k),
-                spec=(even(200 * k), even(600 * k), even(350 * k)), lora=(["sql-lora"], [], 4) if k else None)
+    snap = Snap(
+        running=round(3 * k),
+        waiting=round(k),
+        kv=0.25 * k,
+        prompt=round(1000 * k),
+        generation=round(5000 * k),
+        finished={"stop": round(9 * k), "length": round(k)},
+        preemptions=round(2 * k),
+        hists={**{p: hist(k) for p in VLLM_HIST}, **{p: tokens(k) for p in VLLM_TOKEN_HIST}},
+        prefix_queries=even(900 * k),
+        prefix_hits=even(300 * k),
+        spec=(even(200 * k), even(600 * k), even(350 * k)),
+        lora=(["sql-lora"], [], 4) if k else None,
+    )
     return {"/metrics": Reply(vllm_page({M: snap}, engines=2)), "/version": Reply({"version": "0.11.0"})}
 
 
 def sglang(k: float) -> dict:
-    page = sglang_page(M, 2, round(2 * k), [0.1 * k, 0.3 * k], round(900 * k), round(4000 * k), round(8 * k), hist(k),
-                       cached=round(300 * k), hit_rate=0.3 * k, spec=(1 + 1.5 * k, 0.6 * k if k else 0.0))
+    page = sglang_page(
+        M,
+        2,
+        round(2 * k),
+        [0.1 * k, 0.3 * k],
+        round(900 * k),
+        round(4000 * k),
+        round(8 * k),
+        hist(k),
+        cached=round(300 * k),
+        hit_rate=0.3 * k,
+        spec=(1 + 1.5 * k, 0.6 * k if k else 0.0),
+    )
     return {"/metrics": Reply(page), "/get_server_info": Reply({"model_path": M, "tp_size": 2, "version": "0.4.9"})}
 
 
 def tgi(k: float) -> dict:
-    page = tgi_page(round(40 * k), {"validation": round(2 * k)} if k else {}, round(k), round(3 * k),
-                    round(7000 * k), round(9000 * k), hist(k), max_new_sum=round(20000 * k))
+    page = tgi_page(
+        round(40 * k),
+        {"validation": round(2 * k)} if k else {},
+        round(k),
+        round(3 * k),
+        round(7000 * k),
+        round(9000 * k),
+        hist(k),
+        max_new_sum=round(20000 * k),
+    )
     return {"/metrics": Reply(page), "/info": Reply(TGI_INFO)}
 
 
 def llamacpp(k: float) -> dict:
     # a fresh llama-server says `prompt_seconds_total 0`, later `0.022008`: the field is a float from the start
-    page = llamacpp_metrics(round(300 * k), round(700 * k), 0.022008 * k, 1.5 * k, processing=round(k),
-                            decode_calls=round(90 * k))
-    return {"/health": Reply({"status": "ok"}), "/metrics": Reply(page), "/slots": Reply(llamacpp_slots(round(k) % 3, 2)),
-            "/props": Reply(llamacpp_props(2)), "/v1/models": Reply({"object": "list", "data": [{"id": "qwen"}]})}
+    page = llamacpp_metrics(
+        round(300 * k), round(700 * k), 0.022008 * k, 1.5 * k, processing=round(k), decode_calls=round(90 * k)
+    )
+    return {
+        "/health": Reply({"status": "ok"}),
+        "/metrics": Reply(page),
+        "/slots": Reply(llamacpp_slots(round(k) % 3, 2)),
+        "/props": Reply(llamacpp_props(2)),
+        "/v1/models": Reply({"object": "list", "data": [{"id": "qwen"}]}),
+    }
 
 
 def ollama(k: float) -> dict:
-    models = [{"name": "qwen2.5:1.5b", "model": "qwen2.5:1.5b", "size": round(2e9 * (1 + k)),
-               "size_vram": round(1.5e9 * (1 + k)), "digest": "abc", "details": {},
-               "expires_at": "2100-01-01T00:00:00Z", "context_length": 8192}] if k else []
-    return {"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": models}),
-            "/": Reply("Ollama is running")}
+    models = (
+        [
+            {
+                "name": "qwen2.5:1.5b",
+                "model": "qwen2.5:1.5b",
+                "size": round(2e9 * (1 + k)),
+                "size_vram": round(1.5e9 * (1 + k)),
+                "digest": "abc",
+                "details": {},
+                "expires_at": "2100-01-01T00:00:00Z",
+                "context_length": 8192,
+            }
+        ]
+        if k
+        else []
+    )
+    return {
+        "/api/version": Reply({"version": "0.6.5"}),
+        "/api/ps": Reply({"models": models}),
+        "/": Reply("Ollama is running"),
+    }
 
 
 def lmstudio(k: float) -> dict:
-    models = [{"id": "qwen2.5-7b", "object": "model", "type": "llm", "publisher": "qwen", "arch": "qwen2",
-               "compatibility_type": "gguf", "quantization": "Q4_K_M", "state": "loaded" if k else "not-loaded",
-               "max_context_length": 32768}]
-    return {"/api/v0/models": Reply({"object": "list", "data": models}),
-            "/v1/models": Reply({"object": "list", "data": [{"id": "qwen2.5-7b", "object": "model"}]})}
+    models = [
+        {
+            "id": "qwen2.5-7b",
+            "object": "model",
+            "type": "llm",
+            "publisher": "qwen",
+            "arch": "qwen2",
+            "compatibility_type": "gguf",
+            "quantization": "Q4_K_M",
+            "state": "loaded" if k else "not-loaded",
+            "max_context_length": 32768,
+        }
+    ]
+    return {
+        "/api/v0/models": Reply({"object": "list", "data": models}),
+        "/v1/models": Reply({"object": "list", "data": [{"id": "qwen2.5-7b", "object": "model"}]}),
+    }
 
 
 def openai(k: float) -> dict:
@@ -102,22 +170,34 @@ def openai(k: float) -> dict:
 
 
 def json_doc(k: float) -> dict:
-    return {"/metrics": Reply({"latency_ms": 800 * k, "tokens": round(1000 * k), "busy_seconds": 3.0 * k,
-                               "queue": round(2 * k)})}
+    return {
+        "/metrics": Reply(
+            {"latency_ms": 800 * k, "tokens": round(1000 * k), "busy_seconds": 3.0 * k, "queue": round(2 * k)}
+        )
+    }
 
 
-JSON_FIELDS = {"latency_ms": {"path": "latency_ms"}, "queue": {"path": "queue", "type": "int"},
-               "generation_tokens_total": {"path": "tokens", "kind": "counter", "type": "int"},
-               "busy_seconds_total": {"path": "busy_seconds", "kind": "counter"}}
+JSON_FIELDS = {
+    "latency_ms": {"path": "latency_ms"},
+    "queue": {"path": "queue", "type": "int"},
+    "generation_tokens_total": {"path": "tokens", "kind": "counter", "type": "int"},
+    "busy_seconds_total": {"path": "busy_seconds", "kind": "counter"},
+}
 
 
 def prometheus(k: float) -> dict:
-    lines = ["# TYPE app_hits_total counter", f'app_hits_total{{path="/a"}} {round(100 * k)}',
-             "# TYPE app_busy_seconds_total counter", f"app_busy_seconds_total {0.5 * k!r}",
-             "# TYPE app_inflight gauge", f"app_inflight {round(3 * k)}",
-             "# TYPE app_latency_seconds histogram",
-             *(f'app_latency_seconds_bucket{{le="{le}"}} {c}' for le, c in zip(["0.1", "1", "+Inf"], hist(k)[1])),
-             f"app_latency_seconds_count {hist(k)[1][-1]}", f"app_latency_seconds_sum {hist(k)[2]}"]
+    lines = [
+        "# TYPE app_hits_total counter",
+        f'app_hits_total{{path="/a"}} {round(100 * k)}',
+        "# TYPE app_busy_seconds_total counter",
+        f"app_busy_seconds_total {0.5 * k!r}",
+        "# TYPE app_inflight gauge",
+        f"app_inflight {round(3 * k)}",
+        "# TYPE app_latency_seconds histogram",
+        *(f'app_latency_seconds_bucket{{le="{le}"}} {c}' for le, c in zip(["0.1", "1", "+Inf"], hist(k)[1])),
+        f"app_latency_seconds_count {hist(k)[1][-1]}",
+        f"app_latency_seconds_sum {hist(k)[2]}",
+    ]
     return {"/metrics": Reply("\n".join(lines) + "\n")}
 
 
@@ -133,10 +213,19 @@ class Kind:
         return out
 
 
-KINDS = [Kind("vllm", vllm), Kind("sglang", sglang), Kind("tgi", tgi), Kind("llamacpp", llamacpp),
-         Kind("ollama", ollama), Kind("lmstudio", lmstudio), Kind("openai", openai), Kind("mlx", openai), Kind("json", json_doc, (("json_fields", JSON_FIELDS),)),
-         Kind("prometheus", prometheus, (("measurement", "llm_server"),)),
-         Kind("auto", vllm)]
+KINDS = [
+    Kind("vllm", vllm),
+    Kind("sglang", sglang),
+    Kind("tgi", tgi),
+    Kind("llamacpp", llamacpp),
+    Kind("ollama", ollama),
+    Kind("lmstudio", lmstudio),
+    Kind("openai", openai),
+    Kind("mlx", openai),
+    Kind("json", json_doc, (("json_fields", JSON_FIELDS),)),
+    Kind("prometheus", prometheus, (("measurement", "llm_server"),)),
+    Kind("auto", vllm),
+]
 
 
 def live(kind: Kind, process: bool = False, **sections) -> list[str]:
@@ -152,8 +241,7 @@ def live(kind: Kind, process: bool = False, **sections) -> list[str]:
         target["process"] = {"enabled": True}
     config = parse_config({"targets": [target], "host": {"enabled": False}, "gpu": {"enabled": False}, **sections})
     env = SourceEnv()
-    agent = Agent(build_sources(config, env), [StdoutSink(out)], deadline_s=3.0,
-                  processors=build_processors(config))
+    agent = Agent(build_sources(config, env), [StdoutSink(out)], deadline_s=3.0, processors=build_processors(config))
     phases = LIFE if kind.type != "auto" else (("down before detection", None), *LIFE)
 
     async def run():

@@ -30,13 +30,20 @@ class Snap:
     """(running adapters, waiting adapters, max_lora): `vllm:lora_requests_info` (no model label)."""
 
 
-VLLM_HIST = {"ttft": "vllm:time_to_first_token_seconds", "itl": "vllm:inter_token_latency_seconds",
-             "tpot": "vllm:request_time_per_output_token_seconds", "e2e": "vllm:e2e_request_latency_seconds",
-             "queue": "vllm:request_queue_time_seconds", "prefill": "vllm:request_prefill_time_seconds",
-             "decode": "vllm:request_decode_time_seconds"}
-VLLM_TOKEN_HIST = {"request_prompt_tokens": "vllm:request_prompt_tokens",
-                   "request_generation_tokens": "vllm:request_generation_tokens",
-                   "request_max_tokens": "vllm:request_params_max_tokens"}
+VLLM_HIST = {
+    "ttft": "vllm:time_to_first_token_seconds",
+    "itl": "vllm:inter_token_latency_seconds",
+    "tpot": "vllm:request_time_per_output_token_seconds",
+    "e2e": "vllm:e2e_request_latency_seconds",
+    "queue": "vllm:request_queue_time_seconds",
+    "prefill": "vllm:request_prefill_time_seconds",
+    "decode": "vllm:request_decode_time_seconds",
+}
+VLLM_TOKEN_HIST = {
+    "request_prompt_tokens": "vllm:request_prompt_tokens",
+    "request_generation_tokens": "vllm:request_generation_tokens",
+    "request_max_tokens": "vllm:request_params_max_tokens",
+}
 
 
 def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> str:
@@ -54,34 +61,82 @@ def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> s
                     break
         out.append(family(name, kind, lines, "help"))
 
-    series("vllm:num_requests_running", "gauge", lambda s, lab: [sample("vllm:num_requests_running", lab, s.running * share)])
-    series("vllm:num_requests_waiting", "gauge", lambda s, lab: [sample("vllm:num_requests_waiting", lab, s.waiting * share)])
+    series(
+        "vllm:num_requests_running",
+        "gauge",
+        lambda s, lab: [sample("vllm:num_requests_running", lab, s.running * share)],
+    )
+    series(
+        "vllm:num_requests_waiting",
+        "gauge",
+        lambda s, lab: [sample("vllm:num_requests_waiting", lab, s.waiting * share)],
+    )
     kv = "vllm:gpu_cache_usage_perc" if old else "vllm:kv_cache_usage_perc"
     series(kv, "gauge", lambda s, lab: [sample(kv, lab, s.kv)])
-    for ours, name in (("prompt", "vllm:prompt_tokens"), ("generation", "vllm:generation_tokens"),
-                       ("preemptions", "vllm:num_preemptions")):
-        series(name, "counter", lambda s, lab, ours=ours, name=name: [sample(name + "_total", lab, getattr(s, ours) * share)])
+    for ours, name in (
+        ("prompt", "vllm:prompt_tokens"),
+        ("generation", "vllm:generation_tokens"),
+        ("preemptions", "vllm:num_preemptions"),
+    ):
+        series(
+            name,
+            "counter",
+            lambda s, lab, ours=ours, name=name: [sample(name + "_total", lab, getattr(s, ours) * share)],
+        )
         series(name + "_created", "gauge", lambda s, lab, name=name: [sample(name + "_created", lab, 1.7e9)])
-    series("vllm:request_success", "counter", lambda s, lab: [
-        sample("vllm:request_success_total", {**lab, "finished_reason": r}, v * share) for r, v in s.finished.items()])
+    series(
+        "vllm:request_success",
+        "counter",
+        lambda s, lab: [
+            sample("vllm:request_success_total", {**lab, "finished_reason": r}, v * share)
+            for r, v in s.finished.items()
+        ],
+    )
     if any(s.prefix_queries is not None for s in models.values()):
         if old:  # V0: a block hit-rate gauge, no counters
-            series("vllm:gpu_prefix_cache_hit_rate", "gauge", lambda s, lab: [
-                sample("vllm:gpu_prefix_cache_hit_rate", lab, s.prefix_hits / s.prefix_queries if s.prefix_queries else 0.0)])
+            series(
+                "vllm:gpu_prefix_cache_hit_rate",
+                "gauge",
+                lambda s, lab: [
+                    sample(
+                        "vllm:gpu_prefix_cache_hit_rate",
+                        lab,
+                        s.prefix_hits / s.prefix_queries if s.prefix_queries else 0.0,
+                    )
+                ],
+            )
         else:
-            for name, ours in (("vllm:prefix_cache_queries", "prefix_queries"), ("vllm:prefix_cache_hits", "prefix_hits")):
-                series(name, "counter", lambda s, lab, ours=ours, name=name: [
-                    sample(name + "_total", lab, (getattr(s, ours) or 0) * share)])
+            for name, ours in (
+                ("vllm:prefix_cache_queries", "prefix_queries"),
+                ("vllm:prefix_cache_hits", "prefix_hits"),
+            ):
+                series(
+                    name,
+                    "counter",
+                    lambda s, lab, ours=ours, name=name: [
+                        sample(name + "_total", lab, (getattr(s, ours) or 0) * share)
+                    ],
+                )
     if any(s.spec for s in models.values()):
         names = (("vllm:spec_decode_num_draft_tokens", 1), ("vllm:spec_decode_num_accepted_tokens", 2))
         if not old:
             names = (("vllm:spec_decode_num_drafts", 0), *names)
         for name, i in names:
-            series(name, "counter", lambda s, lab, name=name, i=i: [sample(name + "_total", lab, s.spec[i] * share)] if s.spec else [])
+            series(
+                name,
+                "counter",
+                lambda s, lab, name=name, i=i: [sample(name + "_total", lab, s.spec[i] * share)] if s.spec else [],
+            )
         if old:
-            series("vllm:spec_decode_draft_acceptance_rate", "gauge", lambda s, lab: [
-                sample("vllm:spec_decode_draft_acceptance_rate", lab, s.spec[2] / s.spec[1] if s.spec[1] else 0.0)]
-                if s.spec else [])
+            series(
+                "vllm:spec_decode_draft_acceptance_rate",
+                "gauge",
+                lambda s, lab: (
+                    [sample("vllm:spec_decode_draft_acceptance_rate", lab, s.spec[2] / s.spec[1] if s.spec[1] else 0.0)]
+                    if s.spec
+                    else []
+                ),
+            )
     for ours, name in (*VLLM_HIST.items(), *VLLM_TOKEN_HIST.items()):
         if old and ours == "itl":
             name = "vllm:time_per_output_token_seconds"
@@ -93,33 +148,68 @@ def vllm_page(models: dict[str, Snap], engines: int = 1, old: bool = False) -> s
                 return []
             bounds, cum, total = s.hists[ours]
             return histogram(name, lab, bounds, [c * share for c in cum], total * share)
+
         series(name, "histogram", lines)
     loras = [s.lora for s in models.values() if s.lora]
     if loras:
         running, waiting, max_lora = loras[0]
-        info = [sample("vllm:lora_requests_info", {"max_lora": str(max_lora), "running_lora_adapters": "",
-                                                   "waiting_lora_adapters": ""}, 1.7e9),  # an older label set
-                sample("vllm:lora_requests_info", {"max_lora": str(max_lora), "running_lora_adapters": ",".join(running),
-                                                   "waiting_lora_adapters": ",".join(waiting)}, 1.8e9)]
+        info = [
+            sample(
+                "vllm:lora_requests_info",
+                {"max_lora": str(max_lora), "running_lora_adapters": "", "waiting_lora_adapters": ""},
+                1.7e9,
+            ),  # an older label set
+            sample(
+                "vllm:lora_requests_info",
+                {
+                    "max_lora": str(max_lora),
+                    "running_lora_adapters": ",".join(running),
+                    "waiting_lora_adapters": ",".join(waiting),
+                },
+                1.8e9,
+            ),
+        ]
         out.append(family("vllm:lora_requests_info", "gauge", info, "Running stats on lora requests."))
     return "\n".join(out) + "\n"
 
 
 def fake_vllm(page: str | list[str], **kw) -> FakeServer:
     pages = [page] if isinstance(page, str) else page
-    return FakeServer({"/metrics": [Reply(p) for p in pages], "/version": Reply({"version": "0.11.0"}),
-                       "/v1/models": Reply({"object": "list", "data": [{"id": "m", "object": "model"}]})}, **kw)
+    return FakeServer(
+        {
+            "/metrics": [Reply(p) for p in pages],
+            "/version": Reply({"version": "0.11.0"}),
+            "/v1/models": Reply({"object": "list", "data": [{"id": "m", "object": "model"}]}),
+        },
+        **kw,
+    )
 
 
-def llamacpp_metrics(prompt: float, predicted: float, prompt_s: float, predicted_s: float, processing: int = 0,
-                     deferred: int = 0, decode_calls: float = 0, kv: float | None = None) -> str:
+def llamacpp_metrics(
+    prompt: float,
+    predicted: float,
+    prompt_s: float,
+    predicted_s: float,
+    processing: int = 0,
+    deferred: int = 0,
+    decode_calls: float = 0,
+    kv: float | None = None,
+) -> str:
     """llama-server `--metrics` page: counters first, then gauges (C++ ostream numbers)."""
+
     def num(v):
         return f"{v:g}"
-    rows = [("prompt_tokens_total", "counter", prompt), ("prompt_seconds_total", "counter", prompt_s),
-            ("tokens_predicted_total", "counter", predicted), ("tokens_predicted_seconds_total", "counter", predicted_s),
-            ("n_decode_total", "counter", decode_calls), ("n_busy_slots_per_decode", "counter", 1),
-            ("prompt_tokens_seconds", "gauge", 123.4), ("predicted_tokens_seconds", "gauge", 45.6)]
+
+    rows = [
+        ("prompt_tokens_total", "counter", prompt),
+        ("prompt_seconds_total", "counter", prompt_s),
+        ("tokens_predicted_total", "counter", predicted),
+        ("tokens_predicted_seconds_total", "counter", predicted_s),
+        ("n_decode_total", "counter", decode_calls),
+        ("n_busy_slots_per_decode", "counter", 1),
+        ("prompt_tokens_seconds", "gauge", 123.4),
+        ("predicted_tokens_seconds", "gauge", 45.6),
+    ]
     if kv is not None:
         rows.append(("kv_cache_usage_ratio", "gauge", kv))
     rows += [("requests_processing", "gauge", processing), ("requests_deferred", "gauge", deferred)]
@@ -127,37 +217,77 @@ def llamacpp_metrics(prompt: float, predicted: float, prompt_s: float, predicted
 
 
 def llamacpp_slots(busy: int, total: int, n_ctx: int = 4096) -> list[dict]:
-    return [{"id": i, "id_task": i if i < busy else -1, "n_ctx": n_ctx, "speculative": False,
-             "is_processing": i < busy, "next_token": {"has_next_token": i < busy, "n_remain": -1, "n_decoded": 0}}
-            for i in range(total)]
+    return [
+        {
+            "id": i,
+            "id_task": i if i < busy else -1,
+            "n_ctx": n_ctx,
+            "speculative": False,
+            "is_processing": i < busy,
+            "next_token": {"has_next_token": i < busy, "n_remain": -1, "n_decoded": 0},
+        }
+        for i in range(total)
+    ]
 
 
 def llamacpp_props(total: int = 2, alias: str | None = None, path: str = "/models/qwen2.5-1.5b-q4_k_m.gguf") -> dict:
-    props = {"default_generation_settings": {"n_ctx": 4096, "params": {}}, "total_slots": total,
-             "model_path": path, "chat_template": "", "build_info": "b6000-abc"}
+    props = {
+        "default_generation_settings": {"n_ctx": 4096, "params": {}},
+        "total_slots": total,
+        "model_path": path,
+        "chat_template": "",
+        "build_info": "b6000-abc",
+    }
     if alias:
         props["model_alias"] = alias
     return props
 
 
-def fake_llamacpp(metrics: str | list[Reply], *, slots: int = 2, busy: int = 0, api_key: str | None = None,
-                  **kw) -> FakeServer:
-    replies = [Reply(m) for m in metrics] if isinstance(metrics, list) and metrics and isinstance(metrics[0], str) \
-        else metrics if isinstance(metrics, list) else [Reply(metrics)]
-    return FakeServer({"/health": Reply({"status": "ok"}), "/metrics": replies,
-                       "/slots": Reply(llamacpp_slots(busy, slots)), "/props": Reply(llamacpp_props(slots)),
-                       "/v1/models": Reply({"object": "list", "data": [{"id": "qwen", "object": "model"}]})},
-                      api_key=api_key, protected=("/metrics", "/slots", "/props", "/v1/models"), **kw)
+def fake_llamacpp(
+    metrics: str | list[Reply], *, slots: int = 2, busy: int = 0, api_key: str | None = None, **kw
+) -> FakeServer:
+    replies = (
+        [Reply(m) for m in metrics]
+        if isinstance(metrics, list) and metrics and isinstance(metrics[0], str)
+        else metrics
+        if isinstance(metrics, list)
+        else [Reply(metrics)]
+    )
+    return FakeServer(
+        {
+            "/health": Reply({"status": "ok"}),
+            "/metrics": replies,
+            "/slots": Reply(llamacpp_slots(busy, slots)),
+            "/props": Reply(llamacpp_props(slots)),
+            "/v1/models": Reply({"object": "list", "data": [{"id": "qwen", "object": "model"}]}),
+        },
+        api_key=api_key,
+        protected=("/metrics", "/slots", "/props", "/v1/models"),
+        **kw,
+    )
 
 
 LOADING = Reply({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}, status=503)
 
 
 def fake_ollama(models: list[dict]) -> FakeServer:
-    return FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": models}),
-                       "/": Reply("Ollama is running")})
+    return FakeServer(
+        {
+            "/api/version": Reply({"version": "0.6.5"}),
+            "/api/ps": Reply({"models": models}),
+            "/": Reply("Ollama is running"),
+        }
+    )
 
 
 def fake_openai(ids: list[str]) -> FakeServer:
-    return FakeServer({"/v1/models": Reply({"object": "list", "data": [{"id": i, "object": "model",
-                                                                          "owned_by": "organization_owner"} for i in ids]})})
+    return FakeServer(
+        {
+            "/v1/models": Reply(
+                {
+                    "object": "list",
+                    "data": [{"id": i, "object": "model", "owned_by": "organization_owner"} for i in ids],
+                }
+            )
+        }
+    )

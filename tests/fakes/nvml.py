@@ -30,9 +30,14 @@ class FakeGpu:
     power_mw: int = 512_345
     power_limit_mw: int = 700_000
     energy_mj: int = 9_876_543_210
-    clocks: dict[int, int] = field(default_factory=lambda: {
-        pynvml.NVML_CLOCK_GRAPHICS: 1980, pynvml.NVML_CLOCK_SM: 1980,
-        pynvml.NVML_CLOCK_MEM: 2619, pynvml.NVML_CLOCK_VIDEO: 1755})
+    clocks: dict[int, int] = field(
+        default_factory=lambda: {
+            pynvml.NVML_CLOCK_GRAPHICS: 1980,
+            pynvml.NVML_CLOCK_SM: 1980,
+            pynvml.NVML_CLOCK_MEM: 2619,
+            pynvml.NVML_CLOCK_VIDEO: 1755,
+        }
+    )
     fan: int | None = None
     pstate: int = 0
     clock_reasons: int = 0x4  # SW power cap
@@ -75,8 +80,12 @@ def rtx4090(index: int) -> FakeGpu:
         power_mw=212_400,
         power_limit_mw=450_000,
         energy_mj=1_234_567_890,
-        clocks={pynvml.NVML_CLOCK_GRAPHICS: 2520, pynvml.NVML_CLOCK_SM: 2520,
-                pynvml.NVML_CLOCK_MEM: 10501, pynvml.NVML_CLOCK_VIDEO: 1965},
+        clocks={
+            pynvml.NVML_CLOCK_GRAPHICS: 2520,
+            pynvml.NVML_CLOCK_SM: 2520,
+            pynvml.NVML_CLOCK_MEM: 10501,
+            pynvml.NVML_CLOCK_VIDEO: 1965,
+        },
         fan=41,
         pstate=2,
         clock_reasons=0x20 | 0x1,  # SW thermal slowdown + idle
@@ -158,8 +167,9 @@ class FakeNvml:
             if not self.pending_events:
                 raise _err(pynvml.NVML_ERROR_TIMEOUT)
             index, code = self.pending_events.pop(0)
-            return SimpleNamespace(device=SimpleNamespace(index=index),
-                                   eventType=pynvml.nvmlEventTypeXidCriticalError, eventData=code)
+            return SimpleNamespace(
+                device=SimpleNamespace(index=index), eventType=pynvml.nvmlEventTypeXidCriticalError, eventData=code
+            )
 
         def register(h: Any, types: int, event_set: Any) -> None:
             gpu = self._gpu(h, "register")
@@ -174,8 +184,10 @@ class FakeNvml:
 
         def procs(h: Any) -> list[SimpleNamespace]:
             gpu = self._gpu(h, "procs")
-            return [SimpleNamespace(pid=pid, usedGpuMemory=used, gpuInstanceId=0xFFFFFFFF,
-                                    computeInstanceId=0xFFFFFFFF) for pid, used in gpu.processes]
+            return [
+                SimpleNamespace(pid=pid, usedGpuMemory=used, gpuInstanceId=0xFFFFFFFF, computeInstanceId=0xFFFFFFFF)
+                for pid, used in gpu.processes
+            ]
 
         def retired(h: Any) -> int:
             self._gpu(h, "retired")
@@ -194,10 +206,13 @@ class FakeNvml:
             "nvmlDeviceGetUUID": lambda h: g(h, "uuid").uuid,
             "nvmlDeviceGetPciInfo": lambda h: SimpleNamespace(busId=g(h, "pci").bus_id.encode()),
             "nvmlDeviceGetUtilizationRates": lambda h: SimpleNamespace(
-                gpu=g(h, "util").utilization[0], memory=g(h, "util").utilization[1]),
+                gpu=g(h, "util").utilization[0], memory=g(h, "util").utilization[1]
+            ),
             "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(
-                total=g(h, "mem").memory_total, used=g(h, "mem").memory_used,
-                free=g(h, "mem").memory_total - g(h, "mem").memory_used),
+                total=g(h, "mem").memory_total,
+                used=g(h, "mem").memory_used,
+                free=g(h, "mem").memory_total - g(h, "mem").memory_used,
+            ),
             "nvmlDeviceGetTemperature": lambda h, sensor: g(h, "temp").temperature,
             "nvmlDeviceGetPowerUsage": lambda h: g(h, "power").power_mw,
             "nvmlDeviceGetEnforcedPowerLimit": lambda h: g(h, "power_limit").power_limit_mw,
@@ -211,7 +226,8 @@ class FakeNvml:
             "nvmlDeviceGetRemappedRows": lambda h: need(g(h, "remapped").remapped_rows),
             "nvmlDeviceGetRetiredPagesPendingStatus": retired,
             "nvmlDeviceGetPcieThroughput": lambda h, counter: g(h, "pcie").pcie[
-                0 if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES else 1],
+                0 if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES else 1
+            ],
             "nvmlDeviceGetEncoderUtilization": lambda h: [need(g(h, "enc").encoder), 167000],
             "nvmlDeviceGetDecoderUtilization": lambda h: [need(g(h, "dec").decoder), 167000],
             "nvmlDeviceGetComputeMode": lambda h: g(h, "compute_mode").compute_mode,

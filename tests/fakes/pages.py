@@ -17,8 +17,14 @@ def _num(value: float, style: str) -> str:
     return repr(float(value))  # prometheus_client (Python): always a float
 
 
-def histogram(name: str, labels: dict[str, str], bounds: Sequence[float], cumulative: Sequence[float],
-              total: float, style: str = "python") -> list[str]:
+def histogram(
+    name: str,
+    labels: dict[str, str],
+    bounds: Sequence[float],
+    cumulative: Sequence[float],
+    total: float,
+    style: str = "python",
+) -> list[str]:
     """`_bucket` lines (cumulative counts, +Inf last), then `_count`, `_sum`."""
     assert len(cumulative) == len(bounds) + 1
     lines = []

@@ -44,8 +44,14 @@ class Request:
 
 
 class FakeServer:
-    def __init__(self, routes: dict[str, Reply | Iterable[Reply]] | None = None, *, api_key: str | None = None,
-                 protected: Iterable[str] = (), port: int = 0):
+    def __init__(
+        self,
+        routes: dict[str, Reply | Iterable[Reply]] | None = None,
+        *,
+        api_key: str | None = None,
+        protected: Iterable[str] = (),
+        port: int = 0,
+    ):
         self._lock = threading.Lock()
         self._routes: dict[str, list[Reply]] = {}
         self.api_key = api_key
@@ -70,8 +76,11 @@ class FakeServer:
                     fake.requests.append(Request(self.command, path, dict(self.headers), body))
                     script = fake._routes.get(path)
                     reply = (script.pop(0) if len(script) > 1 else script[0]) if script else None
-                if fake.api_key and (path in fake.protected) and \
-                        self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                if (
+                    fake.api_key
+                    and (path in fake.protected)
+                    and self.headers.get("Authorization") != f"Bearer {fake.api_key}"
+                ):
                     reply = Reply({"error": {"code": 401, "message": "Invalid API Key"}}, status=401)
                 if reply is None:
                     reply = Reply("not found", status=404)
@@ -89,7 +98,7 @@ class FakeServer:
                         self.wfile.flush()
                         for i in range(len(data)):
                             time.sleep(reply.trickle)
-                            self.wfile.write(data[i:i + 1])
+                            self.wfile.write(data[i : i + 1])
                             self.wfile.flush()
                     else:
                         self.wfile.write(data)

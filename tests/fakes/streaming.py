@@ -112,16 +112,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(None)
         script = self.server.script
         if self.path == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
-                                                        for m in script.models]})
+            self._json(
+                200,
+                {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in script.models]},
+            )
         elif self.path == "/api/version" and script.ollama_version:
             self._json(200, {"version": script.ollama_version})
         elif self.path == "/api/tags":
             self._json(200, {"models": [{"name": m, "model": m, "size": 1000} for m in script.models]})
         elif self.path == "/api/ps":
             expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
-            self._json(200, {"models": [{"name": m, "model": m, "size": 1000, "size_vram": script.size_vram,
-                                         "expires_at": expires} for m in script.loaded_models]})
+            self._json(
+                200,
+                {
+                    "models": [
+                        {"name": m, "model": m, "size": 1000, "size_vram": script.size_vram, "expires_at": expires}
+                        for m in script.loaded_models
+                    ]
+                },
+            )
         else:
             self._json(404, {"error": "not found"})
 
@@ -146,8 +155,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, start: float) -> None:
         script = self.server.script
-        kinds = {"/v1/chat/completions": "chat", "/v1/completions": "cmpl", "/api/chat": "ollama_chat",
-                 "/api/generate": "ollama_generate", "/completion": "llamacpp"}
+        kinds = {
+            "/v1/chat/completions": "chat",
+            "/v1/completions": "cmpl",
+            "/api/chat": "ollama_chat",
+            "/api/generate": "ollama_generate",
+            "/completion": "llamacpp",
+        }
         kind = kinds.get(self.path)
         if kind is None:
             self._json(404, {"error": "not found"})
@@ -161,8 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
-        frame = (lambda obj: (json.dumps(obj) + "\n").encode()) if ndjson else \
-            (lambda obj: b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n")
+        frame = (
+            (lambda obj: (json.dumps(obj) + "\n").encode())
+            if ndjson
+            else (lambda obj: b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n")
+        )
         try:
             for due, obj in _events(kind, script):
                 wait = start + due - time.monotonic()
@@ -197,35 +214,61 @@ def _events(kind: str, s: Script):
     if s.reasoning_tokens_in_usage:
         usage["completion_tokens_details"] = {"reasoning_tokens": sum(1 for k, _ in tokens if k == "reasoning")}
     end = s.ttft_s + max(n - 1, 0) * s.interval_s
-    timings = {"cache_n": s.cache_tokens, "prompt_n": s.prompt_tokens - s.cache_tokens, "prompt_ms": s.prefill_ms,
-               "prompt_per_token_ms": 1.0, "prompt_per_second": 1000.0, "predicted_n": n,
-               "predicted_ms": max(n - 1, 0) * s.interval_s * 1000,
-               "predicted_per_token_ms": s.interval_s * 1000,
-               "predicted_per_second": 1.0 / s.interval_s if s.interval_s else 0.0}
+    timings = {
+        "cache_n": s.cache_tokens,
+        "prompt_n": s.prompt_tokens - s.cache_tokens,
+        "prompt_ms": s.prefill_ms,
+        "prompt_per_token_ms": 1.0,
+        "prompt_per_second": 1000.0,
+        "predicted_n": n,
+        "predicted_ms": max(n - 1, 0) * s.interval_s * 1000,
+        "predicted_per_token_ms": s.interval_s * 1000,
+        "predicted_per_second": 1.0 / s.interval_s if s.interval_s else 0.0,
+    }
 
     def chat(delta, finish=None):
-        return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
 
     def token(kind_, text):
         if kind == "chat":
             return chat({kind_ if kind_ == "content" else s.reasoning_style: text})
         if kind == "cmpl":
-            return {"id": "cmpl-fake", "object": "text_completion", "model": model,
-                    "choices": [{"index": 0, "text": text, "finish_reason": None}]}
+            return {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "model": model,
+                "choices": [{"index": 0, "text": text, "finish_reason": None}],
+            }
         if kind == "ollama_chat":
             message = {"role": "assistant", "content": text if kind_ == "content" else ""}
             if kind_ == "reasoning":
                 message["thinking"] = text
             return {"model": model, "created_at": "2025-10-26T17:15:24.097767Z", "message": message, "done": False}
         if kind == "ollama_generate":
-            out = {"model": model, "created_at": "2025-10-26T17:15:24.097767Z",
-                   "response": text if kind_ == "content" else "", "done": False}
+            out = {
+                "model": model,
+                "created_at": "2025-10-26T17:15:24.097767Z",
+                "response": text if kind_ == "content" else "",
+                "done": False,
+            }
             if kind_ == "reasoning":
                 out["thinking"] = text
             return out
-        return {"index": 0, "content": text, "tokens": [], "stop": False, "id_slot": 0,
-                "tokens_predicted": 0, "tokens_evaluated": s.prompt_tokens}
+        return {
+            "index": 0,
+            "content": text,
+            "tokens": [],
+            "stop": False,
+            "id_slot": 0,
+            "tokens_predicted": 0,
+            "tokens_evaluated": s.prompt_tokens,
+        }
 
     if s.role_chunk and kind == "chat":
         yield 0.0, chat({"role": "assistant", "content": None})
@@ -245,19 +288,42 @@ def _events(kind: str, s: Script):
             final["timings"] = timings
         yield end, final
         if s.usage == "separate":
-            yield end, {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
-                        "choices": [], "usage": usage}
+            yield (
+                end,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                },
+            )
     elif kind == "cmpl":
-        yield end, {"id": "cmpl-fake", "object": "text_completion", "model": model,
-                    "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}
+        yield (
+            end,
+            {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "model": model,
+                "choices": [{"index": 0, "text": "", "finish_reason": "stop"}],
+            },
+        )
         if s.usage != "none":
             yield end, {"id": "cmpl-fake", "object": "text_completion", "model": model, "choices": [], "usage": usage}
     elif kind.startswith("ollama"):
-        final = {"model": model, "created_at": "2025-10-26T17:15:24.166576Z", "done": True, "done_reason": "stop",
-                 "total_duration": int((end + s.load_ms / 1000) * 1e9),
-                 "load_duration": int(s.load_ms * 1e6),
-                 "prompt_eval_count": s.prompt_tokens, "prompt_eval_duration": int(s.prefill_ms * 1e6),
-                 "eval_count": n, "eval_duration": int(max(n, 1) * s.interval_s * 1e9)}
+        final = {
+            "model": model,
+            "created_at": "2025-10-26T17:15:24.166576Z",
+            "done": True,
+            "done_reason": "stop",
+            "total_duration": int((end + s.load_ms / 1000) * 1e9),
+            "load_duration": int(s.load_ms * 1e6),
+            "prompt_eval_count": s.prompt_tokens,
+            "prompt_eval_duration": int(s.prefill_ms * 1e6),
+            "eval_count": n,
+            "eval_duration": int(max(n, 1) * s.interval_s * 1e9),
+        }
         if kind == "ollama_chat":
             final["message"] = {"role": "assistant", "content": ""}
         else:
@@ -265,9 +331,23 @@ def _events(kind: str, s: Script):
         yield end, {k: v for k, v in final.items() if v != 0}
         return  # NDJSON: no [DONE]
     else:
-        yield end, {"index": 0, "content": "", "tokens": [], "id_slot": 0, "stop": True, "model": model,
-                    "tokens_predicted": n, "tokens_evaluated": s.prompt_tokens, "stop_type": "eos",
-                    "stopping_word": "", "tokens_cached": s.prompt_tokens + n, "timings": timings}
+        yield (
+            end,
+            {
+                "index": 0,
+                "content": "",
+                "tokens": [],
+                "id_slot": 0,
+                "stop": True,
+                "model": model,
+                "tokens_predicted": n,
+                "tokens_evaluated": s.prompt_tokens,
+                "stop_type": "eos",
+                "stopping_word": "",
+                "tokens_cached": s.prompt_tokens + n,
+                "timings": timings,
+            },
+        )
     if s.done_marker:
         yield end, b"[DONE]"
 
@@ -290,8 +370,7 @@ class StreamingServer:
 
     def __init__(self, script: Script | None = None):
         self._server = _Server(script or Script())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def script(self) -> Script:
@@ -346,8 +425,7 @@ def main() -> None:
     import sys
 
     ttft, interval, n = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-    srv = StreamingServer(Script(ttft_s=ttft, interval_s=interval,
-                                 answer=tuple(f" {i}" for i in range(n)))).start()
+    srv = StreamingServer(Script(ttft_s=ttft, interval_s=interval, answer=tuple(f" {i}" for i in range(n)))).start()
     print(srv.port, flush=True)
     try:
         threading.Event().wait()

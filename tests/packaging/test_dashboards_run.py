@@ -76,17 +76,31 @@ class Clock:
 
     def vllm(self) -> str:
         t = self.t()
-        return vllm_page({"qwen-7b": Snap(
-            running=3, waiting=2, kv=0.42, prompt=int(400 * t), generation=int(120 * t), preemptions=int(0.5 * t),
-            finished={"stop": int(4 * t), "length": int(t), "abort": int(0.3 * t), "error": int(0.2 * t)},
-            hists={**{k: _hist(5 * t) for k in ("ttft", "itl", "tpot", "e2e", "queue", "prefill", "decode")},
-                   **{k: _tokens(5 * t) for k in ("request_prompt_tokens", "request_generation_tokens")}},
-            prefix_queries=int(400 * t), prefix_hits=int(150 * t))})
+        return vllm_page(
+            {
+                "qwen-7b": Snap(
+                    running=3,
+                    waiting=2,
+                    kv=0.42,
+                    prompt=int(400 * t),
+                    generation=int(120 * t),
+                    preemptions=int(0.5 * t),
+                    finished={"stop": int(4 * t), "length": int(t), "abort": int(0.3 * t), "error": int(0.2 * t)},
+                    hists={
+                        **{k: _hist(5 * t) for k in ("ttft", "itl", "tpot", "e2e", "queue", "prefill", "decode")},
+                        **{k: _tokens(5 * t) for k in ("request_prompt_tokens", "request_generation_tokens")},
+                    },
+                    prefix_queries=int(400 * t),
+                    prefix_hits=int(150 * t),
+                )
+            }
+        )
 
     def sglang(self) -> str:
         t = self.t()
-        return sglang_page("qwen-7b", 1, 2, [0.31], int(300 * t), int(90 * t), int(3 * t), _hist(3 * t),
-                           cached=int(100 * t))
+        return sglang_page(
+            "qwen-7b", 1, 2, [0.31], int(300 * t), int(90 * t), int(3 * t), _hist(3 * t), cached=int(100 * t)
+        )
 
     def tgi(self) -> str:
         t = int(self.t() * 10)
@@ -95,8 +109,7 @@ class Clock:
     def llamacpp(self) -> str:
         """Seconds counters sometimes whole, sometimes not: one line-protocol type per field all the same."""
         t = self.t()
-        return llamacpp_metrics(int(30 * t), 60 * t, round(0.2 * t, 1), 2.0 * t, processing=1,
-                                decode_calls=int(60 * t))
+        return llamacpp_metrics(int(30 * t), 60 * t, round(0.2 * t, 1), 2.0 * t, processing=1, decode_calls=int(60 * t))
 
 
 def _slots_with_context() -> list[dict]:
@@ -113,19 +126,33 @@ def _write_log(path: Path, stop: threading.Event) -> None:
             for version in ("v1", "v2"):
                 i += 1
                 status = "error" if version == "v2" and i % 3 == 0 else "success"
-                f.write(json.dumps({"duration_ms": 100 + i % 50, "status": status, "prompt_version": version,
-                                    "completion_tokens": 40, "prompt_tokens": 200}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "duration_ms": 100 + i % 50,
+                            "status": status,
+                            "prompt_version": version,
+                            "completion_tokens": 40,
+                            "prompt_tokens": 200,
+                        }
+                    )
+                    + "\n"
+                )
         stop.wait(0.2)
 
 
-def _agent_config(tmp: Path, host: str, targets: list[dict], influx_url: str, prom_port: int,
-                  logs: list[dict] = ()) -> Path:
+def _agent_config(
+    tmp: Path, host: str, targets: list[dict], influx_url: str, prom_port: int, logs: list[dict] = ()
+) -> Path:
     config = {
         "agent": {"interval": "1s", "hostname": host, "state_dir": str(tmp / f"state-{host}")},
-        "host": {"enabled": True}, "gpu": {"enabled": True},
+        "host": {"enabled": True},
+        "gpu": {"enabled": True},
         "targets": targets,
-        "outputs": [{"type": "influxdb_v1", "url": influx_url, "database": DB, "flush_interval": "500ms"},
-                    {"type": "prometheus", "listen": f"127.0.0.1:{prom_port}", "path": "/metrics"}],
+        "outputs": [
+            {"type": "influxdb_v1", "url": influx_url, "database": DB, "flush_interval": "500ms"},
+            {"type": "prometheus", "listen": f"127.0.0.1:{prom_port}", "path": "/metrics"},
+        ],
     }
     if logs:
         config["logs"] = list(logs)
@@ -154,18 +181,23 @@ class World:
     # ------------------------------------------------------------ running queries as Grafana would
     def influx_series(self, query: str, variables: dict) -> list[dict]:
         now_ms = int(time.time() * 1000)
-        q = interpolate(query, variables, interval=INTERVAL,
-                        time_filter=f"time >= {self.start_ms}ms and time <= {now_ms}ms")
+        q = interpolate(
+            query, variables, interval=INTERVAL, time_filter=f"time >= {self.start_ms}ms and time <= {now_ms}ms"
+        )
         result = self.influx.query(q, db=DB)["results"][0]
         assert "error" not in result, f"{q}: {result['error']}"
-        return [{"tags": s.get("tags") or {}, "values": [row[1] for row in s["values"]]}
-                for s in result.get("series", [])]
+        return [
+            {"tags": s.get("tags") or {}, "values": [row[1] for row in s["values"]]} for s in result.get("series", [])
+        ]
 
     def prom_series(self, expr: str, variables: dict) -> list[dict]:
         q = interpolate(expr, variables, interval=INTERVAL, rate_interval=RATE_INTERVAL)
         now = time.time()
-        r = httpx.get(f"{self.prom_url}/api/v1/query_range",
-                      params={"query": q, "start": self.start_ms / 1000, "end": now, "step": 1}, timeout=10)
+        r = httpx.get(
+            f"{self.prom_url}/api/v1/query_range",
+            params={"query": q, "start": self.start_ms / 1000, "end": now, "step": 1},
+            timeout=10,
+        )
         body = r.json()
         assert body.get("status") == "success", f"{q}: {body}"
         return [{"tags": s["metric"], "values": [float(v) for _, v in s["values"]]} for s in body["data"]["result"]]
@@ -214,10 +246,11 @@ class World:
 
     def latest_up(self, flavour: str) -> dict[tuple[str, str], float]:
         """The Up panel's last value per (host, target)."""
-        (spec, panel), = [(s, p) for s, p in self.panels(flavour) if p["title"] == "Up"]
+        ((spec, panel),) = [(s, p) for s, p in self.panels(flavour) if p["title"] == "Up"]
         out = {}
-        for s in self.series(flavour, panel["targets"][0], {"host": None, "server_type": None, "target": None,
-                                                             "model": None}):
+        for s in self.series(
+            flavour, panel["targets"][0], {"host": None, "server_type": None, "target": None, "model": None}
+        ):
             values = [v for v in s["values"] if v is not None]
             if values:
                 out[(s["tags"]["host"], s["tags"]["target"])] = values[-1]
@@ -246,11 +279,24 @@ def world(influxdb, tmp_path_factory):
         "tgi": fake_tgi([""]),
         "openai": fake_openai(["lmstudio-community/qwen"]),
         "lmstudio": FakeServer({"/api/v0/models": Reply(LMSTUDIO_MODELS)}),
-        "json": FakeServer({"/metrics": Reply(lambda: json.dumps({"inflight": 2, "out": int(clock.t() * 7)}),
-                                              content_type="application/json")}),
-        "prometheus": FakeServer({"/metrics": Reply(lambda: f"# TYPE app_queue_depth gauge\napp_queue_depth 3\n"
-                                                            f"# TYPE app_tokens_total counter\n"
-                                                            f"app_tokens_total {int(clock.t() * 5)}\n")}),
+        "json": FakeServer(
+            {
+                "/metrics": Reply(
+                    lambda: json.dumps({"inflight": 2, "out": int(clock.t() * 7)}), content_type="application/json"
+                )
+            }
+        ),
+        "prometheus": FakeServer(
+            {
+                "/metrics": Reply(
+                    lambda: (
+                        f"# TYPE app_queue_depth gauge\napp_queue_depth 3\n"
+                        f"# TYPE app_tokens_total counter\n"
+                        f"app_tokens_total {int(clock.t() * 5)}\n"
+                    )
+                )
+            }
+        ),
         "llamacpp-b": fake_llamacpp(""),
     }
     fakes["vllm"].script("/metrics", Reply(clock.vllm))
@@ -258,12 +304,25 @@ def world(influxdb, tmp_path_factory):
     fakes["tgi"].script("/metrics", Reply(clock.tgi))
     # Connection: close, so that stopping it refuses the agent at once (no kept-alive connection lingers).
     b = fakes["llamacpp-b"]
-    for path, body in (("/health", {"status": "ok"}), ("/slots", _slots_with_context()), ("/props", llamacpp_props(2)),
-                       ("/v1/models", {"object": "list", "data": [{"id": "qwen", "object": "model"}]})):
+    for path, body in (
+        ("/health", {"status": "ok"}),
+        ("/slots", _slots_with_context()),
+        ("/props", llamacpp_props(2)),
+        ("/v1/models", {"object": "list", "data": [{"id": "qwen", "object": "model"}]}),
+    ):
         b.script(path, Reply(body, headers={"Connection": "close"}))
     b.script("/metrics", Reply(clock.llamacpp, headers={"Connection": "close"}))
-    ollama = StreamingServer(Script(ttft_s=0.05, interval_s=0.01, load_ms=250.0, ollama_version="0.6.5",
-                                    models=("qwen3:1.7b",), loaded_models=("qwen3:1.7b",), size_vram=750))
+    ollama = StreamingServer(
+        Script(
+            ttft_s=0.05,
+            interval_s=0.01,
+            load_ms=250.0,
+            ollama_version="0.6.5",
+            models=("qwen3:1.7b",),
+            loaded_models=("qwen3:1.7b",),
+            size_vram=750,
+        )
+    )
     for server in fakes.values():
         server.start()
     ollama.start()
@@ -274,36 +333,75 @@ def world(influxdb, tmp_path_factory):
     probe = {"enabled": True, "every": "2s", "max_tokens": 8, "timeout": "20s"}
     ports = {h: free_port() for h in HOSTS}
     configs = {
-        "host-a": _agent_config(tmp, "host-a", [
-            {"url": llama_a.url, "type": "llamacpp", "name": "llamacpp", "probe": {**probe, "api": "llamacpp"}},
-            {"url": fakes["vllm"].url, "type": "vllm", "name": "vllm", "gpus": [0]},
-            {"url": fakes["sglang"].url, "type": "sglang", "name": "sglang"},
-            {"url": fakes["lmstudio"].url, "type": "lmstudio", "name": "lmstudio"},
-            {"url": fakes["json"].url, "type": "json", "name": "json", "json_fields": {
-                "requests_running": {"path": "inflight"},
-                "generation_tokens_total": {"path": "out", "kind": "counter", "type": "int"}}},
-            {"url": fakes["prometheus"].url, "type": "prometheus", "name": "prometheus"},
-        ], influxdb.url, ports["host-a"], logs=[{"path": str(log_path), "name": "api", "from": "beginning",
-                                                 "group_by": ["prompt_version"]}]),
-        "host-b": _agent_config(tmp, "host-b", [
-            {"url": fakes["llamacpp-b"].url, "type": "llamacpp", "name": "llamacpp"},
-            {"url": ollama.url, "type": "ollama", "name": "ollama", "probe": {**probe, "api": "ollama"}},
-            {"url": fakes["tgi"].url, "type": "tgi", "name": "tgi", "probe": probe},
-            {"url": fakes["openai"].url, "type": "openai", "name": "openai"},
-        ], influxdb.url, ports["host-b"]),
+        "host-a": _agent_config(
+            tmp,
+            "host-a",
+            [
+                {"url": llama_a.url, "type": "llamacpp", "name": "llamacpp", "probe": {**probe, "api": "llamacpp"}},
+                {"url": fakes["vllm"].url, "type": "vllm", "name": "vllm", "gpus": [0]},
+                {"url": fakes["sglang"].url, "type": "sglang", "name": "sglang"},
+                {"url": fakes["lmstudio"].url, "type": "lmstudio", "name": "lmstudio"},
+                {
+                    "url": fakes["json"].url,
+                    "type": "json",
+                    "name": "json",
+                    "json_fields": {
+                        "requests_running": {"path": "inflight"},
+                        "generation_tokens_total": {"path": "out", "kind": "counter", "type": "int"},
+                    },
+                },
+                {"url": fakes["prometheus"].url, "type": "prometheus", "name": "prometheus"},
+            ],
+            influxdb.url,
+            ports["host-a"],
+            logs=[{"path": str(log_path), "name": "api", "from": "beginning", "group_by": ["prompt_version"]}],
+        ),
+        "host-b": _agent_config(
+            tmp,
+            "host-b",
+            [
+                {"url": fakes["llamacpp-b"].url, "type": "llamacpp", "name": "llamacpp"},
+                {"url": ollama.url, "type": "ollama", "name": "ollama", "probe": {**probe, "api": "ollama"}},
+                {"url": fakes["tgi"].url, "type": "tgi", "name": "tgi", "probe": probe},
+                {"url": fakes["openai"].url, "type": "openai", "name": "openai"},
+            ],
+            influxdb.url,
+            ports["host-b"],
+        ),
     }
     web = free_port()
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(ROOT / "packaging" / "prometheus" / "alerts.yml")],
-        "scrape_configs": [{"job_name": "telegraf-llm-input",
-                            "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports.values()]}]}],
-    }))
-    prom = ManagedProcess([prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                           f"--web.listen-address=127.0.0.1:{web}"], tmp / "prometheus.log")
+    (tmp / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(ROOT / "packaging" / "prometheus" / "alerts.yml")],
+                "scrape_configs": [
+                    {
+                        "job_name": "telegraf-llm-input",
+                        "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports.values()]}],
+                    }
+                ],
+            }
+        )
+    )
+    prom = ManagedProcess(
+        [
+            prometheus,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        tmp / "prometheus.log",
+    )
     start_ms = int(time.time() * 1000)
-    agents = [ManagedProcess([sys.executable, "-m", "tests.support.fake_gpu_agent", "--config", str(configs[h]),
-                              "--signal", "none"], tmp / f"agent-{h}.log", cwd=ROOT) for h in HOSTS]
+    agents = [
+        ManagedProcess(
+            [sys.executable, "-m", "tests.support.fake_gpu_agent", "--config", str(configs[h]), "--signal", "none"],
+            tmp / f"agent-{h}.log",
+            cwd=ROOT,
+        )
+        for h in HOSTS
+    ]
     for agent, host in zip(agents, HOSTS):
         agent.argv_config = configs[host]
     try:
@@ -408,15 +506,20 @@ def test_one_host_down_the_other_up_then_a_dead_agent_is_noticed(world):
 
     def alerted(name: str, want: set, keys=("host", "target")) -> list[str]:
         got = {tuple(a["labels"].get(k) for k in keys) for a in world.alerts() if a["labels"]["alertname"] == name}
-        return [] if got == want else [f"{name} pending/firing for {sorted(got, key=str)}, want {sorted(want, key=str)}"]
+        return (
+            [] if got == want else [f"{name} pending/firing for {sorted(got, key=str)}, want {sorted(want, key=str)}"]
+        )
 
     _eventually(lambda: alerted("LlmTargetDown", {("host-b", "llamacpp")}), "LlmTargetDown on live data", 20)
 
     agent_b = world.agents["host-b"]
-    instance = next(t for t in yaml.safe_load(agent_b.argv_config.read_text())["outputs"]
-                    if t["type"] == "prometheus")["listen"]
+    instance = next(t for t in yaml.safe_load(agent_b.argv_config.read_text())["outputs"] if t["type"] == "prometheus")[
+        "listen"
+    ]
     agent_b.stop()  # the agent itself dies: its scrape fails, its series go stale
-    _eventually(lambda: alerted("LlmAgentSilent", {(None, instance)}, ("host", "instance")), "LlmAgentSilent on live data", 20)
+    _eventually(
+        lambda: alerted("LlmAgentSilent", {(None, instance)}, ("host", "instance")), "LlmAgentSilent on live data", 20
+    )
     _eventually(lambda: alerted("LlmTargetDown", set()), "host-b's stale target-down resolved", 20)
     rules = httpx.get(f"{world.prom_url}/api/v1/rules", timeout=10).json()["data"]["groups"][0]["rules"]
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]

@@ -36,13 +36,17 @@ def vendor_points(gpu: dict, host: str) -> list:
 
 def gpu_panel_queries() -> dict[str, list[str]]:
     board = json.loads(BOARD.read_text())
-    return {p["title"]: [t["query"] for t in p["targets"]] for p in board["panels"]
-            if p["type"] != "row" and any('FROM "llm_gpu"' in t["query"] for t in p["targets"])}
+    return {
+        p["title"]: [t["query"] for t in p["targets"]]
+        for p in board["panels"]
+        if p["type"] != "row" and any('FROM "llm_gpu"' in t["query"] for t in p["targets"])
+    }
 
 
 def run_panel(influxdb, db: str, query: str) -> dict[tuple[str, str], float]:
-    q = (query.replace("$timeFilter", f"time >= {T - 3_600_000_000_000} AND time <= {T + 3_600_000_000_000}")
-         .replace("$__interval", "1h"))
+    q = query.replace("$timeFilter", f"time >= {T - 3_600_000_000_000} AND time <= {T + 3_600_000_000_000}").replace(
+        "$__interval", "1h"
+    )
     q = re.sub(r"/\^\$\w+\$/", "/.*/", q)
     answer = influxdb.query(q, db=db)
     out = {}
@@ -57,11 +61,14 @@ def test_every_vendor_in_one_measurement_and_on_the_same_panels(influxdb, monkey
     FakeNvml().install(monkeypatch)
     monkeypatch.setenv("PATH", f"{ROOT / 'tests' / 'fakes' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_IOREG_PLIST", str(FIXTURES / "ioreg" / "m1pro.plist"))
-    points = (vendor_points({"backends": ["nvidia"]}, "nv-box")
-              + vendor_points({"backends": ["amd", "intel"], "sysfs_root": str(FIXTURES / "sysfs" / "mixed-amd-intel")},
-                              "amd-box")
-              + vendor_points({"backends": ["intel"], "sysfs_root": str(FIXTURES / "sysfs" / "intel-arc")}, "arc-box")
-              + vendor_points({"backends": ["apple"]}, "mac"))
+    points = (
+        vendor_points({"backends": ["nvidia"]}, "nv-box")
+        + vendor_points(
+            {"backends": ["amd", "intel"], "sysfs_root": str(FIXTURES / "sysfs" / "mixed-amd-intel")}, "amd-box"
+        )
+        + vendor_points({"backends": ["intel"], "sysfs_root": str(FIXTURES / "sysfs" / "intel-arc")}, "arc-box")
+        + vendor_points({"backends": ["apple"]}, "mac")
+    )
     assert {m.tags["vendor"] for m in points} == {"nvidia", "amd", "intel", "apple"}
     db = "gpu_vendors"
     influxdb.create_db(db)

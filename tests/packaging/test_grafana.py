@@ -39,8 +39,8 @@ def _documented_prometheus_name(name: str) -> bool:
     if name in PROM_NAMES:
         return True
     for m in ALL:
-        if name.startswith(m.name + "_") and m.field(name[len(m.name) + 1:]) is not None:
-            return prometheus_name(m.name, name[len(m.name) + 1:]) == name
+        if name.startswith(m.name + "_") and m.field(name[len(m.name) + 1 :]) is not None:
+            return prometheus_name(m.name, name[len(m.name) + 1 :]) == name
     return False
 
 
@@ -63,8 +63,20 @@ def test_dashboard_is_importable_as_is(flavour):
         assert panel["targets"], panel["title"]
         assert panel["gridPos"]["x"] >= 0 and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
     titles = " ".join(p["title"] for p in board["panels"] if p["type"] == "row")
-    for row in ("Fleet", "Overview", "Errors", "Latency", "Probe", "llama.cpp", "Ollama", "vLLM", "GPU", "process",
-                "Request log", "Agent"):
+    for row in (
+        "Fleet",
+        "Overview",
+        "Errors",
+        "Latency",
+        "Probe",
+        "llama.cpp",
+        "Ollama",
+        "vLLM",
+        "GPU",
+        "process",
+        "Request log",
+        "Agent",
+    ):
         assert row in titles
 
 
@@ -128,12 +140,21 @@ def test_prometheus_rules_cover_the_alerts_and_use_documented_metrics():
     exprs = "\n".join(r["expr"] for r in rules)
     for name in PROM_METRIC.findall(exprs):
         assert name in PROM_NAMES, name
-    for measurement, field in (("llm_server", "up"), ("llm_server", "busy"), ("llm_server", "ttft_p95_ms"),
-                               ("llm_server", "error_ratio"), ("llm_server", "requests_waiting"),
-                               ("llm_server", "kv_cache_usage_ratio"), ("llm_gpu", "memory_used_mib"),
-                               ("llm_gpu", "throttle_hw_slowdown"), ("llm_gpu", "throttle_thermal"),
-                               ("llm_gpu", "xid_errors_total"), ("llm_process", "restarts_total"),
-                               ("llm_process", "exposed"), ("llm_agent", "output_dropped_points")):
+    for measurement, field in (
+        ("llm_server", "up"),
+        ("llm_server", "busy"),
+        ("llm_server", "ttft_p95_ms"),
+        ("llm_server", "error_ratio"),
+        ("llm_server", "requests_waiting"),
+        ("llm_server", "kv_cache_usage_ratio"),
+        ("llm_gpu", "memory_used_mib"),
+        ("llm_gpu", "throttle_hw_slowdown"),
+        ("llm_gpu", "throttle_thermal"),
+        ("llm_gpu", "xid_errors_total"),
+        ("llm_process", "restarts_total"),
+        ("llm_process", "exposed"),
+        ("llm_agent", "output_dropped_points"),
+    ):
         needed = prometheus_name(measurement, field)
         assert needed in exprs, needed
     # thresholds follow the exporter's base units: TTFT p95 over 10 s, whatever the field's unit
@@ -217,5 +238,8 @@ def test_server_rows_and_variables():
     for name in ("llama.cpp", "Ollama / LM Studio", "vLLM / SGLang"):
         assert rows[name]["collapsed"] and rows[name]["panels"], name
         for panel in rows[name]["panels"]:
-            assert all('"server_type" =~ /^$server_type$/' in t["query"] for t in panel["targets"]
-                       if "llm_gpu" not in t["query"]), panel["title"]
+            assert all(
+                '"server_type" =~ /^$server_type$/' in t["query"]
+                for t in panel["targets"]
+                if "llm_gpu" not in t["query"]
+            ), panel["title"]

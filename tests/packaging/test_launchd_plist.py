@@ -29,6 +29,7 @@ def test_the_command_line_it_runs_is_accepted_by_the_agent(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("targets: []\nhost: {enabled: false}\ngpu: {enabled: false}\n")
     args[args.index("--config") + 1] = str(config)
-    r = subprocess.run([sys.executable, "-m", "telegraf_llm_input", *args, "check-config"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input", *args, "check-config"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr

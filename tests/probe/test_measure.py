@@ -31,9 +31,11 @@ def measure(api, events, end_ms=None, **finish):
 def test_vllm_shape_role_chunk_then_tokens_then_separate_usage_chunk():
     events = [(1, chat({"role": "assistant", "content": ""}))]
     events += [(200 + 20 * i, chat({"content": f"t{i}"})) for i in range(10)]
-    events += [(380, chat({}, finish="stop")),
-               (381, chat(choices=False, usage={"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22})),
-               (382, "[DONE]")]
+    events += [
+        (380, chat({}, finish="stop")),
+        (381, chat(choices=False, usage={"prompt_tokens": 12, "completion_tokens": 10, "total_tokens": 22})),
+        (382, "[DONE]"),
+    ]
     r = measure("openai_chat", events)
     assert r.success and r.error is None
     assert r.ttft_ms == pytest.approx(200)
@@ -47,14 +49,29 @@ def test_vllm_shape_role_chunk_then_tokens_then_separate_usage_chunk():
 
 
 def test_llamacpp_shape_null_content_first_and_usage_in_final_choice_chunk():
-    events = [(200, chat({"role": "assistant", "content": None})),
-              (200, chat({"content": "a"})),
-              (220, chat({"content": "b"})),
-              (240, chat({"content": "c"})),
-              (241, chat({}, finish="stop", usage={"completion_tokens": 3, "prompt_tokens": 5},
-                         timings={"cache_n": 4, "prompt_n": 1, "prompt_ms": 12.5, "predicted_n": 3,
-                                  "predicted_ms": 40.0, "predicted_per_second": 75.0})),
-              (242, "[DONE]")]
+    events = [
+        (200, chat({"role": "assistant", "content": None})),
+        (200, chat({"content": "a"})),
+        (220, chat({"content": "b"})),
+        (240, chat({"content": "c"})),
+        (
+            241,
+            chat(
+                {},
+                finish="stop",
+                usage={"completion_tokens": 3, "prompt_tokens": 5},
+                timings={
+                    "cache_n": 4,
+                    "prompt_n": 1,
+                    "prompt_ms": 12.5,
+                    "predicted_n": 3,
+                    "predicted_ms": 40.0,
+                    "predicted_per_second": 75.0,
+                },
+            ),
+        ),
+        (242, "[DONE]"),
+    ]
     r = measure("openai_chat", events)
     assert r.success
     assert r.ttft_ms == pytest.approx(200)
@@ -66,13 +83,24 @@ def test_llamacpp_shape_null_content_first_and_usage_in_final_choice_chunk():
 @pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
 def test_reasoning_field_then_answer(field):
     events = [(0, chat({"role": "assistant", "content": ""}))]
-    events += [(200 + 20 * i, chat({field: f"r{i}"})) for i in range(5)]        # 200..280
-    events += [(300, chat({"content": "\n\n"}))]                               # whitespace is not the answer yet
-    events += [(320 + 20 * i, chat({"content": f"a{i}"})) for i in range(3)]   # 320..360
-    events += [(361, chat({}, finish="stop")),
-               (362, chat(choices=False, usage={"completion_tokens": 9, "prompt_tokens": 7,
-                                                "completion_tokens_details": {"reasoning_tokens": 5}})),
-               (363, "[DONE]")]
+    events += [(200 + 20 * i, chat({field: f"r{i}"})) for i in range(5)]  # 200..280
+    events += [(300, chat({"content": "\n\n"}))]  # whitespace is not the answer yet
+    events += [(320 + 20 * i, chat({"content": f"a{i}"})) for i in range(3)]  # 320..360
+    events += [
+        (361, chat({}, finish="stop")),
+        (
+            362,
+            chat(
+                choices=False,
+                usage={
+                    "completion_tokens": 9,
+                    "prompt_tokens": 7,
+                    "completion_tokens_details": {"reasoning_tokens": 5},
+                },
+            ),
+        ),
+        (363, "[DONE]"),
+    ]
     r = measure("openai_chat", events)
     assert r.success and r.reasoning is True
     assert r.ttft_ms == pytest.approx(200)
@@ -82,9 +110,15 @@ def test_reasoning_field_then_answer(field):
 
 
 def test_inline_think_tags_answer_starts_after_close_tag():
-    events = [(200, chat({"content": "<think>"})), (220, chat({"content": "hmm"})),
-              (240, chat({"content": "</"})), (260, chat({"content": "think>\n\n"})),   # tag split across chunks
-              (280, chat({"content": "42"})), (281, chat({}, finish="stop")), (282, "[DONE]")]
+    events = [
+        (200, chat({"content": "<think>"})),
+        (220, chat({"content": "hmm"})),
+        (240, chat({"content": "</"})),
+        (260, chat({"content": "think>\n\n"})),  # tag split across chunks
+        (280, chat({"content": "42"})),
+        (281, chat({}, finish="stop")),
+        (282, "[DONE]"),
+    ]
     r = measure("openai_chat", events)
     assert r.success and r.reasoning is True
     assert r.ttft_ms == pytest.approx(200)
@@ -94,23 +128,35 @@ def test_inline_think_tags_answer_starts_after_close_tag():
 
 
 def test_answer_in_same_chunk_as_close_tag():
-    events = [(200, chat({"content": "<think>x"})), (240, chat({"content": "</think>Yes"})),
-              (241, chat({}, finish="stop"))]
+    events = [
+        (200, chat({"content": "<think>x"})),
+        (240, chat({"content": "</think>Yes"})),
+        (241, chat({}, finish="stop")),
+    ]
     r = measure("openai_chat", events)
     assert r.ttfa_ms == pytest.approx(240) and r.reasoning_ms == pytest.approx(40)
 
 
 def test_think_opened_by_the_template_only_close_tag_streamed():
-    events = [(200, chat({"content": "Let me"})), (220, chat({"content": " think"})),
-              (240, chat({"content": "</think>"})), (260, chat({"content": "Done"})), (261, "[DONE]")]
+    events = [
+        (200, chat({"content": "Let me"})),
+        (220, chat({"content": " think"})),
+        (240, chat({"content": "</think>"})),
+        (260, chat({"content": "Done"})),
+        (261, "[DONE]"),
+    ]
     r = measure("openai_chat", events)
     assert r.success and r.reasoning is True
     assert r.ttft_ms == pytest.approx(200) and r.ttfa_ms == pytest.approx(260)
 
 
 def test_reasoning_cut_by_max_tokens_has_no_answer_time():
-    events = [(200, chat({"content": "<think>"})), (220, chat({"content": "still"})),
-              (221, chat({}, finish="length")), (222, "[DONE]")]
+    events = [
+        (200, chat({"content": "<think>"})),
+        (220, chat({"content": "still"})),
+        (221, chat({}, finish="length")),
+        (222, "[DONE]"),
+    ]
     r = measure("openai_chat", events)
     assert r.success and r.reasoning is True
     assert r.ttft_ms == pytest.approx(200)
@@ -119,9 +165,12 @@ def test_reasoning_cut_by_max_tokens_has_no_answer_time():
 
 
 def test_tool_call_counts_as_first_token():
-    events = [(0, chat({"role": "assistant", "content": "", "tool_calls": []})),
-              (150, chat({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]})),
-              (170, chat({}, finish="tool_calls")), (171, "[DONE]")]
+    events = [
+        (0, chat({"role": "assistant", "content": "", "tool_calls": []})),
+        (150, chat({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]})),
+        (170, chat({}, finish="tool_calls")),
+        (171, "[DONE]"),
+    ]
     r = measure("openai_chat", events)
     assert r.success and r.ttft_ms == pytest.approx(150)
     assert r.ttfa_ms is None
@@ -144,14 +193,16 @@ def test_malformed_json_chunk_is_bad_stream():
 
 
 def test_error_object_mid_stream_is_bad_stream():
-    r = measure("openai_chat", [(200, chat({"content": "a"})),
-                                (220, json.dumps({"error": {"message": "boom", "code": 500}}))])
+    r = measure(
+        "openai_chat", [(200, chat({"content": "a"})), (220, json.dumps({"error": {"message": "boom", "code": 500}}))]
+    )
     assert r.error == "bad_stream" and "boom" not in r.detail
 
 
 def test_no_text_is_empty():
-    r = measure("openai_chat", [(0, chat({"role": "assistant", "content": None})), (5, chat({}, finish="stop")),
-                                (6, "[DONE]")])
+    r = measure(
+        "openai_chat", [(0, chat({"role": "assistant", "content": None})), (5, chat({}, finish="stop")), (6, "[DONE]")]
+    )
     assert not r.success and r.error == "empty"
     assert r.ttft_ms is None and r.fields()["success"] == 0
 
@@ -167,25 +218,44 @@ def test_openai_completions_text_chunks_and_usage():
         if usage:
             obj["usage"] = usage
         return json.dumps(obj)
-    events = [(100, cmpl("x")), (110, cmpl("y")), (120, cmpl("", "stop")),
-              (121, json.dumps({"choices": [], "usage": {"completion_tokens": 2, "prompt_tokens": 3}})), (122, "[DONE]")]
+
+    events = [
+        (100, cmpl("x")),
+        (110, cmpl("y")),
+        (120, cmpl("", "stop")),
+        (121, json.dumps({"choices": [], "usage": {"completion_tokens": 2, "prompt_tokens": 3}})),
+        (122, "[DONE]"),
+    ]
     r = measure("openai_completions", events)
     assert r.success and r.ttft_ms == pytest.approx(100) and r.tpot_ms == pytest.approx(10)
     assert r.output_tokens == 2 and r.prompt_tokens == 3
 
 
 def test_ollama_usage_zero_on_every_chunk_then_real_usage_last_wins():
-    events = [(100, json.dumps({"choices": [{"text": "x", "index": 0, "finish_reason": None}],
-                                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})),
-              (101, json.dumps({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 1}})),
-              (102, "[DONE]")]
+    events = [
+        (
+            100,
+            json.dumps(
+                {
+                    "choices": [{"text": "x", "index": 0, "finish_reason": None}],
+                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                }
+            ),
+        ),
+        (101, json.dumps({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 1}})),
+        (102, "[DONE]"),
+    ]
     r = measure("openai_completions", events)
     assert r.output_tokens == 1 and r.prompt_tokens == 4 and r.output_tokens_source == "usage"
 
 
 def ollama(content="", thinking="", done=False, **final):
-    obj = {"model": "qwen3:0.6b", "created_at": "2025-10-26T17:15:24.097767Z",
-           "message": {"role": "assistant", "content": content}, "done": done}
+    obj = {
+        "model": "qwen3:0.6b",
+        "created_at": "2025-10-26T17:15:24.097767Z",
+        "message": {"role": "assistant", "content": content},
+        "done": done,
+    }
     if thinking:
         obj["message"]["thinking"] = thinking
     obj.update(final)
@@ -193,10 +263,25 @@ def ollama(content="", thinking="", done=False, **final):
 
 
 def test_ollama_chat_ndjson_final_object():
-    events = [(300, ollama(thinking="hm")), (320, ollama(thinking="m")), (340, ollama("Hi")), (360, ollama("!")),
-              (361, ollama(done=True, done_reason="stop", total_duration=361_000_000, load_duration=150_000_000,
-                           prompt_eval_count=26, prompt_eval_duration=40_000_000, eval_count=4,
-                           eval_duration=80_000_000))]
+    events = [
+        (300, ollama(thinking="hm")),
+        (320, ollama(thinking="m")),
+        (340, ollama("Hi")),
+        (360, ollama("!")),
+        (
+            361,
+            ollama(
+                done=True,
+                done_reason="stop",
+                total_duration=361_000_000,
+                load_duration=150_000_000,
+                prompt_eval_count=26,
+                prompt_eval_duration=40_000_000,
+                eval_count=4,
+                eval_duration=80_000_000,
+            ),
+        ),
+    ]
     r = measure("ollama", events)
     assert r.success and r.reasoning is True
     assert r.ttft_ms == pytest.approx(300) and r.ttfa_ms == pytest.approx(340)
@@ -206,16 +291,21 @@ def test_ollama_chat_ndjson_final_object():
 
 
 def test_ollama_zero_values_are_omitted_and_mean_zero():
-    events = [(50, ollama("a")), (60, ollama("b")),
-              (61, ollama(done=True, done_reason="stop", eval_count=2, eval_duration=10_000_000))]
+    events = [
+        (50, ollama("a")),
+        (60, ollama("b")),
+        (61, ollama(done=True, done_reason="stop", eval_count=2, eval_duration=10_000_000)),
+    ]
     r = measure("ollama", events)
     assert r.load_ms == 0.0 and r.server_prefill_ms == 0.0 and r.prompt_tokens == 0
     assert r.server_decode_tokens_per_s == pytest.approx(200)
 
 
 def test_ollama_generate_uses_response_field():
-    events = [(50, json.dumps({"model": "m", "response": "The", "done": False})),
-              (70, json.dumps({"model": "m", "response": "", "done": True, "eval_count": 1}))]
+    events = [
+        (50, json.dumps({"model": "m", "response": "The", "done": False})),
+        (70, json.dumps({"model": "m", "response": "", "done": True, "eval_count": 1})),
+    ]
     r = measure("ollama", events)
     assert r.success and r.ttft_ms == pytest.approx(50) and r.output_tokens == 1
 
@@ -227,13 +317,45 @@ def test_ollama_error_line_mid_stream():
 
 def test_llamacpp_completion_stream_with_timings():
     def part(content, stop=False, **extra):
-        return json.dumps({"index": 0, "content": content, "tokens": [], "stop": stop, "id_slot": 0,
-                           "tokens_predicted": 0, "tokens_evaluated": 9, **extra})
-    events = [(200, part("a")), (220, part("b")), (240, part("c")),
-              (241, part("", stop=True, tokens_predicted=3, tokens_evaluated=9, stop_type="eos",
-                         timings={"cache_n": 8, "prompt_n": 1, "prompt_ms": 3.0, "prompt_per_token_ms": 3.0,
-                                  "prompt_per_second": 333.3, "predicted_n": 3, "predicted_ms": 40.0,
-                                  "predicted_per_token_ms": 13.3, "predicted_per_second": 75.0}))]
+        return json.dumps(
+            {
+                "index": 0,
+                "content": content,
+                "tokens": [],
+                "stop": stop,
+                "id_slot": 0,
+                "tokens_predicted": 0,
+                "tokens_evaluated": 9,
+                **extra,
+            }
+        )
+
+    events = [
+        (200, part("a")),
+        (220, part("b")),
+        (240, part("c")),
+        (
+            241,
+            part(
+                "",
+                stop=True,
+                tokens_predicted=3,
+                tokens_evaluated=9,
+                stop_type="eos",
+                timings={
+                    "cache_n": 8,
+                    "prompt_n": 1,
+                    "prompt_ms": 3.0,
+                    "prompt_per_token_ms": 3.0,
+                    "prompt_per_second": 333.3,
+                    "predicted_n": 3,
+                    "predicted_ms": 40.0,
+                    "predicted_per_token_ms": 13.3,
+                    "predicted_per_second": 75.0,
+                },
+            ),
+        ),
+    ]
     r = measure("llamacpp", events)
     assert r.success and r.ttft_ms == pytest.approx(200)
     assert r.output_tokens == 3 and r.output_tokens_source == "server" and r.prompt_tokens == 9

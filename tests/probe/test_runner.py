@@ -33,6 +33,7 @@ def run(url, **probe):
             return await runner.run_once()
         finally:
             await runner.aclose()
+
     return asyncio.run(go())
 
 
@@ -100,8 +101,7 @@ def test_connection_cut_mid_stream(server):
     assert r.output_tokens == 4 and r.output_tokens_source == "chunks"
 
 
-@pytest.mark.parametrize("status, error", [(500, "http_5xx"), (503, "http_5xx"), (401, "http_4xx"),
-                                           (404, "http_4xx")])
+@pytest.mark.parametrize("status, error", [(500, "http_5xx"), (503, "http_5xx"), (401, "http_4xx"), (404, "http_4xx")])
 def test_http_errors(server, status, error):
     server.update(status=status)
     r = run(server.url).result
@@ -150,8 +150,13 @@ def test_openai_completions(server):
 
 
 def test_ollama_native_ndjson(server):
-    server.update(models=("qwen3:0.6b", "llama3.2:latest"), loaded_models=("llama3.2:latest",), load_ms=1500.0,
-                  prefill_ms=40.0, reasoning=("hm", "m"))
+    server.update(
+        models=("qwen3:0.6b", "llama3.2:latest"),
+        loaded_models=("llama3.2:latest",),
+        load_ms=1500.0,
+        prefill_ms=40.0,
+        reasoning=("hm", "m"),
+    )
     out = run(server.url, api="ollama", max_tokens=32)
     r = out.result
     assert r.success and r.reasoning is True

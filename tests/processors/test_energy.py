@@ -29,12 +29,18 @@ def test_math_by_hand():
 
 
 def gpu(index: int, joules: float) -> Metric:
-    return Metric("llm_gpu", {"index": str(index), "uuid": f"GPU-{index}"}, {"energy_total_j": joules, "power_draw_w": 300.0}, T)
+    return Metric(
+        "llm_gpu", {"index": str(index), "uuid": f"GPU-{index}"}, {"energy_total_j": joules, "power_draw_w": 300.0}, T
+    )
 
 
 def server(target: str, tokens: float, model: str = "m") -> Metric:
-    return Metric("llm_server", {"target": target, "server_type": "vllm", "model": model},
-                  {"generation_tokens_total": tokens, "requests_running": 2}, T)
+    return Metric(
+        "llm_server",
+        {"target": target, "server_type": "vllm", "model": model},
+        {"generation_tokens_total": tokens, "requests_running": 2},
+        T,
+    )
 
 
 def process(target: str, gpus: str) -> Metric:
@@ -48,11 +54,13 @@ def field_of(metrics, target, name="energy_j_per_token"):
 
 def test_processor_uses_configured_gpus_and_process_gpus():
     p = EnergyPerToken({"a": [0, 1]})
-    first = p.process([gpu(0, 1000.0), gpu(1, 2000.0), gpu(2, 50.0), server("a", 100), server("b", 10),
-                       process("b", "2")])
+    first = p.process(
+        [gpu(0, 1000.0), gpu(1, 2000.0), gpu(2, 50.0), server("a", 100), server("b", 10), process("b", "2")]
+    )
     assert field_of(first, "a") == [None] and field_of(first, "b") == [None]  # no interval yet
-    second = p.process([gpu(0, 1600.0), gpu(1, 2400.0), gpu(2, 250.0), server("a", 300), server("b", 60),
-                        process("b", "2")])
+    second = p.process(
+        [gpu(0, 1600.0), gpu(1, 2400.0), gpu(2, 250.0), server("a", 300), server("b", 60), process("b", "2")]
+    )
     assert field_of(second, "a") == [pytest.approx(1000.0 / 200)]
     assert field_of(second, "b") == [pytest.approx(200.0 / 50)]
     other = [m for m in second if m.measurement != "llm_server"]
@@ -104,8 +112,14 @@ class TokenSource:
 
     async def gather(self, ctx: GatherContext):
         self.tokens += 400
-        return [Metric("llm_server", {"target": "vllm-a", "server_type": "vllm", "model": "vibethinker-1.5b"},
-                       {"generation_tokens_total": self.tokens}, ctx.time_ns)]
+        return [
+            Metric(
+                "llm_server",
+                {"target": "vllm-a", "server_type": "vllm", "model": "vibethinker-1.5b"},
+                {"generation_tokens_total": self.tokens},
+                ctx.time_ns,
+            )
+        ]
 
     async def close(self):
         return None
@@ -113,13 +127,13 @@ class TokenSource:
 
 def test_agent_end_to_end_with_fake_gpus(monkeypatch):
     fake = FakeNvml().install(monkeypatch)
-    config = parse_config({"targets": [{"url": "http://127.0.0.1:9", "name": "vllm-a", "gpus": [2, 3]}],
-                           "host": {"enabled": False}})
+    config = parse_config(
+        {"targets": [{"url": "http://127.0.0.1:9", "name": "vllm-a", "gpus": [2, 3]}], "host": {"enabled": False}}
+    )
     env = SourceEnv()
     # TokenSource stands in for the server source; the GPU source is the real one over the fake NVML.
     gpu_sources = [s for s in build_sources(config, env) if s.name == "gpu"]
-    agent = Agent([*gpu_sources, TokenSource()], [], deadline_s=10.0,
-                  processors=build_processors(config))
+    agent = Agent([*gpu_sources, TokenSource()], [], deadline_s=10.0, processors=build_processors(config))
 
     async def run():
         first = await agent.gather_once(T)

@@ -6,8 +6,14 @@ from telegraf_llm_input.processors import build_processors
 
 
 def test_auto_targets_get_the_detected_server_type():
-    config = parse_config({"targets": [{"url": "http://127.0.0.1:8000", "name": "a"},
-                                       {"url": "http://127.0.0.1:8001", "name": "b", "type": "sglang"}]})
+    config = parse_config(
+        {
+            "targets": [
+                {"url": "http://127.0.0.1:8000", "name": "a"},
+                {"url": "http://127.0.0.1:8001", "name": "b", "type": "sglang"},
+            ]
+        }
+    )
     processors = build_processors(config)
 
     def run(batch):

@@ -33,17 +33,21 @@ DB = "life"
 def test_a_real_llama_servers_life_keeps_every_type_and_every_point(make_llama_server, influxdb, tmp_path):
     server = make_llama_server()
     influxdb.create_db(DB)
-    config = parse_config({
-        "agent": {"state_dir": str(tmp_path / "state")},
-        "targets": [{"url": server.url, "name": "tiny", "timeout": "2s", "process": {"enabled": False}}],
-        "host": {"enabled": False}, "gpu": {"enabled": False},
-        "outputs": [{"type": "influxdb_v1", "url": influxdb.url, "database": DB, "flush_interval": "100ms"}],
-    })
+    config = parse_config(
+        {
+            "agent": {"state_dir": str(tmp_path / "state")},
+            "targets": [{"url": server.url, "name": "tiny", "timeout": "2s", "process": {"enabled": False}}],
+            "host": {"enabled": False},
+            "gpu": {"enabled": False},
+            "outputs": [{"type": "influxdb_v1", "url": influxdb.url, "database": DB, "flush_interval": "100ms"}],
+        }
+    )
     env = SourceEnv(state_dir=tmp_path / "state")
     out = io.BytesIO()
     [influx] = build_sinks(config)
-    agent = Agent(build_sources(config, env), [StdoutSink(out), influx], deadline_s=5.0,
-                  processors=build_processors(config))
+    agent = Agent(
+        build_sources(config, env), [StdoutSink(out), influx], deadline_s=5.0, processors=build_processors(config)
+    )
     gathers = 0
 
     async def gather(phase: str):

@@ -63,10 +63,22 @@ def warnings(agent_log) -> list[str]:
 def test_auto_detects_llamacpp_through_the_cli(llama_server, tmp_path):
     """`type: auto` from the command line: one gather's line protocol names the server llama.cpp."""
     config = tmp_path / "agent.yaml"
-    config.write_text(yaml.safe_dump({"targets": [{"url": llama_server.url, "type": "auto"}],
-                                      "host": {"enabled": False}, "gpu": {"enabled": False}}))
-    run = subprocess.run([sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--once"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "targets": [{"url": llama_server.url, "type": "auto"}],
+                "host": {"enabled": False},
+                "gpu": {"enabled": False},
+            }
+        )
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--once"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     lines = [parse_line(line) for line in run.stdout.splitlines() if line.strip()]
     servers = [p for p in lines if p["measurement"] == "llm_server"]
@@ -166,8 +178,11 @@ def test_two_slots_four_requests_two_running_two_waiting(llama_server):
                 # instant as another in its job queue until a worker frees, invisible to the slot scheduler.
                 requests = []
                 for i in range(4):
-                    requests.append(asyncio.ensure_future(
-                        llama_server.acomplete(client, PROMPTS[8 + i], n_predict, ignore_eos=True)))
+                    requests.append(
+                        asyncio.ensure_future(
+                            llama_server.acomplete(client, PROMPTS[8 + i], n_predict, ignore_eos=True)
+                        )
+                    )
                     await asyncio.sleep(0.05)
                 deadline = time.monotonic() + 240
                 while not all(r.done() for r in requests) and time.monotonic() < deadline:

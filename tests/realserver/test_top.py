@@ -37,12 +37,32 @@ def read_frame(stdout) -> str:
 def test_top_shows_the_real_server(llama_server, tmp_path):
     config = tmp_path / "top.yaml"
     probe = {"enabled": True, "every": "1h", "max_tokens": 8, "timeout": "60s"}
-    config.write_text(yaml.safe_dump({"targets": [{"url": llama_server.url, "name": "tiny", "type": "auto",
-                                                   "timeout": "2s", "probe": probe}],
-                                      "gpu": {"enabled": False}}))
-    top = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "top", "--config", str(config),
-                            "--count", "2", "--interval", f"{INTERVAL_S:g}s"],
-                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "targets": [{"url": llama_server.url, "name": "tiny", "type": "auto", "timeout": "2s", "probe": probe}],
+                "gpu": {"enabled": False},
+            }
+        )
+    )
+    top = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "telegraf_llm_input",
+            "top",
+            "--config",
+            str(config),
+            "--count",
+            "2",
+            "--interval",
+            f"{INTERVAL_S:g}s",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = read_frame(top.stdout)
         started = time.monotonic()

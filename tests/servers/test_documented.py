@@ -9,8 +9,15 @@ from telegraf_llm_input.sources.target import Baseline, derive
 
 def test_all_fields_from_fixture_pages_are_documented():
     seen = set()
-    for module, fixture in ((vllm, "vllm"), (vllm, "vllm_v0"), (vllm, "vllm_dp2"), (sglang, "sglang"),
-                            (tgi, "tgi"), (llamacpp, "llamacpp"), (llamacpp, "llamacpp_old")):
+    for module, fixture in (
+        (vllm, "vllm"),
+        (vllm, "vllm_v0"),
+        (vllm, "vllm_dp2"),
+        (sglang, "sglang"),
+        (tgi, "tgi"),
+        (llamacpp, "llamacpp"),
+        (llamacpp, "llamacpp_old"),
+    ):
         for reading in read_page(module.TABLE, parse(open(f"tests/fixtures/prometheus/{fixture}.txt").read()), "m"):
             # a baseline of zeros: every counter moved, every histogram observed something
             fields = derive(Baseline.zero(reading, 0), reading, 10 * 10**9).fields
@@ -18,10 +25,20 @@ def test_all_fields_from_fixture_pages_are_documented():
             if module is not llamacpp:  # llama.cpp has no histograms
                 assert any(k.endswith("_p95_ms") for k in fields), fixture
             seen |= set(fields)
-    seen |= {"up", "busy", "loading", "scrape_ms", "slots_total", "slots_busy", "context_used_ratio",
-             "models_loaded", "error_ratio"}
-    undocumented = sorted(f for f in seen if (lookup("llm_server", f) or None) is None
-                          or lookup("llm_server", f).name == "*")
+    seen |= {
+        "up",
+        "busy",
+        "loading",
+        "scrape_ms",
+        "slots_total",
+        "slots_busy",
+        "context_used_ratio",
+        "models_loaded",
+        "error_ratio",
+    }
+    undocumented = sorted(
+        f for f in seen if (lookup("llm_server", f) or None) is None or lookup("llm_server", f).name == "*"
+    )
     assert undocumented == []
     for f in ("size_bytes", "vram_bytes", "gpu_offload_ratio", "context_length", "seconds_until_unload"):
         assert lookup("llm_model_loaded", f) is not None

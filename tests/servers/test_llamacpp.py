@@ -16,17 +16,19 @@ S = 1_000_000_000
 def scrape(target, times):
     async def run():
         source = ServerSource(target, make_adapter(target), HttpPool().retain())
-        out = [[m for m in await source.gather(GatherContext(t, 5.0)) if m.measurement == "llm_server"]
-               for t in times]
+        out = [[m for m in await source.gather(GatherContext(t, 5.0)) if m.measurement == "llm_server"] for t in times]
         await source.close()
         return out
+
     return asyncio.run(run())
 
 
 @pytest.mark.parametrize("kind", ["llamacpp", "auto"])
 def test_tokens_per_s_from_counter_deltas_slots_and_model(kind):
-    pages = [llamacpp_metrics(1000, 2000, 2.0, 40.0, processing=1, decode_calls=500),
-             llamacpp_metrics(1600, 2500, 2.5, 50.0, processing=2, decode_calls=900)]
+    pages = [
+        llamacpp_metrics(1000, 2000, 2.0, 40.0, processing=1, decode_calls=500),
+        llamacpp_metrics(1600, 2500, 2.5, 50.0, processing=2, decode_calls=900),
+    ]
     if kind == "auto":
         pages.insert(0, pages[0])
     with fake_llamacpp(pages, slots=4, busy=2, api_key="k3y") as fake:
@@ -81,8 +83,18 @@ def test_wrong_token_is_down():
 
 def test_timings_object_from_a_completion():
     from telegraf_llm_input.servers.llamacpp import timings_fields
-    t = {"cache_n": 12, "prompt_n": 40, "prompt_ms": 80.0, "prompt_per_token_ms": 2.0, "prompt_per_second": 500.0,
-         "predicted_n": 100, "predicted_ms": 2500.0, "predicted_per_token_ms": 25.0, "predicted_per_second": 999.0}
+
+    t = {
+        "cache_n": 12,
+        "prompt_n": 40,
+        "prompt_ms": 80.0,
+        "prompt_per_token_ms": 2.0,
+        "prompt_per_second": 500.0,
+        "predicted_n": 100,
+        "predicted_ms": 2500.0,
+        "predicted_per_token_ms": 25.0,
+        "predicted_per_second": 999.0,
+    }
     f = timings_fields(t)
     assert f["prompt_tokens_per_s"] == pytest.approx(500.0)
     assert f["generation_tokens_per_s"] == pytest.approx(40.0)  # 100 / 2.5 s, not the object's own 999
@@ -92,8 +104,18 @@ def test_timings_object_from_a_completion():
 
 def test_metrics_disabled_still_gives_health_and_slots():
     with fake_llamacpp(llamacpp_metrics(1, 1, 1, 1), slots=3, busy=1) as fake:
-        fake.script("/metrics", Reply({"error": {"code": 501, "message": "This server does not support metrics "
-                                                 "endpoint. Start it with `--metrics`"}}, status=501))
+        fake.script(
+            "/metrics",
+            Reply(
+                {
+                    "error": {
+                        "code": 501,
+                        "message": "This server does not support metrics endpoint. Start it with `--metrics`",
+                    }
+                },
+                status=501,
+            ),
+        )
         [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
     assert m.fields["up"] == 1 and m.fields["busy"] == 0 and m.fields["slots_busy"] == 1
     assert "generation_tokens_total" not in m.fields

@@ -12,10 +12,13 @@ from telegraf_llm_input.schema import lookup
 from tests.fakes.server import FakeServer, Reply
 from tests.servers.test_servers import only, scrape
 
-MODELS = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "lmstudio" / "api-v0-models.json")
-                    .read_text())
-V1_MODELS = {"object": "list", "data": [{"id": m["id"], "object": "model", "owned_by": "organization_owner"}
-                                        for m in MODELS["data"]]}
+MODELS = json.loads(
+    (Path(__file__).resolve().parent.parent / "fixtures" / "lmstudio" / "api-v0-models.json").read_text()
+)
+V1_MODELS = {
+    "object": "list",
+    "data": [{"id": m["id"], "object": "model", "owned_by": "organization_owner"} for m in MODELS["data"]],
+}
 
 
 def fake_lmstudio() -> FakeServer:
@@ -47,8 +50,10 @@ def test_lmstudio_with_nothing_loaded_is_up_with_zero_models():
 
 def test_mlx_lm_server_is_openai_compatible():
     # mlx_lm.server's /v1/models: {"object": "list", "data": [{"id", "object": "model", "created"}]}
-    mlx = {"object": "list", "data": [{"id": "mlx-community/Qwen2.5-7B-Instruct-4bit", "object": "model",
-                                       "created": 1733100000}]}
+    mlx = {
+        "object": "list",
+        "data": [{"id": "mlx-community/Qwen2.5-7B-Instruct-4bit", "object": "model", "created": 1733100000}],
+    }
     with FakeServer({"/v1/models": Reply(mlx)}) as fake:
         [named] = scrape(TargetConfig(url=fake.url, type="mlx"), [0])
         [auto] = scrape(TargetConfig(url=fake.url, type="auto"), [0])
@@ -67,15 +72,36 @@ def test_openai_server_without_lmstudio_api_is_not_lmstudio():
 def test_lmstudio_stats_are_the_probes_server_side_fields():
     # The last object of an LM Studio /api/v0/chat/completions answer (docs: stats, model_info, runtime).
     m = StreamMeasure("lmstudio", 0, http_status=200)
-    m.feed(100_000_000, json.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "granite",
-                                    "choices": [{"index": 0, "delta": {"content": "1 2 3"}, "finish_reason": None}]}))
-    m.feed(300_000_000, json.dumps({
-        "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "granite",
-        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 24, "completion_tokens": 53, "total_tokens": 77},
-        "stats": {"tokens_per_second": 51.43709529007664, "time_to_first_token": 0.111, "generation_time": 0.954,
-                  "stop_reason": "eosFound"},
-        "model_info": {"arch": "granite", "quant": "Q4_K_M", "format": "gguf", "context_length": 4096}}))
+    m.feed(
+        100_000_000,
+        json.dumps(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "model": "granite",
+                "choices": [{"index": 0, "delta": {"content": "1 2 3"}, "finish_reason": None}],
+            }
+        ),
+    )
+    m.feed(
+        300_000_000,
+        json.dumps(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "model": "granite",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 24, "completion_tokens": 53, "total_tokens": 77},
+                "stats": {
+                    "tokens_per_second": 51.43709529007664,
+                    "time_to_first_token": 0.111,
+                    "generation_time": 0.954,
+                    "stop_reason": "eosFound",
+                },
+                "model_info": {"arch": "granite", "quant": "Q4_K_M", "format": "gguf", "context_length": 4096},
+            }
+        ),
+    )
     m.feed(301_000_000, "[DONE]")
     r = m.finish(301_000_000)
     assert r.success and r.output_tokens == 53
@@ -86,6 +112,7 @@ def test_lmstudio_stats_are_the_probes_server_side_fields():
 def test_lmstudio_probe_posts_an_openai_chat_body_to_the_rest_api():
     from telegraf_llm_input.config.probe import ProbeConfig
     from telegraf_llm_input.probe.runner import PATHS, request_body
+
     body = request_body(ProbeConfig(enabled=True, api="lmstudio"), "meta-llama-3.1-8b-instruct")
     assert PATHS["lmstudio"] == "/api/v0/chat/completions"
     assert body["stream"] is True and body["messages"][0]["role"] == "user"

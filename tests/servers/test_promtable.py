@@ -15,11 +15,13 @@ S = 1_000_000_000
 M = "Qwen/Qwen2.5-7B-Instruct"
 
 
-PARTIAL = ("# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
-           "# TYPE vllm:cache_config_info gauge\n"
-           'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9"} 1.0\n'
-           "# TYPE python_gc_objects_collected_total counter\n"
-           'python_gc_objects_collected_total{generation="0"} 123.0\n')
+PARTIAL = (
+    "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
+    "# TYPE vllm:cache_config_info gauge\n"
+    'vllm:cache_config_info{block_size="16",gpu_memory_utilization="0.9"} 1.0\n'
+    "# TYPE python_gc_objects_collected_total counter\n"
+    'python_gc_objects_collected_total{generation="0"} 123.0\n'
+)
 
 
 @pytest.mark.parametrize("kind", ["vllm", "auto"])
@@ -44,12 +46,14 @@ def test_a_page_of_another_server_is_still_down():
 
 
 def page(first: float, second: float) -> str:
-    return ("# TYPE vllm:prompt_tokens counter\n"
-            f'vllm:prompt_tokens_total{{engine="0",model_name="{M}"}} {first!r}\n'
-            f'vllm:prompt_tokens_total{{engine="0",model_name="{M}"}} {second!r}\n'
-            "# TYPE vllm:num_requests_running gauge\n"
-            f'vllm:num_requests_running{{engine="0",model_name="{M}"}} 2.0\n'
-            f'vllm:num_requests_running{{engine="0",model_name="{M}"}} 7.0\n')
+    return (
+        "# TYPE vllm:prompt_tokens counter\n"
+        f'vllm:prompt_tokens_total{{engine="0",model_name="{M}"}} {first!r}\n'
+        f'vllm:prompt_tokens_total{{engine="0",model_name="{M}"}} {second!r}\n'
+        "# TYPE vllm:num_requests_running gauge\n"
+        f'vllm:num_requests_running{{engine="0",model_name="{M}"}} 2.0\n'
+        f'vllm:num_requests_running{{engine="0",model_name="{M}"}} 7.0\n'
+    )
 
 
 def test_duplicate_series_keep_the_first_and_warn_once(records):  # noqa: F811

@@ -33,6 +33,7 @@ TOK = [100.0, 200.0, 500.0, 1000.0, 2000.0]
 
 def scrape(target: TargetConfig, times: list[int], between=None) -> list[list]:
     """Every gather's metrics; `between(i)` runs before gather i (to change what the fake answers)."""
+
     async def run():
         source = ServerSource(target, make_adapter(target), HttpPool().retain())
         out = []
@@ -42,6 +43,7 @@ def scrape(target: TargetConfig, times: list[int], between=None) -> list[list]:
             out.append(list(await source.gather(GatherContext(t, 5.0))))
         await source.close()
         return out
+
     return asyncio.run(run())
 
 
@@ -52,17 +54,41 @@ def server_point(metrics, model=None):
 
 
 def snap(k: int, prompt_cum, gen_cum, prompt_sum, gen_sum, queries, hits, spec, lora=None) -> Snap:
-    return Snap(running=2, prompt=prompt_sum, generation=gen_sum, finished={"stop": prompt_cum[-1]},
-                hists={"request_prompt_tokens": (TOK, prompt_cum, prompt_sum),
-                       "request_generation_tokens": (TOK, gen_cum, gen_sum),
-                       "request_max_tokens": (TOK, [0, 0, 0, k, k, k], 1000.0 * k)},
-                prefix_queries=queries, prefix_hits=hits, spec=spec, lora=lora)
+    return Snap(
+        running=2,
+        prompt=prompt_sum,
+        generation=gen_sum,
+        finished={"stop": prompt_cum[-1]},
+        hists={
+            "request_prompt_tokens": (TOK, prompt_cum, prompt_sum),
+            "request_generation_tokens": (TOK, gen_cum, gen_sum),
+            "request_max_tokens": (TOK, [0, 0, 0, k, k, k], 1000.0 * k),
+        },
+        prefix_queries=queries,
+        prefix_hits=hits,
+        spec=spec,
+        lora=lora,
+    )
 
 
 # two engines, each reporting half: per-series increases, then summed
 V1 = vllm_page({M: snap(4, [2, 4, 6, 8, 8, 8], [4, 6, 8, 8, 8, 8], 2400, 800, 10000, 4000, (300, 900, 420))}, engines=2)
-V2 = vllm_page({M: snap(10, [2, 8, 14, 20, 22, 22], [6, 12, 18, 22, 22, 22], 9400, 3600, 18000, 10400,
-                        (700, 2100, 1060), (["sql-lora", "chat-lora"], ["tool-lora"], 4))}, engines=2)
+V2 = vllm_page(
+    {
+        M: snap(
+            10,
+            [2, 8, 14, 20, 22, 22],
+            [6, 12, 18, 22, 22, 22],
+            9400,
+            3600,
+            18000,
+            10400,
+            (700, 2100, 1060),
+            (["sql-lora", "chat-lora"], ["tool-lora"], 4),
+        )
+    },
+    engines=2,
+)
 
 
 def test_vllm_request_lengths_prefix_cache_and_spec_decode():
@@ -71,7 +97,9 @@ def test_vllm_request_lengths_prefix_cache_and_spec_decode():
     f1 = server_point(first, M).fields
     assert f1["prefix_cache_queries_total"] == 10000 and f1["prefix_cache_hits_total"] == 4000
     assert f1["spec_decode_drafts_total"] == 300 and f1["spec_decode_accepted_tokens_total"] == 420
-    assert not [k for k in f1 if k.startswith("request_") or k.endswith(("_ratio", "_length")) and "cache_usage" not in k]
+    assert not [
+        k for k in f1 if k.startswith("request_") or k.endswith(("_ratio", "_length")) and "cache_usage" not in k
+    ]
     f = server_point(second, M).fields
     # prompt-length deltas per bucket [0, 4, 8, 12, 14, 14]: p50 rank 7 -> 200 + 300 * 3/4
     assert f["request_prompt_tokens_p50"] == pytest.approx(425.0)
@@ -101,9 +129,15 @@ def _promtool_values(pages: tuple[str, str], exprs: dict[str, str]) -> str:
         series.append(f"      - series: '{name}{{{label_text}}}'\n        values: '{before!r} {after!r}'\n")
     tests = "".join(
         f"      - expr: '{expr}'\n        eval_time: 1m\n        exp_samples:\n"
-        f"          - labels: '{{}}'\n            value: {value!r}\n" for expr, value in exprs.items())
-    return ("rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n"
-            + "".join(series) + "    promql_expr_test:\n" + tests)
+        f"          - labels: '{{}}'\n            value: {value!r}\n"
+        for expr, value in exprs.items()
+    )
+    return (
+        "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n"
+        + "".join(series)
+        + "    promql_expr_test:\n"
+        + tests
+    )
 
 
 def delta(name: str) -> str:
@@ -122,42 +156,60 @@ def test_vllm_fields_equal_prometheus_on_the_same_two_snapshots(tmp_path):
         _, second = scrape(TargetConfig(url=fake.url, type="vllm"), [0, 60 * S])
     f = server_point(second, M).fields
     exprs: dict[str, float] = {}
-    for ours, name in (("request_prompt_tokens", "vllm:request_prompt_tokens"),
-                       ("request_generation_tokens", "vllm:request_generation_tokens"),
-                       ("request_max_tokens", "vllm:request_params_max_tokens")):
+    for ours, name in (
+        ("request_prompt_tokens", "vllm:request_prompt_tokens"),
+        ("request_generation_tokens", "vllm:request_generation_tokens"),
+        ("request_max_tokens", "vllm:request_params_max_tokens"),
+    ):
         exprs[quantile(0.5, name)] = f[f"{ours}_p50"]
         exprs[quantile(0.95, name)] = f[f"{ours}_p95"]
         exprs[f"{delta(name + '_sum')} / {delta(name + '_count')}"] = f[f"{ours}_mean"]
-    exprs[f"{delta('vllm:prefix_cache_hits_total')} / {delta('vllm:prefix_cache_queries_total')}"] = \
-        f["prefix_cache_hit_ratio"]
-    exprs[f"{delta('vllm:spec_decode_num_accepted_tokens_total')} / {delta('vllm:spec_decode_num_draft_tokens_total')}"] = \
-        f["spec_decode_acceptance_ratio"]
-    exprs[f"1 + {delta('vllm:spec_decode_num_accepted_tokens_total')} / {delta('vllm:spec_decode_num_drafts_total')}"] = \
-        f["spec_decode_mean_accept_length"]
+    exprs[f"{delta('vllm:prefix_cache_hits_total')} / {delta('vllm:prefix_cache_queries_total')}"] = f[
+        "prefix_cache_hit_ratio"
+    ]
+    exprs[
+        f"{delta('vllm:spec_decode_num_accepted_tokens_total')} / {delta('vllm:spec_decode_num_draft_tokens_total')}"
+    ] = f["spec_decode_acceptance_ratio"]
+    exprs[
+        f"1 + {delta('vllm:spec_decode_num_accepted_tokens_total')} / {delta('vllm:spec_decode_num_drafts_total')}"
+    ] = f["spec_decode_mean_accept_length"]
     exprs["sum(vllm:prefix_cache_hits_total)"] = f["prefix_cache_hits_total"]
     exprs["sum(vllm:spec_decode_num_draft_tokens_total)"] = f["spec_decode_draft_tokens_total"]
     (tmp_path / "rules.yml").write_text("groups: []\n")
     (tmp_path / "test.yml").write_text(_promtool_values((V1, V2), exprs))
-    done = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # the check can fail: a wrong value is caught
     wrong = {e: v * 1.01 + 1 for e, v in list(exprs.items())[:1]}
     (tmp_path / "test.yml").write_text(_promtool_values((V1, V2), wrong))
-    assert subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True,
-                          timeout=120).returncode != 0
+    assert (
+        subprocess.run(
+            [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, timeout=120
+        ).returncode
+        != 0
+    )
 
 
 def more_generations(page: str, tokens: list[int]) -> str:
     """The same vLLM page after more requests finished with these generation lengths."""
+
     def bucket(m: re.Match) -> str:
         le = float(m.group(2))
         return f"{m.group(1)}{float(m.group(3)) + sum(1 for t in tokens if t <= le)!r}"
+
     page = re.sub(r'(vllm:request_generation_tokens_bucket\{engine="0",le="([^"]+)",[^}]*\} )(\S+)', bucket, page)
-    page = re.sub(r"(vllm:request_generation_tokens_count\{[^}]*\} )(\S+)",
-                  lambda m: f"{m.group(1)}{float(m.group(2)) + len(tokens)!r}", page)
-    return re.sub(r"(vllm:request_generation_tokens_sum\{[^}]*\} )(\S+)",
-                  lambda m: f"{m.group(1)}{float(m.group(2)) + sum(tokens)!r}", page)
+    page = re.sub(
+        r"(vllm:request_generation_tokens_count\{[^}]*\} )(\S+)",
+        lambda m: f"{m.group(1)}{float(m.group(2)) + len(tokens)!r}",
+        page,
+    )
+    return re.sub(
+        r"(vllm:request_generation_tokens_sum\{[^}]*\} )(\S+)",
+        lambda m: f"{m.group(1)}{float(m.group(2)) + sum(tokens)!r}",
+        page,
+    )
 
 
 def test_vllm_010_page_with_only_the_generation_histogram_is_up_with_lengths():
@@ -179,9 +231,12 @@ def test_vllm_010_page_with_only_the_generation_histogram_is_up_with_lengths():
 
 def test_vllm_v0_gauges_and_counters():
     """V0: the block hit-rate gauge (no prefix counters); spec-decode counters without drafts, and its gauge."""
+
     def page(hits, draft, accepted):
-        return vllm_page({M: Snap(prompt=10, prefix_queries=1000, prefix_hits=hits,
-                                  spec=(0, draft, accepted))}, old=True)
+        return vllm_page(
+            {M: Snap(prompt=10, prefix_queries=1000, prefix_hits=hits, spec=(0, draft, accepted))}, old=True
+        )
+
     with fake_vllm([page(250, 100, 70), page(400, 300, 170)]) as fake:
         first, second = scrape(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
     f1, f2 = server_point(first).fields, server_point(second).fields
@@ -198,11 +253,26 @@ def test_sglang_fixture_and_interval_fields():
     ttft = (B, [0, 0, 0], 0.0)
 
     def page(prompt, gen, requests, cached, lengths=None):
-        return sglang_page(M, 2, 1, [0.2, 0.4], prompt, gen, requests, ttft, cached=cached, hit_rate=0.9,
-                           spec=(2.5, 0.6), lengths=lengths)
+        return sglang_page(
+            M,
+            2,
+            1,
+            [0.2, 0.4],
+            prompt,
+            gen,
+            requests,
+            ttft,
+            cached=cached,
+            hit_rate=0.9,
+            spec=(2.5, 0.6),
+            lengths=lengths,
+        )
+
     no_hist = [page(1000, 400, 10, 100), page(3000, 1000, 14, 1100)]
-    hists = [page(1000, 400, 10, 100, {"prompt": ([500.0, 1000.0], [2, 10, 10], 1000.0)}),
-             page(3000, 1000, 14, 1100, {"prompt": ([500.0, 1000.0], [4, 14, 14], 2600.0)})]
+    hists = [
+        page(1000, 400, 10, 100, {"prompt": ([500.0, 1000.0], [2, 10, 10], 1000.0)}),
+        page(3000, 1000, 14, 1100, {"prompt": ([500.0, 1000.0], [4, 14, 14], 2600.0)}),
+    ]
     with fake_sglang([fixture, *no_hist, *hists]) as fake:
         out = scrape(TargetConfig(url=fake.url, type="sglang"), [0, 10 * S, 20 * S, 30 * S, 40 * S])
     f0 = server_point(out[0]).fields
@@ -236,9 +306,18 @@ def test_sglang_fixture_histograms_agree_with_its_counters():
 
 def test_tgi_lengths_and_version_from_info():
     def page(total, input_cum, input_sum, max_sum):
-        return tgi_page(total, {}, 0, 1, input_sum, 100.0 * total, ([0.5, 1.0], [0, total, total], 0.1 * total),
-                        max_new_sum=max_sum,
-                        lengths={"tgi_request_input_length": ([100.0, 200.0, 400.0], input_cum, input_sum)})
+        return tgi_page(
+            total,
+            {},
+            0,
+            1,
+            input_sum,
+            100.0 * total,
+            ([0.5, 1.0], [0, total, total], 0.1 * total),
+            max_new_sum=max_sum,
+            lengths={"tgi_request_input_length": ([100.0, 200.0, 400.0], input_cum, input_sum)},
+        )
+
     with fake_tgi([page(10, [2, 6, 10, 10], 1500, 5120), page(20, [4, 10, 20, 20], 3900, 10240)]) as fake:
         first, second = scrape(TargetConfig(url=fake.url, type="tgi"), [0, 10 * S])
     assert server_point(first).tags["server_version"] == "3.0.1"
@@ -261,6 +340,7 @@ def test_vllm_version_is_asked_rarely_again_after_an_outage_and_kept_on_down_poi
             if i == 4:
                 fake.script("/metrics", Reply(page))
                 fake.script("/version", Reply({"version": "0.11.0"}))
+
         out = scrape(TargetConfig(url=fake.url, type="vllm", retries=0), [i * 10 * S for i in range(6)], between)
         asks = fake.paths().count("/version")
     # the gather after the outage also closes the series that went down (0.10.1) with up=1: it is no longer named

@@ -24,6 +24,7 @@ def scrape(target, times):
         out = [list(await source.gather(GatherContext(t, 5.0))) for t in times]
         await source.close()
         return out
+
     return asyncio.run(run())
 
 
@@ -71,11 +72,21 @@ def test_sglang_sums_ranks(kind):
 
 @pytest.mark.parametrize("kind", ["ollama", "auto"])
 def test_ollama_loaded_models(kind):
-    expires = (datetime.now(timezone.utc) + timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"  # Go: nanoseconds
-    models = [{"name": "qwen2.5:1.5b", "model": "qwen2.5:1.5b", "size": 2_000_000_000, "size_vram": 1_500_000_000,
-               "digest": "abc", "details": {"format": "gguf", "family": "qwen2", "parameter_size": "1.5B",
-                                            "quantization_level": "Q4_K_M"},
-               "expires_at": expires, "context_length": 8192}]
+    expires = (datetime.now(timezone.utc) + timedelta(minutes=4)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f"
+    ) + "123Z"  # Go: nanoseconds
+    models = [
+        {
+            "name": "qwen2.5:1.5b",
+            "model": "qwen2.5:1.5b",
+            "size": 2_000_000_000,
+            "size_vram": 1_500_000_000,
+            "digest": "abc",
+            "details": {"format": "gguf", "family": "qwen2", "parameter_size": "1.5B", "quantization_level": "Q4_K_M"},
+            "expires_at": expires,
+            "context_length": 8192,
+        }
+    ]
     with fake_ollama(models) as fake:
         [metrics] = scrape(TargetConfig(url=fake.url, type=kind), [0])
     server = only(metrics)
@@ -97,16 +108,30 @@ def test_openai_compatible(kind):
 
 
 def test_json_fields_gauges_counters_rates():
-    docs = [{"response_time_ms": 812.5, "input_tokens": 1000, "output_tokens": 4000, "errors": 1,
-             "stats": {"queue": [2, 5]}},
-            {"response_time_ms": 640.0, "input_tokens": 1500, "output_tokens": 4600, "errors": 3,
-             "stats": {"queue": [1, 5]}}]
-    fields = {"response_time_ms": JsonFieldConfig("response_time_ms"),
-              "prompt_tokens_total": JsonFieldConfig("input_tokens", kind="counter", type="int"),
-              "generation_tokens_total": JsonFieldConfig("output_tokens", kind="counter", type="int"),
-              "request_errors_total": JsonFieldConfig("errors", kind="counter", type="int"),
-              "requests_waiting": JsonFieldConfig("stats.queue.0", type="int"),
-              "missing": JsonFieldConfig("nope.here")}
+    docs = [
+        {
+            "response_time_ms": 812.5,
+            "input_tokens": 1000,
+            "output_tokens": 4000,
+            "errors": 1,
+            "stats": {"queue": [2, 5]},
+        },
+        {
+            "response_time_ms": 640.0,
+            "input_tokens": 1500,
+            "output_tokens": 4600,
+            "errors": 3,
+            "stats": {"queue": [1, 5]},
+        },
+    ]
+    fields = {
+        "response_time_ms": JsonFieldConfig("response_time_ms"),
+        "prompt_tokens_total": JsonFieldConfig("input_tokens", kind="counter", type="int"),
+        "generation_tokens_total": JsonFieldConfig("output_tokens", kind="counter", type="int"),
+        "request_errors_total": JsonFieldConfig("errors", kind="counter", type="int"),
+        "requests_waiting": JsonFieldConfig("stats.queue.0", type="int"),
+        "missing": JsonFieldConfig("nope.here"),
+    }
     with FakeServer({"/metrics": [Reply(d) for d in docs]}) as fake:
         first, second = scrape(TargetConfig(url=fake.url, type="json", json_fields=fields), [0, 10 * S])
     assert only(first).fields["response_time_ms"] == 812.5 and only(first).fields["requests_waiting"] == 2
@@ -117,17 +142,21 @@ def test_json_fields_gauges_counters_rates():
 
 def test_prometheus_any_page_globs_rates_percentiles():
     def page(hits, inflight, cum, total):
-        return ("# HELP app_hits_total Hits.\n# TYPE app_hits_total counter\n"
-                f'app_hits_total{{path="/a"}} {hits}\napp_hits_created{{path="/a"}} 1.7e9\n'
-                f"# TYPE app_inflight gauge\napp_inflight {inflight}\n"
-                "# TYPE go_goroutines gauge\ngo_goroutines 12\n"
-                "# TYPE app_latency_seconds histogram\n"
-                + "".join(f'app_latency_seconds_bucket{{le="{le}"}} {c}\n' for le, c in zip(["0.1", "1", "+Inf"], cum))
-                + f"app_latency_seconds_count {cum[-1]}\napp_latency_seconds_sum {total}\n")
+        return (
+            "# HELP app_hits_total Hits.\n# TYPE app_hits_total counter\n"
+            f'app_hits_total{{path="/a"}} {hits}\napp_hits_created{{path="/a"}} 1.7e9\n'
+            f"# TYPE app_inflight gauge\napp_inflight {inflight}\n"
+            "# TYPE go_goroutines gauge\ngo_goroutines 12\n"
+            "# TYPE app_latency_seconds histogram\n"
+            + "".join(f'app_latency_seconds_bucket{{le="{le}"}} {c}\n' for le, c in zip(["0.1", "1", "+Inf"], cum))
+            + f"app_latency_seconds_count {cum[-1]}\napp_latency_seconds_sum {total}\n"
+        )
+
     pages = [page(100, 3, [0, 0, 0], 0), page(160, 5, [2, 6, 6], 2.0)]
     with FakeServer({"/metrics": [Reply(p) for p in pages]}) as fake:
-        target = TargetConfig(url=fake.url, type="prometheus", include=["app_*"], exclude=["app_inflight"],
-                              measurement="myapp")
+        target = TargetConfig(
+            url=fake.url, type="prometheus", include=["app_*"], exclude=["app_inflight"], measurement="myapp"
+        )
         _, second = scrape(target, [0, 20 * S])
     by = {tuple(sorted(m.tags.items())): m for m in second if m.measurement == "myapp"}
     hits = [m for m in by.values() if m.tags.get("path") == "/a"][0].fields
@@ -146,8 +175,12 @@ def test_fixture_pages_have_the_documented_fields():
     from telegraf_llm_input.promtext import parse
     from telegraf_llm_input.servers import llamacpp, sglang, tgi
     from telegraf_llm_input.servers.promtable import read_page
-    for module, name, expect in ((sglang, "sglang", {"requests_running", "kv_cache_usage_ratio"}),
-                                 (tgi, "tgi", {"requests_waiting"}), (llamacpp, "llamacpp", {"requests_running"})):
+
+    for module, name, expect in (
+        (sglang, "sglang", {"requests_running", "kv_cache_usage_ratio"}),
+        (tgi, "tgi", {"requests_waiting"}),
+        (llamacpp, "llamacpp", {"requests_running"}),
+    ):
         [r] = read_page(module.TABLE, parse(open(f"tests/fixtures/prometheus/{name}.txt").read()), "m")
         assert expect <= set(r.gauges), name
         assert {"prompt_tokens_total", "generation_tokens_total"} <= set(r.counters), name
@@ -159,21 +192,28 @@ def test_auto_detection_without_metrics_pages():
     from telegraf_llm_input.servers.base import Fetcher
     from tests.fakes.llm import llamacpp_props
     from tests.fakes.llm_more import TGI_INFO
+
     cases = {
-        "sglang": {"/get_server_info": Reply({"model_path": "Qwen/Qwen2.5-7B-Instruct", "tp_size": 1,
-                                              "version": "0.4.9"})},
+        "sglang": {
+            "/get_server_info": Reply({"model_path": "Qwen/Qwen2.5-7B-Instruct", "tp_size": 1, "version": "0.4.9"})
+        },
         "tgi": {"/info": Reply(TGI_INFO)},
-        "llamacpp": {"/metrics": Reply("metrics disabled", status=501), "/props": Reply(llamacpp_props()),
-                     "/v1/models": Reply({"object": "list", "data": []})},
+        "llamacpp": {
+            "/metrics": Reply("metrics disabled", status=501),
+            "/props": Reply(llamacpp_props()),
+            "/v1/models": Reply({"object": "list", "data": []}),
+        },
         "openai": {"/v1/models": Reply({"object": "list", "data": []})},
         None: {"/": Reply("hello")},
     }
     for expected, routes in cases.items():
         with FakeServer(routes) as fake:
+
             async def go():
                 pool = HttpPool()
                 try:
                     return await detect(Fetcher(pool, TargetConfig(url=fake.url)))
                 finally:
                     await pool.close()
+
             assert asyncio.run(go()) == expected

@@ -17,7 +17,7 @@ from tests.support.smallfs import fill, small_tmpfs
 
 
 def batch(i: int, lines: int = 40) -> tuple[str, int]:
-    return "".join(f"llm_t,server=s{j} seq={i}i,pad=\"{'x' * 40}\" {i * 1000 + j}\n" for j in range(lines)), lines
+    return "".join(f'llm_t,server=s{j} seq={i}i,pad="{"x" * 40}" {i * 1000 + j}\n' for j in range(lines)), lines
 
 
 def drain(buffer: DiskBuffer) -> list[int]:
@@ -152,13 +152,27 @@ def test_junk_in_the_buffer_directory_never_stops_the_agent(tmp_path):
     (buf / "00000000000000000001.lpb").mkdir()
     (buf / "00000000000000000002.tmp").mkdir()
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "host": {"model_dir": str(tmp_path)},
-        "outputs": [{"type": "influxdb_v1", "url": f"http://127.0.0.1:{free_port()}", "timeout": "200ms",
-                     "buffer_dir": str(buf)}],
-    }))
-    r = subprocess.run([sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--once"],
-                       capture_output=True, text=True, timeout=60)
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "host": {"model_dir": str(tmp_path)},
+                "outputs": [
+                    {
+                        "type": "influxdb_v1",
+                        "url": f"http://127.0.0.1:{free_port()}",
+                        "timeout": "200ms",
+                        "buffer_dir": str(buf),
+                    }
+                ],
+            }
+        )
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     warned = [line for line in r.stderr.splitlines() if "00000000000000000001.lpb" in line]
     assert len(warned) == 1 and warned[0].startswith("W! ") and "fatal" not in r.stderr

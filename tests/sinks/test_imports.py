@@ -12,7 +12,9 @@ print(type(sinks[0]).__name__, 'influxdb_client' in sys.modules)
 
 
 def run(cfg):
-    out = subprocess.run([sys.executable, "-c", CODE.format(cfg=cfg, extra="")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CODE.format(cfg=cfg, extra="")], capture_output=True, text=True, check=True
+    )
     return out.stdout.split()
 
 
@@ -22,4 +24,7 @@ def test_stdout_path_never_imports_influxdb_client():
 
 
 def test_influxdb_v2_output_imports_it():
-    assert run({"outputs": [{"type": "influxdb_v2", "bucket": "b", "org": "o", "token": "t"}]}) == ["BatchingSink", "True"]
+    assert run({"outputs": [{"type": "influxdb_v2", "bucket": "b", "org": "o", "token": "t"}]}) == [
+        "BatchingSink",
+        "True",
+    ]

@@ -15,7 +15,10 @@ T0 = 1_700_000_000_000_000_000
 
 
 def points(n, start=0, measurement="llm_test"):
-    return [Metric(measurement, {"server": "a b"}, {"seq": i, "ok": True}, T0 + i * 1_000_000_000) for i in range(start, start + n)]
+    return [
+        Metric(measurement, {"server": "a b"}, {"seq": i, "ok": True}, T0 + i * 1_000_000_000)
+        for i in range(start, start + n)
+    ]
 
 
 def sink_for(cfg, state_dir=None):
@@ -38,22 +41,34 @@ def v1_seqs(influxdb, db):
 
 def test_v1_writes_batches_with_original_timestamps(influxdb, tmp_path):
     influxdb.create_db("v1ok")
-    sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "v1ok", "batch_size": 4,
-                     "flush_interval": "100ms"}, tmp_path)
+    sink = sink_for(
+        {"type": "influxdb_v1", "url": influxdb.url, "database": "v1ok", "batch_size": 4, "flush_interval": "100ms"},
+        tmp_path,
+    )
 
     async def go():
         await sink.write(points(5))
         await sink.write(points(5, 5))
         await drain(sink, lambda: sink.stats()["output_written_points"] >= 10)
         await sink.close()
+
     asyncio.run(go())
     assert v1_seqs(influxdb, "v1ok") == [(T0 + i * 1_000_000_000, i) for i in range(10)]
     assert sink.stats()["output_buffered_points"] == 0
 
 
 def test_v1_missing_database_is_one_clear_error_and_dropped(influxdb, tmp_path, caplog):
-    sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "nope", "flush_interval": "100ms",
-                     "username": "u", "password": "s3cret-pw"}, tmp_path)
+    sink = sink_for(
+        {
+            "type": "influxdb_v1",
+            "url": influxdb.url,
+            "database": "nope",
+            "flush_interval": "100ms",
+            "username": "u",
+            "password": "s3cret-pw",
+        },
+        tmp_path,
+    )
 
     async def go():
         for i in range(3):
@@ -61,6 +76,7 @@ def test_v1_missing_database_is_one_clear_error_and_dropped(influxdb, tmp_path, 
             await asyncio.sleep(0.15)
         await drain(sink, lambda: sink.stats()["output_dropped_points"] >= 6, 10)
         await sink.close()
+
     asyncio.run(go())
     stats = sink.stats()
     assert stats["output_dropped_points"] == 6 and stats["output_written_points"] == 0
@@ -73,10 +89,18 @@ def test_v1_outage_restart_and_replay_loses_nothing(influxdb, tmp_path):
     """Database down: batches go to disk; the sink is dropped without close (a SIGKILL) and a new one
     replays the backlog once the database answers."""
     from tests.support.influxdb import InfluxDB1
+
     db = InfluxDB1(tmp_path / "own").start()
     db.create_db("outage")
     url = db.url
-    cfg = {"type": "influxdb_v1", "url": url, "database": "outage", "batch_size": 3, "flush_interval": "100ms", "timeout": "500ms"}
+    cfg = {
+        "type": "influxdb_v1",
+        "url": url,
+        "database": "outage",
+        "batch_size": 3,
+        "flush_interval": "100ms",
+        "timeout": "500ms",
+    }
     db.stop()
 
     async def first_run():
@@ -84,21 +108,26 @@ def test_v1_outage_restart_and_replay_loses_nothing(influxdb, tmp_path):
         for i in range(4):
             await sink.write(points(2, i * 2))
             await asyncio.sleep(0.12)
-        await drain(sink, lambda: sink.stats()["output_errors"] >= 1 and sink.stats()["output_buffered_points"] == 8, 10)
+        await drain(
+            sink, lambda: sink.stats()["output_errors"] >= 1 and sink.stats()["output_buffered_points"] == 8, 10
+        )
         assert sink.stats()["output_buffered_points"] == 8
         sink._task.cancel()  # killed: no close(), nothing flushed
+
     asyncio.run(first_run())
     files = list((tmp_path / "state" / "buffer" / "influxdb_v1").glob("*.lpb"))
     assert files, "the backlog must be on disk"
 
     db2 = InfluxDB1(tmp_path / "own", http_port=db.http_port).start()
     try:
+
         async def second_run():
             sink = sink_for(cfg, tmp_path / "state")
             assert sink.stats()["output_buffered_points"] == 8
             await sink.write(points(2, 8))
             await drain(sink, lambda: sink.stats()["output_buffered_points"] == 0)
             await sink.close()
+
         asyncio.run(second_run())
         seqs = v1_seqs(db2, "outage")
         assert sorted(set(seqs)) == [(T0 + i * 1_000_000_000, i) for i in range(10)]
@@ -116,17 +145,34 @@ def victoria(tmp_path_factory):
 
 
 def test_v2_writes_to_victoriametrics(victoria, tmp_path, caplog):
-    sink = sink_for({"type": "influxdb_v2", "url": victoria.url, "org": "o", "bucket": "b", "token": "tok-s3cret",
-                     "batch_size": 3, "flush_interval": "100ms"}, tmp_path)
+    sink = sink_for(
+        {
+            "type": "influxdb_v2",
+            "url": victoria.url,
+            "org": "o",
+            "bucket": "b",
+            "token": "tok-s3cret",
+            "batch_size": 3,
+            "flush_interval": "100ms",
+        },
+        tmp_path,
+    )
 
     async def go():
         await sink.write(points(7))
         await drain(sink, lambda: sink.stats()["output_written_points"] >= 7)
         await sink.close()
+
     asyncio.run(go())
     got = {}
-    wait_until(lambda: bool(got.update({s["metric"]["__name__"]: s for s in victoria.export('{__name__=~"llm_test_.*"}')})
-                            or len(got.get("llm_test_seq", {}).get("values", [])) == 7), 15, "VictoriaMetrics export")
+    wait_until(
+        lambda: bool(
+            got.update({s["metric"]["__name__"]: s for s in victoria.export('{__name__=~"llm_test_.*"}')})
+            or len(got.get("llm_test_seq", {}).get("values", [])) == 7
+        ),
+        15,
+        "VictoriaMetrics export",
+    )
     seq = got["llm_test_seq"]
     assert seq["metric"]["server"] == "a b"
     assert seq["values"] == list(range(7))
@@ -136,13 +182,25 @@ def test_v2_writes_to_victoriametrics(victoria, tmp_path, caplog):
 
 def test_v2_connection_refused_buffers_then_gives_up_nothing(tmp_path):
     from tests.support.procs import free_port
-    sink = sink_for({"type": "influxdb_v2", "url": f"http://127.0.0.1:{free_port()}", "org": "o", "bucket": "b",
-                     "token": "t", "flush_interval": "100ms", "timeout": "300ms"}, tmp_path)
+
+    sink = sink_for(
+        {
+            "type": "influxdb_v2",
+            "url": f"http://127.0.0.1:{free_port()}",
+            "org": "o",
+            "bucket": "b",
+            "token": "t",
+            "flush_interval": "100ms",
+            "timeout": "300ms",
+        },
+        tmp_path,
+    )
 
     async def go():
         await sink.write(points(3))
         await drain(sink, lambda: sink.stats()["output_errors"] >= 1, 10)
         await sink.close()
+
     asyncio.run(go())
     assert sink.stats()["output_buffered_points"] == 3
     assert sink.stats()["output_written_points"] == 0

@@ -51,8 +51,15 @@ def test_outage_on_a_full_filesystem_keeps_the_newest_and_delivers_within_a_flus
     db.create_db("full")
     db.stop()
     with small_tmpfs(tmp_path / "fs", "64k") as fs:
-        cfg = {"type": "influxdb_v1", "url": db.url, "database": "full", "batch_size": 40, "flush_interval": "1s",
-               "timeout": "300ms", "buffer_dir": str(fs / "buf")}
+        cfg = {
+            "type": "influxdb_v1",
+            "url": db.url,
+            "database": "full",
+            "batch_size": 40,
+            "flush_interval": "1s",
+            "timeout": "300ms",
+            "buffer_dir": str(fs / "buf"),
+        }
         restarted = {}
 
         async def go():
@@ -70,8 +77,9 @@ def test_outage_on_a_full_filesystem_keeps_the_newest_and_delivers_within_a_flus
             back = time.monotonic()
             # Ten seconds of failures behind it: an uncapped backoff would now wait up to 32-60 s (plus
             # a flush interval); capped, the next try is at most 1 s away, then the replay (~15 batches).
-            assert await until(lambda: sink.stats()["output_written_points"] >= kept, 8.0), \
+            assert await until(lambda: sink.stats()["output_written_points"] >= kept, 8.0), (
                 f"not delivered {time.monotonic() - back:.1f}s after the database came back"
+            )
             await sink.close()
             return kept
 
@@ -91,8 +99,10 @@ def test_413_splits_the_batch_until_the_server_takes_it(tmp_path, caplog):
     db = InfluxDB1(tmp_path / "influx", max_body_size=3000).start()  # about 30 of our lines
     try:
         db.create_db("big")
-        sink = sink_for({"type": "influxdb_v1", "url": db.url, "database": "big", "batch_size": 795,
-                         "flush_interval": "100ms"}, tmp_path)
+        sink = sink_for(
+            {"type": "influxdb_v1", "url": db.url, "database": "big", "batch_size": 795, "flush_interval": "100ms"},
+            tmp_path,
+        )
 
         async def go():
             await sink.write([m for i in range(20) for m in gather(i, 40)][:795])
@@ -100,6 +110,7 @@ def test_413_splits_the_batch_until_the_server_takes_it(tmp_path, caplog):
             await sink.write(gather(99, 40))  # later batches go in pieces at once
             assert await until(lambda: sink.stats()["output_written_points"] >= 835)
             await sink.close()
+
         asyncio.run(go())
         assert sink.stats()["output_dropped_points"] == 0
         assert len(seqs(db, "big")) == 835
@@ -116,8 +127,16 @@ def test_partial_write_counts_only_the_dropped_points_and_the_run_logs_twice(inf
     def batch(i, floats):
         return [Metric("llm_p", {"s": str(j)}, {"seq": 1.5 if j < floats else j}, T0 + i * 1000 + j) for j in range(10)]
 
-    sink = sink_for({"type": "influxdb_v1", "url": influxdb.url, "database": "partial", "batch_size": 10,
-                     "flush_interval": "100ms"}, tmp_path)
+    sink = sink_for(
+        {
+            "type": "influxdb_v1",
+            "url": influxdb.url,
+            "database": "partial",
+            "batch_size": 10,
+            "flush_interval": "100ms",
+        },
+        tmp_path,
+    )
 
     async def go():
         for i in range(1, 4):  # three gathers, each with 2 points the server cannot take
@@ -126,6 +145,7 @@ def test_partial_write_counts_only_the_dropped_points_and_the_run_logs_twice(inf
         await sink.write(batch(9, 0))
         assert await until(lambda: sink.stats()["output_written_points"] >= 3 * 8 + 10)
         await sink.close()
+
     asyncio.run(go())
     stats = sink.stats()
     assert stats["output_dropped_points"] == 6 and stats["output_written_points"] == 34
@@ -146,16 +166,24 @@ def test_a_success_of_another_output_ends_the_retry_wait(tmp_path):
             length = int([x for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")][0].split(b":")[1])
             await reader.readexactly(length)
             answers["n"] += 1
-            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n"
-                         if answers["n"] == 1 else b"HTTP/1.1 204 No Content\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n"
+                if answers["n"] == 1
+                else b"HTTP/1.1 204 No Content\r\n\r\n"
+            )
             await writer.drain()
             writer.close()
+
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        a = sink_for({"type": "influxdb_v1", "url": url, "database": "a", "batch_size": 1, "flush_interval": "60s"},
-                     tmp_path / "a")
-        b = sink_for({"type": "influxdb_v1", "url": url, "database": "b", "batch_size": 1, "flush_interval": "60s"},
-                     tmp_path / "b")
+        a = sink_for(
+            {"type": "influxdb_v1", "url": url, "database": "a", "batch_size": 1, "flush_interval": "60s"},
+            tmp_path / "a",
+        )
+        b = sink_for(
+            {"type": "influxdb_v1", "url": url, "database": "b", "batch_size": 1, "flush_interval": "60s"},
+            tmp_path / "b",
+        )
         await a.write([Metric("m", {}, {"v": 1}, T0)])
         assert await until(lambda: a.stats()["output_errors"] == 1, 5)
         await b.write([Metric("m", {}, {"v": 2}, T0)])
@@ -164,6 +192,7 @@ def test_a_success_of_another_output_ends_the_retry_wait(tmp_path):
         await b.close()
         server.close()
         return delivered
+
     assert asyncio.run(go())
 
 
@@ -181,8 +210,13 @@ def test_no_room_at_all_drops_the_new_batch_counted_with_one_error_line(tmp_path
         raise ConnectionRefusedError("connection refused")
 
     async def go():
-        sink = BatchingSink("influxdb_v1", refuse, batch_size=40, flush_interval=0.2,
-                            buffer=DiskBuffer(tmp_path / "buf", 10_000_000, write=writer))
+        sink = BatchingSink(
+            "influxdb_v1",
+            refuse,
+            batch_size=40,
+            flush_interval=0.2,
+            buffer=DiskBuffer(tmp_path / "buf", 10_000_000, write=writer),
+        )
         for i in range(5):
             await sink.write(gather(i))
             await asyncio.sleep(0.1)
@@ -194,6 +228,7 @@ def test_no_room_at_all_drops_the_new_batch_counted_with_one_error_line(tmp_path
         stats = sink.stats()
         await sink.close()
         return stats
+
     stats = asyncio.run(go())
     assert stats["output_buffered_points"] >= 40
     assert not list((tmp_path / "buf").glob("*.tmp"))

@@ -23,7 +23,11 @@ def gathered(path):
     """Timestamps of the per-gather llm_agent points (no `source` tag) the agent printed."""
     out = set()
     for line in path.read_text().splitlines():
-        if line.startswith("llm_agent,") and ",source=" not in line.split(" ")[0] and ",output=" not in line.split(" ")[0]:
+        if (
+            line.startswith("llm_agent,")
+            and ",source=" not in line.split(" ")[0]
+            and ",output=" not in line.split(" ")[0]
+        ):
             out.add(int(line.rsplit(" ", 1)[1]))
     return out
 
@@ -36,6 +40,7 @@ def stored(db):
 
 def buffered(directory):
     from telegraf_llm_input.sinks.buffer import unframe
+
     out = set()
     for path in directory.glob("*.lpb"):
         text, _ = unframe(path.read_bytes())
@@ -44,9 +49,14 @@ def buffered(directory):
 
 
 def start_agent(cfg, out):
-    return subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
-                            stdout=open(out, "ab"), stderr=open(str(out) + ".err", "ab"), stdin=subprocess.DEVNULL,
-                            cwd=ROOT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
+        stdout=open(out, "ab"),
+        stderr=open(str(out) + ".err", "ab"),
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def test_outage_kill_restart_replays_every_point(tmp_path):
@@ -55,12 +65,25 @@ def test_outage_kill_restart_replays_every_point(tmp_path):
     db = InfluxDB1(tmp_path / "influx").start()
     db.create_db("outage")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "agent": {"interval": "200ms", "state_dir": str(tmp_path / "state")},
-        "targets": [],
-        "outputs": [{"type": "influxdb_v1", "url": db.url, "database": "outage", "batch_size": 50,
-                     "flush_interval": "200ms", "timeout": "500ms"}, {"type": "stdout"}],
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {"interval": "200ms", "state_dir": str(tmp_path / "state")},
+                "targets": [],
+                "outputs": [
+                    {
+                        "type": "influxdb_v1",
+                        "url": db.url,
+                        "database": "outage",
+                        "batch_size": 50,
+                        "flush_interval": "200ms",
+                        "timeout": "500ms",
+                    },
+                    {"type": "stdout"},
+                ],
+            }
+        )
+    )
     out1, out2 = tmp_path / "run1.out", tmp_path / "run2.out"
     agent = start_agent(cfg, out1)
     try:

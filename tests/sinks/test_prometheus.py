@@ -24,8 +24,8 @@ def test_page_types_counters_skips_strings_and_expires():
     store = SeriesStore(expire_s=10)
     store.update(sample(), now=100.0)
     page = store.render(now=105.0)
-    assert "# TYPE llm_agent_gathers_total counter\nllm_agent_gathers_total{host=\"box\"} 5\n" in page
-    assert "# TYPE llm_agent_gather_seconds gauge\nllm_agent_gather_seconds{host=\"box\"} 0.0015\n" in page
+    assert '# TYPE llm_agent_gathers_total counter\nllm_agent_gathers_total{host="box"} 5\n' in page
+    assert '# TYPE llm_agent_gather_seconds gauge\nllm_agent_gather_seconds{host="box"} 0.0015\n' in page
     assert 'llm_test_up{server="we\\"ird\\\\\\nname",tag_0bad="x"} 1' in page
     assert "model" not in page
     assert store.render(now=111.0) == ""
@@ -46,29 +46,42 @@ def test_promtool_and_real_prometheus_scrape(tmp_path):
         assert page.headers["content-type"].startswith("text/plain; version=0.0.4")
         check = subprocess.run([promtool, "check", "metrics"], input=page.content, capture_output=True, timeout=30)
         assert check.returncode == 0, check.stdout + check.stderr
-        bad = subprocess.run([promtool, "check", "metrics"], input=page.content.replace(b"_total", b""),
-                             capture_output=True, timeout=30)
+        bad = subprocess.run(
+            [promtool, "check", "metrics"], input=page.content.replace(b"_total", b""), capture_output=True, timeout=30
+        )
         assert bad.returncode != 0  # promtool does catch an untyped-suffix counter
 
         web = free_port()
         (tmp_path / "prometheus.yml").write_text(
             "global: {scrape_interval: 1s}\n"
-            f"scrape_configs: [{{job_name: llm, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}]\n")
-        prom = ManagedProcess([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{web}"],
-                              tmp_path / "prometheus.log")
+            f"scrape_configs: [{{job_name: llm, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}]\n"
+        )
+        prom = ManagedProcess(
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{web}",
+            ],
+            tmp_path / "prometheus.log",
+        )
         try:
             wait_until(http_ok(f"http://127.0.0.1:{web}/-/ready"), 60, "prometheus", prom.proc, prom.log_path)
             result = {}
 
             def seen():
-                r = httpx.get(f"http://127.0.0.1:{web}/api/v1/query", params={"query": "llm_agent_gathers_total"}, timeout=5)
+                r = httpx.get(
+                    f"http://127.0.0.1:{web}/api/v1/query", params={"query": "llm_agent_gathers_total"}, timeout=5
+                )
                 result["data"] = r.json()["data"]["result"]
                 return bool(result["data"])
+
             wait_until(seen, 60, "series in Prometheus")
             assert result["data"][0]["metric"]["host"] == "box"
             assert result["data"][0]["value"][1] == "5"
-            meta = httpx.get(f"http://127.0.0.1:{web}/api/v1/metadata", params={"metric": "llm_agent_gathers_total"}, timeout=5)
+            meta = httpx.get(
+                f"http://127.0.0.1:{web}/api/v1/metadata", params={"metric": "llm_agent_gathers_total"}, timeout=5
+            )
             assert meta.json()["data"]["llm_agent_gathers_total"][0]["type"] == "counter"
         finally:
             prom.stop()
@@ -82,18 +95,23 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not insta
 
 
 def promtool_check(page: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PROMTOOL, "check", "metrics"], input=page.encode("utf-8", "replace"),
-                          capture_output=True, timeout=30)
+    return subprocess.run(
+        [PROMTOOL, "check", "metrics"], input=page.encode("utf-8", "replace"), capture_output=True, timeout=30
+    )
 
 
 @needs_promtool
 def test_every_schema_field_is_exposed_and_promtool_accepts_it():
     from telegraf_llm_input.schema import ALL
+
     store = SeriesStore(expire_s=60)
     metrics = []
     for m in ALL:
-        fields = {f.name.replace("*", "stop"): (1 if f.type == "int" else 1.5) for f in m.fields
-                  if f.type in ("int", "float") and f.name != "*"}
+        fields = {
+            f.name.replace("*", "stop"): (1 if f.type == "int" else 1.5)
+            for f in m.fields
+            if f.type in ("int", "float") and f.name != "*"
+        }
         metrics.append(Metric(m.name, {t.strip("<>").replace(" ", "_"): "v" for t in m.tags}, fields, 1))
     store.update(metrics, now=0.0)
     assert len(store) == sum(len(m.fields) for m in metrics)  # nothing of ours renamed away or dropped
@@ -104,9 +122,21 @@ def test_every_schema_field_is_exposed_and_promtool_accepts_it():
 @needs_promtool
 def test_names_of_a_prometheus_target_are_repaired_or_dropped_once(caplog):
     """Gauges ending in `_total`, camelCase, types in names, our names after unit conversion."""
-    fields = {"app_queue_total": 3.0, "app_hits_total": 5.0, "app_hits_per_s": 0.5, "rpc_seconds_count": 4.0,
-              "rpc_seconds_sum": 1.5, "cacheHits": 2.0, "bar_gauge": 1.0, "scrape_seconds": 0.2, "scrape_ms": 3.0,
-              "busy_ms_total": 1.0, "uptime_minutes": 7.0, "x_ms": 1.0, "x_seconds": 2.0}
+    fields = {
+        "app_queue_total": 3.0,
+        "app_hits_total": 5.0,
+        "app_hits_per_s": 0.5,
+        "rpc_seconds_count": 4.0,
+        "rpc_seconds_sum": 1.5,
+        "cacheHits": 2.0,
+        "bar_gauge": 1.0,
+        "scrape_seconds": 0.2,
+        "scrape_ms": 3.0,
+        "busy_ms_total": 1.0,
+        "uptime_minutes": 7.0,
+        "x_ms": 1.0,
+        "x_seconds": 2.0,
+    }
     store = SeriesStore(expire_s=60)
     for _ in range(2):
         store.update([Metric("llm_server", {"target": "a", "le": "0.5", "modelName": "q"}, fields, 1)], now=0.0)
@@ -114,9 +144,15 @@ def test_names_of_a_prometheus_target_are_repaired_or_dropped_once(caplog):
     check = promtool_check(page)
     assert check.returncode == 0, check.stderr.decode() + page
     names = {line.split("{")[0] for line in page.splitlines() if not line.startswith("#")}
-    assert {"llm_server_app_queue_total_value", "llm_server_app_hits_total_value", "llm_server_cache_hits",
-            "llm_server_rpc_seconds_count_value", "llm_server_bar", "llm_server_scrape_seconds",
-            "llm_server_x_seconds"} <= names
+    assert {
+        "llm_server_app_queue_total_value",
+        "llm_server_app_hits_total_value",
+        "llm_server_cache_hits",
+        "llm_server_rpc_seconds_count_value",
+        "llm_server_bar",
+        "llm_server_scrape_seconds",
+        "llm_server_x_seconds",
+    } <= names
     assert 'llm_server_scrape_seconds{model_name="q",tag_le="0.5",target="a"} 0.003' in page  # ours, not theirs
     dropped = [r.getMessage() for r in caplog.records if "not exposed" in r.getMessage()]
     assert len(dropped) == 4, dropped  # scrape_seconds (taken), x_seconds or x_ms, busy_ms_total, uptime_minutes
@@ -128,15 +164,24 @@ def test_any_input_gives_a_page_promtool_accepts():
     from hypothesis import HealthCheck, given, settings, strategies as st
 
     from telegraf_llm_input.schema import ALL
+
     names = st.one_of(st.sampled_from([m.name for m in ALL]), st.text(min_size=1, max_size=12))
     known = [f.name for m in ALL for f in m.fields if "*" not in f.name]
-    field_names = st.one_of(st.sampled_from(known), st.text(min_size=1, max_size=16),
-                            st.from_regex(r"[a-zA-Z][a-zA-Z0-9_:]{0,12}_(total|count|sum|bucket|ms|s|gauge)",
-                                          fullmatch=True))
-    values = st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-                       st.text(max_size=5))
-    metrics = st.builds(Metric, names, st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4),
-                        st.dictionaries(field_names, values, min_size=1, max_size=6), st.just(1))
+    field_names = st.one_of(
+        st.sampled_from(known),
+        st.text(min_size=1, max_size=16),
+        st.from_regex(r"[a-zA-Z][a-zA-Z0-9_:]{0,12}_(total|count|sum|bucket|ms|s|gauge)", fullmatch=True),
+    )
+    values = st.one_of(
+        st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=5)
+    )
+    metrics = st.builds(
+        Metric,
+        names,
+        st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4),
+        st.dictionaries(field_names, values, min_size=1, max_size=6),
+        st.just(1),
+    )
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(metrics, min_size=1, max_size=8))
@@ -146,4 +191,5 @@ def test_any_input_gives_a_page_promtool_accepts():
         page = store.render(now=0.0)
         result = promtool_check(page)
         assert result.returncode == 0, result.stderr.decode() + "\n" + page
+
     check()

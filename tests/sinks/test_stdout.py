@@ -44,6 +44,7 @@ def test_a_stalled_reader_drops_the_oldest_gathers_and_counts_them():
             await asyncio.wait_for(sink.write(gather(i)), 2)  # never blocks on the stalled stream
         stream.release.set()
         await sink.close()
+
     asyncio.run(go())
     written = [int(c.split(b"seq=")[1].split(b"i")[0]) for c in stream.chunks]
     # gather 0 was being written when the reader stalled; the queue then kept the 5 newest.
@@ -68,5 +69,6 @@ def test_a_closed_pipe_is_reported_and_the_next_gather_still_tried():
             with pytest.raises(BrokenPipeError):
                 await sink.write(gather(0))
         await sink.close()
+
     asyncio.run(go())
     assert sink.stats()["lines_written"] == 0

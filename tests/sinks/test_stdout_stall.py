@@ -27,28 +27,47 @@ def agent_points(db, name):
 def test_stalled_stdout_stalls_nothing_else(influxdb, tmp_path):
     influxdb.create_db("stall")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "agent": {"interval": "100ms"},
-        "host": {"model_dir": str(tmp_path)},
-        "outputs": [{"type": "stdout"},
-                    {"type": "influxdb_v1", "url": influxdb.url, "database": "stall", "flush_interval": "200ms"}],
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {"interval": "100ms"},
+                "host": {"model_dir": str(tmp_path)},
+                "outputs": [
+                    {"type": "stdout"},
+                    {"type": "influxdb_v1", "url": influxdb.url, "database": "stall", "flush_interval": "200ms"},
+                ],
+            }
+        )
+    )
     read_end, write_end = os.pipe()
     try:
         fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
     except OSError:
         pass  # a bigger pipe only makes the test slower to stall
     err = open(tmp_path / "stderr", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
-                            stdin=subprocess.PIPE, stdout=write_end, stderr=err, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
+        stdin=subprocess.PIPE,
+        stdout=write_end,
+        stderr=err,
+        cwd=ROOT,
+    )
     os.close(write_end)
     try:
         # Nobody reads stdout: after a few gathers the pipe is full, yet InfluxDB keeps getting gathers.
-        wait_until(lambda: any((d or 0) > 0 for _, d in agent_points(influxdb, "stall")), 60,
-                   "gathers dropped from the stalled stdout", proc)
+        wait_until(
+            lambda: any((d or 0) > 0 for _, d in agent_points(influxdb, "stall")),
+            60,
+            "gathers dropped from the stalled stdout",
+            proc,
+        )
         seen = max(g for g, _ in agent_points(influxdb, "stall"))
-        wait_until(lambda: max(g for g, _ in agent_points(influxdb, "stall")) >= seen + 5, 30,
-                   "gathers reaching InfluxDB while stdout is stalled", proc)
+        wait_until(
+            lambda: max(g for g, _ in agent_points(influxdb, "stall")) >= seen + 5,
+            30,
+            "gathers reaching InfluxDB while stdout is stalled",
+            proc,
+        )
         closed = time.monotonic()
         proc.stdin.close()  # Telegraf stopping: EOF must still be noticed
         code = proc.wait(15)

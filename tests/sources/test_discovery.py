@@ -15,18 +15,22 @@ from tests.support.procs import free_port
 
 def test_discovery_finds_each_fake_with_its_type(caplog):
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
-    fakes = {"vllm": fake_vllm(vllm_page({"m": Snap(prompt=5)})),
-             "llamacpp": fake_llamacpp(llamacpp_metrics(1, 2, 3, 4)),
-             "ollama": fake_ollama([]),
-             "tgi": fake_tgi([tgi_page(1, {}, 0, 0, 1, 1, ([1.0], [1, 1], 0.5))]),
-             "openai": fake_openai(["lmstudio-model"])}
+    fakes = {
+        "vllm": fake_vllm(vllm_page({"m": Snap(prompt=5)})),
+        "llamacpp": fake_llamacpp(llamacpp_metrics(1, 2, 3, 4)),
+        "ollama": fake_ollama([]),
+        "tgi": fake_tgi([tgi_page(1, {}, 0, 0, 1, 1, ([1.0], [1, 1], 0.5))]),
+        "openai": fake_openai(["lmstudio-model"]),
+    }
     stranger = FakeServer({"/": Reply("hello")})  # answers HTTP, but no model server
     closed = free_port()
     for f in [*fakes.values(), stranger]:
         f.start()
     try:
         ports = [f.port for f in fakes.values()] + [stranger.port, closed]
-        config = parse_config({"discovery": {"ports": ports, "timeout": "1s"}, "host": {"enabled": False}, "gpu": {"enabled": False}})
+        config = parse_config(
+            {"discovery": {"ports": ports, "timeout": "1s"}, "host": {"enabled": False}, "gpu": {"enabled": False}}
+        )
 
         async def run():
             agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=5.0)
@@ -34,6 +38,7 @@ def test_discovery_finds_each_fake_with_its_type(caplog):
                 return await agent.gather_once(0)
             finally:
                 await agent.close()
+
         metrics = asyncio.run(run())
     finally:
         for f in [*fakes.values(), stranger]:
@@ -57,14 +62,20 @@ def test_discovery_off_or_explicit_empty_targets_build_nothing():
 def test_a_server_started_later_is_found_on_rescan(caplog):
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     port = free_port()
-    config = parse_config({"discovery": {"ports": [port], "timeout": "1s", "rescan": "100ms"},
-                           "host": {"enabled": False}, "gpu": {"enabled": False}})
+    config = parse_config(
+        {
+            "discovery": {"ports": [port], "timeout": "1s", "rescan": "100ms"},
+            "host": {"enabled": False},
+            "gpu": {"enabled": False},
+        }
+    )
 
     async def run():
         agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=5.0)
         before = await agent.gather_once(0)
-        later = FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": []})},
-                           port=port).start()
+        later = FakeServer(
+            {"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": []})}, port=port
+        ).start()
         await asyncio.sleep(0.15)  # past `rescan`
         try:
             after = await agent.gather_once(10)
@@ -72,6 +83,7 @@ def test_a_server_started_later_is_found_on_rescan(caplog):
             later.stop()
             await agent.close()
         return before, after
+
     before, after = asyncio.run(run())
     assert [m for m in before if m.measurement == "llm_server"] == []
     assert [(m.tags["server_type"], m.fields["up"]) for m in after if m.measurement == "llm_server"] == [("ollama", 1)]
@@ -82,8 +94,9 @@ def test_a_server_started_later_is_found_on_rescan(caplog):
 def test_a_discovered_server_that_goes_away_reports_up_0_under_its_own_source():
     # no kept-alive connection outlives the stop
     fake = FakeServer({"/metrics": Reply(vllm_page({"m": Snap(prompt=5)}), headers={"Connection": "close"})}).start()
-    config = parse_config({"discovery": {"ports": [fake.port], "timeout": "1s"}, "host": {"enabled": False},
-                           "gpu": {"enabled": False}})
+    config = parse_config(
+        {"discovery": {"ports": [fake.port], "timeout": "1s"}, "host": {"enabled": False}, "gpu": {"enabled": False}}
+    )
 
     async def run():
         agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=3.0)
@@ -93,6 +106,7 @@ def test_a_discovered_server_that_goes_away_reports_up_0_under_its_own_source():
             return first, await agent.gather_once(10), agent.problems()
         finally:
             await agent.close()
+
     first, down, problems = asyncio.run(run())
     [up] = [m for m in first if m.measurement == "llm_server"]
     [gone] = [m for m in down if m.measurement == "llm_server"]
@@ -111,12 +125,14 @@ def test_a_discovered_server_gets_its_process_followed():
     from telegraf_llm_input.agent import Agent
 
     root = Path(__file__).resolve().parents[2]
-    child = subprocess.Popen([sys.executable, "-m", "tests.fakes.streaming", "0.01", "0.01", "3"],
-                             stdout=subprocess.PIPE, cwd=root)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.streaming", "0.01", "0.01", "3"], stdout=subprocess.PIPE, cwd=root
+    )
     try:
         port = int(child.stdout.readline())
-        config = parse_config({"discovery": {"ports": [port], "timeout": "1s"},
-                               "host": {"enabled": False}, "gpu": {"enabled": False}})
+        config = parse_config(
+            {"discovery": {"ports": [port], "timeout": "1s"}, "host": {"enabled": False}, "gpu": {"enabled": False}}
+        )
 
         async def run():
             agent = Agent(build_sources(config, SourceEnv()), [], deadline_s=5.0)
@@ -127,6 +143,7 @@ def test_a_discovered_server_gets_its_process_followed():
             gone = await agent.gather_once()
             await agent.close()
             return alive, gone
+
         alive, gone = asyncio.run(run())
     finally:
         if child.poll() is None:

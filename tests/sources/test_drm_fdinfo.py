@@ -95,8 +95,7 @@ def test_process_source_reports_fdinfo_memory_and_busy(servers, tmp_path, monkey
     proc = tmp_path / "proc"
     shutil.copytree(PROC / "4242", proc / str(server.pid), symlinks=True)
     monkeypatch.setattr(drm_fdinfo, "PROC_ROOT", proc)
-    [source] = process_sources([{"url": f"http://127.0.0.1:{port}", "type": "llamacpp"}],
-                               gpu={"backends": ["amd"]})
+    [source] = process_sources([{"url": f"http://127.0.0.1:{port}", "type": "llamacpp"}], gpu={"backends": ["amd"]})
     first = gather(source).fields
     assert first["pid"] == server.pid
     assert first["gpu_memory_used_mib"] == pytest.approx((8650752 + 16384) / 1024)

@@ -57,8 +57,13 @@ def test_eight_gpus_with_documented_fields_and_values(monkeypatch):
     assert sorted(gpus, key=int) == [str(i) for i in range(8)]
 
     h0 = gpus["0"]
-    assert h0.tags == {"index": "0", "uuid": "GPU-5e1d0f7a-3c2b-4e55-9a0d-8c1f2b3a4c00",
-                       "name": "NVIDIA H100 80GB HBM3", "pci_bus_id": "00000000:18:00.0", "vendor": "nvidia"}
+    assert h0.tags == {
+        "index": "0",
+        "uuid": "GPU-5e1d0f7a-3c2b-4e55-9a0d-8c1f2b3a4c00",
+        "name": "NVIDIA H100 80GB HBM3",
+        "pci_bus_id": "00000000:18:00.0",
+        "vendor": "nvidia",
+    }
     f = h0.fields
     assert f["utilization_gpu"] == 87 and f["utilization_memory"] == 54
     assert f["memory_total_mib"] == 81_559 and f["memory_used_mib"] == 74_200
@@ -82,8 +87,12 @@ def test_eight_gpus_with_documented_fields_and_values(monkeypatch):
     assert rtx["fan_speed"] == 41 and rtx["encoder_util"] == 3 and rtx["pstate"] == 2
     assert rtx["throttle_thermal"] == 1 and rtx["throttle_idle"] == 1 and rtx["throttle_power_cap"] == 0
     # no ECC on a GeForce card; no XID registration either
-    for absent in ("ecc_uncorrected_volatile", "ecc_corrected_volatile", "retired_or_remapped_rows_pending",
-                   "xid_errors_total"):
+    for absent in (
+        "ecc_uncorrected_volatile",
+        "ecc_corrected_volatile",
+        "retired_or_remapped_rows_pending",
+        "xid_errors_total",
+    ):
         assert absent not in rtx
 
     for m in gpus.values():
@@ -167,16 +176,32 @@ def test_nvidia_smi_compat_uses_telegraf_names_and_units(monkeypatch):
     smi = by_index(metrics, "nvidia_smi")
     assert len(smi) == 8 and len(by_index(metrics)) == 8
     m = smi["6"]
-    assert m.tags == {"index": "6", "name": "NVIDIA GeForce RTX 4090",
-                      "uuid": "GPU-0b7c9e21-6d4f-4a8b-b2c3-d1e2f3a4b506", "pstate": "P2", "compute_mode": "Default"}
+    assert m.tags == {
+        "index": "6",
+        "name": "NVIDIA GeForce RTX 4090",
+        "uuid": "GPU-0b7c9e21-6d4f-4a8b-b2c3-d1e2f3a4b506",
+        "pstate": "P2",
+        "compute_mode": "Default",
+    }
     assert m.fields == {
-        "driver_version": "550.54.15", "cuda_version": "12.4", "fan_speed": 41,
-        "memory_total": 24_564, "memory_used": 6_120, "memory_free": 24_564 - 6_120,
-        "temperature_gpu": 66, "utilization_gpu": 35, "utilization_memory": 20,
-        "utilization_encoder": 3, "utilization_decoder": 0,
-        "pcie_link_gen_current": 4, "pcie_link_width_current": 16,
-        "clocks_current_graphics": 2520, "clocks_current_sm": 2520, "clocks_current_memory": 10501,
-        "clocks_current_video": 1965, "power_draw": pytest.approx(212.4),
+        "driver_version": "550.54.15",
+        "cuda_version": "12.4",
+        "fan_speed": 41,
+        "memory_total": 24_564,
+        "memory_used": 6_120,
+        "memory_free": 24_564 - 6_120,
+        "temperature_gpu": 66,
+        "utilization_gpu": 35,
+        "utilization_memory": 20,
+        "utilization_encoder": 3,
+        "utilization_decoder": 0,
+        "pcie_link_gen_current": 4,
+        "pcie_link_width_current": 16,
+        "clocks_current_graphics": 2520,
+        "clocks_current_sm": 2520,
+        "clocks_current_memory": 10501,
+        "clocks_current_video": 1965,
+        "power_draw": pytest.approx(212.4),
     }
     # Telegraf writes these as integers: a dashboard's field type must not change under it
     line = [ln for ln in encode_batch([m]).text.splitlines()][0]

@@ -80,10 +80,23 @@ def test_amd_card_from_recorded_sysfs_has_vendor_tag_and_converted_units(no_nvml
 
 
 # The Python type NVML's fields have (the NVIDIA backend's fake reports these), for the type check above.
-GPU_TYPES = {"utilization_gpu": 0, "utilization_memory": 0, "memory_total_mib": 0.0, "memory_used_mib": 0.0,
-             "memory_free_mib": 0.0, "temperature_gpu": 0, "power_draw_w": 0.0, "power_limit_w": 0.0,
-             "energy_total_j": 0.0, "clocks_sm_mhz": 0, "clocks_mem_mhz": 0, "gpu_lost": 0,
-             "utilization_renderer": 0, "utilization_tiler": 0, "memory_allocated_mib": 0.0}
+GPU_TYPES = {
+    "utilization_gpu": 0,
+    "utilization_memory": 0,
+    "memory_total_mib": 0.0,
+    "memory_used_mib": 0.0,
+    "memory_free_mib": 0.0,
+    "temperature_gpu": 0,
+    "power_draw_w": 0.0,
+    "power_limit_w": 0.0,
+    "energy_total_j": 0.0,
+    "clocks_sm_mhz": 0,
+    "clocks_mem_mhz": 0,
+    "gpu_lost": 0,
+    "utilization_renderer": 0,
+    "utilization_tiler": 0,
+    "memory_allocated_mib": 0.0,
+}
 
 
 def test_power1_average_wins_over_power1_input_and_energy_is_read(tmp_path, no_nvml):
@@ -188,6 +201,7 @@ def test_ioreg_garbage_is_an_error_and_a_gpu_without_statistics_is_skipped():
     with pytest.raises(ValueError, match="not a plist"):
         parse_ioreg(M1PRO.read_bytes()[:400])  # cut short
     import plistlib
+
     assert parse_ioreg(plistlib.dumps([{"IOClass": "AGXAcceleratorG13X", "model": "Apple M2"}])) == []
 
 
@@ -206,8 +220,11 @@ def test_explicit_backend_without_hardware_warns_and_auto_stays_quiet(tmp_path, 
 
 
 def test_backends_config_is_validated():
-    for bad, why in (({"backends": []}, "at least one"), ({"backends": ["auto", "amd"]}, "auto"),
-                     ({"backends": ["radeon"]}, "must be one of")):
+    for bad, why in (
+        ({"backends": []}, "at least one"),
+        ({"backends": ["auto", "amd"]}, "auto"),
+        ({"backends": ["radeon"]}, "must be one of"),
+    ):
         with pytest.raises(ConfigError, match=why):
             parse_config({"gpu": bad, "targets": []})
 

@@ -50,14 +50,17 @@ def test_missing_model_dir_only_drops_its_fields(tmp_path):
     assert "model_dir_free_bytes" not in gather(HostSource(HostConfig())).fields
 
 
-@pytest.mark.parametrize("text,value", [
-    (PSI, 1.53),
-    ("full avg10=0.40 avg60=0 avg300=0 total=1\nsome avg10=0.00 avg60=0 avg300=0 total=0\n", 0.0),
-    ("some avg60=1.0 total=3\n", None),
-    ("some avg10=abc\n", None),
-    ("", None),
-    ("garbage\n", None),
-])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        (PSI, 1.53),
+        ("full avg10=0.40 avg60=0 avg300=0 total=1\nsome avg10=0.00 avg60=0 avg300=0 total=0\n", 0.0),
+        ("some avg60=1.0 total=3\n", None),
+        ("some avg10=abc\n", None),
+        ("", None),
+        ("garbage\n", None),
+    ],
+)
 def test_psi_parser(text, value):
     assert parse_psi_some_avg10(text) == value
 

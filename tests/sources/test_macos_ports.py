@@ -38,8 +38,10 @@ def test_process_found_through_lsof_when_psutil_is_refused(servers, tmp_path, mo
     port = free_port()
     server = servers("127.0.0.1", port)
     output = tmp_path / "lsof.txt"
-    output.write_text("COMMAND     PID  USER   FD   TYPE             DEVICE SIZE/OFF NODE NAME\n"
-                      f"Python    {server.pid} alice    5u  IPv4 0x7b1ee3f52c40b73f      0t0  TCP 127.0.0.1:{port} (LISTEN)\n")
+    output.write_text(
+        "COMMAND     PID  USER   FD   TYPE             DEVICE SIZE/OFF NODE NAME\n"
+        f"Python    {server.pid} alice    5u  IPv4 0x7b1ee3f52c40b73f      0t0  TCP 127.0.0.1:{port} (LISTEN)\n"
+    )
     monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_LSOF_OUTPUT", str(output))
 

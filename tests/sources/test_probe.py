@@ -14,9 +14,20 @@ from tests.fakes.streaming import Script, StreamingServer
 
 
 def config(url, **probe):
-    return parse_config({"host": {"enabled": False},
-                         "targets": [{"url": url, "name": "box-a", "tags": {"gpu_box": "1"},
-                                      "bearer_token": "tok-SECRET-123", "probe": probe}]})
+    return parse_config(
+        {
+            "host": {"enabled": False},
+            "targets": [
+                {
+                    "url": url,
+                    "name": "box-a",
+                    "tags": {"gpu_box": "1"},
+                    "bearer_token": "tok-SECRET-123",
+                    "probe": probe,
+                }
+            ],
+        }
+    )
 
 
 async def wait_for(check, timeout=15.0):
@@ -58,6 +69,7 @@ def test_disabled_probe_sends_no_request_at_all():
                 assert probes(metrics) == []
                 await asyncio.sleep(0.1)
             await agent.close()
+
         asyncio.run(go())
         # The server source still scrapes the target (GET /metrics and friends); the probe sent nothing:
         # no completion request and no model discovery of its own.
@@ -79,6 +91,7 @@ def test_results_arrive_at_the_next_gather_and_gathers_never_wait():
             third = await agent.gather_once()
             await agent.close()
             return second, third
+
         second, third = asyncio.run(go())
         (m,) = probes(second)
         assert probes(third) == []  # reported once
@@ -128,6 +141,7 @@ def test_a_hung_server_does_not_block_gathers_and_close_is_prompt():
             assert await wait_for(lambda: len(srv.posts()) == 1)
             assert agent.stats[source.name].last_ok and agent.stats[source.name].errors == 0
             await agent.close()
+
         asyncio.run(go())
 
 

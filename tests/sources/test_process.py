@@ -46,8 +46,9 @@ class Server:
     def __init__(self, tmp: Path, host: str, port: int, marker: str = "llm-fake-server"):
         self.pid_file = tmp / f"server-{port}.pid"
         self.pid_file.unlink(missing_ok=True)
-        self.proc = ManagedProcess([sys.executable, "-c", SERVER, host, str(port), str(self.pid_file), marker],
-                                   tmp / f"server-{port}.log")
+        self.proc = ManagedProcess(
+            [sys.executable, "-c", SERVER, host, str(port), str(self.pid_file), marker], tmp / f"server-{port}.log"
+        )
         probe = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
         wait_until(lambda: self.pid_file.exists() and _connects(probe, port), 15, "test server", self.proc.proc)
         self.pid = int(self.pid_file.read_text())
@@ -150,10 +151,12 @@ def test_found_by_pattern_and_by_pid_file(servers, monkeypatch):
     install_missing_library(monkeypatch)
     port = free_port()
     server = servers("127.0.0.1", port, marker="--served-model-name=vibethinker-test-7731")
-    by_pattern, by_pid_file = process_sources([
-        {"url": "http://gpu-box.example:8000", "name": "p", "process": {"pattern": r"vibethinker-test-77\d1"}},
-        {"url": "http://gpu-box.example:8001", "name": "f", "process": {"pid_file": str(server.pid_file)}},
-    ])
+    by_pattern, by_pid_file = process_sources(
+        [
+            {"url": "http://gpu-box.example:8000", "name": "p", "process": {"pattern": r"vibethinker-test-77\d1"}},
+            {"url": "http://gpu-box.example:8001", "name": "f", "process": {"pid_file": str(server.pid_file)}},
+        ]
+    )
     assert gather(by_pattern).fields["pid"] == server.pid
     assert gather(by_pid_file).fields["pid"] == server.pid
 
@@ -169,12 +172,14 @@ def test_nothing_listening_is_down_with_one_warning(monkeypatch, records):  # no
 
 
 def test_only_local_targets_by_default():
-    sources = process_sources([
-        {"url": "https://10.1.2.3:8000", "name": "remote"},
-        {"url": "http://127.0.0.1:8000", "name": "loop"},
-        {"url": "http://localhost:11434", "name": "host"},
-        {"url": "http://127.0.0.1:8001", "name": "off", "process": {"enabled": False}},
-    ])
+    sources = process_sources(
+        [
+            {"url": "https://10.1.2.3:8000", "name": "remote"},
+            {"url": "http://127.0.0.1:8000", "name": "loop"},
+            {"url": "http://localhost:11434", "name": "host"},
+            {"url": "http://127.0.0.1:8001", "name": "off", "process": {"enabled": False}},
+        ]
+    )
     assert sorted(s.name for s in sources) == ["process:host", "process:loop"]
     assert process_sources([]) == [] and is_local_host("::1") and not is_local_host("example.org")
 

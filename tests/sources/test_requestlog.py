@@ -32,8 +32,7 @@ class Run:
     """An agent with only the request-log source, driven gather by gather."""
 
     def __init__(self, tmp: Path, entry: dict, state: bool = True):
-        config = parse_config({"host": {"enabled": False}, "gpu": {"enabled": False}, "targets": [],
-                               "logs": [entry]})
+        config = parse_config({"host": {"enabled": False}, "gpu": {"enabled": False}, "targets": [], "logs": [entry]})
         self.sources = build_sources(config, SourceEnv(state_dir=tmp / "state" if state else None))
         assert [s.name for s in self.sources] == [f"logs:{entry.get('name') or entry['path']}"]
         self.agent = Agent(self.sources, [], deadline_s=30)
@@ -65,9 +64,15 @@ def malformed(metrics: list) -> int:
 
 
 def record(i: int, **extra) -> dict:
-    rec = {"timestamp": f"2026-01-01T00:00:{i % 60:02d}Z", "request_id": f"req-{i}", "prompt_tokens": 100 + i % 7,
-           "completion_tokens": 200 + i % 11, "duration_ms": 50.0 + (i * 37) % 1000 + (i % 3) * 0.25,
-           "ttft_ms": 5 + i % 13, "status": "success" if i % 10 else "error"}
+    rec = {
+        "timestamp": f"2026-01-01T00:00:{i % 60:02d}Z",
+        "request_id": f"req-{i}",
+        "prompt_tokens": 100 + i % 7,
+        "completion_tokens": 200 + i % 11,
+        "duration_ms": 50.0 + (i * 37) % 1000 + (i % 3) * 0.25,
+        "ttft_ms": 5 + i % 13,
+        "status": "success" if i % 10 else "error",
+    }
     rec.update(extra)
     return rec
 
@@ -92,7 +97,8 @@ def check_against(fields: dict, recs: list[dict]) -> None:
     assert fields["ttft_p95_ms"] == pytest.approx(np.percentile([r["ttft_ms"] for r in recs], 95), rel=1e-12)
     assert fields["requests_per_s"] > 0
     assert fields["completion_tokens_per_s"] / fields["requests_per_s"] == pytest.approx(
-        fields["completion_tokens"] / fields["requests"])
+        fields["completion_tokens"] / fields["requests"]
+    )
 
 
 @pytest.fixture
@@ -280,8 +286,10 @@ def test_malformed_lines_counted_skipped_one_warning_per_interval(tmp_path, logg
 
 def test_megabyte_prompt_is_never_emitted_or_logged(tmp_path, logged):
     log = tmp_path / "req.log"
-    run = Run(tmp_path, {"path": str(log), "from": "beginning", "max_read_per_gather": "256KiB",
-                         "group_by": ["prompt_version"]})
+    run = Run(
+        tmp_path,
+        {"path": str(log), "from": "beginning", "max_read_per_gather": "256KiB", "group_by": ["prompt_version"]},
+    )
     secret = "TOP-SECRET-PROMPT-" + "x" * (1024 * 1024)
     recs = [record(i, prompt=secret, response="SECRET-RESPONSE " * 100, prompt_version="v1") for i in range(3)]
     append(log, recs)
@@ -368,8 +376,16 @@ def test_restart_ignores_a_state_file_for_another_file_on_a_reused_inode(tmp_pat
 
 def test_group_cap_folds_the_rest_into_other(tmp_path):
     log = tmp_path / "req.log"
-    run = Run(tmp_path, {"path": str(log), "from": "beginning", "group_by": ["prompt_version", "model"],
-                         "max_groups": 3, "tags": {"team": "a"}})
+    run = Run(
+        tmp_path,
+        {
+            "path": str(log),
+            "from": "beginning",
+            "group_by": ["prompt_version", "model"],
+            "max_groups": 3,
+            "tags": {"team": "a"},
+        },
+    )
     recs = [record(i, prompt_version=f"v{i % 10}", model="m") for i in range(100)]
     append(log, recs)
     got = run.gather()
@@ -391,18 +407,32 @@ def test_group_cap_folds_the_rest_into_other(tmp_path):
 
 def test_ab_comparison_with_mapping_dotted_paths_and_http_errors(tmp_path):
     log = tmp_path / "req.log"
-    run = Run(tmp_path, {
-        "path": str(log), "from": "beginning", "group_by": ["prompt_version"],
-        "fields": {"latency_ms": "timing.total_ms", "prompt_tokens": "usage.prompt_tokens",
-                   "completion_tokens": "usage.completion_tokens", "ttft_ms": "timing.ttft_ms"},
-        "error_when": {"http_status_gte": 500, "http_status_field": "http.code"},
-    })
+    run = Run(
+        tmp_path,
+        {
+            "path": str(log),
+            "from": "beginning",
+            "group_by": ["prompt_version"],
+            "fields": {
+                "latency_ms": "timing.total_ms",
+                "prompt_tokens": "usage.prompt_tokens",
+                "completion_tokens": "usage.completion_tokens",
+                "ttft_ms": "timing.ttft_ms",
+            },
+            "error_when": {"http_status_gte": 500, "http_status_field": "http.code"},
+        },
+    )
     recs = []
     for i in range(400):
         a = i % 2 == 0
-        recs.append({"prompt_version": "A" if a else "B", "http": {"code": 500 if i % (20 if a else 80) == 0 else 200},
-                     "timing": {"total_ms": (300 if a else 200) + i % 50, "ttft_ms": 10 + i % 5},
-                     "usage": {"prompt_tokens": 10, "completion_tokens": 20 + i % 3}})
+        recs.append(
+            {
+                "prompt_version": "A" if a else "B",
+                "http": {"code": 500 if i % (20 if a else 80) == 0 else 200},
+                "timing": {"total_ms": (300 if a else 200) + i % 50, "ttft_ms": 10 + i % 5},
+                "usage": {"prompt_tokens": 10, "completion_tokens": 20 + i % 3},
+            }
+        )
     append(log, recs)
     by = rows(run.gather(), "prompt_version")
     for v in ("A", "B"):
@@ -435,9 +465,14 @@ def test_cli_once_prints_llm_requests(tmp_path):
     config.write_text(
         "agent:\n  state_dir: " + str(tmp_path / "state") + "\n"
         "host:\n  enabled: false\ngpu:\n  enabled: false\ntargets: []\n"
-        f"logs:\n  - path: {log}\n    from: beginning\n    name: api\n    group_by: [status]\n")
-    out = subprocess.run([sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--once"],
-                         capture_output=True, text=True, timeout=60)
+        f"logs:\n  - path: {log}\n    from: beginning\n    name: api\n    group_by: [status]\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     lines = [x for x in out.stdout.splitlines() if x.startswith("llm_requests,")]
     success = [x for x in lines if "status=success" in x]
@@ -517,12 +552,21 @@ def test_glob_follows_several_files_and_new_ones(tmp_path):
 def test_group_values_of_any_json_type_and_missing_keys(tmp_path):
     log = tmp_path / "req.log"
     run = Run(tmp_path, {"path": str(log), "from": "beginning", "group_by": ["shard", "meta.variant"]})
-    recs = [record(0, shard=1, meta={"variant": "a"}), record(1, shard=1, meta={"variant": "a"}),
-            record(2, shard=True, meta={"variant": ["x"]}), record(3, shard={"k": 1}), record(4)]
+    recs = [
+        record(0, shard=1, meta={"variant": "a"}),
+        record(1, shard=1, meta={"variant": "a"}),
+        record(2, shard=True, meta={"variant": ["x"]}),
+        record(3, shard={"k": 1}),
+        record(4),
+    ]
     append(log, recs)
     by = rows(run.gather(), "shard", "meta.variant")
     assert {k: v["requests"] for k, v in by.items()} == {
-        ("1", "a"): 2, ("True", '["x"]'): 1, ('{"k": 1}', "none"): 1, ("none", "none"): 1}
+        ("1", "a"): 2,
+        ("True", '["x"]'): 1,
+        ('{"k": 1}', "none"): 1,
+        ("none", "none"): 1,
+    }
     run.close()
 
 

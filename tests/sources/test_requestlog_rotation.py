@@ -15,35 +15,50 @@ import pytest
 
 from tests.sources.test_requestlog import Run
 
-LOGROTATE = shutil.which("logrotate") or ("/usr/sbin/logrotate" if shutil.os.path.exists("/usr/sbin/logrotate") else None)
+LOGROTATE = shutil.which("logrotate") or (
+    "/usr/sbin/logrotate" if shutil.os.path.exists("/usr/sbin/logrotate") else None
+)
 
 
 def rotate(tmp_path, log, options: str) -> None:
     conf = tmp_path / "logrotate.conf"
     conf.write_text(f"{log} {{\n  rotate 5\n  missingok\n  {options}\n}}\n")
     conf.chmod(0o644)
-    r = subprocess.run([LOGROTATE, "-f", "-s", str(tmp_path / "logrotate.state"), str(conf)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [LOGROTATE, "-f", "-s", str(tmp_path / "logrotate.state"), str(conf)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
 
 
 def write(log, start, count):
     with open(log, "a") as f:
         for i in range(start, start + count):
-            f.write(json.dumps({"duration_ms": 100 + i, "prompt_tokens": 10, "status": "success",
-                                "id": f"request-{i:06d}"}) + "\n")
+            f.write(
+                json.dumps({"duration_ms": 100 + i, "prompt_tokens": 10, "status": "success", "id": f"request-{i:06d}"})
+                + "\n"
+            )
     return start + count
 
 
-@pytest.mark.parametrize("path,options", [
-    ("app.log*", "copytruncate\n  nocompress"),
-    ("app.log*", "copytruncate\n  compress\n  delaycompress"),
-    ("app.log", "copytruncate\n  nocompress"),
-    ("app.log", "copytruncate\n  dateext\n  dateformat -%Y%m%d-%s"),
-    ("app.log*", "create\n  compress\n  delaycompress"),
-    ("app.log", "create\n  nocompress"),
-], ids=["glob-copytruncate", "glob-copytruncate-delaycompress", "copytruncate", "copytruncate-dateext",
-        "glob-create-delaycompress", "create"])
+@pytest.mark.parametrize(
+    "path,options",
+    [
+        ("app.log*", "copytruncate\n  nocompress"),
+        ("app.log*", "copytruncate\n  compress\n  delaycompress"),
+        ("app.log", "copytruncate\n  nocompress"),
+        ("app.log", "copytruncate\n  dateext\n  dateformat -%Y%m%d-%s"),
+        ("app.log*", "create\n  compress\n  delaycompress"),
+        ("app.log", "create\n  nocompress"),
+    ],
+    ids=[
+        "glob-copytruncate",
+        "glob-copytruncate-delaycompress",
+        "copytruncate",
+        "copytruncate-dateext",
+        "glob-create-delaycompress",
+        "create",
+    ],
+)
 def test_every_request_counted_once_across_logrotate(tmp_path, path, options):
     if LOGROTATE is None:
         pytest.skip("logrotate not installed: apt-get install logrotate")

@@ -7,12 +7,14 @@ import json
 
 from tests.sources.test_requestlog import Run, malformed, only
 
-GOOD = [{"duration_ms": 100.0 + i, "ttft_ms": 10 + i, "prompt_tokens": 50 + i, "completion_tokens": 7,
-         "status": "success"} for i in range(5)]
+GOOD = [
+    {"duration_ms": 100.0 + i, "ttft_ms": 10 + i, "prompt_tokens": 50 + i, "completion_tokens": 7, "status": "success"}
+    for i in range(5)
+]
 BAD = [
     {"duration_ms": -5000, "prompt_tokens": 10},
     {"duration_ms": 100, "prompt_tokens": -99890},
-    {"duration_ms": 100, "completion_tokens": 2 ** 70},
+    {"duration_ms": 100, "completion_tokens": 2**70},
     {"duration_ms": "NaN"},
     {"duration_ms": "-Infinity"},
     {"duration_ms": 100, "ttft_ms": -1},
@@ -27,7 +29,7 @@ def test_impossible_values_make_the_line_malformed(tmp_path):
     with open(log, "w") as f:
         for good, bad in zip(GOOD, BAD):
             f.write(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
-        for bad in BAD[len(GOOD):]:
+        for bad in BAD[len(GOOD) :]:
             f.write(json.dumps(bad) + "\n")
         f.write('{"duration_ms": 1e400, "status": "success"}\n')  # JSON for +inf
         f.write('{"duration_ms": NaN, "status": "success"}\n')  # Python's json accepts it
@@ -46,8 +48,12 @@ def test_impossible_values_make_the_line_malformed(tmp_path):
 
 def test_numeric_strings_and_whole_floats_still_count(tmp_path):
     log = tmp_path / "req.log"
-    log.write_text(json.dumps({"duration_ms": "250.5", "prompt_tokens": 12.0, "completion_tokens": "3",
-                               "status": "ok"}) + "\n" + json.dumps({"status": "ok", "duration_ms": None}) + "\n")
+    log.write_text(
+        json.dumps({"duration_ms": "250.5", "prompt_tokens": 12.0, "completion_tokens": "3", "status": "ok"})
+        + "\n"
+        + json.dumps({"status": "ok", "duration_ms": None})
+        + "\n"
+    )
     run = Run(tmp_path, {"path": str(log), "from": "beginning"})
     got = run.gather()
     fields = only(got)

@@ -44,6 +44,7 @@ def gather(targets: list[dict], times=(10 * S,), deadline=5.0):
         for s in sources:
             await s.close()
         return out
+
     return asyncio.run(run())
 
 
@@ -71,9 +72,21 @@ def test_fault_gives_up0_one_line_and_spares_the_other_target(fault, caplog):
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     with fake_vllm(GOOD) as good, FakeServer({"/metrics": reply} if reply else {}) as bad:
         bad_url = refused_url() if reply is None else bad.url
-        out = gather([{"url": good.url, "type": "vllm", "name": "good"},
-                      {"url": bad_url, "type": "vllm", "name": "bad", "timeout": "0.5s", "retries": 1,
-                       "max_body_bytes": 4096, "process": {"enabled": False}}], times=(10 * S, 20 * S))
+        out = gather(
+            [
+                {"url": good.url, "type": "vllm", "name": "good"},
+                {
+                    "url": bad_url,
+                    "type": "vllm",
+                    "name": "bad",
+                    "timeout": "0.5s",
+                    "retries": 1,
+                    "max_body_bytes": 4096,
+                    "process": {"enabled": False},
+                },
+            ],
+            times=(10 * S, 20 * S),
+        )
     for metrics in out:
         [down] = servers(metrics, "bad")
         assert down.fields["up"] == 0 and down.tags["server_type"] == "vllm"
@@ -104,8 +117,17 @@ def test_401_without_token_and_headers_token_sent(caplog, tmp_path):
         [no_token] = gather([{"url": fake.url, "type": "vllm", "name": "nokey"}])
         token_file = tmp_path / "key"
         token_file.write_text("s3cret-token\n")
-        [with_token] = gather([{"url": fake.url, "type": "vllm", "name": "key", "bearer_token_file": str(token_file),
-                                "headers": {"X-Team": "ml"}}])
+        [with_token] = gather(
+            [
+                {
+                    "url": fake.url,
+                    "type": "vllm",
+                    "name": "key",
+                    "bearer_token_file": str(token_file),
+                    "headers": {"X-Team": "ml"},
+                }
+            ]
+        )
         sent = fake.requests[-1].headers
     assert servers(no_token, "nokey")[0].fields["up"] == 0
     assert servers(with_token, "key")[0].fields["up"] == 1
@@ -137,12 +159,19 @@ def test_retries_stay_inside_the_gather_deadline():
 
 def test_json_that_lies_about_its_shape_is_down_not_a_crash(caplog):
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
-    with FakeServer({"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": [{"name": "m",
-                     "size": 10, "size_vram": 5, "expires_at": 12}]}),
-                     "/props": Reply(["not", "an", "object"]), "/health": Reply({"status": "ok"}),
-                     "/slots": Reply({"slots": "?"}), "/metrics": Reply("llamacpp:requests_processing 1\n")}) as fake:
-        [metrics] = gather([{"url": fake.url, "type": "ollama", "name": "o"},
-                            {"url": fake.url, "type": "llamacpp", "name": "l"}])
+    with FakeServer(
+        {
+            "/api/version": Reply({"version": "0.6.5"}),
+            "/api/ps": Reply({"models": [{"name": "m", "size": 10, "size_vram": 5, "expires_at": 12}]}),
+            "/props": Reply(["not", "an", "object"]),
+            "/health": Reply({"status": "ok"}),
+            "/slots": Reply({"slots": "?"}),
+            "/metrics": Reply("llamacpp:requests_processing 1\n"),
+        }
+    ) as fake:
+        [metrics] = gather(
+            [{"url": fake.url, "type": "ollama", "name": "o"}, {"url": fake.url, "type": "llamacpp", "name": "l"}]
+        )
     [o] = servers(metrics, "o")
     [lm] = servers(metrics, "l")
     assert o.fields["up"] == 1 and lm.fields["up"] == 1 and lm.fields["requests_running"] == 1
@@ -154,9 +183,18 @@ def test_down_reason_is_the_logged_reason_until_the_target_is_up_again(caplog):
     """`down_reasons()` (what `top` shows) says exactly what the `down:` log line said, and clears on recovery."""
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     with FakeServer({"/metrics": [Reply("boom", status=500), Reply(GOOD)]}) as fake:
-        [source] = build_sources(parse_config({"targets": [{"url": fake.url, "type": "vllm", "name": "t",
-                                                            "retries": 0, "process": {"enabled": False}}],
-                                               "host": {"enabled": False}, "gpu": {"enabled": False}}), SourceEnv())
+        [source] = build_sources(
+            parse_config(
+                {
+                    "targets": [
+                        {"url": fake.url, "type": "vllm", "name": "t", "retries": 0, "process": {"enabled": False}}
+                    ],
+                    "host": {"enabled": False},
+                    "gpu": {"enabled": False},
+                }
+            ),
+            SourceEnv(),
+        )
 
         async def run():
             agent = Agent([source], [Collect()], deadline_s=5.0)

@@ -28,6 +28,7 @@ def scrape_all(target: TargetConfig, times: list[int]) -> list[list]:
         out = [list(await source.gather(GatherContext(t, 5.0))) for t in times]
         await source.close()
         return out
+
     return asyncio.run(run())
 
 
@@ -36,9 +37,16 @@ def by_model(metrics):
 
 
 def snap(prompt, gen, stop, length, ttft_cum, ttft_sum, running=3, waiting=1, kv=0.25):
-    return Snap(running=running, waiting=waiting, kv=kv, prompt=prompt, generation=gen,
-                finished={"stop": stop, "length": length}, preemptions=1,
-                hists={"ttft": (BOUNDS, ttft_cum, ttft_sum), "e2e": (BOUNDS, ttft_cum, ttft_sum)})
+    return Snap(
+        running=running,
+        waiting=waiting,
+        kv=kv,
+        prompt=prompt,
+        generation=gen,
+        finished={"stop": stop, "length": length},
+        preemptions=1,
+        hists={"ttft": (BOUNDS, ttft_cum, ttft_sum), "e2e": (BOUNDS, ttft_cum, ttft_sum)},
+    )
 
 
 PAGE1 = vllm_page({M: snap(1000, 5000, 10, 2, [2, 5, 6, 6], 1.8)}, engines=2)
@@ -71,8 +79,10 @@ def test_vllm_rates_and_interval_percentiles(kind):
     assert f2["ttft_p99_ms"] == pytest.approx(990.0)
     assert f2["ttft_mean_ms"] == pytest.approx(525.0)
     # cross-check with the shared quantile function
-    d = histogram.delta(histogram.Histogram([(0.1, 2), (0.5, 5), (1.0, 6), (float("inf"), 6)], 6, 1.8),
-                        histogram.Histogram([(0.1, 2), (0.5, 9), (1.0, 14), (float("inf"), 14)], 14, 6.0))
+    d = histogram.delta(
+        histogram.Histogram([(0.1, 2), (0.5, 5), (1.0, 6), (float("inf"), 6)], 6, 1.8),
+        histogram.Histogram([(0.1, 2), (0.5, 9), (1.0, 14), (float("inf"), 14)], 14, 6.0),
+    )
     assert histogram.quantile(0.95, d) * 1000 == pytest.approx(f2["ttft_p95_ms"])
     # no observations of itl at all: no field (never 0)
     assert not [k for k in f2 if k.startswith(("itl_", "queue_"))]
@@ -89,10 +99,12 @@ def test_interval_without_observations_gives_no_percentiles():
 
 def test_counter_reset_counts_from_zero_and_new_buckets_give_no_percentile(caplog):
     """A restarted server: counters count from 0 (Prometheus `increase`); changed buckets: no percentile once."""
-    restarted = vllm_page({M: Snap(prompt=30, generation=50, finished={"stop": 1},
-                                   hists={"ttft": ([0.2, 2.0], [1, 1, 1], 0.15)})})
-    later = vllm_page({M: Snap(prompt=130, generation=250, finished={"stop": 3},
-                               hists={"ttft": ([0.2, 2.0], [2, 3, 3], 1.15)})})
+    restarted = vllm_page(
+        {M: Snap(prompt=30, generation=50, finished={"stop": 1}, hists={"ttft": ([0.2, 2.0], [1, 1, 1], 0.15)})}
+    )
+    later = vllm_page(
+        {M: Snap(prompt=130, generation=250, finished={"stop": 3}, hists={"ttft": ([0.2, 2.0], [2, 3, 3], 1.15)})}
+    )
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     with fake_vllm([PAGE1, PAGE2, restarted, later]) as fake:
         out = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S, 20 * S, 30 * S])
@@ -141,21 +153,27 @@ def test_one_engine_restarting_while_another_grows_gives_prometheus_sum_of_incre
 
 
 def test_vllm_fixtures_read_through_the_table():
-    for name, kv in (("vllm", "kv_cache_usage_ratio"), ("vllm_v0", "kv_cache_usage_ratio"),
-                     ("vllm_dp2", "kv_cache_usage_ratio")):
+    for name, kv in (
+        ("vllm", "kv_cache_usage_ratio"),
+        ("vllm_v0", "kv_cache_usage_ratio"),
+        ("vllm_dp2", "kv_cache_usage_ratio"),
+    ):
         page = parse(open(f"tests/fixtures/prometheus/{name}.txt").read())
         readings = read_page(TABLE, page)
         assert readings and all(r.model for r in readings)
         r = readings[0]
         assert kv in r.gauges and 0 <= r.gauges[kv] <= 1
         assert {"ttft", "itl", "e2e"} <= set(r.histograms)
-        assert r.counters["requests_total"] == sum(v for k, v in r.counters.items()
-                                                   if k.startswith("requests_finished_"))
+        assert r.counters["requests_total"] == sum(
+            v for k, v in r.counters.items() if k.startswith("requests_finished_")
+        )
 
 
 def test_old_vllm_names_map_to_the_same_fields():
-    pages = [vllm_page({M: snap(0, 0, 0, 0, [0, 0, 0, 0], 0)}, old=True),
-             vllm_page({M: Snap(kv=0.5, hists={"itl": (BOUNDS, [1, 1, 2, 2], 0.6)})}, old=True)]
+    pages = [
+        vllm_page({M: snap(0, 0, 0, 0, [0, 0, 0, 0], 0)}, old=True),
+        vllm_page({M: Snap(kv=0.5, hists={"itl": (BOUNDS, [1, 1, 2, 2], 0.6)})}, old=True),
+    ]
     pages[0] = vllm_page({M: Snap(hists={"itl": (BOUNDS, [0, 0, 0, 0], 0.0)})}, old=True)
     with fake_vllm(pages) as fake:
         _, second = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
@@ -192,6 +210,7 @@ def test_an_adapter_bug_or_surprise_is_up0_and_one_line(caplog):
         out = [list(await source.gather(GatherContext(t, 5.0))) for t in (0, S)]
         await source.close()
         return out
+
     out = asyncio.run(run())
     assert [m.fields["up"] for batch in out for m in batch] == [0, 0]
     lines = [r.getMessage() for r in caplog.records if "unreadable answer" in r.getMessage()]

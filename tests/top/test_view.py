@@ -13,8 +13,9 @@ S = 1_000_000_000
 
 
 def server(name: str, t: int, **fields) -> Metric:
-    return Metric("llm_server", {"target": name, "server_type": "vllm", "model": "m", "host": "box"},
-                  {"up": 1, **fields}, t)
+    return Metric(
+        "llm_server", {"target": name, "server_type": "vllm", "model": "m", "host": "box"}, {"up": 1, **fields}, t
+    )
 
 
 def probe(name: str, t: int, **fields) -> Metric:
@@ -28,8 +29,19 @@ def test_a_field_missing_from_the_schema_is_an_error_at_import():
 
 
 def test_server_fields_land_in_the_view():
-    snap = TopModel(2.0).update([server("a", T0, requests_running=3, generation_tokens_per_s=41.5,
-                                        ttft_p95_ms=300.0, kv_cache_usage_ratio=0.5, error_ratio=0.01)])
+    snap = TopModel(2.0).update(
+        [
+            server(
+                "a",
+                T0,
+                requests_running=3,
+                generation_tokens_per_s=41.5,
+                ttft_p95_ms=300.0,
+                kv_cache_usage_ratio=0.5,
+                error_ratio=0.01,
+            )
+        ]
+    )
     [t] = snap.targets
     assert (t.target, t.model, t.server_type, t.host, t.up) == ("a", "m", "vllm", "box", True)
     assert (t.running, t.gen_tps, t.ttft_p95_ms, t.kv_ratio, t.error_ratio) == (3.0, 41.5, 300.0, 0.5, 0.01)
@@ -60,8 +72,9 @@ def test_a_target_without_a_point_stays_on_screen_down_with_its_reason():
 
 
 def test_down_reason_only_for_down_targets():
-    snap = TopModel(1.0).update([server("a", T0, up=0), server("b", T0)],
-                                down_reasons={"a": "connection refused", "b": "stale"})
+    snap = TopModel(1.0).update(
+        [server("a", T0, up=0), server("b", T0)], down_reasons={"a": "connection refused", "b": "stale"}
+    )
     assert [t.down_reason for t in snap.targets] == ["connection refused", None]
 
 
@@ -74,12 +87,29 @@ def test_history_covers_the_last_minutes_only():
 
 
 def test_gpu_and_host_views():
-    gpu = Metric("llm_gpu", {"index": "0", "name": "NVIDIA H100", "vendor": "nvidia"},
-                 {"utilization_gpu": 97, "memory_used_mib": 1024.0, "memory_total_mib": 81559.0, "power_draw_w": 410.5,
-                  "temperature_gpu": 61, "gpu_lost": 0}, T0)
+    gpu = Metric(
+        "llm_gpu",
+        {"index": "0", "name": "NVIDIA H100", "vendor": "nvidia"},
+        {
+            "utilization_gpu": 97,
+            "memory_used_mib": 1024.0,
+            "memory_total_mib": 81559.0,
+            "power_draw_w": 410.5,
+            "temperature_gpu": 61,
+            "gpu_lost": 0,
+        },
+        T0,
+    )
     host = Metric("llm_host", {}, {"cpu_percent": 12.5, "swap_in_bytes_per_s": 4096.0}, T0)
     snap = TopModel(1.0).update([gpu, host])
     [g] = snap.gpus
-    assert (g.index, g.name, g.utilization, g.memory_total_mib, g.power_w, g.temperature, g.lost) == \
-        ("0", "NVIDIA H100", 97.0, 81559.0, 410.5, 61.0, False)
+    assert (g.index, g.name, g.utilization, g.memory_total_mib, g.power_w, g.temperature, g.lost) == (
+        "0",
+        "NVIDIA H100",
+        97.0,
+        81559.0,
+        410.5,
+        61.0,
+        False,
+    )
     assert snap.host is not None and snap.host.cpu_percent == 12.5 and snap.host.swap_in_bytes_per_s == 4096.0
