@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,26 @@ from telegraf_llm_input.sinks.batching import BatchingSink, WriteError, parse_re
 from telegraf_llm_input.sinks.buffer import DiskBuffer, MemoryBuffer
 
 log = get_logger("output")
+
+
+def batching_sink(
+    cfg: _Batching,
+    name: str,
+    state_dir: str | None,
+    send: Callable[[str], Awaitable[None]],
+    describe: Callable[[WriteError], str],
+    close: Callable[[], Awaitable[None]],
+) -> BatchingSink:
+    """A database output: its batching settings and outage buffer from the config, its own send and wording."""
+    return BatchingSink(
+        name,
+        send,
+        batch_size=cfg.batch_size,
+        flush_interval=cfg.flush_interval,
+        buffer=make_buffer(cfg, name, state_dir),
+        describe_error=describe,
+        close=close,
+    )
 
 
 def make_buffer(cfg: _Batching, name: str, state_dir: str | None) -> DiskBuffer | MemoryBuffer:
@@ -101,12 +122,4 @@ def build_influx_v1(cfg: InfluxV1Output, name: str, state_dir: str | None) -> Ba
             return f"{exc}: check username/password"
         return str(exc)
 
-    return BatchingSink(
-        name,
-        send,
-        batch_size=cfg.batch_size,
-        flush_interval=cfg.flush_interval,
-        buffer=make_buffer(cfg, name, state_dir),
-        describe_error=describe,
-        close=client.aclose,
-    )
+    return batching_sink(cfg, name, state_dir, send, describe, client.aclose)

@@ -12,7 +12,7 @@ from influxdb_client.rest import ApiException
 
 from telegraf_llm_input.config.outputs import InfluxV2Output
 from telegraf_llm_input.sinks.batching import BatchingSink, WriteError, parse_retry_after
-from telegraf_llm_input.sinks.influx import make_buffer, server_message
+from telegraf_llm_input.sinks.influx import batching_sink, server_message
 
 
 def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> BatchingSink:
@@ -55,12 +55,4 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
     async def close() -> None:
         await asyncio.to_thread(client.close)
 
-    return BatchingSink(
-        name,
-        send,
-        batch_size=cfg.batch_size,
-        flush_interval=cfg.flush_interval,
-        buffer=make_buffer(cfg, name, state_dir),
-        describe_error=describe,
-        close=close,
-    )
+    return batching_sink(cfg, name, state_dir, send, describe, close)
