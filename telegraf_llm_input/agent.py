@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.log import StateLog, get_logger
@@ -51,6 +52,7 @@ class Agent:
         self._state = StateLog(log)
         self._sink_state = StateLog(log)
         self._types = Conformer(log.warning)
+        self._finders: tuple[int, list[Source]] = (-1, [])
 
     async def _run_source(self, source: Source, ctx: GatherContext) -> list[Metric]:
         stats = self.stats[source.name]
@@ -98,14 +100,16 @@ class Agent:
 
     async def _find(self, ctx: GatherContext) -> float:
         """Adds the sources that finders (discovery) found; the seconds this took (out of the gather's deadline)."""
-        finders = [s for s in self.sources if isinstance(s, Finds)]
+        if self._finders[0] != len(self.sources):  # a Protocol isinstance is slow: asked again only when sources change
+            self._finders = (len(self.sources), [s for s in self.sources if isinstance(s, Finds)])
+        finders = self._finders[1]
         if not finders:
             return 0.0
         started = time.monotonic()
         for finder in finders:
             left = ctx.deadline_s - (time.monotonic() - started)
             try:
-                found = await asyncio.wait_for(finder.find(ctx), max(0.0, left))
+                found = await asyncio.wait_for(cast(Finds, finder).find(ctx), max(0.0, left))
             except Exception as exc:  # noqa: BLE001 - finding nothing this time is not a lost gather
                 self._state.fail((finder.name, "find"), f"source {finder.name}: {_describe(exc)}")
                 continue

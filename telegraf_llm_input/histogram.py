@@ -100,23 +100,33 @@ def _has_nan(h: Histogram) -> bool:
 
 
 def delta(prev: Histogram, cur: Histogram) -> Histogram | None:
-    """Observations between two scrapes; None on a counter reset or changed bucket bounds."""
-    if prev.bounds != cur.bounds or _has_nan(prev) or _has_nan(cur):
+    """Observations between two scrapes; None on a counter reset, changed bucket bounds or a NaN anywhere.
+
+    One pass, comparisons only (`x != x` is the NaN test): this runs for every histogram series every gather."""
+    before_buckets, after_buckets = prev.buckets, cur.buckets
+    before_count, after_count = prev.count, cur.count
+    if (
+        len(before_buckets) != len(after_buckets)
+        or before_count != before_count
+        or after_count != after_count
+        or after_count < before_count
+    ):
         return None
-    if cur.count < prev.count:
+    before_sum, after_sum = prev.sum, cur.sum
+    if (before_sum is not None and before_sum != before_sum) or (after_sum is not None and after_sum != after_sum):
         return None
     buckets = []
-    for (upper, before), (_, after) in zip(prev.buckets, cur.buckets):
-        if after < before:
+    for (upper, before), (bound, after) in zip(before_buckets, after_buckets):
+        if upper != bound or before != before or after != after or after < before:
             return None
         buckets.append((upper, after - before))
-    if prev.sum is None or cur.sum is None:
+    if before_sum is None or after_sum is None:
         total = None
-    elif cur.sum < prev.sum:
+    elif after_sum < before_sum:
         return None
     else:
-        total = cur.sum - prev.sum
-    return Histogram(buckets, cur.count - prev.count, total)
+        total = after_sum - before_sum
+    return Histogram(buckets, after_count - before_count, total)
 
 
 def increase(prev: dict[LabelKey, Histogram], cur: dict[LabelKey, Histogram]) -> tuple[Histogram | None, bool]:
@@ -149,6 +159,8 @@ def merge(hists: Iterable[Histogram]) -> Histogram | None:
     hists = list(hists)
     if not hists:
         return None
+    if len(hists) == 1:  # the usual case (one engine): nothing to add up
+        return hists[0]
     bounds = hists[0].bounds
     if any(h.bounds != bounds for h in hists[1:]):
         return None

@@ -1,16 +1,15 @@
 """Talking HTTP to a target: one pooled client per target, capped bodies, one-line errors.
 
-Why a module: every part that reaches a model server (scrapes, the probe's streaming POST, the
-process source's port lookup) must reuse connections, respect the target's timeout, TLS and
-token, never log the token, and turn any failure into a short `FetchError` a log line can carry.
+Why a module: every part that reaches a model server (scrapes, the probe's streaming POST)
+must reuse connections, respect the target's timeout, TLS and token, never log the token, and
+turn any failure into a short `FetchError` a log line can carry.
 
 API:
-- `HttpPool` (one per agent, `SourceEnv.http_pool()`; a client per target); a source calls
-  `pool.retain()` when built and `await pool.release()` in its `close()`.
+- `HttpPool` (one per agent, `SourceEnv.http_pool()`; an `http11.Client` per target); a source
+  calls `pool.retain()` when built and `await pool.release()` in its `close()`.
 - `await get(pool, target, path, auth=True, retries=None)` -> `Response` (whole body, capped).
-- `async with stream(pool, target, "POST", path, json=...) as resp:` -> `httpx.Response` for
-  streaming reads (the probe); status errors are raised before the body is read.
-- `headers_for(target, auth)`; `FetchError.kind` in `KINDS`.
+- `headers_for(target, auth)`, `tls_verify(target)`, `transport(exc)` (shared with the probe's
+  own httpx client); `FetchError.kind` in `KINDS`.
 """
 
 from __future__ import annotations
@@ -21,11 +20,12 @@ import json as jsonlib
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from telegraf_llm_input import http11
 from telegraf_llm_input.config.targets import TargetConfig, redact_url
 from telegraf_llm_input.errors import FETCH_KINDS, FetchKind, Transport
 from telegraf_llm_input.lazy import lazy_import
@@ -33,7 +33,7 @@ from telegraf_llm_input.lazy import lazy_import
 if TYPE_CHECKING:
     import httpx
 else:
-    httpx = lazy_import("httpx")  # loaded with the first client: discovery that finds nothing never needs it
+    httpx = lazy_import("httpx")  # the probe's client and https targets' CA bundle: a plain scrape never loads it
 
 KINDS = FETCH_KINDS
 _BACKOFF_S = (0.1, 0.3, 0.6)
@@ -51,7 +51,8 @@ class FetchError(Exception):
 @dataclass(frozen=True)
 class Response:
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
+    """Lower-case names."""
     body: bytes | bytearray
     url: str
 
@@ -72,24 +73,19 @@ def _tls_key(target: TargetConfig) -> tuple:
     return (target.tls_ca, target.tls_cert, target.tls_key, target.insecure_skip_verify)
 
 
-CLIENT_LIMITS = (8, 8)
-"""(max connections, max idle kept) of each target's client: a gather asks a target for a few paths at once."""
-
-
 class HttpPool:
-    """One httpx client per target (its connections reused gather after gather), sharing one TLS context
-    per distinct TLS setting.
+    """One keep-alive client per target (`http11.Client`, its connections reused gather after gather), sharing one
+    TLS context per distinct TLS setting.
 
-    Why not one client for all: httpcore's pool looks at every connection for every request it places,
-    so with N targets concurrently a gather costs O(N^2) CPU in one shared pool (~7 ms per target at 32);
-    a pool per target keeps each request's cost flat (measured: docs/performance.md).
+    Why not one client for all: a pool shared by N targets looks at its connections for every request it places,
+    which cost O(N^2) CPU per gather with httpx (~7 ms per target at 32); a client per target keeps each request's
+    cost flat (measured: docs/performance.md).
     """
 
     def __init__(self) -> None:
-        self._clients: dict[tuple, httpx.AsyncClient] = {}
-        self._verify: dict[tuple, ssl.SSLContext | bool] = {}
+        self._clients: dict[tuple, http11.Client] = {}
+        self._tls: dict[tuple, ssl.SSLContext] = {}
         self._users = 0
-        _remember_missing_sniffio()
 
     def retain(self) -> HttpPool:
         """Each source using the pool retains it and releases it on close; the last one closes it."""
@@ -101,47 +97,40 @@ class HttpPool:
         if self._users <= 0:
             await self.close()
 
-    def client(self, target: TargetConfig) -> httpx.AsyncClient:
+    def client(self, target: TargetConfig) -> http11.Client:
         key = (_tls_key(target), target.display_name, target.url)
         client = self._clients.get(key)
         if client is None:
-            connections, idle = CLIENT_LIMITS
-            client = httpx.AsyncClient(
-                verify=self._verify_for(target),
-                follow_redirects=False,
-                trust_env=False,
-                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=idle, keepalive_expiry=60),
-            )
+            tls = self._tls_for(target) if target.url.lower().startswith("https://") else None
+            client = http11.Client(target.url, tls)
             self._clients[key] = client
         return client
 
-    def _verify_for(self, target: TargetConfig) -> ssl.SSLContext | bool:
-        """The TLS context of a TLS setting, built once (loading the CA bundle costs ~10-40 ms CPU and ~2 MiB).
-
-        A plain `http://` target never speaks TLS (redirects are not followed), so it gets a context with no
-        CA loaded: verification stays required, and any TLS handshake would fail closed."""
-        plain = target.url.lower().startswith("http://")
-        key = (_tls_key(target), plain)
-        verify = self._verify.get(key)
-        if verify is None:
+    def _tls_for(self, target: TargetConfig) -> ssl.SSLContext:
+        """The TLS context of a TLS setting, built once (loading the CA bundle costs ~10-40 ms CPU and ~2 MiB)."""
+        key = _tls_key(target)
+        context = self._tls.get(key)
+        if context is None:
             verify = tls_verify(target)
             if verify is True:
-                verify = (
-                    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                    if plain
-                    else httpx.create_ssl_context(verify=True, trust_env=False)
-                )
-            self._verify[key] = verify
-        return verify
+                context = httpx.create_ssl_context(verify=True, trust_env=False)  # certifi's CAs, as httpx uses
+            elif verify is False:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                context = verify
+            self._tls[key] = context
+        return context
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
-        self._verify = {}
+        self._tls = {}
         for client in clients:
             await client.aclose()
 
 
-def _remember_missing_sniffio() -> None:
+def remember_missing_sniffio() -> None:
     """httpcore runs `import sniffio` for every request and on every close (falling back to asyncio when it is
     missing, as it is with anyio >= 4.5); Python does not remember a failed import, so each one searched all of
     sys.path again (~26 stat() calls per gather). Record "not installed" once, the way the import system
@@ -179,10 +168,20 @@ def url_for(target: TargetConfig, path: str) -> str:
 
 
 def transport(exc: BaseException) -> Transport:
-    """What the connection did, read from an httpx (or asyncio timeout) exception."""
+    """What the connection did, read from a scrape's (`http11`), an httpx (the probe's) or a timeout exception."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, http11.ConnectFailed):
+        return "tls" if isinstance(exc.__cause__, ssl.SSLError) else "connect"
+    if isinstance(exc, http11.Broken):
+        return "broken"
+    if not type(exc).__module__.startswith("httpx"):
+        return "other"  # never touch the lazily imported httpx for an exception that is not its own
     if isinstance(exc, httpx.ConnectTimeout):
         return "connect_timeout"
-    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
+    if isinstance(exc, httpx.TimeoutException):
         return "timeout"
     if isinstance(exc, httpx.ConnectError):
         text = str(exc).upper()
@@ -224,18 +223,6 @@ def _retryable(err: FetchError) -> bool:
     return err.kind in ("refused", "timeout", "error") or (err.kind == "http_status" and (err.status or 0) >= 500)
 
 
-async def _read_capped(resp: httpx.Response, limit: int, where: str) -> bytearray:
-    declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise FetchError("too_big", f"{where}: body of {int(declared)} bytes is over max_body_bytes ({limit})")
-    body = bytearray()  # grown in place: joining a 200 MB page at the end would stall the loop for a second
-    async for chunk in resp.aiter_bytes():  # decoded: the cap also bounds a gzip bomb
-        if len(body) + len(chunk) > limit:
-            raise FetchError("too_big", f"{where}: body over max_body_bytes ({limit})")
-        body += chunk
-    return body
-
-
 async def get(
     pool: HttpPool,
     target: TargetConfig,
@@ -250,7 +237,7 @@ async def get(
 
     Statuses other than 2xx raise FetchError("http_status") unless listed in `accept`
     (e.g. llama.cpp's 503 while loading is an answer, not a failure). The target's `timeout`
-    bounds the whole call, connect to last byte, retries included (httpx's own timeout is per
+    bounds the whole call, connect to last byte, retries included (a socket timeout is per
     read: a body trickling in at 1 byte/s would never end). `deadline` (`time.monotonic()`
     value) bounds it further, so a slow target still gets its `up=0` reported inside the gather.
     """
@@ -268,7 +255,7 @@ async def get(
             await asyncio.sleep(backoff)
         timeout = max(0.05, end - time.monotonic())
         try:
-            return await asyncio.wait_for(_get_once(pool, target, url, where, auth, accept, timeout), timeout)
+            return await asyncio.wait_for(_get_once(pool, target, url, where, auth, accept), timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
             last = _classify(exc, where, round(end - start, 3))
             if not _retryable(last):
@@ -278,47 +265,32 @@ async def get(
 
 
 async def _get_once(
-    pool: HttpPool, target: TargetConfig, url: str, where: str, auth: bool, accept: tuple[int, ...], timeout: float
+    pool: HttpPool, target: TargetConfig, url: str, where: str, auth: bool, accept: tuple[int, ...]
 ) -> Response:
-    client = pool.client(target)
-    async with client.stream("GET", url, headers=headers_for(target, auth), timeout=timeout) as resp:
-        if not (200 <= resp.status_code < 300) and resp.status_code not in accept:
-            raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}", resp.status_code)
-        body = await _read_capped(resp, target.max_body_bytes, where)
-        return Response(resp.status_code, resp.headers, body, redact_url(url))
-
-
-def _reason(resp: httpx.Response) -> str:
-    if resp.status_code == 401:
-        return " (unauthorized: check bearer_token)"
-    if resp.status_code == 403:
-        return " (forbidden)"
-    return f" {resp.reason_phrase}" if resp.reason_phrase else ""
-
-
-@asynccontextmanager
-async def stream(
-    pool: HttpPool,
-    target: TargetConfig,
-    method: str,
-    path: str,
-    *,
-    json: Any = None,
-    auth: bool = True,
-    timeout: httpx.Timeout | float | None = None,
-) -> AsyncIterator[httpx.Response]:
-    """One request (no retry: a POST is not idempotent) whose body the caller reads as it arrives."""
-    url = url_for(target, path)
-    where = f"{method} {redact_url(url)}"
-    limit = target.timeout if timeout is None else timeout
+    limit = target.max_body_bytes
     try:
-        async with pool.client(target).stream(
-            method, url, headers=headers_for(target, auth), json=json, timeout=limit
-        ) as resp:
-            if not (200 <= resp.status_code < 300):
-                raise FetchError("http_status", f"{where}: HTTP {resp.status_code}{_reason(resp)}", resp.status_code)
-            yield resp
-    except FetchError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise _classify(exc, where, target.timeout) from None
+        answer = await pool.client(target).get(
+            _request_target(url), headers_for(target, auth), limit, lambda s: not (200 <= s < 300) and s not in accept
+        )
+    except http11.Rejected as exc:
+        raise FetchError(
+            "http_status", f"{where}: HTTP {exc.status}{_reason(exc.status, exc.reason)}", exc.status
+        ) from None
+    except http11.TooBig as exc:
+        size = f"body of {exc.declared} bytes is" if exc.declared is not None else "body"
+        raise FetchError("too_big", f"{where}: {size} over max_body_bytes ({limit})") from None
+    return Response(answer.status, answer.headers, answer.body, redact_url(url))
+
+
+def _request_target(url: str) -> str:
+    """The path and query of a URL, as the request line carries them."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _reason(status: int, phrase: str) -> str:
+    if status == 401:
+        return " (unauthorized: check bearer_token)"
+    if status == 403:
+        return " (forbidden)"
+    return f" {phrase}" if phrase else ""

@@ -52,6 +52,8 @@ class Page:
     helps: dict[str, str] = field(default_factory=dict)
     errors: int = 0
     units: dict[str, str] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+    """Sample names left out by `parse(..., only=...)` (their lines are not parsed further)."""
 
     def type_of(self, sample_name: str) -> str:
         """Declared type of the family a sample belongs to ("untyped" when none was declared)."""
@@ -133,17 +135,30 @@ class ParseTimeout(Exception):
     """`parse(..., deadline=...)` ran past its deadline (a huge page): the page is not used."""
 
 
+Heads = dict[str, tuple[str, dict[str, str]]]
+"""A target's line heads (`name{labels}`, up to the last `}`) seen on its earlier pages -> (name, labels)."""
+MAX_HEADS = 50_000
+"""Heads kept per target (a few MB at most): a page of new series every scrape stops adding, never grows."""
+
 _BLOCK_CHARS = 64 * 1024
 """With a deadline, the page is parsed in blocks of about this size, checking the clock between them
 (a block of lines the slow path takes is still only some tens of ms)."""
 
 
-def parse(text: str, openmetrics: bool | None = None, deadline: float | None = None) -> Page:
+def parse(
+    text: str,
+    openmetrics: bool | None = None,
+    deadline: float | None = None,
+    only: frozenset[str] | None = None,
+    heads: Heads | None = None,
+) -> Page:
     """Parse a whole page. Never raises: malformed lines are counted in `errors` and skipped.
 
     `openmetrics` only changes the timestamp unit (OpenMetrics: seconds; 0.0.4: milliseconds);
     None detects OpenMetrics by the closing `# EOF` line. `deadline` (`time.monotonic()`): raise
     ParseTimeout rather than parse on past it (checked every few MB, so it costs nothing).
+    `only`: keep just the samples of these names (a server table reads a third of a vLLM page): the
+    other lines stop at their name (collected in `Page.skipped`), and HELP/TYPE/UNIT lines are not read.
     """
     page = Page()
     if not isinstance(text, str):
@@ -154,7 +169,7 @@ def parse(text: str, openmetrics: bool | None = None, deadline: float | None = N
     if openmetrics is None:
         openmetrics = text[-64:].rstrip().endswith("# EOF")
     if deadline is None or len(text) <= _BLOCK_CHARS:
-        _parse_block(page, text, openmetrics)
+        _parse_block(page, text, openmetrics, only, heads)
         return page
     start = 0
     while start < len(text):
@@ -162,15 +177,18 @@ def parse(text: str, openmetrics: bool | None = None, deadline: float | None = N
             raise ParseTimeout(f"parsing stopped at the gather deadline after {start} of {len(text)} characters")
         end = text.find("\n", start + _BLOCK_CHARS)
         end = len(text) if end < 0 else end + 1
-        if _parse_block(page, text[start:end], openmetrics):
+        if _parse_block(page, text[start:end], openmetrics, only, heads):
             break
         start = end
     return page
 
 
-def _parse_block(page: Page, text: str, openmetrics: bool) -> bool:
+def _parse_block(
+    page: Page, text: str, openmetrics: bool, only: frozenset[str] | None = None, heads: Heads | None = None
+) -> bool:
     """Parse whole lines into `page`; True when the page's `# EOF` was reached."""
     append = page.samples.append
+    skipped = page.skipped
     # Per-page caches: the same names and `,key=` fragments recur on thousands of lines.
     names_ok: dict[str, bool] = {}
     skeletons: dict[tuple[str, ...], tuple[str, ...] | None] = {}
@@ -180,6 +198,8 @@ def _parse_block(page: Page, text: str, openmetrics: bool) -> bool:
         if not line:
             continue
         if line[0] == "#":
+            if only is not None and not line.startswith("# EOF"):
+                continue
             if _comment(line, page, openmetrics):
                 page.errors += errors
                 return True  # EOF
@@ -193,6 +213,9 @@ def _parse_block(page: Page, text: str, openmetrics: bool) -> bool:
                 ok = names_ok.get(name)
                 if ok is None:
                     ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
+                if ok and only is not None and name not in only:
+                    skipped.add(name)
+                    continue
                 ntok = len(tokens)
                 if ok and (ntok == 2 or ntok == 3) and "#" not in line:
                     sample = _new(Sample)
@@ -202,12 +225,32 @@ def _parse_block(page: Page, text: str, openmetrics: bool) -> bool:
                     _set_ts(sample, _timestamp_ms(tokens[2], openmetrics) if ntok == 3 else None)
             else:
                 close = line.rfind("}")
-                label_text = line[brace + 1 : close]
                 rest = line[close + 1 :]
+                if heads is not None:
+                    head = line[: close + 1]
+                    seen = heads.get(head)
+                    if seen is not None and "#" not in rest and '"' not in rest:
+                        tokens = rest.split()
+                        ntok = len(tokens)
+                        if ntok == 1 or ntok == 2:
+                            value = tokens[0]
+                            if "_" in value:
+                                raise ValueError(value)
+                            sample = _new(Sample)
+                            _set_name(sample, seen[0])
+                            _set_labels(sample, seen[1])
+                            _set_value(sample, float(value))
+                            _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
+                            append(sample)
+                            continue
+                label_text = line[brace + 1 : close]
                 name = line[:brace]
                 ok = names_ok.get(name)
                 if ok is None:
                     ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
+                if ok and only is not None and name not in only:
+                    skipped.add(name)
+                    continue
                 if ok and close > brace and "\\" not in label_text and "#" not in line and '"' not in rest:
                     parts = label_text.split('"')
                     # parts alternate key fragments (`name=`, `,name=`) and values; the fragments
@@ -224,19 +267,24 @@ def _parse_block(page: Page, text: str, openmetrics: bool) -> bool:
                                 value = tokens[0]
                                 if "_" in value:
                                     raise ValueError(value)
+                                labels = dict(zip(keys, parts[1::2]))
                                 sample = _new(Sample)
                                 _set_name(sample, name)
-                                _set_labels(sample, dict(zip(keys, parts[1::2])))
+                                _set_labels(sample, labels)
                                 _set_value(sample, float(value))
                                 _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
+                                if heads is not None and len(heads) < MAX_HEADS:
+                                    heads[line[: close + 1]] = (name, labels)
             if sample is None:
                 sample = _slow_sample(line, openmetrics)
         except (ValueError, OverflowError, IndexError):
             sample = None
         if sample is None:
             errors += 1
-        else:
+        elif only is None or sample.name in only:
             append(sample)
+        else:
+            skipped.add(sample.name)
     page.errors += errors
     return False
 

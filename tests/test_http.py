@@ -1,4 +1,4 @@
-"""The shared HTTP helper: TLS, body cap while streaming, gzip, encoding errors, streaming POST."""
+"""The shared HTTP helper: TLS, body cap while streaming, gzip, encoding errors."""
 
 import asyncio
 import gzip
@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from telegraf_llm_input.config.targets import TargetConfig
-from telegraf_llm_input.http import FetchError, HttpPool, get, headers_for, stream
+from telegraf_llm_input.http import FetchError, HttpPool, get, headers_for
 from tests.fakes.server import FakeServer, Reply
 
 
@@ -88,7 +88,7 @@ def test_bad_utf8_and_json_errors_are_one_line():
 
 
 def test_one_client_per_target_kept_across_requests():
-    # A pool per target: httpcore scans every connection of a pool for each request (docs/performance.md).
+    # A client per target: a pool shared by many targets costs O(N^2) per gather (docs/performance.md).
     pool = HttpPool()
     first = TargetConfig(url="http://127.0.0.1:1", name="a")
     a = pool.client(first)
@@ -152,28 +152,3 @@ def test_tls_verified_by_default_ca_and_skip(tls_files):
         assert ok.text() == "x 1\n"
         skip = run(lambda pool: get(pool, TargetConfig(url=url, insecure_skip_verify=True), "/metrics"))
         assert skip.status == 200
-
-
-def test_stream_post_reads_as_it_arrives():
-    with FakeServer(
-        {"/v1/completions": Reply("data: {}\n\ndata: [DONE]\n\n", content_type="text/event-stream")},
-        api_key="k",
-        protected=["/v1/completions"],
-    ) as fake:
-
-        async def go(pool):
-            async with stream(
-                pool, TargetConfig(url=fake.url, bearer_token="k"), "POST", "/v1/completions", json={"prompt": "hi"}
-            ) as resp:
-                return [line async for line in resp.aiter_lines() if line]
-
-        lines = run(go)
-        assert lines == ["data: {}", "data: [DONE]"] and fake.requests[-1].body == b'{"prompt":"hi"}'
-
-        async def unauthorized(pool):
-            async with stream(pool, TargetConfig(url=fake.url), "POST", "/v1/completions", json={}):
-                pass
-
-        with pytest.raises(FetchError) as err:
-            run(unauthorized)
-        assert err.value.status == 401

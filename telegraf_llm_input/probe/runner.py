@@ -19,7 +19,7 @@ import httpx
 from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.errors import ProbeError
-from telegraf_llm_input.http import headers_for, tls_verify, transport
+from telegraf_llm_input.http import headers_for, remember_missing_sniffio, tls_verify, transport
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
 
@@ -52,6 +52,7 @@ def join_url(base: str, path: str) -> str:
 
 def make_client(target: TargetConfig) -> httpx.AsyncClient:
     """The probe's own small client, so a scrape on the shared pool never queues in front of a probe."""
+    remember_missing_sniffio()
     timeout = httpx.Timeout(target.probe.timeout, connect=min(target.timeout, target.probe.timeout))
     return httpx.AsyncClient(
         headers=headers_for(target),

@@ -45,11 +45,15 @@ class Fetcher:
         )
 
     async def text(self, path: str, **kw) -> str:
-        resp = await self.get(path, **kw)
-        return await self._decode(resp.text, resp.body)
+        return await self.text_of(await self.get(path, **kw))
 
     async def json(self, path: str, **kw):
-        resp = await self.get(path, **kw)
+        return await self.json_of(await self.get(path, **kw))
+
+    async def text_of(self, resp: Response) -> str:
+        return await self._decode(resp.text, resp.body)
+
+    async def json_of(self, resp: Response):
         return await self._decode(resp.json, resp.body)
 
     async def off_loop(self, func, *args):
@@ -60,8 +64,13 @@ class Fetcher:
         """
         return await asyncio.to_thread(func, *args)
 
+    async def sized(self, size: int, func, *args):
+        """`func(*args)` on the loop for a page under OFF_LOOP_BYTES, else in a worker thread: for a usual page
+        the thread hop (and the GIL handed back and forth) costs more than the work."""
+        return func(*args) if size < OFF_LOOP_BYTES else await self.off_loop(func, *args)
+
     async def _decode(self, func, body: bytes | bytearray):
-        return func() if len(body) < OFF_LOOP_BYTES else await self.off_loop(func)
+        return await self.sized(len(body), func)
 
 
 @dataclass

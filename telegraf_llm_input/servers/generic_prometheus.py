@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.config.targets import TargetConfig
-from telegraf_llm_input.promtext import Page, family_name
+from telegraf_llm_input.promtext import Heads, Page, family_name
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading
 from telegraf_llm_input.servers.promtable import parse_checked
 
@@ -68,14 +68,18 @@ class PrometheusAdapter:
 
     def __init__(self, target: TargetConfig):
         self.target = target
+        self._heads: Heads = {}
 
     async def read(self, fetch: Fetcher) -> Reading:
         path = self.target.metrics_path or "/metrics"
-        page = await fetch.off_loop(
-            parse_checked, await fetch.text(path), None, f"{self.target.display_name}{path}", fetch.deadline
+        text = await fetch.text(path)
+        page = await fetch.sized(
+            len(text), parse_checked, text, None, f"{self.target.display_name}{path}", fetch.deadline, self._heads
         )
         return Reading(
-            await fetch.off_loop(read_any, page, self.target.include, self.target.exclude, self.target.measurement),
+            await fetch.sized(
+                len(text), read_any, page, self.target.include, self.target.exclude, self.target.measurement
+            ),
             server_type=TYPE,
         )
 

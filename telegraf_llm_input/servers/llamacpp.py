@@ -4,6 +4,8 @@ Facts that shape this module:
 - `/health` needs no key even with `--api-key`; it answers 503 "Loading model" while loading.
 - `/metrics` and `/slots` go through the server's task queue, so they can block while it
   decodes: a timeout there with a healthy `/health` means busy, not down (no retry).
+- Until the model is loaded every path, `/health` too, answers 503 "Loading model": `/health`
+  is asked only when neither `/metrics` nor `/slots` answered.
 - Its `*_tokens_seconds` gauges reset on every scrape (wrong with two scrapers): tokens/s come
   from counter deltas instead.
 - No model label: the model is `/props` `model_alias`, else the file name of `model_path`; the
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from telegraf_llm_input.config.targets import TargetConfig
-from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.http import FetchError, Response
+from telegraf_llm_input.promtext import Heads
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule, version_tags
 from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
 
@@ -112,45 +116,127 @@ def slot_fields(slots: list) -> dict[str, float]:
     return out
 
 
-async def _optional(coro):
-    """A page that may be off (`--no-slots`, no `--metrics`: 501/404) or blocked (timeout)."""
+PROPS_EVERY_S = 60.0
+"""`/props` (model, slots, build) is asked this often, and at once after an outage, while loading, and when the
+counters went back (a restart between two gathers, perhaps with another model)."""
+RESTART_COUNTERS = ("decode_calls_total", "prompt_tokens_total", "generation_tokens_total")
+
+
+async def _answer(coro) -> Response | FetchError:
     try:
-        return await coro, None
+        return await coro
     except FetchError as exc:
-        if exc.kind == "http_status" and exc.status in (404, 501):
-            return None, None
-        if exc.kind == "timeout":
-            return None, "busy"
-        raise
+        return exc
+
+
+def _is_loading(answer: Response | FetchError) -> bool:
+    """Every path, `/health` too, answers 503 "Loading model" until the model is loaded (server-http.cpp)."""
+    return isinstance(answer, Response) and answer.status == 503 and b"loading" in answer.body.lower()
+
+
+def _state(answer: Response | FetchError | None) -> str:
+    """ok, off (`--no-slots`, no `--metrics`: 501/404), busy (no answer in time: blocked behind decoding), or
+    failed (anything else: the server is not answering as it should)."""
+    if isinstance(answer, Response):
+        return "ok" if answer.status < 300 else "failed"
+    if isinstance(answer, FetchError):
+        if answer.kind == "http_status" and answer.status in (404, 501):
+            return "off"
+        return "busy" if answer.kind == "timeout" else "failed"
+    return "off"
 
 
 class LlamaCppAdapter:
+    """Per gather: `/metrics` and `/slots` at once; `/props` only when due (PROPS_EVERY_S); `/health` only when
+    neither of the two answered (to tell a server blocked while it decodes from one that is gone)."""
+
     server_type = TYPE
 
+    def __init__(self) -> None:
+        self._props: dict | None = None
+        self._props_at: float | None = None
+        """`time.monotonic()` of the last `/props` answer; None: ask on the next gather."""
+        self._counters: dict[str, float] = {}
+        self._heads: Heads = {}
+
     async def read(self, fetch: Fetcher) -> Reading:
-        health = await fetch.get("/health", auth=False, accept=(503,))
-        if health.status == 503 and "loading" in health.text().lower():
-            return Reading(health={"up": 0, "loading": 1}, server_type=TYPE)
+        try:
+            return await self._read(fetch)
+        except FetchError:
+            self._props_at = None  # down: it may come back with another model
+            raise
+
+    async def _read(self, fetch: Fetcher) -> Reading:
         path = fetch.target.metrics_path or "/metrics"
-        (page, m_state), (slots, s_state), (props, _) = await asyncio.gather(
-            _optional(fetch.text(path, retries=0)),
-            _optional(fetch.json("/slots", retries=0)),
-            _optional(fetch.json("/props")),
+        ask_props = self._props_at is None or time.monotonic() - self._props_at >= PROPS_EVERY_S
+        page, slots, *props = await asyncio.gather(
+            _answer(fetch.get(path, retries=0, accept=(503,))),
+            _answer(fetch.get("/slots", retries=0, accept=(503,))),
+            *([_answer(fetch.get("/props", accept=(503,)))] if ask_props else []),
         )
-        model = model_from_props(props) if isinstance(props, dict) else None
+        answers = (page, slots, *props)
+        if any(_is_loading(a) for a in answers):
+            return self._loading()
+        for answer in answers:
+            if _state(answer) == "failed":
+                raise answer if isinstance(answer, FetchError) else _status_error(fetch, answer)
+        states = {_state(page), _state(slots)}
+        if "ok" not in states:
+            health = await fetch.get("/health", auth=False, accept=(503,))  # raises when it is gone
+            if _is_loading(health):
+                return self._loading()
+        if props:
+            await self._keep_props(fetch, props[0])
         models = (
-            read_page(TABLE, parse_checked(page, TABLE, f"{fetch.target.display_name}{path}"), model)
-            if page is not None
+            read_page(
+                TABLE,
+                parse_checked(
+                    await fetch.text_of(page), TABLE, f"{fetch.target.display_name}{path}", heads=self._heads
+                ),
+            )
+            if isinstance(page, Response)
             else []
         )
+        if models and self._went_back(models[0]) and not props:
+            await self._keep_props(fetch, await _answer(fetch.get("/props", accept=(503,))))
+        model = model_from_props(self._props) if self._props is not None else None
         reading = models[0] if models else ModelReading(model)
-        if isinstance(slots, list):
-            reading.gauges.update(slot_fields(slots))
-        elif isinstance(props, dict) and isinstance(props.get("total_slots"), int):
-            reading.gauges["slots_total"] = props["total_slots"]
-        busy = 1 if "busy" in (m_state, s_state) else 0
-        tags = version_tags(props.get("build_info")) if isinstance(props, dict) else {}
+        reading.model = model
+        slot_list = await fetch.json_of(slots) if isinstance(slots, Response) else None
+        if isinstance(slot_list, list):
+            reading.gauges.update(slot_fields(slot_list))
+        elif self._props is not None and isinstance(self._props.get("total_slots"), int):
+            reading.gauges["slots_total"] = self._props["total_slots"]
+        busy = 1 if "busy" in states else 0
+        tags = version_tags(self._props.get("build_info")) if self._props is not None else {}
         return Reading([reading], health={"busy": busy}, server_type=TYPE, tags=tags)
+
+    def _loading(self) -> Reading:
+        self._props_at = None  # the model being loaded is read once it is up
+        return Reading(health={"up": 0, "loading": 1}, server_type=TYPE)
+
+    async def _keep_props(self, fetch: Fetcher, answer: Response | FetchError) -> None:
+        """A good answer replaces the last one; any other keeps it (and asks again next gather)."""
+        props = None
+        if isinstance(answer, Response) and answer.status < 300:
+            try:
+                props = await fetch.json_of(answer)
+            except FetchError:
+                props = None
+        if isinstance(props, dict):
+            self._props, self._props_at = props, time.monotonic()
+        else:
+            self._props_at = None
+
+    def _went_back(self, reading: ModelReading) -> bool:
+        """Did a counter go down since the last gather (the server restarted in between)?"""
+        now = {k: reading.counters[k] for k in RESTART_COUNTERS if k in reading.counters}
+        before, self._counters = self._counters, now
+        return any(value < before[k] for k, value in now.items() if k in before)
+
+
+def _status_error(fetch: Fetcher, answer: Response) -> FetchError:
+    return FetchError("http_status", f"GET {answer.url}: HTTP {answer.status}", answer.status)
 
 
 def make(target: TargetConfig) -> LlamaCppAdapter:

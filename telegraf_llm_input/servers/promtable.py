@@ -10,6 +10,7 @@ never read because tables only list the names they want.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.log import get_logger
-from telegraf_llm_input.promtext import Page, ParseTimeout, Sample, parse
+from telegraf_llm_input.promtext import Heads, Page, ParseTimeout, Sample, parse
 from telegraf_llm_input.servers.base import (
     COUNT_QUANTILES,
     QUANTILES,
@@ -88,6 +89,22 @@ class PromTable:
         }
         out |= {info.metric for info in self.info}
         return out
+
+    @functools.cached_property
+    def read_names(self) -> frozenset[str]:
+        """Every sample name `read_page` looks at: what the parser keeps of a page for this table."""
+        out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
+        out |= {
+            n + suffix
+            for table in (self.histograms, self.token_histograms)
+            for names in table.values()
+            for n in names
+            for suffix in ("_bucket", "_count", "_sum")
+        }
+        out |= {info.metric for info in self.info}
+        out |= {self.finish_reason[0]} if self.finish_reason else set()
+        out |= {self.errors_where[0]} if self.errors_where else set()
+        return frozenset(out)
 
     def fields(self) -> set[str]:
         """The llm_server fields this table can give (the schema's `servers` notes are generated from it)."""
@@ -256,16 +273,20 @@ def once(where: str, what: str, level: int, message: str, *args) -> None:
         log.log(level, message, *args)
 
 
-def parse_checked(text: str, table: PromTable | None, where: str, deadline: float | None = None) -> Page:
+def parse_checked(
+    text: str, table: PromTable | None, where: str, deadline: float | None = None, heads: Heads | None = None
+) -> Page:
     """Parse; a page with nothing of its server type on it is an error (garbage, an HTML login page...).
+
+    `heads`: the target's own cache of line heads (promtext.Heads), kept by its adapter across scrapes.
 
     A page of the right type without the names we map is the server answering (up=1): the missing
     fields are named once, at info level."""
     try:
-        page = parse(text, deadline=deadline)
+        page = parse(text, deadline=deadline, only=table.read_names if table is not None else None, heads=heads)
     except ParseTimeout as exc:
         raise FetchError("timeout", f"{where}: {exc}") from None
-    if not page.samples:
+    if not page.samples and not page.skipped:
         raise FetchError("bad_body", f"{where}: no Prometheus samples in the page ({page.errors} bad lines)")
     dropped = dedupe(page)
     if dropped:
@@ -280,7 +301,8 @@ def parse_checked(text: str, table: PromTable | None, where: str, deadline: floa
     if table is not None:
         wanted = table.names()
         if not any(s.name in wanted for s in page.samples) and not (
-            table.prefix and any(s.name.startswith(table.prefix) for s in page.samples)
+            table.prefix
+            and any(name.startswith(table.prefix) for name in (*page.skipped, *(s.name for s in page.samples)))
         ):
             raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
         missing = table.missing(page)
@@ -307,6 +329,7 @@ class PromAdapter:
         """The server's version as last answered (None: unknown)."""
         self._version_at: float | None = None
         """`time.monotonic()` of the last ask; None: ask on the next answer."""
+        self._heads: Heads = {}
 
     async def default_model(self, fetch: Fetcher) -> str | None:
         return None
@@ -331,8 +354,14 @@ class PromAdapter:
         try:
             path = fetch.target.metrics_path or self.table.path
             text = await fetch.text(path)
-            page = await fetch.off_loop(
-                parse_checked, text, self.table, f"{fetch.target.display_name}{path}", fetch.deadline
+            page = await fetch.sized(
+                len(text),
+                parse_checked,
+                text,
+                self.table,
+                f"{fetch.target.display_name}{path}",
+                fetch.deadline,
+                self._heads,
             )
             model = await self.default_model(fetch) if self.table.model_label is None else None
         except Exception:
@@ -340,7 +369,7 @@ class PromAdapter:
             raise
         await self._ask_version(fetch)
         return Reading(
-            await fetch.off_loop(read_page, self.table, page, model),
+            await fetch.sized(len(text), read_page, self.table, page, model),
             server_type=self.server_type,
             tags=version_tags(self.version),
         )

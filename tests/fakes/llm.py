@@ -268,6 +268,13 @@ def fake_llamacpp(
 
 
 LOADING = Reply({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}, status=503)
+LLAMACPP_PATHS = ("/health", "/metrics", "/slots", "/props", "/v1/models")
+
+
+def llamacpp_loading(fake: FakeServer) -> None:
+    """Every path answers 503 "Loading model" until the model is loaded, /health too (server-http.cpp)."""
+    for path in LLAMACPP_PATHS:
+        fake.script(path, LOADING)
 
 
 def fake_ollama(models: list[dict]) -> FakeServer:

@@ -7,7 +7,7 @@ from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.target import ServerSource
-from tests.fakes.llm import LOADING, fake_llamacpp, llamacpp_metrics, llamacpp_props
+from tests.fakes.llm import fake_llamacpp, llamacpp_loading, llamacpp_metrics, llamacpp_props
 from tests.fakes.server import Reply
 
 S = 1_000_000_000
@@ -35,7 +35,7 @@ def test_tokens_per_s_from_counter_deltas_slots_and_model(kind):
         fake.script("/props", Reply(llamacpp_props(4, alias="qwen-1.5b")))
         target = TargetConfig(url=fake.url, type=kind, bearer_token="k3y")
         [[first], [second]] = scrape(target, [0, 20 * S])
-        health_auth = [r.headers.get("Authorization") for r in fake.requests if r.path == "/health"]
+        paths = fake.paths()
         metrics_auth = [r.headers.get("Authorization") for r in fake.requests if r.path == "/metrics"]
     assert first.tags["model"] == "qwen-1.5b" and first.tags["server_type"] == "llamacpp"
     assert first.fields["slots_total"] == 4 and first.fields["slots_busy"] == 2
@@ -48,25 +48,78 @@ def test_tokens_per_s_from_counter_deltas_slots_and_model(kind):
     assert f["generation_speed_tokens_per_s"] == pytest.approx(50.0)
     assert f["prompt_speed_tokens_per_s"] == pytest.approx(1200.0)
     assert "kv_cache_usage_ratio" not in f
-    # --api-key: /health is open and gets no token; the rest carry it
-    assert set(health_auth) == {None} and set(metrics_auth) == {"Bearer k3y"}
+    assert set(metrics_auth) == {"Bearer k3y"}
+    # a server that answers: no /health, and /props (model, slots, build) once, not every gather
+    assert "/health" not in paths and paths.count("/props") == 1 and paths.count("/slots") == 2
 
 
 def test_metrics_blocked_while_decoding_is_busy_not_down():
     blocked = Reply(llamacpp_metrics(1, 1, 1, 1), delay=2.0)
-    with fake_llamacpp([blocked], slots=1) as fake:
+    with fake_llamacpp([blocked], slots=1, api_key="k3y") as fake:
         fake.script("/slots", Reply([], delay=2.0))
-        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp", timeout=0.3), [0])
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp", timeout=0.3, bearer_token="k3y"), [0])
+        health_auth = [r.headers.get("Authorization") for r in fake.requests if r.path == "/health"]
     assert m.fields["up"] == 1 and m.fields["busy"] == 1
     assert m.fields["slots_total"] == 1  # from /props
     assert m.tags["model"] == "qwen2.5-1.5b-q4_k_m.gguf"
+    # neither /metrics nor /slots answered: /health (open, so it gets no token) said the server is there
+    assert health_auth == [None]
 
 
-def test_loading_model():
+def test_blocked_and_health_gone_is_down():
+    blocked = Reply(llamacpp_metrics(1, 1, 1, 1), delay=2.0)
+    with fake_llamacpp([blocked], slots=1) as fake:
+        fake.script("/slots", Reply([], delay=2.0))
+        fake.script("/health", Reply({"status": "ok"}, delay=2.0))
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp", timeout=0.3, retries=0), [0])
+    assert m.fields["up"] == 0
+
+
+def test_loading_model_then_loaded():
     with fake_llamacpp(llamacpp_metrics(0, 0, 0, 0)) as fake:
-        fake.script("/health", LOADING)
+        llamacpp_loading(fake)
         [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
     assert m.fields["loading"] == 1 and m.fields["up"] == 0
+    with fake_llamacpp(llamacpp_metrics(0, 0, 0, 0)) as fake:
+        llamacpp_loading(fake)
+
+        async def run():
+            target = TargetConfig(url=fake.url, type="llamacpp")
+            source = ServerSource(target, make_adapter(target), HttpPool().retain())
+            first = await source.gather(GatherContext(0, 5.0))
+            fake.script("/health", Reply({"status": "ok"}))
+            fake.script("/metrics", Reply(llamacpp_metrics(0, 0, 0, 0)))
+            fake.script("/slots", Reply([]))
+            fake.script("/props", Reply(llamacpp_props(1, alias="loaded-now")))
+            second = await source.gather(GatherContext(10 * S, 5.0))
+            await source.close()
+            return [[m for m in batch if m.measurement == "llm_server"] for batch in (first, second)]
+
+        [[loading], [loaded]] = asyncio.run(run())
+    assert loading.fields["loading"] == 1 and loaded.fields["up"] == 1
+    assert loaded.tags["model"] == "loaded-now"  # /props asked again once the model is there
+
+
+def test_restart_with_another_model_between_gathers():
+    # The server restarted (counters went back) with another model before the next gather: that gather already
+    # says the new model, though /props was not due yet.
+    with fake_llamacpp([llamacpp_metrics(1000, 2000, 2.0, 40.0, decode_calls=500)]) as fake:
+        fake.script("/props", Reply(llamacpp_props(2, alias="first")), Reply(llamacpp_props(2, alias="second")))
+
+        async def run():
+            target = TargetConfig(url=fake.url, type="llamacpp")
+            source = ServerSource(target, make_adapter(target), HttpPool().retain())
+            out = [await source.gather(GatherContext(0, 5.0))]
+            out.append(await source.gather(GatherContext(10 * S, 5.0)))
+            fake.script("/metrics", Reply(llamacpp_metrics(5, 10, 0.1, 0.2, decode_calls=3)))
+            out.append(await source.gather(GatherContext(20 * S, 5.0)))
+            await source.close()
+            return [[m for m in batch if m.measurement == "llm_server"] for batch in out]
+
+        [[a], [b], [c]] = asyncio.run(run())
+        props_asked = fake.paths().count("/props")
+    assert a.tags["model"] == b.tags["model"] == "first" and c.tags["model"] == "second"
+    assert props_asked == 2
 
 
 def test_older_build_kv_cache_ratio_and_fixture():

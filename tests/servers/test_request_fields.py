@@ -20,7 +20,16 @@ from telegraf_llm_input.promtext import parse
 from telegraf_llm_input.servers import make_adapter, promtable, sglang
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.target import Baseline, ServerSource, derive
-from tests.fakes.llm import LOADING, Snap, fake_llamacpp, fake_ollama, fake_vllm, llamacpp_metrics, vllm_page
+from tests.fakes.llm import (
+    LOADING,
+    Snap,
+    fake_llamacpp,
+    fake_ollama,
+    fake_vllm,
+    llamacpp_loading,
+    llamacpp_metrics,
+    vllm_page,
+)
 from tests.fakes.llm_more import fake_sglang, fake_tgi, sglang_page, tgi_page
 from tests.fakes.server import Reply
 from tests.support.procs import find_binary
@@ -377,7 +386,7 @@ def test_llamacpp_build_info_and_ollama_version():
         [out] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
     assert server_point(out).tags["server_version"] == "b6000-abc"
     with fake_llamacpp([LOADING]) as fake:
-        fake.script("/health", LOADING)
+        llamacpp_loading(fake)
         [loading] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
     assert "server_version" not in server_point(loading).tags  # unknown while it loads, never made up
     with fake_ollama([{"name": "qwen2.5:1.5b", "size": 10, "size_vram": 10}]) as fake:
