@@ -3,7 +3,8 @@
 A full gather here: a vLLM target (a real-size V1 page), a llama.cpp target (/metrics, /slots, /props, /health),
 the host source and 8 GPUs through a fake NVML (tests/fakes/nvml.py: our Python side only; a real driver adds
 its own time). The pages come from another process, so only the agent's CPU is counted: this process's CPU time
-(every thread) per gather, median of many.
+(every thread) per gather, median of many. Gathers and baseline parses take turns, one of each per round, so a
+machine that gets faster or slower during the run (a shared VM does) moves both figures alike.
 Run: python3 -m bench.gather
 """
 
@@ -41,7 +42,17 @@ def fake_gpus():
     return mp.undo, f"{len(fake.gpus)} fake GPUs"
 
 
-def agent_cpu_per_gather(llama_url: str, vllm_url: str) -> tuple[float, int, str]:
+def prometheus_client_parse() -> float:
+    """CPU seconds of one baseline parse: every sample of the vLLM page through prometheus_client."""
+    t0 = time.process_time()
+    for family in text_string_to_metric_families(VLLM_PAGE):
+        for _sample in family.samples:
+            pass
+    return time.process_time() - t0
+
+
+def agent_cpu_per_gather(llama_url: str, vllm_url: str) -> tuple[float, float, int, str]:
+    """(our CPU per gather, the baseline's per parse, metrics per gather, GPUs), medians over rounds."""
     undo, gpus = fake_gpus()
     try:
         config = parse_config(
@@ -56,41 +67,31 @@ def agent_cpu_per_gather(llama_url: str, vllm_url: str) -> tuple[float, int, str
         env = SourceEnv()
         agent = Agent(build_sources(config, env), [], deadline_s=10.0, processors=build_processors(config))
 
-        async def run() -> tuple[float, int]:
-            costs = []
+        async def run() -> tuple[float, float, int]:
+            costs, bases = [], []
             n = 0
             try:
                 for _ in range(5):
                     await agent.gather_once()
+                    prometheus_client_parse()
                 for _ in range(GATHERS):
                     t0 = time.process_time()
                     n = len(await agent.gather_once())
                     costs.append(time.process_time() - t0)
+                    bases.append(prometheus_client_parse())
             finally:
                 await agent.close()
-            return statistics.median(costs), n
+            return statistics.median(costs), statistics.median(bases), n
 
-        cost, n = asyncio.run(run())
-        return cost, n, gpus
+        cost, base, n = asyncio.run(run())
+        return cost, base, n, gpus
     finally:
         undo()
 
 
-def prometheus_client_parse_cost() -> float:
-    costs = []
-    for _ in range(GATHERS):
-        t0 = time.process_time()
-        for family in text_string_to_metric_families(VLLM_PAGE):
-            for _sample in family.samples:
-                pass
-        costs.append(time.process_time() - t0)
-    return statistics.median(costs)
-
-
 def main() -> None:
     with PageServer(llamacpp_pages()) as llama, PageServer(vllm_pages()) as vllm:
-        ours, n_metrics, gpus = agent_cpu_per_gather(llama.url, vllm.url)
-    base = prometheus_client_parse_cost()
+        ours, base, n_metrics, gpus = agent_cpu_per_gather(llama.url, vllm.url)
     record(
         "gather cost",
         f"CPU per full gather (vLLM + llama.cpp targets, host, {gpus}; {n_metrics} metrics)",

@@ -20,7 +20,7 @@ import json as jsonlib
 import ssl
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -255,13 +255,24 @@ async def get(
             await asyncio.sleep(backoff)
         timeout = max(0.05, end - time.monotonic())
         try:
-            return await asyncio.wait_for(_get_once(pool, target, url, where, auth, accept), timeout)
+            return await _within(_get_once(pool, target, url, where, auth, accept), timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
             last = _classify(exc, where, round(end - start, 3))
             if not _retryable(last):
                 raise last from None
     assert last is not None
     raise last from None
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(coro: Coroutine[Any, Any, Response], seconds: float) -> Response:
+        """`asyncio.wait_for` without the task it makes for every call (3.10 has only that)."""
+        async with asyncio.timeout(seconds):
+            return await coro
+
+else:
+    _within = asyncio.wait_for
 
 
 async def _get_once(

@@ -1,15 +1,17 @@
-"""Keep-alive HTTP/1.1 GETs for scrapes: asyncio streams, h11 for the framing, a few idle connections per origin.
+"""Keep-alive HTTP/1.1 GETs for scrapes: asyncio streams and a strict response reader, a few idle connections.
 
-Why not httpx on this path: a scrape is one small GET, and httpx's layers (client, httpcore pool, anyio streams)
+Why not httpx on this path: a scrape is one small GET, and httpx's layers (client, httpcore pool, anyio streams, h11)
 cost ~0.6 ms CPU per request where the socket work itself is ~0.1 ms (`python -m bench http`); with five requests
-a gather, the agent cost more than parsing the page. h11, the HTTP/1.1 state machine httpx itself speaks, still
-does what is easy to get wrong: content-length, chunked and close-delimited bodies, keep-alive rules, header
-validation. httpx stays for the probe's streaming POST and the InfluxDB sink.
+a gather, the agent cost more than parsing the page. Reading an answer to a GET is a small, closed problem (RFC 9112:
+status line, header fields, then the body framed by Transfer-Encoding chunked, Content-Length, or the connection's
+close), so it is read here, strictly: anything unusual ends the connection instead of guessing (a bare LF, obs-fold,
+conflicting lengths). tests/test_http11.py checks every framing against h11, the reader httpx itself uses. httpx
+stays for the probe's streaming POST and the InfluxDB sink.
 
 What a caller gets: `await client.get(target, headers, limit, reject)` -> `Answer` (status, headers, whole
 body, decoded from gzip/deflate, at most `limit` bytes after decoding). Failures raise `ConnectFailed`,
 `Broken`, `TooBig`, `Rejected` (a status the caller does not accept, raised before the body is read) or
-`ssl.SSLError`; timeouts are the caller's (`asyncio.wait_for`): a cancelled request closes its connection.
+`ssl.SSLError`; timeouts are the caller's (`asyncio.timeout`): a cancelled request closes its connection.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
-
-import h11
 
 from telegraf_llm_input import __version__
 
@@ -70,12 +70,11 @@ class Answer:
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "http", "idle_since")
+    __slots__ = ("reader", "writer", "idle_since")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader = reader
         self.writer = writer
-        self.http = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
 
     def usable(self, now: float) -> bool:
@@ -132,6 +131,8 @@ class Client:
             else None
         )
         self._idle: list[_Conn] = []
+        self._requests: dict[tuple, bytes] = {}
+        """(target, headers) -> the request's bytes, built and checked once: a target asks for the same few paths."""
         self.closed = False
 
     def request_head(self, target: str, headers: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -147,21 +148,30 @@ class Client:
             base.append(("Authorization", self.basic))
         return [(k, v) for k, v in base if k.lower() not in given] + list(headers.items())
 
+    def request(self, target: str, headers: Mapping[str, str]) -> bytes:
+        key = (target, *headers.items())
+        data = self._requests.get(key)
+        if data is None:
+            if len(self._requests) >= 64:
+                self._requests.clear()
+            data = self._requests[key] = request_bytes(target, self.request_head(target, headers))
+        return data
+
     async def get(
         self, target: str, headers: Mapping[str, str], limit: int, reject: Callable[[int], bool] = lambda s: False
     ) -> Answer:
         """GET `target` (path and query). A reused connection that turns out closed is retried once on a new one:
         the server may have dropped it while idle, before our request reached it."""
-        head = self.request_head(target, headers)
+        request = self.request(target, headers)
         conn = self._take()
         if conn is not None:
             try:
-                return await self._exchange(conn, target, head, limit, reject)
+                return await self._exchange(conn, request, limit, reject)
             except _Stale:
                 pass
         conn = await self._connect()
         try:
-            return await self._exchange(conn, target, head, limit, reject)
+            return await self._exchange(conn, request, limit, reject)
         except _Stale:
             raise Broken("connection closed before an answer") from None
 
@@ -185,61 +195,16 @@ class Client:
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
         return _Conn(reader, writer)
 
-    async def _exchange(
-        self, conn: _Conn, target: str, head: list[tuple[str, str]], limit: int, reject: Callable[[int], bool]
-    ) -> Answer:
+    async def _exchange(self, conn: _Conn, request: bytes, limit: int, reject: Callable[[int], bool]) -> Answer:
         keep = False
-        got_any = False
         try:
-            http = conn.http
-            conn.writer.write(
-                http.send(h11.Request(method="GET", target=target, headers=head)) + http.send(h11.EndOfMessage())
-            )
-            response: h11.Response | None = None
-            decode: Callable[[bytes, int], bytes] | None = None
-            body = bytearray()
-            while True:
-                event = http.next_event()
-                if event is h11.NEED_DATA:
-                    data = await conn.reader.read(READ_BYTES)
-                    if data:
-                        got_any = True
-                    elif not got_any:
-                        raise _Stale
-                    http.receive_data(data)
-                    continue
-                if isinstance(event, h11.Response):
-                    response = event
-                    headers = _headers(list(event.headers))
-                    if reject(event.status_code):
-                        raise Rejected(event.status_code, event.reason.decode("latin-1"))
-                    declared = headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > limit:
-                        raise TooBig(int(declared))
-                    decode = _decoder(headers.get("content-encoding", ""))
-                elif isinstance(event, h11.Data):
-                    room = limit - len(body)
-                    chunk = decode(event.data, room) if decode else event.data
-                    if len(chunk) > room:
-                        raise TooBig()
-                    body += chunk
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise Broken("connection closed before the answer was complete")
-                # InformationalResponse (1xx): read on
-            assert response is not None
-            keep = http.our_state is h11.DONE and http.their_state is h11.DONE
-            return Answer(response.status_code, response.reason.decode("latin-1"), headers, body)
-        except h11.RemoteProtocolError as exc:
-            raise Broken(f"bad HTTP from the server ({exc})") from None
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            if not got_any:
-                raise _Stale from None
+            conn.writer.write(request)
+            answer, keep = await read_answer(conn.reader, limit, reject)
+            return answer
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             raise Broken(type(exc).__name__) from None
         finally:
             if keep and not self.closed and len(self._idle) < MAX_IDLE:
-                conn.http.start_next_cycle()
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             else:
@@ -261,10 +226,150 @@ class _Stale(Exception):
     """The connection was closed before any byte of the answer: safe to send the GET again."""
 
 
-def _headers(pairs: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        key = name.decode("latin-1")  # h11 gives names lower-cased
-        text = value.decode("latin-1")
-        out[key] = f"{out[key]}, {text}" if key in out else text
-    return out
+MAX_HEAD_LINES = 128
+"""Header fields of one answer at most (each line at most READ_BYTES): a lying server cannot grow memory."""
+_NO_BODY = frozenset({204, 304})
+
+
+def request_bytes(target: str, headers: list[tuple[str, str]]) -> bytes:
+    """A GET's bytes. Refuses what would split the request (CR, LF, NUL) or is not a header name."""
+    lines = [f"GET {target} HTTP/1.1"]
+    for name, value in headers:
+        if not name or not _TOKEN.issuperset(name):
+            raise ValueError(f"not a header name: {name!r}")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name}: value holds a line break")
+        lines.append(f"{name}: {value}")
+    if any(c in target for c in " \r\n\0"):
+        raise ValueError("request target holds a space or a line break")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """One CRLF-ended line without its CRLF; a bare LF is refused (RFC 9112 lets a client refuse it)."""
+    line = await reader.readuntil(b"\n")
+    if line[-2:-1] != b"\r":
+        raise Broken("line without CR")
+    return line[:-2]
+
+
+async def read_answer(
+    reader: asyncio.StreamReader, limit: int, reject: Callable[[int], bool] = lambda s: False
+) -> tuple[Answer, bool]:
+    """Read one answer to a GET: (the answer, whether the connection can carry the next request).
+
+    Raises `_Stale` when the connection ends before any byte of it, `Broken` for a bad or cut-off answer,
+    `Rejected` (after the head, before the body) when `reject(status)`, `TooBig` past `limit`."""
+    try:
+        first = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise _Stale from None
+        raise Broken("connection closed in the status line") from None
+    while True:
+        if first[-2:-1] != b"\r":
+            raise Broken("line without CR")
+        version, status, reason = _status_line(first[:-2])
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEAD_LINES):
+            line = await _line(reader)
+            if not line:
+                break
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name[-1:] in b" \t" or line[:1] in b" \t":
+                raise Broken("bad header line")  # no colon, space before it, or obs-fold
+            key = name.decode("latin-1").lower()
+            if not _TOKEN.issuperset(key):
+                raise Broken("bad header name")
+            text = value.strip(b" \t").decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        else:
+            raise Broken(f"more than {MAX_HEAD_LINES} header lines")
+        if 100 <= status < 200:
+            if status == 101:
+                raise Broken("the server switched protocols")
+            first = await reader.readuntil(b"\n")  # an interim answer (103 Early Hints): the real one follows
+            continue
+        break
+    if reject(status):
+        raise Rejected(status, reason)
+    keep = version == b"HTTP/1.1" and "close" not in _tokens(headers.get("connection", ""))
+    body = bytearray()
+    if status in _NO_BODY:
+        return Answer(status, reason, headers, body), keep
+    decode = _decoder(headers.get("content-encoding", ""))
+
+    def add(chunk: bytes) -> None:
+        room = limit - len(body)
+        data = decode(chunk, room) if decode else chunk
+        if len(data) > room:
+            raise TooBig()
+        body.extend(data)
+
+    coding = headers.get("transfer-encoding")
+    length = headers.get("content-length")
+    if coding is not None:
+        codings = _tokens(coding)
+        if not codings or codings[-1] != "chunked":
+            await _until_close(reader, add)
+            return Answer(status, reason, headers, body), False
+        await _chunked(reader, add)
+        return Answer(status, reason, headers, body), keep and length is None
+    if length is not None:
+        values = {v.strip() for v in length.split(",")}
+        if len(values) != 1 or not next(iter(values)).isdigit():
+            raise Broken("bad Content-Length")
+        left = int(values.pop())
+        if left > limit:
+            raise TooBig(left)
+        while left:
+            chunk = await reader.read(min(left, READ_BYTES))
+            if not chunk:
+                raise Broken("connection closed before the answer was complete")
+            left -= len(chunk)
+            add(chunk)
+        return Answer(status, reason, headers, body), keep
+    await _until_close(reader, add)
+    return Answer(status, reason, headers, body), False
+
+
+def _status_line(line: bytes) -> tuple[bytes, int, str]:
+    version, _, rest = line.partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        raise Broken("not an HTTP/1.x status line")
+    return version, int(code), reason.decode("latin-1")
+
+
+def _tokens(value: str) -> list[str]:
+    return [t.strip().lower() for t in value.split(",") if t.strip()]
+
+
+async def _chunked(reader: asyncio.StreamReader, add: Callable[[bytes], None]) -> None:
+    while True:
+        size_line = await _line(reader)
+        size_text = size_line.split(b";", 1)[0].strip(b" \t")
+        if not size_text or len(size_text) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+            raise Broken("bad chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            for _ in range(MAX_HEAD_LINES):  # trailer fields, then the empty line
+                if not await _line(reader):
+                    return
+            raise Broken(f"more than {MAX_HEAD_LINES} trailer lines")
+        while size:
+            chunk = await reader.read(min(size, READ_BYTES))
+            if not chunk:
+                raise Broken("connection closed inside a chunk")
+            size -= len(chunk)
+            add(chunk)
+        if await _line(reader):
+            raise Broken("chunk not followed by CRLF")
+
+
+async def _until_close(reader: asyncio.StreamReader, add: Callable[[bytes], None]) -> None:
+    while chunk := await reader.read(READ_BYTES):
+        add(chunk)
