@@ -64,13 +64,15 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
                 continue
             if math.isnan(upper):
                 continue
-            key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+            key = s.series  # the parser's, when it had them (promtext.series_key; not imported: see above)
+            if key is None:
+                key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
             series = raw.setdefault(key, {})
             series[upper] = series.get(upper, 0.0) + s.value
         elif n == count_name:
-            counts[tuple(sorted(s.labels.items()))] = s.value
+            counts[s.key if s.key is not None else tuple(sorted(s.labels.items()))] = s.value
         elif n == sum_name:
-            sums[tuple(sorted(s.labels.items()))] = s.value
+            sums[s.key if s.key is not None else tuple(sorted(s.labels.items()))] = s.value
     result: dict[LabelKey, Histogram] = {}
     for key, series in raw.items():
         buckets = sorted(series.items())

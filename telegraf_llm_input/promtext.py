@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["Sample", "Page", "parse", "family_name", "KNOWN_TYPES"]
+__all__ = ["Sample", "Page", "parse", "family_name", "label_key", "series_key", "KNOWN_TYPES"]
 
 KNOWN_TYPES = frozenset(
     {"counter", "gauge", "histogram", "summary", "untyped", "unknown", "gaugehistogram", "stateset", "info"}
@@ -31,6 +31,10 @@ KNOWN_TYPES = frozenset(
 
 # Suffixes a sample name may add to its family name (histogram, summary, counter, OpenMetrics).
 _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_gcount", "_gsum", "_info")
+
+
+LabelKey = tuple[tuple[str, str], ...]
+"""Sorted (label, value) pairs: a series' identity."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,26 @@ class Sample:
     labels: dict[str, str]
     value: float
     timestamp_ms: int | None = None
+    key: LabelKey | None = field(default=None, compare=False, repr=False)
+    """The sorted labels, when the parser had them at hand (a line head seen before): use `label_key()`."""
+    series: LabelKey | None = field(default=None, compare=False, repr=False)
+    """The same without `le` (a histogram bucket's series), likewise: use `series_key()`."""
+
+
+def label_key(sample: Sample) -> LabelKey:
+    key = sample.key
+    return key if key is not None else tuple(sorted(sample.labels.items()))
+
+
+def series_key(sample: Sample) -> LabelKey:
+    """The sorted labels without `le`: the histogram series a bucket sample belongs to."""
+    key = sample.series
+    return key if key is not None else tuple(sorted(kv for kv in sample.labels.items() if kv[0] != "le"))
+
+
+def _keys(labels: dict[str, str]) -> tuple[LabelKey, LabelKey]:
+    key = tuple(sorted(labels.items()))
+    return key, (tuple(kv for kv in key if kv[0] != "le") if "le" in labels else key)
 
 
 @dataclass(slots=True)
@@ -87,6 +111,8 @@ _set_name = Sample.__dict__["name"].__set__
 _set_labels = Sample.__dict__["labels"].__set__
 _set_value = Sample.__dict__["value"].__set__
 _set_ts = Sample.__dict__["timestamp_ms"].__set__
+_set_key = Sample.__dict__["key"].__set__
+_set_series = Sample.__dict__["series"].__set__
 
 
 def _make(name: str, labels: dict[str, str], value: float, ts: int | None) -> Sample:
@@ -95,6 +121,8 @@ def _make(name: str, labels: dict[str, str], value: float, ts: int | None) -> Sa
     _set_labels(s, labels)
     _set_value(s, value)
     _set_ts(s, ts)
+    _set_key(s, None)
+    _set_series(s, None)
     return s
 
 
@@ -135,8 +163,9 @@ class ParseTimeout(Exception):
     """`parse(..., deadline=...)` ran past its deadline (a huge page): the page is not used."""
 
 
-Heads = dict[str, tuple[str, dict[str, str]]]
-"""A target's line heads (`name{labels}`, up to the last `}`) seen on its earlier pages -> (name, labels)."""
+Heads = dict[str, tuple[str, dict[str, str], LabelKey, LabelKey]]
+"""A target's line heads (`name{labels}`, up to the last `}`) seen on its earlier pages -> (name, labels, their
+`label_key`, their `series_key`)."""
 MAX_HEADS = 50_000
 """Heads kept per target (a few MB at most): a page of new series every scrape stops adding, never grows."""
 
@@ -205,6 +234,27 @@ def _parse_block(
                 return True  # EOF
             continue
         try:
+            if heads is not None and (close := line.rfind("}")) > 0:
+                # A head seen on an earlier page: its name and labels are known, only the value is new.
+                seen = heads.get(line[: close + 1])
+                if seen is not None:
+                    rest = line[close + 1 :]
+                    if "#" not in rest and '"' not in rest:
+                        tokens = rest.split()
+                        ntok = len(tokens)
+                        if ntok == 1 or ntok == 2:
+                            value = tokens[0]
+                            if "_" in value:
+                                raise ValueError(value)
+                            sample = _new(Sample)
+                            _set_name(sample, seen[0])
+                            _set_labels(sample, seen[1])
+                            _set_value(sample, float(value))
+                            _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
+                            _set_key(sample, seen[2])
+                            _set_series(sample, seen[3])
+                            append(sample)
+                            continue
             sample = None
             brace = line.find("{")
             if brace < 0:
@@ -223,26 +273,11 @@ def _parse_block(
                     _set_labels(sample, {})
                     _set_value(sample, _value(tokens[1]))
                     _set_ts(sample, _timestamp_ms(tokens[2], openmetrics) if ntok == 3 else None)
+                    _set_key(sample, ())
+                    _set_series(sample, ())
             else:
                 close = line.rfind("}")
                 rest = line[close + 1 :]
-                if heads is not None:
-                    head = line[: close + 1]
-                    seen = heads.get(head)
-                    if seen is not None and "#" not in rest and '"' not in rest:
-                        tokens = rest.split()
-                        ntok = len(tokens)
-                        if ntok == 1 or ntok == 2:
-                            value = tokens[0]
-                            if "_" in value:
-                                raise ValueError(value)
-                            sample = _new(Sample)
-                            _set_name(sample, seen[0])
-                            _set_labels(sample, seen[1])
-                            _set_value(sample, float(value))
-                            _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
-                            append(sample)
-                            continue
                 label_text = line[brace + 1 : close]
                 name = line[:brace]
                 ok = names_ok.get(name)
@@ -273,8 +308,15 @@ def _parse_block(
                                 _set_labels(sample, labels)
                                 _set_value(sample, float(value))
                                 _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
+                                key: LabelKey | None
+                                series: LabelKey | None
                                 if heads is not None and len(heads) < MAX_HEADS:
-                                    heads[line[: close + 1]] = (name, labels)
+                                    key, series = _keys(labels)
+                                    heads[line[: close + 1]] = (name, labels, key, series)
+                                else:
+                                    key = series = None
+                                _set_key(sample, key)
+                                _set_series(sample, series)
             if sample is None:
                 sample = _slow_sample(line, openmetrics)
         except (ValueError, OverflowError, IndexError):

@@ -10,8 +10,7 @@ import gzip
 
 import h11
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from telegraf_llm_input.http11 import Broken, Rejected, TooBig, read_answer, request_bytes
 

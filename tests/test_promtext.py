@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_reference
 from prometheus_client.parser import text_string_to_metric_families as reference
 
-from telegraf_llm_input.promtext import Page, Sample, family_name, parse
+from telegraf_llm_input.promtext import Page, Sample, family_name, label_key, parse, series_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "prometheus"
 
@@ -342,6 +342,39 @@ def test_generated_pages_match_prometheus_client(text: str):
     page = parse(text)
     assert page.errors == 0, text
     assert_same(our_samples(page), reference_samples(text))
+
+
+def raw(page: Page) -> list[tuple]:
+    return [(s.name, s.labels, s.value, s.timestamp_ms) for s in page.samples]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pages(), pages(), st.data())
+def test_heads_kept_between_pages_and_only_change_no_sample(first: str, second: str, data):
+    """A target's heads cache (reused across its scrapes) and a table's `only` give exactly the samples a plain
+    parse gives (those of the kept names), with the label keys a consumer would compute."""
+    names = sorted({s.name for s in parse(first).samples})
+    only = frozenset(data.draw(st.lists(st.sampled_from(names), unique=True)) if names else [])
+    heads: dict = {}
+    heads_only: dict = {}
+    for text in (first, second, first, second):
+        plain = parse(text)
+        cached = parse(text, heads=heads)
+        kept = parse(text, only=only, heads=heads_only)
+        assert_same(raw(cached), raw(plain))
+        assert_same(raw(kept), [x for x in raw(plain) if x[0] in only])
+        assert kept.skipped == {s.name for s in plain.samples} - only
+        for sample in cached.samples + kept.samples:
+            assert label_key(sample) == tuple(sorted(sample.labels.items()))
+            assert series_key(sample) == tuple(sorted(kv for kv in sample.labels.items() if kv[0] != "le"))
+
+
+def test_a_cached_head_with_an_exemplar_or_new_value_is_read_again():
+    heads: dict = {}
+    parse('a{x="1"} 1\n', heads=heads)
+    assert list(heads) == ['a{x="1"}']
+    page = parse('a{x="1"} 2\na{x="1"} 3 # {trace_id="t"} 1\na{x="1"} 1_000\n', openmetrics=True, heads=heads)
+    assert [s.value for s in page.samples] == [2.0, 3.0] and page.errors == 1
 
 
 @settings(max_examples=300, deadline=None)

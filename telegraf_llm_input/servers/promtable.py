@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.log import get_logger
-from telegraf_llm_input.promtext import Heads, Page, ParseTimeout, Sample, parse
+from telegraf_llm_input.promtext import Heads, Page, ParseTimeout, Sample, label_key, parse
 from telegraf_llm_input.servers.base import (
     COUNT_QUANTILES,
     QUANTILES,
@@ -170,7 +170,7 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
         for s in samples:
             if s.value != s.value:  # NaN
                 continue
-            sums.setdefault(model_of(s.labels), {})[tuple(sorted(s.labels.items()))] = s.value
+            sums.setdefault(model_of(s.labels), {})[label_key(s)] = s.value
         for model, series in sums.items():
             values = series.values()
             value = sum(values) / len(values) if mean else sum(values)
@@ -250,17 +250,18 @@ def _info_fields(info: InfoLabels, samples) -> dict[str, int]:
 
 def dedupe(page: Page) -> int:
     """Keep the first of each series (name and labels) on the page, as Prometheus does; how many were dropped."""
+    samples = page.samples
+    if len({(s.name, label_key(s)) for s in samples}) == len(samples):
+        return 0  # the usual page: nothing to drop, no second list built
     seen: set[tuple] = set()
     kept: list[Sample] = []
-    for s in page.samples:
-        key = (s.name, tuple(sorted(s.labels.items())))
+    for s in samples:
+        key = (s.name, label_key(s))
         if key not in seen:
             seen.add(key)
             kept.append(s)
-    dropped = len(page.samples) - len(kept)
-    if dropped:
-        page.samples = kept
-    return dropped
+    page.samples = kept
+    return len(samples) - len(kept)
 
 
 _WARNED: set[tuple[str, str]] = set()
