@@ -246,16 +246,16 @@ def _parse_block(
                             value = tokens[0]
                             if "_" in value:
                                 raise ValueError(value)
-                            sample = _new(Sample)
-                            _set_name(sample, seen[0])
-                            _set_labels(sample, seen[1])
-                            _set_value(sample, float(value))
-                            _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
-                            _set_key(sample, seen[2])
-                            _set_series(sample, seen[3])
-                            append(sample)
+                            known = _new(Sample)
+                            _set_name(known, seen[0])
+                            _set_labels(known, seen[1])
+                            _set_value(known, float(value))
+                            _set_ts(known, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
+                            _set_key(known, seen[2])
+                            _set_series(known, seen[3])
+                            append(known)
                             continue
-            sample = None
+            sample: Sample | None = None
             brace = line.find("{")
             if brace < 0:
                 tokens = line.split()
