@@ -7,8 +7,10 @@ the one session; `pynvml` is imported when the session starts, not at start-up.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +20,20 @@ from telegraf_llm_input.log import get_logger
 log = get_logger("gpu")
 
 MIB = 1024 * 1024
+
+
+NVML_LIBRARY = "libnvidia-ml.so.1"
+"""The name nvidia-ml-py loads on Linux (the driver installs it; no NVML on macOS)."""
+
+
+def _library_loads() -> bool:
+    """Whether the NVIDIA driver's library is there, asked before importing pynvml: its bindings take ~20 ms to
+    import, which a machine without the driver (every Mac, most Radeon boxes) would pay for nothing."""
+    try:
+        ctypes.CDLL(NVML_LIBRARY)
+    except OSError:
+        return False
+    return True
 
 
 class NvmlSession:
@@ -44,6 +60,9 @@ class NvmlSession:
             if self._started:
                 return self.nvml is not None
             self._started = True
+            if "pynvml" not in sys.modules and not _library_loads():
+                self._say_missing("NVML Shared Library Not Found")  # pynvml's own words for it
+                return False
             try:
                 nvml = importlib.import_module("pynvml")
             except ImportError as exc:

@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from telegraf_llm_input.config.targets import TargetConfig
-from telegraf_llm_input.http import HttpPool
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.nvml import NvmlSession
+
+if TYPE_CHECKING:
+    from telegraf_llm_input import http as _http
+    from telegraf_llm_input.http import HttpPool
+else:
+    _http = lazy_import("telegraf_llm_input.http")  # a machine with no model server found never loads it
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class SourceEnv:
 
     def http_pool(self) -> HttpPool:
         if self.http is None:
-            self.http = HttpPool()
+            self.http = _http.HttpPool()
         return self.http
 
     def nvml_session(self, required: bool = False) -> NvmlSession:

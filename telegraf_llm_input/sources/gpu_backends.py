@@ -13,15 +13,22 @@ import sys
 import time
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import psutil
 
 from telegraf_llm_input.config.gpu import GpuConfig
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.sources import gpu_amd, gpu_apple, gpu_intel
+from telegraf_llm_input.sources import gpu_amd, gpu_intel
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.gpu_sysfs import DrmCard, EnergyRate, find_cards
+
+if TYPE_CHECKING:
+    from telegraf_llm_input.sources import gpu_apple
+else:
+    gpu_apple = lazy_import("telegraf_llm_input.sources.gpu_apple")  # macOS only (plistlib and all)
 
 log = get_logger("gpu")
 

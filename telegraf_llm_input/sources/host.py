@@ -15,15 +15,19 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from telegraf_llm_input import hostcpu
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.host import HostConfig
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.rates import rate
-from telegraf_llm_input.sources import macos_memory
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
+    from telegraf_llm_input.sources import macos_memory
+else:
+    macos_memory = lazy_import("telegraf_llm_input.sources.macos_memory")  # macOS only
 
 PSI_MEMORY = Path("/proc/pressure/memory")
 
@@ -50,19 +54,13 @@ def read_psi_some_avg10(path: Path = PSI_MEMORY) -> float | None:
         return None
 
 
-# Primed at import: the first call has no reference point, and `--once` waits for the rest of a 100 ms window
-# (see _cpu_percent) that now overlaps the start-up instead of following it.
-psutil.cpu_percent(interval=None)
-_PRIMED_AT = time.monotonic()
-
-
 class HostSource:
     name = "host"
 
     def __init__(self, config: HostConfig):
         self._config = config
         self._prev_swap: tuple[float, int, int] | None = None
-        self._primed_at = _PRIMED_AT
+        self._primed_at = hostcpu.PRIMED_AT
 
     def _sample(self, time_ns: int, disk: dict[str, float] | None) -> Metric:
         vm = psutil.virtual_memory()

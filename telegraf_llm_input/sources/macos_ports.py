@@ -66,8 +66,3 @@ def run_lsof(port: int) -> str:
 
 def listening_pids(port: int, run: Callable[[int], str] = run_lsof) -> set[int]:
     return {listener.pid for listener in parse_lsof_listen(run(port)) if listener.port == port}
-
-
-def use_lsof(platform: str) -> bool:
-    """lsof is the fallback on macOS, where the socket table needs root."""
-    return platform == "darwin"

@@ -29,15 +29,19 @@ import psutil
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, clean_fields
 from telegraf_llm_input.nvml import NvmlSession
-from telegraf_llm_input.sources import drm_fdinfo, macos_ports
+from telegraf_llm_input.sources import drm_fdinfo
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
+    from telegraf_llm_input.sources import macos_ports
+else:
+    macos_ports = lazy_import("telegraf_llm_input.sources.macos_ports")  # macOS only
 
 log = get_logger("process")
 
@@ -134,7 +138,7 @@ class PsutilPortLookup:
                         pids.add(proc.pid)
                 except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue
-        if not pids and macos_ports.use_lsof(sys.platform):
+        if not pids and sys.platform == "darwin":
             # macOS without root: psutil is refused what lsof still shows of the user's own listeners.
             pids = macos_ports.listening_pids(port)
         return pids

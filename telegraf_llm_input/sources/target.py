@@ -20,7 +20,7 @@ from telegraf_llm_input.http import FetchError, HttpPool
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import FieldValue, Metric, clean_fields
 from telegraf_llm_input.rates import increase, ratio
-from telegraf_llm_input.servers import make_adapter
+from telegraf_llm_input.servers import detect, make_adapter
 from telegraf_llm_input.servers.base import (
     COUNT_QUANTILES,
     MEASUREMENT,
@@ -297,6 +297,16 @@ class ServerSource:
 def server_source(target: TargetConfig, pool: HttpPool) -> ServerSource:
     """The source of one target, with the adapter its `type:` names."""
     return ServerSource(target, make_adapter(target), pool)
+
+
+async def detect_target(url: str, timeout: float, pool: HttpPool) -> TargetConfig | None:
+    """The target at `url` typed by what it answers (discovery), or None when it is no model server we know."""
+    probe = TargetConfig(url=url, timeout=timeout, retries=0)
+    try:
+        kind = await detect(Fetcher(pool, probe))
+    except FetchError:
+        return None
+    return None if kind is None else TargetConfig(url=url, type=kind)
 
 
 def build(config: Config, env: SourceEnv) -> list[Source]:
