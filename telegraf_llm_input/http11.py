@@ -1,7 +1,7 @@
 """Keep-alive HTTP/1.1 GETs for scrapes: asyncio streams and a strict response reader, a few idle connections.
 
 Why not httpx on this path: a scrape is one small GET, and httpx's layers (client, httpcore pool, anyio streams, h11)
-cost ~0.6 ms CPU per request where the socket work itself is ~0.1 ms (`python -m bench http`); with five requests
+cost ~0.6 ms CPU per request where the socket work itself is ~0.1 ms (`python -m bench scrape_client`); with five requests
 a gather, the agent cost more than parsing the page. Reading an answer to a GET is a small, closed problem (RFC 9112:
 status line, header fields, then the body framed by Transfer-Encoding chunked, Content-Length, or the connection's
 close), so it is read here, strictly: anything unusual ends the connection instead of guessing (a bare LF, obs-fold,

@@ -67,7 +67,7 @@ SERVER = Measurement(
             "(llama.cpp blocks `/metrics` and `/slots` while decoding).",
             type="int",
         ),
-        Field("loading", "0/1", '1 while the model loads (`/health` 503 "Loading model").', type="int"),
+        Field("loading", "0/1", '1 while the model loads (every path answers 503 "Loading model").', type="int"),
         Field("scrape_ms", "ms", "Time to read the target this gather."),
         Field("requests_running", "requests", "Requests being processed now.", servers="TGI: batch size"),
         Field("requests_waiting", "requests", "Requests queued (deferred) now."),
