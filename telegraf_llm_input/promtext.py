@@ -163,9 +163,10 @@ class ParseTimeout(Exception):
     """`parse(..., deadline=...)` ran past its deadline (a huge page): the page is not used."""
 
 
-Heads = dict[str, tuple[str, dict[str, str], LabelKey, LabelKey]]
+Heads = dict[str, tuple[str, dict[str, str] | None, LabelKey | None, LabelKey | None]]
 """A target's line heads (`name{labels}`, up to the last `}`) seen on its earlier pages -> (name, labels, their
-`label_key`, their `series_key`)."""
+`label_key`, their `series_key`), or (name, None, None, None) for a name `only` leaves out. One dict per target
+and `only`: the heads of one are not the heads of another."""
 MAX_HEADS = 50_000
 """Heads kept per target (a few MB at most): a page of new series every scrape stops adding, never grows."""
 
@@ -238,6 +239,9 @@ def _parse_block(
                 # A head seen on an earlier page: its name and labels are known, only the value is new.
                 seen = heads.get(line[: close + 1])
                 if seen is not None:
+                    if seen[1] is None:  # a head of a name `only` leaves out
+                        skipped.add(seen[0])
+                        continue
                     rest = line[close + 1 :]
                     if "#" not in rest and '"' not in rest:
                         tokens = rest.split()
@@ -285,6 +289,8 @@ def _parse_block(
                     ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
                 if ok and only is not None and name not in only:
                     skipped.add(name)
+                    if heads is not None and len(heads) < MAX_HEADS:
+                        heads[line[: close + 1]] = (name, None, None, None)
                     continue
                 if ok and close > brace and "\\" not in label_text and "#" not in line and '"' not in rest:
                     parts = label_text.split('"')

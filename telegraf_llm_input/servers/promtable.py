@@ -79,7 +79,11 @@ class PromTable:
     tag, asked rarely (VERSION_EVERY_S, first contact, after an outage)."""
     path: str = "/metrics"
 
-    def names(self) -> set[str]:
+    def names(self) -> frozenset[str]:
+        return self._names
+
+    @functools.cached_property
+    def _names(self) -> frozenset[str]:
         out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
         out |= {
             n + "_bucket"
@@ -88,7 +92,7 @@ class PromTable:
             for n in names
         }
         out |= {info.metric for info in self.info}
-        return out
+        return frozenset(out)
 
     @functools.cached_property
     def read_names(self) -> frozenset[str]:
@@ -306,7 +310,7 @@ def parse_checked(
             and any(name.startswith(table.prefix) for name in (*page.skipped, *(s.name for s in page.samples)))
         ):
             raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
-        missing = table.missing(page)
+        missing = table.missing(page) if (where, "missing") not in _WARNED else ()  # said once per target
         if missing:
             once(
                 where,
