@@ -140,7 +140,7 @@ def remember_missing_sniffio() -> None:
 
 
 def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:
-    """httpx's `verify` for a target: on by default, a custom CA and client certificate when given."""
+    """A target's TLS verification (as httpx's `verify`): on by default, a custom CA and client certificate if given."""
     if target.insecure_skip_verify:
         return False
     if not (target.tls_ca or target.tls_cert):

@@ -26,7 +26,7 @@ NVML_LIBRARY = "libnvidia-ml.so.1"
 """The name nvidia-ml-py loads on Linux (the driver installs it; no NVML on macOS)."""
 
 
-def _library_loads() -> bool:
+def library_loads() -> bool:
     """Whether the NVIDIA driver's library is there, asked before importing pynvml: its bindings take ~20 ms to
     import, which a machine without the driver (every Mac, most Radeon boxes) would pay for nothing."""
     try:
@@ -60,7 +60,7 @@ class NvmlSession:
             if self._started:
                 return self.nvml is not None
             self._started = True
-            if "pynvml" not in sys.modules and not _library_loads():
+            if "pynvml" not in sys.modules and not library_loads():
                 self._say_missing("NVML Shared Library Not Found")  # pynvml's own words for it
                 return False
             try:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+from telegraf_llm_input.nvml import library_loads
 from tests.support.procs import free_port
 
 # Runs one `--once` gather in a fresh interpreter and prints the modules that were really loaded
@@ -20,6 +21,8 @@ print(json.dumps(sorted(sys.modules)))
 
 HEAVY = [
     "httpx._client",
+    "telegraf_llm_input.http11",
+    "telegraf_llm_input.servers.base",
     "yaml.loader",
     "influxdb_client",
     "telegraf_llm_input.promtext",
@@ -42,6 +45,9 @@ def test_defaults_load_no_http_client_yaml_adapters_probe_or_outputs():
     modules = loaded()
     assert "telegraf_llm_input.sources.host" in modules and "telegraf_llm_input.sources.discovery" in modules
     assert [m for m in HEAVY if m in modules] == []
+    # nvidia-ml-py only once the driver's library is there; the Apple GPU reader (plistlib) only on a Mac
+    absent = (["pynvml"] if not library_loads() else []) + (["plistlib"] if sys.platform != "darwin" else [])
+    assert [m for m in absent if m in modules] == []
 
 
 def test_what_a_config_uses_is_loaded(tmp_path):
