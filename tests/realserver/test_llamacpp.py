@@ -348,7 +348,7 @@ def test_api_key_without_token_one_clear_error_and_no_made_up_numbers(make_llama
     metrics = asyncio.run(scenario())
     for metric in metrics:
         assert metric.fields["up"] == 0
-        assert metric.fields.get("loading", 0) == 0  # /health said the model is loaded: not "loading"
+        assert metric.fields.get("loading", 0) == 0  # a 401 is not "Loading model": not "loading"
         assert "generation_tokens_total" not in metric.fields and "slots_total" not in metric.fields
     lines = warnings(agent_log)
     assert len(lines) == 1, lines
