@@ -167,8 +167,9 @@ Heads = dict[str, tuple[str, dict[str, str] | None, LabelKey | None, LabelKey | 
 """A target's line heads (`name{labels}`, up to the last `}`) seen on its earlier pages -> (name, labels, their
 `label_key`, their `series_key`), or (name, None, None, None) for a name `only` leaves out. One dict per target
 and `only`: the heads of one are not the heads of another."""
-MAX_HEADS = 50_000
-"""Heads kept per target (a few MB at most): a page of new series every scrape stops adding, never grows."""
+MAX_HEADS = 4096
+"""Heads kept per target: ~0.7 KB each, so at most ~3 MiB (a one-model vLLM page has ~340, eight models ~2,600).
+Past it the rest of a page is parsed the ordinary way, and a page of new series every scrape stops adding."""
 
 _BLOCK_CHARS = 64 * 1024
 """With a deadline, the page is parsed in blocks of about this size, checking the clock between them

@@ -12,6 +12,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as om_gener
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_reference
 from prometheus_client.parser import text_string_to_metric_families as reference
 
+from telegraf_llm_input import promtext
 from telegraf_llm_input.promtext import Page, Sample, family_name, label_key, parse, series_key
 
 FIXTURES = Path(__file__).parent / "fixtures" / "prometheus"
@@ -367,6 +368,15 @@ def test_heads_kept_between_pages_and_only_change_no_sample(first: str, second: 
         for sample in cached.samples + kept.samples:
             assert label_key(sample) == tuple(sorted(sample.labels.items()))
             assert series_key(sample) == tuple(sorted(kv for kv in sample.labels.items() if kv[0] != "le"))
+
+
+def test_heads_stop_at_their_cap_and_the_rest_parses_as_usual(monkeypatch):
+    monkeypatch.setattr(promtext, "MAX_HEADS", 3)
+    text = "".join(f'm{{i="{i}"}} {i}\n' for i in range(10))
+    heads: dict = {}
+    for _ in range(2):
+        assert_same(raw(parse(text, heads=heads)), raw(parse(text)))
+    assert len(heads) == 3
 
 
 def test_a_cached_head_with_an_exemplar_or_new_value_is_read_again():
