@@ -261,7 +261,7 @@ async def read_answer(
 ) -> tuple[Answer, bool]:
     """Read one answer to a GET: (the answer, whether the connection can carry the next request).
 
-    Raises `_Stale` when the connection ends before any byte of it, `Broken` for a bad or cut-off answer,
+    Raises `_Stale` when the connection ends (or is reset) before any byte of it, `Broken` for a bad or cut-off answer,
     `Rejected` (after the head, before the body) when `reject(status)`, `TooBig` past `limit`."""
     try:
         first = await reader.readuntil(b"\n")
@@ -269,6 +269,8 @@ async def read_answer(
         if not exc.partial:
             raise _Stale from None
         raise Broken("connection closed in the status line") from None
+    except ConnectionError:  # reset before any byte of the answer (the server had closed it): as good as unsent
+        raise _Stale from None
     while True:
         if first[-2:-1] != b"\r":
             raise Broken("line without CR")

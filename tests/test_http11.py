@@ -7,12 +7,19 @@ whether the connection can be used again must be what h11 says. Then what h11 al
 
 import asyncio
 import gzip
+import socket
+import threading
 
 import h11
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.http import HttpPool, get
 from telegraf_llm_input.http11 import Broken, Rejected, TooBig, read_answer, request_bytes
+from telegraf_llm_input.promtext import parse
+from tests.support.procs import ManagedProcess, find_binary, free_port, http_ok, wait_until
 
 BIG = 1 << 30
 
@@ -182,3 +189,87 @@ def test_limits_status_rejection_and_request_bytes():
     for bad in ([("X-A", "b\r\nInjected: 1")], [("Bad Name", "1")]):
         with pytest.raises(ValueError):
             request_bytes("/metrics", bad)
+
+
+@pytest.mark.realserver
+def test_a_real_go_server_gzip_and_keep_alive(tmp_path):
+    """Prometheus' own /metrics (Go net/http + promhttp, gzip when asked) read through `http.get`, several times on
+    one kept connection: a whole page every time, the same one httpx reads."""
+    prometheus = find_binary("prometheus")
+    if not prometheus:
+        pytest.skip("prometheus not installed: apt-get install prometheus (scripts/test.sh does)")
+    web = free_port()
+    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1h}\nscrape_configs: []\n")
+    prom = ManagedProcess(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        tmp_path / "prometheus.log",
+    )
+    try:
+        wait_until(http_ok(f"http://127.0.0.1:{web}/-/ready"), 60, "prometheus", prom.proc, prom.log_path)
+        target = TargetConfig(url=f"http://127.0.0.1:{web}")
+
+        async def scrapes():
+            pool = HttpPool()
+            try:
+                return [await get(pool, target, "/metrics") for _ in range(3)]
+            finally:
+                await pool.close()
+
+        answers = asyncio.run(scrapes())
+        theirs = httpx.get(f"http://127.0.0.1:{web}/metrics", timeout=10).text
+    finally:
+        prom.stop()
+    accepted = [
+        sum(s.value for s in parse(a.text()).samples if s.name == "net_conntrack_listener_conn_accepted_total")
+        for a in answers
+    ]
+    assert accepted[0] == accepted[1] == accepted[2] > 0  # the server took no new connection: one, kept
+    for answer in answers:
+        assert answer.headers.get("content-encoding") == "gzip"  # decoded by us, from a real server
+        page = parse(answer.text())
+        assert page.errors == 0
+        assert {s.name for s in page.samples} >= {"go_goroutines", "prometheus_build_info"}
+    ours_names = {s.name for s in parse(answers[-1].text()).samples}
+    assert ours_names == {s.name for s in parse(theirs).samples}
+
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced():
+    """A server that closes each connection after answering (without saying so): the next GET still gets its
+    answer, on a new connection, as the server's count of connections shows."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    seen = {"connections": 0}
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                seen["connections"] += 1
+                conn.recv(65536)
+                body = b"n %d\n" % seen["connections"]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    threading.Thread(target=serve, daemon=True).start()
+    target = TargetConfig(url=f"http://127.0.0.1:{listener.getsockname()[1]}", retries=0)
+
+    async def two():
+        pool = HttpPool()
+        try:
+            first = await get(pool, target, "/m")
+            await asyncio.sleep(0)  # the close may or may not have been seen yet: both must work
+            return first, await get(pool, target, "/m")
+        finally:
+            await pool.close()
+
+    first, second = asyncio.run(two())
+    listener.close()
+    assert (bytes(first.body), bytes(second.body)) == (b"n 1\n", b"n 2\n")
