@@ -205,7 +205,8 @@ def _classify(exc: Exception, where: str, timeout: float) -> FetchError:
             return FetchError("refused", f"{where}: connection refused")
         return FetchError("refused", f"{where}: cannot connect ({text[:120] or type(exc).__name__})")
     if what == "broken":
-        return FetchError("error", f"{where}: connection broken ({type(exc).__name__})")
+        detail = str(exc)[:120] if isinstance(exc, http11.Broken) and str(exc) else type(exc).__name__
+        return FetchError("error", f"{where}: connection broken ({detail})")
     return FetchError("error", f"{where}: {type(exc).__name__}: {str(exc)[:160]}")
 
 
