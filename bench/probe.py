@@ -3,8 +3,9 @@
 Runs the real agent loop with the real probe source against the scripted streaming server (TTFT
 200 ms, then a token every 20 ms; in its own process, like a model server), twice in one run:
   idle:   the probe alone (the baseline);
-  loaded: the probe plus 16 other targets whose Prometheus pages (about 1,500 lines each, served
-          with a delay by another process) are fetched and parsed on the same event loop every gather.
+  loaded: the probe plus 16 other targets (`type: prometheus`, the agent's own scrape path) whose pages
+          (about 1,500 lines each, served with a delay by another process) are fetched and parsed on the
+          agent's event loop every gather.
 Prints the TTFT error against the script (median, p99) and the loaded/idle ratio. Target: <= 2 ms median.
 
     python3 bench/probe.py [--seconds 15]
@@ -26,13 +27,13 @@ from threading import Thread
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 
 from bench.report import record  # noqa: E402
 from telegraf_llm_input.agent import Agent  # noqa: E402
 from telegraf_llm_input.config import parse_config  # noqa: E402
-from telegraf_llm_input.metric import Metric  # noqa: E402
+from telegraf_llm_input.sources.base import SourceEnv  # noqa: E402
 from telegraf_llm_input.sources.probe import ProbeSource  # noqa: E402
+from telegraf_llm_input.sources.target import server_source  # noqa: E402
 
 TTFT_S, INTERVAL_S, TOKENS = 0.2, 0.02, 6
 OTHER_TARGETS = 16
@@ -76,26 +77,6 @@ def serve_metrics(n: int, delay_s: float) -> None:
     sys.stdin.read()  # until the parent closes our stdin
 
 
-class ScrapeSource:
-    """Stands in for a server source: fetch a Prometheus page and parse it on the event loop."""
-
-    def __init__(self, url: str, client: httpx.AsyncClient):
-        self.name = f"scrape:{url}"
-        self._url, self._client = url, client
-
-    async def gather(self, ctx):
-        text = (await self._client.get(self._url)).text
-        fields = {}
-        for line in text.splitlines():
-            if line and line[0] != "#":
-                name, _, value = line.rpartition(" ")
-                fields[name.split("{", 1)[0].replace(":", "_")] = float(value)
-        return [Metric("llm_server", {"target": self._url}, {"series": len(fields)}, ctx.time_ns)]
-
-    async def close(self):
-        pass
-
-
 def spawn(argv: list[str]) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         argv,
@@ -110,11 +91,16 @@ def spawn(argv: list[str]) -> tuple[subprocess.Popen, str]:
 
 async def phase(stream_url: str, metric_urls: list[str], seconds: float) -> tuple[list[float], list[float]]:
     cfg = parse_config(
-        {"targets": [{"url": stream_url, "probe": {"enabled": True, "every": PROBE_EVERY, "model": "fake-model"}}]}
+        {
+            "targets": [
+                {"url": stream_url, "probe": {"enabled": True, "every": PROBE_EVERY, "model": "fake-model"}},
+                *({"url": u, "type": "prometheus", "process": {"enabled": False}} for u in metric_urls),
+            ]
+        }
     )
     probe = ProbeSource(cfg.targets[0])
-    client = httpx.AsyncClient(timeout=5.0, limits=httpx.Limits(max_connections=64))
-    sources = [probe, *(ScrapeSource(u, client) for u in metric_urls)]
+    pool = SourceEnv().http_pool()
+    sources = [probe, *(server_source(t, pool.retain()) for t in cfg.targets[1:])]
     agent = Agent(sources, [], deadline_s=GATHER_S * 0.8)
     ttft, tpot = [], []
     end = time.monotonic() + seconds
@@ -127,7 +113,6 @@ async def phase(stream_url: str, metric_urls: list[str], seconds: float) -> tupl
         next_tick += GATHER_S
         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
     await agent.close()
-    await client.aclose()
     return ttft, tpot
 
 
@@ -182,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics, ports = spawn([sys.executable, str(Path(__file__).resolve()), "--serve-metrics", str(OTHER_TARGETS)])
     try:
         stream_url = f"http://127.0.0.1:{port}"
-        metric_urls = [f"http://127.0.0.1:{p}/metrics" for p in ports.split()]
+        metric_urls = [f"http://127.0.0.1:{p}" for p in ports.split()]
         floor_errors = asyncio.run(floor(int(port)))
         results = {}
         loaded_floor: list[float] = []
