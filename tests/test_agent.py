@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 
 import pytest
 
-from telegraf_llm_input.agent import Agent
+from telegraf_llm_input.agent import FREEZE_AFTER, Agent
 from telegraf_llm_input.lineprotocol import encode_batch
 from telegraf_llm_input.log import setup_logging
 from telegraf_llm_input.metric import Metric
@@ -291,3 +292,27 @@ def test_problems_are_what_is_failing_now_with_the_logged_line(log_lines):
     assert failing == {"flaky": "source flaky: connection refused", "output:bad": "output bad: pipe closed"}
     assert [line[3:] for line in log_lines() if line.startswith("W! ")] == sorted(failing.values(), reverse=True)
     assert later == {"output:bad": "output bad: pipe closed"}
+
+
+def test_what_the_first_gathers_built_is_frozen_once(monkeypatch):
+    """Full collections walked every long-lived object with the interpreter lock held (~20 ms, the probe's clock
+    stopped with it): after FREEZE_AFTER gathers what is alive is frozen, once."""
+    calls = []
+    real_freeze = gc.freeze
+    monkeypatch.setattr(gc, "freeze", lambda: (calls.append(agent.gathers), real_freeze()))
+    gc.unfreeze()
+    try:
+        agent = Agent([Source("a")], [], deadline_s=1.0)
+
+        async def gathers(n):
+            frozen = []
+            for _ in range(n):
+                await agent.gather_once()
+                frozen.append(gc.get_freeze_count())
+            return frozen
+
+        frozen = asyncio.run(gathers(FREEZE_AFTER + 3))
+        assert calls == [FREEZE_AFTER]  # once, not again: later objects stay collectable
+        assert frozen[FREEZE_AFTER - 2] == 0 and frozen[FREEZE_AFTER - 1] > 1000
+    finally:
+        gc.unfreeze()
