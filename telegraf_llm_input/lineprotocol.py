@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import cast
 
 from telegraf_llm_input.metric import FieldValue, Metric
@@ -139,9 +140,11 @@ def _field_prefixes(keys: tuple[str, ...]) -> tuple[str | None, ...] | None:
 
 
 @lru_cache(maxsize=1024)
-def _fields_template(keys: tuple[str, ...], kinds: tuple[type, ...]) -> tuple[str, tuple[int, ...]] | None:
+def _fields_template(
+    keys: tuple[str, ...], kinds: tuple[type, ...]
+) -> tuple[str, Callable[[tuple[FieldValue, ...]], tuple[int, ...]] | None] | None:
     """For a field set of only floats and ints, every key written: one %-format for all of its values
-    (`k=%r` for a float, `k=%di` for an int) and the positions of the ints; None otherwise."""
+    (`k=%r` for a float, `k=%di` for an int) and a getter of its ints (to check their range); None otherwise."""
     plan = _field_prefixes(keys)
     if plan is None or None in plan:
         return None
@@ -155,7 +158,12 @@ def _fields_template(keys: tuple[str, ...], kinds: tuple[type, ...]) -> tuple[st
             ints.append(i)
         else:
             return None
-    return ",".join(parts), tuple(ints)
+    if not ints:
+        return ",".join(parts), None
+    if len(ints) == 1:
+        only = ints[0]
+        return ",".join(parts), lambda values: (values[only],)
+    return ",".join(parts), itemgetter(*ints)
 
 
 def _fields_fast(keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> str | None:
@@ -164,7 +172,7 @@ def _fields_fast(keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> str |
     template = _fields_template(keys, tuple(map(type, values)))
     if template is None:
         return None
-    text, int_positions = template
+    text, ints_of = template
     numbers: tuple[float, ...] = values  # type: ignore[assignment]  # a template exists: only floats and ints
     try:
         total = sum(numbers)  # NaN or +-Inf anywhere makes the sum non-finite
@@ -172,8 +180,8 @@ def _fields_fast(keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> str |
         return None
     if total - total != 0.0:
         return None
-    if int_positions:
-        ints = [numbers[i] for i in int_positions]
+    if ints_of is not None:
+        ints = ints_of(values)
         if max(ints) > INT64_MAX or min(ints) < INT64_MIN:
             return None
     return text % values
