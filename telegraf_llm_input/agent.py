@@ -26,9 +26,9 @@ log = get_logger("agent")
 
 FREEZE_AFTER = 3
 """After this many gathers everything alive (modules, config, the caches the first gathers built) is moved out of
-the cyclic collector's sight (`gc.freeze()`): a full collection walked all of it, holding the interpreter lock
-for ~20 ms, the probe thread's clock with it. Only what is alive then is frozen, once: later garbage is collected
-as ever, so memory stays flat (bench.memory)."""
+the cyclic collector's sight (`gc.freeze()`, after one collection): a full collection walked all of it, holding
+the interpreter lock for ~20 ms, the probe thread's clock with it. Only what is alive then is frozen, once: later
+garbage is collected as ever, so memory stays flat (bench.memory)."""
 
 
 @dataclass
@@ -146,6 +146,7 @@ class Agent:
                 )
         self.gathers += 1
         if self.gathers == FREEZE_AFTER:
+            gc.collect()  # garbage first, so that only what is alive is frozen
             gc.freeze()
         metrics.extend(self._agent_metrics(ctx.time_ns, time.monotonic() - started))
         if self.global_tags:

@@ -179,7 +179,7 @@ class LlamaCppAdapter:
             return self._loading()
         for answer in answers:
             if _state(answer) == "failed":
-                raise answer if isinstance(answer, FetchError) else _status_error(fetch, answer)
+                raise answer if isinstance(answer, FetchError) else _status_error(answer)
         states = {_state(page), _state(slots)}
         if "ok" not in states:
             health = await fetch.get("/health", auth=False, accept=(503,))  # raises when it is gone
@@ -235,7 +235,7 @@ class LlamaCppAdapter:
         return any(value < before[k] for k, value in now.items() if k in before)
 
 
-def _status_error(fetch: Fetcher, answer: Response) -> FetchError:
+def _status_error(answer: Response) -> FetchError:
     return FetchError("http_status", f"GET {answer.url}: HTTP {answer.status}", answer.status)
 
 
