@@ -327,12 +327,7 @@ async def read_answer(
         left = int(values.pop())
         if left > limit:
             raise TooBig(left)
-        while left:
-            chunk = await reader.read(min(left, READ_BYTES))
-            if not chunk:
-                raise Broken("connection closed before the answer was complete")
-            left -= len(chunk)
-            add(chunk)
+        await _exactly(reader, left, add, "before the answer was complete")
         return Answer(status, reason, headers, body), keep
     await _until_close(reader, add)
     return Answer(status, reason, headers, body), False
@@ -362,14 +357,19 @@ async def _chunked(reader: asyncio.StreamReader, add: Callable[[bytes], None]) -
                 if not await _line(reader):
                     return
             raise Broken(f"more than {MAX_HEAD_LINES} trailer lines")
-        while size:
-            chunk = await reader.read(min(size, READ_BYTES))
-            if not chunk:
-                raise Broken("connection closed inside a chunk")
-            size -= len(chunk)
-            add(chunk)
+        await _exactly(reader, size, add, "inside a chunk")
         if await _line(reader):
             raise Broken("chunk not followed by CRLF")
+
+
+async def _exactly(reader: asyncio.StreamReader, size: int, add: Callable[[bytes], None], where: str) -> None:
+    """`size` bytes to `add`, as they arrive (the cap is checked on each piece, not at the end)."""
+    while size:
+        chunk = await reader.read(min(size, READ_BYTES))
+        if not chunk:
+            raise Broken(f"connection closed {where}")
+        size -= len(chunk)
+        add(chunk)
 
 
 async def _until_close(reader: asyncio.StreamReader, add: Callable[[bytes], None]) -> None:

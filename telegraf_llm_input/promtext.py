@@ -115,14 +115,21 @@ _set_key = Sample.__dict__["key"].__set__
 _set_series = Sample.__dict__["series"].__set__
 
 
-def _make(name: str, labels: dict[str, str], value: float, ts: int | None) -> Sample:
+def _make(
+    name: str,
+    labels: dict[str, str],
+    value: float,
+    ts: int | None,
+    key: LabelKey | None = None,
+    series: LabelKey | None = None,
+) -> Sample:
     s = _new(Sample)
     _set_name(s, name)
     _set_labels(s, labels)
     _set_value(s, value)
     _set_ts(s, ts)
-    _set_key(s, None)
-    _set_series(s, None)
+    _set_key(s, key)
+    _set_series(s, series)
     return s
 
 
@@ -273,13 +280,8 @@ def _parse_block(
                     continue
                 ntok = len(tokens)
                 if ok and (ntok == 2 or ntok == 3) and "#" not in line:
-                    sample = _new(Sample)
-                    _set_name(sample, name)
-                    _set_labels(sample, {})
-                    _set_value(sample, _value(tokens[1]))
-                    _set_ts(sample, _timestamp_ms(tokens[2], openmetrics) if ntok == 3 else None)
-                    _set_key(sample, ())
-                    _set_series(sample, ())
+                    ts = _timestamp_ms(tokens[2], openmetrics) if ntok == 3 else None
+                    sample = _make(name, {}, _value(tokens[1]), ts, (), ())
             else:
                 close = line.rfind("}")
                 rest = line[close + 1 :]
@@ -310,20 +312,13 @@ def _parse_block(
                                 if "_" in value:
                                     raise ValueError(value)
                                 labels = dict(zip(keys, parts[1::2]))
-                                sample = _new(Sample)
-                                _set_name(sample, name)
-                                _set_labels(sample, labels)
-                                _set_value(sample, float(value))
-                                _set_ts(sample, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
-                                key: LabelKey | None
-                                series: LabelKey | None
+                                ts = _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None
                                 if heads is not None and len(heads) < MAX_HEADS:
                                     key, series = _keys(labels)
                                     heads[line[: close + 1]] = (name, labels, key, series)
+                                    sample = _make(name, labels, float(value), ts, key, series)
                                 else:
-                                    key = series = None
-                                _set_key(sample, key)
-                                _set_series(sample, series)
+                                    sample = _make(name, labels, float(value), ts)
             if sample is None:
                 sample = _slow_sample(line, openmetrics)
         except (ValueError, OverflowError, IndexError):

@@ -134,16 +134,14 @@ def _is_loading(answer: Response | FetchError) -> bool:
     return isinstance(answer, Response) and answer.status == 503 and b"loading" in answer.body.lower()
 
 
-def _state(answer: Response | FetchError | None) -> str:
+def _state(answer: Response | FetchError) -> str:
     """ok, off (`--no-slots`, no `--metrics`: 501/404), busy (no answer in time: blocked behind decoding), or
     failed (anything else: the server is not answering as it should)."""
     if isinstance(answer, Response):
         return "ok" if answer.status < 300 else "failed"
-    if isinstance(answer, FetchError):
-        if answer.kind == "http_status" and answer.status in (404, 501):
-            return "off"
-        return "busy" if answer.kind == "timeout" else "failed"
-    return "off"
+    if answer.kind == "http_status" and answer.status in (404, 501):
+        return "off"
+    return "busy" if answer.kind == "timeout" else "failed"
 
 
 class LlamaCppAdapter:

@@ -79,11 +79,9 @@ class PromTable:
     tag, asked rarely (VERSION_EVERY_S, first contact, after an outage)."""
     path: str = "/metrics"
 
-    def names(self) -> frozenset[str]:
-        return self._names
-
     @functools.cached_property
-    def _names(self) -> frozenset[str]:
+    def names(self) -> frozenset[str]:
+        """The sample names that say a page is this server's (gauges, counters, histogram buckets, info)."""
         out = {n for table in (self.gauges, self.counters) for names in table.values() for n in names}
         out |= {
             n + "_bucket"
@@ -304,7 +302,7 @@ def parse_checked(
             dropped,
         )
     if table is not None:
-        wanted = table.names()
+        wanted = table.names
         if not any(s.name in wanted for s in page.samples) and not (
             table.prefix
             and any(name.startswith(table.prefix) for name in (*page.skipped, *(s.name for s in page.samples)))
