@@ -19,7 +19,7 @@ from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import HttpPool, get
 from telegraf_llm_input.http11 import Broken, Rejected, TooBig, read_answer, request_bytes
 from telegraf_llm_input.promtext import parse
-from tests.support.procs import ManagedProcess, find_binary, free_port, http_ok, wait_until
+from tests.support.procs import RealPrometheus, find_binary
 
 BIG = 1 << 30
 
@@ -198,20 +198,10 @@ def test_a_real_go_server_gzip_and_keep_alive(tmp_path):
     prometheus = find_binary("prometheus")
     if not prometheus:
         pytest.skip("prometheus not installed: apt-get install prometheus (scripts/test.sh does)")
-    web = free_port()
-    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1h}\nscrape_configs: []\n")
-    prom = ManagedProcess(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{web}",
-        ],
-        tmp_path / "prometheus.log",
-    )
+    prom = RealPrometheus(prometheus, tmp_path, "global: {scrape_interval: 1h}\nscrape_configs: []\n")
     try:
-        wait_until(http_ok(f"http://127.0.0.1:{web}/-/ready"), 60, "prometheus", prom.proc, prom.log_path)
-        target = TargetConfig(url=f"http://127.0.0.1:{web}")
+        prom.wait_ready()
+        target = TargetConfig(url=prom.url)
 
         async def scrapes():
             pool = HttpPool()
@@ -221,7 +211,7 @@ def test_a_real_go_server_gzip_and_keep_alive(tmp_path):
                 await pool.close()
 
         answers = asyncio.run(scrapes())
-        theirs = httpx.get(f"http://127.0.0.1:{web}/metrics", timeout=10).text
+        theirs = httpx.get(f"{prom.url}/metrics", timeout=10).text
     finally:
         prom.stop()
     accepted = [

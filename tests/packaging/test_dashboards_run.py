@@ -36,7 +36,7 @@ from tests.fakes.server import FakeServer, Reply
 from tests.fakes.streaming import Script, StreamingServer
 from tests.support.grafana import interpolate
 from tests.support.llama_server import BuildUnavailable, LlamaServer, ensure_llama_server, tiny_model_path
-from tests.support.procs import ManagedProcess, find_binary, free_port, http_ok, wait_until
+from tests.support.procs import ManagedProcess, RealPrometheus, find_binary, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "packaging" / "grafana"
@@ -369,8 +369,9 @@ def world(influxdb, tmp_path_factory):
             ports["host-b"],
         ),
     }
-    web = free_port()
-    (tmp / "prometheus.yml").write_text(
+    prom = RealPrometheus(
+        prometheus,
+        tmp,
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -382,16 +383,7 @@ def world(influxdb, tmp_path_factory):
                     }
                 ],
             }
-        )
-    )
-    prom = ManagedProcess(
-        [
-            prometheus,
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{web}",
-        ],
-        tmp / "prometheus.log",
+        ),
     )
     start_ms = int(time.time() * 1000)
     agents = [
@@ -405,9 +397,9 @@ def world(influxdb, tmp_path_factory):
     for agent, host in zip(agents, HOSTS):
         agent.argv_config = configs[host]
     try:
-        wait_until(http_ok(f"http://127.0.0.1:{web}/-/ready"), 60, "prometheus", prom.proc, prom.log_path)
+        prom.wait_ready()
         gen = _generator()  # its ROWS are the description (packaging/grafana/dashboard_spec.py)
-        yield World(influxdb, f"http://127.0.0.1:{web}", start_ms, gen, fakes["llamacpp-b"], dict(zip(HOSTS, agents)))
+        yield World(influxdb, prom.url, start_ms, gen, fakes["llamacpp-b"], dict(zip(HOSTS, agents)))
     finally:
         for agent in agents:
             agent.stop()

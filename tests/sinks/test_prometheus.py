@@ -10,7 +10,7 @@ import pytest
 
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sinks.prometheus import PrometheusSink, SeriesStore
-from tests.support.procs import ManagedProcess, find_binary, free_port, http_ok, wait_until
+from tests.support.procs import RealPrometheus, find_binary, free_port, wait_until
 
 
 def sample(t=1):
@@ -51,37 +51,25 @@ def test_promtool_and_real_prometheus_scrape(tmp_path):
         )
         assert bad.returncode != 0  # promtool does catch an untyped-suffix counter
 
-        web = free_port()
-        (tmp_path / "prometheus.yml").write_text(
+        prom = RealPrometheus(
+            prometheus,
+            tmp_path,
             "global: {scrape_interval: 1s}\n"
-            f"scrape_configs: [{{job_name: llm, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}]\n"
-        )
-        prom = ManagedProcess(
-            [
-                prometheus,
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{web}",
-            ],
-            tmp_path / "prometheus.log",
+            f"scrape_configs: [{{job_name: llm, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}]\n",
         )
         try:
-            wait_until(http_ok(f"http://127.0.0.1:{web}/-/ready"), 60, "prometheus", prom.proc, prom.log_path)
+            prom.wait_ready()
             result = {}
 
             def seen():
-                r = httpx.get(
-                    f"http://127.0.0.1:{web}/api/v1/query", params={"query": "llm_agent_gathers_total"}, timeout=5
-                )
+                r = httpx.get(f"{prom.url}/api/v1/query", params={"query": "llm_agent_gathers_total"}, timeout=5)
                 result["data"] = r.json()["data"]["result"]
                 return bool(result["data"])
 
             wait_until(seen, 60, "series in Prometheus")
             assert result["data"][0]["metric"]["host"] == "box"
             assert result["data"][0]["value"][1] == "5"
-            meta = httpx.get(
-                f"http://127.0.0.1:{web}/api/v1/metadata", params={"metric": "llm_agent_gathers_total"}, timeout=5
-            )
+            meta = httpx.get(f"{prom.url}/api/v1/metadata", params={"metric": "llm_agent_gathers_total"}, timeout=5)
             assert meta.json()["data"]["llm_agent_gathers_total"][0]["type"] == "counter"
         finally:
             prom.stop()

@@ -90,3 +90,25 @@ class ManagedProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._log.close()
+
+
+class RealPrometheus(ManagedProcess):
+    """A real Prometheus on a free 127.0.0.1 port, its config (YAML text) and TSDB in `workdir`; `url`.
+    `wait_ready()` before asking it anything."""
+
+    def __init__(self, binary: str, workdir: Path, config: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        (workdir / "prometheus.yml").write_text(config)
+        super().__init__(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            workdir / "prometheus.log",
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        wait_until(http_ok(f"{self.url}/-/ready"), timeout, "prometheus", self.proc, self.log_path)
