@@ -3,7 +3,9 @@
 Asked every gather, so it must cost next to nothing beside the model. The kernel's sock_diag netlink
 interface, asked for listening sockets only, walks just the listening hash (~50 us); /proc/net/tcp{,6}
 walks every socket bucket of the machine (milliseconds on a large-memory host) and is the fallback
-where netlink is refused. Both give socket inodes: equal sets mean nothing changed on the port.
+where netlink is refused. Both give socket inodes: equal sets mean nothing changed on the port. Both also
+give each socket's owner (uid), which any user may read: when the process behind a socket is hidden from
+us (another user's, without CAP_SYS_PTRACE), the owner is what we can truthfully say about it.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ TCPF_LISTEN = 1 << 10
 _NLMSG_HDR = struct.Struct("=IHHII")
 _DIAG_REQ = struct.Struct("=BBBBI")  # family, protocol, ext, pad, states; then the 48-byte socket id
 _SPORT_OFFSET = 4  # in inet_diag_msg: family, state, timer, retrans, then id.sport (big-endian)
-_INODE_OFFSET = 4 + 48 + 16  # after the socket id: expires, rqueue, wqueue, uid, then inode
+_UID_OFFSET = 4 + 48 + 12  # after the socket id: expires, rqueue, wqueue, then uid
+_INODE_OFFSET = 4 + 48 + 16  # then inode
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
 def netlink_listen_inodes(port: int) -> frozenset[int] | None:
     """Inodes of the TCP sockets listening on `port` (IPv4 and IPv6), or None when netlink is unavailable."""
-    inodes: set[int] = set()
+    owners = netlink_listen_owners(port)
+    return None if owners is None else frozenset(owners)
+
+
+def netlink_listen_owners(port: int) -> dict[int, int] | None:
+    """inode -> owner uid of the TCP sockets listening on `port`, or None when netlink is unavailable."""
+    inodes: dict[int, int] = {}
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as sock:
             for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
@@ -38,10 +47,10 @@ def netlink_listen_inodes(port: int) -> frozenset[int] | None:
                     return None
     except (OSError, AttributeError):  # AttributeError: no AF_NETLINK on this platform
         return None
-    return frozenset(inodes)
+    return inodes
 
 
-def _read_dump(sock: socket.socket, port: int, inodes: set[int]) -> bool:
+def _read_dump(sock: socket.socket, port: int, inodes: dict[int, int]) -> bool:
     while True:
         data = sock.recv(65536)
         if not data:
@@ -55,15 +64,22 @@ def _read_dump(sock: socket.socket, port: int, inodes: set[int]) -> bool:
                 return False
             body = offset + _NLMSG_HDR.size
             if struct.unpack_from(">H", data, body + _SPORT_OFFSET)[0] == port:
-                inodes.add(struct.unpack_from("=I", data, body + _INODE_OFFSET)[0])
+                uid, inode = struct.unpack_from("=II", data, body + _UID_OFFSET)
+                inodes[inode] = uid
             offset += (length + 3) & ~3
 
 
 def proc_net_listen_inodes(port: int, tables: Sequence[str] = TCP_TABLES) -> frozenset[int] | None:
     """The same from /proc/net/tcp{,6} (a byte search for the port); None where there is no such table."""
+    owners = proc_net_listen_owners(port, tables)
+    return None if owners is None else frozenset(owners)
+
+
+def proc_net_listen_owners(port: int, tables: Sequence[str] = TCP_TABLES) -> dict[int, int] | None:
+    """inode -> owner uid from /proc/net/tcp{,6}; None where there is no such table."""
     # A line: "  sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode"
     needle = f":{port:04X} ".encode()
-    inodes: set[int] = set()
+    inodes: dict[int, int] = {}
     seen = False
     for table in tables:
         try:
@@ -79,14 +95,21 @@ def proc_net_listen_inodes(port: int, tables: Sequence[str] = TCP_TABLES) -> fro
             cols = data[line_start : line_end if line_end >= 0 else len(data)].split()
             # only the local address column counts (a client socket's remote port may match too)
             if len(cols) > 9 and cols[1].endswith(needle[:-1]) and cols[3] == b"0A":
-                inodes.add(int(cols[9]))
+                inodes[int(cols[9])] = int(cols[7])
             if line_end < 0:
                 break
             start = data.find(needle, line_end)
-    return frozenset(inodes) if seen else None
+    return inodes if seen else None
+
+
+def listen_owners(port: int) -> dict[int, int] | None:
+    """inode -> owner uid of the sockets listening on `port`: netlink first, /proc/net/tcp where it is
+    refused; None off Linux."""
+    found = netlink_listen_owners(port)
+    return found if found is not None else proc_net_listen_owners(port)
 
 
 def listen_inodes(port: int) -> frozenset[int] | None:
     """Netlink first, /proc/net/tcp where it is refused; None off Linux."""
-    found = netlink_listen_inodes(port)
-    return found if found is not None else proc_net_listen_inodes(port)
+    owners = listen_owners(port)
+    return None if owners is None else frozenset(owners)

@@ -36,6 +36,7 @@ from telegraf_llm_input.nvml import NvmlSession
 from telegraf_llm_input.sources import drm_fdinfo
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
+from telegraf_llm_input.sources.visibility import hidden_listener
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
@@ -408,7 +409,7 @@ class ProcessSource:
             return f"pid_file {cfg.pid_file}"
         if cfg.pattern:
             return f"pattern {cfg.pattern!r}"
-        return f"nothing listening on port {self._port}"
+        return hidden_listener(self._port) or f"nothing listening on port {self._port}"
 
     def _tags(self, process_name: str | None) -> dict[str, str]:
         tags = {"target": self._target.display_name, "server_type": self._target.type}

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from telegraf_llm_input.sources.linux_sockets import listen_inodes, netlink_listen_inodes, proc_net_listen_inodes
+from telegraf_llm_input.sources.linux_sockets import (
+    listen_inodes,
+    listen_owners,
+    netlink_listen_inodes,
+    netlink_listen_owners,
+    proc_net_listen_inodes,
+    proc_net_listen_owners,
+)
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="Linux only")
@@ -44,3 +54,25 @@ def test_ipv6_listener_and_a_missing_table():
         assert proc_net_listen_inodes(port) == {inode}
         assert listen_inodes(port) == {inode}
     assert proc_net_listen_inodes(port, tables=["/nonexistent/tcp"]) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to listen as another uid")
+def test_owner_of_another_users_listener():
+    """The owner is what any user can read about a socket whose process it cannot see (process.py's message)."""
+    port = free_port()
+    code = f"import socket,time; s=socket.create_server(('127.0.0.1',{port})); print(s.fileno(), flush=True); time.sleep(30)"
+    child = subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        child.stdout.readline()
+        for owners in (netlink_listen_owners(port), proc_net_listen_owners(port), listen_owners(port)):
+            if owners is None:
+                continue
+            assert list(owners.values()) == [65534] and set(owners) == set(listen_inodes(port))
+    finally:
+        child.kill()
+        child.wait()
+    assert listen_owners(port) == {}

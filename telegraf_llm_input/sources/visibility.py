@@ -1,0 +1,49 @@
+"""What this user may see of another user's model server, and what to grant when it may not.
+
+Measured on Linux (docs/deploy.md, "What the service user needs"): finding the process behind a listening
+socket means reading `/proc/<pid>/fd` of that process, which takes both CAP_DAC_READ_SEARCH (the directory is
+its owner's, mode 0500) and CAP_SYS_PTRACE (the kernel's ptrace read check on each link); one alone finds
+nothing. The socket's owner (uid) is in the socket table that anyone may read, so the message can say what is
+true about a hidden server instead of "nothing listening". The same capabilities let the agent read the
+process's DRM fdinfo (per-process GPU memory on AMD/Intel).
+"""
+
+from __future__ import annotations
+
+import pwd
+import sys
+
+from telegraf_llm_input.sources.linux_sockets import listen_owners
+
+PROCESS_GRANT = (
+    "grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (AmbientCapabilities=, as the shipped systemd unit does) "
+    "or run the agent as the server's user"
+)
+"""The fix for a process, its sockets or its DRM fdinfo that this user cannot see."""
+JOURNAL_GRANT = "add the agent's user to the systemd-journal group (SupplementaryGroups=systemd-journal)"
+
+
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def listener_owners(port: int) -> list[str]:
+    """Who owns the sockets listening on `port` (user names), from the socket table; [] when none or off Linux."""
+    if not sys.platform.startswith("linux"):
+        return []
+    owners = listen_owners(port) or {}
+    return sorted({user_name(uid) for uid in owners.values()})
+
+
+def hidden_listener(port: int) -> str | None:
+    """Said when no process is found behind `port` although a socket listens there: whose it is and the fix."""
+    owners = listener_owners(port)
+    if not owners:
+        return None
+    return (
+        f"a socket on port {port} belongs to a process this user cannot see, owned by {', '.join(owners)}: "
+        + PROCESS_GRANT
+    )
