@@ -48,6 +48,8 @@ class NvmlSession:
         self._required = required
         self._started = False
         self.nvml: Any = None
+        self.missing: str | None = None
+        """Why NVML is unavailable (pynvml's words), once `start()` found it so; `doctor` says it."""
         self.others: tuple[str, ...] = ()
         """The other GPU backends in use (`amd`, ...), so the "NVML unavailable" line does not say GPU metrics are off."""
         self.driver_version: str | None = None
@@ -88,6 +90,7 @@ class NvmlSession:
             return True
 
     def _say_missing(self, why: str) -> None:
+        self.missing = why
         level = logging.WARNING if self._required and not self.others else logging.INFO
         then = f"GPU metrics from {', '.join(self.others)}" if self.others else "no GPU metrics"
         log.log(level, f"no NVIDIA GPU: NVML unavailable ({why}); {then}")

@@ -38,12 +38,15 @@ def listener_owners(port: int) -> list[str]:
     return sorted({user_name(uid) for uid in owners.values()})
 
 
-def hidden_listener(port: int) -> str | None:
-    """Said when no process is found behind `port` although a socket listens there: whose it is and the fix."""
+def hidden_socket(port: int) -> str | None:
+    """Said when no process is found behind `port` although a socket listens there: whose it is."""
     owners = listener_owners(port)
     if not owners:
         return None
-    return (
-        f"a socket on port {port} belongs to a process this user cannot see, owned by {', '.join(owners)}: "
-        + PROCESS_GRANT
-    )
+    return f"a socket on port {port} belongs to a process this user cannot see, owned by {', '.join(owners)}"
+
+
+def hidden_listener(port: int) -> str | None:
+    """`hidden_socket` and the fix: the process source's words for a server it cannot see."""
+    fact = hidden_socket(port)
+    return f"{fact}: {PROCESS_GRANT}" if fact else None
