@@ -87,9 +87,8 @@ UNIT = """\
 # Tokens: INFLUX_TOKEN=... in /etc/{name}/env (root, mode 0600; systemd reads it) and
 # `token: ${{INFLUX_TOKEN}}` in the config (DynamicUser cannot read a root-only token_file).
 # The outage buffer: set agent.state_dir: /var/lib/{name} (StateDirectory below) in the config.
-# What the service user can see: docs/deploy.md, "What the service user needs"; to ask it directly:
-#   systemd-run --pipe --wait -p DynamicUser=yes -p SupplementaryGroups=systemd-journal \
-#     -p AmbientCapabilities="CAP_SYS_PTRACE CAP_DAC_READ_SEARCH" {binary} doctor --config {config}
+# What the service user can see, and the fix for what it cannot: `{name} doctor` run as it
+# (docs/deploy.md, "What the service user needs").
 [Unit]
 Description={name}: LLM server and GPU metrics exporter
 Documentation=https://github.com/telegraf-llm-input/telegraf-llm-input

@@ -21,6 +21,7 @@ from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, Pr
 from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.requestlog import LogConfig
 from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
+from telegraf_llm_input import install
 from telegraf_llm_input.docs import sample
 from telegraf_llm_input.docs.configref import markdown_table
 from telegraf_llm_input.schema import markdown as schema_table
@@ -46,7 +47,11 @@ REGIONS: dict[str, dict[str, Callable[[], str]]] = {
     },
 }
 """Doc file -> the generated regions it must hold."""
-FILES: dict[str, Callable[[], str]] = {"telegraf_llm_input/sample-config.yaml": sample.render}
+FILES: dict[str, Callable[[], str]] = {
+    "telegraf_llm_input/sample-config.yaml": sample.render,
+    "packaging/systemd/telegraf-llm-input.service": lambda: install.render_unit(install.linux_layout()),
+    "packaging/telegraf/telegraf-llm-input.conf": lambda: install.render_dropin(install.linux_layout()),
+}
 """Files generated whole."""
 DASHBOARDS = "packaging/grafana/generate.py"
 """Renders the dashboards and alert rules; takes `--check` too."""
