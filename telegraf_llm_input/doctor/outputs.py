@@ -153,7 +153,7 @@ def _dropin(path: Path, argv: list[str], here: Path) -> Check:
     config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     if config and not Path(config).exists():
         return no(TELEGRAF, f"{path} runs {binary} with --config {config}, which does not exist",
-                  f"write it: {this_binary()} sample-config > {config}")
+                  f"write it: mkdir -p {Path(config).parent} && {this_binary()} sample-config > {config}")
     if binary.resolve() != here:
         return no(TELEGRAF, f"{path} runs {binary}, another install than this one ({this_binary()})",
                   "fine if meant; else point command[0] at this one", blocking=False)

@@ -164,9 +164,13 @@ def _gid(name: str) -> int | None:
 def request_logs(config: Config) -> list[Check]:
     checks = []
     for entry in config.logs:
-        paths = sorted(glob.glob(entry.path)) or []
+        paths = sorted(glob.glob(entry.path))
         if not paths:
-            checks.append(note(AREA, f"request log {entry.path}: no such file yet (followed once it appears)"))
+            closed = _closed_parent(entry.path)
+            if closed is not None:
+                checks.append(no(AREA, f"request log {entry.path}: cannot look into {closed}", _file_fix(closed)))
+            else:
+                checks.append(note(AREA, f"request log {entry.path}: no such file yet (followed once it appears)"))
             continue
         for path in paths:
             try:
@@ -179,6 +183,18 @@ def request_logs(config: Config) -> list[Check]:
     return checks
 
 
+def _closed_parent(pattern: str) -> str | None:
+    """The first directory above `pattern` this user may not search (a file in it is invisible, not absent)."""
+    parts = Path(pattern).parts
+    for i in range(2, len(parts)):
+        parent = Path(*parts[:i])
+        if glob.has_magic(str(parent)):
+            return None
+        if parent.is_dir() and not os.access(parent, os.X_OK):
+            return str(parent)
+    return None
+
+
 def _file_fix(path: str) -> str:
     try:
         st = os.stat(path)
@@ -187,5 +203,5 @@ def _file_fix(path: str) -> str:
     group = _group(st.st_gid)
     return (
         f"{path} is {user_name(st.st_uid)}:{group} mode {st.st_mode & 0o777:o}: add the agent's user to group "
-        f"{group} (SupplementaryGroups={group}), or make it group-readable"
+        f"{group} (SupplementaryGroups={group}) and make it group-{'searchable' if Path(path).is_dir() else 'readable'}"
     )
