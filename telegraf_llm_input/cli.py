@@ -77,8 +77,9 @@ def _parser() -> argparse.ArgumentParser:
 def _service_commands(sub, common: argparse.ArgumentParser) -> None:
     """`install-service` and `doctor`: setting the agent up as a service, and what it can see there."""
     install = sub.add_parser("install-service", help="write the config, Telegraf drop-in, systemd unit / launchd job")
-    install.add_argument("--prefix", metavar="DIR", type=Path, help="the install holding bin/telegraf-llm-input "
-                         "(default: this one)")
+    install.add_argument(
+        "--prefix", metavar="DIR", type=Path, help="the install holding bin/telegraf-llm-input (default: this one)"
+    )
     install.add_argument("--root", metavar="DIR", type=Path, default=Path("/"), help="stage the files under DIR")
     install.add_argument("--platform", choices=["linux", "macos"], default=default_platform())
     install.add_argument("--force", action="store_true", help="replace an existing config with the defaults")
@@ -86,8 +87,10 @@ def _service_commands(sub, common: argparse.ArgumentParser) -> None:
         "doctor", parents=[common], help="say what this user can see and reach, and how to fix what not (exit 1)"
     )
     doctor_cmd.add_argument(
-        "--telegraf", metavar="PATH", action="append", help="Telegraf config file or drop-in directory to look in "
-        "(repeatable; default: the usual places)"
+        "--telegraf",
+        metavar="PATH",
+        action="append",
+        help="Telegraf config file or drop-in directory to look in (repeatable; default: the usual places)",
     )
 
 

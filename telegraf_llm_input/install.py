@@ -265,7 +265,7 @@ def next_steps(layout: Layout) -> list[str]:
         return [
             check,
             f"launchctl bootstrap gui/$(id -u) {layout.service}   # standalone (set an output in the config first)",
-            f"or under Telegraf: cp {layout.telegraf_dir}/{NAME}.conf \"$(brew --prefix)/etc/telegraf.d/\"",
+            f'or under Telegraf: cp {layout.telegraf_dir}/{NAME}.conf "$(brew --prefix)/etc/telegraf.d/"',
             f"{layout.link} doctor --config {layout.config}",
         ]
     return [

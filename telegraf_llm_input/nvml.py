@@ -86,7 +86,9 @@ class NvmlSession:
             if isinstance(cuda, int) and cuda > 0:
                 self.cuda_version = f"{cuda // 1000}.{cuda % 1000 // 10}"
             count = optional(nvml.nvmlDeviceGetCount, nvml)
-            log.info(f"GPU backend: nvidia (NVML, driver {self.driver_version or '?'}, {count if count is not None else '?'} GPU(s))")
+            log.info(
+                f"GPU backend: nvidia (NVML, driver {self.driver_version or '?'}, {count if count is not None else '?'} GPU(s))"
+            )
             return True
 
     def _say_missing(self, why: str) -> None:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from telegraf_llm_input import install
 from telegraf_llm_input.config import AgentConfig, Config
 from telegraf_llm_input.config.gpu import GpuConfig
 from telegraf_llm_input.config.host import HostConfig
@@ -21,7 +22,6 @@ from telegraf_llm_input.config.outputs import InfluxV1Output, InfluxV2Output, Pr
 from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.requestlog import LogConfig
 from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
-from telegraf_llm_input import install
 from telegraf_llm_input.docs import sample
 from telegraf_llm_input.docs.configref import markdown_table
 from telegraf_llm_input.schema import markdown as schema_table

@@ -38,8 +38,7 @@ async def checks(config: Config, telegraf_places: Sequence[str] = outputs.TELEGR
 async def run(config: Config, config_path: str | None, telegraf_places: Sequence[str] = outputs.TELEGRAF_PLACES) -> int:
     found = await checks(config, telegraf_places)
     header = (
-        f"telegraf-llm-input {__version__} doctor: config {config_path or '(none: the defaults)'}\n"
-        f"as {sight.who()}"
+        f"telegraf-llm-input {__version__} doctor: config {config_path or '(none: the defaults)'}\nas {sight.who()}"
     )
     sys.stdout.write(render(header, found))
     sys.stdout.flush()

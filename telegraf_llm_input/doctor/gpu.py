@@ -46,12 +46,16 @@ async def check(config: Config, env: SourceEnv) -> tuple[list[Check], bool]:
         checks.append(ok(AREA, f"{vendor}: {lead}{how} found {_cards(metrics)}"))
     used = any(c.status == "ok" for c in checks)
     if not used:
-        where = "ioreg found no GPU" if sys.platform == "darwin" else (
-            f"no AMD or Intel card under {config.gpu.sysfs_root}/class/drm"
+        where = (
+            "ioreg found no GPU"
+            if sys.platform == "darwin"
+            else (f"no AMD or Intel card under {config.gpu.sysfs_root}/class/drm")
         )
         text = f"no GPU: {why_not_nvml or 'NVML not asked for'}; {where}"
         if config.gpu.enabled is True:
-            checks.append(no(AREA, text, "install the GPU driver (NVIDIA: libnvidia-ml.so.1), or set gpu.enabled: auto"))
+            checks.append(
+                no(AREA, text, "install the GPU driver (NVIDIA: libnvidia-ml.so.1), or set gpu.enabled: auto")
+            )
         else:
             checks.append(note(AREA, text + " (no GPU metrics; fine on a CPU-only machine)"))
     return checks, used

@@ -20,13 +20,17 @@ from telegraf_llm_input.sources.visibility import listener_owners
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # the same parser, as the `tomli` package on 3.10 (`pip install tomli` for this check there)
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 AREA = "outputs"
 TELEGRAF = "Telegraf"
 TELEGRAF_PLACES: tuple[str, ...] = (
-    ("/opt/homebrew/etc/telegraf.conf", "/opt/homebrew/etc/telegraf.d", "/usr/local/etc/telegraf.conf",
-     "/usr/local/etc/telegraf.d")
+    (
+        "/opt/homebrew/etc/telegraf.conf",
+        "/opt/homebrew/etc/telegraf.d",
+        "/usr/local/etc/telegraf.conf",
+        "/usr/local/etc/telegraf.d",
+    )
     if sys.platform == "darwin"
     else ("/etc/telegraf/telegraf.conf", "/etc/telegraf/telegraf.d")
 )
@@ -63,8 +67,10 @@ async def influx(cfg: InfluxV1Output | InfluxV2Output) -> list[Check]:
                 params = {"db": cfg.database, "precision": "ns"}
                 if cfg.retention_policy:
                     params["rp"] = cfg.retention_policy
-                auth = httpx.BasicAuth(cfg.username or "", cfg.password or "") if cfg.username else None
-                r = await client.post(f"{base}/write", params=params, content=b"", auth=auth)
+                auth = (cfg.username or "", cfg.password or "") if cfg.username or cfg.password else None
+                r = await client.post(
+                    f"{base}/write", params=params, content=b"", auth=auth or httpx.USE_CLIENT_DEFAULT
+                )
                 into = f"database {cfg.database!r}"
             else:
                 params = {"bucket": cfg.bucket, "precision": "ns"}
@@ -78,8 +84,13 @@ async def influx(cfg: InfluxV1Output | InfluxV2Output) -> list[Check]:
     said = f"{name} (InfluxDB {version})"
     if 200 <= r.status_code < 300:
         return [ok(AREA, f"{said}: answers; writing into {into} is allowed")]
-    return [no(AREA, f"{said}: a write into {into} is refused: HTTP {r.status_code} {server_message(r.content)}",
-               _write_fix(cfg, r.status_code, server_message(r.content)))]
+    return [
+        no(
+            AREA,
+            f"{said}: a write into {into} is refused: HTTP {r.status_code} {server_message(r.content)}",
+            _write_fix(cfg, r.status_code, server_message(r.content)),
+        )
+    ]
 
 
 def _write_fix(cfg: InfluxV1Output | InfluxV2Output, status: int, message: str) -> str:
@@ -108,8 +119,11 @@ def prometheus(cfg: PrometheusOutput) -> Check:
     except OSError as exc:
         owners = listener_owners(port)
         by = f" (listening: {', '.join(owners)}'s process)" if owners else ""
-        return no(AREA, f"prometheus {cfg.listen}: cannot listen there: {exc.strerror}{by}",
-                  "stop what holds it (an agent already running?) or choose another `listen`")
+        return no(
+            AREA,
+            f"prometheus {cfg.listen}: cannot listen there: {exc.strerror}{by}",
+            "stop what holds it (an agent already running?) or choose another `listen`",
+        )
     return ok(AREA, f"prometheus {cfg.listen}: the address is free to listen on")
 
 
@@ -133,8 +147,14 @@ def telegraf(places: Sequence[str] = TELEGRAF_PLACES) -> list[Check]:
             try:
                 argvs = dropin_commands(path.read_text(errors="replace"))
             except OSError as exc:
-                checks.append(no(TELEGRAF, f"{path}: cannot read: {exc.strerror}", "run doctor as root or as telegraf",
-                                 blocking=False))
+                checks.append(
+                    no(
+                        TELEGRAF,
+                        f"{path}: cannot read: {exc.strerror}",
+                        "run doctor as root or as telegraf",
+                        blocking=False,
+                    )
+                )
                 continue
             except tomllib.TOMLDecodeError as exc:
                 checks.append(no(TELEGRAF, f"{path}: not valid TOML: {exc}", "Telegraf will not start with it"))
@@ -148,13 +168,23 @@ def telegraf(places: Sequence[str] = TELEGRAF_PLACES) -> list[Check]:
 def _dropin(path: Path, argv: list[str], here: Path) -> Check:
     binary = Path(argv[0])
     if not binary.exists():
-        return no(TELEGRAF, f"{path} runs {binary}, which does not exist",
-                  f"set command[0] to {this_binary()} (or run install-service again)")
+        return no(
+            TELEGRAF,
+            f"{path} runs {binary}, which does not exist",
+            f"set command[0] to {this_binary()} (or run install-service again)",
+        )
     config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
     if config and not Path(config).exists():
-        return no(TELEGRAF, f"{path} runs {binary} with --config {config}, which does not exist",
-                  f"write it: mkdir -p {Path(config).parent} && {this_binary()} sample-config > {config}")
+        return no(
+            TELEGRAF,
+            f"{path} runs {binary} with --config {config}, which does not exist",
+            f"write it: mkdir -p {Path(config).parent} && {this_binary()} sample-config > {config}",
+        )
     if binary.resolve() != here:
-        return no(TELEGRAF, f"{path} runs {binary}, another install than this one ({this_binary()})",
-                  "fine if meant; else point command[0] at this one", blocking=False)
+        return no(
+            TELEGRAF,
+            f"{path} runs {binary}, another install than this one ({this_binary()})",
+            "fine if meant; else point command[0] at this one",
+            blocking=False,
+        )
     return ok(TELEGRAF, f"{path} runs this binary ({binary})" + (f" with {config}" if config else ""))

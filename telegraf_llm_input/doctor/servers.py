@@ -78,9 +78,7 @@ async def find(config: Config, pool: HttpPool) -> tuple[list[Server], list[Check
         host = config.discovery.host
         checks.append(note(AREA, f"nothing answered as a model server on {host} ports {', '.join(map(str, silent))}"))
     if config.targets is None and not servers:
-        checks.append(
-            note(AREA, "no model server found: start one on its usual port, or list it under `targets:`")
-        )
+        checks.append(note(AREA, "no model server found: start one on its usual port, or list it under `targets:`"))
     return servers, checks
 
 

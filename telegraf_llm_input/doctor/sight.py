@@ -85,8 +85,9 @@ def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, dr
         if hidden:
             out = [no(AREA, f"{name}: {hidden}", PROCESS_GRANT)]
             if gpu_used:
-                out.append(no(AREA, f"{name}: per-process GPU memory: not visible while its process is hidden",
-                              PROCESS_GRANT))
+                out.append(
+                    no(AREA, f"{name}: per-process GPU memory: not visible while its process is hidden", PROCESS_GRANT)
+                )
             return out
         return [
             no(
@@ -115,8 +116,9 @@ def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, dr
         out.append(ok(AREA, f"{name}: per-process GPU memory from NVML ({f.get('gpu_memory_used_mib', 0):g} MiB)"))
     elif drm:
         if drm_fdinfo.process_clients(pid) is None:
-            out.append(no(AREA, f"{name}: per-process GPU memory: the DRM fdinfo of process {pid} is hidden",
-                          PROCESS_GRANT))
+            out.append(
+                no(AREA, f"{name}: per-process GPU memory: the DRM fdinfo of process {pid} is hidden", PROCESS_GRANT)
+            )
         else:
             out.append(ok(AREA, f"{name}: per-process GPU memory from DRM fdinfo of process {pid}"))
     elif gpu_used:
@@ -150,8 +152,14 @@ def journal() -> list[Check]:
         how = "no journal files here yet; by group and capabilities"
     if readable:
         return [ok(AREA, f"the system journal (model servers' logs under systemd): readable ({how})")]
-    return [no(AREA, f"the system journal (model servers' logs under systemd): not readable ({how})", JOURNAL_GRANT,
-               blocking=False)]
+    return [
+        no(
+            AREA,
+            f"the system journal (model servers' logs under systemd): not readable ({how})",
+            JOURNAL_GRANT,
+            blocking=False,
+        )
+    ]
 
 
 def _gid(name: str) -> int | None:

@@ -9,7 +9,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -85,10 +84,11 @@ def test_fakes_as_root_servers_processes_outputs_and_exit_status():
         assert code == 0, out + err
         ok = lines(out, "ok")
         assert f"ollama 0.6.5 at {ollama.url} (target ollama)" in ok
-        assert any(line.startswith(f"llamacpp") and f"at {llama.url} (target llama)" in line for line in ok)
+        assert any(line.startswith("llamacpp") and f"at {llama.url} (target llama)" in line for line in ok)
         # the fakes run in this (root's) test process: root sees it, its sockets too
-        assert any(line.startswith(f"ollama: process {os.getpid()} (") and f"127.0.0.1:{ollama.port}" in line
-                   for line in ok), out
+        assert any(
+            line.startswith(f"ollama: process {os.getpid()} (") and f"127.0.0.1:{ollama.port}" in line for line in ok
+        ), out
         assert f"prometheus 127.0.0.1:{prom}: the address is free to listen on" in ok
         assert "Everything configured can work." in out and lines(out, "NO") == []
 
@@ -98,8 +98,10 @@ def test_fakes_as_root_servers_processes_outputs_and_exit_status():
         assert code == 1
         no = lines(out, "NO")
         assert any(line.startswith(f"http://127.0.0.1:{down} (target gone): down:") for line in no), out
-        assert any(f"prometheus 127.0.0.1:{llama.port}: cannot listen there" in line and "root's process" in line
-                   for line in no)
+        assert any(
+            f"prometheus 127.0.0.1:{llama.port}: cannot listen there" in line and "root's process" in line
+            for line in no
+        )
         assert "start the server, or correct its url/type/token in the config" in fixes(out)
     finally:
         ollama.stop()
@@ -135,7 +137,10 @@ def test_telegraf_dropin_points_at_this_binary(tmp_path):
     staged = tmp_path / "root/etc/telegraf/telegraf.d"
     code, out, _ = doctor('{"targets": []}', "--telegraf", str(staged))  # its config is not at /etc here
     assert code == 1 and "with --config /etc/telegraf-llm-input/config.yaml, which does not exist" in out
-    assert f"write it: mkdir -p /etc/telegraf-llm-input && {BINARY} sample-config > /etc/telegraf-llm-input/config.yaml" in fixes(out)
+    assert (
+        f"write it: mkdir -p /etc/telegraf-llm-input && {BINARY} sample-config > /etc/telegraf-llm-input/config.yaml"
+        in fixes(out)
+    )
     dropins = tmp_path / "telegraf.d"
     dropins.mkdir()
     real = replace(layout, config=tmp_path / "root/etc/telegraf-llm-input/config.yaml")
@@ -144,8 +149,9 @@ def test_telegraf_dropin_points_at_this_binary(tmp_path):
     assert code == 0 and any("runs this binary" in line for line in lines(out, "ok")), out
     (dropins / "old.conf").write_text('[[inputs.execd]]\n  command = ["/nonexistent/bin/telegraf-llm-input"]\n')
     code, out, _ = doctor('{"targets": []}', "--telegraf", str(dropins))
-    assert code == 1 and any("runs /nonexistent/bin/telegraf-llm-input, which does not exist" in x
-                             for x in lines(out, "NO"))
+    assert code == 1 and any(
+        "runs /nonexistent/bin/telegraf-llm-input, which does not exist" in x for x in lines(out, "NO")
+    )
     assert f"set command[0] to {BINARY} (or run install-service again)" in fixes(out)
 
 
@@ -174,15 +180,19 @@ def test_real_llama_server_root_owned_seen_by_an_unprivileged_user(make_llama_se
     code, out, _ = doctor(config, caps="+sys_ptrace,+dac_read_search")
     assert code == 0, out
     assert "capabilities CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE" in out
-    assert any(line.startswith(f"llama: process {server.pid} (llama-server, user root) and its sockets")
-               for line in lines(out, "ok")), out
+    assert any(
+        line.startswith(f"llama: process {server.pid} (llama-server, user root) and its sockets")
+        for line in lines(out, "ok")
+    ), out
 
 
 def test_unreadable_request_log_names_its_group(tmp_path, unprivileged_user):
     hidden = tmp_path / "requests.jsonl"  # pytest's tmp_path is under root's 0700 directory
     hidden.write_text("")
     code, out, _ = doctor(json.dumps({"targets": [], "logs": [{"path": str(hidden)}]}), user=USER)
-    assert code == 1 and any(line.startswith(f"request log {hidden}: cannot look into /tmp/") for line in lines(out, "NO"))
+    assert code == 1 and any(
+        line.startswith(f"request log {hidden}: cannot look into /tmp/") for line in lines(out, "NO")
+    )
     open_dir = Path(tempfile.mkdtemp(prefix="doctor-"))
     try:
         open_dir.chmod(0o755)

@@ -38,7 +38,7 @@ def agent_once_as_nobody(port: int, caps: str | None) -> str:
 
 def test_a_root_owned_server_hidden_from_nobody_is_named_with_its_fix():
     port = free_port()
-    with socket.create_server(("127.0.0.1", port)) as listener:  # root's
+    with socket.create_server(("127.0.0.1", port)):  # root's
         assert listener_owners(port) == ["root"]
         assert hidden_listener(port) is not None
         out = agent_once_as_nobody(port, None)
