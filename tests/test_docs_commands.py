@@ -17,6 +17,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def rewrite(script: str, root: Path) -> str:
     for line in script.splitlines():
         if line.startswith("apt-get install"):
             continue  # CI installs the Debian packages (scripts/test.sh APT_PACKAGES)
-        line = line.replace(CLONE_URL, shlex.quote(str(REPO)))
+        line = line.replace(CLONE_URL, f"{shlex.quote(str(REPO))} telegraf-llm-input")  # the name the URL gives
         line = re.sub(r"(?<![\w.~])/(opt|etc|usr/local|var/lib)/", rf"{root}/\1/", line)
         line = line.replace("install-service", f"install-service --root {root}")
         if line.startswith("systemctl daemon-reload"):
@@ -103,13 +104,19 @@ def test_readme_then_deploy_commands_give_an_agent_whose_metrics_reach_the_datab
     influx.create_db("llm")
     config_path.write_text(yaml.safe_dump(config))
     service_env = dict(line.split("=", 1) for line in (root / "etc/telegraf-llm-input/env").read_text().split())
-    agent = subprocess.Popen(exec_start, env={**env, **service_env}, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(
+        exec_start,
+        env={**env, **service_env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not influx.query("SELECT count(*) FROM llm_host", db="llm")[
-            "results"
-        ][0].get("series"):
+        while time.monotonic() < deadline and not influx.query("SELECT count(*) FROM llm_host", db="llm")["results"][
+            0
+        ].get("series"):
             time.sleep(0.5)
     finally:
         agent.send_signal(signal.SIGTERM)
@@ -121,20 +128,24 @@ def test_readme_then_deploy_commands_give_an_agent_whose_metrics_reach_the_datab
 
 @pytest.mark.realserver
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="creates a user to run them as")
-def test_macos_commands_as_a_user_into_their_home(tmp_path):
-    home = tmp_path / "home"
+def test_macos_commands_as_a_user_into_their_home():
+    top = Path(tempfile.mkdtemp(prefix="llmdocs-"))  # pytest's tmp_path sits in root's 0700 directory
+    top.chmod(0o755)
+    home = top / "home"
     subprocess.run(["useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/bash", USER], check=True)
     try:
-        tmp_path.chmod(0o755)
-        tmp_path.parent.chmod(0o755)
-        script = blocks("docs/macos.md")["macos"].replace(CLONE_URL, shlex.quote(str(REPO)))
+        script = blocks("docs/macos.md")["macos"].replace(CLONE_URL, f"{shlex.quote(str(REPO))} telegraf-llm-input")
         script = script.replace("install-service", "install-service --platform macos")  # this is Linux
         env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
-        git = f"git -c safe.directory={REPO} -c safe.directory={REPO}/.git"
-        out = bash(script.replace("git clone", f"{git} clone"), home, env, user=USER)
+        # the repository is root's: git lets the user clone it only when the user's config says it is safe
+        (home / ".gitconfig").write_text(f"[safe]\n\tdirectory = {REPO}\n\tdirectory = *\n")
+        out = bash(script, home, env, user=USER)
         assert "llm_host," in out and "model servers" in out
         plist = home / "Library/LaunchAgents/org.telegraf-llm-input.agent.plist"
         assert plist.is_file() and (home / ".local/telegraf-llm-input/var/log/telegraf-llm-input.log").is_file()
-        assert (home / ".local/bin/telegraf-llm-input").resolve() == home / ".local/telegraf-llm-input/bin/telegraf-llm-input"
+        assert (
+            home / ".local/bin/telegraf-llm-input"
+        ).resolve() == home / ".local/telegraf-llm-input/bin/telegraf-llm-input"
     finally:
         subprocess.run(["userdel", "--remove", USER], capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)
