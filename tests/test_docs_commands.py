@@ -44,7 +44,7 @@ def rewrite(script: str, root: Path) -> str:
         if line.startswith("apt-get install"):
             continue  # CI installs the Debian packages (scripts/test.sh APT_PACKAGES)
         line = line.replace(CLONE_URL, f"{shlex.quote(str(REPO))} telegraf-llm-input")  # the name the URL gives
-        line = re.sub(r"(?<![\w.~])/(opt|etc|usr/local|var/lib)/", rf"{root}/\1/", line)
+        line = re.sub(r"(?<![\w.~])/(opt|etc|usr/local|var/lib|tmp)/", rf"{root}/\1/", line)
         line = line.replace("install-service", f"install-service --root {root}")
         if line.startswith("systemctl daemon-reload"):
             line = f"systemd-analyze verify --man=no {root}/etc/systemd/system/telegraf-llm-input.service"
@@ -124,6 +124,29 @@ def test_readme_then_deploy_commands_give_an_agent_whose_metrics_reach_the_datab
     assert agent.returncode == 0, err
     assert influx.query("SELECT count(*) FROM llm_host", db="llm")["results"][0].get("series"), err
     assert vm.export('{__name__=~"llm_host_.*"}'), err
+
+
+@pytest.mark.realserver
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("git"), reason="runs the root commands; needs git")
+def test_wheel_commands_install_a_wheel_that_needs_no_source_tree(tmp_path):
+    root = tmp_path / "root"
+    env = {**os.environ, "PATH": f"{root}/usr/local/bin:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    env.pop("VIRTUAL_ENV", None)
+    clone = tmp_path / "telegraf-llm-input"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    out = bash(rewrite(blocks("docs/deploy.md")["wheel"], root), clone, env)
+    (wheel,) = (clone / "dist").glob("telegraf_llm_input-*.whl")
+    shutil.rmtree(clone)  # what install-service writes comes from the installed wheel alone
+    assert "wrote" in out and (root / "etc/telegraf-llm-input/config.yaml").is_file()
+    check = subprocess.run(
+        ["telegraf-llm-input", "check-config", "--config", str(root / "etc/telegraf-llm-input/config.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0 and "discovery" in check.stdout, check.stderr
+    assert wheel.name.endswith("-py3-none-any.whl")
 
 
 @pytest.mark.realserver
