@@ -5,7 +5,7 @@ need the same few steps between an `h11.Connection` and a socket: feed it what a
 and know when a kept connection is clean enough to carry the next message. No HTTP is parsed here by hand.
 
 - `open_connection(...)` -> (`Reader`, `StreamWriter`): as `asyncio.open_connection`, with a `Reader` that counts
-  the bytes that arrived and were not read yet (`unread`): an idle kept connection that received anything (an
+  the bytes that arrived (`arrived`) and those not read yet (`unread`): an idle kept connection that received anything (an
   answer nobody asked for, a `408` before the close) must not carry the next request.
 - `await receive(conn, reader)` -> the next h11 event (never `NEED_DATA`), reading as h11 asks for more.
 - `send(conn, writer, *events)`: what h11 makes of the events, written (not drained).
@@ -30,15 +30,17 @@ MAX_HEAD_BYTES = 65536
 
 
 class Reader(asyncio.StreamReader):
-    """A StreamReader that knows how many bytes arrived and were not taken by `read()` yet.
+    """A StreamReader that counts the bytes that arrived (`arrived`) and those not taken by `read()` yet (`unread`).
 
     Only `read()` is counted: `receive` is the one reader of a connection made by `open_connection`."""
 
     def __init__(self, limit: int = READ_BYTES) -> None:
         super().__init__(limit=limit)
+        self.arrived = 0
         self.unread = 0
 
     def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # typeshed says Iterable[SupportsIndex]
+        self.arrived += len(data)
         self.unread += len(data)
         super().feed_data(data)
 
