@@ -9,13 +9,14 @@ and know when a kept connection is clean enough to carry the next message. No HT
   answer nobody asked for, a `408` before the close) must not carry the next request.
 - `await receive(conn, reader)` -> the next h11 event (never `NEED_DATA`), reading as h11 asks for more.
 - `send(conn, writer, *events)`: what h11 makes of the events, written (not drained).
-- `clean(conn, reader)`: both sides done with this message and nothing left over: start the next cycle.
+- `clean(conn, reader)`: both sides done with this message (and, for a client, nothing left over): next cycle.
 - `await serve(reader, writer, respond, ...)`: a keep-alive server connection for small whole-body answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,11 +85,12 @@ def send(conn: h11.Connection, writer: asyncio.StreamWriter, *events: h11.Event)
 
 
 def clean(conn: h11.Connection, reader: Reader | None = None) -> bool:
-    """Whether the connection can carry the next message: both sides done, not closing, and not a byte more
-    received (by h11, or by `reader` when given); if so, h11 is set for the next cycle."""
+    """Whether the connection can carry the next message: both sides done with this one and neither closing (then
+    h11 is set for the next cycle). With `reader` (a client's kept connection), also not a byte more received, by
+    h11 or the reader: a server that sent what nobody asked for would answer the next request with it."""
     if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
         return False
-    if conn.trailing_data != (b"", False) or (reader is not None and reader.unread):
+    if reader is not None and (conn.trailing_data[0] or reader.unread):
         return False
     conn.start_next_cycle()
     return True
@@ -132,12 +134,25 @@ async def serve(
                 send(conn, writer, h11.Data(data=reply.body))
             send(conn, writer, h11.EndOfMessage())
             await writer.drain()
+            if refused:
+                await _linger(reader, writer)
             if not clean(conn):
                 return
     except (asyncio.TimeoutError, ConnectionError, h11.ProtocolError):
         pass
     finally:
         writer.close()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close in stages (RFC 9112 9.6) after refusing a request the peer may still be sending: stop writing, then
+    drop what still arrives for a moment, so the peer reads our 4xx before any reset."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    left = 4 * MAX_HEAD_BYTES
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+        while left > 0 and (data := await asyncio.wait_for(reader.read(READ_BYTES), 1.0)):
+            left -= len(data)
 
 
 async def _request(conn: h11.Connection, reader: asyncio.StreamReader, max_body: int) -> h11.Request | Reply | None:
