@@ -126,11 +126,12 @@ async def serve(
                 return
             refused = isinstance(request, Reply)
             reply = request if isinstance(request, Reply) else respond(request)
+            head_only = isinstance(request, h11.Request) and request.method == b"HEAD"
             headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
             if refused:
                 headers.append(("Connection", "close"))
             send(conn, writer, h11.Response(status_code=reply.status, headers=headers))
-            if reply.body and (isinstance(request, Reply) or request.method != b"HEAD"):
+            if reply.body and not head_only:
                 send(conn, writer, h11.Data(data=reply.body))
             send(conn, writer, h11.EndOfMessage())
             await writer.drain()
