@@ -213,7 +213,8 @@ async def get(
     value) bounds it further, so a slow target still gets its `up=0` reported inside the gather.
     """
     url = url_for(target, path)
-    where = f"GET {redact_url(url)}"
+    shown = redact_url(url)
+    where = f"GET {shown}"
     attempts = 1 + (target.retries if retries is None else retries)
     start = time.monotonic()
     end = start + target.timeout if deadline is None else min(start + target.timeout, deadline)
@@ -226,7 +227,7 @@ async def get(
             await asyncio.sleep(backoff)
         timeout = max(0.05, end - time.monotonic())
         try:
-            return await _within(_get_once(pool, target, url, where, auth, accept), timeout)
+            return await _within(_get_once(pool, target, url, shown, auth, accept), timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
             last = _classify(exc, where, round(end - start, 3))
             if not _retryable(last):
@@ -247,7 +248,7 @@ else:
 
 
 async def _get_once(
-    pool: HttpPool, target: TargetConfig, url: str, where: str, auth: bool, accept: tuple[int, ...]
+    pool: HttpPool, target: TargetConfig, url: str, shown: str, auth: bool, accept: tuple[int, ...]
 ) -> Response:
     limit = target.max_body_bytes
     try:
@@ -256,15 +257,15 @@ async def _get_once(
             headers_for(target, auth),
             limit,
             lambda s: not (200 <= s < 300) and s not in accept,
-            redact_url(url),
+            shown,
         )
     except http11.Rejected as exc:
         raise FetchError(
-            "http_status", f"{where}: HTTP {exc.status}{_reason(exc.status, exc.reason)}", exc.status
+            "http_status", f"GET {shown}: HTTP {exc.status}{_reason(exc.status, exc.reason)}", exc.status
         ) from None
     except http11.TooBig as exc:
         size = f"body of {exc.declared} bytes is" if exc.declared is not None else "body"
-        raise FetchError("too_big", f"{where}: {size} over max_body_bytes ({limit})") from None
+        raise FetchError("too_big", f"GET {shown}: {size} over max_body_bytes ({limit})") from None
     return answer
 
 
