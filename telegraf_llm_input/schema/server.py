@@ -131,8 +131,9 @@ SERVER = Measurement(
             "prompt_tokens_per_s",
             "tokens/s",
             "Prompt tokens per second of wall time over the interval "
-            "(Prometheus `sum(increase())`: each series' own increase, a series that went down counting from 0, then "
-            "summed over engines/ranks; none on the first scrape).",
+            "(Prometheus `sum(increase())`: each series' own increase, a series that went down or is new counting from 0, "
+            "then summed over engines/ranks; none on the first scrape). Every derived field follows the same rule "
+            "(docs/servers.md).",
         ),
         Field("generation_tokens_per_s", "tokens/s", "Generated tokens per second of wall time over the interval."),
         Field("requests_per_s", "requests/s", "Requests per second over the interval."),

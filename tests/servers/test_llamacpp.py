@@ -172,3 +172,18 @@ def test_metrics_disabled_still_gives_health_and_slots():
         [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
     assert m.fields["up"] == 1 and m.fields["busy"] == 0 and m.fields["slots_busy"] == 1
     assert "generation_tokens_total" not in m.fields
+
+
+def test_a_busy_gather_keeps_the_baseline_so_no_token_goes_uncounted():
+    """`/metrics` blocked for one gather (busy=1): the next answer's rates cover both intervals."""
+    blocked = Reply(llamacpp_metrics(1, 1, 1, 1), delay=2.0)
+    pages = [Reply(llamacpp_metrics(1000, 2000, 2.0, 40.0)), blocked, Reply(llamacpp_metrics(1600, 2900, 3.0, 58.0))]
+    with fake_llamacpp(pages, slots=1) as fake:
+        fake.script("/slots", Reply([]), Reply([], delay=2.0), Reply([]))
+        a, b, c = scrape(TargetConfig(url=fake.url, type="llamacpp", timeout=0.3), [0, 10 * S, 20 * S])
+    assert b[0].fields["busy"] == 1 and "generation_tokens_per_s" not in b[0].fields
+    f = c[0].fields
+    assert f["busy"] == 0
+    assert f["generation_tokens_per_s"] * 20 == pytest.approx(900)  # every token, over the 20 s since the last
+    assert f["prompt_tokens_per_s"] * 20 == pytest.approx(600)
+    assert f["generation_speed_tokens_per_s"] == pytest.approx(900 / 18)
