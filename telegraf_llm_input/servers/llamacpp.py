@@ -167,10 +167,11 @@ class LlamaCppAdapter:
     async def _read(self, fetch: Fetcher) -> Reading:
         path = fetch.target.metrics_path or "/metrics"
         ask_props = self._props_at is None or time.monotonic() - self._props_at >= PROPS_EVERY_S
+        first = _leaving_time_for_health(fetch)
         page, slots, *props = await asyncio.gather(
-            _answer(fetch.get(path, retries=0, accept=(503,))),
-            _answer(fetch.get("/slots", retries=0, accept=(503,))),
-            *([_answer(fetch.get("/props", accept=(503,)))] if ask_props else []),
+            _answer(first.get(path, retries=0, accept=(503,))),
+            _answer(first.get("/slots", retries=0, accept=(503,))),
+            *([_answer(first.get("/props", accept=(503,)))] if ask_props else []),
         )
         answers = (page, slots, *props)
         if any(_is_loading(a) for a in answers):
@@ -231,6 +232,15 @@ class LlamaCppAdapter:
         now = {k: reading.counters[k] for k in RESTART_COUNTERS if k in reading.counters}
         before, self._counters = self._counters, now
         return any(value < before[k] for k, value in now.items() if k in before)
+
+
+def _leaving_time_for_health(fetch: Fetcher) -> Fetcher:
+    """The fetcher for the first requests: it stops early enough that `/health` still has its share of the
+    gather's budget (a third, at most the target's timeout) when neither `/metrics` nor `/slots` answered."""
+    if fetch.deadline is None:
+        return fetch
+    reserve = min(fetch.target.timeout, (fetch.deadline - time.monotonic()) / 3)
+    return Fetcher(fetch.pool, fetch.target, fetch.deadline - max(0.0, reserve))
 
 
 def _status_error(answer: Response) -> FetchError:

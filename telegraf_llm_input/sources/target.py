@@ -202,20 +202,23 @@ class ServerSource:
         self.down_reason = reason
         return self._down(ctx, ctx.deadline_s * 1000)
 
-    def _down(self, ctx: GatherContext, scrape_ms: float) -> list[Metric]:
+    def _down(self, ctx: GatherContext, scrape_ms: float, health: dict[str, int] | None = None) -> list[Metric]:
+        """`up=0` (with `health`: those fields) on the series of the models it last had."""
         models = self._last_models or [None]
         # `type: auto` before any detection: `unknown`, so a server_type filter still sees the outage
         self._down_series = [self._tags(self._server_type or "unknown", m) for m in models]
-        return [Metric(MEASUREMENT, tags, {"up": 0, "scrape_ms": scrape_ms}, ctx.time_ns) for tags in self._down_series]
+        fields = {**(health or {"up": 0}), "scrape_ms": scrape_ms}
+        return [Metric(MEASUREMENT, tags, dict(fields), ctx.time_ns) for tags in self._down_series]
 
-    def _close_down_series(self, metrics: list[Metric], scrape_ms: float, time_ns: int) -> None:
+    def _close_down_series(self, metrics: list[Metric], health: dict[str, int], scrape_ms: float, time_ns: int) -> None:
         """A target that was down before its models (or its type) were known said `up=0` on a series the answer
         no longer has: give that series `up=1`, or its last value (0) would keep `min(up)` and `last(up)` panels
         showing the target down until the series expires."""
         now = {tuple(sorted(m.tags.items())) for m in metrics if m.measurement == MEASUREMENT}
         for tags in self._down_series:
             if tuple(sorted(tags.items())) not in now:
-                metrics.append(Metric(MEASUREMENT, tags, {"up": 1, "scrape_ms": scrape_ms}, time_ns))
+                # the target's health now (a series that said loading=1 says loading=0)
+                metrics.append(Metric(MEASUREMENT, tags, {**health, "scrape_ms": scrape_ms}, time_ns))
         self._down_series = []
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
@@ -247,6 +250,10 @@ class ServerSource:
         self.down_reason = None
         self._state.ok("scrape", f"target {self.target.display_name}: up again")
         health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
+        if not health["up"] and not reading.models:
+            # it answers but serves nothing (llama.cpp loading a model): one point per series it last had, as
+            # when it is down, so no series says up while nothing serves
+            return self._down(ctx, scrape_ms, health)
         readings = self._capped(reading)
         metrics: list[Metric] = []
         for m in readings:
@@ -283,7 +290,7 @@ class ServerSource:
                 )
             )
         self._last_models = [m.model for m in readings if m.measurement == MEASUREMENT] or [None]
-        self._close_down_series(metrics, scrape_ms, ctx.time_ns)
+        self._close_down_series(metrics, health, scrape_ms, ctx.time_ns)
         return metrics
 
     def _capped(self, reading: Reading) -> list[ModelReading]:

@@ -95,9 +95,11 @@ def test_loading_model_then_loaded():
             await source.close()
             return [[m for m in batch if m.measurement == "llm_server"] for batch in (first, second)]
 
-        [[loading], [loaded]] = asyncio.run(run())
+        [[loading], [loaded, closed]] = asyncio.run(run())
     assert loading.fields["loading"] == 1 and loaded.fields["up"] == 1
     assert loaded.tags["model"] == "loaded-now"  # /props asked again once the model is there
+    # the series that said loading (no model known yet) is closed: up, not loading
+    assert closed.tags.get("model") is None and closed.fields["up"] == 1 and closed.fields["loading"] == 0
 
 
 def test_restart_with_another_model_between_gathers():
@@ -187,3 +189,63 @@ def test_a_busy_gather_keeps_the_baseline_so_no_token_goes_uncounted():
     assert f["generation_tokens_per_s"] * 20 == pytest.approx(900)  # every token, over the 20 s since the last
     assert f["prompt_tokens_per_s"] * 20 == pytest.approx(600)
     assert f["generation_speed_tokens_per_s"] == pytest.approx(900 / 18)
+
+
+def test_restarted_and_loading_is_one_point_on_the_old_series_and_nothing_says_up():
+    """Down (restarting), then loading: the loading gather's only llm_server point is the old model's series with
+    up=0, loading=1 (no `up=1` closing it while nothing serves); once loaded, the model is up again."""
+    with fake_llamacpp(llamacpp_metrics(1, 1, 1, 1)) as fake:
+        fake.script("/props", Reply(llamacpp_props(1, alias="old")))
+
+        def between(i):
+            if i == 1:
+                fake.script("/metrics", Reply("", status=500))
+            if i == 2:
+                llamacpp_loading(fake)
+            if i == 3:
+                for path, reply in (
+                    ("/health", {"status": "ok"}),
+                    ("/metrics", llamacpp_metrics(0, 0, 0, 0)),
+                    ("/slots", []),
+                    ("/props", llamacpp_props(1, alias="old")),
+                ):
+                    fake.script(path, Reply(reply))
+
+        async def run():
+            target = TargetConfig(url=fake.url, type="llamacpp", retries=0)
+            source = ServerSource(target, make_adapter(target), HttpPool().retain())
+            out = []
+            for i in range(4):
+                between(i)
+                out.append(
+                    [m for m in await source.gather(GatherContext(i * 10 * S, 5.0)) if m.measurement == "llm_server"]
+                )
+            await source.close()
+            return out
+
+        up, down, loading, loaded = asyncio.run(run())
+    assert [m.tags["model"] for m in up] == ["old"] and down[0].fields["up"] == 0
+    [point] = loading
+    assert point.tags["model"] == "old" and point.fields["up"] == 0 and point.fields["loading"] == 1
+    [point] = loaded
+    assert point.tags["model"] == "old" and point.fields["up"] == 1 and point.fields["loading"] == 0
+
+
+def test_health_is_asked_inside_the_budget_when_the_timeout_is_longer_than_the_gather():
+    """The target's timeout (10 s) is longer than the gather's budget: `/metrics` and `/slots` stop early enough
+    that `/health` still gets an answer in time (busy, not "no answer within -0.003s")."""
+    blocked = Reply(llamacpp_metrics(1, 1, 1, 1), delay=5.0)
+    with fake_llamacpp([blocked], slots=1) as fake:
+        fake.script("/slots", Reply([], delay=5.0))
+        fake.script("/props", Reply(llamacpp_props(1), delay=5.0))
+        fake.script("/health", Reply({"status": "ok"}, delay=0.15))
+
+        async def run():
+            target = TargetConfig(url=fake.url, type="llamacpp", timeout=10.0)
+            source = ServerSource(target, make_adapter(target), HttpPool().retain())
+            out = await source.gather(GatherContext(0, 1.0))
+            await source.close()
+            return [m for m in out if m.measurement == "llm_server"]
+
+        [m] = asyncio.run(run())
+    assert m.fields["up"] == 1 and m.fields["busy"] == 1
