@@ -82,7 +82,8 @@ SERVER = Measurement(
         Field(
             "context_used_ratio",
             "0-1",
-            "Context fill of the fullest busy slot (`n_past / n_ctx`), where the build reports it.",
+            "Context fill of the fullest busy slot (tokens in its context / `n_ctx`: `n_past`, or on builds without "
+            "it `n_prompt_tokens`, which there counts the generated tokens too).",
         ),
         Field("models_loaded", "models", "Models loaded in memory (`/api/ps`).", type="int"),
         Field(
@@ -90,7 +91,7 @@ SERVER = Measurement(
             "tokens",
             "Prompt (input) tokens processed.",
             "counter",
-            servers="TGI: sum of `tgi_request_input_length`",
+            servers="TGI: sum of `tgi_request_input_length`; llama.cpp: without the tokens reused from the cache",
             type="int",
         ),
         Field(
@@ -156,6 +157,7 @@ SERVER = Measurement(
             "tokens",
             "Prompt tokens looked up in the prefix (KV) cache.",
             "counter",
+            servers="llama.cpp: `prompt_tokens_total` + `prompt_tokens_cached_total`",
             type="int",
         ),
         Field(
@@ -163,7 +165,7 @@ SERVER = Measurement(
             "tokens",
             "Prompt tokens found in the prefix cache (not computed again).",
             "counter",
-            servers="SGLang: `cached_tokens_total`",
+            servers="SGLang: `cached_tokens_total`; llama.cpp: `prompt_tokens_cached_total`",
             type="int",
         ),
         Field(
@@ -200,6 +202,13 @@ SERVER = Measurement(
             "tokens/step",
             "Tokens each draft step yields, the bonus token included (1 + accepted tokens / drafts over the interval).",
             servers="SGLang: `spec_accept_length`",
+        ),
+        # issue 25: llama.cpp depth
+        Field(
+            "busy_slots_per_decode",
+            "slots",
+            "Busy slots per `llama_decode` call (how many requests each batch step served), the server's own average "
+            "since it started.",
         ),
         Field("lora_adapters_running", "adapters", "LoRA adapters with running requests now.", type="int"),
         Field("lora_adapters_waiting", "adapters", "LoRA adapters with waiting requests now.", type="int"),

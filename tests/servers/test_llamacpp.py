@@ -7,7 +7,7 @@ from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.servers import make_adapter
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.target import ServerSource
-from tests.fakes.llm import fake_llamacpp, llamacpp_loading, llamacpp_metrics, llamacpp_props
+from tests.fakes.llm import fake_llamacpp, llamacpp_loading, llamacpp_metrics, llamacpp_props, llamacpp_slots
 from tests.fakes.server import Reply
 
 S = 1_000_000_000
@@ -249,3 +249,34 @@ def test_health_is_asked_inside_the_budget_when_the_timeout_is_longer_than_the_g
 
         [m] = asyncio.run(run())
     assert m.fields["up"] == 1 and m.fields["busy"] == 1
+
+
+def test_prefix_cache_speculative_decoding_batching_and_context_from_the_page_and_slots():
+    """The names llama-server writes (server-task.cpp `to_metrics`, server-context.cpp `to_json`) -> vLLM's fields
+    with vLLM's meaning: queries are every prompt token looked up (processed + reused), hits the reused ones."""
+    pages = [
+        llamacpp_metrics(1000, 2000, 2.0, 40.0, cached=500, spec=(100, 400, 300), busy_per_decode=1.5),
+        llamacpp_metrics(1600, 2500, 2.5, 50.0, cached=1400, spec=(150, 600, 380), busy_per_decode=1.75),
+    ]
+    with fake_llamacpp(pages, slots=2) as fake:
+        fake.script("/slots", Reply(llamacpp_slots(1, 2, n_ctx=1024, prompt=16, decoded=240)))
+        [[first], [second]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0, 10 * S])
+    assert first.fields["prefix_cache_hits_total"] == 500 and first.fields["prefix_cache_queries_total"] == 1500
+    assert first.fields["spec_decode_drafts_total"] == 100 and "prefix_cache_hit_ratio" not in first.fields
+    f = second.fields
+    assert f["prefix_cache_queries_total"] == 3000
+    assert f["prefix_cache_hit_ratio"] == pytest.approx(900 / (600 + 900))
+    assert f["spec_decode_acceptance_ratio"] == pytest.approx(80 / 200)
+    assert f["spec_decode_mean_accept_length"] == pytest.approx(1 + 80 / 50)
+    assert f["busy_slots_per_decode"] == pytest.approx(1.75)
+    # no n_past on this build: n_prompt_tokens already counts the decoded tokens (16 + 240 of 1024)
+    assert f["context_used_ratio"] == pytest.approx(256 / 1024)
+
+
+def test_a_build_with_n_past_reads_it():
+    slots = llamacpp_slots(1, 1, n_ctx=1000)
+    slots[0]["n_past"] = 250
+    with fake_llamacpp(llamacpp_metrics(1, 1, 1, 1)) as fake:
+        fake.script("/slots", Reply(slots))
+        [[m]] = scrape(TargetConfig(url=fake.url, type="llamacpp"), [0])
+    assert m.fields["context_used_ratio"] == pytest.approx(0.25)
