@@ -63,11 +63,17 @@ SERVER = Measurement(
         Field(
             "busy",
             "0/1",
-            "1 when the server is alive but its metrics page timed out "
-            "(llama.cpp blocks `/metrics` and `/slots` while decoding).",
+            "1 when the server is alive but its metrics page timed out (llama.cpp blocks `/metrics` and `/slots` "
+            "while decoding: `/health` answered). On every server's points; only llama.cpp sets it to 1.",
             type="int",
         ),
-        Field("loading", "0/1", '1 while the model loads (every path answers 503 "Loading model").', type="int"),
+        Field(
+            "loading",
+            "0/1",
+            '1 while the model loads (with `up=0`; llama.cpp: every path answers 503 "Loading model"). On every '
+            "server's points; only llama.cpp sets it to 1.",
+            type="int",
+        ),
         Field("scrape_ms", "ms", "Time to read the target this gather."),
         Field("requests_running", "requests", "Requests being processed now.", servers="TGI: batch size"),
         Field("requests_waiting", "requests", "Requests queued (deferred) now."),

@@ -26,8 +26,9 @@ from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_
 
 TYPE = "llamacpp"
 NAME = "llama.cpp"
-FIELDS = ("busy", "loading", "slots_total", "slots_busy", "context_used_ratio", "prefix_cache_queries_total")
-"""llm_server fields read outside the table (`/health`, `/slots`, `/props`; the prefix-cache queries: a sum)."""
+FIELDS = ("slots_total", "slots_busy", "context_used_ratio", "prefix_cache_queries_total")
+"""llm_server fields read outside the table (`/slots`, `/props`; the prefix-cache queries: a sum). `busy` and
+`loading` are health fields every server's points carry (0 where nothing sets them)."""
 
 TABLE = PromTable(
     server_type=TYPE,
