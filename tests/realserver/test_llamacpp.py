@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,23 @@ def server_metric(metrics: list[Metric]) -> Metric:
     found = find(metrics, "llm_server")
     assert len(found) == 1, f"expected one llm_server metric, got {found}"
     return found[0]
+
+
+def around(server, work: Callable[[], Awaitable[None]]) -> tuple[Metric, dict, Metric, dict]:
+    """Gather and read the server's own counters, run `work()`, then both again: (first, before, second, after)."""
+
+    async def scenario():
+        agent = make_agent([target(server, type="llamacpp")])
+        try:
+            first = server_metric(await agent.gather_once())
+            before = server.metrics()
+            await work()
+            second = server_metric(await agent.gather_once())
+            return first, before, second, server.metrics()
+        finally:
+            await agent.close()
+
+    return asyncio.run(scenario())
 
 
 def warnings(agent_log) -> list[str]:
@@ -132,22 +150,13 @@ def test_counters_equal_the_servers_own(llama_server):
 def test_generation_rate_is_the_counter_delta_over_the_interval(llama_server):
     """After N requests between two gathers, tokens/s = Δtokens_predicted_total / Δt of the two gathers."""
 
-    async def scenario():
-        agent = make_agent([target(llama_server, type="llamacpp")])
-        try:
-            first = server_metric(await agent.gather_once())
-            before = llama_server.metrics()
-            started = time.monotonic()
-            for prompt in PROMPTS[3:7]:
-                await asyncio.to_thread(llama_server.complete, prompt, 48)
-            await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - started)))  # an interval long enough to rate
-            second = server_metric(await agent.gather_once())
-            after = llama_server.metrics()
-            return first, before, second, after
-        finally:
-            await agent.close()
+    async def work():
+        started = time.monotonic()
+        for prompt in PROMPTS[3:7]:
+            await asyncio.to_thread(llama_server.complete, prompt, 48)
+        await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - started)))  # an interval long enough to rate
 
-    first, before, second, after = asyncio.run(scenario())
+    first, before, second, after = around(llama_server, work)
     assert "generation_tokens_per_s" not in first.fields  # first scrape: counters only, no rates
     delta_tokens = after["tokens_predicted_total"] - before["tokens_predicted_total"]
     delta_prompt = after["prompt_tokens_total"] - before["prompt_tokens_total"]
@@ -362,20 +371,11 @@ def test_prefix_cache_spec_decode_and_batching_fields_are_the_servers_own(llama_
     the speculative-decoding counters (0 without a draft model) and the busy-slots average are its own too."""
     prompt = " ".join(PROMPTS[:4])
 
-    async def scenario():
-        agent = make_agent([target(llama_server, type="llamacpp")])
-        try:
-            first = server_metric(await agent.gather_once())
-            before = llama_server.metrics()
-            for _ in range(2):
-                await asyncio.to_thread(llama_server.complete, prompt, 8)
-            second = server_metric(await agent.gather_once())
-            after = llama_server.metrics()
-            return first, before, second, after
-        finally:
-            await agent.close()
+    async def work():
+        for _ in range(2):
+            await asyncio.to_thread(llama_server.complete, prompt, 8)
 
-    first, before, second, after = asyncio.run(scenario())
+    first, before, second, after = around(llama_server, work)
     f = second.fields
     cached = after["prompt_tokens_cached_total"] - before["prompt_tokens_cached_total"]
     processed = after["prompt_tokens_total"] - before["prompt_tokens_total"]
