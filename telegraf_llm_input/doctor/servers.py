@@ -57,6 +57,8 @@ async def find(config: Config, pool: HttpPool) -> tuple[list[Server], list[Check
         found = await discover(cfg, lambda: pool, cfg.ports)
         targets = [found[p] for p in sorted(found)]
         silent = [p for p in cfg.ports if p not in found]
+    elif not config.targets:
+        return [], [note(AREA, "targets: [] in the config: no model server is watched")]
     else:
         targets, silent = list(config.targets), []
     servers = list(await asyncio.gather(*(scrape(t, pool) for t in targets)))

@@ -89,6 +89,15 @@ def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, dr
                     no(AREA, f"{name}: per-process GPU memory: not visible while its process is hidden", PROCESS_GRANT)
                 )
             return out
+        if sys.platform == "darwin":
+            return [
+                no(
+                    AREA,
+                    f"{name}: answers on port {port}, but its process is not one this user may inspect (macOS shows "
+                    "only your own processes' sockets without root)",
+                    "run the agent as the server's user (a LaunchAgent of that user), or set process.pid_file",
+                )
+            ]
         return [
             no(
                 AREA,
