@@ -100,7 +100,8 @@ def install_service(args) -> int:
     try:
         written = install.install(layout, args.root, force=args.force)
     except OSError as exc:
-        log.error("install-service: %s", exc)
+        hint = " (run it as root, or stage the files with --root DIR)" if isinstance(exc, PermissionError) else ""
+        log.error("install-service: %s%s", exc, hint)
         return 1
     for w in written:
         print(f"{'kept' if w.kept else 'wrote'} {w.path}  ({w.what})")

@@ -104,3 +104,15 @@ def test_the_launch_agent_command_line_is_accepted_by_the_agent(tmp_path):
     args[args.index("--config") + 1] = str(stage(tmp_path, layout.config))
     r = subprocess.run([*args, "check-config"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
+def test_without_the_right_to_write_it_says_how():
+    r = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(BINARY), "install-service"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "Permission denied" in r.stderr and "run it as root, or stage the files with --root DIR" in r.stderr
