@@ -113,6 +113,15 @@ def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, dr
     out = []
     if "listen_address" in f and "num_fds" in f:
         out.append(ok(AREA, f"{name}: {what} and its sockets ({f['listen_address']})"))
+    elif "listen_address" in f:
+        out.append(
+            no(
+                AREA,
+                f"{name}: {what} found, its listen address ({f['listen_address']}) only from the socket table: its "
+                "open files are hidden (no num_fds)",
+                PROCESS_GRANT,
+            )
+        )
     else:
         out.append(
             no(

@@ -10,9 +10,11 @@ us (another user's, without CAP_SYS_PTRACE), the owner is what we can truthfully
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from collections.abc import Sequence
+from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -22,20 +24,28 @@ TCPF_LISTEN = 1 << 10
 _NLMSG_HDR = struct.Struct("=IHHII")
 _DIAG_REQ = struct.Struct("=BBBBI")  # family, protocol, ext, pad, states; then the 48-byte socket id
 _SPORT_OFFSET = 4  # in inet_diag_msg: family, state, timer, retrans, then id.sport (big-endian)
+_SRC_OFFSET = 8  # id.dport, then id.src: 16 bytes (IPv4 in the first 4)
 _UID_OFFSET = 4 + 48 + 12  # after the socket id: expires, rqueue, wqueue, then uid
 _INODE_OFFSET = 4 + 48 + 16  # then inode
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
+class Listener(NamedTuple):
+    """A listening socket as the socket table shows it to anyone: its owner and its local address."""
+
+    uid: int
+    ip: str
+
+
 def netlink_listen_inodes(port: int) -> frozenset[int] | None:
     """Inodes of the TCP sockets listening on `port` (IPv4 and IPv6), or None when netlink is unavailable."""
-    owners = netlink_listen_owners(port)
-    return None if owners is None else frozenset(owners)
+    found = netlink_listeners(port)
+    return None if found is None else frozenset(found)
 
 
-def netlink_listen_owners(port: int) -> dict[int, int] | None:
-    """inode -> owner uid of the TCP sockets listening on `port`, or None when netlink is unavailable."""
-    inodes: dict[int, int] = {}
+def netlink_listeners(port: int) -> dict[int, Listener] | None:
+    """inode -> owner and address of the TCP sockets listening on `port`, or None when netlink is unavailable."""
+    inodes: dict[int, Listener] = {}
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as sock:
             for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
@@ -50,7 +60,7 @@ def netlink_listen_owners(port: int) -> dict[int, int] | None:
     return inodes
 
 
-def _read_dump(sock: socket.socket, port: int, inodes: dict[int, int]) -> bool:
+def _read_dump(sock: socket.socket, port: int, inodes: dict[int, Listener]) -> bool:
     while True:
         data = sock.recv(65536)
         if not data:
@@ -65,21 +75,23 @@ def _read_dump(sock: socket.socket, port: int, inodes: dict[int, int]) -> bool:
             body = offset + _NLMSG_HDR.size
             if struct.unpack_from(">H", data, body + _SPORT_OFFSET)[0] == port:
                 uid, inode = struct.unpack_from("=II", data, body + _UID_OFFSET)
-                inodes[inode] = uid
+                family = data[body]
+                raw = data[body + _SRC_OFFSET : body + _SRC_OFFSET + (4 if family == socket.AF_INET else 16)]
+                inodes[inode] = Listener(uid, str(ipaddress.ip_address(raw)))
             offset += (length + 3) & ~3
 
 
 def proc_net_listen_inodes(port: int, tables: Sequence[str] = TCP_TABLES) -> frozenset[int] | None:
     """The same from /proc/net/tcp{,6} (a byte search for the port); None where there is no such table."""
-    owners = proc_net_listen_owners(port, tables)
-    return None if owners is None else frozenset(owners)
+    found = proc_net_listeners(port, tables)
+    return None if found is None else frozenset(found)
 
 
-def proc_net_listen_owners(port: int, tables: Sequence[str] = TCP_TABLES) -> dict[int, int] | None:
-    """inode -> owner uid from /proc/net/tcp{,6}; None where there is no such table."""
+def proc_net_listeners(port: int, tables: Sequence[str] = TCP_TABLES) -> dict[int, Listener] | None:
+    """inode -> owner and address from /proc/net/tcp{,6}; None where there is no such table."""
     # A line: "  sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode"
     needle = f":{port:04X} ".encode()
-    inodes: dict[int, int] = {}
+    inodes: dict[int, Listener] = {}
     seen = False
     for table in tables:
         try:
@@ -95,21 +107,27 @@ def proc_net_listen_owners(port: int, tables: Sequence[str] = TCP_TABLES) -> dic
             cols = data[line_start : line_end if line_end >= 0 else len(data)].split()
             # only the local address column counts (a client socket's remote port may match too)
             if len(cols) > 9 and cols[1].endswith(needle[:-1]) and cols[3] == b"0A":
-                inodes[int(cols[9])] = int(cols[7])
+                inodes[int(cols[9])] = Listener(int(cols[7]), _proc_net_ip(cols[1].split(b":")[0]))
             if line_end < 0:
                 break
             start = data.find(needle, line_end)
     return inodes if seen else None
 
 
-def listen_owners(port: int) -> dict[int, int] | None:
-    """inode -> owner uid of the sockets listening on `port`: netlink first, /proc/net/tcp where it is
-    refused; None off Linux."""
-    found = netlink_listen_owners(port)
-    return found if found is not None else proc_net_listen_owners(port)
+def _proc_net_ip(hex_addr: bytes) -> str:
+    """/proc/net/tcp's address: 32-bit words in host byte order (little-endian on the machines we run on)."""
+    raw = bytes.fromhex(hex_addr.decode())
+    return str(ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))))
+
+
+def listeners(port: int) -> dict[int, Listener] | None:
+    """inode -> owner and address of the sockets listening on `port`: netlink first, /proc/net/tcp where it
+    is refused; None off Linux."""
+    found = netlink_listeners(port)
+    return found if found is not None else proc_net_listeners(port)
 
 
 def listen_inodes(port: int) -> frozenset[int] | None:
     """Netlink first, /proc/net/tcp where it is refused; None off Linux."""
-    owners = listen_owners(port)
-    return None if owners is None else frozenset(owners)
+    found = listeners(port)
+    return None if found is None else frozenset(found)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pwd
 import sys
 
-from telegraf_llm_input.sources.linux_sockets import listen_owners
+from telegraf_llm_input.sources.linux_sockets import listeners
 
 PROCESS_GRANT = (
     "grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH (AmbientCapabilities=, as the shipped systemd unit does) "
@@ -34,8 +34,15 @@ def listener_owners(port: int) -> list[str]:
     """Who owns the sockets listening on `port` (user names), from the socket table; [] when none or off Linux."""
     if not sys.platform.startswith("linux"):
         return []
-    owners = listen_owners(port) or {}
-    return sorted({user_name(uid) for uid in owners.values()})
+    return sorted({user_name(s.uid) for s in (listeners(port) or {}).values()})
+
+
+def table_addresses(port: int, uid: int) -> list[str]:
+    """The addresses `uid` listens on at `port`, from the socket table: what anyone may read about a process whose
+    own sockets are hidden (another user's, found by `process.pattern`), so `exposed` is still reported."""
+    if not sys.platform.startswith("linux"):
+        return []
+    return sorted({s.ip for s in (listeners(port) or {}).values() if s.uid == uid})
 
 
 def hidden_socket(port: int) -> str | None:

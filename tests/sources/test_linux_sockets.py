@@ -11,12 +11,13 @@ import sys
 import pytest
 
 from telegraf_llm_input.sources.linux_sockets import (
+    Listener,
     listen_inodes,
-    listen_owners,
+    listeners,
     netlink_listen_inodes,
-    netlink_listen_owners,
+    netlink_listeners,
     proc_net_listen_inodes,
-    proc_net_listen_owners,
+    proc_net_listeners,
 )
 from tests.support.procs import free_port
 
@@ -68,11 +69,26 @@ def test_owner_of_another_users_listener():
     )
     try:
         child.stdout.readline()
-        for owners in (netlink_listen_owners(port), proc_net_listen_owners(port), listen_owners(port)):
-            if owners is None:
+        for found in (netlink_listeners(port), proc_net_listeners(port), listeners(port)):
+            if found is None:
                 continue
-            assert list(owners.values()) == [65534] and set(owners) == set(listen_inodes(port))
+            assert list(found.values()) == [Listener(65534, "127.0.0.1")] and set(found) == set(listen_inodes(port))
     finally:
         child.kill()
         child.wait()
-    assert listen_owners(port) == {}
+    assert listeners(port) == {}
+
+
+def test_addresses_of_v4_and_v6_listeners():
+    port = free_port()
+    with socket.create_server(("0.0.0.0", port)):
+        try:
+            v6 = socket.create_server(("::1", port), family=socket.AF_INET6)
+        except OSError:
+            v6 = None
+        want = {"0.0.0.0"} | ({"::1"} if v6 else set())
+        for found in (netlink_listeners(port), proc_net_listeners(port)):
+            if found is not None:
+                assert {s.ip for s in found.values()} == want and {s.uid for s in found.values()} == {os.geteuid()}
+        if v6:
+            v6.close()

@@ -52,3 +52,30 @@ def test_a_root_owned_server_hidden_from_nobody_is_named_with_its_fix():
         assert f"pid={os.getpid()}i" in line and f'listen_address="127.0.0.1:{port}"' in line and "exposed=0i" in line
         assert "num_fds=" in line
     assert hidden_listener(port) is None  # nothing listens: the old words stand
+
+
+def test_found_by_pattern_its_exposure_comes_from_the_socket_table():
+    """Another user's server found by `process.pattern`: its own sockets are hidden, but its user's listener on the
+    port is in the socket table, so `listen_address` and `exposed` (the "exposed on the network" alert) are there."""
+    port = free_port()
+    marker = f"fake-model-server-{port}"
+    code = f"import socket,sys,time; s=socket.create_server(('0.0.0.0',{port})); print(1, flush=True); time.sleep(60)"
+    server = subprocess.Popen([sys.executable, "-c", code, marker], stdout=subprocess.PIPE, text=True)
+    try:
+        server.stdout.readline()
+        config = f"targets: [{{url: 'http://127.0.0.1:{port}', type: prometheus, name: t, process: {{pattern: '{marker}'}}}}]\n"
+        config += "host: {enabled: false}\ngpu: {enabled: false}\n"
+        r = subprocess.run(
+            [*NOBODY, sys.executable, "-m", "telegraf_llm_input", "--once", "--config", "-"],
+            input=config,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        line = next(x for x in r.stdout.splitlines() if x.startswith("llm_process"))
+        assert f"pid={server.pid}i" in line and "up=1i" in line, r.stdout + r.stderr
+        assert f'listen_address="0.0.0.0:{port}"' in line and "exposed=1i" in line
+        assert "num_fds=" not in line  # not readable, so absent (never 0)
+    finally:
+        server.kill()
+        server.wait()
