@@ -39,6 +39,7 @@ NOT_EMITTED_HERE = {
     ("llm_probe", "connect_ms"): "only when a probe opens a new connection after the first (tests/probe)",
     ("llm_probe", "server_prefill_ms"): "llama.cpp/Ollama native timings in a probe answer (tests/probe)",
     ("llm_probe", "cache_tokens"): "llama.cpp `timings.cache_n` in a probe answer (tests/probe)",
+    ("llm_probe", "skipped"): "an Ollama or LM Studio target with no model loaded (tests/sources/test_probe.py)",
     ("llm_gpu", "utilization_renderer"): "an Apple Silicon GPU (`ioreg`; tests/sources/test_gpu_backends.py)",
     ("llm_gpu", "utilization_tiler"): "an Apple Silicon GPU (`ioreg`)",
     ("llm_gpu", "memory_allocated_mib"): "an Apple Silicon GPU (`ioreg`)",

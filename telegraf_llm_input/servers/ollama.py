@@ -20,7 +20,8 @@ FIELDS = ("models_loaded",)
 MODEL_MEASUREMENT = "llm_model_loaded"
 
 
-def _seconds_until(expires_at, now: datetime) -> float | None:
+def seconds_until(expires_at: object, now: datetime) -> float | None:
+    """Seconds from now to an `expires_at` (RFC 3339), >= 0; None when absent or unreadable."""
     if not isinstance(expires_at, str) or not expires_at:
         return None
     text = expires_at.replace("Z", "+00:00")
@@ -56,7 +57,7 @@ def loaded_models(ps: dict, now: datetime) -> list[Metric]:
                 if isinstance(size, int) and size > 0 and isinstance(vram, int)
                 else None,
                 "context_length": entry.get("context_length") if isinstance(entry.get("context_length"), int) else None,
-                "seconds_until_unload": _seconds_until(entry.get("expires_at"), now),
+                "seconds_until_unload": seconds_until(entry.get("expires_at"), now),
             }
         )
         out.append(Metric(MODEL_MEASUREMENT, {"model": name}, fields, 0))
