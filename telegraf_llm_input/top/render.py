@@ -260,6 +260,8 @@ def _process(p: ProcessView) -> Line:
 
 def _probe(p: ProbeView) -> Line:
     head: Line = (("probe ", "dim"), (f"{fmt_age(p.age_s)} ago ", "dim"))
+    if p.skipped is not None:
+        return (*head, ("skipped: " + p.skipped, "dim"))
     if not p.success:
         return (*head, ("FAILED " + (p.error or ""), "bad"))
     body: list[Span] = [*_kv("ttft", fmt_ms(p.ttft_ms))]

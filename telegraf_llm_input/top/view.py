@@ -107,6 +107,8 @@ class ProbeView:
     tokens_per_s: float | None
     age_s: float
     """Seconds between the probe's start and this gather."""
+    skipped: str | None = None
+    """The probe's `skip_reason` tag: not sent, so as not to load a model or keep one loaded."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ def probe_view(metric: Metric, now_ns: int) -> ProbeView:
         number(f, PROBE_TTFA),
         number(f, PROBE_TPS),
         max(0.0, (now_ns - metric.time_ns) / 1e9),
+        metric.tags.get("skip_reason"),
     )
 
 

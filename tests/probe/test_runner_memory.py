@@ -151,3 +151,36 @@ def test_the_fake_reads_keep_alive_as_ollama_does():
     memory.use("m")
     memory.release("m", 0)
     assert memory.loads == ["m"] and memory.expires_at("m") is None  # keep_alive 0 unloads at once
+
+
+class Recorded:
+    """A ledger as the probe sees one (`runner.Ledger`): what was sent, to which path, from when to when."""
+
+    def __init__(self):
+        self.sent = []
+
+    async def track(self, target, path, run):
+        start = time.time()
+        try:
+            return await run
+        finally:
+            self.sent.append((target, path, start, time.time()))
+
+
+def test_what_the_probe_sends_is_known_as_its_own(ollama):
+    ledger = Recorded()
+
+    async def go():
+        runner = ProbeRunner(target(ollama.url, _target={"name": "box"}), ledger=ledger)
+        try:
+            first = await runner.run_once()
+            ollama.ollama.release(LOADED, 0)  # unloaded: the next run sends nothing
+            second = await runner.run_once()
+        finally:
+            await runner.aclose()
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert first.result.success and second.result.skipped == "no_model_loaded"
+    ((name, path, start, end),) = ledger.sent  # the inference request only; its model list is not inference
+    assert name == "box" and path == "/api/chat" and end - start >= first.result.e2e_ms / 1000 - 0.01
