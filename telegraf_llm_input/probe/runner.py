@@ -61,10 +61,14 @@ _TRACE_MARKS = (
 
 
 def join_url(base: str, path: str) -> str:
-    """`http://h:8000` or `http://h:8000/v1` + `/v1/models` -> `http://h:8000/v1/models`."""
+    """`http://h:8000` or `http://h:8000/v1` + `/v1/models` -> `http://h:8000/v1/models`; a server's own routes
+    (`/api/ps`) sit at its root, also when the target's URL ends in `/v1`."""
     base = base.rstrip("/")
-    if base.endswith("/v1") and path.startswith("/v1/"):
-        path = path[3:]
+    if base.endswith("/v1"):
+        if path.startswith("/v1/"):
+            path = path[3:]
+        else:
+            base = base[:-3]
     return base + path
 
 

@@ -148,16 +148,28 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
-        native = self.path in OLLAMA_NATIVE and isinstance(body, dict)
-        if native:
-            self.server.ollama().use(body.get("model"))
+        self._ollama_begin(body)
         try:
             self._respond(start)
         finally:
-            if native:
-                self.server.ollama().release(body.get("model"), body.get("keep_alive"))
+            self._ollama_end()
             with self.server.lock:
                 self.server.active -= 1
+
+    def _ollama_begin(self, body) -> None:
+        """A native Ollama request: its model is loaded if it was not; released when the answer ends."""
+        self._ollama_release = None
+        if self.path in OLLAMA_NATIVE and isinstance(body, dict):
+            memory, model = self.server.ollama(), body.get("model")
+            memory.use(model)
+            self._ollama_release = lambda: memory.release(model, body.get("keep_alive"))
+
+    def _ollama_end(self) -> None:
+        """Sets the model's `expires_at` (once): before the answer's last bytes, so a client that has read the
+        whole answer sees it done."""
+        release, self._ollama_release = self._ollama_release, None
+        if release is not None:
+            release()
 
     def _respond(self, start: float) -> None:
         script = self.server.script
@@ -196,6 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if obj is _CUT:
                     raise _Cut
                 self._chunk(frame(obj))
+            self._ollama_end()
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except _Cut:

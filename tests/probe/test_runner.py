@@ -199,5 +199,6 @@ def test_discovery_failure_sends_without_model(server):
 def test_url_join_and_bodies():
     assert join_url("http://h:8000/", "/v1/models") == "http://h:8000/v1/models"
     assert join_url("http://h:8000/v1", "/v1/chat/completions") == "http://h:8000/v1/chat/completions"
+    assert join_url("http://h:11434/v1/", "/api/ps") == "http://h:11434/api/ps"
     probe = target("http://h:1", messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]).probe
     assert request_body(probe, None)["messages"][0]["role"] == "system"
