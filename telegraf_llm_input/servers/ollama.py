@@ -20,7 +20,7 @@ FIELDS = ("models_loaded",)
 MODEL_MEASUREMENT = "llm_model_loaded"
 
 
-def _seconds_until(expires_at, now: datetime) -> float | None:
+def _seconds_until(expires_at: object, now: datetime) -> float | None:
     if not isinstance(expires_at, str) or not expires_at:
         return None
     text = expires_at.replace("Z", "+00:00")
@@ -38,10 +38,11 @@ def _seconds_until(expires_at, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def loaded_models(ps: dict, now: datetime) -> list[Metric]:
+def loaded_models(ps: dict[str, object], now: datetime) -> list[Metric]:
     """One `llm_model_loaded` metric per model in an `/api/ps` answer (time set by the source)."""
     out = []
-    for entry in ps.get("models") or []:
+    entries = ps.get("models")
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
         name = entry.get("name") or entry.get("model")
