@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Backend = Literal["auto", "nvidia", "amd", "intel", "apple"]
-VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel", "apple")
 
 
 @dataclass
