@@ -25,9 +25,5 @@ _.daemon_threads
 _.request_queue_size
 _.allow_reuse_address
 
-# Dead, and removed by other branches of issue 24 (h11: the Prometheus sink's counters; apis: probe/measure):
-# delete these lines once they are merged.
-_._scrapes
-_._errors
-_.ERROR_CLASSES
-_.first_reasoning_field_ns
+# Data a parser keeps from a server's answer for its readers, read by none yet
+_.total_ns  # apis.base.Stats: Ollama's total_duration
