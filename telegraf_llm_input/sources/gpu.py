@@ -68,42 +68,46 @@ class GpuDevice:
 Call = Callable[[Any, Any], Any]
 """(the pynvml module, a device handle) -> one NVML reading."""
 
+
+def nvml(function: str, *constants: str) -> Call:
+    """pynvml's `function(handle, *constants)`, both looked up when called (an older binding lacks some)."""
+    if not constants:
+        return lambda n, h: getattr(n, function)(h)
+    return lambda n, h: getattr(n, function)(h, *[getattr(n, c) for c in constants])
+
+
 CALLS: dict[str, tuple[Call, ...]] = {
-    "util": (lambda n, h: n.nvmlDeviceGetUtilizationRates(h),),
-    "mem": (lambda n, h: n.nvmlDeviceGetMemoryInfo(h),),
-    "temp": (lambda n, h: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU),),
-    "power": (lambda n, h: n.nvmlDeviceGetPowerUsage(h),),
-    "power_limit": (lambda n, h: n.nvmlDeviceGetEnforcedPowerLimit(h),),
-    "energy": (lambda n, h: n.nvmlDeviceGetTotalEnergyConsumption(h),),
-    "clock_sm": (lambda n, h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM),),
-    "clock_mem": (lambda n, h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM),),
-    "fan": (lambda n, h: n.nvmlDeviceGetFanSpeed(h),),
-    "pstate": (lambda n, h: n.nvmlDeviceGetPerformanceState(h),),
+    "util": (nvml("nvmlDeviceGetUtilizationRates"),),
+    "mem": (nvml("nvmlDeviceGetMemoryInfo"),),
+    "temp": (nvml("nvmlDeviceGetTemperature", "NVML_TEMPERATURE_GPU"),),
+    "power": (nvml("nvmlDeviceGetPowerUsage"),),
+    "power_limit": (nvml("nvmlDeviceGetEnforcedPowerLimit"),),
+    "energy": (nvml("nvmlDeviceGetTotalEnergyConsumption"),),
+    "clock_sm": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_SM"),),
+    "clock_mem": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_MEM"),),
+    "fan": (nvml("nvmlDeviceGetFanSpeed"),),
+    "pstate": (nvml("nvmlDeviceGetPerformanceState"),),
     "clock_events": (  # drivers before 535 only know the older name
-        lambda n, h: n.nvmlDeviceGetCurrentClocksEventReasons(h),
-        lambda n, h: n.nvmlDeviceGetCurrentClocksThrottleReasons(h),
+        nvml("nvmlDeviceGetCurrentClocksEventReasons"),
+        nvml("nvmlDeviceGetCurrentClocksThrottleReasons"),
     ),
-    "ecc_unc": (
-        lambda n, h: n.nvmlDeviceGetTotalEccErrors(h, n.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, n.NVML_VOLATILE_ECC),
-    ),
-    "ecc_corr": (
-        lambda n, h: n.nvmlDeviceGetTotalEccErrors(h, n.NVML_MEMORY_ERROR_TYPE_CORRECTED, n.NVML_VOLATILE_ECC),
-    ),
+    "ecc_unc": (nvml("nvmlDeviceGetTotalEccErrors", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_VOLATILE_ECC"),),
+    "ecc_corr": (nvml("nvmlDeviceGetTotalEccErrors", "NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_VOLATILE_ECC"),),
     "rows_pending": (  # Ampere and later remap rows (pending: the third item); older GPUs retire pages
         lambda n, h: 1 if n.nvmlDeviceGetRemappedRows(h)[2] else 0,
-        lambda n, h: n.nvmlDeviceGetRetiredPagesPendingStatus(h),
+        nvml("nvmlDeviceGetRetiredPagesPendingStatus"),
     ),
     # Each PCIe reading samples for ~20 ms inside the driver: wall time in this thread, not CPU.
-    "pcie_tx": (lambda n, h: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_TX_BYTES),),
-    "pcie_rx": (lambda n, h: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_RX_BYTES),),
-    "encoder": (lambda n, h: n.nvmlDeviceGetEncoderUtilization(h),),
-    "decoder": (lambda n, h: n.nvmlDeviceGetDecoderUtilization(h),),
+    "pcie_tx": (nvml("nvmlDeviceGetPcieThroughput", "NVML_PCIE_UTIL_TX_BYTES"),),
+    "pcie_rx": (nvml("nvmlDeviceGetPcieThroughput", "NVML_PCIE_UTIL_RX_BYTES"),),
+    "encoder": (nvml("nvmlDeviceGetEncoderUtilization"),),
+    "decoder": (nvml("nvmlDeviceGetDecoderUtilization"),),
     # nvidia_smi compatibility only
-    "compute_mode": (lambda n, h: n.nvmlDeviceGetComputeMode(h),),
-    "clock_graphics": (lambda n, h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_GRAPHICS),),
-    "clock_video": (lambda n, h: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_VIDEO),),
-    "pcie_gen": (lambda n, h: n.nvmlDeviceGetCurrPcieLinkGeneration(h),),
-    "pcie_width": (lambda n, h: n.nvmlDeviceGetCurrPcieLinkWidth(h),),
+    "compute_mode": (nvml("nvmlDeviceGetComputeMode"),),
+    "clock_graphics": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_GRAPHICS"),),
+    "clock_video": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_VIDEO"),),
+    "pcie_gen": (nvml("nvmlDeviceGetCurrPcieLinkGeneration"),),
+    "pcie_width": (nvml("nvmlDeviceGetCurrPcieLinkWidth"),),
 }
 """NVML reading -> the functions that give it, newest first (the next is tried when one gives nothing)."""
 
