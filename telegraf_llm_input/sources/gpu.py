@@ -398,7 +398,7 @@ def build(config: Config, env: SourceEnv) -> list[Source]:
     gpu: GpuConfig = config.gpu
     if gpu.enabled is False:
         return []
-    sources: list = []
+    sources: list[Source] = []
     if gpu.wants("nvidia"):
         sources.append(GpuSource(gpu, env.nvml_session(required=gpu.enabled is True)))
     sources.extend(gpu_backends.build(gpu))
