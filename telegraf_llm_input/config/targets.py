@@ -99,14 +99,14 @@ class TargetConfig:
     and counted in `llm_agent` `models_dropped`: a page with runaway labels stays bounded."""
     metrics_path: str | None = None
     """Where the metrics page is. Default: per server type (`/metrics`)."""
-    # type: prometheus
+    # for `type: prometheus`
     measurement: str = "llm_server"
     """`prometheus` type: the measurement name."""
     include: list[str] = field(default_factory=list)
     """`prometheus` type: metric name globs to keep. Default: all."""
     exclude: list[str] = field(default_factory=list)
     """`prometheus` type: metric name globs to drop."""
-    # type: json
+    # for `type: json`
     json_fields: dict[str, JsonFieldConfig] = field(default_factory=dict)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)

@@ -77,4 +77,5 @@ class AutoAdapter:
 def make_adapter(target: TargetConfig) -> Adapter:
     if target.type == "auto":
         return AutoAdapter(target)
-    return module(target.type).make(target)
+    adapter: Adapter = module(target.type).make(target)
+    return adapter

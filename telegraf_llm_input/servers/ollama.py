@@ -39,10 +39,11 @@ def seconds_until(expires_at: object, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def loaded_models(ps: dict, now: datetime) -> list[Metric]:
+def loaded_models(ps: dict[str, object], now: datetime) -> list[Metric]:
     """One `llm_model_loaded` metric per model in an `/api/ps` answer (time set by the source)."""
     out = []
-    for entry in ps.get("models") or []:
+    entries = ps.get("models")
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
         name = entry.get("name") or entry.get("model")
