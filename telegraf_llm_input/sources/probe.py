@@ -27,8 +27,8 @@ from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.probe.measure import ProbeResult
-from telegraf_llm_input.probe.runner import SERVER_TYPE_BY_API, ProbeRunner
-from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
+from telegraf_llm_input.probe.runner import PATHS, SERVER_TYPE_BY_API, ProbeRunner
+from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, Source, SourceEnv
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
@@ -55,8 +55,9 @@ def probe_metric(target: TargetConfig, result: ProbeResult, model: str | None, t
 
 
 class ProbeSource:
-    def __init__(self, target: TargetConfig, runner: ProbeRunner | None = None):
+    def __init__(self, target: TargetConfig, runner: ProbeRunner | None = None, ledger: ProbeLedger | None = None):
         self.target = target
+        self._ledger = ledger or ProbeLedger()
         self.name = f"probe:{target.display_name}"
         self._runner = runner or ProbeRunner(target)
         self._pending: collections.deque[Metric] = collections.deque(maxlen=MAX_PENDING)
@@ -96,7 +97,9 @@ class ProbeSource:
         while True:
             wall_ns = time.time_ns()
             try:
-                outcome = await self._runner.run_once()
+                outcome = await self._ledger.track(
+                    self.target.display_name, PATHS.get(self.target.probe.api, ""), self._runner.run_once()
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug here must not end the loop or reach the agent
@@ -133,4 +136,4 @@ class ProbeSource:
 
 
 def build(config: Config, env: SourceEnv) -> list[Source]:
-    return [ProbeSource(t) for t in (config.targets or []) if t.probe.enabled]
+    return [ProbeSource(t, ledger=env.probe_ledger) for t in (config.targets or []) if t.probe.enabled]
