@@ -51,6 +51,9 @@ class OwnTraffic:
             if s.ended_at is None:
                 waiting.append(s)
                 continue
+            if now - s.ended_at >= GRACE_S:
+                self.matched.add((s.path, s.started_at))  # its line never came: given up, matches nothing later
+                continue
             best = None
             for i, e in enumerate(pool):
                 if i in drop or not isinstance(e, Request) or not _fits(e, s, now):
@@ -61,7 +64,7 @@ class OwnTraffic:
             if best is not None:
                 drop.add(best[1])
                 self.matched.add((s.path, s.started_at))
-            elif now - s.ended_at < GRACE_S:
+            else:
                 waiting.append(s)
         out: list[Event] = []
         for i, e in enumerate(pool):

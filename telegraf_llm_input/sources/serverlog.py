@@ -34,7 +34,7 @@ from telegraf_llm_input.journal import JournalDenied, JournalError, JournalReade
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.serverlogs import FORMATS
-from telegraf_llm_input.serverlogs.base import GENERATE, Event
+from telegraf_llm_input.serverlogs.base import GENERATE, Event, Parser
 from telegraf_llm_input.serverlogs.interval import Interval
 from telegraf_llm_input.sources import logfind
 from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, Source, SourceEnv
@@ -178,7 +178,7 @@ class ServerLogSource:
         self.where: logfind.LogLocation | None = None
         self.server_type: str | None = None
         self._reader: LineReader | None = None
-        self._parser = None
+        self._parser: Parser | None = None
         self._interval_path: Path | None = None
         self._last_ns: int | None = None
         self._own = OwnTraffic()
@@ -256,10 +256,10 @@ class ServerLogSource:
             except (JournalError, OSError) as exc:
                 self._state.fail("read", f"serverlog {self.target.display_name}: cannot read the log: {exc}")
                 return []
-            self._state.ok("read", f"serverlog {self.target.display_name}: log readable again")
-            self._state.ok("denied", f"serverlog {self.target.display_name}: log readable now")
             if self._reader is None or self.server_type is None:
                 return []
+            self._state.ok("read", f"serverlog {self.target.display_name}: log readable again")
+            self._state.ok("denied", f"serverlog {self.target.display_name}: log readable now")
             return self._points(events, ctx.time_ns)
 
     def _points(self, events: list[Event], time_ns: int) -> list[Metric]:
