@@ -49,7 +49,7 @@ def gin_line(
     if latency_ns > 60_000_000_000:
         latency_ns -= latency_ns % 1_000_000_000
     stamp = time.strftime("%Y/%m/%d - %H:%M:%S", time.localtime(when if when is not None else time.time()))
-    return "[GIN] %s |%s %3d %s| %13s | %15s |%s %-7s %s %s\n" % (
+    return "[GIN] %s |%s %3d %s| %13s | %15s |%s %-7s %s %s\n" % (  # noqa: UP031 - gin's own format string
         stamp,
         "",
         status,
@@ -78,8 +78,9 @@ def print_timing_lines(
         prefix = ""
         if stamp_us is not None:
             t = stamp_us
-            prefix = "%d.%02d.%03d.%03d " % (t // 1000000 // 60, t // 1000000 % 60, t // 1000 % 1000, t % 1000) + "I "
-        return prefix + ("slot %12.12s: id %2d | task %d | " % ("print_timings", slot, task)) + (fmt % args)
+            # common/log.cpp's and server-common.h's printf formats, as they are written there
+            prefix = "%d.%02d.%03d.%03d I " % (t // 1000000 // 60, t // 1000000 % 60, t // 1000 % 1000, t % 1000)  # noqa: UP031
+        return prefix + ("slot %12.12s: id %2d | task %d | " % ("print_timings", slot, task)) + (fmt % args)  # noqa: UP031
 
     def per_token(ms: float, n: int) -> tuple[float, float]:
         return (ms / n if n else float("inf")), (1e3 / ms * n if ms else float("inf"))

@@ -123,8 +123,8 @@ def test_llamacpp_from_a_real_journal_file(tmp_path):
     gen = round(f["request_generation_tokens_mean"] * 20 + second.fields["request_generation_tokens_mean"] * 10)
     assert gen == sum(b[5] for b in blocks)
     # percentiles from the same lines, as printed (two decimals)
-    prefill = [float("%.2f" % b[2]) for b in blocks[:20]]
-    tpot = [float("%.2f" % b[4]) / b[5] for b in blocks[:20]]
+    prefill = [float(f"{b[2]:.2f}") for b in blocks[:20]]
+    tpot = [float(f"{b[4]:.2f}") / b[5] for b in blocks[:20]]
     for p in (50, 90, 95, 99):
         assert f[f"prefill_p{p}_ms"] == pytest.approx(pct(prefill, p), rel=1e-9)
         assert f[f"tpot_p{p}_ms"] == pytest.approx(pct(tpot, p), rel=1e-9)
