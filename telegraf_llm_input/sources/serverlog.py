@@ -58,6 +58,10 @@ LOCATE_EVERY_S = 60.0
 class LineReader(Protocol):
     def read(self, max_bytes: int) -> list[str]: ...
 
+    def there(self) -> bool:
+        """The log exists (a missing file gives no points: zero requests would be a lie)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -74,6 +78,9 @@ class FileLog:
             out.extend(self.decode(line) for line in batch.lines)
         self._tailer.save_state()
         return out
+
+    def there(self) -> bool:
+        return os.path.exists(self.path)
 
     @staticmethod
     def decode(line: bytes) -> str:
@@ -102,6 +109,9 @@ class JournalLog:
 
     def read(self, max_bytes: int) -> list[str]:
         return self._reader.read(max_bytes)
+
+    def there(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -179,6 +189,7 @@ class ServerLogSource:
         self.server_type: str | None = None
         self._reader: LineReader | None = None
         self._parser: Parser | None = None
+        self._there = False
         self._interval_path: Path | None = None
         self._last_ns: int | None = None
         self._own = OwnTraffic()
@@ -224,6 +235,7 @@ class ServerLogSource:
             reader, parser = self._reader, self._parser
             if reader is None or parser is None:
                 return []
+            self._there = reader.there()
             end = time.monotonic() + time_limit_s
             events: list[Event] = []
             left = MAX_READ
@@ -271,8 +283,8 @@ class ServerLogSource:
         self._last_ns = time_ns
         if self._interval_path is not None:
             _save_last(self._interval_path, time_ns)
-        if seconds <= 0:
-            return []  # the first gather: its lines (written before the start) have no interval
+        if seconds <= 0 or not self._there:
+            return []  # the first gather (its lines have no interval), or no log yet
         tags = {**self.target.tags, "target": self.target.display_name, "server_type": self.server_type or ""}
         out = []
         self._apis_seen.update(interval.apis)

@@ -163,9 +163,7 @@ async def under_load(server, make_agent, n: int, restart_after: int, forward=Non
 def check_exact(tokens: list[int], seen: list[tuple[float, Metric]]) -> None:
     requests = sum(p.fields["requests_per_s"] * s for s, p in seen)
     assert round(requests) == len(tokens)
-    generated = sum(
-        p.fields.get("request_generation_tokens_mean", 0) * p.fields["requests_per_s"] * s for s, p in seen
-    )
+    generated = sum(p.fields.get("request_generation_tokens_mean", 0) * p.fields["requests_per_s"] * s for s, p in seen)
     assert round(generated) == sum(tokens)
     assert sum(1 for _, p in seen if p.fields["requests_per_s"] > 0) > 2  # spread over several intervals
 
