@@ -55,19 +55,16 @@ _SERVER_LOG_FIELDS = (
         "client_error_ratio",
         "0-1",
         "Requests answered 4xx / all requests over the interval (the caller's mistakes; `error_ratio` counts 5xx).",
-        servers="ollama (its log's access lines)",
     ),
     Field(
         "model_loads_per_s",
         "loads/s",
         "Model loads (a runner started) per second over the interval.",
-        servers="ollama (its log)",
     ),
     Field(
         "model_load_seconds",
         "s",
         "How long the interval's last model load took (`llama runner started in N seconds`); absent without one.",
-        servers="ollama (its log)",
     ),
 )
 """From a server's own log: what no histogram gives."""

@@ -16,6 +16,13 @@ import re
 from telegraf_llm_input.serverlogs.base import GENERATE, Event, Request, plain
 
 TYPE = "llamacpp"
+_PCT = ("p50", "p90", "p95", "p99", "mean")
+FIELDS = (
+    "requests_per_s",
+    *(f"{kind}_{p}_ms" for kind in ("e2e", "prefill", "tpot") for p in _PCT),
+    *(f"request_{kind}_tokens_{p}" for kind in ("prompt", "generation") for p in ("p50", "p95", "mean")),
+)
+"""llm_server fields its log gives (docs/metrics.md)."""
 
 TIMING = re.compile(
     r"print_timing: id\s+(?P<slot>-?\d+) \| task (?P<task>-?\d+) \|\s*(?P<what>prompt eval|eval|total) time =\s*"

@@ -17,6 +17,16 @@ import time
 from telegraf_llm_input.serverlogs.base import EMBED, GENERATE, Event, ModelLoad, Request, plain
 
 TYPE = "ollama"
+_PCT = ("p50", "p90", "p95", "p99", "mean")
+FIELDS = (
+    "requests_per_s",
+    "error_ratio",
+    "client_error_ratio",
+    *(f"e2e_{p}_ms" for p in _PCT),
+    "model_loads_per_s",
+    "model_load_seconds",
+)
+"""llm_server fields its log gives (docs/metrics.md)."""
 
 PATHS = {
     "/api/generate": GENERATE,

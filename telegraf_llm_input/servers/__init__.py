@@ -16,6 +16,7 @@ from types import ModuleType
 
 from telegraf_llm_input.config.targets import ServerType, TargetConfig
 from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.serverlogs import FORMATS
 from telegraf_llm_input.servers.base import Adapter, Answers, Fetcher, Reading
 
 MODULES: dict[str, str] = {
@@ -49,6 +50,9 @@ def field_servers() -> dict[str, list[str]]:
         fields = (table.fields() if table is not None else set()) | set(getattr(mod, "FIELDS", ()))
         for name in sorted(fields):
             out.setdefault(name, []).append(mod.NAME)
+    for server_type, fmt in FORMATS.items():  # what a server's own log gives (sources/serverlog.py)
+        for name in sorted(fmt.FIELDS):
+            out.setdefault(name, []).append(f"{module(server_type).NAME} log")
     return out
 
 
