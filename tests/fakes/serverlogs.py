@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,15 +120,66 @@ class OllamaLog:
 
     path: Path
     record: list[Logged] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """The fake server answers on several threads: one line and its record at a time."""
 
     def access(self, status: int, latency_ns: int, path: str, method: str = "POST", when=None) -> None:
-        self._write(gin_line(status, latency_ns, path, method, when=when))
-        self.record.append(Logged(path, status, latency_ns))
+        self._write(gin_line(status, latency_ns, path, method, when=when), Logged(path, status, latency_ns))
 
     def load(self, seconds: float) -> None:
-        self._write(runner_started_line(seconds))
-        self.record.append(Logged(load_s=seconds))
+        self._write(runner_started_line(seconds), Logged(load_s=seconds))
 
-    def _write(self, text: str) -> None:
-        with open(self.path, "a") as f:
-            f.write(text)
+    def _write(self, text: str, what: Logged) -> None:
+        with self.lock:
+            with open(self.path, "a") as f:
+                f.write(text)
+            self.record.append(what)
+
+
+class LoggingOllama:
+    """An Ollama fake that writes its server log as Ollama does: a gin access line for every request it answers
+    (the agent's `/api/ps` and `/api/version` too), a runner-start line for each model load (`load()`), with the
+    fake's own record of what it wrote (`log.record`). `/api/ps` answers `models` (with `expires_at`)."""
+
+    def __init__(self, log: OllamaLog, models: list[dict], latencies_ms: list[float] | None = None):
+        from tests.fakes.server import FakeServer, Reply
+
+        self.log = log
+        self.models = models
+        self._latencies = list(latencies_ms or [120.0, 80.5, 1500.25, 42.0, 9.75, 300.0])
+        self._n = 0
+
+        def logged(path: str, status: int, body, method: str = "GET") -> Reply:
+            def render():
+                latency_ms = 0.2 if method == "GET" else self._next_latency()
+                self.log.access(status, int(latency_ms * 1e6), path, method)
+                return json.dumps(body() if callable(body) else body)
+
+            return Reply(render, status=status, content_type="application/json; charset=utf-8")
+
+        self.server = FakeServer(
+            {
+                "/api/version": logged("/api/version", 200, {"version": "0.6.5"}),
+                "/api/ps": logged("/api/ps", 200, lambda: {"models": self.models}),
+                "/api/tags": logged("/api/tags", 200, {"models": []}),
+                "/api/chat": logged("/api/chat", 200, {"done": True}, "POST"),
+                "/api/embed": logged("/api/embed", 200, {"embeddings": [[0.1]]}, "POST"),
+                "/api/generate": logged("/api/generate", 500, {"error": "llama runner process has terminated"}, "POST"),
+                "/api/show": logged("/api/show", 404, {"error": "model not found"}, "POST"),
+            }
+        )
+        self.url = self.server.url
+
+    def _next_latency(self) -> float:
+        self._n += 1
+        return self._latencies[(self._n - 1) % len(self._latencies)]
+
+    def load(self, seconds: float) -> None:
+        self.log.load(seconds)
+
+    def __enter__(self) -> LoggingOllama:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.stop()
