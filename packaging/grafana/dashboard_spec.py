@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from telegraf_llm_input.servertypes import TYPES
+
 S = "llm_server"
 P = "llm_probe"
 G = "llm_gpu"
@@ -36,7 +38,8 @@ SERIES_BY: dict[str, tuple[str, ...]] = {
 LOG_SERVERS = ("llamacpp", "ollama")
 """Servers whose requests/s and latency come from their own log (sources/serverlog.py)."""
 
-ALL_SERVERS = ("llamacpp", "vllm", "sglang", "tgi", "ollama", "lmstudio", "openai", "json", "prometheus")
+ALL_SERVERS: tuple[str, ...] = TYPES
+"""Every server type (the registry, telegraf_llm_input/servertypes.py): each gives `up` and `scrape_ms`."""
 
 
 @dataclass(frozen=True)

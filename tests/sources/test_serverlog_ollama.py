@@ -57,7 +57,7 @@ def test_requests_latency_errors_and_loads_exact(ollama, tmp_path):
         await agent.gather_once(t0)
         ollama.log.record.clear()
         async with httpx.AsyncClient(base_url=ollama.url) as client:
-            for i in range(23):
+            for _ in range(23):
                 await client.post("/api/chat", json={"model": "qwen2.5:7b", "messages": []})
             for _ in range(3):
                 await client.post("/api/generate", json={"model": "qwen2.5:7b", "prompt": "x"})
