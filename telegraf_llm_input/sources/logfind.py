@@ -4,6 +4,8 @@ In this order: the target's `log:` key; else, from the process listening on the 
 (`/proc/PID/cgroup`): its systemd service's journal, or its Docker container's json-file log; else the
 server's documented default file (`DEFAULT_FILES`: Ollama's `~/.ollama/logs/server.log` of the server's user).
 A server started in a terminal (a session scope) writes to that terminal: nothing to find, no log is read.
+Only a process that is the server itself (its name says `ollama`, `llama-server`) is followed to its log: the
+unit of a proxy in front of it, or of `docker-proxy`, holds some other program's lines.
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def locate(target: TargetConfig, proc: psutil.Process | None) -> Found:
         kind = server_type_of(name)
     if target.log is not None:
         return Found(from_key(target.log), kind)
-    if proc is None:
+    if proc is None or server_type_of(name) != kind:
+        # Not the server itself (a proxy in front, docker-proxy, a test's fake): its unit's log is not the server's.
         return Found(None, kind)
     try:
         with open(f"/proc/{proc.pid}/cgroup") as fh:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
+import subprocess
 
 import psutil
 import pytest
@@ -61,14 +63,32 @@ def test_process_names():
     assert server_type_of("python3") is None
 
 
-def test_the_default_file_of_the_servers_user():
-    me = psutil.Process(os.getpid())
-    with open(f"/proc/{me.pid}/cgroup") as fh:
+@pytest.fixture
+def ollama_process(tmp_path):
+    """A process named `ollama` (its executable's name), as `ollama serve` is."""
+    exe = tmp_path / "ollama"
+    exe.symlink_to(shutil.which("sleep"))
+    proc = subprocess.Popen([str(exe), "60"])
+    try:
+        yield psutil.Process(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_default_file_of_the_servers_user(ollama_process):
+    with open(f"/proc/{ollama_process.pid}/cgroup") as fh:
         if from_cgroup(fh.read()) is not None:
             pytest.skip("this test runs inside a systemd service or container: its journal would be chosen")
-    found = locate(TargetConfig(url="http://127.0.0.1:11434", type="ollama"), me)
+    assert ollama_process.name() == "ollama"
+    found = locate(TargetConfig(url="http://127.0.0.1:11434", type="ollama"), ollama_process)
     home = pwd.getpwuid(os.getuid()).pw_dir
     assert found.location == LogLocation("file", path=os.path.join(home, ".ollama/logs/server.log"))
+    auto = locate(TargetConfig(url="http://127.0.0.1:11434"), ollama_process)
+    assert auto.server_type == "ollama" and auto.location == found.location
+    # a process that is not the server (a proxy, a test's fake): its unit's log is not the server's
+    me = psutil.Process(os.getpid())
+    assert locate(TargetConfig(url="http://127.0.0.1:11434", type="ollama"), me).location is None
     # llama.cpp has no default file; the key wins over what is found
     assert locate(TargetConfig(url="http://127.0.0.1:8080", type="llamacpp"), me).location is None
     keyed = locate(TargetConfig(url="http://127.0.0.1:8080", type="llamacpp", log="journal:llama"), me)
