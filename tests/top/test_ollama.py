@@ -4,7 +4,6 @@ unload countdown, requests/s, e2e p95 and errors from the log."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 
 import httpx
@@ -12,6 +11,7 @@ import yaml
 
 from tests.fakes.serverlogs import LoggingOllama, OllamaLog
 from tests.top.test_app import block, frames
+from tests.top.test_cli import command
 
 MODEL = {
     "name": "qwen2.5:7b",
@@ -47,18 +47,7 @@ def test_top_shows_ollamas_model_and_its_logs_numbers(tmp_path):
         sender.start()
         try:
             proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "telegraf_llm_input",
-                    "top",
-                    "--config",
-                    str(config),
-                    "--count",
-                    "2",
-                    "--interval",
-                    "1s",
-                ],
+                command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
                 capture_output=True,
                 text=True,
                 timeout=60,
