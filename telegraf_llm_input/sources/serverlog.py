@@ -123,8 +123,8 @@ def state_paths(state_dir: Path | None, target: TargetConfig, where: logfind.Log
         return None
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", target.display_name).strip("_")[:60] or "target"
     digest = hashlib.sha1(f"{target.display_name}\0{where.describe()}".encode()).hexdigest()[:12]
-    base = state_dir / "serverlog" / f"{label}-{digest}"
-    return base.with_suffix(".pos.json"), base.with_suffix(".interval.json")
+    folder, name = state_dir / "serverlog", f"{label}-{digest}"  # a label may hold dots: no with_suffix
+    return folder / f"{name}.pos.json", folder / f"{name}.interval.json"
 
 
 def unreadable(where: logfind.LogLocation) -> str | None:

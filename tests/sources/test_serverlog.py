@@ -14,7 +14,7 @@ from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import TelegrafFormatter
 from telegraf_llm_input.sources import logfind
 from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, ProbeSent
-from telegraf_llm_input.sources.serverlog import DiscoveredServerLogs, ServerLogSource
+from telegraf_llm_input.sources.serverlog import DiscoveredServerLogs, ServerLogSource, state_paths
 from tests.fakes.serverlogs import OllamaLog, print_timing_lines
 from tests.support.journal import JournalFile
 
@@ -129,6 +129,13 @@ def test_llamacpp_from_a_real_journal_file(tmp_path):
         assert f[f"prefill_p{p}_ms"] == pytest.approx(pct(prefill, p), rel=1e-9)
         assert f[f"tpot_p{p}_ms"] == pytest.approx(pct(tpot, p), rel=1e-9)
     assert "error_ratio" not in f
+
+
+def test_two_targets_keep_their_own_state(tmp_path):
+    where = logfind.LogLocation("file", path=str(tmp_path / "x.log"))
+    a = state_paths(tmp_path, TargetConfig(url="http://127.0.0.1:11434"), where)
+    b = state_paths(tmp_path, TargetConfig(url="http://127.0.0.1:8080"), where)
+    assert a is not None and b is not None and len({*a, *b}) == 4
 
 
 def test_docker_json_file_log(tmp_path):
