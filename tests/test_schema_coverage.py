@@ -106,6 +106,39 @@ def probe_lines() -> list[str]:
     return out.getvalue().decode().splitlines()
 
 
+def serverlog_lines(tmp) -> list[str]:
+    """An Ollama target whose log (real-format lines) has requests, errors of both kinds and a model load."""
+    import io
+
+    from telegraf_llm_input.sinks.stdout import StdoutSink
+    from tests.fakes.serverlogs import OllamaLog
+
+    log = OllamaLog(tmp / "ollama.log")
+    log.path.write_text("")
+    config = parse_config(
+        {
+            "host": {"enabled": False},
+            "gpu": {"enabled": False},
+            "targets": [
+                {"url": "http://127.0.0.1:9", "type": "ollama", "log": str(log.path), "process": {"enabled": False}}
+            ],
+        }
+    )
+    out = io.BytesIO()
+
+    async def go():
+        agent = Agent(build_sources(config, SourceEnv()), [StdoutSink(out)], deadline_s=2.0)
+        await agent.gather_once()
+        for status in (200, 404, 500):
+            log.access(status, 2_000_000, "/api/chat")
+        log.load(1.5)
+        await agent.gather_once()
+        await agent.close()
+
+    asyncio.run(go())
+    return out.getvalue().decode().splitlines()
+
+
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
@@ -142,6 +175,7 @@ def emitted(tmp_path_factory):
                 }
             collect(live(kind, process=True, **extra), seen)
         collect(probe_lines(), seen)
+        collect(serverlog_lines(tmp), seen)
     finally:
         monkeypatch.undo()
     return seen

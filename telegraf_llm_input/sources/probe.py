@@ -143,4 +143,4 @@ class ProbeSource:
 
 
 def build(config: Config, env: SourceEnv) -> list[Source]:
-    return [ProbeSource(t) for t in (config.targets or []) if t.probe.enabled]
+    return [ProbeSource(t, ledger=env.probe_ledger) for t in (config.targets or []) if t.probe.enabled]

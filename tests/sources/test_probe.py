@@ -192,3 +192,29 @@ def test_a_running_probe_gets_the_interpreter_lock_within_a_millisecond():
             assert sys.getswitchinterval() <= SWITCH_INTERVAL_S == 0.001
     finally:
         sys.setswitchinterval(before)
+
+
+def test_the_probes_requests_are_in_the_ledger_while_in_flight_and_after():
+    """What the server-log source leaves out of user traffic (sources/serverlog.py): the probe's path and times."""
+    with StreamingServer(Script(ttft_s=0.4, interval_s=0.01)) as srv:
+        env = SourceEnv()
+        (source,) = [
+            s for s in build_sources(config(srv.url, enabled=True, every="1h"), env) if isinstance(s, ProbeSource)
+        ]
+
+        async def go():
+            agent = Agent([source], [], deadline_s=5.0)
+            before = time.time()
+            await agent.gather_once()
+            assert await wait_for(lambda: bool(env.probe_ledger.sent("box-a")))
+            (in_flight,) = env.probe_ledger.sent("box-a")
+            assert in_flight.ended_at is None and in_flight.path == "/v1/chat/completions"
+            assert await wait_for(lambda: source.probes == 1)
+            (done,) = env.probe_ledger.sent("box-a")
+            await agent.close()
+            return before, done
+
+        before, done = asyncio.run(go())
+        assert before <= done.started_at < done.ended_at <= time.time()
+        assert done.ended_at - done.started_at >= 0.4
+        assert env.probe_ledger.sent("other") == []
