@@ -151,10 +151,12 @@ def _owner(pid: int) -> str:
         return "?"
 
 
-def journal() -> list[Check]:
-    """Whether the system journal (where a model server under systemd logs: `journalctl -u ollama`) is readable."""
+def journal(config: Config) -> list[Check]:
+    """Whether the system journal (where a model server under systemd logs: `journalctl -u ollama`) is readable;
+    a "no" blocks when a target's `log: journal:UNIT` needs it, else it only matters for the found-by-default log."""
     if not sys.platform.startswith("linux"):
         return []
+    units = [t.log.removeprefix("journal:") for t in config.targets or [] if t.log and t.log.startswith("journal:")]
     files = [f for d in JOURNAL_DIRS for f in glob.glob(f"{d}/*/*.journal")]
     if files:
         try:
@@ -168,16 +170,10 @@ def journal() -> list[Check]:
         groups = {g for g in JOURNAL_GROUPS if _gid(g) in member}
         readable = os.geteuid() == 0 or bool(groups) or "CAP_DAC_READ_SEARCH" in capabilities()
         how = "no journal files here yet; by group and capabilities"
+    what = f"the journal of {', '.join(units)}" if units else "the system journal (model servers' logs under systemd)"
     if readable:
-        return [ok(AREA, f"the system journal (model servers' logs under systemd): readable ({how})")]
-    return [
-        no(
-            AREA,
-            f"the system journal (model servers' logs under systemd): not readable ({how})",
-            JOURNAL_GRANT,
-            blocking=False,
-        )
-    ]
+        return [ok(AREA, f"{what}: readable ({how})")]
+    return [no(AREA, f"{what}: not readable ({how})", JOURNAL_GRANT, blocking=bool(units))]
 
 
 def _gid(name: str) -> int | None:
@@ -188,24 +184,27 @@ def _gid(name: str) -> int | None:
 
 
 def request_logs(config: Config) -> list[Check]:
+    """The `logs:` entries and the targets' `log:` files: readable by this user?"""
     checks = []
-    for entry in config.logs:
-        paths = sorted(glob.glob(entry.path))
+    files = [e.path for e in config.logs]
+    files += [t.log for t in config.targets or [] if t.log and t.log != "none" and t.log.startswith("/")]
+    for path_glob in files:
+        paths = sorted(glob.glob(path_glob))
         if not paths:
-            closed = _closed_parent(entry.path)
+            closed = _closed_parent(path_glob)
             if closed is not None:
-                checks.append(no(AREA, f"request log {entry.path}: cannot look into {closed}", _file_fix(closed)))
+                checks.append(no(AREA, f"log {path_glob}: cannot look into {closed}", _file_fix(closed)))
             else:
-                checks.append(note(AREA, f"request log {entry.path}: no such file yet (followed once it appears)"))
+                checks.append(note(AREA, f"log {path_glob}: no such file yet (followed once it appears)"))
             continue
         for path in paths:
             try:
                 with open(path, "rb"):
                     pass
             except OSError as exc:
-                checks.append(no(AREA, f"request log {path}: {exc.strerror}", _file_fix(path)))
+                checks.append(no(AREA, f"log {path}: {exc.strerror}", _file_fix(path)))
             else:
-                checks.append(ok(AREA, f"request log {path}: readable"))
+                checks.append(ok(AREA, f"log {path}: readable"))
     return checks
 
 

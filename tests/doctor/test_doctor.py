@@ -190,9 +190,7 @@ def test_unreadable_request_log_names_its_group(tmp_path, unprivileged_user):
     hidden = tmp_path / "requests.jsonl"  # pytest's tmp_path is under root's 0700 directory
     hidden.write_text("")
     code, out, _ = doctor(json.dumps({"targets": [], "logs": [{"path": str(hidden)}]}), user=USER)
-    assert code == 1 and any(
-        line.startswith(f"request log {hidden}: cannot look into /tmp/") for line in lines(out, "NO")
-    )
+    assert code == 1 and any(line.startswith(f"log {hidden}: cannot look into /tmp/") for line in lines(out, "NO"))
     open_dir = Path(tempfile.mkdtemp(prefix="doctor-"))
     try:
         open_dir.chmod(0o755)
@@ -200,11 +198,11 @@ def test_unreadable_request_log_names_its_group(tmp_path, unprivileged_user):
         log.write_text("")
         log.chmod(0o640)
         code, out, _ = doctor(json.dumps({"targets": [], "logs": [{"path": str(log)}]}), user=USER)
-        assert code == 1 and f"request log {log}: Permission denied" in lines(out, "NO")
+        assert code == 1 and f"log {log}: Permission denied" in lines(out, "NO")
         assert any(f"{log} is root:root mode 640: add the agent's user to group root" in f for f in fixes(out))
         log.chmod(0o644)
         code, out, _ = doctor(json.dumps({"targets": [], "logs": [{"path": str(log)}]}), user=USER)
-        assert code == 0 and f"request log {log}: readable" in lines(out, "ok")
+        assert code == 0 and f"log {log}: readable" in lines(out, "ok")
     finally:
         shutil.rmtree(open_dir)
 
@@ -233,3 +231,17 @@ def test_real_influxdb_ping_and_write_permission(tmp_path):
         db.stop()
     code, out, _ = doctor(json.dumps({"targets": [], "outputs": [v1]}))
     assert code == 1 and any(re.search(r"no answer \(Connect", x) for x in lines(out, "NO"))
+
+
+def test_a_journal_log_the_config_names_blocks_when_unreadable(unprivileged_user):
+    ollama = fake_ollama([]).start()
+    try:
+        target = {"url": ollama.url, "name": "o", "log": "journal:ollama", "process": {"enabled": False}}
+        config = json.dumps({"targets": [target], "gpu": {"enabled": False}})
+        code, out, _ = doctor(config, user=USER)
+        assert code == 1 and any(x.startswith("the journal of ollama: not readable") for x in lines(out, "NO")), out
+        assert "add the agent's user to the systemd-journal group (SupplementaryGroups=systemd-journal)" in fixes(out)
+        code, out, _ = doctor(config)
+        assert code == 0 and any(x.startswith("the journal of ollama: readable") for x in lines(out, "ok")), out
+    finally:
+        ollama.stop()
