@@ -242,10 +242,7 @@ async def serve(agent: Agent, trigger: Trigger, *, interval: float | None) -> No
         if not await trigger.wait(timeout):
             return
         gather = asyncio.ensure_future(agent.gather_once())
-        stopping = asyncio.ensure_future(trigger.wait_stop())
-        await asyncio.wait({gather, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not gather.done():
+        if not await trigger.until_stop_or(gather):
             done, _ = await asyncio.wait({gather}, timeout=STOP_GRACE_S)
             if not done:
                 gather.cancel()

@@ -16,46 +16,76 @@ import time
 
 
 class Trigger:
-    """An asyncio-facing doorbell: `wait()` returns True for a gather, False to stop."""
+    """An asyncio-facing doorbell: `wait()` returns True for a gather, False to stop.
+
+    One future is awaited at a time, woken by a ring, a stop, the clock or a gather's end: no task or timer is
+    made per wait beyond the clock's one handle (an idle agent wakes once an interval and does little else).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
-        self._ring = asyncio.Event()
-        self._stop = asyncio.Event()
+        self._rung = False
+        self._stopped = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def _wake(self, *_: object) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def ring(self) -> None:
-        self._ring.set()
+        self._rung = True
+        self._wake()
 
     def ring_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self._ring.set)
+        self._loop.call_soon_threadsafe(self.ring)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopped = True
+        self._wake()
 
     def stop_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
+        self._loop.call_soon_threadsafe(self.stop)
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stopped
+
+    async def _sleep(self, timeout: float | None, until: asyncio.Future | None = None) -> None:
+        """Until a ring or stop (or `until` is done, or the timeout passes)."""
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if timeout is None else self._loop.call_later(timeout, self._wake)
+        if until is not None:
+            until.add_done_callback(self._wake)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+            if timer is not None:
+                timer.cancel()
+            if until is not None:
+                until.remove_done_callback(self._wake)
 
     async def wait_stop(self) -> None:
-        await self._stop.wait()
+        while not self._stopped:
+            await self._sleep(None)
+
+    async def until_stop_or(self, future: asyncio.Future) -> bool:
+        """Wait for `future` to finish (True) or a stop (False); rings meanwhile are kept for the next `wait`."""
+        while not future.done():
+            if self._stopped:
+                return False
+            await self._sleep(None, future)
+        return True
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait for a ring (True), a stop (False), or the timeout (True: the clock rang)."""
-        if self._stop.is_set():
+        if not self._stopped and not self._rung:
+            await self._sleep(timeout)
+        if self._stopped:
             return False
-        ring = asyncio.ensure_future(self._ring.wait())
-        stop = asyncio.ensure_future(self._stop.wait())
-        try:
-            await asyncio.wait({ring, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ring.cancel()
-            stop.cancel()
-        if self._stop.is_set():
-            return False
-        self._ring.clear()
+        self._rung = False
         return True
 
 
