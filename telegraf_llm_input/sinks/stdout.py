@@ -5,19 +5,26 @@ happens in a writer thread fed by a bounded queue: when nobody reads stdout (Tel
 full pipe) the gather loop, the other outputs and stdin EOF go on; once the queue holds
 MAX_QUEUED_GATHERS gathers (or MAX_QUEUED_BYTES), the oldest are dropped and counted in
 `stdout_dropped_gathers`. When the writer keeps up, `write` waits (briefly) for its gather to be
-written, so a write error is reported for the gather that caused it.
+written, so a write error is reported for the gather that caused it. When nothing is queued and the write
+cannot block (a pipe with room for the whole gather, /dev/null) it is made on the loop: a thread hop costs
+more than the write.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import io
+import math
 import os
+import stat
 import sys
+import termios
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO
 
 from telegraf_llm_input.lineprotocol import encode_batch
@@ -50,6 +57,7 @@ class StdoutSink:
         self._fd = _fileno(self._stream) if stream is None else None
         """Real stdout is written with os.write on its fd: a writer thread blocked in the buffered
         object's lock would abort the interpreter at exit."""
+        self._room = _room_finder(self._fd)
         self._max_gathers = max(1, max_gathers)
         self._max_bytes = max_bytes
         self._queue: deque[tuple[bytes, int, asyncio.Future | None]] = deque()
@@ -71,6 +79,11 @@ class StdoutSink:
         if not batch.text:
             return
         data = batch.text.encode("utf-8")
+        if self._fd is not None and not self._queue and not self._busy and self._room(self._fd) >= len(data):
+            self._emit(data)  # cannot block: a write error is raised here, for this gather
+            self._lines += batch.lines
+            self._recovered()
+            return
         loop = asyncio.get_running_loop()
         with self._cond:
             idle = not self._queue and not self._busy
@@ -96,15 +109,19 @@ class StdoutSink:
                 "dropping the oldest gathers (counted in stdout_dropped_gathers)",
             )
         elif idle:
-            self._state.ok(
-                "stalled", f"output stdout: stdout is read again; {self._dropped_gathers} gather(s) dropped in all"
-            )
+            self._recovered()
         if done is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(done), WAIT_S)
             except asyncio.TimeoutError:
                 return  # a slow reader: the writer thread goes on without us
             self._raise_error()
+
+    def _recovered(self) -> None:
+        if self._state.is_failing("stalled"):
+            self._state.ok(
+                "stalled", f"output stdout: stdout is read again; {self._dropped_gathers} gather(s) dropped in all"
+            )
 
     def stats(self) -> Mapping[str, int]:
         return {
@@ -182,3 +199,42 @@ def _fileno(stream) -> int | None:
 def _resolve(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", None)  # Linux
+
+
+def _room_finder(fd: int | None) -> Callable[[int], float]:
+    """How many bytes a write to `fd` takes now without blocking: a pipe's free space, all for /dev/null, else 0
+    (unknown: a terminal, a socket or a file on a hung mount may block, so those go through the writer thread)."""
+    try:
+        st = os.fstat(fd) if fd is not None else None
+    except OSError:
+        st = None
+    if st is None:
+        return _no_room
+    if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):  # /dev/null
+        return _all_room
+    if stat.S_ISFIFO(st.st_mode) and _F_GETPIPE_SZ is not None:
+        return _pipe_room
+    return _no_room
+
+
+def _no_room(fd: int) -> float:
+    return 0
+
+
+def _all_room(fd: int) -> float:
+    return math.inf
+
+
+def _pipe_room(fd: int) -> float:
+    """Free bytes in the pipe (its size less what the reader has not read yet): we are its only writer, so a
+    write of at most this much returns at once, whole."""
+    try:
+        size = fcntl.fcntl(fd, _F_GETPIPE_SZ)
+        queued = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, queued, True)
+    except OSError:
+        return 0
+    return size - queued[0]
