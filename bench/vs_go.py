@@ -6,7 +6,7 @@ each scraper runs alone, at a 1 s interval, for a fixed window after a warm-up. 
 (every thread's time on a CPU, /proc/PID/task/*/schedstat, nanoseconds; not wall time: the machine is shared),
 divided by the `/metrics` answers the page server gave in the window. RSS is /proc/PID/status VmRSS at the
 window's end. vmagent and Prometheus come from the Debian packages (`victoria-metrics`, `prometheus`); a missing
-one is skipped with one line. The agent writes to stdout (/dev/null), as under Telegraf; host, GPU and process
+one is skipped with one line. The agent writes to stdout, a pipe another process reads, as under Telegraf; host, GPU and process
 sources are off for it, as the Go scrapers have none. Idle: no target, host/GPU/discovery off, 1 s interval,
 CPU per second of wall time.
 Run: python3 -m bench.vs_go [--seconds S] [--targets 1,16]  (BENCH_VS_GO_SECONDS too; default 10 s a window)
@@ -123,15 +123,17 @@ def start_agent(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
             }
         )
     )
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "none"],
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
+    reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # Telegraf's part
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "none"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=reader.stdin,
+        stderr=subprocess.DEVNULL,
+    )
+    assert reader.stdin is not None
+    reader.stdin.close()
+    return [agent, reader]
 
 
 def _scrape_config(ports: list[int]) -> dict:
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print("vs_go: prometheus skipped: no prometheus on PATH (Debian package prometheus)")
     scrapers = {k: v for k, v in scrapers.items() if k in only}
-    for n in [int(x) for x in args.targets.split(",")]:
+    for n in [int(x) for x in args.targets.split(",") if x]:
         pages = PageServers(n)
         try:
             figures = {name: measure(start, pages, pages.ports, args.seconds) for name, (start, _) in scrapers.items()}
