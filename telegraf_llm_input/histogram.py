@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # a type only: the math needs no parser (discovery that finds nothing loads none)
     from .promtext import Sample
 
-__all__ = ["Histogram", "LabelKey", "collect", "delta", "increase", "quantile", "mean", "merge"]
+__all__ = ["Histogram", "LabelKey", "collect", "delta", "increase", "quantile", "quantiles", "mean", "merge"]
 
 LabelKey = tuple[tuple[str, str], ...]
 """Sorted (label, value) pairs identifying one histogram series (without `le`)."""
@@ -201,12 +201,17 @@ def quantile(q: float, hist: Histogram) -> float | None:
     buckets; NaN where Prometheus gives NaN (no `+Inf` bucket, fewer than two buckets, q NaN);
     -Inf / +Inf for q < 0 / q > 1.
     """
-    if math.isnan(q):
-        return math.nan
-    if q < 0:
-        return -_INF
-    if q > 1:
-        return _INF
+    return quantiles((q,), hist)[0]
+
+
+def quantiles(qs: Sequence[float], hist: Histogram) -> list[float | None]:
+    """`quantile(q, hist)` for each of `qs`, the buckets sorted and repaired once for all of them."""
+    prepared = _prepared(hist)
+    return [_rank_value(q, prepared) for q in qs]
+
+
+def _prepared(hist: Histogram) -> tuple[list[float], list[float]] | float | None:
+    """(bounds, repaired cumulative counts) as Prometheus reads them; else what every q in [0, 1] gives."""
     if not hist.buckets:
         return None
     buckets = sorted(hist.buckets)
@@ -236,7 +241,20 @@ def quantile(q: float, hist: Histogram) -> float | None:
     observations = counts[-1]
     if observations == 0 or math.isnan(observations):
         return None
-    rank = q * observations
+    return bounds, counts
+
+
+def _rank_value(q: float, prepared: tuple[list[float], list[float]] | float | None) -> float | None:
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -_INF
+    if q > 1:
+        return _INF
+    if not isinstance(prepared, tuple):
+        return prepared
+    bounds, counts = prepared
+    rank = q * counts[-1]
     # First bucket (excluding +Inf) whose cumulative count reaches the rank.
     b = bisect_left(counts, rank, 0, len(counts) - 1)
     if b == len(bounds) - 1:

@@ -34,6 +34,8 @@ from telegraf_llm_input.servers.base import (
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 log = get_logger("server")
+_QS = tuple(q for q, _ in QUANTILES)
+_COUNT_QS = tuple(q for q, _ in COUNT_QUANTILES)
 
 
 @dataclass
@@ -136,8 +138,8 @@ def derive(prev: Baseline | None, cur: ModelReading, at_ns: int) -> Derived:
             continue
         counts = prefix in cur.count_histograms
         scale, suffix = (1.0, "") if counts else (cur.hist_scale, cur.hist_suffix)
-        for q, label in COUNT_QUANTILES if counts else QUANTILES:
-            value = hist.quantile(q, d_h)
+        table, qs = (COUNT_QUANTILES, _COUNT_QS) if counts else (QUANTILES, _QS)
+        for (_, label), value in zip(table, hist.quantiles(qs, d_h)):
             if value is not None and value == value:  # NaN: malformed buckets, no field
                 out[f"{prefix}_{label}{suffix}"] = value * scale
         m = hist.mean(d_h)
