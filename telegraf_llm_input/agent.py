@@ -38,6 +38,14 @@ class SourceStats:
     last_metrics: int = 0
     last_ok: bool = True
     in_flight: asyncio.Task | None = field(default=None, repr=False)
+    started: float = 0.0
+    """`time.monotonic()` when the source's last gather started, and when it ended."""
+    ended: float = 0.0
+
+    def finished(self, task: asyncio.Future) -> None:
+        """The source's task is done: when, and its exception retrieved (asyncio would print it if never read)."""
+        self.ended = time.monotonic()
+        _consume(task)
 
 
 class Agent:
@@ -62,13 +70,37 @@ class Agent:
         self._types = Conformer(log.warning)
         self._finders: tuple[int, list[Source]] = (-1, [])
 
-    async def _run_source(self, source: Source, ctx: GatherContext) -> list[Metric]:
-        stats = self.stats[source.name]
-        if stats.in_flight is not None and not stats.in_flight.done():
+    async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
+        """Every source's metrics, in the sources' order: each runs as its own task, all under one deadline (one
+        wait and one timer for all of them, not one each)."""
+        started = time.monotonic()
+        runs: list[tuple[Source, SourceStats, asyncio.Task | None]] = []
+        for source in self.sources:
+            stats = self.stats[source.name]
+            if stats.in_flight is not None and not stats.in_flight.done():
+                runs.append((source, stats, None))
+                continue
+            task = asyncio.ensure_future(source.gather(ctx))
+            stats.started = started
+            task.add_done_callback(stats.finished)  # also: a late failure after the deadline is no traceback
+            stats.in_flight = task
+            runs.append((source, stats, task))
+        pending = [run[2] for run in runs if run[2] is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=ctx.deadline_s)
+        metrics: list[Metric] = []
+        for source, stats, ran in runs:
+            metrics.extend(self._outcome(source, stats, ran, ctx))
+        return metrics
+
+    def _outcome(
+        self, source: Source, stats: SourceStats, task: asyncio.Task | None, ctx: GatherContext
+    ) -> list[Metric]:
+        """What one source gave this gather (a stand-in when it was busy or late), with its stats and log lines."""
+        if task is None:
             stats.errors += 1
             stats.last_ok = False
             stats.last_duration_s = 0.0
-            stats.last_metrics = 0
             stand_in = _stand_in(source, ctx, "still busy with an earlier gather")
             stats.last_metrics = len(stand_in)
             self._state.fail(
@@ -77,14 +109,9 @@ class Agent:
                 + ("; reported as down" if stand_in else ""),
             )
             return stand_in
-        start = time.monotonic()
-        task = asyncio.ensure_future(source.gather(ctx))
-        task.add_done_callback(_consume)  # a late failure after the deadline is no traceback on stderr
-        stats.in_flight = task
-        done, _ = await asyncio.wait({task}, timeout=ctx.deadline_s)
-        stats.last_duration_s = time.monotonic() - start
         metrics: list[Metric] = []
-        if not done:
+        if not task.done():
+            stats.last_duration_s = time.monotonic() - stats.started
             stats.errors += 1
             stats.last_ok = False
             metrics = _stand_in(source, ctx, f"no result within {ctx.deadline_s:g}s")
@@ -93,16 +120,18 @@ class Agent:
                 f"source {source.name}: no result within {ctx.deadline_s:g}s; results "
                 f"discarded{'; reported as down' if metrics else ''}",
             )
-        elif (exc := task.exception()) is not None:
-            stats.errors += 1
-            stats.last_ok = False
-            self._state.fail(source.name, f"source {source.name}: {_describe(exc)}")
         else:
-            metrics = list(task.result() or [])
-            stats.last_ok = True
-            self._state.ok(source.name, f"source {source.name}: recovered")
-        if done:
             stats.in_flight = None
+            stats.last_duration_s = stats.ended - stats.started
+            if (exc := task.exception()) is not None:
+                stats.errors += 1
+                stats.last_ok = False
+                self._state.fail(source.name, f"source {source.name}: {_describe(exc)}")
+            else:
+                metrics = list(task.result() or [])
+                stats.last_ok = True
+                if self._state.is_failing(source.name):
+                    self._state.ok(source.name, f"source {source.name}: recovered")
         stats.last_metrics = len(metrics)
         return metrics
 
@@ -135,8 +164,7 @@ class Agent:
         spent = await self._find(ctx)
         if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
             ctx = GatherContext(time_ns=ctx.time_ns, deadline_s=max(0.1, self.deadline_s - spent))
-        results = await asyncio.gather(*(self._run_source(s, ctx) for s in self.sources))
-        metrics = [m for batch in results for m in batch]
+        metrics = await self._run_sources(ctx)
         for processor in self.processors:
             try:
                 metrics = processor.process(metrics)

@@ -20,11 +20,11 @@ import importlib.util
 import ssl
 import sys
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from telegraf_llm_input import http11
+from telegraf_llm_input.aio import within
 from telegraf_llm_input.config.targets import TargetConfig, redact_url
 from telegraf_llm_input.errors import FetchError as FetchError, Transport
 from telegraf_llm_input.http11 import Response as Response
@@ -227,24 +227,13 @@ async def get(
             await asyncio.sleep(backoff)
         timeout = max(0.05, end - time.monotonic())
         try:
-            return await _within(_get_once(pool, target, url, shown, auth, accept), timeout)
+            return await within(_get_once(pool, target, url, shown, auth, accept), timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
             last = _classify(exc, where, round(end - start, 3))
             if not _retryable(last):
                 raise last from None
     assert last is not None
     raise last from None
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(coro: Coroutine[Any, Any, Response], seconds: float) -> Response:
-        """`asyncio.wait_for` without the task it makes for every call (3.10 has only that)."""
-        async with asyncio.timeout(seconds):
-            return await coro
-
-else:
-    _within = asyncio.wait_for
 
 
 async def _get_once(

@@ -67,10 +67,6 @@ class Trigger:
             if until is not None:
                 until.remove_done_callback(self._wake)
 
-    async def wait_stop(self) -> None:
-        while not self._stopped:
-            await self._sleep(None)
-
     async def until_stop_or(self, future: asyncio.Future) -> bool:
         """Wait for `future` to finish (True) or a stop (False); rings meanwhile are kept for the next `wait`."""
         while not future.done():

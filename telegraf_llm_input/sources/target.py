@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from telegraf_llm_input import histogram as hist
+from telegraf_llm_input.aio import within
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool
@@ -231,7 +232,7 @@ class ServerSource:
         fetch = Fetcher(self._fetch.pool, self.target, started + budget)
         try:
             # Fetches stop at the budget; this bounds what an adapter does after them (parsing).
-            reading = await asyncio.wait_for(self.adapter.read(fetch), budget + 0.06 * ctx.deadline_s)
+            reading = await within(self.adapter.read(fetch), budget + 0.06 * ctx.deadline_s)
         except Exception as exc:  # noqa: BLE001 - a lying server is down, never a crash
             scrape_ms = (time.monotonic() - started) * 1000
             if isinstance(exc, FetchError):
