@@ -262,21 +262,37 @@ def _parse_block(
                     if seen[1] is None:  # a head of a name `only` leaves out
                         skipped.add(seen[0])
                         continue
-                    rest = line[close + 1 :]
-                    if (
-                        "#" not in rest
-                        and '"' not in rest
-                        and (value_ts := _value_and_ts(rest, openmetrics)) is not None
-                    ):
-                        known = _new(Sample)
-                        _set_name(known, seen[0])
-                        _set_labels(known, seen[1])
-                        _set_value(known, value_ts[0])
-                        _set_ts(known, value_ts[1])
-                        _set_key(known, seen[2])
-                        _set_series(known, seen[3])
-                        append(known)
-                        continue
+                    tokens = line[close + 1 :].split()
+                    if len(tokens) == 1:  # the usual line: a value, no timestamp (inlined _value_and_ts)
+                        value = tokens[0]
+                        if "#" not in value and '"' not in value:
+                            if "_" in value:  # float() takes `1_000`, the format does not
+                                raise ValueError(value)
+                            known = _new(Sample)
+                            _set_name(known, seen[0])
+                            _set_labels(known, seen[1])
+                            _set_value(known, float(value))
+                            _set_ts(known, None)
+                            _set_key(known, seen[2])
+                            _set_series(known, seen[3])
+                            append(known)
+                            continue
+                    else:
+                        rest = line[close + 1 :]
+                        if (
+                            "#" not in rest
+                            and '"' not in rest
+                            and (value_ts := _value_and_ts(rest, openmetrics)) is not None
+                        ):
+                            known = _new(Sample)
+                            _set_name(known, seen[0])
+                            _set_labels(known, seen[1])
+                            _set_value(known, value_ts[0])
+                            _set_ts(known, value_ts[1])
+                            _set_key(known, seen[2])
+                            _set_series(known, seen[3])
+                            append(known)
+                            continue
             sample: Sample | None = None
             brace = line.find("{")
             if brace < 0:
