@@ -51,6 +51,8 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
     raw: dict[LabelKey, dict[float, float]] = {}
     counts: dict[LabelKey, float] = {}
     sums: dict[LabelKey, float] = {}
+    last_key: LabelKey | None = None
+    series: dict[float, float] = {}
     for s in samples:
         n = s.name
         if n == bucket_name:
@@ -58,16 +60,19 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
             le = labels.get("le")
             if le is None:
                 continue
-            try:
-                upper = float(le)
-            except ValueError:
-                continue
-            if math.isnan(upper):
+            upper = _BOUNDS.get(le)
+            if upper is None:
+                upper = _bound(le)
+            if upper != upper:  # NaN: not a bound
                 continue
             key = s.series  # the parser's, when it had them (promtext.series_key; not imported: see above)
             if key is None:
                 key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
-            series = raw.setdefault(key, {})
+            if key is not last_key:  # a series' buckets are adjacent: one lookup for a run of them
+                found = raw.get(key)
+                if found is None:
+                    found = raw[key] = {}
+                series, last_key = found, key
             series[upper] = series.get(upper, 0.0) + s.value
         elif n == count_name:
             counts[s.key if s.key is not None else tuple(sorted(s.labels.items()))] = s.value
@@ -95,6 +100,20 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
         if combined is not None:
             merged[group] = combined
     return merged
+
+
+_BOUNDS: dict[str, float] = {}
+"""`le` label value -> its bound (NaN: not a number), read once: the same few dozen recur on every page."""
+
+
+def _bound(le: str) -> float:
+    try:
+        upper = float(le)
+    except ValueError:
+        upper = math.nan
+    if len(_BOUNDS) < 4096:
+        _BOUNDS[le] = upper
+    return upper
 
 
 def _has_nan(h: Histogram) -> bool:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
@@ -147,9 +149,14 @@ class PromTable:
 
 
 def _by_name(page: Page) -> dict[str, list[Sample]]:
+    """Samples by name, in page order; a family's lines are adjacent on a page, so one lookup a run of them."""
     out: dict[str, list[Sample]] = {}
-    for s in page.samples:
-        out.setdefault(s.name, []).append(s)
+    for name, run in groupby(page.samples, _NAME):
+        same = out.get(name)
+        if same is None:
+            out[name] = list(run)
+        else:
+            same.extend(run)
     return out
 
 
@@ -276,6 +283,9 @@ def dedupe(page: Page) -> int:
 
 
 _WARNED: set[tuple[str, str]] = set()
+_NAME = operator.attrgetter("name")
+_CHECKED: dict[str, int] = {}
+"""Target -> the sample count of the last page checked for missing metrics (a page like it has the same names)."""
 
 
 def once(where: str, what: str, level: int, message: str, *args: object) -> None:
@@ -317,7 +327,11 @@ def parse_checked(
             and any(name.startswith(table.prefix) for name in (*page.skipped, *(s.name for s in page.samples)))
         ):
             raise FetchError("bad_body", f"{where}: none of {table.server_type}'s metrics on the page")
-        missing = table.missing(page) if (where, "missing") not in _WARNED else ()  # said once per target
+        missing: Sequence[str] = ()
+        if (where, "missing") not in _WARNED and _CHECKED.get(where) != len(page.samples):  # said once per target
+            if len(_CHECKED) < 4096:
+                _CHECKED[where] = len(page.samples)
+            missing = table.missing(page)
         if missing:
             once(
                 where,
