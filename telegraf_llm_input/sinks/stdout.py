@@ -216,7 +216,7 @@ def _room_finder(fd: int | None) -> Callable[[int], float]:
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):  # /dev/null
         return _all_room
     if stat.S_ISFIFO(st.st_mode) and _F_GETPIPE_SZ is not None:
-        return _pipe_room
+        return _pipe_room  # Linux
     return _no_room
 
 
@@ -232,7 +232,7 @@ def _pipe_room(fd: int) -> float:
     """Free bytes in the pipe (its size less what the reader has not read yet): we are its only writer, so a
     write of at most this much returns at once, whole."""
     try:
-        size = fcntl.fcntl(fd, _F_GETPIPE_SZ)
+        size = fcntl.fcntl(fd, _F_GETPIPE_SZ or 0)
         queued = array.array("i", [0])
         fcntl.ioctl(fd, termios.FIONREAD, queued, True)
     except OSError:

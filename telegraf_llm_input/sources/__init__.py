@@ -31,6 +31,13 @@ def _server_logs(config: Config) -> bool:
     )
 
 
+def _processes(config: Config) -> bool:
+    """A target whose process is watched, or discovery (it watches what it finds): else psutil is not loaded."""
+    if config.targets is None:
+        return config.discovery.enabled
+    return any(t.process.enabled for t in config.targets)
+
+
 @dataclass(frozen=True)
 class SourceModule:
     """`telegraf_llm_input.sources.<module>`, imported and built only when `wanted(config)`."""
@@ -48,7 +55,7 @@ class SourceModule:
 BUILDERS: list[Builder] = [
     SourceModule("host", lambda config: config.host.enabled),
     SourceModule("gpu", lambda config: config.gpu.enabled is not False),
-    SourceModule("process"),
+    SourceModule("process", lambda config: _processes(config)),
     SourceModule("target", lambda config: bool(config.targets)),
     SourceModule("discovery", lambda config: config.targets is None and config.discovery.enabled),
     SourceModule("probe", lambda config: any(t.probe.enabled for t in config.targets or [])),
