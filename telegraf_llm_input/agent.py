@@ -194,7 +194,8 @@ class Agent:
         for sink in self.sinks:
             try:
                 await sink.write(metrics)
-                self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+                if self._sink_state.is_failing(sink.name):
+                    self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
             except Exception as exc:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
 

@@ -251,7 +251,8 @@ class ServerSource:
         if reading.tags:  # an answer without them (llama.cpp busy, /props timed out) keeps the last ones
             self._server_tags = dict(reading.tags)
         self.down_reason = None
-        self._state.ok("scrape", f"target {self.target.display_name}: up again")
+        if self._state.is_failing("scrape"):  # the line is built only when it is logged
+            self._state.ok("scrape", f"target {self.target.display_name}: up again")
         health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
         if not health["up"] and not reading.models:
             # it answers but serves nothing (llama.cpp loading a model): one point per series it last had, as
