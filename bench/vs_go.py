@@ -9,7 +9,8 @@ window's end. vmagent and Prometheus come from the Debian packages (`victoria-me
 one is skipped with one line. The agent writes to stdout, a pipe another process reads, as under Telegraf; host, GPU and process
 sources are off for it, as the Go scrapers have none. Idle: no target, host/GPU/discovery off, 1 s interval,
 CPU per second of wall time.
-Run: python3 -m bench.vs_go [--seconds S] [--targets 1,16]  (BENCH_VS_GO_SECONDS too; default 10 s a window)
+The RSS over 10,000 gathers (flat or not) takes minutes: `--gathers 10000` (BENCH_VS_GO_GATHERS) asks for it.
+Run: python3 -m bench.vs_go [--seconds S] [--targets 1,16] [--gathers N]  (BENCH_VS_GO_SECONDS; default 10 s)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from bench.changingpage import scrapes
+from bench.execd import execd_agent, trigger
 from bench.report import record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +109,8 @@ Starter = Callable[[list[int], Path], list[subprocess.Popen]]
 """Starts a scraper of these ports in this directory; its processes, the measured one first."""
 
 
-def start_agent(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
+def agent_config(ports: list[int], tmp: Path) -> Path:
+    """The agent's config: a `type: vllm` target per port; no host, GPU, process or discovery source."""
     config = tmp / "agent.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -123,6 +126,11 @@ def start_agent(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
             }
         )
     )
+    return config
+
+
+def start_agent(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
+    config = agent_config(ports, tmp)
     reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # Telegraf's part
     agent = subprocess.Popen(
         [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "none"],
@@ -190,6 +198,31 @@ def start_prometheus(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
     ]
 
 
+IDLE_LOOP = "import asyncio\nasync def main():\n    while True:\n        await asyncio.sleep(1)\nasyncio.run(main())"
+
+
+def start_idle_loop(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
+    """The idle figure's baseline: a bare asyncio loop that wakes once a second and does nothing."""
+    return [subprocess.Popen([sys.executable, "-c", IDLE_LOOP])]
+
+
+def rss_over_gathers(ports: list[int], gathers: int) -> dict[int, int]:
+    """The agent under execd (`--signal stdin`), gathers triggered back to back: RSS after 200, half and all."""
+    checkpoints = sorted({200, gathers // 2, gathers})
+    rss: dict[int, int] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-vs-go-") as tmp,
+        execd_agent(agent_config(ports, Path(tmp))) as agent,
+    ):
+        done = 0
+        for checkpoint in checkpoints:
+            while done < checkpoint:
+                done += 1
+                trigger(agent, done)
+            rss[done] = rss_bytes(agent.pid)
+    return rss
+
+
 def measure(start: Starter, pages: PageServers | None, ports: list[int], window_s: float) -> Figures:
     """Start, warm up, then CPU and scrapes over the window; RSS at its end."""
     with tempfile.TemporaryDirectory(prefix="bench-vs-go-") as tmp:
@@ -226,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_VS_GO_SECONDS", "10")))
     parser.add_argument("--targets", default="1,16", help="target counts, comma-separated (default 1,16)")
     parser.add_argument("--only", default="ours,vmagent,prometheus", help="scrapers, comma-separated")
+    parser.add_argument(
+        "--gathers",
+        type=int,
+        default=int(os.environ.get("BENCH_VS_GO_GATHERS", "0")),
+        help="also: our RSS over this many back-to-back gathers of 16 targets (e.g. 10000: minutes; default: off)",
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     scrapers: dict[str, tuple[Starter, str]] = {"ours": (start_agent, "telegraf-llm-input (stdout)")}
@@ -273,15 +312,34 @@ def main(argv: list[str] | None = None) -> None:
                 mib(go.rss),
                 f"{ours.rss / go.rss:.2f}x theirs",
             )
-    if "ours" in scrapers:
-        idle = measure(start_agent, None, [], args.seconds)
+    if "ours" in scrapers and args.gathers:
+        pages = PageServers(16)
+        try:
+            started = time.monotonic()
+            rss = rss_over_gathers(pages.ports, args.gathers)
+            took = time.monotonic() - started
+        finally:
+            pages.close()
+        half, end = args.gathers // 2, args.gathers
         record(
             "vs Go scrapers",
-            "idle: no target, host/GPU/discovery off, 1 s interval",
-            f"{idle.cpu_ms_per_scrape:.3f} ms CPU/s",
-            "goal (issue 28)",
-            "0.3 ms CPU/s",
-            f"{idle.cpu_ms_per_scrape / 0.3:.2f}x the goal; RSS {mib(idle.rss)}",
+            f"RSS over {end:,} execd gathers of 16 targets ({end / took:.1f} gathers/s): after {end:,}; growth "
+            f"{half:,} to {end:,}",
+            f"{mib(rss[end])}; {(rss[end] - rss[half]) / 2**10:+,.0f} KiB",
+            "the same agent after 200 gathers (warm); growth 200 to half",
+            f"{mib(rss[200])}; {(rss[half] - rss[200]) / 2**10:+,.0f} KiB",
+            "flat second half = no leak",
+        )
+    if "ours" in scrapers:
+        idle = measure(start_agent, None, [], args.seconds)
+        floor = measure(start_idle_loop, None, [], args.seconds)
+        record(
+            "vs Go scrapers",
+            "idle: no target, host/GPU/discovery off, 1 s interval (goal, issue 28: <= 0.3 ms CPU/s)",
+            f"{idle.cpu_ms_per_scrape:.3f} ms CPU/s, RSS {mib(idle.rss)}",
+            "a bare asyncio loop waking once a second, doing nothing",
+            f"{floor.cpu_ms_per_scrape:.3f} ms CPU/s, RSS {mib(floor.rss)}",
+            f"+{idle.cpu_ms_per_scrape - floor.cpu_ms_per_scrape:.3f} ms CPU/s over the bare loop",
         )
 
 
