@@ -38,6 +38,10 @@ class Exchange(Protocol):
     """What measures one forwarded request (proxy/measure.py); the server only reports what passes."""
 
     def request_data(self, data: bytes) -> None: ...
+    def sent(self) -> None:
+        """The whole request went upstream."""
+        ...
+
     def response(self, t_ns: int, status: int, headers: hdr.Headers) -> None: ...
     def data(self, t_ns: int, data: bytes) -> None: ...
     def end(self, t_ns: int, outcome: str) -> None:
@@ -219,6 +223,7 @@ class Proxy:
             elif isinstance(event, h11.EndOfMessage):
                 req.body_done = True
         await up.send(h11.EndOfMessage())
+        meter.sent()
 
     async def _head(self, up: H11Stream) -> h11.Response:
         while True:
