@@ -11,7 +11,7 @@ from telegraf_llm_input.config.loader import ByteSize, ConfigError, Duration, Se
 from telegraf_llm_input.config.probe import ProbeConfig
 
 ServerType = Literal[
-    "auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus"
+    "auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus", "proxy"
 ]
 
 
@@ -46,7 +46,15 @@ class JsonFieldConfig:
     """The field's line-protocol type, whatever the value."""
 
 
-DEFAULT_PORTS = {"vllm": 8000, "llamacpp": 8080, "ollama": 11434, "sglang": 30000, "lmstudio": 1234, "tgi": 3000}
+DEFAULT_PORTS = {
+    "vllm": 8000,
+    "llamacpp": 8080,
+    "ollama": 11434,
+    "sglang": 30000,
+    "lmstudio": 1234,
+    "tgi": 3000,
+    "proxy": 8434,
+}
 
 
 @dataclass
@@ -58,7 +66,7 @@ class DiscoveryConfig:
     host: str = "127.0.0.1"
     """Where to look."""
     ports: list[int] = field(default_factory=lambda: sorted(DEFAULT_PORTS.values()))
-    """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, Ollama 11434, SGLang 30000."""
+    """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, our proxy 8434, Ollama 11434, SGLang 30000."""
     timeout: Duration = 1.0
     """Per request while identifying a server."""
     rescan: Duration = 60.0

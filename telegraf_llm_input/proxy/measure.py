@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from telegraf_llm_input.probe.measure import Api, ProbeResult, StreamMeasure
 from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
 from telegraf_llm_input.proxy import headers as hdr
+from telegraf_llm_input.proxy.names import OUTCOMES_FAILED, PREFIX
 from telegraf_llm_input.proxy.registry import Counter, Gauge, Histogram, Registry
 
-PREFIX = "llm_proxy_"
 BODY_SNIFF = 256 * 1024
 """Request-body bytes kept to read `model` (and `stream`); a bigger body (images) is searched in this prefix."""
 ANSWER_KEEP = 16 * 1024 * 1024
@@ -65,19 +65,6 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.0
 E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
                60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
-
-OUTCOMES_FAILED = (
-    "http_4xx",
-    "http_5xx",
-    "stream_error",
-    "upstream_refused",
-    "upstream_timeout",
-    "upstream_closed",
-    "upstream_unreachable",
-    "upstream_tls",
-    "upstream_bad_response",
-)
-"""`outcome` label values that are failed requests (besides `ok` and `cancelled`: the client left)."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import h11
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.proxy import headers as hdr
 from telegraf_llm_input.proxy.h11stream import READ_BYTES, ClientGone, Closed, H11Stream, UpstreamClosed
+from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.proxy.upstream import Upstream, UpstreamError
 
 log = get_logger("proxy")
@@ -66,9 +67,7 @@ class _Request:
 
 
 class Proxy:
-    def __init__(
-        self, upstream: Upstream, meters: Meters, *, page_path: str = "/proxy/metrics", timeout_s: float = 600.0
-    ):
+    def __init__(self, upstream: Upstream, meters: Meters, *, page_path: str = PAGE_PATH, timeout_s: float = 600.0):
         self.upstream = upstream
         self.meters = meters
         self.page_path = page_path

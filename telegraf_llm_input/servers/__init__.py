@@ -29,10 +29,21 @@ MODULES: dict[str, str] = {
     "mlx": "mlx",
     "json": "jsonpage",
     "prometheus": "generic_prometheus",
+    "proxy": "proxy",
 }
 """Server type (a target's `type:`) -> its module under `telegraf_llm_input.servers`."""
-DETECT_ORDER: tuple[ServerType, ...] = ("vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai")
-"""Most specific first; `openai` last since many servers also answer `/v1/models`."""
+DETECT_ORDER: tuple[ServerType, ...] = (
+    "proxy",
+    "vllm",
+    "sglang",
+    "tgi",
+    "llamacpp",
+    "ollama",
+    "lmstudio",
+    "openai",
+)
+"""Most specific first (our proxy passes every other path to the server behind it); `openai` last since many
+servers also answer `/v1/models`."""
 
 
 def module(server_type: str) -> ModuleType:
