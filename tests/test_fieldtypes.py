@@ -19,7 +19,7 @@ from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.lineprotocol import INT64_MAX, encode_metric
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.schema import ALL, lookup
-from tests.fakes.life import KINDS, LIFE, PROXY, T0, S, live
+from tests.fakes.life import KINDS, LIFE, T0, S, live
 
 WIRE = {int: "int", float: "float", bool: "bool", str: "string"}
 
@@ -33,7 +33,7 @@ def wire_types(lines: list[str]) -> dict[tuple[str, str], set[str]]:
     return seen
 
 
-@pytest.mark.parametrize("kind", [*KINDS, PROXY], ids=lambda k: k.type)
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.type)
 def test_every_field_keeps_one_type_the_schemas_through_a_servers_life(kind):
     lines = live(kind)
     servers = [parse_line(line) for line in lines if line.startswith("llm_server,")]

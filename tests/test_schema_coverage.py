@@ -19,7 +19,7 @@ from telegraf_llm_input.schema import ALL, BY_NAME
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from telegraf_llm_input.sources.probe import ProbeSource
-from tests.fakes.life import KINDS, PROXY, live
+from tests.fakes.life import KINDS, live
 from tests.fakes.nvml import FakeNvml
 from tests.fakes.streaming import Script, StreamingServer
 
@@ -135,7 +135,7 @@ def emitted(tmp_path_factory):
     )
     seen: dict[str, dict[str, set[str]]] = {}
     try:
-        for i, kind in enumerate([*KINDS, PROXY]):
+        for i, kind in enumerate(KINDS):
             extra = {}
             if i == 0:  # one run with everything else on
                 extra = {
