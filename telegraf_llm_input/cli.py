@@ -1,4 +1,4 @@
-"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config, top."""
+"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config, top, proxy."""
 
 from __future__ import annotations
 
@@ -13,17 +13,24 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input import __version__
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
 from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_duration
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from telegraf_llm_input.trigger import Trigger, seconds_to_next_tick, start_stdin_reader, stdin_is_stream
+
+if TYPE_CHECKING:
+    from telegraf_llm_input.proxy import app as proxy_app
+else:  # loaded for its command only: an agent run never pays for the proxy
+    proxy_app = lazy_import("telegraf_llm_input.proxy.app")
 
 log = get_logger("cli")
 EXIT_CONFIG = 2
@@ -58,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("check-config", parents=[common], help="validate the config and exit (0 ok, 2 bad)")
     sub.add_parser("sample-config", help="print a complete, commented sample config")
+    proxy_app.add_arguments(sub.add_parser("proxy", help="a measuring pass-through proxy in front of a model server"))
     top = sub.add_parser("top", parents=[common], help="show the model servers and GPUs live in the terminal")
     top.add_argument("--interval", metavar="DURATION", default="2s", help="redraw period (default 2s)")
     top.add_argument("--count", metavar="N", type=_count, help="exit after N frames (default: on q or Ctrl-C)")
@@ -88,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sample-config":
         sys.stdout.write(sample_config())
         return 0
+    if args.command == "proxy":
+        return _proxy(args)
     try:
         config = _load(args)
     except ConfigError as exc:
@@ -114,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     _exit_now_if_threads_linger(code)
     return code
+
+
+def _proxy(args) -> int:
+    """The proxy is a service of its own, apart from the agent (proxy/app.py): it needs no agent config."""
+    try:
+        proxy_app.settings(args)
+    except ValueError as exc:
+        log.error("proxy: %s", exc)
+        return EXIT_CONFIG
+    return _run_loop(proxy_app.run(args))
 
 
 def _run_loop(coro) -> int:

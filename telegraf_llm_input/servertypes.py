@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ServerType = Literal[
-    "auto", "vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus", "proxy"
+    "auto", "proxy", "vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus"
 ]
 """A target's `type:`: `auto` and every type in `SERVERS` (mypy checks each entry's type is here)."""
 
