@@ -1,17 +1,16 @@
 """What the proxy measures of each forwarded request, and the page's metric families.
 
-The answer is only inspected on its way through (is a chunk content? which usage did the server report?),
-with the probe's stream readers and its `StreamMeasure`: the same reading of every API's stream for both.
-Prompt and answer text are never kept past the chunk being read, logged or exposed; of the request body only
-the first BODY_SNIFF bytes are held, for the `model` name.
+The answer is read as it passes by the shared stream reader (`apis/`: one description per API, the probe
+reads its streams with the same), which keeps counts and flags, never text. Of the request body only the first
+BODY_SNIFF bytes are held, for its `model`; nothing of a prompt or an answer is logged or exposed.
 
 Meaning as vLLM's (a dashboard reads them the same): TTFT from the request's arrival to the first generated
 token (content, reasoning or a tool call; never a role-only chunk or the first byte), inter-token latency
 between generated chunks, time per output token = (last - first token) / (tokens - 1), e2e from arrival to
 the answer's last byte. Time to first answer: for reasoning models, the first token after the thinking part.
 Tokens are the server's own counts (OpenAI `usage`, Ollama's final `prompt_eval_count`/`eval_count`), else
-the generated chunks counted (label `counted="chunks"`). Streams only get TTFT and ITL: a non-streamed
-answer arrives at once.
+the generated chunks counted (label `counted="chunks"`). TTFT, TTFA, ITL and TPOT are only taken of streamed
+answers: a non-streamed one reaches the client at once.
 """
 
 from __future__ import annotations
@@ -21,41 +20,20 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-from telegraf_llm_input.probe.measure import Api, ProbeResult, StreamMeasure
-from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
+from telegraf_llm_input.apis import classify, request_info
+from telegraf_llm_input.apis.base import Answer, Api, Event, Finished, NoAnswer, Stats, StreamError, Token
+from telegraf_llm_input.apis.reader import StreamReader
 from telegraf_llm_input.proxy import headers as hdr
 from telegraf_llm_input.proxy.names import OUTCOMES_FAILED, PREFIX
 from telegraf_llm_input.proxy.registry import Counter, Gauge, Histogram, Registry
 
 BODY_SNIFF = 256 * 1024
-"""Request-body bytes kept to read `model` (and `stream`); a bigger body (images) is searched in this prefix."""
-ANSWER_KEEP = 16 * 1024 * 1024
-"""A non-streamed answer up to this size is read whole at its end for its usage (embeddings can be large)."""
+"""Request-body bytes kept to read `model`; a bigger body (images) is searched for it in this prefix."""
 RECENT = 256
-"""Per-request records kept for tests and `--log-level debug` (numbers only)."""
+"""Per-request records kept (numbers only): what tests compare with the client's own view."""
 UNKNOWN = "unknown"
+STREAMING = frozenset({b"text/event-stream", b"application/x-ndjson"})
 _MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
-
-
-@dataclass(frozen=True)
-class Route:
-    api: str
-    """The `api` label: ollama_chat, openai_chat, ..."""
-    parse: Api | None
-    """How its stream is read (the probe's API names); None: not read (embeddings: only the final usage)."""
-    embed: bool = False
-
-
-ROUTES: dict[str, Route] = {
-    "/api/generate": Route("ollama_generate", "ollama"),
-    "/api/chat": Route("ollama_chat", "ollama"),
-    "/api/embed": Route("ollama_embed", "ollama", embed=True),
-    "/api/embeddings": Route("ollama_embed", "ollama", embed=True),
-    "/v1/chat/completions": Route("openai_chat", "openai_chat"),
-    "/v1/completions": Route("openai_completions", "openai_completions"),
-    "/v1/embeddings": Route("openai_embeddings", "openai_chat", embed=True),
-}
-"""POST paths that are model requests; everything else passes through counted only."""
 
 # vLLM's bucket bounds, with finer ones below 10 ms (a local server on loopback answers that fast)
 TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
@@ -67,16 +45,27 @@ E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 1
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 
 
-@dataclass(frozen=True)
-class Record:
-    """One finished request as measured: numbers only."""
+@dataclass
+class Measured:
+    """One finished request as measured: numbers only. Seconds from its arrival; None: not seen."""
 
     api: str
     model: str
-    outcome: str
-    status: int | None
-    streamed: bool
-    result: ProbeResult | None
+    outcome: str = ""
+    status: int | None = None
+    streamed: bool = False
+    ttft_s: float | None = None
+    ttfa_s: float | None = None
+    tpot_s: float | None = None
+    e2e_s: float | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    counted: str | None = None
+    """`server` (the server's count) or `chunks` (generated chunks counted)."""
+    load_s: float | None = None
+    """Ollama's `load_duration`."""
+    chunks: int = 0
+    """Generated chunks seen."""
 
 
 class Meters:
@@ -155,11 +144,10 @@ class Meters:
         self.other = r.add(
             Counter(p + "passthrough_requests_total", "Other requests passed through (model lists, ...).", ("outcome",))
         )
-        self.recent: deque[Record] = deque(maxlen=RECENT)
+        self.recent: deque[Measured] = deque(maxlen=RECENT)
 
     def begin(self, method: str, target: str, t0_ns: int) -> Exchange:
-        route = ROUTES.get(target.split("?", 1)[0]) if method == "POST" else None
-        return Exchange(self, route, t0_ns)
+        return Exchange(self, classify(method, target), t0_ns)
 
     def page(self) -> bytes:
         return self.registry.render()
@@ -178,16 +166,10 @@ def outcome_of(server_outcome: str, status: int | None) -> str:
     return "ok"
 
 
-def model_of(body: bytes, whole: bool) -> str:
+def model_of(api: Api, body: bytes, whole: bool) -> str:
     """The `model` a request body names: its JSON when it was kept whole, else searched in its first bytes."""
     if whole:
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            doc = None
-        if isinstance(doc, dict):
-            model = doc.get("model")
-            return model if isinstance(model, str) and model else UNKNOWN
+        return request_info(api, body).model or UNKNOWN
     match = _MODEL.search(body)
     if match is None:
         return UNKNOWN
@@ -201,29 +183,29 @@ class Exchange:
     """One request through the proxy, as it passes (see `server.Exchange` for when each call comes)."""
 
     __slots__ = (
-        "meters", "route", "t0_ns", "body", "whole", "model", "labels", "status", "parser", "measure",
-        "answer", "answer_over", "prev_ns", "ttft_seen", "flying",
+        "meters", "api", "t0_ns", "body", "whole", "labels", "flying", "reader", "m", "first_ns", "last_ns",
+        "answer_ns", "stats", "finished", "failed",
     )  # fmt: skip
 
-    def __init__(self, meters: Meters, route: Route | None, t0_ns: int):
+    def __init__(self, meters: Meters, api: Api | None, t0_ns: int):
         self.meters = meters
-        self.route = route
+        self.api = api
         self.t0_ns = t0_ns
         self.body = bytearray()
         self.whole = True
-        self.model = UNKNOWN
-        self.labels: tuple[str, str] = (UNKNOWN, route.api if route else "")
-        self.status: int | None = None
-        self.parser: SSEParser | NDJSONParser | None = None
-        self.measure: StreamMeasure | None = None
-        self.answer: bytearray | None = None
-        self.answer_over = False
-        self.prev_ns: int | None = None
-        self.ttft_seen = False
+        self.labels: tuple[str, str] = (UNKNOWN, api.name if api else "")
         self.flying = False
+        self.reader: StreamReader | None = None
+        self.m = Measured(self.labels[1], UNKNOWN)
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.answer_ns: int | None = None
+        self.stats: Stats | None = None
+        self.finished = False
+        self.failed = False
 
     def request_data(self, data: bytes) -> None:
-        if self.route is None or not self.whole:
+        if self.api is None or not self.whole:
             return
         room = BODY_SNIFF - len(self.body)
         if len(data) > room:
@@ -234,107 +216,116 @@ class Exchange:
 
     def sent(self) -> None:
         """The whole request is upstream: its model is known, it is in flight."""
-        if self.route is None or self.flying:
+        if self.api is None or self.flying:
             return
-        self.model = model_of(bytes(self.body), self.whole)
+        self.m.model = model_of(self.api, bytes(self.body), self.whole)
         self.body = bytearray()
-        self.labels = (self.model, self.route.api)
+        self.labels = (self.m.model, self.api.name)
         self.flying = True
         self.meters.in_flight.inc(self.labels)
 
     def response(self, t_ns: int, status: int, headers: hdr.Headers) -> None:
-        self.status = status
-        route = self.route
-        if route is None or status >= 400 or route.parse is None:
+        self.m.status = status
+        if self.api is None or status >= 400:
             return
         ctype = (hdr.value(headers, b"content-type") or b"").split(b";", 1)[0].strip().lower()
-        self.measure = StreamMeasure(route.parse, self.t0_ns, http_status=status)
-        if ctype == b"text/event-stream" and not route.embed:
-            self.parser = SSEParser()
-        elif ctype == b"application/x-ndjson" and not route.embed:
-            self.parser = NDJSONParser()
-        else:
-            self.answer = bytearray()
+        self.m.streamed = ctype in STREAMING
+        self.reader = StreamReader(self.api, self.m.streamed)
 
     def data(self, t_ns: int, data: bytes) -> None:
-        if self.measure is None:
-            return
-        if self.parser is None:
-            if self.answer is not None and not self.answer_over:
-                if len(self.answer) + len(data) <= ANSWER_KEEP:
-                    self.answer += data
-                else:
-                    self.answer_over, self.answer = True, None
-            return
-        measure = self.measure
-        for event in self.parser.feed(data):
-            text = event if isinstance(event, str) else event.data
-            before = measure.last_ns
-            measure.feed(t_ns, text)
-            if measure.last_ns is not None and measure.last_ns != before:
-                if before is None:
+        if self.reader is not None:
+            for event in self.reader.feed(data):
+                self._event(t_ns, event)
+
+    def _event(self, t_ns: int, event: Event) -> None:
+        if isinstance(event, Token):
+            if self.first_ns is None:
+                self.first_ns = t_ns
+                if self.m.streamed:
                     self.meters.ttft.observe(self.labels, (t_ns - self.t0_ns) / 1e9)
-                else:
-                    self.meters.itl.observe(self.labels, (t_ns - before) / 1e9)
+            elif self.m.streamed and self.last_ns is not None:
+                self.meters.itl.observe(self.labels, (t_ns - self.last_ns) / 1e9)
+            self.last_ns = t_ns
+        elif isinstance(event, Answer):
+            self.answer_ns = t_ns
+        elif isinstance(event, NoAnswer):
+            self.answer_ns = None
+        elif isinstance(event, Stats):
+            self.stats = event if self.stats is None else self.stats.merged(event)
+        elif isinstance(event, Finished):
+            self.finished = True
+        elif isinstance(event, StreamError):
+            self.failed = True
 
     def end(self, t_ns: int, server_outcome: str) -> None:
-        m = self.meters
-        route = self.route
-        outcome = outcome_of(server_outcome, self.status)
-        if route is None:
-            m.other.inc((outcome,))
+        meters, api, m = self.meters, self.api, self.m
+        outcome = outcome_of(server_outcome, m.status)
+        if api is None:
+            meters.other.inc((outcome,))
             return
         if self.flying:
-            m.in_flight.inc(self.labels, -1.0)
-        code = str(self.status) if self.status is not None else ("" if outcome == "cancelled" else _PROXY_CODE[outcome])
-        result = self._result(t_ns) if self.measure is not None else None
-        if outcome == "ok" and result is not None and result.error == "bad_stream" and self.parser is not None:
-            outcome = "stream_error"
-        streamed = self.parser is not None
-        if route.embed:
-            m.embed_requests.inc((*self.labels, outcome, code))
+            meters.in_flight.inc(self.labels, -1.0)
+        if self.reader is not None:
+            if server_outcome == "ok":
+                for event in self.reader.finish():
+                    self._event(t_ns, event)
+            if outcome == "ok" and (self.failed or (m.streamed and not self.finished)):
+                outcome = "stream_error"
+            self._numbers(t_ns)
+        m.outcome = outcome
+        code = str(m.status) if m.status is not None else ("" if outcome == "cancelled" else _PROXY_CODE[outcome])
+        if api.kind == "embed":
+            meters.embed_requests.inc((*self.labels, outcome, code))
             if outcome == "ok":
-                m.embed_latency.observe(self.labels, (t_ns - self.t0_ns) / 1e9)
-                if result is not None and result.prompt_tokens is not None:
-                    m.embed_tokens.inc(self.labels, result.prompt_tokens)
+                meters.embed_latency.observe(self.labels, (t_ns - self.t0_ns) / 1e9)
+                if m.prompt_tokens is not None:
+                    meters.embed_tokens.inc(self.labels, m.prompt_tokens)
         else:
-            m.requests.inc((*self.labels, outcome, code))
-            if result is not None:
-                self._observe(result, outcome, streamed, (t_ns - self.t0_ns) / 1e9)
-        m.recent.append(Record(route.api, self.model, outcome, self.status, streamed, result))
+            meters.requests.inc((*self.labels, outcome, code))
+            self._observe(outcome)
+        meters.recent.append(m)
 
-    def _result(self, t_ns: int) -> ProbeResult:
-        measure = self.measure
-        assert measure is not None
-        if self.parser is None and self.answer is not None:
-            measure.feed(t_ns, self.answer.decode("utf-8", "replace"))  # the whole answer: one JSON document
-            self.answer = None
-        elif isinstance(self.parser, NDJSONParser):
-            for line in self.parser.close():
-                measure.feed(t_ns, line)
-        return measure.finish(t_ns)
+    def _numbers(self, t_ns: int) -> None:
+        """The request's numbers from what was seen of its answer."""
+        m, t0 = self.m, self.t0_ns
+        m.e2e_s = (t_ns - t0) / 1e9
+        m.chunks = self.reader.tokens if self.reader is not None else 0
+        stats = self.stats
+        if stats is not None:
+            m.prompt_tokens = stats.prompt_tokens
+            m.load_s = None if stats.load_ns is None else stats.load_ns / 1e9
+        if stats is not None and stats.output_tokens is not None:
+            m.output_tokens, m.counted = stats.output_tokens, "server"
+        elif m.streamed and m.chunks:
+            m.output_tokens, m.counted = m.chunks, "chunks"
+        if not m.streamed or self.first_ns is None:
+            return
+        m.ttft_s = (self.first_ns - t0) / 1e9
+        m.ttfa_s = None if self.answer_ns is None else (self.answer_ns - t0) / 1e9
+        n = m.output_tokens
+        if n is not None and n >= 2 and self.last_ns is not None and self.last_ns > self.first_ns:
+            m.tpot_s = (self.last_ns - self.first_ns) / (n - 1) / 1e9
 
-    def _observe(self, r: ProbeResult, outcome: str, streamed: bool, e2e_s: float) -> None:
-        m, labels = self.meters, self.labels
-        if r.output_tokens is not None and (streamed or r.output_tokens_source != "chunks"):
-            counted = "chunks" if r.output_tokens_source == "chunks" else "server"
-            m.gen_tokens.inc((*labels, counted), r.output_tokens)
-        if r.prompt_tokens is not None:
-            m.prompt_tokens.inc(labels, r.prompt_tokens)
+    def _observe(self, outcome: str) -> None:
+        meters, labels, m = self.meters, self.labels, self.m
+        if m.output_tokens is not None and m.counted is not None:
+            meters.gen_tokens.inc((*labels, m.counted), m.output_tokens)
+        if m.prompt_tokens is not None:
+            meters.prompt_tokens.inc(labels, m.prompt_tokens)
         if outcome != "ok":
             return
-        m.e2e.observe(labels, e2e_s)
-        if r.prompt_tokens is not None:
-            m.prompt_hist.observe(labels, r.prompt_tokens)
-        if r.output_tokens is not None:
-            m.gen_hist.observe(labels, r.output_tokens)
-        if r.load_ms is not None:
-            m.load.observe(labels, r.load_ms / 1000.0)
-        if streamed:
-            if r.ttfa_ms is not None:
-                m.ttfa.observe(labels, r.ttfa_ms / 1000.0)
-            if r.tpot_ms is not None:
-                m.tpot.observe(labels, r.tpot_ms / 1000.0)
+        if m.e2e_s is not None:
+            meters.e2e.observe(labels, m.e2e_s)
+        if m.prompt_tokens is not None:
+            meters.prompt_hist.observe(labels, m.prompt_tokens)
+        if m.output_tokens is not None:
+            meters.gen_hist.observe(labels, m.output_tokens)
+        if m.load_s is not None:
+            meters.load.observe(labels, m.load_s)
+        if m.ttfa_s is not None:
+            meters.ttfa.observe(labels, m.ttfa_s)
+        if m.tpot_s is not None:
+            meters.tpot.observe(labels, m.tpot_s)
 
 
 _PROXY_CODE = {
