@@ -265,6 +265,9 @@ class Exchange:
             return
         if self.flying:
             meters.in_flight.inc(self.labels, -1.0)
+        else:  # never sent (upstream down): the model is still the one the client asked for
+            m.model = model_of(api, bytes(self.body), self.whole)
+            self.labels = (m.model, api.name)
         if self.reader is not None:
             if server_outcome == "ok":
                 for event in self.reader.finish():

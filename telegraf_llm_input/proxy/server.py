@@ -171,9 +171,9 @@ class Proxy:
             meter.response(time.monotonic_ns(), answer.status_code, answer.headers)
             await self._stream(down, up, meter)
         except UpstreamError as exc:
-            meter.end(time.monotonic_ns(), exc.kind)
             log.debug("upstream: %s", exc)
-            await self._refuse(down, 502, f"upstream_{exc.kind}", str(exc))
+            await self._refuse(down, 502, f"upstream_{exc.kind}", str(exc), meter)
+            meter.end(time.monotonic_ns(), exc.kind)
             return False
         except UpstreamClosed as exc:
             if gone.is_set():
@@ -266,21 +266,29 @@ class Proxy:
         up.abort()
         down.abort()
 
-    async def _refuse(self, down: H11Stream, status: int, kind: str, message: str) -> None:
-        """An error answer when the client can still get one, then the rest of its body is dropped."""
-        if down.conn.our_state is not h11.SEND_RESPONSE:
+    async def _refuse(
+        self, down: H11Stream, status: int, kind: str, message: str, meter: Exchange | None = None
+    ) -> None:
+        """An error answer when the client can still get one, then the rest of its body is read and dropped
+        (the meter still sees its start: the model it named)."""
+        if down.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):  # IDLE: a request h11 could not read
             return
         try:
             await self._answer(down, status, kind, message, close=True)
             if down.conn.their_state is h11.SEND_BODY:
-                await asyncio.wait_for(self._discard(down), DISCARD_S)
+                await asyncio.wait_for(self._discard(down, meter), DISCARD_S)
         except (Closed, asyncio.TimeoutError, h11.ProtocolError):
             pass
 
     @staticmethod
-    async def _discard(down: H11Stream) -> None:
-        while not isinstance(await down.next_event(), (h11.EndOfMessage, h11.ConnectionClosed)):
-            pass
+    async def _discard(down: H11Stream, meter: Exchange | None) -> None:
+        while True:
+            event = await down.next_event()
+            if isinstance(event, h11.Data):
+                if meter is not None:
+                    meter.request_data(event.data)
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return
 
     @staticmethod
     async def _answer(down: H11Stream, status: int, kind: str, message: str, close: bool = False) -> None:
