@@ -83,6 +83,6 @@ async def run(args: argparse.Namespace) -> int:
     log.info("proxy: listening on http://%s:%d, forwarding to %s; metrics at %s", shown, port, address, PAGE_PATH)
     await stop.wait()
     server.close()
-    proxy.close()
+    await proxy.close()
     log.info("proxy: stopped")
     return 0

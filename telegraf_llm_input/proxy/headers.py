@@ -21,7 +21,7 @@ def _named_by_connection(headers: Headers) -> set[bytes]:
     return {
         token.strip().lower()
         for name, value in headers
-        if name == b"connection"
+        if name.lower() == b"connection"
         for token in value.split(b",")
         if token.strip()
     }
@@ -29,28 +29,31 @@ def _named_by_connection(headers: Headers) -> set[bytes]:
 
 def _end_to_end(headers: Headers, also: Iterable[bytes] = ()) -> list[tuple[bytes, bytes]]:
     drop = HOP_BY_HOP | _named_by_connection(headers) | set(also)
-    return [(name, value) for name, value in headers if name not in drop]
+    return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
 def chunked(headers: Headers) -> bool:
-    return any(name == b"transfer-encoding" for name, _ in headers)
+    return any(name.lower() == b"transfer-encoding" for name, _ in headers)
 
 
 def request_headers(headers: Headers, authority: bytes) -> list[tuple[bytes, bytes]]:
-    """The fields sent upstream. h11 gives names lower-cased. A chunked request body stays chunked."""
-    out = [(b"host", authority), *_end_to_end(headers, REQUEST_ONLY)]
+    """The fields sent upstream, names spelled as the client did (h11's `raw_items()`); a chunked request
+    body stays chunked."""
+    out = [(b"Host", authority), *_end_to_end(headers, REQUEST_ONLY)]
     if chunked(headers):
-        out.append((b"transfer-encoding", b"chunked"))
+        out.append((b"Transfer-Encoding", b"chunked"))
     return out
 
 
 def response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The fields sent back to the client (h11 adds chunked framing or Connection: close as the client needs)."""
+    """The fields sent back to the client as the server spelled them (h11 adds chunked framing or
+    Connection: close as the client needs)."""
     return _end_to_end(headers)
 
 
 def value(headers: Headers, name: bytes) -> bytes | None:
+    """The first value of a field; `name` lower-case."""
     for key, val in headers:
-        if key == name:
+        if key.lower() == name:
             return val
     return None

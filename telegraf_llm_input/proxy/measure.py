@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -144,6 +145,10 @@ class Meters:
         self.other = r.add(
             Counter(p + "passthrough_requests_total", "Other requests passed through (model lists, ...).", ("outcome",))
         )
+        self.started = r.add(
+            Gauge(p + "start_time_seconds", "When the proxy started (Unix time): a fresh page has a sample.", ())
+        )
+        self.started.inc((), round(time.time(), 3))
         self.recent: deque[Measured] = deque(maxlen=RECENT)
 
     def begin(self, method: str, target: str, t0_ns: int) -> Exchange:

@@ -74,18 +74,28 @@ class Proxy:
         self.timeout_s = timeout_s
         """Longest wait for the answer's head, and for each next piece of it (a model's prefill can take minutes)."""
         self._clients: set[H11Stream] = set()
+        self._tasks: set[asyncio.Task] = set()
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         return await asyncio.start_server(self._client, host, port, limit=READ_BYTES)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Drop every connection (after the listener is closed) and wait until their tasks are over."""
         for client in list(self._clients):
             client.abort()
         self.upstream.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         down = H11Stream(h11.SERVER, reader, writer, ClientGone)
         self._clients.add(down)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         clean = False
         try:
             while True:
@@ -106,10 +116,13 @@ class Proxy:
             clean = True
         except Closed:
             pass
+        except asyncio.CancelledError:  # the proxy is closing: this task's end is the connection's
+            clean = False
         except Exception as exc:  # a bug must cost one connection, never the proxy
             log.error("proxy connection failed: %s: %s", type(exc).__name__, exc)
         finally:
             self._clients.discard(down)
+            self._tasks.discard(task)
             if clean:
                 await down.close()
             else:
@@ -139,7 +152,7 @@ class Proxy:
             h11.Request(
                 method=request.method,
                 target=address.prefix.encode() + request.target,
-                headers=hdr.request_headers(request.headers, address.authority),
+                headers=hdr.request_headers(request.headers.raw_items(), address.authority),
             )
         )
         up = self.upstream.idle()
@@ -165,7 +178,9 @@ class Proxy:
             watch = asyncio.ensure_future(self._watch(down, up, gone))
             await down.send(
                 h11.Response(
-                    status_code=answer.status_code, headers=hdr.response_headers(answer.headers), reason=answer.reason
+                    status_code=answer.status_code,
+                    headers=hdr.response_headers(answer.headers.raw_items()),
+                    reason=answer.reason,
                 )
             )
             meter.response(time.monotonic_ns(), answer.status_code, answer.headers)

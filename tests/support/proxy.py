@@ -46,12 +46,12 @@ class ThreadProxy:
         return self
 
     def stop(self) -> None:
-        def close() -> None:
+        async def close() -> None:
             self.server.close()
-            self.proxy.close()
+            await self.proxy.close()
             self.loop.stop()
 
-        self.loop.call_soon_threadsafe(close)
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(close()))
         self._thread.join(10)
 
     def __enter__(self) -> ThreadProxy:
