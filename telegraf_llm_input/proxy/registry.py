@@ -75,7 +75,7 @@ class Histogram(Family):
     def __init__(self, name: str, help: str, labels: Sequence[str], bounds: Sequence[float]):
         super().__init__(name, help, labels)
         self.bounds = tuple(sorted(float(b) for b in bounds))
-        self._le = [format_value(b) for b in self.bounds] + ["+Inf"]
+        self._le = [repr(b) for b in self.bounds] + ["+Inf"]  # "1.0", as the official clients write it
         self.series: dict[Labels, list[float]] = {}
         """Label values -> per-bucket counts (not cumulative; the last is above every bound), then count, sum."""
 
