@@ -27,8 +27,12 @@ class LineBuffer:
             self._pending_cr = False
             if text.startswith("\n"):
                 text = text[1:]  # second half of a CRLF split across reads
-        lines: list[str] = []
         buf = self._tail + text
+        if "\r" not in buf:  # what servers send: LF only, split at C speed (a proxy reads every chunk)
+            lines = buf.split("\n")
+            self._tail = lines.pop()
+            return lines
+        lines = []
         start = 0
         i = 0
         n = len(buf)
