@@ -253,9 +253,9 @@ class Proxy:
         try:
             while True:
                 event = await up.next_event()
-                stall.last = time.monotonic()
+                stall.last_ns = now = time.monotonic_ns()
                 if isinstance(event, h11.Data):
-                    meter.data(time.monotonic_ns(), event.data)
+                    meter.data(now, event.data)
                     await down.send(h11.Data(data=event.data))
                 elif isinstance(event, h11.EndOfMessage):
                     await down.send(h11.EndOfMessage())
@@ -323,13 +323,13 @@ class _Stall:
     def __init__(self, up: H11Stream, timeout_s: float):
         self.up = up
         self.timeout_s = timeout_s
-        self.last = time.monotonic()
+        self.last_ns = time.monotonic_ns()
         self.fired = False
         self._loop = asyncio.get_running_loop()
         self._handle = self._loop.call_later(timeout_s, self._check)
 
     def _check(self) -> None:
-        idle = time.monotonic() - self.last
+        idle = (time.monotonic_ns() - self.last_ns) / 1e9
         if idle >= self.timeout_s:
             self.fired = True
             self.up.abort()
