@@ -203,9 +203,10 @@ def test_a_slow_client_holds_the_upstream_back_and_the_proxy_memory_stays_bounde
 
 def test_an_answer_that_stops_midway_is_cut_after_the_timeout():
     with Upstream() as up, ThreadProxy(up.url, timeout_s=0.5) as proxy:
-        with pytest.raises(httpx.RemoteProtocolError), httpx.stream(
-            "POST", proxy.url + "/api/generate?chunks=3&every=30", json={"model": "m"}, timeout=30
-        ) as r:
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("POST", proxy.url + "/api/generate?chunks=3&every=30", json={"model": "m"}, timeout=30) as r,
+        ):
             r.read()
         (record,) = proxy.records(1)
         assert (record.outcome, record.output_tokens, record.counted) == ("upstream_timeout", 1, "chunks")
