@@ -19,6 +19,7 @@ from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_
 from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.proxy import options as proxy_options
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
@@ -62,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("check-config", parents=[common], help="validate the config and exit (0 ok, 2 bad)")
     sub.add_parser("sample-config", help="print a complete, commented sample config")
-    proxy_app.add_arguments(sub.add_parser("proxy", help="a measuring pass-through proxy in front of a model server"))
+    proxy_options.add_arguments(
+        sub.add_parser("proxy", help="a measuring pass-through proxy in front of a model server")
+    )
     top = sub.add_parser("top", parents=[common], help="show the model servers and GPUs live in the terminal")
     top.add_argument("--interval", metavar="DURATION", default="2s", help="redraw period (default 2s)")
     top.add_argument("--count", metavar="N", type=_count, help="exit after N frames (default: on q or Ctrl-C)")

@@ -35,6 +35,7 @@ HEAVY = [
     "telegraf_llm_input.sinks.prometheus",
     "telegraf_llm_input.sinks.influx",
     "telegraf_llm_input.sinks.influx_v2",
+    "telegraf_llm_input.proxy.server",
 ]
 
 

@@ -1,4 +1,4 @@
-"""`telegraf-llm-input proxy`: the command's options, and running the proxy until SIGTERM/SIGINT.
+"""`telegraf-llm-input proxy`: its options checked, and the proxy run until SIGTERM/SIGINT (options.py declares them).
 
 It logs one line when it starts (where it listens, where it forwards, where its page is) and one per fault
 class it sees (upstream down, back), never a request's path arguments, body, answer or headers.
@@ -17,35 +17,8 @@ from telegraf_llm_input.proxy.measure import Meters
 from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.proxy.server import Proxy
 from telegraf_llm_input.proxy.upstream import Address, Upstream
-from telegraf_llm_input.servertypes import DEFAULT_PORTS
 
 log = get_logger("proxy")
-DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORTS['proxy']}"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--upstream",
-        metavar="URL",
-        required=True,
-        help="the model server to forward to, e.g. http://127.0.0.1:11435 (Ollama moved off 11434)",
-    )
-    parser.add_argument(
-        "--listen",
-        metavar="HOST:PORT",
-        default=DEFAULT_LISTEN,
-        help=f"where clients connect (default {DEFAULT_LISTEN})",
-    )
-    parser.add_argument(
-        "--timeout",
-        metavar="DURATION",
-        default="10m",
-        help="longest wait for the upstream's answer to start, and between two of its pieces (default 10m: a long "
-        "prompt's prefill on local hardware takes minutes)",
-    )
-    parser.add_argument(
-        "--connect-timeout", metavar="DURATION", default="5s", help="longest wait to connect upstream (default 5s)"
-    )
 
 
 def settings(args: argparse.Namespace) -> tuple[Address, tuple[str, int], float, float]:

@@ -1,9 +1,10 @@
-"""One HTTP/1.1 connection as h11 events over asyncio streams: the proxy's only HTTP framing.
+"""One HTTP/1.1 connection of the proxy (a client's or the upstream's) as h11 events over asyncio streams.
 
-h11 parses and frames (request/status lines, headers, chunked and Content-Length bodies, keep-alive
-rules); this class only moves bytes between it and the socket. Writes wait for the socket's buffer to
-drain (back-pressure), reads take what the socket has (at most READ_BYTES at a time), so a connection
-holds at most a few buffers whatever the body's size.
+h11 parses and frames (request/status lines, headers, chunked and Content-Length bodies, keep-alive rules);
+`h11io` moves the bytes between it and the socket. What this adds for a proxy: which side went away (a
+`Closed` subclass per side, so an exchange knows whom to blame) and an abort that drops a connection at once.
+Writes wait for the socket's buffer to drain (back-pressure); reads take at most READ_BYTES at a time, so a
+connection holds at most a few buffers whatever the body's size.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import asyncio
 
 import h11
 
-READ_BYTES = 65536
-MAX_HEAD = 64 * 1024
-"""Longest request/response head accepted (h11's own default is 16 KiB; long cookies and tokens exist)."""
+from telegraf_llm_input import h11io
+from telegraf_llm_input.h11io import MAX_HEAD_BYTES, READ_BYTES
+
+__all__ = ["READ_BYTES", "Closed", "ClientGone", "UpstreamClosed", "H11Stream"]
 
 
 class Closed(Exception):
@@ -30,7 +32,7 @@ class UpstreamClosed(Closed):
 
 
 class H11Stream:
-    __slots__ = ("conn", "reader", "writer", "eof", "closed")
+    __slots__ = ("conn", "reader", "writer", "closed")
 
     def __init__(
         self,
@@ -39,41 +41,29 @@ class H11Stream:
         writer: asyncio.StreamWriter,
         closed: type[Closed] = Closed,
     ):
-        self.conn = h11.Connection(role, max_incomplete_event_size=MAX_HEAD)
-        self.closed = closed
-        """The exception this side raises when its peer goes away."""
+        self.conn = h11.Connection(role, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.reader = reader
         self.writer = writer
-        self.eof = False
+        self.closed = closed
+        """The exception this side raises when its peer goes away."""
 
-    async def next_event(self):
-        """The next h11 event, reading from the socket as needed. Raises Closed on EOF or reset mid-message,
+    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
+        """The next h11 event, reading from the socket as needed. Raises `closed` on EOF or reset mid-message,
         h11.RemoteProtocolError on bad HTTP. A clean EOF between messages is h11's ConnectionClosed event."""
-        while True:
-            try:
-                event = self.conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                if self.eof:
-                    raise self.closed(
-                        str(exc)
-                    ) from exc  # "peer closed connection without sending complete message body"
-                raise
-            if event is not h11.NEED_DATA:
-                return event
-            try:
-                data = await self.reader.read(READ_BYTES)
-            except (ConnectionError, OSError) as exc:
-                raise self.closed(str(exc) or type(exc).__name__) from exc
-            self.eof = not data
-            self.conn.receive_data(data)
+        try:
+            return await h11io.receive(self.conn, self.reader)
+        except h11.RemoteProtocolError as exc:
+            if self.reader.at_eof():  # "peer closed connection without sending complete message body"
+                raise self.closed(str(exc)) from exc
+            raise
+        except (ConnectionError, OSError) as exc:
+            raise self.closed(str(exc) or type(exc).__name__) from exc
 
-    def write(self, event) -> None:
+    def write(self, event: h11.Event) -> None:
         """Queue an event's bytes without waiting (the caller drains)."""
-        data = self.conn.send(event)
-        if data:
-            self.writer.write(data)
+        h11io.send(self.conn, self.writer, event)
 
-    async def send(self, event) -> None:
+    async def send(self, event: h11.Event) -> None:
         """Send one event and wait until the socket's buffer is below its high-water mark."""
         self.write(event)
         try:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import h11
 
+from telegraf_llm_input import h11io
 from telegraf_llm_input.proxy.h11stream import H11Stream, UpstreamClosed
 
 IDLE_S = 4.0
@@ -79,8 +80,7 @@ class Upstream:
         a = self.address
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(a.host, a.port, ssl=self.tls, server_hostname=a.host if self.tls else None),
-                self.connect_timeout_s,
+                h11io.open_connection(a.host, a.port, self.tls), self.connect_timeout_s
             )
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"no connection to {a} within {self.connect_timeout_s:g} s") from None
@@ -93,9 +93,10 @@ class Upstream:
         return H11Stream(h11.CLIENT, reader, writer, UpstreamClosed)
 
     def release(self, stream: H11Stream) -> None:
-        """Keep a connection whose exchange finished cleanly for the next request; close any other."""
-        if stream.reusable() and len(self._idle) < MAX_IDLE:
-            stream.conn.start_next_cycle()
+        """Keep a connection whose exchange finished cleanly (and that received nothing more) for the next
+        request; close any other."""
+        reader = stream.reader
+        if len(self._idle) < MAX_IDLE and isinstance(reader, h11io.Reader) and h11io.clean(stream.conn, reader):
             self._idle.append((time.monotonic(), stream))
         else:
             stream.abort()
