@@ -73,4 +73,5 @@ outputs:
         "influxdb_client",
         "telegraf_llm_input.sinks.influx",
         "telegraf_llm_input.sinks.influx_v2",
+        "telegraf_llm_input.proxy.server",
     ]
