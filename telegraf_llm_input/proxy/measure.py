@@ -43,7 +43,7 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.0
                0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)  # fmt: skip
 E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
                60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
-TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+TOKEN_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5)
 
 
 @dataclass
@@ -84,44 +84,30 @@ class Meters:
                 (*ma, "outcome", "code"),
             )
         )
-        self.ttft = r.add(
-            Histogram(
-                p + "time_to_first_token_seconds", "Arrival to the first generated token (streams).", ma, TTFT_BUCKETS
-            )
+
+        def per_model(name: str, help: str, bounds: tuple[float, ...]) -> Histogram:
+            return r.add(Histogram(p + name, help, ma, bounds))
+
+        self.ttft = per_model(
+            "time_to_first_token_seconds", "Arrival to the first generated token (streams).", TTFT_BUCKETS
         )
-        self.ttfa = r.add(
-            Histogram(
-                p + "time_to_first_answer_seconds",
-                "Arrival to the first token of the answer after any thinking (streams).",
-                ma,
-                TTFT_BUCKETS,
-            )
+        self.ttfa = per_model(
+            "time_to_first_answer_seconds",
+            "Arrival to the first token of the answer after any thinking (streams).",
+            TTFT_BUCKETS,
         )
-        self.itl = r.add(
-            Histogram(p + "inter_token_latency_seconds", "Gap between generated chunks (streams).", ma, ITL_BUCKETS)
+        self.itl = per_model("inter_token_latency_seconds", "Gap between generated chunks (streams).", ITL_BUCKETS)
+        self.tpot = per_model(
+            "request_time_per_output_token_seconds",
+            "Per request: (last - first token) / (tokens - 1) (streams).",
+            ITL_BUCKETS,
         )
-        self.tpot = r.add(
-            Histogram(
-                p + "request_time_per_output_token_seconds",
-                "Per request: (last - first token) / (tokens - 1) (streams).",
-                ma,
-                ITL_BUCKETS,
-            )
+        self.e2e = per_model("e2e_request_latency_seconds", "Arrival to the last byte of the answer.", E2E_BUCKETS)
+        self.load = per_model(
+            "load_duration_seconds", "Ollama's load_duration per request (a cold start).", E2E_BUCKETS
         )
-        self.e2e = r.add(
-            Histogram(p + "e2e_request_latency_seconds", "Arrival to the last byte of the answer.", ma, E2E_BUCKETS)
-        )
-        self.load = r.add(
-            Histogram(
-                p + "load_duration_seconds", "Ollama's load_duration per request (a cold start).", ma, E2E_BUCKETS
-            )
-        )
-        self.prompt_hist = r.add(
-            Histogram(p + "request_prompt_tokens", "Prompt tokens per finished request.", ma, TOKEN_BUCKETS)
-        )
-        self.gen_hist = r.add(
-            Histogram(p + "request_generation_tokens", "Generated tokens per finished request.", ma, TOKEN_BUCKETS)
-        )
+        self.prompt_hist = per_model("request_prompt_tokens", "Prompt tokens per finished request.", TOKEN_BUCKETS)
+        self.gen_hist = per_model("request_generation_tokens", "Generated tokens per finished request.", TOKEN_BUCKETS)
         counted = (*ma, "counted")
         self.prompt_tokens = r.add(Counter(p + "prompt_tokens_total", "Prompt tokens, as the server counted them.", ma))
         self.gen_tokens = r.add(
@@ -136,8 +122,8 @@ class Meters:
                 p + "embedding_requests_total", "Embedding requests finished, by outcome.", (*ma, "outcome", "code")
             )
         )
-        self.embed_latency = r.add(
-            Histogram(p + "embedding_latency_seconds", "Embedding requests: arrival to the last byte.", ma, E2E_BUCKETS)
+        self.embed_latency = per_model(
+            "embedding_latency_seconds", "Embedding requests: arrival to the last byte.", E2E_BUCKETS
         )
         self.embed_tokens = r.add(
             Counter(p + "embedding_prompt_tokens_total", "Input tokens of embedding requests (server's count).", ma)
@@ -322,18 +308,16 @@ class Exchange:
             meters.prompt_tokens.inc(labels, m.prompt_tokens)
         if outcome != "ok":
             return
-        if m.e2e_s is not None:
-            meters.e2e.observe(labels, m.e2e_s)
-        if m.prompt_tokens is not None:
-            meters.prompt_hist.observe(labels, m.prompt_tokens)
-        if m.output_tokens is not None:
-            meters.gen_hist.observe(labels, m.output_tokens)
-        if m.load_s is not None:
-            meters.load.observe(labels, m.load_s)
-        if m.ttfa_s is not None:
-            meters.ttfa.observe(labels, m.ttfa_s)
-        if m.tpot_s is not None:
-            meters.tpot.observe(labels, m.tpot_s)
+        for family, value in (
+            (meters.e2e, m.e2e_s),
+            (meters.prompt_hist, m.prompt_tokens),
+            (meters.gen_hist, m.output_tokens),
+            (meters.load, m.load_s),
+            (meters.ttfa, m.ttfa_s),
+            (meters.tpot, m.tpot_s),
+        ):
+            if value is not None:
+                family.observe(labels, value)
 
 
 _PROXY_CODE = {

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import plistlib
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from telegraf_llm_input.cli import _parser
 from telegraf_llm_input.proxy import app
+from tests.test_systemd_unit import systemd_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "packaging" / "systemd" / "telegraf-llm-input-proxy.service"
@@ -43,14 +40,7 @@ def test_the_unit_restarts_at_once_is_hardened_and_runs_the_proxy():
 
 
 def test_systemd_analyze_verify(tmp_path):
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze not installed (apt-get install systemd): cannot verify the unit")
-    unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace("/opt/telegraf-llm-input/bin/telegraf-llm-input", "/bin/true"))
-    r = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
-    problems = [line for line in (r.stdout + r.stderr).splitlines() if UNIT.name in line]
-    assert problems == [], "\n".join(problems)
+    assert systemd_problems(UNIT, tmp_path) == []
 
 
 def test_the_launchd_job_keeps_the_proxy_alive():
