@@ -250,6 +250,8 @@ class Exchange:
 
     def end(self, t_ns: int, server_outcome: str) -> None:
         meters, api, m = self.meters, self.api, self.m
+        if server_outcome == "cancelled" and self.finished:
+            server_outcome = "ok"  # the client left once the server had marked the answer complete (`[DONE]` read)
         outcome = outcome_of(server_outcome, m.status)
         if api is None:
             meters.other.inc((outcome,))

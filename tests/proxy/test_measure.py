@@ -115,6 +115,10 @@ def test_a_broken_stream_and_a_cancelled_one_are_told_apart():
     left = run(meters, "/v1/chat/completions", {"model": "q"}, SSE, [(5, chat({"content": "a"}))], 6, "cancelled")
     assert (left.outcome, left.output_tokens, left.counted) == ("cancelled", 1, "chunks")
     assert meters.requests.value(("q", "openai_chat", "cancelled", "200")) == 1
+    # a client that closes as soon as it read `[DONE]` (before the chunked terminator) got the whole answer
+    whole = [(5, chat({"content": "a"})), (6, chat({}, "stop") + b"data: [DONE]\n\n")]
+    done = run(meters, "/v1/chat/completions", {"model": "q"}, SSE, whole, 7, "cancelled")
+    assert done.outcome == "ok" and done.e2e_s == 0.007
 
 
 def test_model_names_come_from_the_body_even_past_what_is_kept():
