@@ -4,6 +4,10 @@ real wire formats (tests/fakes/streaming.py), and the agent reading the proxy's 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import threading
 import time
 
 import ollama
@@ -108,3 +112,42 @@ def test_the_agent_reads_the_proxy_with_type_auto():
         assert f["request_errors_total"] == 2 and f["error_ratio"] == 0.25
         assert f["ttft_p50_ms"] >= 20.0 and f["e2e_p50_ms"] >= 20.0  # the fake's first token is due at 20 ms
         assert "tpot_p50_ms" in f and "itl_p95_ms" in f and "ttfa_p50_ms" in f
+
+
+def test_top_shows_the_proxy(tmp_path):
+    config = tmp_path / "config.yaml"
+    with StreamingServer(Script(ttft_s=0.01, interval_s=0.001)) as fake, ThreadProxy(fake.url) as proxy:
+        config.write_text(
+            f"targets: [{{url: '{proxy.url}', name: px}}]\nhost: {{enabled: false}}\ngpu: {{enabled: false}}\n"
+        )
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0)
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set():
+                list(client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
+                stop.wait(0.05)
+
+        thread = threading.Thread(target=traffic)
+        thread.start()
+        try:
+            argv = [
+                sys.executable,
+                "-m",
+                "telegraf_llm_input",
+                "top",
+                "-c",
+                str(config),
+                "--count",
+                "3",
+                "--interval",
+                "1s",
+            ]
+            env = dict(os.environ, COLUMNS="120", LINES="40", TERM="dumb")
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+        finally:
+            stop.set()
+            thread.join()
+    last = r.stdout.rsplit("telegraf-llm-input top", 1)[-1]
+    assert "px  proxy  fake-model" in last and "UP" in last
+    assert "ttft p50" in last and "req " in last and "gen " in last
