@@ -1,7 +1,7 @@
 """`telegraf-llm-input proxy`: its options checked, and the proxy run until SIGTERM/SIGINT (options.py declares them).
 
-It logs one line when it starts (where it listens, where it forwards, where its page is) and one per fault
-class it sees (upstream down, back), never a request's path arguments, body, answer or headers.
+It logs one line when it starts (where it listens, where it forwards, where its page is), one when the upstream
+stops answering and one when it is back; never a request's path, body, answer or headers.
 """
 
 from __future__ import annotations

@@ -75,6 +75,7 @@ class Proxy:
         """Longest wait for the answer's head, and for each next piece of it (a model's prefill can take minutes)."""
         self._clients: set[H11Stream] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._down_since: float | None = None
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         return await asyncio.start_server(self._client, host, port, limit=READ_BYTES)
@@ -175,6 +176,9 @@ class Proxy:
                 await self._send(down, up, req, meter)
                 answer = await self._head(up)
             req.kept = bytearray()
+            if self._down_since is not None:
+                log.info("proxy: upstream %s answers again", address)
+                self._down_since = None
             watch = asyncio.ensure_future(self._watch(down, up, gone))
             await down.send(
                 h11.Response(
@@ -186,7 +190,7 @@ class Proxy:
             meter.response(time.monotonic_ns(), answer.status_code, answer.headers)
             await self._stream(down, up, meter)
         except UpstreamError as exc:
-            log.debug("upstream: %s", exc)
+            self._down(str(exc))
             await self._refuse(down, 502, f"upstream_{exc.kind}", str(exc), meter)
             meter.end(time.monotonic_ns(), exc.kind)
             return False
@@ -219,6 +223,14 @@ class Proxy:
                 self.upstream.release(up)  # kept when the exchange ended cleanly, else dropped
         meter.end(time.monotonic_ns(), "ok")
         return True
+
+    def _down(self, why: str) -> None:
+        """One warning when the upstream stops answering (one info when it is back); each refusal is debug."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("proxy: %s; clients get 502 until it is back", why)
+        else:
+            log.debug("proxy: %s", why)
 
     async def _send(self, down: H11Stream, up: H11Stream, req: _Request, meter: Exchange) -> None:
         up.write(req.head)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -52,15 +53,20 @@ def test_every_answer_passes_byte_for_byte_with_its_end_to_end_headers():
         assert seen["host"] == f"127.0.0.1:{fake.port}"
 
 
-def test_upstream_refusing_gets_a_502_with_a_short_json_error_at_once():
+def test_upstream_refusing_gets_a_502_with_a_short_json_error_at_once(caplog):
+    caplog.set_level(logging.DEBUG, logger="telegraf_llm_input")
     with ThreadProxy(f"http://127.0.0.1:{free_port()}") as proxy:
+        for _ in range(3):
+            httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=10)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1 and "refused the connection" in warnings[0]  # once, not per request
         r = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=10)
         assert r.status_code == 502
         assert r.json()["error"]["type"] == "upstream_refused"
         assert len(r.content) < 200
         (record,) = proxy.records(1)
         assert (record.outcome, record.model, record.api) == ("upstream_refused", "fake-model", "openai_chat")
-        assert 'outcome="upstream_refused",code="502"' in proxy.page()
+        assert 'outcome="upstream_refused",code="502"} 4' in proxy.page()
 
 
 def test_an_upstream_that_hangs_gets_a_504_and_blocks_nobody_else():
