@@ -3,7 +3,9 @@
 Every flushed batch goes to the buffer first (disk when a directory is known), and a background
 task drains the buffer oldest-first. So a batch is on disk before anything is sent: a SIGKILL
 at any moment loses nothing, and a batch that was sent but not yet removed is sent again after a
-restart (at-least-once, never exactly-once).
+restart (at-least-once, never exactly-once). Points wait in memory (up to one flush interval) only
+while the database is known to be up: from start until its first accepted write, and from its first
+failure until it accepts one again, every gather goes to the buffer at once and is sent at once.
 
 Transient failures (connect errors, timeouts, 429, 5xx) keep the batch and back off exponentially
 with jitter, honouring `Retry-After`, but never longer than one flush interval (so delivery resumes
@@ -144,6 +146,8 @@ class BatchingSink:
         self._max_points: int | None = None
         """Learned from a 413: send at most this many points per request."""
         self._full_drops = 0
+        self._proven = False
+        """The database accepted a write since start: only then may points wait in memory."""
         _LIVE.add(self)
 
     # --- the agent side ---------------------------------------------------------------------
@@ -156,6 +160,9 @@ class BatchingSink:
             self._task = asyncio.ensure_future(self._run())
         if self._attempt:
             self._persist_pending()  # in an outage every gather goes to disk at once: a kill loses nothing
+        elif not self._proven:
+            self._persist_pending()  # the database may be down since start: on disk first, then try it
+            self._wake.set()
         elif self._pending_points >= self._batch_size:
             self._wake.set()
 
@@ -275,6 +282,7 @@ class BatchingSink:
             self._counters.errors += 1
             return self._backoff(_describe_exc(exc), None)
         self.buffer.pop(batch)
+        self._proven = True
         self._counters.written += batch.points - rejected
         self._counters.dropped += rejected
         if self._attempt:

@@ -113,3 +113,53 @@ def test_outage_kill_restart_replays_every_point(tmp_path):
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait()
         db.stop()
+
+
+def test_sigkill_during_an_outage_since_start_loses_nothing_with_the_default_flush_interval(tmp_path):
+    """The database is down from the start (a refused port), `state_dir` set, `flush_interval` left at its
+    default 10 s: each run is killed 3-6 s after it starts, before any flush could fail. Every gather's point
+    must reach InfluxDB once it is up (it used to wait in memory for the first failed flush, and die there)."""
+    if influxd_binary() is None:
+        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
+    db = InfluxDB1(tmp_path / "influx").start()  # made once so the database exists, then down: a refused port
+    db.create_db("outage")
+    db.stop()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {"interval": "1s", "state_dir": str(tmp_path / "state")},
+                "targets": [],
+                "outputs": [
+                    {"type": "influxdb_v1", "url": db.url, "database": "outage", "timeout": "500ms"},
+                    {"type": "stdout"},
+                ],
+            }
+        )
+    )
+    outs = [tmp_path / f"run{i}.out" for i in range(5)]
+    agent = None
+    try:
+        for out, after in zip(outs, (3.0, 4.5, 6.0, 3.5)):
+            agent = start_agent(cfg, out)
+            time.sleep(after)
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+            assert gathered(out), f"no gather in {after}s: the kill proves nothing"
+        killed = set().union(*(gathered(out) for out in outs[:4]))
+        assert buffered(tmp_path / "state" / "buffer" / "influxdb_v1") >= killed
+        agent = start_agent(cfg, outs[4])
+        wait_until(lambda: len(gathered(outs[4])) >= 2, 30, "gathers of the last run", agent)
+        db = InfluxDB1(tmp_path / "influx", http_port=db.http_port).start()
+        want = set().union(*(gathered(out) for out in outs))
+        wait_until(lambda: want <= set(stored(db)), 60, "backlog replayed", agent)
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(15)
+        got = stored(db)
+        assert len(killed) >= 12 and want - set(got) == set()
+        assert len(got) == len(set(got))
+    finally:
+        if agent is not None and agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+        db.stop()
