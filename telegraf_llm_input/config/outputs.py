@@ -51,8 +51,9 @@ class InfluxV2Output(_Batching):
     type: Literal["influxdb_v2"] = "influxdb_v2"
     url: str = "http://127.0.0.1:8086"
     """InfluxDB 2.x/3.x, 1.8+ (v2 API), VictoriaMetrics."""
-    org: str = ""
-    """Organization (InfluxDB 2.x)."""
+    org: str = "-"
+    """Organization: its name on InfluxDB 2.x, where it must exist. VictoriaMetrics and InfluxDB 1.8 ignore it
+    (`-` is 1.8's convention)."""
     bucket: str = ""
     """Required."""
     token: Secret | None = None
@@ -62,6 +63,8 @@ class InfluxV2Output(_Batching):
         super().__post_init__()
         if not self.bucket:
             raise ValueError("influxdb_v2 needs `bucket` (and usually `org` and `token`/`token_file`)")
+        if not self.org:
+            raise ConfigError("org", "must not be empty: the organization's name on InfluxDB 2.x, or `-` (the default)")
 
 
 @dataclass

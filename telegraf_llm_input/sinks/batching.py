@@ -125,13 +125,16 @@ class BatchingSink:
         buffer: DiskBuffer | MemoryBuffer,
         describe_error: Callable[[WriteError], str] | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
+        secrets: Sequence[str] = (),
     ):
         self.name = name
         self._send = send
         self._batch_size = max(1, batch_size)
         self._flush_interval = flush_interval
         self.buffer = buffer
-        self._describe = describe_error or (lambda e: str(e))
+        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        """Never in a log line, whatever a client library or a server puts in its error text."""
+        self._describe_error = describe_error or (lambda e: str(e))
         self._close_transport = close
         self._pending: list[str] = []
         self._pending_points = 0
@@ -280,7 +283,7 @@ class BatchingSink:
             raise
         except Exception as exc:
             self._counters.errors += 1
-            return self._backoff(_describe_exc(exc), None)
+            return self._backoff(self._scrub(_describe_exc(exc)), None)
         self.buffer.pop(batch)
         self._proven = True
         self._counters.written += batch.points - rejected
@@ -318,7 +321,7 @@ class BatchingSink:
                         "until it takes them",
                         self.name,
                         points,
-                        exc.message,
+                        self._scrub(exc.message),
                     )
                 self._max_points = max(1, min(self._max_points or points, points) // 2)
                 first, n1, second, n2 = split_text(text)
@@ -327,6 +330,14 @@ class BatchingSink:
             dropped = dropped_by_server(exc.message, points)
             self._rejected(exc, points, dropped)
             return dropped
+
+    def _describe(self, exc: WriteError) -> str:
+        return self._scrub(self._describe_error(exc))
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _rejected(self, exc: WriteError, points: int, dropped: int) -> None:
         run = self._rejections.get(exc.status)
