@@ -38,9 +38,11 @@ BYTES = _Marker("bytes")
 SECRET = _Marker("secret")
 
 Duration = Annotated[float, DURATION]
-"""Seconds; written `10s`, `500ms`, `1m`, `1h30m`, or a bare number of seconds; at least MIN_DURATION_S."""
+"""Seconds; written `10s`, `500ms`, `1m`, `1h30m`, or a bare number of seconds; MIN_DURATION_S to MAX_DURATION_S."""
 MIN_DURATION_S = 0.1
 """No setting is meaningful below 100 ms: `interval: 1ms` would burn a core and never finish a gather."""
+MAX_DURATION_S = 7 * 86400.0
+"""Nor above a week: `interval: 1e12` is a typo, not a plan, and a timer that long never fires in practice."""
 ByteSize = Annotated[int, BYTES]
 """Bytes; written `8MiB`, `100MB`, `512KiB`, or a bare number of bytes."""
 Secret = Annotated[str, SECRET]
@@ -78,7 +80,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
-        return float(value)
+        return _float(value)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -98,12 +100,23 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"expected a duration like 10s, 500ms or 1m, got {value!r}")
 
 
+def _float(value: int | float) -> float:
+    """A YAML number as a float; an integer too big for one is infinite (then refused as not finite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def check_duration(seconds: float, written: Any) -> float:
-    """`seconds` when it is a usable setting (>= MIN_DURATION_S); ValueError naming what was written."""
+    """`seconds` when it is a usable setting (MIN_DURATION_S to MAX_DURATION_S); ValueError naming what was
+    written."""
     if not math.isfinite(seconds):
         raise ValueError(f"must be a finite duration, got {written!r}")
     if seconds < MIN_DURATION_S:
         raise ValueError(f"must be at least 100ms, got {written!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"must be at most 7d (a week), got {written!r}")
     return seconds
 
 
@@ -149,8 +162,10 @@ def parse_bytes(value: Any) -> int:
     if isinstance(value, str):
         match = _BYTES.fullmatch(value.strip())
         if match:
-            unit = (match.group(2) or "").lower()
-            return int(float(match.group(1)) * _BYTE_UNITS[unit])
+            size = float(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").lower()]
+            if math.isfinite(size):
+                return int(size)
+            raise ValueError(f"must be a finite size, got {value!r}")
     raise ValueError(f"expected a size like 8MiB or 100MB, got {value!r}")
 
 
@@ -234,7 +249,10 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         raise ConfigError(path, f"expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = _float(value)
+            if not math.isfinite(number):
+                raise ConfigError(path, f"must be a finite number, got {value!r}")
+            return number
         raise ConfigError(path, f"expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -66,6 +66,31 @@ FAULTS = {
         "outputs:\n  - type: influxdb_v1\n    url: http://127.0.0.1:86086\n",
         "outputs[0].url: port must be a number",
     ),
+    **{
+        f"buffer_max_mb_{name}": (
+            f"outputs:\n  - type: influxdb_v1\n    buffer_max_mb: {value}\n",
+            f"outputs[0].buffer_max_mb: {problem}",
+        )
+        for name, value, problem in (
+            ("nan", ".nan", "must be a finite number, got nan"),
+            ("inf", ".inf", "must be a finite number, got inf"),
+            ("negative", "-5", "must be over 0 and at most 1000000 (1 TB), got -5"),
+            ("zero", "0", "must be over 0 and at most 1000000 (1 TB), got 0"),
+        )
+    },
+    "interval_over_a_week": ("agent:\n  interval: 8d\n", "agent.interval: must be at most 7d (a week), got '8d'"),
+    "expire_huge_number": (
+        "outputs:\n  - type: prometheus\n    expire: 1.0e+300\n",
+        "outputs[0].expire: must be at most 7d (a week), got 1e+300",
+    ),
+    "flush_interval_integer_too_big_for_a_float": (
+        "outputs:\n  - type: influxdb_v2\n    bucket: b\n    flush_interval: 1" + "0" * 400 + "\n",
+        "outputs[0].flush_interval: must be a finite duration",
+    ),
+    "influxdb_v2_empty_org": (
+        "outputs:\n  - type: influxdb_v2\n    bucket: b\n    org: ''\n",
+        "outputs[0].org: must not be empty",
+    ),
     "max_models_zero": (TARGET + "    max_models: 0\n", "targets[0].max_models: must be at least 1"),
     "discovery_port_zero": ("discovery:\n  ports: [0]\n", "discovery.ports: must be 1-65535, got 0"),
 }
