@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+
 import pytest
 
-from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.config import load_config, parse_config
 from telegraf_llm_input.config.loader import ConfigError
 from tests.test_cli import cli
 
@@ -141,3 +146,62 @@ def test_interval_flag_is_checked_like_the_config(tmp_path):
     proc = cli("--interval", "1ms", "--once", input=b"")
     assert proc.returncode == 2
     assert proc.stderr.decode().splitlines() == ["E! config error: --interval: must be at least 100ms, got '1ms'"]
+
+
+BOMB = "".join(  # 272 bytes that YAML reads as 9**7 (4.8 million) strings
+    f"{name}: &{name} [{','.join([inner] * 9)}]\n"
+    for name, inner in zip("abcdefg", ['"lol"', "*a", "*b", "*c", "*d", "*e", "*f"])
+)
+HOSTILE = {
+    "deep_nesting": ("[" * 1000, "nested deeper than 32 levels at line 1"),
+    "deep_mapping": ("".join("  " * i + f"k{i}:\n" for i in range(200)), "nested deeper than 32 levels"),
+    "deep_through_aliases": (
+        "a: &a " + "[" * 20 + "]" * 20 + "\nb: &b [" + ", ".join(["*a"] * 2) + "]\nc: [[[[[[[[[[[[*b]]]]]]]]]]]]\n",
+        "nested deeper than 32 levels at line 3 (aliases expanded)",
+    ),
+    "alias_bomb": (BOMB, "more than 100000 values once aliases are expanded"),
+    "ten_megabytes": ("tags:\n" + "".join(f"  k{i}: {'v' * 90}\n" for i in range(100_000)), "larger than 256 KiB"),
+    "integer_of_5000_digits": ("agent:\n  interval: " + "9" * 5000 + "\n", "invalid YAML"),
+}
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_config_is_one_line_exit_2_and_bounded_memory(tmp_path, case, command):
+    """Deep nesting was a RecursionError traceback; the alias bomb took 36 s and 1.2 GB; 10 MB took 35 s and
+    422 MB. Each is refused before it is expanded: one line, exit 2, and the process stays small."""
+    text, problem = HOSTILE[case]
+    if case == "alias_bomb":
+        assert len(text) < 300
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    args = ["check-config", "--config", str(path)] if command == "check-config" else ["--config", str(path), "--once"]
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telegraf_llm_input", *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+        )
+    killer = threading.Timer(60, proc.kill)  # a hang fails the test, never the suite
+    killer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory (ru_maxrss: KiB on Linux)
+    finally:
+        killer.cancel()
+    returncode, stderr_text, peak_mib = os.waitstatus_to_exitcode(status), err.read_text(), usage.ru_maxrss / 1024
+    assert returncode == 2, stderr_text[-2000:]
+    [line] = stderr_text.splitlines()
+    assert line.startswith(f"E! config error: {path}: ") and problem in line, line
+    assert out.read_bytes() == b""
+    assert peak_mib < 150, f"{peak_mib:.0f} MiB"
+
+
+def test_anchors_and_merge_keys_still_work(tmp_path):
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - &base {url: 'http://127.0.0.1:8000', timeout: 5s, name: a, tags: {team: x}}\n"
+        "  - <<: *base\n"
+        "    name: b\n"
+    )
+    config = load_config(path)
+    assert [(t.name, t.timeout, t.tags) for t in config.targets] == [("a", 5.0, {"team": "x"}), ("b", 5.0, {"team": "x"})]
