@@ -192,6 +192,8 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *extras = get_args(tp)
+        if SECRET in extras and not isinstance(value, str):
+            raise ConfigError(path, _not_a_string_secret(value, path))
         try:
             if DURATION in extras:
                 return check_duration(parse_duration(value), value)
@@ -261,6 +263,16 @@ def convert(tp: Any, value: Any, path: str) -> Any:
             return str(value)
         raise ConfigError(path, f"expected a string, got {value!r}")
     raise ConfigError(path, f"unsupported config type {_describe(tp)}")
+
+
+def _not_a_string_secret(value: Any, path: str) -> str:
+    """Why a secret YAML did not read as a string is refused, without a word of its value."""
+    key = path.rsplit(".", 1)[-1]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        why = "a number (YAML changes some unquoted digits: a leading zero reads as octal, a colon as base 60)"
+    else:
+        why = "true or false" if isinstance(value, bool) else "a list" if isinstance(value, list) else "not text"
+    return f"YAML read this secret as {why}: put it in quotes, or use `{key}_file`; the value is not shown"
 
 
 def _read_secret_file(file_path: Any, path: str) -> str:

@@ -130,11 +130,29 @@ class TargetConfig:
             raise ValueError("retries must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        for name, value in self.headers.items():
+            check_header(name, value)
 
     @property
     def display_name(self) -> str:
         """The `target` tag: the configured name, else the URL without credentials."""
         return self.name or redact_url(self.url).rstrip("/")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP field name is a token (RFC 9110 section 5.1): no space, colon or control character."""
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Control characters other than tab: a CR or LF would end the header (every request would fail)."""
+
+
+def check_header(name: str, value: str) -> None:
+    """ConfigError unless `name: value` can be sent as an HTTP header; the value (often a key) is never shown."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ConfigError(
+            f"headers.{name}", "not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only, no spaces)"
+        )
+    if _HEADER_VALUE_BAD.search(value):
+        raise ConfigError(f"headers.{name}", "the value has a CR, LF or other control character (value not shown)")
 
 
 def redact_url(url: str) -> str:

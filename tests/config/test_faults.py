@@ -96,6 +96,27 @@ FAULTS = {
         "outputs:\n  - type: influxdb_v2\n    bucket: b\n    org: ''\n",
         "outputs[0].org: must not be empty",
     ),
+    "secret_octal": (
+        "outputs:\n  - type: influxdb_v1\n    username: admin\n    password: 0123\n",
+        "outputs[0].password: YAML read this secret as a number (YAML changes some unquoted digits: a leading zero "
+        "reads as octal, a colon as base 60): put it in quotes, or use `password_file`; the value is not shown",
+    ),
+    "secret_sexagesimal": (
+        "outputs:\n  - type: influxdb_v2\n    bucket: b\n    token: 1:30\n",
+        "outputs[0].token: YAML read this secret as a number",
+    ),
+    "secret_a_list": (
+        TARGET + "    bearer_token: [s3cr3tpw]\n",
+        "targets[0].bearer_token: YAML read this secret as a list: put it in quotes, or use `bearer_token_file`",
+    ),
+    "header_name_with_a_space": (
+        TARGET + "    headers:\n      X Api Key: abc\n",
+        "targets[0].headers.X Api Key: not a valid HTTP header name",
+    ),
+    "header_value_with_crlf": (
+        TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw\\r\\nX-Other: 1"\n',
+        "targets[0].headers.X-Api-Key: the value has a CR, LF or other control character (value not shown)",
+    ),
     "max_models_zero": (TARGET + "    max_models: 0\n", "targets[0].max_models: must be at least 1"),
     "discovery_port_zero": ("discovery:\n  ports: [0]\n", "discovery.ports: must be 1-65535, got 0"),
 }
@@ -113,7 +134,10 @@ def test_a_config_mistake_is_one_line_naming_the_key_and_exit_2(tmp_path, case, 
     assert proc.returncode == 2, stderr
     [line] = stderr.splitlines()
     assert line.startswith(f"E! config error: {path}: {problem}"), stderr
-    assert "s3cret" not in stderr and proc.stdout == b""
+    assert "s3cret" not in stderr and "s3cr3tpw" not in stderr and proc.stdout == b""
+    if case.startswith("secret_"):
+        problem_text = line[len(f"E! config error: {path}: ") :]
+        assert not any(written in problem_text for written in ("0123", "83", "1:30", "90")), line
 
 
 def test_the_same_checks_hold_without_a_file():
