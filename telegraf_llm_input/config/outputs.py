@@ -8,7 +8,6 @@ from typing import Literal
 
 from telegraf_llm_input.config.loader import ConfigError, Duration, Secret, check_http_url
 
-
 MAX_BUFFER_MB = 1_000_000.0
 """1 TB: a bigger bound is a typo, and `int(mb * 1e6)` of an infinite one ends the run."""
 
@@ -50,7 +49,9 @@ class _Batching:
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if not 0 < self.buffer_max_mb <= MAX_BUFFER_MB:
-            raise ConfigError("buffer_max_mb", f"must be over 0 and at most {MAX_BUFFER_MB:.0f} (1 TB), got {self.buffer_max_mb:g}")
+            raise ConfigError(
+                "buffer_max_mb", f"must be over 0 and at most {MAX_BUFFER_MB:.0f} (1 TB), got {self.buffer_max_mb:g}"
+            )
 
 
 @dataclass

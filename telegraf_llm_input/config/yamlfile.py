@@ -111,7 +111,7 @@ def check_shape(events) -> None:
                 shape.anchors[event.anchor] = (1, 1)
             shape.add(1, 1, line)
         elif isinstance(event, yaml.AliasEvent):
-            nodes, height = shape.anchors.get(event.anchor, (1, 1))  # an unknown one: composing says so
+            nodes, height = shape.anchors.get(event.anchor or "", (1, 1))  # an unknown one: composing says so
             shape.add(nodes, height, line)
 
 

@@ -228,4 +228,7 @@ def test_anchors_and_merge_keys_still_work(tmp_path):
         "    name: b\n"
     )
     config = load_config(path)
-    assert [(t.name, t.timeout, t.tags) for t in config.targets] == [("a", 5.0, {"team": "x"}), ("b", 5.0, {"team": "x"})]
+    assert [(t.name, t.timeout, t.tags) for t in config.targets] == [
+        ("a", 5.0, {"team": "x"}),
+        ("b", 5.0, {"team": "x"}),
+    ]

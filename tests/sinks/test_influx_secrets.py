@@ -44,7 +44,9 @@ def secured_influxdb(tmp_path, monkeypatch):
 
     query("CREATE USER admin WITH PASSWORD 'S3cretPW' WITH ALL PRIVILEGES")  # allowed while there is no user
     query('CREATE DATABASE "agentdb"', **auth)
-    r = httpx.post(f"{db.url}/write", params={"db": "agentdb", **auth}, content=f'llm_agent gathers="x" {time.time_ns()}\n')
+    r = httpx.post(
+        f"{db.url}/write", params={"db": "agentdb", **auth}, content=f'llm_agent gathers="x" {time.time_ns()}\n'
+    )
     assert r.status_code == 204, r.text  # `gathers` is a string from now on: the agent's integers conflict
     yield db
     db.stop()
@@ -61,7 +63,13 @@ def test_no_output_error_line_holds_a_secret(tmp_path, secured_influxdb):
     outputs = [
         {"type": "influxdb_v1", "url": f"http://admin:S3cretPW@{host}", "database": "nosuchdb"},
         {"type": "influxdb_v1", "url": f"http://admin:Wr0ngPW@{host}", "database": "agentdb"},
-        {"type": "influxdb_v1", "url": f"http://{host}", "username": "admin", "password": "S3cretPW", "database": "agentdb"},
+        {
+            "type": "influxdb_v1",
+            "url": f"http://{host}",
+            "username": "admin",
+            "password": "S3cretPW",
+            "database": "agentdb",
+        },
         {"type": "influxdb_v1", "url": f"http://admin:S3cr%40tEnc@127.0.0.1:{refused}/"},
         {"type": "influxdb_v1", "url": f"http://admin:S3cretPW@127.0.0.1:{silent.getsockname()[1]}"},
         {"type": "influxdb_v2", "url": f"http://{host}", "bucket": "agentdb", "token": "S3cretTok"},
