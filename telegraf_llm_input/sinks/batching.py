@@ -150,6 +150,7 @@ class BatchingSink:
         """Learned from a 413: send at most this many points per request."""
         self._full_drops = 0
         self._proven = False
+        self._sending: asyncio.Future[float | None] | None = None
         """The database accepted a write since start: only then may points wait in memory."""
         _LIVE.add(self)
 
@@ -178,14 +179,20 @@ class BatchingSink:
         }
 
     async def close(self) -> None:
+        deadline = time.monotonic() + CLOSE_SEND_S
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        sending = self._sending
+        if sending is not None and not sending.done():
+            # A send in flight may finish inside the budget: cancelling it would send its batch twice.
+            await asyncio.wait({sending}, timeout=CLOSE_SEND_S)
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
         self._persist_pending()
         # The database looked fine: send what is left within a short budget; the rest (or all of it
         # in an outage) stays in the buffer for the next start.
-        deadline = time.monotonic() + CLOSE_SEND_S
         while self._attempt == 0 and (batch := self.buffer.peek()) is not None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -258,7 +265,9 @@ class BatchingSink:
             if not first:
                 await asyncio.sleep(REPLAY_MIN_GAP_S)
             first = False
-            delay = await self._send_one(batch)
+            # Its own task, shielded: stopping the loop (close) must not cut a request the server may have taken.
+            self._sending = asyncio.ensure_future(self._send_one(batch))
+            delay = await asyncio.shield(self._sending)
             if delay is not None:
                 # Retry after the backoff itself (at most one flush interval), or at once when another
                 # output just got through: not a whole flush interval more on top.

@@ -163,3 +163,42 @@ def test_sigkill_during_an_outage_since_start_loses_nothing_with_the_default_flu
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait()
         db.stop()
+
+
+def test_once_runs_write_each_point_once(tmp_path):
+    """`--once` against a database that is up: the gather's batch is sent at once (the database is not yet
+    proven up), and stopping must not cut that request and send the batch again. InfluxDB's own count of
+    points received (`SHOW STATS`, httpd `pointsWrittenOK`; its storage would hide a duplicate) equals the
+    lines printed."""
+    if influxd_binary() is None:
+        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
+    db = InfluxDB1(tmp_path / "influx").start()
+    try:
+        db.create_db("once")
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "agent": {"state_dir": str(tmp_path / "state")},
+                    "targets": [],
+                    "outputs": [{"type": "influxdb_v1", "url": db.url, "database": "once"}, {"type": "stdout"}],
+                }
+            )
+        )
+        printed = 0
+        for _ in range(4):
+            run = subprocess.run(
+                [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--once"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
+            )
+            assert run.returncode == 0, run.stderr
+            printed += len(run.stdout.splitlines())
+        [httpd] = [s for s in db.query("SHOW STATS")["results"][0]["series"] if s["name"] == "httpd"]
+        received = dict(zip(httpd["columns"], httpd["values"][0]))["pointsWrittenOK"]
+        assert list((tmp_path / "state" / "buffer" / "influxdb_v1").glob("*.lpb")) == []
+        assert received == printed
+    finally:
+        db.stop()
