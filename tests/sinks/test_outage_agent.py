@@ -48,6 +48,27 @@ def buffered(directory):
     return out
 
 
+def agent_config(tmp_path, influx: dict, **agent):
+    """A config: no targets, the state dir under `tmp_path`, `influxdb_v1` with `influx`'s keys, then stdout."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {**agent, "state_dir": str(tmp_path / "state")},
+                "targets": [],
+                "outputs": [{"type": "influxdb_v1", **influx}, {"type": "stdout"}],
+            }
+        )
+    )
+    return cfg
+
+
+@pytest.fixture
+def need_influxd():
+    if influxd_binary() is None:
+        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
+
+
 def start_agent(cfg, out):
     return subprocess.Popen(
         [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
@@ -59,31 +80,11 @@ def start_agent(cfg, out):
     )
 
 
-def test_outage_kill_restart_replays_every_point(tmp_path):
-    if influxd_binary() is None:
-        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
+def test_outage_kill_restart_replays_every_point(tmp_path, need_influxd):
     db = InfluxDB1(tmp_path / "influx").start()
     db.create_db("outage")
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "agent": {"interval": "200ms", "state_dir": str(tmp_path / "state")},
-                "targets": [],
-                "outputs": [
-                    {
-                        "type": "influxdb_v1",
-                        "url": db.url,
-                        "database": "outage",
-                        "batch_size": 50,
-                        "flush_interval": "200ms",
-                        "timeout": "500ms",
-                    },
-                    {"type": "stdout"},
-                ],
-            }
-        )
-    )
+    influx = {"url": db.url, "database": "outage", "batch_size": 50, "flush_interval": "200ms", "timeout": "500ms"}
+    cfg = agent_config(tmp_path, influx, interval="200ms")
     out1, out2 = tmp_path / "run1.out", tmp_path / "run2.out"
     agent = start_agent(cfg, out1)
     try:
@@ -115,28 +116,14 @@ def test_outage_kill_restart_replays_every_point(tmp_path):
         db.stop()
 
 
-def test_sigkill_during_an_outage_since_start_loses_nothing_with_the_default_flush_interval(tmp_path):
+def test_sigkill_during_an_outage_since_start_loses_nothing_with_the_default_flush_interval(tmp_path, need_influxd):
     """The database is down from the start (a refused port), `state_dir` set, `flush_interval` left at its
     default 10 s: each run is killed 3-6 s after it starts, before any flush could fail. Every gather's point
     must reach InfluxDB once it is up (it used to wait in memory for the first failed flush, and die there)."""
-    if influxd_binary() is None:
-        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
     db = InfluxDB1(tmp_path / "influx").start()  # made once so the database exists, then down: a refused port
     db.create_db("outage")
     db.stop()
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "agent": {"interval": "1s", "state_dir": str(tmp_path / "state")},
-                "targets": [],
-                "outputs": [
-                    {"type": "influxdb_v1", "url": db.url, "database": "outage", "timeout": "500ms"},
-                    {"type": "stdout"},
-                ],
-            }
-        )
-    )
+    cfg = agent_config(tmp_path, {"url": db.url, "database": "outage", "timeout": "500ms"}, interval="1s")
     outs = [tmp_path / f"run{i}.out" for i in range(5)]
     agent = None
     try:
@@ -165,26 +152,15 @@ def test_sigkill_during_an_outage_since_start_loses_nothing_with_the_default_flu
         db.stop()
 
 
-def test_once_runs_write_each_point_once(tmp_path):
+def test_once_runs_write_each_point_once(tmp_path, need_influxd):
     """`--once` against a database that is up: the gather's batch is sent at once (the database is not yet
     proven up), and stopping must not cut that request and send the batch again. InfluxDB's own count of
     points received (`SHOW STATS`, httpd `pointsWrittenOK`; its storage would hide a duplicate) equals the
     lines printed."""
-    if influxd_binary() is None:
-        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
     db = InfluxDB1(tmp_path / "influx").start()
     try:
         db.create_db("once")
-        cfg = tmp_path / "config.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "agent": {"state_dir": str(tmp_path / "state")},
-                    "targets": [],
-                    "outputs": [{"type": "influxdb_v1", "url": db.url, "database": "once"}, {"type": "stdout"}],
-                }
-            )
-        )
+        cfg = agent_config(tmp_path, {"url": db.url, "database": "once"})
         printed = 0
         for _ in range(4):
             run = subprocess.run(
