@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from telegraf_llm_input.servertypes import TYPES
+
 S = "llm_server"
 P = "llm_probe"
 G = "llm_gpu"
@@ -33,7 +35,8 @@ SERIES_BY: dict[str, tuple[str, ...]] = {
 }
 """The tags that tell one series from another: every panel keeps them apart and names them in the legend."""
 
-ALL_SERVERS = ("llamacpp", "vllm", "sglang", "tgi", "ollama", "lmstudio", "openai", "json", "prometheus")
+ALL_SERVERS: tuple[str, ...] = TYPES
+"""Every server type (the registry, telegraf_llm_input/servertypes.py): each gives `up` and `scrape_ms`."""
 
 
 @dataclass(frozen=True)

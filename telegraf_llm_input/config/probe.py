@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
 from telegraf_llm_input.config.loader import Duration
 
 MAX_TOKENS_CAP = 1024
@@ -31,7 +32,7 @@ class ProbeConfig:
     first of `/api/tags`, so a probe does not load another model)."""
     timeout: Duration = 60.0
     """A probe not finished by then is reported as `error=timeout`."""
-    api: Literal["openai_chat", "openai_completions", "ollama", "llamacpp", "lmstudio"] = "openai_chat"
+    api: ProbeApi = "openai_chat"
     """Wire API: `openai_chat` (`/v1/chat/completions`), `openai_completions` (`/v1/completions`), `ollama`
     (`/api/chat`, native NDJSON: adds `load_ms`, server prefill and decode rate), `llamacpp` (`/completion`, adds
     `timings`: server prefill, decode rate, `cache_tokens`), `lmstudio` (`/api/v0/chat/completions`,
@@ -46,7 +47,7 @@ class ProbeConfig:
             raise ValueError("every must be > 0")
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")
-        if self.messages is not None and self.api in ("openai_completions", "llamacpp"):
+        if self.messages is not None and not PROBE_APIS[self.api].takes_messages:
             raise ValueError(f"api {self.api} takes a plain prompt, not messages")
         if self.messages is not None and not self.messages:
             raise ValueError("messages must not be empty")

@@ -9,10 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from telegraf_llm_input.config.loader import ByteSize, ConfigError, Duration, Secret, check_http_url
 from telegraf_llm_input.config.probe import ProbeConfig
-
-ServerType = Literal[
-    "auto", "vllm", "llamacpp", "sglang", "tgi", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus"
-]
+from telegraf_llm_input.servertypes import DEFAULT_PORTS, ServerType
 
 
 @dataclass
@@ -46,9 +43,6 @@ class JsonFieldConfig:
     """The field's line-protocol type, whatever the value."""
 
 
-DEFAULT_PORTS = {"vllm": 8000, "llamacpp": 8080, "ollama": 11434, "sglang": 30000, "lmstudio": 1234, "tgi": 3000}
-
-
 @dataclass
 class DiscoveryConfig:
     """Looking for model servers when `targets:` is absent."""
@@ -57,7 +51,7 @@ class DiscoveryConfig:
     """Look for servers when `targets:` is absent."""
     host: str = "127.0.0.1"
     """Where to look."""
-    ports: list[int] = field(default_factory=lambda: sorted(DEFAULT_PORTS.values()))
+    ports: list[int] = field(default_factory=lambda: sorted(set(DEFAULT_PORTS.values())))
     """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, Ollama 11434, SGLang 30000."""
     timeout: Duration = 1.0
     """Per request while identifying a server."""

@@ -16,24 +16,17 @@ from typing import Any
 
 import httpx
 
+from telegraf_llm_input.apis import PROBE_APIS
+from telegraf_llm_input.apis.base import ProbeRequest
 from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.errors import ProbeError
 from telegraf_llm_input.http import headers_for, remember_missing_sniffio, tls_verify, transport
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
-from telegraf_llm_input.probe.sse import NDJSONParser, SSEParser
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
 """Short, deterministic at temperature 0, and answers in a few dozen tokens on any model."""
 
-PATHS = {
-    "openai_chat": "/v1/chat/completions",
-    "openai_completions": "/v1/completions",
-    "ollama": "/api/chat",
-    "llamacpp": "/completion",
-    "lmstudio": "/api/v0/chat/completions",
-}
-SERVER_TYPE_BY_API = {"ollama": "ollama", "llamacpp": "llamacpp", "lmstudio": "lmstudio"}
 _TRACE_MARKS = (
     ("connect_tcp.started", "connect"),
     ("connect_tcp.complete", "connected"),
@@ -63,37 +56,13 @@ def make_client(target: TargetConfig) -> httpx.AsyncClient:
     )
 
 
-def request_body(probe: ProbeConfig, model: str | None) -> dict[str, Any]:
+def request_body(probe: ProbeConfig, model: str | None, keep_alive: float | None = None) -> dict[str, object]:
+    """The streaming request of the probe's API (its table row builds it)."""
     prompt = probe.prompt if probe.prompt is not None else DEFAULT_PROMPT
     messages = probe.messages if probe.messages is not None else [{"role": "user", "content": prompt}]
-    body: dict[str, Any]
-    if probe.api in ("openai_chat", "lmstudio"):
-        body = {
-            "messages": messages,
-            "max_tokens": probe.max_tokens,
-            "temperature": probe.temperature,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-    elif probe.api == "openai_completions":
-        body = {
-            "prompt": prompt,
-            "max_tokens": probe.max_tokens,
-            "temperature": probe.temperature,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-    elif probe.api == "ollama":
-        body = {
-            "messages": messages,
-            "stream": True,
-            "options": {"temperature": probe.temperature, "num_predict": probe.max_tokens},
-        }
-    else:
-        body = {"prompt": prompt, "n_predict": probe.max_tokens, "temperature": probe.temperature, "stream": True}
-    if model:
-        body["model"] = model
-    return body
+    build = PROBE_APIS[probe.api].build
+    assert build is not None  # every probe API has a body
+    return build(ProbeRequest(prompt, messages, probe.max_tokens, probe.temperature, model, keep_alive))
 
 
 @dataclass
@@ -142,7 +111,7 @@ class ProbeRunner:
             self._model = None  # the model may have changed: discover again next time
         return ProbeOutcome(result, model)
 
-    def _finish(self, holder: list[StreamMeasure], start: int, error: str, detail: str) -> ProbeResult:
+    def _finish(self, holder: list[StreamMeasure], start: int, error: ProbeError, detail: str) -> ProbeResult:
         end = self._clock()
         if holder:
             return holder[0].finish(end, error, detail)
@@ -160,8 +129,8 @@ class ProbeRunner:
                     marks[key] = clock()
 
         request = self.client.build_request(
-            "POST",
-            join_url(self.target.url, PATHS[api]),
+            PROBE_APIS[api].method,
+            join_url(self.target.url, PROBE_APIS[api].paths[0]),
             json=request_body(self.probe, model),
             extensions={"trace": trace},
         )
@@ -180,7 +149,6 @@ class ProbeRunner:
                 return measure.finish(
                     self._clock(), http_error_class(response.status_code), f"HTTP {response.status_code}"
                 )
-            parser = NDJSONParser() if api == "ollama" else SSEParser()
             limit = self.target.max_body_bytes
             received = 0
             async for data in response.aiter_bytes():
@@ -188,12 +156,8 @@ class ProbeRunner:
                 received += len(data)
                 if received > limit:
                     return measure.finish(now, "bad_stream", f"response larger than {limit} bytes")
-                for event in parser.feed(data):
-                    measure.feed(now, event if isinstance(event, str) else event.data)
-            end = self._clock()
-            for line in parser.close() if isinstance(parser, NDJSONParser) else ():
-                measure.feed(end, line)
-            return measure.finish(end)
+                measure.receive(now, data)
+            return measure.finish(self._clock())
         finally:
             await response.aclose()
 

@@ -2,7 +2,8 @@
 
 A module gives `TYPE`, `NAME`, `make(target) -> Adapter` (the contract is `servers/base.py`) and, when
 the server can be recognised from what it answers, `DETECT`: declarative `Rule`s. Adding a server: one
-module, one line in `MODULES` (and in `DETECT_ORDER` when it has rules).
+module, and its entry in the registry (`telegraf_llm_input/servertypes.py`: type, module, default port;
+its place there is its place in the detection order).
 
 The registry holds module names, not modules: a module is imported (`importlib`) the first time its
 type is used, so an agent that scrapes one vLLM never loads the llama.cpp adapter, and one whose
@@ -14,25 +15,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from telegraf_llm_input.config.targets import ServerType, TargetConfig
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Adapter, Answers, Fetcher, Reading
-
-MODULES: dict[str, str] = {
-    "vllm": "vllm",
-    "sglang": "sglang",
-    "tgi": "tgi",
-    "llamacpp": "llamacpp",
-    "ollama": "ollama",
-    "lmstudio": "lmstudio",
-    "openai": "openai",
-    "mlx": "mlx",
-    "json": "jsonpage",
-    "prometheus": "generic_prometheus",
-}
-"""Server type (a target's `type:`) -> its module under `telegraf_llm_input.servers`."""
-DETECT_ORDER: tuple[ServerType, ...] = ("vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai")
-"""Most specific first; `openai` last since many servers also answer `/v1/models`."""
+from telegraf_llm_input.servertypes import MODULES, TYPES, ServerType
 
 
 def module(server_type: str) -> ModuleType:
@@ -40,23 +26,27 @@ def module(server_type: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{MODULES[server_type]}")
 
 
+def fields_of(server_type: str) -> set[str]:
+    """The llm_server fields a server type gives (its table's, and those its adapter sets itself)."""
+    mod = module(server_type)
+    table = getattr(mod, "TABLE", None)
+    return (table.fields() if table is not None else set()) | set(getattr(mod, "FIELDS", ()))
+
+
 def field_servers() -> dict[str, list[str]]:
     """llm_server field -> the server types that give it, from their tables (the schema's `servers` notes)."""
     out: dict[str, list[str]] = {}
-    for server_type in MODULES:
-        mod = module(server_type)
-        table = getattr(mod, "TABLE", None)
-        fields = (table.fields() if table is not None else set()) | set(getattr(mod, "FIELDS", ()))
-        for name in sorted(fields):
-            out.setdefault(name, []).append(mod.NAME)
+    for server_type in TYPES:
+        for name in sorted(fields_of(server_type)):
+            out.setdefault(name, []).append(module(server_type).NAME)
     return out
 
 
 async def detect(fetch: Fetcher) -> ServerType | None:
     """The server type at the target, or None. Raises the first error when nothing answered at all."""
     answers = Answers(fetch)
-    for server_type in DETECT_ORDER:
-        for rule in module(server_type).DETECT:
+    for server_type in TYPES:  # the registry's order: most specific first
+        for rule in getattr(module(server_type), "DETECT", ()):
             if await rule.holds(answers):
                 return server_type
     if answers.errors and all(e.kind in ("refused", "timeout", "tls") for e in answers.errors):

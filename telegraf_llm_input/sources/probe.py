@@ -22,12 +22,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from telegraf_llm_input.apis import PROBE_APIS
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.probe.measure import ProbeResult
-from telegraf_llm_input.probe.runner import SERVER_TYPE_BY_API, ProbeRunner
+from telegraf_llm_input.probe.runner import ProbeRunner
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
@@ -42,7 +43,7 @@ SWITCH_INTERVAL_S = 0.001
 
 def probe_metric(target: TargetConfig, result: ProbeResult, model: str | None, time_ns: int) -> Metric:
     probe = target.probe
-    server_type = target.type if target.type != "auto" else SERVER_TYPE_BY_API.get(probe.api, "openai")
+    server_type = target.type if target.type != "auto" else PROBE_APIS[probe.api].server_type
     tags = dict(target.tags)
     tags.update(target=target.display_name, server_type=server_type, api=probe.api)
     if model:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.servertypes import TYPES
 from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
@@ -213,19 +214,23 @@ class Kind:
         return out
 
 
-KINDS = [
-    Kind("vllm", vllm),
-    Kind("sglang", sglang),
-    Kind("tgi", tgi),
-    Kind("llamacpp", llamacpp),
-    Kind("ollama", ollama),
-    Kind("lmstudio", lmstudio),
-    Kind("openai", openai),
-    Kind("mlx", openai),
-    Kind("json", json_doc, (("json_fields", JSON_FIELDS),)),
-    Kind("prometheus", prometheus, (("measurement", "llm_server"),)),
-    Kind("auto", vllm),
-]
+ROUTES: dict[str, tuple[Callable[[float], dict], tuple]] = {
+    "vllm": (vllm, ()),
+    "sglang": (sglang, ()),
+    "tgi": (tgi, ()),
+    "llamacpp": (llamacpp, ()),
+    "ollama": (ollama, ()),
+    "lmstudio": (lmstudio, ()),
+    "openai": (openai, ()),
+    "mlx": (openai, ()),
+    "json": (json_doc, (("json_fields", JSON_FIELDS),)),
+    "prometheus": (prometheus, (("measurement", "llm_server"),)),
+}
+"""Server type -> its fake's routes over a life, and target keys it needs: one per type of the registry
+(tests/servers/test_registry.py)."""
+
+KINDS = [*(Kind(t, *ROUTES[t]) for t in TYPES if t in ROUTES), Kind("auto", vllm)]
+"""Every server type in the registry's order, then `auto` (a vLLM found by detection)."""
 
 
 def live(kind: Kind, process: bool = False, **sections) -> list[str]:

@@ -1,7 +1,7 @@
 """The dashboards run: every panel query of both dashboards returns data for what the panel claims.
 
 Two agents (`host` = host-a, host-b), each the real CLI on two fake GPUs, watch a real llama-server and fake
-servers of every type (vLLM, SGLang, TGI, Ollama, LM Studio, OpenAI-compatible, JSON, Prometheus page, a
+servers of every type (vLLM, SGLang, TGI, Ollama, LM Studio, OpenAI-compatible, MLX, JSON, Prometheus page, a
 second llama.cpp with the same target name on the other host), probe three of them, tail a request log, write
 to a real InfluxDB 1.x and serve /metrics to a real Prometheus (scrape every second, the alert rules loaded). Queries are substituted as Grafana
 does (tests/support/grafana.py). Then one host's llama.cpp stops: that host reads down, the other stays up.
@@ -278,6 +278,7 @@ def world(influxdb, tmp_path_factory):
         "sglang": fake_sglang([""]),
         "tgi": fake_tgi([""]),
         "openai": fake_openai(["lmstudio-community/qwen"]),
+        "mlx": fake_openai(["mlx-community/qwen"]),
         "lmstudio": FakeServer({"/api/v0/models": Reply(LMSTUDIO_MODELS)}),
         "json": FakeServer(
             {
@@ -364,6 +365,7 @@ def world(influxdb, tmp_path_factory):
                 {"url": ollama.url, "type": "ollama", "name": "ollama", "probe": {**probe, "api": "ollama"}},
                 {"url": fakes["tgi"].url, "type": "tgi", "name": "tgi", "probe": probe},
                 {"url": fakes["openai"].url, "type": "openai", "name": "openai"},
+                {"url": fakes["mlx"].url, "type": "mlx", "name": "mlx"},
             ],
             influxdb.url,
             ports["host-b"],

@@ -7,12 +7,15 @@ import json
 import re
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
 import yaml
 
 from telegraf_llm_input.schema import ALL, BY_NAME, lookup, prometheus_name
+from telegraf_llm_input.servers import fields_of
+from telegraf_llm_input.servertypes import TYPES
 from tests.support.procs import find_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,3 +246,17 @@ def test_server_rows_and_variables():
                 for t in panel["targets"]
                 if "llm_gpu" not in t["query"]
             ), panel["title"]
+
+
+def test_panel_server_lists_name_server_types_that_give_the_field():
+    """`servers=` names registry types; on a server field, only types whose adapter gives it."""
+    _generator()  # imports the spec as `dashboard_spec`
+    spec = sys.modules["dashboard_spec"]
+    gives = {t: fields_of(t) for t in TYPES}
+    for row in spec.ROWS:
+        for panel in row.panels:
+            assert set(panel.servers) <= set(TYPES), panel.title
+            fields = [q.field for q in panel.queries if q.measurement == "llm_server"]
+            givers = {t for t, own in gives.items() for f in fields for g in own if fnmatchcase(f, g)}
+            if givers:  # a field some adapter gives (not `up`, nor a processor's)
+                assert set(panel.servers) <= givers, f"{panel.title}: {sorted(set(panel.servers) - givers)}"

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from telegraf_llm_input.probe.measure import Piece, StreamMeasure, ThinkTags, interpret
+from telegraf_llm_input.apis import PROBE_APIS
+from telegraf_llm_input.probe.measure import StreamMeasure
 
 MS = 1_000_000
 T0 = 5_000 * MS  # monotonic clocks start anywhere
@@ -19,13 +20,24 @@ def chat(delta=None, finish=None, usage=None, choices=True, **extra):
     return json.dumps(obj)
 
 
+def frame(api, data):
+    """One payload as it is on the wire: an NDJSON line or an SSE event."""
+    return (data + "\n" if PROBE_APIS[api].framing == "ndjson" else f"data: {data}\n\n").encode()
+
+
 def measure(api, events, end_ms=None, **finish):
-    m = StreamMeasure(api, T0, http_status=200)
-    last = 0
+    """The result from payloads; the same events sent as wire bytes cut into 3-byte reads give the same result."""
+    end = T0 + int((end_ms if end_ms is not None else (events[-1][0] if events else 0)) * MS)
+    by_payload = StreamMeasure(api, T0, http_status=200)
+    by_bytes = StreamMeasure(api, T0, http_status=200)
     for t_ms, data in events:
-        m.feed(T0 + int(t_ms * MS), data)
-        last = t_ms
-    return m.finish(T0 + int((end_ms if end_ms is not None else last) * MS), **finish)
+        by_payload.feed(T0 + int(t_ms * MS), data)
+        wire = frame(api, data)
+        for i in range(0, len(wire), 3):
+            by_bytes.receive(T0 + int(t_ms * MS), wire[i : i + 3])
+    result = by_payload.finish(end, **finish)
+    assert by_bytes.finish(end, **finish) == result
+    return result
 
 
 def test_vllm_shape_role_chunk_then_tokens_then_separate_usage_chunk():
@@ -363,22 +375,9 @@ def test_llamacpp_completion_stream_with_timings():
     assert r.tpot_ms == pytest.approx(20)
 
 
-def test_interpret_ignores_unknown_shapes():
-    assert interpret("openai_chat", {"object": "something"}) == Piece()
-    assert interpret("openai_chat", {"choices": [None, {"delta": "x"}]}) == Piece()
-    assert interpret("openai_chat", []).error
-
-
 def test_fields_are_numbers_only_and_skip_unknowns():
     r = measure("openai_chat", [(200, chat({"content": "a"})), (201, "[DONE]")])
     fields = r.fields()
     assert fields["success"] == 1 and fields["reasoning"] == 0 and fields["output_tokens"] == 1
     assert "tpot_ms" not in fields  # one token: no inter-token time
     assert all(isinstance(v, (int, float)) for v in fields.values())
-
-
-def test_think_tags_whitespace_before_answer():
-    t = ThinkTags()
-    for i, piece in enumerate(["<think>", "x", "</think>", "\n", "A"]):
-        t.feed(i, piece)
-    assert t.reasoning and t.answer_ns() == 4

@@ -1,30 +1,33 @@
 """Every field a standard server type can emit is documented by name in schema/server.py."""
 
+from pathlib import Path
+
 from telegraf_llm_input.promtext import parse
 from telegraf_llm_input.schema import lookup
-from telegraf_llm_input.servers import llamacpp, sglang, tgi, vllm
+from telegraf_llm_input.servers import module
 from telegraf_llm_input.servers.promtable import read_page
+from telegraf_llm_input.servertypes import TYPES
 from telegraf_llm_input.sources.target import Baseline, derive
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "prometheus"
 
 
 def test_all_fields_from_fixture_pages_are_documented():
     seen = set()
-    for module, fixture in (
-        (vllm, "vllm"),
-        (vllm, "vllm_v0"),
-        (vllm, "vllm_dp2"),
-        (sglang, "sglang"),
-        (tgi, "tgi"),
-        (llamacpp, "llamacpp"),
-        (llamacpp, "llamacpp_old"),
-    ):
-        for reading in read_page(module.TABLE, parse(open(f"tests/fixtures/prometheus/{fixture}.txt").read()), "m"):
-            # a baseline of zeros: every counter moved, every histogram observed something
-            fields = derive(Baseline.zero(reading, 0), reading, 10 * 10**9).fields
-            assert any(k.endswith("_per_s") for k in fields), fixture
-            if module is not llamacpp:  # llama.cpp has no histograms
-                assert any(k.endswith("_p95_ms") for k in fields), fixture
-            seen |= set(fields)
+    tables = [t for t in TYPES if hasattr(module(t), "TABLE")]
+    for server_type in tables:
+        fixtures = sorted(FIXTURES.glob(f"{server_type}.txt")) + sorted(FIXTURES.glob(f"{server_type}_*.txt"))
+        assert fixtures, f"{server_type}: a recorded page in tests/fixtures/prometheus/ (its source in the README)"
+        for fixture in fixtures:
+            page = parse(fixture.read_text())
+            for reading in read_page(module(server_type).TABLE, page, "m"):
+                # a baseline of zeros: every counter moved, every histogram observed something
+                fields = derive(Baseline.zero(reading, 0), reading, 10 * 10**9).fields
+                if reading.counters:
+                    assert any(k.endswith("_per_s") for k in fields), fixture
+                if set(reading.histograms) - reading.count_histograms:  # timings (llama.cpp has none)
+                    assert any(k.endswith("_p95_ms") for k in fields), fixture
+                seen |= set(fields)
     seen |= {
         "up",
         "busy",

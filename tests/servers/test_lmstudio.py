@@ -110,10 +110,11 @@ def test_lmstudio_stats_are_the_probes_server_side_fields():
 
 
 def test_lmstudio_probe_posts_an_openai_chat_body_to_the_rest_api():
+    from telegraf_llm_input.apis import PROBE_APIS
     from telegraf_llm_input.config.probe import ProbeConfig
-    from telegraf_llm_input.probe.runner import PATHS, request_body
+    from telegraf_llm_input.probe.runner import request_body
 
     body = request_body(ProbeConfig(enabled=True, api="lmstudio"), "meta-llama-3.1-8b-instruct")
-    assert PATHS["lmstudio"] == "/api/v0/chat/completions"
+    assert PROBE_APIS["lmstudio"].paths[0] == "/api/v0/chat/completions"
     assert body["stream"] is True and body["messages"][0]["role"] == "user"
     assert body["model"] == "meta-llama-3.1-8b-instruct"

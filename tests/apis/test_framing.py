@@ -1,6 +1,6 @@
 from hypothesis import given, strategies as st
 
-from telegraf_llm_input.probe.sse import LineBuffer, NDJSONParser, SSEEvent, SSEParser
+from telegraf_llm_input.apis.framing import LineBuffer, NDJSONParser, SSEEvent, SSEParser
 
 
 def feed_all(parser, pieces):

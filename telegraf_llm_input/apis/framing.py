@@ -1,7 +1,7 @@
 """Incremental stream framing: Server-Sent Events (OpenAI-compatible, llama.cpp) and NDJSON (Ollama).
 
 Bytes arrive in arbitrary pieces (a UTF-8 character or a CRLF may be split across reads); these
-parsers keep the partial tail and return whole events as soon as they are complete, so the probe
+parsers keep the partial tail and return whole events as soon as they are complete, so a reader
 can timestamp each event at the read that completed it.
 """
 
