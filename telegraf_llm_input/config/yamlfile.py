@@ -1,7 +1,7 @@
 """A config file's text to plain data, bounded: size, nesting and alias expansion are checked before anything
 is built, so a hostile or broken file costs a fraction of a second and a few MB, and ends in one ConfigError.
 
-YAML lets 285 bytes of anchors and aliases stand for a billion nodes, and PyYAML's composer recurses once per
+YAML lets under 300 bytes of anchors and aliases stand for millions of nodes, and PyYAML's composer recurses once per
 nesting level: both are measured on the parser's event stream (flat, no recursion, nothing expanded) first.
 Then the document is composed once: repeated keys are looked for in that node graph and the data is built
 from it. libyaml's parser is used where PyYAML has it (about 20 times faster than the pure-Python one).

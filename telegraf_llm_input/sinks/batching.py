@@ -150,8 +150,9 @@ class BatchingSink:
         """Learned from a 413: send at most this many points per request."""
         self._full_drops = 0
         self._proven = False
-        self._sending: asyncio.Future[float | None] | None = None
         """The database accepted a write since start: only then may points wait in memory."""
+        self._sending: asyncio.Future[float | None] | None = None
+        """The send in flight, if any: close() lets it finish rather than cut it (its batch would go twice)."""
         _LIVE.add(self)
 
     # --- the agent side ---------------------------------------------------------------------
