@@ -7,27 +7,27 @@ turn any failure into a short `FetchError` a log line can carry.
 API:
 - `HttpPool` (one per agent, `SourceEnv.http_pool()`; an `http11.Client` per target); a source
   calls `pool.retain()` when built and `await pool.release()` in its `close()`.
-- `await get(pool, target, path, auth=True, retries=None)` -> `Response` (whole body, capped).
+- `await get(pool, target, path, auth=True, retries=None)` -> `http11.Response` (whole body, capped);
+  any failure raises `errors.FetchError` (both re-exported here, where callers look for them).
 - `headers_for(target, auth)`, `tls_verify(target)`, `transport(exc)` (shared with the probe's
-  own httpx client); `FetchError.kind` in `KINDS`.
+  own httpx client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json as jsonlib
 import ssl
 import sys
 import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from telegraf_llm_input import http11
 from telegraf_llm_input.config.targets import TargetConfig, redact_url
-from telegraf_llm_input.errors import FETCH_KINDS, FetchKind, Transport
+from telegraf_llm_input.errors import FetchError as FetchError, Transport
+from telegraf_llm_input.http11 import Response as Response
 from telegraf_llm_input.lazy import lazy_import
 
 if TYPE_CHECKING:
@@ -35,41 +35,11 @@ if TYPE_CHECKING:
 else:
     httpx = lazy_import("httpx")  # the probe's client and https targets' CA bundle: a plain scrape never loads it
 
-KINDS = FETCH_KINDS
 _BACKOFF_S = (0.1, 0.3, 0.6)
+_TlsKey = tuple[str | None, str | None, str | None, bool]
 
 
-class FetchError(Exception):
-    """A failed request, as one line that is safe to log (no token, no credentials)."""
-
-    def __init__(self, kind: FetchKind, message: str, status: int | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: Mapping[str, str]
-    """Lower-case names."""
-    body: bytes | bytearray
-    url: str
-
-    def text(self) -> str:
-        try:
-            return self.body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise FetchError("bad_encoding", f"{self.url}: body is not valid UTF-8 (byte {exc.start})") from None
-
-    def json(self) -> Any:
-        try:
-            return jsonlib.loads(self.text())
-        except ValueError as exc:
-            raise FetchError("bad_body", f"{self.url}: body is not JSON ({exc.args[0][:60]})") from None
-
-
-def _tls_key(target: TargetConfig) -> tuple:
+def _tls_key(target: TargetConfig) -> _TlsKey:
     return (target.tls_ca, target.tls_cert, target.tls_key, target.insecure_skip_verify)
 
 
@@ -83,8 +53,8 @@ class HttpPool:
     """
 
     def __init__(self) -> None:
-        self._clients: dict[tuple, http11.Client] = {}
-        self._tls: dict[tuple, ssl.SSLContext] = {}
+        self._clients: dict[tuple[_TlsKey, str, str], http11.Client] = {}
+        self._tls: dict[_TlsKey, ssl.SSLContext] = {}
         self._users = 0
 
     def retain(self) -> HttpPool:
@@ -243,7 +213,8 @@ async def get(
     value) bounds it further, so a slow target still gets its `up=0` reported inside the gather.
     """
     url = url_for(target, path)
-    where = f"GET {redact_url(url)}"
+    shown = redact_url(url)
+    where = f"GET {shown}"
     attempts = 1 + (target.retries if retries is None else retries)
     start = time.monotonic()
     end = start + target.timeout if deadline is None else min(start + target.timeout, deadline)
@@ -256,7 +227,7 @@ async def get(
             await asyncio.sleep(backoff)
         timeout = max(0.05, end - time.monotonic())
         try:
-            return await _within(_get_once(pool, target, url, where, auth, accept), timeout)
+            return await _within(_get_once(pool, target, url, shown, auth, accept), timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one FetchError
             last = _classify(exc, where, round(end - start, 3))
             if not _retryable(last):
@@ -277,21 +248,25 @@ else:
 
 
 async def _get_once(
-    pool: HttpPool, target: TargetConfig, url: str, where: str, auth: bool, accept: tuple[int, ...]
+    pool: HttpPool, target: TargetConfig, url: str, shown: str, auth: bool, accept: tuple[int, ...]
 ) -> Response:
     limit = target.max_body_bytes
     try:
         answer = await pool.client(target).get(
-            _request_target(url), headers_for(target, auth), limit, lambda s: not (200 <= s < 300) and s not in accept
+            _request_target(url),
+            headers_for(target, auth),
+            limit,
+            lambda s: not (200 <= s < 300) and s not in accept,
+            shown,
         )
     except http11.Rejected as exc:
         raise FetchError(
-            "http_status", f"{where}: HTTP {exc.status}{_reason(exc.status, exc.reason)}", exc.status
+            "http_status", f"GET {shown}: HTTP {exc.status}{_reason(exc.status, exc.reason)}", exc.status
         ) from None
     except http11.TooBig as exc:
         size = f"body of {exc.declared} bytes is" if exc.declared is not None else "body"
-        raise FetchError("too_big", f"{where}: {size} over max_body_bytes ({limit})") from None
-    return Response(answer.status, answer.headers, answer.body, redact_url(url))
+        raise FetchError("too_big", f"GET {shown}: {size} over max_body_bytes ({limit})") from None
+    return answer
 
 
 def _request_target(url: str) -> str:

@@ -1,38 +1,48 @@
-"""Keep-alive HTTP/1.1 GETs for scrapes: asyncio streams and a strict response reader, a few idle connections.
+"""Keep-alive HTTP/1.1 GETs for scrapes: h11 on asyncio streams, a few idle connections per origin.
 
-Why not httpx on this path: a scrape is one small GET, and httpx's layers (client, httpcore pool, anyio streams, h11)
-cost ~0.6 ms CPU per request where the socket work itself is ~0.1 ms (`python -m bench scrape_client`); with five requests
-a gather, the agent cost more than parsing the page. Reading an answer to a GET is a small, closed problem (RFC 9112:
-status line, header fields, then the body framed by Transfer-Encoding chunked, Content-Length, or the connection's
-close), so it is read here, strictly: anything unusual ends the connection instead of guessing (a bare LF, obs-fold,
-conflicting lengths). tests/test_http11.py checks every framing against h11, the reader httpx itself uses. httpx
-stays for the probe's streaming POST and the InfluxDB sink.
+Why not httpx on this path: a scrape is one small GET, and httpx's layers (client, httpcore pool, anyio streams)
+cost ~0.6 ms CPU per request where the socket work and h11's parsing are ~0.15 ms (`python -m bench scrape_client`);
+with five requests a gather, the agent cost more than parsing the page. So the answer is parsed by h11 (the
+parser httpx itself uses: strict, a bad framing ends the connection instead of guessing) over plain asyncio
+streams (`h11io`), and the pool, the request cache and the body decoder are ours. httpx stays for the probe's
+streaming POST and the InfluxDB sink.
 
-What a caller gets: `await client.get(target, headers, limit, reject)` -> `Answer` (status, headers, whole
-body, decoded from gzip/deflate, at most `limit` bytes after decoding). Failures raise `ConnectFailed`,
-`Broken`, `TooBig`, `Rejected` (a status the caller does not accept, raised before the body is read) or
-`ssl.SSLError`; timeouts are the caller's (`asyncio.timeout`): a cancelled request closes its connection.
+What a caller gets: `await client.get(target, headers, limit, reject, url)` -> `Response` (status, headers, whole
+body, decoded from gzip/deflate, at most `limit` bytes on the wire and after decoding). Failures raise
+`ConnectFailed`, `Broken`, `TooBig`, `Rejected` (a status the caller does not accept, raised before the body is
+read), `ValueError` (a configured header h11 refuses) or `ssl.SSLError`; timeouts are the caller's
+(`asyncio.timeout`): a cancelled request closes its connection.
+
+A kept connection carries the next request only when h11 says both sides are done and not a byte more arrived,
+then or while it sat idle (an answer nobody asked for would answer the next request). A reused connection that
+the server had closed, reset or answered with `408` (RFC 9110 15.5.9: it timed the idle connection out) before
+any byte of our answer is stale: the GET goes again once, on a new connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json as jsonlib
 import ssl
 import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from telegraf_llm_input import __version__
+import h11
+
+from telegraf_llm_input import __version__, h11io
+from telegraf_llm_input.errors import FetchError
 
 USER_AGENT = f"telegraf-llm-input/{__version__}"
-READ_BYTES = 65536
 MAX_IDLE = 8
 """Idle connections kept per origin: a gather asks one target for a few paths at once."""
 KEEPALIVE_S = 60.0
 """An idle connection older than this is closed rather than reused (servers drop theirs after 5-75 s)."""
+_END = h11.EndOfMessage()
 
 
 class ConnectFailed(Exception):
@@ -44,9 +54,9 @@ class Broken(Exception):
 
 
 class TooBig(Exception):
-    """The body (after decoding) is over the caller's limit; `declared` when Content-Length said so up front."""
+    """The body is over the caller's limit; `declared` when Content-Length said so up front."""
 
-    def __init__(self, declared: int | None = None):
+    def __init__(self, declared: int | None = None) -> None:
         super().__init__(declared)
         self.declared = declared
 
@@ -54,70 +64,105 @@ class TooBig(Exception):
 class Rejected(Exception):
     """A status the caller does not accept; the body is not read."""
 
-    def __init__(self, status: int, reason: str):
+    def __init__(self, status: int, reason: str) -> None:
         super().__init__(status, reason)
         self.status = status
         self.reason = reason
 
 
+class _Stale(Exception):
+    """A reused connection that the server had closed, reset or timed out (408) before any byte of our answer:
+    safe to send the GET again."""
+
+
 @dataclass(frozen=True)
-class Answer:
+class Response:
+    """One whole answer to a GET."""
+
     status: int
-    reason: str
     headers: Mapping[str, str]
     """Lower-case names; a repeated header's values joined with ", "."""
-    body: bytearray
+    body: bytes | bytearray
+    url: str
+    """The URL asked, credentials removed: what error lines name."""
+
+    def text(self) -> str:
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FetchError("bad_encoding", f"{self.url}: body is not valid UTF-8 (byte {exc.start})") from None
+
+    def json(self) -> Any:
+        try:
+            return jsonlib.loads(self.text())
+        except ValueError as exc:
+            raise FetchError("bad_body", f"{self.url}: body is not JSON ({exc.args[0][:60]})") from None
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "idle_since")
+    __slots__ = ("reader", "writer", "http", "idle_since", "reused")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, reader: h11io.Reader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=h11io.MAX_HEAD_BYTES)
         self.idle_since = 0.0
+        self.reused = False
 
     def usable(self, now: float) -> bool:
-        return not (self.reader.at_eof() or self.writer.is_closing()) and now - self.idle_since < KEEPALIVE_S
+        """Still open, not too old, and nothing arrived while it was idle."""
+        return (
+            not (self.reader.unread or self.reader.at_eof() or self.writer.is_closing())
+            and now - self.idle_since < KEEPALIVE_S
+        )
 
     def close(self) -> None:
         self.writer.close()
 
 
-def _decoder(encoding: str) -> Callable[[bytes, int], bytes] | None:
-    """A chunk decoder for Content-Encoding (the two we ask for), None for identity or anything else.
+class _Decoder:
+    """Content-Encoding gzip or deflate (the two we ask for), chunk by chunk, capped.
 
-    Each call is given the room left and returns at most one byte more, so a gzip bomb stops at the cap."""
-    encoding = encoding.strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib-wrapped, as the RFC says; raw deflate below
-    else:
-        return None
-    raw = [False]
+    Each call is given the room left and returns at most one byte more, so a gzip bomb stops at the cap; `done`
+    says whether the compressed stream ended (a cut-off body with valid HTTP framing is not a whole page)."""
 
-    def decode(chunk: bytes, room: int) -> bytes:
-        nonlocal inflate
+    __slots__ = ("encoding", "inflate", "raw")
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        # zlib-wrapped deflate, as the RFC says; some servers send raw deflate under that name (see __call__)
+        self.inflate = zlib.decompressobj((16 if encoding == "gzip" else 32) + zlib.MAX_WBITS)
+        self.raw = False
+
+    @staticmethod
+    def of(encoding: str) -> _Decoder | None:
+        """The decoder of a Content-Encoding value, None for identity or anything else."""
+        name = encoding.strip().lower()
+        name = "gzip" if name == "x-gzip" else name
+        return _Decoder(name) if name in ("gzip", "deflate") else None
+
+    def __call__(self, chunk: bytes | bytearray, room: int) -> bytes:
         try:
-            return inflate.decompress(chunk, room + 1)
+            return self.inflate.decompress(chunk, room + 1)
         except zlib.error:
-            if encoding != "deflate" or raw[0]:
-                raise Broken(f"bad {encoding} body") from None
-            raw[0] = True  # some servers send raw deflate under that name
-            inflate = zlib.decompressobj(-zlib.MAX_WBITS)
-            try:
-                return inflate.decompress(chunk, room + 1)
-            except zlib.error:
-                raise Broken(f"bad {encoding} body") from None
+            if self.encoding != "deflate" or self.raw:
+                raise Broken(f"bad {self.encoding} body") from None
+        self.raw = True
+        self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            return self.inflate.decompress(chunk, room + 1)
+        except zlib.error:
+            raise Broken(f"bad {self.encoding} body") from None
 
-    return decode
+    @property
+    def done(self) -> bool:
+        return self.inflate.eof
 
 
 class Client:
     """Idle connections to one origin (scheme, host, port), reused request after request."""
 
-    def __init__(self, url: str, tls: ssl.SSLContext | None):
+    def __init__(self, url: str, tls: ssl.SSLContext | None) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -131,11 +176,11 @@ class Client:
             else None
         )
         self._idle: list[_Conn] = []
-        self._requests: dict[tuple, bytes] = {}
-        """(target, headers) -> the request's bytes, built and checked once: a target asks for the same few paths."""
+        self._requests: dict[tuple[object, ...], h11.Request] = {}
+        """(target, headers) -> the request, built and checked by h11 once: a target asks for the same few paths."""
         self.closed = False
 
-    def request_head(self, target: str, headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    def request_head(self, headers: Mapping[str, str]) -> list[tuple[str, str]]:
         """The request's header lines: ours, then the target's own (which replace ours of the same name)."""
         given = {name.lower() for name in headers}
         base = [
@@ -148,32 +193,40 @@ class Client:
             base.append(("Authorization", self.basic))
         return [(k, v) for k, v in base if k.lower() not in given] + list(headers.items())
 
-    def request(self, target: str, headers: Mapping[str, str]) -> bytes:
+    def request(self, target: str, headers: Mapping[str, str]) -> h11.Request:
+        """The GET, from the cache. Raises ValueError (naming no value: it may be a secret) for a header or target
+        h11 refuses (a line break, a space, a bad name)."""
         key = (target, *headers.items())
-        data = self._requests.get(key)
-        if data is None:
+        request = self._requests.get(key)
+        if request is None:
             if len(self._requests) >= 64:
                 self._requests.clear()
-            data = self._requests[key] = request_bytes(target, self.request_head(target, headers))
-        return data
+            head = self.request_head(headers)
+            try:
+                request = h11.Request(method="GET", target=target, headers=head)
+            except h11.LocalProtocolError:
+                names = ", ".join(name for name, _ in head)
+                raise ValueError(f"request refused: the target or a header ({names}) is not valid HTTP") from None
+            self._requests[key] = request
+        return request
 
     async def get(
-        self, target: str, headers: Mapping[str, str], limit: int, reject: Callable[[int], bool] = lambda s: False
-    ) -> Answer:
-        """GET `target` (path and query). A reused connection that turns out closed is retried once on a new one:
-        the server may have dropped it while idle, before our request reached it."""
+        self,
+        target: str,
+        headers: Mapping[str, str],
+        limit: int,
+        reject: Callable[[int], bool] = lambda s: False,
+        url: str = "",
+    ) -> Response:
+        """GET `target` (path and query); `url` is what the Response says was asked."""
         request = self.request(target, headers)
         conn = self._take()
         if conn is not None:
             try:
-                return await self._exchange(conn, request, limit, reject)
+                return await self._exchange(conn, request, limit, reject, url)
             except _Stale:
                 pass
-        conn = await self._connect()
-        try:
-            return await self._exchange(conn, request, limit, reject)
-        except _Stale:
-            raise Broken("connection closed before an answer") from None
+        return await self._exchange(await self._connect(), request, limit, reject, url)
 
     def _take(self) -> _Conn | None:
         now = time.monotonic()
@@ -186,26 +239,37 @@ class Client:
 
     async def _connect(self) -> _Conn:
         try:
-            reader, writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.tls, server_hostname=self.host if self.tls else None, limit=READ_BYTES
-            )
+            reader, writer = await h11io.open_connection(self.host, self.port, self.tls)
         except ssl.SSLError:
             raise
         except OSError as exc:
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
         return _Conn(reader, writer)
 
-    async def _exchange(self, conn: _Conn, request: bytes, limit: int, reject: Callable[[int], bool]) -> Answer:
+    async def _exchange(
+        self, conn: _Conn, request: h11.Request, limit: int, reject: Callable[[int], bool], url: str
+    ) -> Response:
         keep = False
         try:
-            conn.writer.write(request)
-            answer, keep = await read_answer(conn.reader, limit, reject)
-            return answer
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            h11io.send(conn.http, conn.writer, request, _END)
+            head = await _head(conn)
+            if reject(head.status_code):
+                raise Rejected(head.status_code, head.reason.decode("latin-1"))
+            headers: dict[str, str] = {}
+            for name, value in head.headers:
+                key, text = name.decode("latin-1"), value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {text}" if key in headers else text
+            body = await _body(conn, headers, limit)
+            keep = h11io.clean(conn.http, conn.reader)
+            return Response(head.status_code, headers, body, url)
+        except h11.ProtocolError as exc:
+            raise Broken(str(exc) or type(exc).__name__) from None
+        except ConnectionError as exc:
             raise Broken(type(exc).__name__) from None
         finally:
             if keep and not self.closed and len(self._idle) < MAX_IDLE:
                 conn.idle_since = time.monotonic()
+                conn.reused = True
                 self._idle.append(conn)
             else:
                 conn.close()
@@ -222,156 +286,60 @@ class Client:
                 pass
 
 
-class _Stale(Exception):
-    """The connection was closed before any byte of the answer: safe to send the GET again."""
-
-
-MAX_HEAD_LINES = 128
-"""Header fields of one answer at most (each line at most READ_BYTES): a lying server cannot grow memory."""
-_NO_BODY = frozenset({204, 304})
-
-
-def request_bytes(target: str, headers: list[tuple[str, str]]) -> bytes:
-    """A GET's bytes. Refuses what would split the request (CR, LF, NUL) or is not a header name."""
-    lines = [f"GET {target} HTTP/1.1"]
-    for name, value in headers:
-        if not name or not _TOKEN.issuperset(name):
-            raise ValueError(f"not a header name: {name!r}")
-        if any(c in value for c in "\r\n\0"):
-            raise ValueError(f"header {name}: value holds a line break")
-        lines.append(f"{name}: {value}")
-    if any(c in target for c in " \r\n\0"):
-        raise ValueError("request target holds a space or a line break")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    """One CRLF-ended line without its CRLF; a bare LF is refused (RFC 9112 lets a client refuse it)."""
-    line = await reader.readuntil(b"\n")
-    if line[-2:-1] != b"\r":
-        raise Broken("line without CR")
-    return line[:-2]
-
-
-async def read_answer(
-    reader: asyncio.StreamReader, limit: int, reject: Callable[[int], bool] = lambda s: False
-) -> tuple[Answer, bool]:
-    """Read one answer to a GET: (the answer, whether the connection can carry the next request).
-
-    Raises `_Stale` when the connection ends (or is reset) before any byte of it, `Broken` for a bad or cut-off answer,
-    `Rejected` (after the head, before the body) when `reject(status)`, `TooBig` past `limit`."""
+async def _head(conn: _Conn) -> h11.Response:
+    """The final answer's head (1xx interim answers skipped). `_Stale` on a reused connection that ended, was reset
+    or said 408 before any byte of the answer."""
+    before = conn.reader.arrived
     try:
-        first = await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
+        while True:
+            event = await h11io.receive(conn.http, conn.reader)
+            if isinstance(event, h11.Response):
+                if conn.reused and event.status_code == 408:
+                    raise _Stale
+                return event
+            if not isinstance(event, h11.InformationalResponse):
+                raise Broken("connection closed before an answer")
+    except (h11.RemoteProtocolError, ConnectionError):
+        if conn.reused and conn.reader.arrived == before:
             raise _Stale from None
-        raise Broken("connection closed in the status line") from None
-    except ConnectionError:  # reset before any byte of the answer (the server had closed it): as good as unsent
-        raise _Stale from None
-    while True:
-        if first[-2:-1] != b"\r":
-            raise Broken("line without CR")
-        version, status, reason = _status_line(first[:-2])
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEAD_LINES):
-            line = await _line(reader)
-            if not line:
-                break
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name[-1:] in b" \t" or line[:1] in b" \t":
-                raise Broken("bad header line")  # no colon, space before it, or obs-fold
-            key = name.decode("latin-1").lower()
-            if not _TOKEN.issuperset(key):
-                raise Broken("bad header name")
-            text = value.strip(b" \t").decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        else:
-            raise Broken(f"more than {MAX_HEAD_LINES} header lines")
-        if 100 <= status < 200:
-            if status == 101:
-                raise Broken("the server switched protocols")
-            first = await reader.readuntil(b"\n")  # an interim answer (103 Early Hints): the real one follows
-            continue
-        break
-    if reject(status):
-        raise Rejected(status, reason)
-    keep = version == b"HTTP/1.1" and "close" not in _tokens(headers.get("connection", ""))
+        if conn.reader.arrived == before:
+            raise Broken("connection closed before an answer") from None
+        raise
+
+
+async def _body(conn: _Conn, headers: Mapping[str, str], limit: int) -> bytearray:
+    """The whole body, decoded, at most `limit` bytes on the wire and after decoding (a Content-Length or a chunk
+    size over the limit ends it before its bytes are waited for)."""
+    length = headers.get("content-length")  # h11 checked it is one number
+    if length is not None and int(length) > limit:
+        raise TooBig(int(length))
+    decode = _Decoder.of(headers.get("content-encoding", ""))
     body = bytearray()
-    if status in _NO_BODY:
-        return Answer(status, reason, headers, body), keep
-    decode = _decoder(headers.get("content-encoding", ""))
-
-    def add(chunk: bytes) -> None:
-        room = limit - len(body)
-        data = decode(chunk, room) if decode else chunk
-        if len(data) > room:
-            raise TooBig()
-        body.extend(data)
-
-    coding = headers.get("transfer-encoding")
-    length = headers.get("content-length")
-    if coding is not None:
-        codings = _tokens(coding)
-        if not codings or codings[-1] != "chunked":
-            await _until_close(reader, add)
-            return Answer(status, reason, headers, body), False
-        await _chunked(reader, add)
-        return Answer(status, reason, headers, body), keep and length is None
-    if length is not None:
-        values = {v.strip() for v in length.split(",")}
-        if len(values) != 1 or not next(iter(values)).isdigit():
-            raise Broken("bad Content-Length")
-        left = int(values.pop())
-        if left > limit:
-            raise TooBig(left)
-        await _exactly(reader, left, add, "before the answer was complete")
-        return Answer(status, reason, headers, body), keep
-    await _until_close(reader, add)
-    return Answer(status, reason, headers, body), False
-
-
-def _status_line(line: bytes) -> tuple[bytes, int, str]:
-    version, _, rest = line.partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
-        raise Broken("not an HTTP/1.x status line")
-    return version, int(code), reason.decode("latin-1")
-
-
-def _tokens(value: str) -> list[str]:
-    return [t.strip().lower() for t in value.split(",") if t.strip()]
-
-
-async def _chunked(reader: asyncio.StreamReader, add: Callable[[bytes], None]) -> None:
+    wire = 0
     while True:
-        size_line = await _line(reader)
-        size_text = size_line.split(b";", 1)[0].strip(b" \t")
-        if not size_text or len(size_text) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
-            raise Broken("bad chunk size")
-        size = int(size_text, 16)
-        if size == 0:
-            for _ in range(MAX_HEAD_LINES):  # trailer fields, then the empty line
-                if not await _line(reader):
-                    return
-            raise Broken(f"more than {MAX_HEAD_LINES} trailer lines")
-        await _exactly(reader, size, add, "inside a chunk")
-        if await _line(reader):
-            raise Broken("chunk not followed by CRLF")
+        event = await h11io.receive(conn.http, conn.reader)
+        if isinstance(event, h11.Data):
+            data = event.data
+            wire += len(data)
+            if wire > limit or (event.chunk_start and not event.chunk_end and wire + _chunk_left(conn.http) > limit):
+                raise TooBig()
+            room = limit - len(body)
+            if decode is not None:
+                data = decode(data, room)
+            if len(data) > room:
+                raise TooBig()
+            body += data
+        elif isinstance(event, h11.EndOfMessage):
+            break
+        else:
+            raise Broken("connection closed inside the body")
+    if decode is not None and not decode.done:
+        raise Broken(f"{decode.encoding} body cut off")
+    return body
 
 
-async def _exactly(reader: asyncio.StreamReader, size: int, add: Callable[[bytes], None], where: str) -> None:
-    """`size` bytes to `add`, as they arrive (the cap is checked on each piece, not at the end)."""
-    while size:
-        chunk = await reader.read(min(size, READ_BYTES))
-        if not chunk:
-            raise Broken(f"connection closed {where}")
-        size -= len(chunk)
-        add(chunk)
-
-
-async def _until_close(reader: asyncio.StreamReader, add: Callable[[bytes], None]) -> None:
-    while chunk := await reader.read(READ_BYTES):
-        add(chunk)
+def _chunk_left(conn: h11.Connection) -> int:
+    """The bytes the chunk being read still declares. h11 knows it but has no API for it (its reader's
+    `_bytes_in_chunk`); 0 where that is missing, and the limit is then checked as the bytes arrive."""
+    left = getattr(getattr(conn, "_reader", None), "_bytes_in_chunk", 0)
+    return left if isinstance(left, int) else 0

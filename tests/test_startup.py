@@ -22,6 +22,8 @@ print(json.dumps(sorted(sys.modules)))
 HEAVY = [
     "httpx._client",
     "telegraf_llm_input.http11",
+    "telegraf_llm_input.h11io",
+    "h11",
     "telegraf_llm_input.servers.base",
     "yaml.loader",
     "influxdb_client",

@@ -27,6 +27,9 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
+import h11
+
+from telegraf_llm_input import h11io
 from telegraf_llm_input.config.outputs import PrometheusOutput, parse_listen
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.metric import Metric
@@ -36,6 +39,10 @@ log = get_logger("prometheus")
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_]")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+IDLE_S = 30.0
+"""A scraper's kept connection is closed after this long without a request (Prometheus reconnects)."""
+MAX_REQUEST_BODY = 8192
+"""A scrape has no body; a bigger one gets 413 and the connection closes (the head is bounded by h11io)."""
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -126,6 +133,16 @@ def exposed(measurement: str, field: str) -> Exposed:
     return Exposed(name, False, factor)
 
 
+def help_unit(field: str, unit: str) -> str:
+    """The unit a HELP line names: the schema's, or the base unit the value was scaled to (`gather_ms`: seconds)."""
+    renamed, factor = prometheus_unit(field)
+    if factor != 1.0:
+        for suffix, base in (("_bytes_per_second", "bytes/s"), ("_seconds", "seconds"), ("_bytes", "bytes")):
+            if renamed.endswith(suffix):
+                return base
+    return unit
+
+
 def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -134,7 +151,7 @@ def escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def sample_value(value) -> float | None:
+def sample_value(value: object) -> float | None:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, (int, float)):
@@ -189,7 +206,7 @@ class SeriesStore:
                     spec = lookup(m.measurement, field)
                     meaning = spec.meaning if spec and spec.name != "*" else f"{m.measurement} field {field}"
                     if spec and spec.unit:
-                        meaning += f" ({spec.unit})"
+                        meaning += f" ({help_unit(field, spec.unit)})"
                     self._meta[name] = ("counter" if ex.counter else "gauge", meaning)
                 self._series[(name, key)] = (value * ex.factor, now)
 
@@ -244,8 +261,6 @@ class PrometheusSink:
         self.path = path
         self.store = SeriesStore(expire_s)
         self._server: asyncio.base_events.Server | None = None
-        self._scrapes = 0
-        self._errors = 0
 
     async def start(self) -> None:
         if self._server is None:
@@ -258,11 +273,11 @@ class PrometheusSink:
             try:
                 await self.start()
             except OSError as exc:
-                self._errors += 1
                 raise OSError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         self.store.update(metrics, time.monotonic())
 
     def stats(self) -> Mapping[str, int]:
+        """No counters of its own (the Sink contract asks for the method)."""
         return {}
 
     async def close(self) -> None:
@@ -271,30 +286,16 @@ class PrometheusSink:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-            parts = request_line.split(" ")
-            method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
-            if method not in ("GET", "HEAD"):
-                status, body, ctype = "405 Method Not Allowed", b"method not allowed\n", "text/plain"
-            elif target.split("?", 1)[0] != self.path:
-                status, body, ctype = "404 Not Found", f"metrics are at {self.path}\n".encode(), "text/plain"
-            else:
-                self._scrapes += 1
-                body = self.store.render(time.monotonic()).encode("utf-8", "replace")  # a lone surrogate: `?`
-                status, ctype = "200 OK", CONTENT_TYPE
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n".encode("latin-1")
-            )
-            if method != "HEAD":
-                writer.write(body)
-            await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await h11io.serve(reader, writer, self._respond, idle_s=IDLE_S, max_body=MAX_REQUEST_BODY)
+
+    def _respond(self, request: h11.Request) -> h11io.Reply:
+        """The page for GET/HEAD of `path` (any query), 404 elsewhere, 405 for other methods."""
+        if request.method not in (b"GET", b"HEAD"):
+            return h11io.Reply(405, [("Content-Type", "text/plain"), ("Allow", "GET, HEAD")], b"method not allowed\n")
+        if request.target.split(b"?", 1)[0].decode("latin-1") != self.path:
+            return h11io.Reply(404, [("Content-Type", "text/plain")], f"metrics are at {self.path}\n".encode())
+        body = self.store.render(time.monotonic()).encode("utf-8", "replace")  # a lone surrogate: `?`
+        return h11io.Reply(200, [("Content-Type", CONTENT_TYPE)], body)
 
 
 def build_prometheus(cfg: PrometheusOutput, name: str, state_dir: str | None) -> PrometheusSink:

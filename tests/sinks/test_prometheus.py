@@ -1,10 +1,12 @@
 """The prometheus output: promtool-valid page, scraped by a real Prometheus."""
 
 import asyncio
+import socket
 import subprocess
 import threading
 import time
 
+import h11
 import httpx
 import pytest
 
@@ -181,3 +183,105 @@ def test_any_input_gives_a_page_promtool_accepts():
         assert result.returncode == 0, result.stderr.decode() + "\n" + page
 
     check()
+
+
+def page_server(store_metrics=None):
+    """A started sink on a free port (in a loop of its own thread): (sink, port, stop)."""
+    sink = PrometheusSink("prometheus", f"127.0.0.1:{free_port()}", "/metrics", 60)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    asyncio.run_coroutine_threadsafe(sink.write(store_metrics or sample(time.time_ns())), loop).result(10)
+
+    async def close():
+        await sink.close()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others, timeout=5)  # the connections' handlers (the clients have closed theirs)
+
+    def stop():
+        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+
+    return sink, sink.port, stop
+
+
+def exchange(port: int, data: bytes, methods: list[str]) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Send `data` on one connection and read the answers to `methods` (h11, client side), then whether it closed."""
+    conn = h11.Connection(h11.CLIENT)
+    answers = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        for method in methods:
+            conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))  # h11's state: one request
+            conn.send(h11.EndOfMessage())
+            status, headers, body = 0, {}, b""
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(sock.recv(65536))
+                elif isinstance(event, h11.Response):
+                    status, headers = event.status_code, dict(event.headers)
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                    break
+            answers.append((status, headers, body))
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                break
+            conn.start_next_cycle()
+    return answers
+
+
+def request(method: str, target: str, *head: str) -> bytes:
+    return (
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{''.join(h + chr(13) + chr(10) for h in head)}\r\n".encode()
+    )
+
+
+def test_the_page_server_keeps_the_connection_and_answers_each_request():
+    _, port, stop = page_server()
+    try:
+        data = request("GET", "/metrics") + request("HEAD", "/metrics?x=1") + request("GET", "/other")
+        data += request("POST", "/metrics", "Content-Length: 3") + b"abc" + request("GET", "/metrics")
+        got = exchange(port, data, ["GET", "HEAD", "GET", "POST", "GET"])
+    finally:
+        stop()
+    assert [status for status, _, _ in got] == [200, 200, 404, 405, 200]  # all on one connection, pipelined
+    page, head = got[0], got[1]
+    assert page[1][b"content-type"].startswith(b"text/plain; version=0.0.4") and b"llm_agent_gathers_total" in page[2]
+    assert head[2] == b"" and head[1][b"content-length"] == str(len(page[2])).encode()
+    assert got[4][2] == page[2]
+
+
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        (request("GET", "/metrics", "X-Big: " + "a" * 200_000), 431),
+        (request("GET", "/metrics", "Content-Length: \xb2"), 400),
+        (request("GET", "/metrics", "Transfer-Encoding: gzip, chunked"), 501),
+        (request("POST", "/metrics", "Content-Length: 100000") + b"a" * 100_000, 413),
+        (b"GET /metrics\r\n\r\n", 400),
+    ],
+    ids=[
+        "head-over-64KiB",
+        "content-length-superscript-2",
+        "transfer-encoding-gzip-chunked",
+        "body-too-big",
+        "http0.9",
+    ],
+)
+def test_a_bad_or_too_big_request_gets_its_4xx_and_the_connection_closes(data, status):
+    _, port, stop = page_server()
+    try:
+        [(got, headers, _)] = exchange(port, data, ["GET", "GET"])
+    finally:
+        stop()
+    assert (got, headers.get(b"connection")) == (status, b"close")
+
+
+def test_help_names_the_unit_the_value_was_scaled_to():
+    store = SeriesStore(expire_s=60)
+    store.update(sample(), now=0.0)
+    page = store.render(now=0.0)
+    help_line = next(line for line in page.splitlines() if line.startswith("# HELP llm_agent_gather_seconds "))
+    assert help_line.endswith("(seconds)") and "(ms)" not in page
