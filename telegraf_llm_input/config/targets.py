@@ -135,18 +135,26 @@ class TargetConfig:
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An HTTP field name is a token (RFC 9110 section 5.1): no space, colon or control character."""
-_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-"""Control characters other than tab: a CR or LF would end the header (every request would fail)."""
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t]*[\x21-\x7e])*)?")
+"""What h11 sends: visible ASCII, spaces and tabs only inside (RFC 9110 section 5.5, without obs-text)."""
 
 
 def check_header(name: str, value: str) -> None:
-    """ConfigError unless `name: value` can be sent as an HTTP header; the value (often a key) is never shown."""
+    """ConfigError unless `name: value` can be sent as an HTTP header (what h11 takes; else every gather would
+    fail); the value (often a key) is never shown."""
     if not _HEADER_NAME.fullmatch(name):
         raise ConfigError(
             f"headers.{name}", "not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only, no spaces)"
         )
-    if _HEADER_VALUE_BAD.search(value):
-        raise ConfigError(f"headers.{name}", "the value has a CR, LF or other control character (value not shown)")
+    if _HEADER_VALUE.fullmatch(value):
+        return
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        problem = "has a CR, LF or other control character"
+    elif not value.isascii():
+        problem = "has a character outside ASCII"
+    else:
+        problem = "starts or ends with a space or tab"
+    raise ConfigError(f"headers.{name}", f"the value {problem} (value not shown)")
 
 
 def redact_url(url: str) -> str:

@@ -117,6 +117,14 @@ FAULTS = {
         TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw\\r\\nX-Other: 1"\n',
         "targets[0].headers.X-Api-Key: the value has a CR, LF or other control character (value not shown)",
     ),
+    "header_value_not_ascii": (
+        TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw\u20ac"\n',
+        "targets[0].headers.X-Api-Key: the value has a character outside ASCII (value not shown)",
+    ),
+    "header_value_trailing_space": (
+        TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw "\n',
+        "targets[0].headers.X-Api-Key: the value starts or ends with a space or tab (value not shown)",
+    ),
     "max_models_zero": (TARGET + "    max_models: 0\n", "targets[0].max_models: must be at least 1"),
     "discovery_port_zero": ("discovery:\n  ports: [0]\n", "discovery.ports: must be 1-65535, got 0"),
 }
