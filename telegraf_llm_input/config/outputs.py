@@ -61,7 +61,7 @@ class InfluxV2Output(_Batching):
     """InfluxDB 2.x/3.x, 1.8+ (v2 API), VictoriaMetrics."""
     org: str = "-"
     """Organization: its name on InfluxDB 2.x, where it must exist. VictoriaMetrics and InfluxDB 1.8 ignore it
-    (`-` is 1.8's convention)."""
+    (`-` is 1.8's convention; written `org: "-"`, quoted)."""
     bucket: str = ""
     """Required."""
     token: Secret | None = None
