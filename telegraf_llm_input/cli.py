@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from telegraf_llm_input import hostcpu  # noqa: F401  (first of all: the CPU counters' first reading, see there)
-
-# isort: split
 import argparse
 import asyncio
 import logging

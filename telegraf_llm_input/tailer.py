@@ -48,6 +48,11 @@ TAIL_BYTES = 512
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip", ".z", ".br")
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """A line longer than this is skipped (counted in `ReadResult.oversized`) rather than buffered."""
+SKIP_BLOCK = 1024 * 1024
+"""An over-long line is skipped by scanning for its newline in blocks this big (memory stays bounded)."""
+SKIP_MAX_BYTES = 256 * 1024 * 1024
+"""Bytes one read scans of an over-long line (the rest: the next read), outside the read budget: the scan only
+looks for a newline, so a 100 MiB line is behind us in one gather, not one budget's worth per gather."""
 _END_SCAN = 64 * 1024
 
 Ident = tuple[int, int]
@@ -493,22 +498,37 @@ class Tailer:
             h.fp_len = min(FINGERPRINT_BYTES, size)
             h.fp = _fingerprint(h.fh, h.fp_len)
 
+    @staticmethod
+    def _skip_line(h: _Open) -> bool:
+        """Moves h past the over-long line it is inside (to after its newline); False while its end is not
+        written yet or SKIP_MAX_BYTES were scanned (then the next read goes on)."""
+        h.fh.seek(h.offset)
+        scanned = 0
+        while scanned < SKIP_MAX_BYTES:
+            block = h.fh.read(SKIP_BLOCK)
+            nl = block.find(b"\n")
+            if nl >= 0:
+                h.offset += nl + 1
+                h.skipping = False
+                return True
+            h.offset += len(block)
+            scanned += len(block)
+            if len(block) < SKIP_BLOCK:
+                h.eof = True
+                return False
+        h.eof = False
+        return False
+
     def _read_lines(self, h: _Open, budget: int, res: FileLines) -> int:
         """Reads complete lines from h's position; returns the bytes consumed from the budget."""
+        if h.skipping and not self._skip_line(h):
+            return 0
         h.fh.seek(h.offset)
         data = h.fh.read(budget)
         h.eof = len(data) < budget
         if not data:
             return 0
         used = len(data)
-        if h.skipping:
-            nl = data.find(b"\n")
-            if nl < 0:
-                h.offset += len(data)
-                return used
-            h.skipping = False
-            data = data[nl + 1 :]
-            h.offset += nl + 1
         end = data.rfind(b"\n")
         if end < 0:
             if len(data) < budget:
@@ -527,6 +547,7 @@ class Tailer:
                     h.offset += len(data) + len(rest)
                     h.skipping = True
                     res.oversized += 1
+                    self._skip_line(h)  # the rest of it now, not one budget's worth per gather
                 return used
             res.lines.append(data + rest[:nl])
             h.offset += len(data) + nl + 1

@@ -24,10 +24,6 @@ from tests.fakes.nvml import FakeNvml
 from tests.fakes.streaming import Script, StreamingServer
 
 NOT_EMITTED_HERE = {
-    (
-        "llm_server",
-        "context_used_ratio",
-    ): "a llama.cpp build reporting n_past in /slots (tests/servers/test_llamacpp.py)",
     ("llm_server", "energy_j_per_token"): "a GPU whose energy counter moves while tokens are generated "
     "(tests/sources/test_energy.py)",
     ("llm_process", "gpu_indices"): "a server process holding GPU memory on a GPU the fake NVML lists for it "

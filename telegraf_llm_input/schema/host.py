@@ -5,7 +5,12 @@ HOST = Measurement(
     "The machine under the model: CPU, memory, swap, model disk.",
     ("host",),
     (
-        Field("cpu_percent", "%", "CPU busy since the previous gather, all cores."),
+        Field(
+            "cpu_percent",
+            "%",
+            "CPU busy since the previous gather, all cores; absent in the first gather (it would measure the "
+            "agent's own start-up), as Telegraf's cpu input.",
+        ),
         Field("load1", "", "1-minute load average."),
         Field("load5", "", "5-minute load average."),
         Field("load15", "", "15-minute load average."),

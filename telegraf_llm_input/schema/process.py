@@ -8,7 +8,22 @@ LLM_PROCESS = Measurement(
         Field("up", "0/1", "1 when the process was found; 0 when it is gone (then only `restarts_total`).", type="int"),
         Field("pid", "", "Process id of the server's main process.", type="int"),
         Field("cpu_percent", "%", "CPU since the previous gather, the process and its children (100 = one core)."),
-        Field("rss_bytes", "bytes", "Resident memory of the main process.", type="int"),
+        Field(
+            "rss_bytes",
+            "bytes",
+            "Resident memory of the main process only (where Ollama and vLLM keep the model is a child: read "
+            "`tree_rss_bytes`).",
+            type="int",
+        ),
+        Field(
+            "tree_rss_bytes",
+            "bytes",
+            "Resident memory of the main process and its children (Ollama's `ollama runner`, vLLM's EngineCore, "
+            "workers), summed: what the server costs in RAM. Pages shared between them count in each (an upper "
+            "bound); children are re-read every minute and when one appears on a GPU.",
+            type="int",
+        ),
+        Field("tree_processes", "", "Processes summed into `tree_rss_bytes` (the main one included).", type="int"),
         Field("num_threads", "", "Threads of the main process.", type="int"),
         Field("num_fds", "", "Open file descriptors of the main process.", type="int"),
         Field("uptime_s", "s", "Seconds since the process started."),

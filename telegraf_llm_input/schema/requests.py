@@ -12,7 +12,12 @@ LLM_REQUESTS = Measurement(
         Field("requests", "requests", "Requests logged in the interval.", type="int"),
         Field("errors", "requests", "Requests matching `error_when` (default: `status` not success/ok).", type="int"),
         Field("error_ratio", "0..1", "errors / requests; absent when there was no request."),
-        Field("requests_per_s", "req/s", "requests / seconds since the previous gather (first: since start)."),
+        Field(
+            "requests_per_s",
+            "req/s",
+            "requests / seconds since the previous gather; absent when the interval began with unread backlog (the first "
+            "gather, a gather after one cut short by `max_read_per_gather`): old lines are not this interval's traffic.",
+        ),
         Field("latency_p50_ms", "ms", "Median request latency (`fields.latency_ms`, default key `duration_ms`)."),
         Field("latency_p95_ms", "ms", "95th percentile request latency."),
         Field("latency_p99_ms", "ms", "99th percentile request latency."),
@@ -20,7 +25,11 @@ LLM_REQUESTS = Measurement(
         Field("ttft_p95_ms", "ms", "95th percentile time to first token, when the log has it (`fields.ttft_ms`)."),
         Field("prompt_tokens", "tokens", "Prompt tokens of the interval's requests.", type="int"),
         Field("completion_tokens", "tokens", "Completion tokens of the interval's requests.", type="int"),
-        Field("completion_tokens_per_s", "tok/s", "completion_tokens / seconds since the previous gather."),
+        Field(
+            "completion_tokens_per_s",
+            "tok/s",
+            "completion_tokens / seconds since the previous gather (absent as `requests_per_s`).",
+        ),
         Field(
             "malformed_lines",
             "lines",

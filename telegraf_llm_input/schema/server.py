@@ -63,11 +63,17 @@ SERVER = Measurement(
         Field(
             "busy",
             "0/1",
-            "1 when the server is alive but its metrics page timed out "
-            "(llama.cpp blocks `/metrics` and `/slots` while decoding).",
+            "1 when the server is alive but its metrics page timed out (llama.cpp blocks `/metrics` and `/slots` "
+            "while decoding: `/health` answered). On every server's points; only llama.cpp sets it to 1.",
             type="int",
         ),
-        Field("loading", "0/1", '1 while the model loads (every path answers 503 "Loading model").', type="int"),
+        Field(
+            "loading",
+            "0/1",
+            '1 while the model loads (with `up=0`; llama.cpp: every path answers 503 "Loading model"). On every '
+            "server's points; only llama.cpp sets it to 1.",
+            type="int",
+        ),
         Field("scrape_ms", "ms", "Time to read the target this gather."),
         Field("requests_running", "requests", "Requests being processed now.", servers="TGI: batch size"),
         Field("requests_waiting", "requests", "Requests queued (deferred) now."),
@@ -82,7 +88,8 @@ SERVER = Measurement(
         Field(
             "context_used_ratio",
             "0-1",
-            "Context fill of the fullest busy slot (`n_past / n_ctx`), where the build reports it.",
+            "Context fill of the fullest busy slot (tokens in its context / `n_ctx`: `n_past`, or on builds without "
+            "it `n_prompt_tokens`, which there counts the generated tokens too).",
         ),
         Field("models_loaded", "models", "Models loaded in memory (`/api/ps`).", type="int"),
         Field(
@@ -90,7 +97,7 @@ SERVER = Measurement(
             "tokens",
             "Prompt (input) tokens processed.",
             "counter",
-            servers="TGI: sum of `tgi_request_input_length`",
+            servers="TGI: sum of `tgi_request_input_length`; llama.cpp: without the tokens reused from the cache",
             type="int",
         ),
         Field(
@@ -131,8 +138,9 @@ SERVER = Measurement(
             "prompt_tokens_per_s",
             "tokens/s",
             "Prompt tokens per second of wall time over the interval "
-            "(Prometheus `sum(increase())`: each series' own increase, a series that went down counting from 0, then "
-            "summed over engines/ranks; none on the first scrape).",
+            "(Prometheus `sum(increase())`: each series' own increase, a series that went down or is new counting from 0, "
+            "then summed over engines/ranks; none on the first scrape). Every derived field follows the same rule "
+            "(docs/servers.md).",
         ),
         Field("generation_tokens_per_s", "tokens/s", "Generated tokens per second of wall time over the interval."),
         Field("requests_per_s", "requests/s", "Requests per second over the interval."),
@@ -155,6 +163,7 @@ SERVER = Measurement(
             "tokens",
             "Prompt tokens looked up in the prefix (KV) cache.",
             "counter",
+            servers="llama.cpp: `prompt_tokens_total` + `prompt_tokens_cached_total`",
             type="int",
         ),
         Field(
@@ -162,7 +171,7 @@ SERVER = Measurement(
             "tokens",
             "Prompt tokens found in the prefix cache (not computed again).",
             "counter",
-            servers="SGLang: `cached_tokens_total`",
+            servers="SGLang: `cached_tokens_total`; llama.cpp: `prompt_tokens_cached_total`",
             type="int",
         ),
         Field(
@@ -199,6 +208,13 @@ SERVER = Measurement(
             "tokens/step",
             "Tokens each draft step yields, the bonus token included (1 + accepted tokens / drafts over the interval).",
             servers="SGLang: `spec_accept_length`",
+        ),
+        # issue 25: llama.cpp depth
+        Field(
+            "busy_slots_per_decode",
+            "slots",
+            "Busy slots per `llama_decode` call (how many requests each batch step served), the server's own average "
+            "since it started.",
         ),
         Field("lora_adapters_running", "adapters", "LoRA adapters with running requests now.", type="int"),
         Field("lora_adapters_waiting", "adapters", "LoRA adapters with waiting requests now.", type="int"),

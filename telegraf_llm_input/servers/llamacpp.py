@@ -26,8 +26,9 @@ from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_
 
 TYPE = "llamacpp"
 NAME = "llama.cpp"
-FIELDS = ("busy", "loading", "slots_total", "slots_busy", "context_used_ratio")
-"""llm_server fields read outside the table (`/health`, `/slots`, `/props`)."""
+FIELDS = ("slots_total", "slots_busy", "context_used_ratio", "prefix_cache_queries_total")
+"""llm_server fields read outside the table (`/slots`, `/props`; the prefix-cache queries: a sum). `busy` and
+`loading` are health fields every server's points carry (0 where nothing sets them)."""
 
 TABLE = PromTable(
     server_type=TYPE,
@@ -37,6 +38,7 @@ TABLE = PromTable(
         "requests_running": ("llamacpp:requests_processing",),
         "requests_waiting": ("llamacpp:requests_deferred",),
         "kv_cache_usage_ratio": ("llamacpp:kv_cache_usage_ratio",),
+        "busy_slots_per_decode": ("llamacpp:n_busy_slots_per_decode",),
     },
     counters={
         "prompt_tokens_total": ("llamacpp:prompt_tokens_total",),
@@ -44,10 +46,18 @@ TABLE = PromTable(
         "prompt_seconds_total": ("llamacpp:prompt_seconds_total",),
         "generation_seconds_total": ("llamacpp:tokens_predicted_seconds_total",),
         "decode_calls_total": ("llamacpp:n_decode_total",),
+        "prefix_cache_hits_total": ("llamacpp:prompt_tokens_cached_total",),
+        "spec_decode_drafts_total": ("llamacpp:spec_decode_num_drafts_total",),
+        "spec_decode_draft_tokens_total": ("llamacpp:spec_decode_num_draft_tokens_total",),
+        "spec_decode_accepted_tokens_total": ("llamacpp:spec_decode_num_accepted_tokens_total",),
     },
     speeds={
         "prompt_speed_tokens_per_s": ("prompt_tokens_total", "prompt_seconds_total"),
         "generation_speed_tokens_per_s": ("generation_tokens_total", "generation_seconds_total"),
+        "prefix_cache_hit_ratio": ("prefix_cache_hits_total", "prefix_cache_queries_total"),
+        "spec_decode_acceptance_ratio": ("spec_decode_accepted_tokens_total", "spec_decode_draft_tokens_total"),
+        # each verification step also yields the target model's own token, as vLLM counts it
+        "spec_decode_mean_accept_length": ("spec_decode_accepted_tokens_total", "spec_decode_drafts_total", 1.0),
     },
 )
 
@@ -95,8 +105,28 @@ def timings_fields(timings) -> dict[str, float]:
     return out
 
 
+def with_cache_queries(reading: ModelReading) -> ModelReading:
+    """`prefix_cache_queries_total`: prompt tokens looked up in the cache, as vLLM counts them. llama-server's
+    `prompt_tokens_total` excludes the tokens reused from the cache (`prompt_tokens_cached_total`): their sum."""
+    counters = reading.counters
+    if "prompt_tokens_total" in counters and "prefix_cache_hits_total" in counters:
+        counters["prefix_cache_queries_total"] = counters["prompt_tokens_total"] + counters["prefix_cache_hits_total"]
+    return reading
+
+
+def _context_used(slot: dict) -> float | None:
+    """Tokens in the slot's context: `n_past` where the build has it; newer builds dropped it, and their
+    `n_prompt_tokens` is the slot's cached tokens, the generated ones included (`prompt.tokens.size()`, each sampled
+    token pushed back: 16 prompt tokens and 307 decoded read 323 on the tests' build)."""
+    for key in ("n_past", "n_prompt_tokens"):
+        value = slot.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    return None
+
+
 def slot_fields(slots: list) -> dict[str, float]:
-    """slots_total, slots_busy and, where the build reports `n_past`, the fullest busy slot's context."""
+    """slots_total, slots_busy and the fullest busy slot's context (`_context_used`)."""
     busy = 0
     fill: list[float] = []
     for slot in slots:
@@ -107,9 +137,9 @@ def slot_fields(slots: list) -> dict[str, float]:
             processing = slot.get("state", 0) != 0  # older builds: 0 = idle
         if processing:
             busy += 1
-            n_ctx, n_past = slot.get("n_ctx"), slot.get("n_past")
-            if isinstance(n_ctx, (int, float)) and n_ctx > 0 and isinstance(n_past, (int, float)):
-                fill.append(min(1.0, n_past / n_ctx))
+            n_ctx, used = slot.get("n_ctx"), _context_used(slot)
+            if isinstance(n_ctx, (int, float)) and n_ctx > 0 and used is not None:
+                fill.append(min(1.0, used / n_ctx))
     out: dict[str, float] = {"slots_total": len(slots), "slots_busy": busy}
     if fill:
         out["context_used_ratio"] = max(fill)
@@ -167,10 +197,11 @@ class LlamaCppAdapter:
     async def _read(self, fetch: Fetcher) -> Reading:
         path = fetch.target.metrics_path or "/metrics"
         ask_props = self._props_at is None or time.monotonic() - self._props_at >= PROPS_EVERY_S
+        first = _leaving_time_for_health(fetch)
         page, slots, *props = await asyncio.gather(
-            _answer(fetch.get(path, retries=0, accept=(503,))),
-            _answer(fetch.get("/slots", retries=0, accept=(503,))),
-            *([_answer(fetch.get("/props", accept=(503,)))] if ask_props else []),
+            _answer(first.get(path, retries=0, accept=(503,))),
+            _answer(first.get("/slots", retries=0, accept=(503,))),
+            *([_answer(first.get("/props", accept=(503,)))] if ask_props else []),
         )
         answers = (page, slots, *props)
         if any(_is_loading(a) for a in answers):
@@ -198,7 +229,7 @@ class LlamaCppAdapter:
         if models and self._went_back(models[0]) and not props:
             await self._keep_props(fetch, await _answer(fetch.get("/props", accept=(503,))))
         model = model_from_props(self._props) if self._props is not None else None
-        reading = models[0] if models else ModelReading(model)
+        reading = with_cache_queries(models[0]) if models else ModelReading(model)
         reading.model = model
         slot_list = await fetch.json_of(slots) if isinstance(slots, Response) else None
         if isinstance(slot_list, list):
@@ -231,6 +262,15 @@ class LlamaCppAdapter:
         now = {k: reading.counters[k] for k in RESTART_COUNTERS if k in reading.counters}
         before, self._counters = self._counters, now
         return any(value < before[k] for k, value in now.items() if k in before)
+
+
+def _leaving_time_for_health(fetch: Fetcher) -> Fetcher:
+    """The fetcher for the first requests: it stops early enough that `/health` still has its share of the
+    gather's budget (a third, at most the target's timeout) when neither `/metrics` nor `/slots` answered."""
+    if fetch.deadline is None:
+        return fetch
+    reserve = min(fetch.target.timeout, (fetch.deadline - time.monotonic()) / 3)
+    return Fetcher(fetch.pool, fetch.target, fetch.deadline - max(0.0, reserve))
 
 
 def _status_error(answer: Response) -> FetchError:

@@ -127,14 +127,21 @@ class PromTable:
         return out
 
     def missing(self, page: Page) -> list[str]:
-        """Our fields none of whose names are on the page."""
+        """Our fields none of whose names are on the page, and that no other way gives: a gauge that is also a
+        ratio of two counters on the page (vLLM V1's prefix-cache hit ratio) is not missing."""
         present = {s.name for s in page.samples}
         tables = (
             self.gauges,
             self.counters,
             {k: tuple(n + "_bucket" for n in v) for k, v in {**self.histograms, **self.token_histograms}.items()},
         )
-        return sorted(ours for table in tables for ours, names in table.items() if not any(n in present for n in names))
+        absent = {ours for table in tables for ours, names in table.items() if not any(n in present for n in names)}
+        derived = {
+            ours
+            for ours, (num, den, *_) in self.speeds.items()
+            if num in self.counters and den in self.counters and not {num, den} & absent
+        }
+        return sorted(absent - derived)
 
 
 def _by_name(page: Page) -> dict[str, list[Sample]]:

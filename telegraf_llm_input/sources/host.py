@@ -11,11 +11,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from telegraf_llm_input import hostcpu
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.host import HostConfig
 from telegraf_llm_input.lazy import lazy_import
@@ -54,13 +53,34 @@ def read_psi_some_avg10(path: Path = PSI_MEMORY) -> float | None:
         return None
 
 
+def cpu_busy_percent(prev: Any, now: Any) -> float | None:
+    """Busy share of all cores between two `psutil.cpu_times()` readings, as psutil's `cpu_percent` computes it
+    (idle and iowait are idle; Linux's guest times are inside user/nice already); None without time between them."""
+
+    def total(t: Any) -> float:
+        return sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+    def idle(t: Any) -> float:
+        return t.idle + getattr(t, "iowait", 0.0)
+
+    all_delta = total(now) - total(prev)
+    if all_delta <= 0:
+        return None
+    busy_delta = all_delta - (idle(now) - idle(prev))
+    return min(100.0, max(0.0, busy_delta / all_delta * 100))
+
+
 class HostSource:
+    """`cpu_percent` is the machine's own CPU between two gathers: none in the first (which would measure the
+    agent's own start-up), as Telegraf's cpu input gives nothing until it has an interval."""
+
     name = "host"
 
     def __init__(self, config: HostConfig):
         self._config = config
         self._prev_swap: tuple[float, int, int] | None = None
-        self._primed_at = hostcpu.PRIMED_AT
+        self._prev_cpu: Any = None
+        """`psutil.cpu_times()` of the previous gather (kept here, not psutil's module-wide last reading)."""
 
     def _sample(self, time_ns: int, disk: dict[str, float] | None) -> Metric:
         vm = psutil.virtual_memory()
@@ -111,19 +131,16 @@ class HostSource:
             "model_dir_used_percent": du.percent,
         }
 
-    def _cpu_percent(self) -> float:
-        return psutil.cpu_percent(interval=None)
+    def _cpu_percent(self) -> float | None:
+        now = psutil.cpu_times()
+        prev, self._prev_cpu = self._prev_cpu, now
+        return None if prev is None else cpu_busy_percent(prev, now)
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         # The model disk's statvfs can hang (a dead network mount): a thread keeps it from freezing the loop. The
         # rest reads /proc (or sysctl), which never waits on a device, on the loop: a thread hop costs ~0.1 ms CPU,
         # as much as the reads themselves.
         disk = await asyncio.to_thread(self._disk) if self._config.model_dir else None
-        # Right after start (`--once`) there is no interval to average the CPU over yet: let a short one pass.
-        wait = 0.1 - (time.monotonic() - self._primed_at)
-        self._primed_at = float("-inf")
-        if wait > 0:
-            await asyncio.sleep(wait)
         return [self._sample(ctx.time_ns, disk)]
 
     async def close(self) -> None:

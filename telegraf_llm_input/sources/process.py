@@ -333,10 +333,13 @@ class ProcessSource:
             return self._down(time_ns)
         except psutil.Error:  # its CPU times refused
             pass
+        tree_rss, tree_n = (rss, 1) if rss is not None else (0, 0)
         for p in tree[1:]:
             try:
                 t = p.cpu_times()
                 cpu_pids[p.pid] = t.user + t.system
+                tree_rss += p.memory_info().rss  # one small /proc read per child (statm)
+                tree_n += 1
             except psutil.NoSuchProcess:  # a worker that just exited: read the tree again next time
                 self._refreshed_at = float("-inf")
             except psutil.Error:  # one we may not read
@@ -365,6 +368,8 @@ class ProcessSource:
             "pid": proc.pid,
             "cpu_percent": cpu,
             "rss_bytes": rss,
+            "tree_rss_bytes": tree_rss if tree_n else None,
+            "tree_processes": tree_n or None,
             "num_threads": threads,
             "num_fds": fds,
             "uptime_s": max(0.0, time.time() - self._found.create_time),

@@ -307,8 +307,8 @@ class Aggregator:
             values.append(v)
         return tuple(values), other
 
-    def take(self, tags: dict[str, str], elapsed_s: float, time_ns: int) -> list[Metric]:
-        """This interval's metrics; starts the next interval."""
+    def take(self, tags: dict[str, str], elapsed_s: float | None, time_ns: int) -> list[Metric]:
+        """This interval's metrics (no `*_per_s` when `elapsed_s` is None); starts the next interval."""
         interval, self.interval = self.interval, Interval()
         self.known.update(interval.groups)
         malformed = sum(m.count for m in interval.malformed.values())
@@ -324,17 +324,17 @@ class Aggregator:
         return out
 
 
-def _fields(g: _Group | None, elapsed_s: float) -> dict[str, int | float]:
+def _fields(g: _Group | None, elapsed_s: float | None) -> dict[str, int | float]:
     if g is None:
         g = _Group()
-    per_s = 1.0 / elapsed_s if elapsed_s > 0 else 0.0
+    per_s = None if elapsed_s is None else 1.0 / elapsed_s if elapsed_s > 0 else 0.0
     fields: dict[str, int | float] = {
         "requests": g.requests,
         "errors": g.errors,
-        "requests_per_s": g.requests * per_s,
+        **({} if per_s is None else {"requests_per_s": g.requests * per_s}),
         "prompt_tokens": g.prompt_tokens,
         "completion_tokens": g.completion_tokens,
-        "completion_tokens_per_s": g.completion_tokens * per_s,
+        **({} if per_s is None else {"completion_tokens_per_s": g.completion_tokens * per_s}),
     }
     if g.requests:
         fields["error_ratio"] = g.errors / g.requests
@@ -374,6 +374,8 @@ class RequestLogSource:
         self._agg = Aggregator(cfg)
         self._clock = clock
         self._last = clock()
+        self._caught_up = False
+        """The last gather read every file to its end: the next interval's lines are all new traffic."""
         self._state = StateLog(log)
         self._opened_fail: set[str] = set()
         self._lock = asyncio.Lock()
@@ -383,21 +385,25 @@ class RequestLogSource:
             log.warning("logs %s: %s", self.label, self._tailer.state_error)
             self._tailer.state_error = None
 
-    def _read_and_parse(self, time_limit_s: float) -> dict[str, Malformed]:
+    def _read_and_parse(self, time_limit_s: float) -> tuple[dict[str, Malformed], bool]:
         """Reads in chunks until the byte budget or the time limit is used up, so a backlog is worked
-        off over several gathers instead of running past the deadline (whose results the agent drops)."""
+        off over several gathers instead of running past the deadline (whose results the agent drops).
+        Also returns whether it read everything there was (no backlog left)."""
         with self._thread_lock:
             end = time.monotonic() + time_limit_s
             left = self.cfg.max_read_per_gather
+            caught_up = False
             while left > 0:
-                batches = self._tailer.read(min(READ_CHUNK, left))
+                want = min(READ_CHUNK, left)
+                batches = self._tailer.read(want)
                 for batch in batches:
                     self._agg.add_lines(batch.path, batch.lines, batch.oversized)
                 left -= self._tailer.bytes_read
+                caught_up = self._tailer.bytes_read < want  # every file read to its end
                 if not batches or time.monotonic() >= end:
                     break
             self._tailer.save_state()
-            return dict(self._agg.interval.malformed)
+            return dict(self._agg.interval.malformed), caught_up
 
     def _close(self) -> None:
         with self._thread_lock:
@@ -405,7 +411,7 @@ class RequestLogSource:
 
     async def gather(self, ctx: GatherContext) -> list[Metric]:
         async with self._lock:
-            malformed = await asyncio.to_thread(self._read_and_parse, ctx.deadline_s * TIME_SHARE)
+            malformed, caught_up = await asyncio.to_thread(self._read_and_parse, ctx.deadline_s * TIME_SHARE)
             for path, m in malformed.items():
                 where = path if path == self.label else f"{self.label}: {path}"
                 log.warning("logs %s: skipped %d malformed line(s) (first: %s)", where, m.count, m.first)
@@ -424,8 +430,13 @@ class RequestLogSource:
                 self._state.ok("state", f"logs {self.label}: state file OK again")
             now = self._clock()
             elapsed, self._last = now - self._last, now
+            # Rates only over an interval that began with everything read: then all it read was written in it.
+            # The first gather (the file's backlog from `from: beginning` or a saved position, or nothing read
+            # before the first open at `from: end`) and one after a gather cut short by its budget count requests
+            # but give no `*_per_s`: that backlog is not this interval's traffic.
+            rated, self._caught_up = self._caught_up, caught_up
             with self._thread_lock:
-                return self._agg.take(self._tags, elapsed, ctx.time_ns)
+                return self._agg.take(self._tags, elapsed if rated else None, ctx.time_ns)
 
     async def close(self) -> None:
         async with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.config import Config
@@ -38,20 +38,36 @@ log = get_logger("server")
 
 @dataclass
 class Baseline:
-    """What the previous scrape of one model left for the next one: every series of every counter."""
+    """What the previous scrapes of one model left for the next one: every series of every counter."""
 
     at_ns: int
     """Gather time, integer nanoseconds (intervals are exact differences)."""
     counters: dict[str, dict[hist.LabelKey, float]]
     histograms: dict[str, dict[hist.LabelKey, hist.Histogram]]
+    since: dict[str, int] = field(default_factory=dict)
+    """Counter/histogram -> gather time of its values where that is older than `at_ns`: carried over from a scrape
+    whose answer lacked it, so its next increase covers the whole interval since it was last read."""
 
     @classmethod
-    def of(cls, reading: ModelReading, at_ns: int) -> Baseline:
-        return cls(
+    def of(cls, reading: ModelReading, at_ns: int, prev: Baseline | None = None) -> Baseline:
+        """The reading's series at `at_ns`; what `prev` had and the reading lacks is carried with its own time."""
+        out = cls(
             at_ns,
             {n: reading.series(n) for n in reading.counters},
             {p: reading.hist_series(p) for p in reading.histograms},
         )
+        if prev is not None:
+            for name in prev.counters.keys() - out.counters.keys():
+                out.counters[name] = prev.counters[name]
+                out.since[name] = prev.start(name)
+            for name in prev.histograms.keys() - out.histograms.keys():
+                out.histograms[name] = prev.histograms[name]
+                out.since[name] = prev.start(name)
+        return out
+
+    def start(self, name: str) -> int:
+        """When the kept values of counter/histogram `name` were read."""
+        return self.since.get(name, self.at_ns)
 
     @classmethod
     def zero(cls, reading: ModelReading, at_ns: int) -> Baseline:
@@ -81,37 +97,39 @@ def derive(prev: Baseline | None, cur: ModelReading, at_ns: int) -> Derived:
 
     Pure. First scrape (prev None): no rates, no percentiles. Increases are Prometheus'
     `sum(increase())`: per series, a series that went down counting from 0, then summed (listed in
-    `resets`). A histogram with no new observations gives no percentile. Values keep the types the
-    server gave; the schema's types are applied once for every sink (fieldtypes.py).
+    `resets`). One rule for every derived field (rates, ratios, percentiles): a series new since the
+    previous scrape counts from 0, whether its counter had other series then or none (client libraries
+    create a labelled series at its first increment: vLLM's first `error` finish, TGI's first failure).
+    A counter the previous answer lacked but an earlier one had is compared with that earlier value, over
+    the time since (`Baseline.since`); a ratio needs both its counters over the same interval. A histogram
+    with no new observations gives no percentile. Values keep the types the server gave; the schema's
+    types are applied once for every sink (fieldtypes.py).
     """
     out: dict[str, float | int | None] = dict(cur.gauges)
     out.update(cur.counters)
     resets: list[str] = []
     if prev is None or at_ns <= prev.at_ns:
         return Derived(clean_fields(out), resets)
-    seconds = (at_ns - prev.at_ns) / 1e9
     deltas: dict[str, float] = {}
     for name in cur.counters:
-        before = prev.counters.get(name)
-        if before is None:
-            continue
-        d, reset = increase(before, cur.series(name))
+        d, reset = increase(prev.counters.get(name, {}), cur.series(name))
         if reset:
             resets.append(name)
         deltas[name] = d
         if cur.rated is None or name in cur.rated:
-            out[rate_name(name)] = d / seconds
-    if "request_errors_total" in deltas and "requests_total" in deltas:
+            out[rate_name(name)] = d / ((at_ns - prev.start(name)) / 1e9)
+
+    def same_interval(a: str, b: str) -> bool:
+        return a in deltas and b in deltas and prev.start(a) == prev.start(b)
+
+    if same_interval("request_errors_total", "requests_total"):
         out["error_ratio"] = ratio(deltas["request_errors_total"], deltas["requests_total"])
     for name, (num, den, *plus) in cur.speeds.items():
-        if num in deltas and den in deltas:
+        if same_interval(num, den):
             value = ratio(deltas[num], deltas[den])
             out[name] = None if value is None else value + sum(plus)
     for prefix in cur.histograms:
-        before_h = prev.histograms.get(prefix)
-        if before_h is None:
-            continue
-        d_h, reset = hist.increase(before_h, cur.hist_series(prefix))
+        d_h, reset = hist.increase(prev.histograms.get(prefix, {}), cur.hist_series(prefix))
         if reset:
             resets.append(prefix)
         if d_h is None or d_h.count <= 0:
@@ -184,20 +202,23 @@ class ServerSource:
         self.down_reason = reason
         return self._down(ctx, ctx.deadline_s * 1000)
 
-    def _down(self, ctx: GatherContext, scrape_ms: float) -> list[Metric]:
+    def _down(self, ctx: GatherContext, scrape_ms: float, health: dict[str, int] | None = None) -> list[Metric]:
+        """`up=0` (with `health`: those fields) on the series of the models it last had."""
         models = self._last_models or [None]
         # `type: auto` before any detection: `unknown`, so a server_type filter still sees the outage
         self._down_series = [self._tags(self._server_type or "unknown", m) for m in models]
-        return [Metric(MEASUREMENT, tags, {"up": 0, "scrape_ms": scrape_ms}, ctx.time_ns) for tags in self._down_series]
+        fields = {**(health or {"up": 0}), "scrape_ms": scrape_ms}
+        return [Metric(MEASUREMENT, tags, dict(fields), ctx.time_ns) for tags in self._down_series]
 
-    def _close_down_series(self, metrics: list[Metric], scrape_ms: float, time_ns: int) -> None:
+    def _close_down_series(self, metrics: list[Metric], health: dict[str, int], scrape_ms: float, time_ns: int) -> None:
         """A target that was down before its models (or its type) were known said `up=0` on a series the answer
         no longer has: give that series `up=1`, or its last value (0) would keep `min(up)` and `last(up)` panels
         showing the target down until the series expires."""
         now = {tuple(sorted(m.tags.items())) for m in metrics if m.measurement == MEASUREMENT}
         for tags in self._down_series:
             if tuple(sorted(tags.items())) not in now:
-                metrics.append(Metric(MEASUREMENT, tags, {"up": 1, "scrape_ms": scrape_ms}, time_ns))
+                # the target's health now (a series that said loading=1 says loading=0)
+                metrics.append(Metric(MEASUREMENT, tags, {**health, "scrape_ms": scrape_ms}, time_ns))
         self._down_series = []
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
@@ -229,6 +250,10 @@ class ServerSource:
         self.down_reason = None
         self._state.ok("scrape", f"target {self.target.display_name}: up again")
         health = {"up": 1, "busy": 0, "loading": 0, **reading.health}
+        if not health["up"] and not reading.models:
+            # it answers but serves nothing (llama.cpp loading a model): one point per series it last had, as
+            # when it is down, so no series says up while nothing serves
+            return self._down(ctx, scrape_ms, health)
         readings = self._capped(reading)
         metrics: list[Metric] = []
         for m in readings:
@@ -243,7 +268,10 @@ class ServerSource:
                     f" model {m.model}" if m.model else "",
                     ", ".join(sorted(derived.resets)),
                 )
-            self._baselines[key] = Baseline.of(m, ctx.time_ns)
+            if m.counters or m.histograms:
+                self._baselines[key] = Baseline.of(m, ctx.time_ns, prev)
+            # else an answer without its counters (llama.cpp busy, `/metrics` blocked): the last ones stay the
+            # baseline, so the next answer's rates cover the whole interval and no token goes uncounted
             self._seen[key] = self._gathers
             fields = derived.fields
             if m.measurement == MEASUREMENT:
@@ -262,7 +290,7 @@ class ServerSource:
                 )
             )
         self._last_models = [m.model for m in readings if m.measurement == MEASUREMENT] or [None]
-        self._close_down_series(metrics, scrape_ms, ctx.time_ns)
+        self._close_down_series(metrics, health, scrape_ms, ctx.time_ns)
         return metrics
 
     def _capped(self, reading: Reading) -> list[ModelReading]:

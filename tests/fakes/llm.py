@@ -194,37 +194,70 @@ def llamacpp_metrics(
     deferred: int = 0,
     decode_calls: float = 0,
     kv: float | None = None,
+    cached: float = 0,
+    spec: tuple[float, float, float] = (0, 0, 0),
+    busy_per_decode: float = 1.0,
+    accepted_per_pos: tuple[float, ...] = (),
 ) -> str:
-    """llama-server `--metrics` page: counters first, then gauges (C++ ostream numbers)."""
+    """llama-server `--metrics` page as `server_task_result_metrics::to_metrics()` (tools/server/server-task.cpp)
+    writes it: counters first, then gauges (C++ ostream numbers), then the per-draft-position counter when
+    speculative decoding accepted anything. `spec`: (drafts, draft tokens, accepted tokens); `kv`: the
+    `kv_cache_usage_ratio` gauge of older builds."""
 
     def num(v):
         return f"{v:g}"
 
+    drafts, draft_tokens, accepted = spec
     rows = [
         ("prompt_tokens_total", "counter", prompt),
+        ("prompt_tokens_cached_total", "counter", cached),
         ("prompt_seconds_total", "counter", prompt_s),
         ("tokens_predicted_total", "counter", predicted),
         ("tokens_predicted_seconds_total", "counter", predicted_s),
         ("n_decode_total", "counter", decode_calls),
-        ("n_busy_slots_per_decode", "counter", 1),
+        ("n_tokens_max", "counter", 0),
+        ("spec_decode_num_draft_tokens_total", "counter", draft_tokens),
+        ("spec_decode_num_accepted_tokens_total", "counter", accepted),
+        ("spec_decode_num_drafts_total", "counter", drafts),
         ("prompt_tokens_seconds", "gauge", 123.4),
         ("predicted_tokens_seconds", "gauge", 45.6),
     ]
     if kv is not None:
         rows.append(("kv_cache_usage_ratio", "gauge", kv))
-    rows += [("requests_processing", "gauge", processing), ("requests_deferred", "gauge", deferred)]
-    return "".join(f"# HELP llamacpp:{n} {n}\n# TYPE llamacpp:{n} {k}\nllamacpp:{n} {num(v)}\n" for n, k, v in rows)
+    rows += [
+        ("requests_processing", "gauge", processing),
+        ("requests_deferred", "gauge", deferred),
+        ("n_busy_slots_per_decode", "gauge", busy_per_decode),
+    ]
+    page = "".join(f"# HELP llamacpp:{n} {n}\n# TYPE llamacpp:{n} {k}\nllamacpp:{n} {num(v)}\n" for n, k, v in rows)
+    if accepted_per_pos:
+        name = "llamacpp:spec_decode_num_accepted_tokens_per_pos_total"
+        page += f"# HELP {name} Accepted tokens per draft position\n# TYPE {name} counter\n"
+        page += "".join(f'{name}{{position="{i}"}} {num(v)}\n' for i, v in enumerate(accepted_per_pos))
+    return page
 
 
-def llamacpp_slots(busy: int, total: int, n_ctx: int = 4096) -> list[dict]:
+def llamacpp_slots(busy: int, total: int, n_ctx: int = 4096, prompt: int = 16, decoded: int = 0) -> list[dict]:
+    """`/slots` as `server_slot::to_json()` writes it: `n_prompt_tokens` is the slot's cached tokens, the decoded
+    ones included (no `n_past`); `next_token` is a one-item list."""
     return [
         {
             "id": i,
-            "id_task": i if i < busy else -1,
             "n_ctx": n_ctx,
             "speculative": False,
             "is_processing": i < busy,
-            "next_token": {"has_next_token": i < busy, "n_remain": -1, "n_decoded": 0},
+            "id_task": i if i < busy else -1,
+            "n_prompt_tokens": prompt + decoded if i < busy else 0,
+            "n_prompt_tokens_processed": prompt if i < busy else 0,
+            "n_prompt_tokens_cache": 0,
+            "next_token": [
+                {
+                    "has_next_token": i < busy,
+                    "has_new_line": False,
+                    "n_remain": -1,
+                    "n_decoded": decoded if i < busy else 0,
+                }
+            ],
         }
         for i in range(total)
     ]

@@ -12,6 +12,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,23 @@ def server_metric(metrics: list[Metric]) -> Metric:
     found = find(metrics, "llm_server")
     assert len(found) == 1, f"expected one llm_server metric, got {found}"
     return found[0]
+
+
+def around(server, work: Callable[[], Awaitable[None]]) -> tuple[Metric, dict, Metric, dict]:
+    """Gather and read the server's own counters, run `work()`, then both again: (first, before, second, after)."""
+
+    async def scenario():
+        agent = make_agent([target(server, type="llamacpp")])
+        try:
+            first = server_metric(await agent.gather_once())
+            before = server.metrics()
+            await work()
+            second = server_metric(await agent.gather_once())
+            return first, before, second, server.metrics()
+        finally:
+            await agent.close()
+
+    return asyncio.run(scenario())
 
 
 def warnings(agent_log) -> list[str]:
@@ -132,22 +150,13 @@ def test_counters_equal_the_servers_own(llama_server):
 def test_generation_rate_is_the_counter_delta_over_the_interval(llama_server):
     """After N requests between two gathers, tokens/s = Δtokens_predicted_total / Δt of the two gathers."""
 
-    async def scenario():
-        agent = make_agent([target(llama_server, type="llamacpp")])
-        try:
-            first = server_metric(await agent.gather_once())
-            before = llama_server.metrics()
-            started = time.monotonic()
-            for prompt in PROMPTS[3:7]:
-                await asyncio.to_thread(llama_server.complete, prompt, 48)
-            await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - started)))  # an interval long enough to rate
-            second = server_metric(await agent.gather_once())
-            after = llama_server.metrics()
-            return first, before, second, after
-        finally:
-            await agent.close()
+    async def work():
+        started = time.monotonic()
+        for prompt in PROMPTS[3:7]:
+            await asyncio.to_thread(llama_server.complete, prompt, 48)
+        await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - started)))  # an interval long enough to rate
 
-    first, before, second, after = asyncio.run(scenario())
+    first, before, second, after = around(llama_server, work)
     assert "generation_tokens_per_s" not in first.fields  # first scrape: counters only, no rates
     delta_tokens = after["tokens_predicted_total"] - before["tokens_predicted_total"]
     delta_prompt = after["prompt_tokens_total"] - before["prompt_tokens_total"]
@@ -354,3 +363,53 @@ def test_api_key_without_token_one_clear_error_and_no_made_up_numbers(make_llama
     assert len(lines) == 1, lines
     assert "\n" not in lines[0]
     assert "401" in lines[0] and "bearer_token" in lines[0], lines[0]
+
+
+def test_prefix_cache_spec_decode_and_batching_fields_are_the_servers_own(llama_server):
+    """The same prompt twice: the second reuses the first's cached prefix. The agent's prefix-cache fields are the
+    server's own `prompt_tokens_cached_total` (hits) and processed + cached tokens (queries, as vLLM counts them);
+    the speculative-decoding counters (0 without a draft model) and the busy-slots average are its own too."""
+    prompt = " ".join(PROMPTS[:4])
+
+    async def work():
+        for _ in range(2):
+            await asyncio.to_thread(llama_server.complete, prompt, 8)
+
+    first, before, second, after = around(llama_server, work)
+    f = second.fields
+    cached = after["prompt_tokens_cached_total"] - before["prompt_tokens_cached_total"]
+    processed = after["prompt_tokens_total"] - before["prompt_tokens_total"]
+    assert cached > 0  # the second request reused the first one's prefix
+    assert f["prefix_cache_hits_total"] == after["prompt_tokens_cached_total"]
+    assert f["prefix_cache_queries_total"] == after["prompt_tokens_total"] + after["prompt_tokens_cached_total"]
+    assert f["prefix_cache_hit_ratio"] == pytest.approx(cached / (cached + processed))
+    assert f["spec_decode_drafts_total"] == after["spec_decode_num_drafts_total"] == 0
+    assert f["spec_decode_draft_tokens_total"] == 0 and "spec_decode_acceptance_ratio" not in f
+    assert f["busy_slots_per_decode"] == pytest.approx(after["n_busy_slots_per_decode"])
+
+
+def test_context_used_ratio_follows_a_long_generation(llama_server):
+    """No `n_past` on this build: the busy slot's context is `n_prompt_tokens` (prompt + tokens decoded so far)."""
+    n_predict = 600  # per-slot context is 2048 / 2 = 1024
+
+    async def scenario():
+        agent = make_agent([target(llama_server, type="llamacpp")], deadline_s=3.0)
+        seen: list[dict] = []
+        try:
+            async with httpx.AsyncClient() as client:
+                request = asyncio.ensure_future(llama_server.acomplete(client, PROMPTS[12], n_predict, ignore_eos=True))
+                deadline = time.monotonic() + 120
+                while not request.done() and time.monotonic() < deadline:
+                    seen.append(dict(server_metric(await agent.gather_once()).fields))
+                    await asyncio.sleep(0.05)
+                reply = await request
+            return seen, reply
+        finally:
+            await agent.close()
+
+    seen, reply = asyncio.run(scenario())
+    prompt_tokens = reply["usage"]["prompt_tokens"]
+    used = [s["context_used_ratio"] * 1024 for s in seen if s.get("slots_busy") == 1 and "context_used_ratio" in s]
+    assert used, f"no scrape saw the slot busy: {seen}"
+    assert all(prompt_tokens <= u <= prompt_tokens + n_predict for u in used), (prompt_tokens, used)
+    assert max(used) > prompt_tokens + 1  # it grows with the decoded tokens

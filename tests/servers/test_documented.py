@@ -45,3 +45,14 @@ def test_all_fields_from_fixture_pages_are_documented():
     assert undocumented == []
     for f in ("size_bytes", "vram_bytes", "gpu_offload_ratio", "context_length", "seconds_until_unload"):
         assert lookup("llm_model_loaded", f) is not None
+
+
+def test_health_fields_on_every_servers_points_are_not_documented_as_one_servers():
+    """`busy`/`loading` are on every server's points (0 where nothing sets them): no `(llama.cpp)` note."""
+    from telegraf_llm_input.schema import markdown
+    from telegraf_llm_input.servers import field_servers
+
+    servers = field_servers()
+    assert "busy" not in servers and "loading" not in servers
+    rows = [line for line in markdown(servers).splitlines() if "| `busy` |" in line or "| `loading` |" in line]
+    assert len(rows) == 2 and all("every server's points" in row and "(llama.cpp)" not in row for row in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,19 @@ def test_duplicate_series_on_a_prometheus_target_keep_the_first():
         [metrics] = scrape(TargetConfig(url=fake.url, type="prometheus"), [0])
     [app] = [m for m in metrics if "app_inflight" in m.fields]
     assert app.fields["app_inflight"] == 3.0
+
+
+def test_the_missing_line_names_no_field_that_the_page_gives_from_counters():
+    """A V1 page (recorded, tests/fixtures/prometheus/vllm.txt) has no V0 hit-rate gauge, but its prefix-cache
+    counters give `prefix_cache_hit_ratio`: the info line must not say the page lacks it."""
+    from telegraf_llm_input.promtext import parse
+    from telegraf_llm_input.servers.vllm import TABLE
+
+    text = (Path(__file__).resolve().parent.parent / "fixtures" / "prometheus" / "vllm.txt").read_text()
+    assert "vllm:prefix_cache_queries_total" in text and "vllm:gpu_prefix_cache_hit_rate" not in text
+    missing = TABLE.missing(parse(text))
+    assert "prefix_cache_hit_ratio" not in missing
+    assert "prefix_cache_queries_total" not in missing
+    # without the spec-decode counters the acceptance ratio is missing indeed
+    if "vllm:spec_decode_num_draft_tokens_total" not in text:
+        assert "spec_decode_acceptance_ratio" in missing

@@ -354,7 +354,9 @@ def test_vllm_version_is_asked_rarely_again_after_an_outage_and_kept_on_down_poi
         asks = fake.paths().count("/version")
     # the gather after the outage also closes the series that went down (0.10.1) with up=1: it is no longer named
     closing = [m for m in out[4] if m.tags.get("server_version") == "0.10.1"]
-    assert [m.fields for m in closing] == [{"up": 1, "scrape_ms": closing[0].fields["scrape_ms"]}]
+    assert [m.fields for m in closing] == [
+        {"up": 1, "busy": 0, "loading": 0, "scrape_ms": closing[0].fields["scrape_ms"]}
+    ]
     out[4] = [m for m in out[4] if m not in closing]
     tags = [server_point(o).tags.get("server_version") for o in out]
     ups = [server_point(o).fields["up"] for o in out]

@@ -30,7 +30,7 @@ def test_real_values_are_sane(tmp_path):
     f = first.fields
     assert f["mem_total_bytes"] > 0 and 0 < f["mem_available_bytes"] <= f["mem_total_bytes"]
     assert f["mem_used_bytes"] == f["mem_total_bytes"] - f["mem_available_bytes"]
-    for key in ("cpu_percent", "mem_used_percent", "swap_used_percent", "model_dir_used_percent"):
+    for key in ("mem_used_percent", "swap_used_percent", "model_dir_used_percent"):
         assert 0.0 <= f[key] <= 100.0, key
     assert f["load1"] >= 0 and f["swap_total_bytes"] >= f["swap_used_bytes"] >= 0
     du = psutil.disk_usage(str(tmp_path))
@@ -90,3 +90,26 @@ def test_macos_memory_pressure_level_via_sysctl(monkeypatch):
     fields = gather(source).fields
     assert fields["memory_pressure_level"] == 2  # macOS "warning"
     assert fields["swap_total_bytes"] >= 0  # psutil's swap works the same on macOS
+
+
+def test_no_cpu_percent_until_there_is_an_interval_of_the_machines_own():
+    """The first gather would measure the agent's own start-up: no cpu_percent; the second has the machine's."""
+    source = HostSource(HostConfig())
+    first = gather(source).fields
+    assert "cpu_percent" not in first and first["mem_total_bytes"] > 0
+    x = 0
+    for i in range(200_000):  # some CPU of our own in the interval
+        x += i
+    assert 0.0 <= gather(source).fields["cpu_percent"] <= 100.0
+
+
+def test_cpu_busy_percent_is_psutils_arithmetic():
+    from collections import namedtuple
+
+    from telegraf_llm_input.sources.host import cpu_busy_percent
+
+    T = namedtuple("T", "user nice system idle iowait irq softirq steal guest guest_nice")
+    prev = T(100, 0, 50, 800, 50, 0, 0, 0, 10, 0)
+    now = T(130, 0, 60, 850, 60, 0, 0, 0, 15, 0)  # 40 busy, 60 idle (iowait counted idle); guest inside user
+    assert cpu_busy_percent(prev, now) == pytest.approx(40.0)
+    assert cpu_busy_percent(now, now) is None

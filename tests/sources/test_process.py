@@ -43,11 +43,11 @@ time.sleep(600)
 
 
 class Server:
-    def __init__(self, tmp: Path, host: str, port: int, marker: str = "llm-fake-server"):
+    def __init__(self, tmp: Path, host: str, port: int, marker: str = "llm-fake-server", script: str = SERVER):
         self.pid_file = tmp / f"server-{port}.pid"
         self.pid_file.unlink(missing_ok=True)
         self.proc = ManagedProcess(
-            [sys.executable, "-c", SERVER, host, str(port), str(self.pid_file), marker], tmp / f"server-{port}.log"
+            [sys.executable, "-c", script, host, str(port), str(self.pid_file), marker], tmp / f"server-{port}.log"
         )
         probe = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
         wait_until(lambda: self.pid_file.exists() and _connects(probe, port), 15, "test server", self.proc.proc)
@@ -330,3 +330,23 @@ def test_without_a_cheap_check_a_live_pid_is_still_searched_once(servers):
     assert lookup.searches == 2
     server.kill()
     assert gather(source).fields["up"] == 0  # the pid's death is seen at once
+
+
+# Its worker holds the model: 96 MiB written (resident), as Ollama's `ollama runner` or vLLM's EngineCore does.
+SERVER_WITH_A_HEAVY_WORKER = SERVER.replace(
+    '"import time; time.sleep(600)"', "\"import time; model = b'm' * (96 << 20); time.sleep(600)\""
+)
+
+
+def test_tree_rss_is_the_memory_of_the_process_and_its_children(servers):
+    port = free_port()
+    server = servers("127.0.0.1", port, script=SERVER_WITH_A_HEAVY_WORKER)
+    worker = psutil.Process(server.worker_pid)
+    wait_until(lambda: worker.memory_info().rss > 96 << 20, 15, "worker memory", None)
+    [source] = process_sources([{"url": f"http://127.0.0.1:{port}", "type": "ollama", "name": "ollama"}])
+    f = gather(source).fields
+    main_rss = psutil.Process(server.pid).memory_info().rss
+    assert f["rss_bytes"] == pytest.approx(main_rss, rel=0.05)  # the main process only, as before
+    assert f["tree_processes"] == 2
+    assert f["tree_rss_bytes"] == pytest.approx(main_rss + worker.memory_info().rss, rel=0.05)
+    assert f["tree_rss_bytes"] > f["rss_bytes"] + (96 << 20)

@@ -82,8 +82,9 @@ def append(path: Path, recs: list[dict]) -> None:
         f.write("".join(json.dumps(r) + "\n" for r in recs))
 
 
-def check_against(fields: dict, recs: list[dict]) -> None:
-    """Every aggregate equals what numpy computes from the records the test wrote."""
+def check_against(fields: dict, recs: list[dict], rated: bool | None = None) -> None:
+    """Every aggregate equals what numpy computes from the records the test wrote; `rated` (None: either way):
+    whether the interval has `*_per_s`."""
     lat = np.array([r["duration_ms"] for r in recs])
     assert fields["requests"] == len(recs)
     errors = sum(r["status"] != "success" for r in recs)
@@ -95,10 +96,15 @@ def check_against(fields: dict, recs: list[dict]) -> None:
         assert fields[f"latency_p{q}_ms"] == pytest.approx(np.percentile(lat, q), rel=1e-12)
     assert fields["latency_mean_ms"] == pytest.approx(lat.mean(), rel=1e-12)
     assert fields["ttft_p95_ms"] == pytest.approx(np.percentile([r["ttft_ms"] for r in recs], 95), rel=1e-12)
-    assert fields["requests_per_s"] > 0
-    assert fields["completion_tokens_per_s"] / fields["requests_per_s"] == pytest.approx(
-        fields["completion_tokens"] / fields["requests"]
-    )
+    if rated is None:
+        rated = "requests_per_s" in fields
+    if rated:  # an interval that began with backlog (the first gather) has no rates: old lines are not its traffic
+        assert fields["requests_per_s"] > 0
+        assert fields["completion_tokens_per_s"] / fields["requests_per_s"] == pytest.approx(
+            fields["completion_tokens"] / fields["requests"]
+        )
+    else:
+        assert "requests_per_s" not in fields and "completion_tokens_per_s" not in fields
 
 
 @pytest.fixture
@@ -124,11 +130,12 @@ def test_steady_writes_percentiles_match_numpy(tmp_path):
     log = tmp_path / "req.log"
     append(log, [record(i) for i in range(5)])  # there before start: skipped (from: end)
     run = Run(tmp_path, {"path": str(log)})
-    assert only(run.gather())["requests"] == 0
+    first = only(run.gather())
+    assert first["requests"] == 0 and "requests_per_s" not in first  # no interval read from its start yet
     for round_ in range(3):
         recs = [record(1000 * round_ + i) for i in range(200 + 50 * round_)]
         append(log, recs)
-        check_against(only(run.gather()), recs)
+        check_against(only(run.gather()), recs, rated=True)
     # Quiet interval: requests=0, rates 0, no percentiles.
     quiet = only(run.gather())
     assert quiet["requests"] == 0 and quiet["requests_per_s"] == 0 and quiet["errors"] == 0
@@ -163,7 +170,7 @@ def test_burst_in_one_interval_is_exact(tmp_path):
     run = Run(tmp_path, {"path": str(log), "from": "beginning", "max_read_per_gather": "64MiB"})
     recs = [record(i) for i in range(100_000)]
     append(log, recs)
-    check_against(only(run.gather()), recs)
+    check_against(only(run.gather()), recs, rated=False)
     run.close()
 
 
@@ -585,4 +592,50 @@ def test_unopenable_path_and_unwritable_state_dir_warn_once_and_keep_going(tmp_p
     assert len([w for w in warnings if "cannot open" in w]) == 1, warnings
     assert len([w for w in warnings if "cannot write state file" in w]) == 1, warnings
     assert any("readable again" in r.getMessage() for r in logged if r.levelno == logging.INFO)
+    run.close()
+
+
+def test_a_backlog_is_counted_but_not_divided_by_the_time_since_start(tmp_path):
+    """1,000 requests already in the file at start (`from: beginning`), read over two gathers (the byte budget):
+    counted once, but no requests_per_s until an interval began with everything read; then the rate is the new
+    lines over that interval only."""
+    from telegraf_llm_input.config.requestlog import LogConfig
+    from telegraf_llm_input.sources.base import GatherContext
+    from telegraf_llm_input.sources.requestlog import RequestLogSource
+
+    log = tmp_path / "req.log"
+    old = [record(i) for i in range(1000)]
+    append(log, old)
+    now = [0.0]
+    size = log.stat().st_size
+    cfg = LogConfig(path=str(log), start_from="beginning", max_read_per_gather=size // 2 + 1000)
+    source = RequestLogSource(cfg, clock=lambda: now[0])
+
+    def gather(t: float) -> dict:
+        now[0] = t
+        return only(asyncio.run(source.gather(GatherContext(int(t * 1e9), 30.0))))
+
+    first, second = gather(0.86), gather(10.0)  # the backlog, in two budgets' worth
+    assert first["requests"] + second["requests"] == 1000
+    assert "requests_per_s" not in first and "requests_per_s" not in second
+    new = [record(5000 + i) for i in range(30)]
+    append(log, new)
+    third = gather(20.0)
+    assert third["requests"] == 30 and third["requests_per_s"] == pytest.approx(30 / 10.0)
+    asyncio.run(source.close())
+
+
+def test_a_line_over_64_mib_is_skipped_in_one_gather(tmp_path):
+    """A 70 MiB line (sparse, so the test writes little) between good ones: skipped and counted as one bad line
+    in the same gather that reads the lines after it, not one 256 KiB chunk per gather."""
+    log = tmp_path / "req.log"
+    with open(log, "wb") as f:
+        f.write((json.dumps(record(1)) + "\n").encode())
+        f.write(b"{")
+        f.seek(70 * 1024 * 1024, os.SEEK_CUR)
+        f.write(b"}\n" + "".join(json.dumps(record(i)) + "\n" for i in range(2, 5)).encode())
+    run = Run(tmp_path, {"path": str(log), "from": "beginning"})
+    first = run.gather()
+    assert only(first)["requests"] == 4
+    assert malformed(first) == 1
     run.close()

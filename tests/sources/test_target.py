@@ -233,3 +233,30 @@ def test_a_target_down_before_its_models_were_known_reads_up_once_they_are(kind)
     assert ups[tuple(sorted(d.tags.items()))] == 1  # the series that said down now says up
     assert by_model(up)[M].fields["up"] == 1
     assert [m.tags.get("model") for m in later if m.measurement == "llm_server"] == [M]  # only once
+
+
+def test_a_series_new_between_two_scrapes_counts_from_zero_in_every_field():
+    """One rule (docs/servers.md): the first `error` finish creates its series between two scrapes; it counts from 0
+    in requests_per_s, in request_errors_total's increase and so in error_ratio alike."""
+    p1 = vllm_page({M: Snap(finished={"stop": 10})})
+    p2 = vllm_page({M: Snap(finished={"stop": 16, "error": 2})})
+    with fake_vllm([p1, p2]) as fake:
+        first, second = scrape_all(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S])
+    assert "request_errors_total" not in by_model(first)[M].fields
+    f = by_model(second)[M].fields
+    assert f["requests_per_s"] == pytest.approx(8 / 10)
+    assert f["error_ratio"] == pytest.approx(2 / 8)
+
+
+def test_a_counter_missing_from_one_answer_is_compared_with_its_last_value_over_the_whole_interval():
+    from telegraf_llm_input.servers.base import ModelReading
+    from telegraf_llm_input.sources.target import Baseline, derive
+
+    def reading(**counters):
+        return ModelReading(None, counters=dict(counters), rated=None)
+
+    b0 = Baseline.of(reading(a_total=100.0, b_total=10.0), 0)
+    b1 = Baseline.of(reading(b_total=20.0), 10 * S, b0)  # a_total missing from this answer
+    f = derive(b1, reading(a_total=160.0, b_total=30.0), 20 * S).fields
+    assert f["a_per_s"] == pytest.approx(60 / 20)  # not 160 counted from 0, nor 60 over 10 s
+    assert f["b_per_s"] == pytest.approx(10 / 10)
