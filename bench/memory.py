@@ -20,30 +20,21 @@ from pathlib import Path
 import psutil
 import yaml
 
+from bench.execd import execd_agent, trigger
 from bench.pages import llamacpp_pages, vllm_pages
 from bench.pageserver import PageServer
 from bench.report import record
 
-REPO = Path(__file__).resolve().parent.parent
 GATHERS = int(os.environ.get("BENCH_MEMORY_GATHERS", "10000"))
 WARMUP = 200
 TARGETS = int(os.environ.get("BENCH_MEMORY_TARGETS", "1"))  # 2 adds a vLLM target (~40% slower)
 
 
-def gather_n(agent: subprocess.Popen, n: int, done: int) -> int:
+def gather_n(agent: subprocess.Popen[str], n: int, done: int) -> int:
     """Feed n newlines one at a time, each after the previous gather's output; returns the gathers done."""
-    assert agent.stdin is not None and agent.stdout is not None
     for _ in range(n):
-        agent.stdin.write("\n")
-        agent.stdin.flush()
         done += 1
-        marker = f"gathers={done}i"
-        while True:
-            line = agent.stdout.readline()
-            if not line:
-                raise SystemExit(f"agent exited after {done - 1} gathers")
-            if line.startswith("llm_agent") and marker in line:
-                break
+        trigger(agent, done)
     return done
 
 
@@ -79,24 +70,13 @@ def main() -> None:
                 }
             )
         )
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "stdin"],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        ps = psutil.Process(agent.pid)
-        done = 0
-        started = time.monotonic()
-        try:
+        with execd_agent(config) as agent:
+            ps = psutil.Process(agent.pid)
+            done = 0
+            started = time.monotonic()
             for checkpoint in checkpoints:
                 done = gather_n(agent, checkpoint - done, done)
                 rss[done] = ps.memory_info().rss
-        finally:
-            agent.stdin.close()
-            agent.wait(30)
         took = time.monotonic() - started
     base = baseline_rss()
     end = rss[GATHERS]

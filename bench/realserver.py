@@ -14,7 +14,6 @@ Run: python3 -m bench.realserver
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,10 +23,10 @@ import psutil
 import yaml
 from line_protocol_parser import parse_line
 
+from bench.execd import execd_agent, trigger
 from bench.report import record
 from tests.support.llama_server import BuildUnavailable, LlamaServer, ensure_llama_server, tiny_model_path
 
-REPO = Path(__file__).resolve().parent.parent
 GATHERS = 20
 INTERVAL_S = 1.0
 REQUEST_TOKENS = 64  # short requests: the server's counter moves in small steps
@@ -40,20 +39,10 @@ def keep_generating(server: LlamaServer, stop: threading.Event, client: int) -> 
         i += 1
 
 
-def gather(agent: subprocess.Popen, n: int) -> dict | None:
+def gather(agent: subprocess.Popen[str], n: int) -> dict | None:
     """Trigger gather n; its llm_server point (None when it had none)."""
-    assert agent.stdin is not None and agent.stdout is not None
-    agent.stdin.write("\n")
-    agent.stdin.flush()
-    point = None
-    while True:
-        line = agent.stdout.readline()
-        if not line:
-            raise SystemExit("agent exited")
-        if line.startswith("llm_server"):
-            point = parse_line(line.rstrip("\n"))
-        elif line.startswith("llm_agent") and f"gathers={n}i" in line:
-            return point
+    points = [parse_line(line.rstrip("\n")) for line in trigger(agent, n) if line.startswith("llm_server")]
+    return points[-1] if points else None
 
 
 def cpu_s(proc: psutil.Process) -> float:
@@ -82,33 +71,24 @@ def main() -> None:
                 }
             )
         )
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "stdin"],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
         try:
-            for c in clients:
-                c.start()
-            time.sleep(1.0)  # both slots busy before the first counted interval
-            gather(agent, 1)  # warm-up: connections opened, first scrape has no rates
-            agent_ps, server_ps = psutil.Process(agent.pid), psutil.Process(server.pid)
-            cpu0 = (cpu_s(agent_ps), cpu_s(server_ps), time.monotonic())
-            next_at = time.monotonic()
-            for n in range(2, GATHERS + 2):
-                time.sleep(max(0.0, next_at - time.monotonic()))
-                next_at += INTERVAL_S
-                point = gather(agent, n)
-                own = server.metrics()["tokens_predicted_total"]
-                if point is not None:
-                    rows.append((point, own))
-            cpu1 = (cpu_s(agent_ps), cpu_s(server_ps), time.monotonic())
+            with execd_agent(config) as agent:
+                for c in clients:
+                    c.start()
+                time.sleep(1.0)  # both slots busy before the first counted interval
+                gather(agent, 1)  # warm-up: connections opened, first scrape has no rates
+                agent_ps, server_ps = psutil.Process(agent.pid), psutil.Process(server.pid)
+                cpu0 = (cpu_s(agent_ps), cpu_s(server_ps), time.monotonic())
+                next_at = time.monotonic()
+                for n in range(2, GATHERS + 2):
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    next_at += INTERVAL_S
+                    point = gather(agent, n)
+                    own = server.metrics()["tokens_predicted_total"]
+                    if point is not None:
+                        rows.append((point, own))
+                cpu1 = (cpu_s(agent_ps), cpu_s(server_ps), time.monotonic())
         finally:
-            agent.stdin.close()
-            agent.wait(10)
             stop.set()
             for c in clients:
                 c.join(60)

@@ -9,7 +9,7 @@ Both start from the same question -- what did the connection do? -- a `Transport
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 FetchKind = Literal[
     "refused", "timeout", "http_status", "too_big", "bad_encoding", "bad_body", "tls", "unknown", "error"
@@ -28,7 +28,6 @@ class FetchError(Exception):
 
 ProbeError = Literal["connect", "timeout", "http_4xx", "http_5xx", "bad_stream", "empty"]
 """Why a probe failed: the `llm_probe` `error` tag."""
-PROBE_ERRORS: tuple[ProbeError, ...] = get_args(ProbeError)
 
 Transport = Literal["connect_timeout", "timeout", "tls", "connect", "broken", "other"]
 """What the connection did: no connection within the time, no answer within the time, a TLS failure, no

@@ -83,11 +83,6 @@ def _key_forms(key: str) -> tuple[str, str]:
     return normalized, normalized.translate(_KEY_ESCAPE)
 
 
-def escape_key(key: str) -> str:
-    """Escape a tag key, tag value or field key."""
-    return _key_forms(key)[1]
-
-
 def format_field_value(value: FieldValue) -> str | None:
     """The wire form of one field value, or None when it cannot be represented."""
     if type(value) is float:  # the common case first
@@ -258,8 +253,3 @@ def encode_batch(metrics: Iterable[Metric]) -> Encoded:
             lines.append(line)
     text = "\n".join(lines) + "\n" if lines else ""
     return Encoded(text, len(lines), dropped)
-
-
-def tags_key(tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """A hashable, order-free identity for a tag set (series keys in sinks and rate state)."""
-    return tuple(sorted(tags.items()))

@@ -149,6 +149,18 @@ def _value(token: str) -> float:
     return float(token)
 
 
+def _value_and_ts(rest: str, openmetrics: bool) -> tuple[float, int | None] | None:
+    """The value and optional timestamp after a sample's labels; None: not one or two tokens (slow path)."""
+    tokens = rest.split()
+    ntok = len(tokens)
+    if ntok != 1 and ntok != 2:
+        return None
+    value = tokens[0]
+    if "_" in value:  # float() takes `1_000`, the format does not
+        raise ValueError(value)
+    return float(value), _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None
+
+
 def _timestamp_ms(token: str, openmetrics: bool) -> int:
     if openmetrics:  # seconds, may have a fraction
         seconds = _value(token)
@@ -251,22 +263,20 @@ def _parse_block(
                         skipped.add(seen[0])
                         continue
                     rest = line[close + 1 :]
-                    if "#" not in rest and '"' not in rest:
-                        tokens = rest.split()
-                        ntok = len(tokens)
-                        if ntok == 1 or ntok == 2:
-                            value = tokens[0]
-                            if "_" in value:
-                                raise ValueError(value)
-                            known = _new(Sample)
-                            _set_name(known, seen[0])
-                            _set_labels(known, seen[1])
-                            _set_value(known, float(value))
-                            _set_ts(known, _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None)
-                            _set_key(known, seen[2])
-                            _set_series(known, seen[3])
-                            append(known)
-                            continue
+                    if (
+                        "#" not in rest
+                        and '"' not in rest
+                        and (value_ts := _value_and_ts(rest, openmetrics)) is not None
+                    ):
+                        known = _new(Sample)
+                        _set_name(known, seen[0])
+                        _set_labels(known, seen[1])
+                        _set_value(known, value_ts[0])
+                        _set_ts(known, value_ts[1])
+                        _set_key(known, seen[2])
+                        _set_series(known, seen[3])
+                        append(known)
+                        continue
             sample: Sample | None = None
             brace = line.find("{")
             if brace < 0:
@@ -304,21 +314,14 @@ def _parse_block(
                         keys = skeletons.get(skeleton, _UNSEEN)
                         if keys is _UNSEEN:
                             keys = skeletons[skeleton] = _label_keys(skeleton)
-                        if keys is not None:
-                            tokens = rest.split()
-                            ntok = len(tokens)
-                            if ntok == 1 or ntok == 2:
-                                value = tokens[0]
-                                if "_" in value:
-                                    raise ValueError(value)
-                                labels = dict(zip(keys, parts[1::2]))
-                                ts = _timestamp_ms(tokens[1], openmetrics) if ntok == 2 else None
-                                if heads is not None and len(heads) < MAX_HEADS:
-                                    key, series = _keys(labels)
-                                    heads[line[: close + 1]] = (name, labels, key, series)
-                                    sample = _make(name, labels, float(value), ts, key, series)
-                                else:
-                                    sample = _make(name, labels, float(value), ts)
+                        if keys is not None and (value_ts := _value_and_ts(rest, openmetrics)) is not None:
+                            labels = dict(zip(keys, parts[1::2]))
+                            if heads is not None and len(heads) < MAX_HEADS:
+                                key, series = _keys(labels)
+                                heads[line[: close + 1]] = (name, labels, key, series)
+                                sample = _make(name, labels, *value_ts, key, series)
+                            else:
+                                sample = _make(name, labels, *value_ts)
             if sample is None:
                 sample = _slow_sample(line, openmetrics)
         except (ValueError, OverflowError, IndexError):

@@ -1,8 +1,8 @@
 """The server types: one entry each, the one list every other part reads.
 
-The config's `type:` values (`ServerType`: a `Literal` for mypy, tied to this list by a test), discovery's default ports, the
-order `type: auto` tries the types in, the adapters to import (`servers/`), the dashboards' server lists
-and the fakes the tests run all come from `SERVERS`. What a type gives (its fields, its detection `Rule`s)
+The config's `type:` values (`ServerType`: a `Literal` for mypy, tied to this list by a test), discovery's
+default ports, the order `type: auto` tries the types in, the adapters to import (`servers/`), the
+dashboards' server lists and the fakes the tests run all come from `SERVERS`. What a type gives (its fields, its detection `Rule`s)
 lives in its own module (`servers/<module>.py`), imported only when that type is used.
 
 Pure data with no imports of the package: the config (bottom) and the adapters (above) both read it, and

@@ -10,6 +10,7 @@ import line_protocol_parser as lpp
 import pytest
 
 from telegraf_llm_input import __version__
+from tests.support.procs import free_port
 
 
 def cli(*args: str, input: bytes | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -83,7 +84,9 @@ def test_check_config_ok(tmp_path):
 
 def test_once_prints_one_gather_and_exits_zero(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("tags:\n  task: algorithm_reasoning\nagent:\n  hostname: box\n")
+    # discovery looks at a port nothing listens on: a model server on this machine (Ollama on 11434) is not ours
+    quiet = f"discovery:\n  ports: [{free_port()}]\n"
+    path.write_text("tags:\n  task: algorithm_reasoning\nagent:\n  hostname: box\n" + quiet)
     proc = cli("--config", str(path), "--once")
     assert proc.returncode == 0, proc.stderr
     parsed = [lpp.parse_line(line) for line in proc.stdout.decode().splitlines()]

@@ -33,7 +33,7 @@ class Agentd:
 
     def __init__(self, tmp_path: Path, *args: str, stdin=subprocess.PIPE):
         config = tmp_path / "config.yaml"
-        config.write_text(f"host:\n  model_dir: {tmp_path}\n")
+        config.write_text(f"targets: []\nhost:\n  model_dir: {tmp_path}\n")  # no discovery: nothing on 11434
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), *args],
             stdin=stdin,
@@ -286,7 +286,7 @@ sys.exit(cli.main(sys.argv[1:]))
 
 def test_stuck_thread_and_late_failure_do_not_hold_exit_or_print_tracebacks(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("agent:\n  gather_timeout: 300ms\n")
+    config.write_text("targets: []\nagent:\n  gather_timeout: 300ms\n")
     proc = subprocess.Popen(
         [sys.executable, "-c", MISBEHAVING, "--signal", "stdin", "--config", str(config)],
         stdin=subprocess.PIPE,

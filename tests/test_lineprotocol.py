@@ -333,7 +333,7 @@ def test_edge_cases_round_trip_through_influxdb(influxdb):
 @pytest.mark.realserver
 def test_once_output_round_trips(influxdb, tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(f"tags:\n  task: 'a,b =c\\\\'\n  \"odd key\": é\nhost:\n  model_dir: {tmp_path}\n")
+    config.write_text(f"targets: []\ntags:\n  task: 'a,b =c\\\\'\n  \"odd key\": é\nhost:\n  model_dir: {tmp_path}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--once"], capture_output=True, timeout=60
     )

@@ -35,6 +35,7 @@ NOT_EMITTED_HERE = {
     ("llm_probe", "connect_ms"): "only when a probe opens a new connection after the first (tests/probe)",
     ("llm_probe", "server_prefill_ms"): "llama.cpp/Ollama native timings in a probe answer (tests/probe)",
     ("llm_probe", "cache_tokens"): "llama.cpp `timings.cache_n` in a probe answer (tests/probe)",
+    ("llm_probe", "skipped"): "an Ollama or LM Studio target with no model loaded (tests/sources/test_probe.py)",
     ("llm_gpu", "utilization_renderer"): "an Apple Silicon GPU (`ioreg`; tests/sources/test_gpu_backends.py)",
     ("llm_gpu", "utilization_tiler"): "an Apple Silicon GPU (`ioreg`)",
     ("llm_gpu", "memory_allocated_mib"): "an Apple Silicon GPU (`ioreg`)",
@@ -105,6 +106,39 @@ def probe_lines() -> list[str]:
     return out.getvalue().decode().splitlines()
 
 
+def serverlog_lines(tmp) -> list[str]:
+    """An Ollama target whose log (real-format lines) has requests, errors of both kinds and a model load."""
+    import io
+
+    from telegraf_llm_input.sinks.stdout import StdoutSink
+    from tests.fakes.serverlogs import OllamaLog
+
+    log = OllamaLog(tmp / "ollama.log")
+    log.path.write_text("")
+    config = parse_config(
+        {
+            "host": {"enabled": False},
+            "gpu": {"enabled": False},
+            "targets": [
+                {"url": "http://127.0.0.1:9", "type": "ollama", "log": str(log.path), "process": {"enabled": False}}
+            ],
+        }
+    )
+    out = io.BytesIO()
+
+    async def go():
+        agent = Agent(build_sources(config, SourceEnv()), [StdoutSink(out)], deadline_s=2.0)
+        await agent.gather_once()
+        for status in (200, 404, 500):
+            log.access(status, 2_000_000, "/api/chat")
+        log.load(1.5)
+        await agent.gather_once()
+        await agent.close()
+
+    asyncio.run(go())
+    return out.getvalue().decode().splitlines()
+
+
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
@@ -141,6 +175,7 @@ def emitted(tmp_path_factory):
                 }
             collect(live(kind, process=True, **extra), seen)
         collect(probe_lines(), seen)
+        collect(serverlog_lines(tmp), seen)
     finally:
         monkeypatch.undo()
     return seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,11 +11,13 @@ from telegraf_llm_input.nvml import library_loads
 from tests.support.procs import free_port
 
 # Runs one `--once` gather in a fresh interpreter and prints the modules that were really loaded
-# (a lazily imported module sits in sys.modules before first use; its submodules do not).
+# (a lazily imported module sits in sys.modules before first use; its submodules do not). Discovery looks
+# at a port nothing listens on: a model server on the developer's machine (Ollama on 11434) is not ours.
 SCRIPT = r"""
-import asyncio, json, sys
+import asyncio, json, os, sys
 from telegraf_llm_input import cli
 config = cli._load(cli._parser().parse_args(sys.argv[1:]))
+config.discovery.ports = [int(os.environ["QUIET_PORT"])]
 asyncio.run(cli.run(config, signal_mode="none", once=True))
 print(json.dumps(sorted(sys.modules)))
 """
@@ -39,7 +42,10 @@ HEAVY = [
 
 
 def loaded(*args: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=60, check=True)
+    env = {**os.environ, "QUIET_PORT": str(free_port())}
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, timeout=60, check=True, env=env
+    )
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 

@@ -50,7 +50,7 @@ def test_the_command_line_runs(path, tmp_path):
     """The exact arguments, with our config path swapped for a temp one, run one gather."""
     args = execd_block(path)["command"][1:]
     config = tmp_path / "config.yaml"
-    config.write_text("tags:\n  task: test\n")
+    config.write_text("targets: []\ntags:\n  task: test\n")  # no discovery: a server on 11434 is not ours
     args[args.index("--config") + 1] = str(config)
     proc = subprocess.run(
         [sys.executable, "-m", "telegraf_llm_input", *args, "--once"], capture_output=True, timeout=60

@@ -24,7 +24,7 @@ AB_TAG = "$ab_tag"
 """The request log's A/B tag (a dashboard variable, default `prompt_version`): one series per value."""
 
 SERIES_BY: dict[str, tuple[str, ...]] = {
-    S: ("host", "target", "model"),
+    S: ("host", "target", "model", "api"),
     ML: ("host", "target", "model"),
     P: ("host", "target", "model"),
     PROC: ("host", "target"),
@@ -33,7 +33,10 @@ SERIES_BY: dict[str, tuple[str, ...]] = {
     REQ: ("host", "log", AB_TAG),
     AG: ("host",),
 }
-"""The tags that tell one series from another: every panel keeps them apart and names them in the legend."""
+"""The tags that tell one series from another: every panel keeps them apart and names them in the legend.
+`api` (Ollama's server log: `generate`, `embed`) is absent everywhere else."""
+LOG_SERVERS = ("llamacpp", "ollama")
+"""Servers whose requests/s and latency come from their own log (sources/serverlog.py)."""
 
 ALL_SERVERS: tuple[str, ...] = TYPES
 """Every server type (the registry, telegraf_llm_input/servertypes.py): each gives `up` and `scrape_ms`."""
@@ -134,7 +137,13 @@ ROWS: tuple[Row, ...] = (
                 servers=("llamacpp", "vllm", "sglang", "tgi"),
                 description="Waiting that keeps rising = overload.",
             ),
-            Panel("Requests per second", (Q(S, "requests_per_s"),), unit="reqps", servers=("vllm", "sglang", "tgi")),
+            Panel(
+                "Requests per second",
+                (Q(S, "requests_per_s"),),
+                unit="reqps",
+                servers=("vllm", "sglang", "tgi", *LOG_SERVERS),
+                description="llama.cpp and Ollama: from the server's own log (Ollama: per API, generate and embed).",
+            ),
             Panel(
                 "Tokens per second",
                 (Q(S, "prompt_tokens_per_s", label="prompt"), Q(S, "generation_tokens_per_s", label="generation")),
@@ -183,7 +192,13 @@ ROWS: tuple[Row, ...] = (
                 unit="reqps",
                 servers=("vllm", "tgi"),
             ),
-            Panel("Error ratio", (Q(S, "error_ratio"),), unit="percentunit", servers=("vllm", "tgi")),
+            Panel(
+                "Error ratio",
+                (Q(S, "error_ratio", label="5xx"), Q(S, "client_error_ratio", label="4xx")),
+                unit="percentunit",
+                servers=("vllm", "tgi", "ollama"),
+                description="Failed / all requests. Ollama (its log): 5xx apart from 4xx (the caller's mistakes).",
+            ),
             Panel(
                 "Truncated and aborted answers per second",
                 (
@@ -210,19 +225,20 @@ ROWS: tuple[Row, ...] = (
                 "Time per output token / inter-token latency",
                 (Q(S, "tpot_p95_ms", label="tpot p95"), Q(S, "itl_p95_ms", label="itl p95")),
                 unit="ms",
-                servers=("vllm",),
+                servers=("vllm", "llamacpp"),
             ),
             Panel(
                 "End-to-end latency",
                 (Q(S, "e2e_p50_ms", label="p50"), Q(S, "e2e_p95_ms", label="p95"), Q(S, "e2e_p99_ms", label="p99")),
                 unit="ms",
-                servers=("vllm", "tgi"),
+                servers=("vllm", "tgi", *LOG_SERVERS),
+                description="llama.cpp: its log's `total time` (prompt + generation, not the wait for a slot).",
             ),
             Panel(
                 "Queue and prefill time (p95)",
                 (Q(S, "queue_p95_ms", label="queue p95"), Q(S, "prefill_p95_ms", label="prefill p95")),
                 unit="ms",
-                servers=("vllm",),
+                servers=("vllm", "llamacpp"),
             ),
             Panel(
                 "Request length (tokens per request)",
@@ -232,7 +248,7 @@ ROWS: tuple[Row, ...] = (
                     Q(S, "request_generation_tokens_p50", label="generated p50"),
                     Q(S, "request_generation_tokens_p95", label="generated p95"),
                 ),
-                servers=("vllm", "tgi"),
+                servers=("vllm", "tgi", "llamacpp"),
                 description="Finished requests over the interval. Read time to first token with the prompt length.",
             ),
         ),
@@ -253,6 +269,80 @@ ROWS: tuple[Row, ...] = (
                 (Q(P, "tokens_per_s", label="client"), Q(P, "server_decode_tokens_per_s", label="server")),
                 servers=("llamacpp", "ollama"),
                 description="tokens/s. < 10 feels like dial-up, >= 20 reads fluently.",
+            ),
+        ),
+    ),
+    Row(
+        "Ollama / LM Studio",
+        (
+            Panel(
+                "Ollama requests per second by API",
+                (Q(S, "requests_per_s", label="requests"),),
+                unit="reqps",
+                servers=("ollama",),
+                description="From its server log: generate/chat/completions apart from embeddings; the agent's "
+                "scrapes and the probe's requests are left out.",
+            ),
+            Panel(
+                "Ollama end-to-end latency by API",
+                (Q(S, "e2e_p50_ms", label="p50"), Q(S, "e2e_p95_ms", label="p95")),
+                unit="ms",
+                servers=("ollama",),
+                description="From its server log: the request's whole time in Ollama (a cold load included).",
+            ),
+            Panel(
+                "Models loaded",
+                (Q(S, "models_loaded", label="models"),),
+                servers=("ollama", "lmstudio"),
+                description="Models in memory (Ollama /api/ps, LM Studio /api/v0/models).",
+            ),
+            Panel(
+                "GPU offload ratio",
+                (Q(ML, "gpu_offload_ratio", label="offload"),),
+                unit="percentunit",
+                max=1,
+                servers=("ollama",),
+                description="Below 100%: layers run on the CPU (several times slower).",
+            ),
+            Panel(
+                "Model memory (VRAM and total)",
+                (Q(ML, "vram_bytes", label="vram"), Q(ML, "size_bytes", label="size")),
+                unit="bytes",
+                servers=("ollama",),
+            ),
+            Panel(
+                "Time until unload",
+                (Q(ML, "seconds_until_unload", label="until unload"),),
+                unit="s",
+                servers=("ollama",),
+                description="keep_alive left; at 0 the next request pays a cold load.",
+            ),
+            Panel(
+                "Model loads",
+                (Q(S, "model_loads_per_s", label="loads/s"),),
+                unit="ops",
+                servers=("ollama",),
+                description="Runner starts (its log): a model loaded, perhaps evicting another. Rising = VRAM thrash.",
+            ),
+            Panel(
+                "Model load time",
+                (Q(S, "model_load_seconds", agg="max", label="load"),),
+                unit="s",
+                servers=("ollama",),
+                description="How long the last load took (its log: `llama runner started in N seconds`).",
+            ),
+            Panel(
+                "Decode speed (probe)",
+                (Q(P, "tokens_per_s", label="tokens/s"),),
+                servers=("ollama",),
+                description="What a client gets from the loaded model, tokens/s.",
+            ),
+            Panel(
+                "Cold-load time (probe)",
+                (Q(P, "load_ms", agg="max", label="load"),),
+                unit="ms",
+                servers=("ollama",),
+                description="Time the probe's request waited for the model to load.",
             ),
         ),
     ),
@@ -289,46 +379,6 @@ ROWS: tuple[Row, ...] = (
                 servers=("llamacpp",),
                 mappings=FLAG,
                 description="busy: alive but /metrics timed out (decoding). loading: the model is loading.",
-            ),
-        ),
-        collapsed=True,
-    ),
-    Row(
-        "Ollama / LM Studio",
-        (
-            Panel(
-                "Models loaded",
-                (Q(S, "models_loaded", label="models"),),
-                servers=("ollama", "lmstudio"),
-                description="Models in memory (Ollama /api/ps, LM Studio /api/v0/models).",
-            ),
-            Panel(
-                "GPU offload ratio",
-                (Q(ML, "gpu_offload_ratio", label="offload"),),
-                unit="percentunit",
-                max=1,
-                servers=("ollama",),
-                description="Below 100%: layers run on the CPU (several times slower).",
-            ),
-            Panel(
-                "Model memory (VRAM and total)",
-                (Q(ML, "vram_bytes", label="vram"), Q(ML, "size_bytes", label="size")),
-                unit="bytes",
-                servers=("ollama",),
-            ),
-            Panel(
-                "Time until unload",
-                (Q(ML, "seconds_until_unload", label="until unload"),),
-                unit="s",
-                servers=("ollama",),
-                description="keep_alive left; at 0 the next request pays a cold load.",
-            ),
-            Panel(
-                "Cold-load time (probe)",
-                (Q(P, "load_ms", agg="max", label="load"),),
-                unit="ms",
-                servers=("ollama",),
-                description="Time the probe's request waited for the model to load.",
             ),
         ),
         collapsed=True,

@@ -10,7 +10,7 @@ its module's `APIS` here.
 from __future__ import annotations
 
 import json
-from typing import Literal, NamedTuple, get_args
+from typing import Literal, NamedTuple
 
 from telegraf_llm_input.apis import llamacpp, lmstudio, ollama, openai
 from telegraf_llm_input.apis.base import Api
@@ -28,7 +28,6 @@ PROBE_APIS: dict[ProbeApi, Api] = {
     "llamacpp": llamacpp.COMPLETION,
     "lmstudio": lmstudio.CHAT,
 }
-PROBE_API_NAMES: tuple[ProbeApi, ...] = get_args(ProbeApi)
 
 
 def classify(method: str, path: str) -> Api | None:

@@ -8,9 +8,11 @@ can timestamp each event at the read that completed it.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 
 DONE = "[DONE]"
+_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class LineBuffer:
@@ -23,28 +25,19 @@ class LineBuffer:
 
     def feed(self, data: bytes | str) -> list[str]:
         text = data if isinstance(data, str) else self._decoder.decode(data)
+        if not text:
+            return []
         if self._pending_cr:
             self._pending_cr = False
-            if text.startswith("\n"):
+            if text[0] == "\n":
                 text = text[1:]  # second half of a CRLF split across reads
-        lines: list[str] = []
         buf = self._tail + text
-        start = 0
-        i = 0
-        n = len(buf)
-        while i < n:
-            ch = buf[i]
-            if ch == "\n" or ch == "\r":
-                lines.append(buf[start:i])
-                if ch == "\r":
-                    if i + 1 < n:
-                        if buf[i + 1] == "\n":
-                            i += 1
-                    else:
-                        self._pending_cr = True
-                start = i + 1
-            i += 1
-        self._tail = buf[start:]
+        if "\n" not in buf and "\r" not in buf:
+            self._tail = buf
+            return []
+        lines = _BREAK.split(buf)
+        self._pending_cr = buf[-1] == "\r"
+        self._tail = lines.pop()
         return lines
 
     def close(self) -> str:

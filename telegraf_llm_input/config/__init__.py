@@ -102,10 +102,11 @@ def expand_env(value: Any, path: str = "", environ: Mapping[str, str] | None = N
     env = os.environ if environ is None else environ
     if isinstance(value, str):
 
-        def sub(match: re.Match) -> str:
+        def sub(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
-            name, default = match.group(1), match.group(2)
+            name: str = match.group(1)
+            default: str | None = match.group(2)
             if name in env:
                 return env[name]
             if default is not None:
@@ -125,7 +126,7 @@ def parse_config(data: Any) -> Config:
     return load_section(Config, data)
 
 
-def load_config(path: str | os.PathLike) -> Config:
+def load_config(path: str | os.PathLike[str]) -> Config:
     """Read (`-` is stdin), expand and validate; every problem is a ConfigError whose text starts with the file.
     At most `yamlfile.MAX_BYTES + 1` bytes are read: `--config /dev/zero` is an error, not a hang."""
     name = str(path)

@@ -12,8 +12,11 @@ import math
 import re
 import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class ConfigError(Exception):
@@ -284,7 +287,10 @@ def _read_secret_file(file_path: Any, path: str) -> str:
         raise ConfigError(path, f"cannot read secret file {file_path!r}: {exc.strerror or exc}") from None
 
 
-def load_section(cls: type, data: Any, path: str = "") -> Any:
+T = TypeVar("T", bound="DataclassInstance")
+
+
+def load_section(cls: type[T], data: Any, path: str = "") -> T:
     """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors.
 
     A field typed `Secret` named `token` may instead be given as `token_file`.
@@ -336,7 +342,7 @@ def load_section(cls: type, data: Any, path: str = "") -> Any:
         raise ConfigError(path, str(exc)) from None
 
 
-def _tagged_options(options: tuple) -> dict[str, type] | None:
+def _tagged_options(options: tuple[object, ...]) -> dict[str, type] | None:
     """For a union of dataclasses that each have `type: Literal[...]`, map each tag to its class."""
     table: dict[str, type] = {}
     for option in options:

@@ -28,15 +28,17 @@ class ProbeConfig:
     temperature: float = 0.0
     """Sampling temperature."""
     model: str | None = None
-    """Model name. Default: the first of `/v1/models` (Ollama: a model already loaded per `/api/ps`, else the
-    first of `/api/tags`, so a probe does not load another model)."""
+    """Model name. Default: on Ollama and LM Studio a model loaded now (asked before every probe; none loaded: the
+    probe is skipped, since a request would load one); elsewhere the first of `/v1/models`. A model named here is
+    asked for even when that loads it."""
     timeout: Duration = 60.0
     """A probe not finished by then is reported as `error=timeout`."""
     api: ProbeApi = "openai_chat"
     """Wire API: `openai_chat` (`/v1/chat/completions`), `openai_completions` (`/v1/completions`), `ollama`
     (`/api/chat`, native NDJSON: adds `load_ms`, server prefill and decode rate), `llamacpp` (`/completion`, adds
     `timings`: server prefill, decode rate, `cache_tokens`), `lmstudio` (`/api/v0/chat/completions`,
-    OpenAI-shaped, plus its `stats`)."""
+    OpenAI-shaped, plus its `stats`). On Ollama the probe always speaks `ollama`: only the native API takes the
+    `keep_alive` that leaves the model's unload countdown as it was."""
 
     def __post_init__(self) -> None:
         if self.prompt is not None and self.messages is not None:

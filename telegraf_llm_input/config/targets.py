@@ -99,19 +99,24 @@ class TargetConfig:
     and counted in `llm_agent` `models_dropped`: a page with runaway labels stays bounded."""
     metrics_path: str | None = None
     """Where the metrics page is. Default: per server type (`/metrics`)."""
-    # type: prometheus
+    # for `type: prometheus`
     measurement: str = "llm_server"
     """`prometheus` type: the measurement name."""
     include: list[str] = field(default_factory=list)
     """`prometheus` type: metric name globs to keep. Default: all."""
     exclude: list[str] = field(default_factory=list)
     """`prometheus` type: metric name globs to drop."""
-    # type: json
+    # for `type: json`
     json_fields: dict[str, JsonFieldConfig] = field(default_factory=dict)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     gpus: list[int] | None = None
     """GPU indices this server uses (for energy per token). Default: the GPUs its process holds memory on."""
+    log: str | None = None
+    """The server's own log, read for requests/s, latency and errors (Ollama, llama.cpp): a file path,
+    `journal:UNIT` (a systemd unit's journal), or `docker:ID` / a container's `*-json.log` (Docker's json-file
+    log). Default: found from the process listening on the port (its systemd unit's journal, its Docker
+    container's log, else Ollama's `~/.ollama/logs/server.log` of its user); `none` reads no log."""
 
     def __post_init__(self) -> None:
         try:
@@ -126,6 +131,8 @@ class TargetConfig:
             raise ValueError("tls_cert and tls_key go together")
         for name, value in self.headers.items():
             check_header(name, value)
+        if self.log is not None and not self.log.strip():
+            raise ConfigError("log", "must be a file path, journal:UNIT, docker:ID or none")
 
     @property
     def display_name(self) -> str:

@@ -9,6 +9,7 @@ from it. libyaml's parser is used where PyYAML has it (about 20 times faster tha
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,7 @@ class _Shape:
                 )
 
 
-def check_shape(events) -> None:
+def check_shape(events: Iterable[yaml.Event]) -> None:
     """ConfigError when the document nests deeper than MAX_DEPTH or expands to more than MAX_NODES nodes."""
     shape = _Shape()
     for event in events:

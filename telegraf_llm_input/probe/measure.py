@@ -8,11 +8,16 @@ No generated text is kept, logged or emitted: the reader gives counts and number
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
 from telegraf_llm_input.apis.base import Answer, Event, Finished, NoAnswer, Origin, Stats, StreamError, Token
 from telegraf_llm_input.apis.reader import StreamReader
 from telegraf_llm_input.errors import ProbeError
+
+ProbeSkip = Literal["no_model_loaded", "model_unloading", "no_model_list"]
+"""Why a probe was not sent (the `llm_probe` `skip_reason` tag): no model loaded to probe without loading one,
+the loaded one unloads within the probe's time, or the server's list of loaded models could not be read."""
 
 
 @dataclass
@@ -42,8 +47,12 @@ class ProbeResult:
     cache_tokens: int | None = None
     connect_ms: float | None = None
     chunks: int = 0
+    skipped: ProbeSkip | None = None
+    """Not sent, and why: then `skipped=1` is the point's only field."""
 
     def fields(self) -> dict[str, int | float]:
+        if self.skipped is not None:
+            return {"skipped": 1}
         out: dict[str, int | float | None] = {
             "success": 1 if self.success else 0,
             "http_status": self.http_status,

@@ -4,28 +4,53 @@ The clock (monotonic `perf_counter_ns`) starts just before the request body is w
 connection (httpcore's trace hook) and each read is stamped when it arrives, so TTFT is the server's answer time as seen on
 the wire from this host; setting up a new connection (TCP, TLS) is reported apart as `connect_ms`.
 A probe never retries: a retry would hide exactly what it is there to see.
+
+On Ollama and LM Studio a request loads the model it names, and on Ollama it restarts the unload countdown:
+there each run first asks what is loaded and probes only that, with a `keep_alive` that leaves the
+countdown where it was (`probe/choose.py`); Ollama's OpenAI-compatible endpoints take no `keep_alive`, so on
+Ollama the probe speaks the native API whatever `api` says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 
-from telegraf_llm_input.apis import PROBE_APIS
+from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
 from telegraf_llm_input.apis.base import ProbeRequest
 from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.errors import ProbeError
 from telegraf_llm_input.http import headers_for, remember_missing_sniffio, tls_verify, transport
+from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, lmstudio_loaded, ollama_loaded, plan
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
 """Short, deterministic at temperature 0, and answers in a few dozen tokens on any model."""
+
+ServerKind = Literal["ollama", "lmstudio", "other"]
+"""What the probe must know of a server: Ollama and LM Studio load what a request names; others hold theirs."""
+_KINDS: dict[str, ServerKind] = {"ollama": "ollama", "lmstudio": "lmstudio"}
+ReadLoaded = Callable[[object, datetime], "list[Loaded] | None"]
+_MODEL_LISTS: dict[ServerKind, tuple[str, ReadLoaded]] = {
+    "ollama": ("/api/ps", ollama_loaded),
+    "lmstudio": ("/api/v0/models", lmstudio_loaded),
+}
+"""Where each says which models it holds now, and how to read that."""
+T = TypeVar("T")
+
+
+class Ledger(Protocol):
+    """Where the probe says what it sent (a server-log source leaves those requests out of user traffic)."""
+
+    async def track(self, target: str, path: str, run: Awaitable[T]) -> T: ...
+
 
 _TRACE_MARKS = (
     ("connect_tcp.started", "connect"),
@@ -36,10 +61,14 @@ _TRACE_MARKS = (
 
 
 def join_url(base: str, path: str) -> str:
-    """`http://h:8000` or `http://h:8000/v1` + `/v1/models` -> `http://h:8000/v1/models`."""
+    """`http://h:8000` or `http://h:8000/v1` + `/v1/models` -> `http://h:8000/v1/models`; a server's own routes
+    (`/api/ps`) sit at its root, also when the target's URL ends in `/v1`."""
     base = base.rstrip("/")
-    if base.endswith("/v1") and path.startswith("/v1/"):
-        path = path[3:]
+    if base.endswith("/v1"):
+        if path.startswith("/v1/"):
+            path = path[3:]
+        else:
+            base = base[:-3]
     return base + path
 
 
@@ -56,11 +85,13 @@ def make_client(target: TargetConfig) -> httpx.AsyncClient:
     )
 
 
-def request_body(probe: ProbeConfig, model: str | None, keep_alive: float | None = None) -> dict[str, object]:
-    """The streaming request of the probe's API (its table row builds it)."""
+def request_body(
+    probe: ProbeConfig, model: str | None, keep_alive: float | None = None, api: ProbeApi | None = None
+) -> dict[str, object]:
+    """The streaming request of the probe's API (or `api`: on Ollama the native one); its table row builds it."""
     prompt = probe.prompt if probe.prompt is not None else DEFAULT_PROMPT
     messages = probe.messages if probe.messages is not None else [{"role": "user", "content": prompt}]
-    build = PROBE_APIS[probe.api].build
+    build = PROBE_APIS[api or probe.api].build
     assert build is not None  # every probe API has a body
     return build(ProbeRequest(prompt, messages, probe.max_tokens, probe.temperature, model, keep_alive))
 
@@ -69,22 +100,35 @@ def request_body(probe: ProbeConfig, model: str | None, keep_alive: float | None
 class ProbeOutcome:
     result: ProbeResult
     model: str | None
+    api: ProbeApi
+    """The API the probe spoke (on Ollama the native one, whatever was configured)."""
+    server_type: str
+    """The `server_type` tag for a `type: auto` target: what the probe found, else what its API implies."""
 
 
 class ProbeRunner:
-    """Probes one target; keeps its HTTP client (keep-alive) and the discovered model between runs."""
+    """Probes one target; keeps its HTTP client (keep-alive), the model and what the server is between runs."""
 
     def __init__(
         self,
         target: TargetConfig,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], int] = time.perf_counter_ns,
+        ledger: Ledger | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.target = target
         self.probe = target.probe
         self._client = client
         self._clock = clock
+        self._ledger = ledger
+        self._now = now
         self._model: str | None = self.probe.model
+        self._kind: ServerKind | None = None if target.type == "auto" else _KINDS.get(target.type, "other")
+        self._expected_s = 0.0
+        self._just_read: list[Loaded] | None = None
+        """The model list read a moment ago to find what the server is (not asked for twice in one run)."""
+        """How long the last complete probe took: the part of a model's time left that the probe will use."""
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -93,23 +137,38 @@ class ProbeRunner:
         return self._client
 
     async def run_once(self) -> ProbeOutcome:
-        """Never raises (except cancellation): every problem is a classified ProbeResult."""
+        """Never raises (except cancellation): every problem is a classified ProbeResult, a skip says why."""
+        api = self.probe.api
         try:
-            model = await self._discover()
+            kind = await self._server_kind()
+            api = "ollama" if kind == "ollama" else api
+            choice = await self._choose(kind)
         except httpx.HTTPError as exc:
-            return ProbeOutcome(failure(*_classify(exc, None)), None)
+            return ProbeOutcome(failure(*_classify(exc, None)), None, api, self._server_type(api))
+        if isinstance(choice, Skip):
+            result = ProbeResult(success=False, skipped=choice.reason)
+            return ProbeOutcome(result, choice.model, api, self._server_type(api))
         holder: list[StreamMeasure] = []
         start = self._clock()
+        run = self._stream(api, choice, holder)
+        if self._ledger is not None:
+            run = self._ledger.track(self.target.display_name, PROBE_APIS[api].paths[0], run)
         try:
-            result = await asyncio.wait_for(self._stream(model, holder), self.probe.timeout)
+            result = await asyncio.wait_for(run, self.probe.timeout)
         except asyncio.TimeoutError:
             result = self._finish(holder, start, "timeout", f"no complete response within {self.probe.timeout:g}s")
         except httpx.HTTPError as exc:
             status = holder[0].http_status if holder else None
             result = self._finish(holder, start, *_classify(exc, status))
-        if not result.success and self.probe.model is None:
-            self._model = None  # the model may have changed: discover again next time
-        return ProbeOutcome(result, model)
+        if result.success and result.e2e_ms is not None:
+            self._expected_s = result.e2e_ms / 1000
+        if not result.success:  # the model or the server may have changed: look again next time
+            self._model = self.probe.model if kind == "other" else self._model
+            self._kind = None if self.target.type == "auto" else kind
+        return ProbeOutcome(result, choice.model, api, self._server_type(api))
+
+    def _server_type(self, api: ProbeApi) -> str:
+        return self._kind if self._kind in ("ollama", "lmstudio") else PROBE_APIS[api].server_type
 
     def _finish(self, holder: list[StreamMeasure], start: int, error: ProbeError, detail: str) -> ProbeResult:
         end = self._clock()
@@ -117,8 +176,7 @@ class ProbeRunner:
             return holder[0].finish(end, error, detail)
         return failure(error, detail, e2e_ms=(end - start) / 1e6)
 
-    async def _stream(self, model: str | None, holder: list[StreamMeasure]) -> ProbeResult:
-        api = self.probe.api
+    async def _stream(self, api: ProbeApi, choice: Plan, holder: list[StreamMeasure]) -> ProbeResult:
         marks: dict[str, int] = {}
         clock = self._clock
 
@@ -131,7 +189,7 @@ class ProbeRunner:
         request = self.client.build_request(
             PROBE_APIS[api].method,
             join_url(self.target.url, PROBE_APIS[api].paths[0]),
-            json=request_body(self.probe, model),
+            json=request_body(self.probe, choice.model, choice.keep_alive, api),
             extensions={"trace": trace},
         )
         measure = StreamMeasure(api, clock())
@@ -161,23 +219,36 @@ class ProbeRunner:
         finally:
             await response.aclose()
 
-    async def _discover(self) -> str | None:
-        """The configured model, else the one the server lists (Ollama: a loaded one first)."""
-        if self._model is not None:
-            return self._model
-        timeout = min(self.target.timeout, self.probe.timeout)
-        if self.probe.api == "ollama":
-            for path in ("/api/ps", "/api/tags"):
-                names = _names(await self._get_json(path, timeout), "models", ("model", "name"))
-                if names:
-                    self._model = names[0]
+    async def _server_kind(self) -> ServerKind:
+        """Ollama or LM Studio when the target is (`type:`, or for `auto` what answers its model list), else other."""
+        if self._kind is None:
+            self._kind = "other"
+            for kind, (path, read) in _MODEL_LISTS.items():
+                loaded = read(await self._get_json(path), self._now())
+                if loaded is not None:
+                    self._kind, self._just_read = kind, loaded
                     break
-        else:
-            names = _names(await self._get_json("/v1/models", timeout), "data", ("id",))
-            self._model = names[0] if names else None
-        return self._model
+        return self._kind
 
-    async def _get_json(self, path: str, timeout: float) -> Any:
+    async def _choose(self, kind: ServerKind) -> Plan | Skip:
+        """The model (and Ollama `keep_alive`) for this run, from what the server holds now."""
+        if kind == "other":
+            if self._model is None:
+                names = _names(await self._get_json("/v1/models"), "data", ("id",))
+                self._model = names[0] if names else None
+            return Plan(self._model)
+        path, read = _MODEL_LISTS[kind]
+        loaded, self._just_read = self._just_read, None
+        if loaded is None:
+            loaded = read(await self._get_json(path), self._now())
+        if loaded is None:
+            return Plan(self.probe.model) if self.probe.model else Skip("no_model_list")
+        choice = plan(loaded, self.probe.model, self._model, self._expected_s)
+        self._model = choice.model if isinstance(choice, Plan) else self._model
+        return choice
+
+    async def _get_json(self, path: str) -> Any:
+        timeout = min(self.target.timeout, self.probe.timeout)
         response = await self.client.get(join_url(self.target.url, path), timeout=timeout)
         if response.status_code != 200:
             return None  # no model list: send without a model, the server may have a default

@@ -36,8 +36,6 @@ class Measurement:
     meaning: str
     tags: tuple[str, ...]
     fields: tuple[Field, ...]
-    patterns: tuple[str, ...] = ()
-    """Field-name patterns with `*` for families, e.g. `requests_finished_*_total`."""
 
     def field(self, name: str) -> Field | None:
         for f in self.fields:

@@ -6,8 +6,11 @@ PROBE = Measurement(
     "actually gets. One point per probe, timestamped when it started. Tag `error` (only on failure): `connect`, "
     "`timeout`, `http_4xx`, `http_5xx`, `bad_stream` (cut, malformed or error chunk, ended unfinished), `empty` "
     "(no text). Tag `output_tokens_source`: `usage` (the server's usage object), `server` (Ollama `eval_count`, "
-    "llama.cpp `tokens_predicted`) or `chunks` (counted chunks: an estimate).",
-    ("host", "target", "server_type", "model", "api", "error", "output_tokens_source"),
+    "llama.cpp `tokens_predicted`) or `chunks` (counted chunks: an estimate). Tag `skip_reason` (only when "
+    "a probe was not sent, on Ollama and LM Studio, which load the model a request names): `no_model_loaded`, "
+    "`model_unloading` (the loaded model unloads within the probe's time), `no_model_list` (the server's list "
+    "of loaded models could not be read).",
+    ("host", "target", "server_type", "model", "api", "error", "output_tokens_source", "skip_reason"),
     (
         Field("success", "0/1", "1 when the stream completed with generated text.", type="int"),
         Field("http_status", "", "HTTP status of the probe request (absent when no response came).", type="int"),
@@ -82,6 +85,14 @@ PROBE = Measurement(
             "TCP (and TLS) set-up, only when the probe had to open a new connection; not part of ttft_ms.",
         ),
         Field("chunks", "", "JSON chunks received in the stream.", type="int"),
+        Field(
+            "skipped",
+            "0/1",
+            "1 when the probe was not sent, so as not to load a model or keep one loaded (why: tag `skip_reason`); "
+            "then the point's only field.",
+            servers="ollama, lmstudio",
+            type="int",
+        ),
     ),
 )
 

@@ -50,14 +50,38 @@ def _interval_fields(kinds, pct, unit: str, suffix: str = "", notes=None) -> tup
     )
 
 
+_SERVER_LOG_FIELDS = (
+    Field(
+        "client_error_ratio",
+        "0-1",
+        "Requests answered 4xx / all requests over the interval (the caller's mistakes; `error_ratio` counts 5xx).",
+    ),
+    Field(
+        "model_loads_per_s",
+        "loads/s",
+        "Model loads (a runner started) per second over the interval.",
+    ),
+    Field(
+        "model_load_seconds",
+        "s",
+        "How long the interval's last model load took (`llama runner started in N seconds`); absent without one.",
+    ),
+)
+"""From a server's own log: what no histogram gives."""
+
+
 SERVER = Measurement(
     "llm_server",
     "One model server target (one point per model it serves): health, load, token and request counters, "
     "rates and latency percentiles over the gather interval. Same name, same meaning on every server. Tag "
     "`server_version`: the server's own version (vLLM `/version`, SGLang `/get_server_info`, TGI `/info`, llama.cpp "
     "`/props` `build_info`, Ollama `/api/version`; asked on first contact, after an outage and every 10 minutes "
-    "where it costs a request), absent until known, kept on its down points.",
-    ("server_type", "model", "target", "host", "server_version"),
+    "where it costs a request), absent until known, kept on its down points. Ollama and llama.cpp: requests/s, "
+    "error ratios and the latency and length percentiles come from the server's own log (exact over the interval's "
+    "requests), on a point of their own (tags `target`, `server_type`; Ollama also `api`: `generate` for "
+    "generate/chat/completions, `embed` for embeddings, kept apart); llama.cpp's `e2e_*` is its `total time` "
+    "(prompt + generation, without the wait for a slot).",
+    ("server_type", "model", "target", "host", "server_version", "api"),
     (
         Field("up", "0/1", "1 when the server answered its metrics/API (0 also while a model loads).", type="int"),
         Field(
@@ -222,6 +246,7 @@ SERVER = Measurement(
             "lora_adapters_max", "adapters", "LoRA adapters that fit on the GPU at once (`--max-loras`).", type="int"
         ),
         ENERGY_J_PER_TOKEN,
+        *_SERVER_LOG_FIELDS,
         Field(
             "*",
             "",

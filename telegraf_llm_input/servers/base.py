@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.config.targets import TargetConfig
@@ -23,6 +24,12 @@ QUANTILES = ((0.5, "p50"), (0.9, "p90"), (0.95, "p95"), (0.99, "p99"))
 COUNT_QUANTILES = ((0.5, "p50"), (0.95, "p95"))
 """Of per-request counts (tokens per request): the median and the long tail, in the histogram's own unit."""
 STANDARD_RATES = ("prompt_tokens_total", "generation_tokens_total", "requests_total")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Speed = tuple[str, str] | tuple[str, str, float]
+"""(counter, counter[, plus]): a field that is Δfirst / Δsecond (+ plus) over the interval."""
 
 OFF_LOOP_BYTES = 256 * 1024
 """Bodies at least this big are decoded in a worker thread (small ones: the thread hop costs more)."""
@@ -44,32 +51,37 @@ class Fetcher:
             self.pool, self.target, path, auth=auth, retries=retries, accept=accept, deadline=self.deadline
         )
 
-    async def text(self, path: str, **kw) -> str:
-        return await self.text_of(await self.get(path, **kw))
+    async def text(
+        self, path: str, *, auth: bool = True, retries: int | None = None, accept: tuple[int, ...] = ()
+    ) -> str:
+        return await self.text_of(await self.get(path, auth=auth, retries=retries, accept=accept))
 
-    async def json(self, path: str, **kw):
-        return await self.json_of(await self.get(path, **kw))
+    async def json(
+        self, path: str, *, auth: bool = True, retries: int | None = None, accept: tuple[int, ...] = ()
+    ) -> object:
+        """The parsed JSON document: `object`, so an adapter checks its shape before it trusts one."""
+        return await self.json_of(await self.get(path, auth=auth, retries=retries, accept=accept))
 
     async def text_of(self, resp: Response) -> str:
         return await self._decode(resp.text, resp.body)
 
-    async def json_of(self, resp: Response):
+    async def json_of(self, resp: Response) -> object:
         return await self._decode(resp.json, resp.body)
 
-    async def off_loop(self, func, *args):
+    async def off_loop(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`func(*args)` in a worker thread: parsing a huge page must not stall every other source.
 
         The gather's deadline still holds: the source stops waiting at its budget (`ServerSource`),
         and work that can check `self.deadline` (the Prometheus parser) stops by itself.
         """
-        return await asyncio.to_thread(func, *args)
+        return await asyncio.to_thread(func, *args, **kwargs)
 
-    async def sized(self, size: int, func, *args):
+    async def sized(self, size: int, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`func(*args)` on the loop for a page under OFF_LOOP_BYTES, else in a worker thread: for a usual page
         the thread hop (and the GIL handed back and forth) costs more than the work."""
-        return func(*args) if size < OFF_LOOP_BYTES else await self.off_loop(func, *args)
+        return func(*args, **kwargs) if size < OFF_LOOP_BYTES else await self.off_loop(func, *args, **kwargs)
 
-    async def _decode(self, func, body: bytes | bytearray):
+    async def _decode(self, func: Callable[[], T], body: bytes | bytearray) -> T:
         return await self.sized(len(body), func)
 
 
@@ -88,7 +100,7 @@ class ModelReading:
     increase is taken per series, then summed. Absent: the total is the one series."""
     histogram_series: dict[str, dict[hist.LabelKey, hist.Histogram]] = field(default_factory=dict)
     """Same for histograms."""
-    speeds: dict[str, tuple] = field(default_factory=dict)
+    speeds: dict[str, Speed] = field(default_factory=dict)
     """Field -> (counter, counter[, plus]): Δfirst / Δsecond (+ plus) over the interval (llama.cpp tokens per
     busy second, prefix-cache hits per queried token, tokens per finished request); absent when Δsecond is 0."""
     count_histograms: frozenset[str] = frozenset()
@@ -157,7 +169,7 @@ class Answers:
                 self._cache[path] = None
         return self._cache[path]
 
-    async def json(self, path: str) -> Any:
+    async def json(self, path: str) -> object:
         text = await self.text(path)
         if text is None:
             return None

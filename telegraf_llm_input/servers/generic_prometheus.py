@@ -27,7 +27,7 @@ def wanted(name: str, include: list[str], exclude: list[str]) -> bool:
 
 def read_any(page: Page, include: list[str], exclude: list[str], measurement: str) -> list[ModelReading]:
     """Pure: the page as readings keyed by label set."""
-    readings: dict[tuple, ModelReading] = {}
+    readings: dict[hist.LabelKey, ModelReading] = {}
 
     def reading(labels: dict[str, str]) -> ModelReading:
         key = tuple(sorted(labels.items()))

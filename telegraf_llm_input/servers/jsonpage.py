@@ -13,7 +13,7 @@ NAME = "json"
 _MISSING = object()
 
 
-def lookup(document, path: str):
+def lookup(document: object, path: str) -> object:
     """Value at a dotted path (`a.b.0.c`: list indexes allowed), or _MISSING."""
     node = document
     for part in path.split("."):
@@ -26,7 +26,7 @@ def lookup(document, path: str):
     return node
 
 
-def read_fields(document, fields: dict[str, JsonFieldConfig]) -> ModelReading:
+def read_fields(document: object, fields: dict[str, JsonFieldConfig]) -> ModelReading:
     reading = ModelReading(None, rated=None)
     for name, spec in fields.items():
         value = lookup(document, spec.path)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, Response
@@ -62,7 +64,7 @@ TABLE = PromTable(
 )
 
 
-def model_from_props(props: dict) -> str | None:
+def model_from_props(props: dict[str, Any]) -> str | None:
     alias = props.get("model_alias")
     if isinstance(alias, str) and alias:
         return alias
@@ -72,7 +74,7 @@ def model_from_props(props: dict) -> str | None:
     return None
 
 
-def timings_fields(timings) -> dict[str, float]:
+def timings_fields(timings: object) -> dict[str, float]:
     """The `timings` object llama-server adds to a completion (also in OpenAI-style answers).
 
     Keys `prompt_n`, `prompt_ms`, `predicted_n`, `predicted_ms` (and `cache_n` for prompt tokens
@@ -81,7 +83,7 @@ def timings_fields(timings) -> dict[str, float]:
     if not isinstance(timings, dict):
         return {}
 
-    def num(key):
+    def num(key: str) -> float | None:
         v = timings.get(key)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
 
@@ -114,7 +116,7 @@ def with_cache_queries(reading: ModelReading) -> ModelReading:
     return reading
 
 
-def _context_used(slot: dict) -> float | None:
+def _context_used(slot: dict[str, object]) -> float | None:
     """Tokens in the slot's context: `n_past` where the build has it; newer builds dropped it, and their
     `n_prompt_tokens` is the slot's cached tokens, the generated ones included (`prompt.tokens.size()`, each sampled
     token pushed back: 16 prompt tokens and 307 decoded read 323 on the tests' build)."""
@@ -125,7 +127,7 @@ def _context_used(slot: dict) -> float | None:
     return None
 
 
-def slot_fields(slots: list) -> dict[str, float]:
+def slot_fields(slots: list[object]) -> dict[str, float]:
     """slots_total, slots_busy and the fullest busy slot's context (`_context_used`)."""
     busy = 0
     fill: list[float] = []
@@ -152,7 +154,7 @@ counters went back (a restart between two gathers, perhaps with another model)."
 RESTART_COUNTERS = ("decode_calls_total", "prompt_tokens_total", "generation_tokens_total")
 
 
-async def _answer(coro) -> Response | FetchError:
+async def _answer(coro: Awaitable[Response]) -> Response | FetchError:
     try:
         return await coro
     except FetchError as exc:
@@ -181,7 +183,7 @@ class LlamaCppAdapter:
     server_type = TYPE
 
     def __init__(self) -> None:
-        self._props: dict | None = None
+        self._props: dict[str, Any] | None = None
         self._props_at: float | None = None
         """`time.monotonic()` of the last `/props` answer; None: ask on the next gather."""
         self._counters: dict[str, float] = {}

@@ -19,10 +19,11 @@ FIELDS = ("models_loaded",)
 MODELS_PATH = "/api/v0/models"
 
 
-def loaded_models(answer: dict) -> list[Metric]:
+def loaded_models(answer: dict[str, object]) -> list[Metric]:
     """One `llm_model_loaded` metric per loaded model (time set by the source)."""
     out = []
-    for entry in answer.get("data") or []:
+    entries = answer.get("data")
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict) or entry.get("state") != "loaded" or not isinstance(entry.get("id"), str):
             continue
         tags = {"model": entry["id"]}

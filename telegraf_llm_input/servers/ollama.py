@@ -20,7 +20,8 @@ FIELDS = ("models_loaded",)
 MODEL_MEASUREMENT = "llm_model_loaded"
 
 
-def _seconds_until(expires_at, now: datetime) -> float | None:
+def seconds_until(expires_at: object, now: datetime) -> float | None:
+    """Seconds from now to an `expires_at` (RFC 3339), >= 0; None when absent or unreadable."""
     if not isinstance(expires_at, str) or not expires_at:
         return None
     text = expires_at.replace("Z", "+00:00")
@@ -38,10 +39,11 @@ def _seconds_until(expires_at, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def loaded_models(ps: dict, now: datetime) -> list[Metric]:
+def loaded_models(ps: dict[str, object], now: datetime) -> list[Metric]:
     """One `llm_model_loaded` metric per model in an `/api/ps` answer (time set by the source)."""
     out = []
-    for entry in ps.get("models") or []:
+    entries = ps.get("models")
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
         name = entry.get("name") or entry.get("model")
@@ -56,7 +58,7 @@ def loaded_models(ps: dict, now: datetime) -> list[Metric]:
                 if isinstance(size, int) and size > 0 and isinstance(vram, int)
                 else None,
                 "context_length": entry.get("context_length") if isinstance(entry.get("context_length"), int) else None,
-                "seconds_until_unload": _seconds_until(entry.get("expires_at"), now),
+                "seconds_until_unload": seconds_until(entry.get("expires_at"), now),
             }
         )
         out.append(Metric(MODEL_MEASUREMENT, {"model": name}, fields, 0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from telegraf_llm_input import histogram as hist
@@ -26,6 +27,7 @@ from telegraf_llm_input.servers.base import (
     Fetcher,
     ModelReading,
     Reading,
+    Speed,
     rate_name,
     version_tags,
 )
@@ -72,7 +74,7 @@ class PromTable:
     errors_where: tuple[str, str, tuple[str, ...]] | None = None
     """(counter, label, values): `request_errors_total` = that counter where label is one of values
     (absent when the page has no such series)."""
-    speeds: dict[str, tuple] = field(default_factory=dict)
+    speeds: dict[str, Speed] = field(default_factory=dict)
     """Our field -> (counter, counter[, plus]): Δfirst / Δsecond (+ plus) over the interval (ModelReading.speeds)."""
     version: tuple[str, str] | None = None
     """(path, key) of a JSON answer holding the server's version (`/version`, `version`): the `server_version`
@@ -239,7 +241,7 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
     return [models[m] for m in sorted(models, key=lambda m: m or "")]
 
 
-def _info_fields(info: InfoLabels, samples) -> dict[str, int]:
+def _info_fields(info: InfoLabels, samples: Sequence[Sample]) -> dict[str, int]:
     series = [s for s in samples if s.value == s.value]
     if not series:
         return {}
@@ -262,7 +264,7 @@ def dedupe(page: Page) -> int:
     samples = page.samples
     if len({(s.name, label_key(s)) for s in samples}) == len(samples):
         return 0  # the usual page: nothing to drop, no second list built
-    seen: set[tuple] = set()
+    seen: set[tuple[str, hist.LabelKey]] = set()
     kept: list[Sample] = []
     for s in samples:
         key = (s.name, label_key(s))
@@ -276,7 +278,7 @@ def dedupe(page: Page) -> int:
 _WARNED: set[tuple[str, str]] = set()
 
 
-def once(where: str, what: str, level: int, message: str, *args) -> None:
+def once(where: str, what: str, level: int, message: str, *args: object) -> None:
     """Log `message` once per target and kind of news (the set is bounded: a flood of targets logs no more)."""
     if (where, what) not in _WARNED and len(_WARNED) < 4096:
         _WARNED.add((where, what))

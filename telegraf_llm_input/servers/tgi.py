@@ -7,7 +7,7 @@ answer that names the model (no request of its own).
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
-from telegraf_llm_input.servers.base import Rule, version_tags
+from telegraf_llm_input.servers.base import Fetcher, Rule, version_tags
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
 TYPE = "tgi"
@@ -41,7 +41,7 @@ TABLE = PromTable(
 
 
 class TgiAdapter(PromAdapter):
-    async def default_model(self, fetch) -> str | None:
+    async def default_model(self, fetch: Fetcher) -> str | None:
         try:
             info = await fetch.json("/info")
         except FetchError:

@@ -22,6 +22,15 @@ def _always(config: Config) -> bool:
     return True
 
 
+def _server_logs(config: Config) -> bool:
+    """A target whose own log may say its requests (Ollama, llama.cpp, or not yet known), or discovery."""
+    if config.targets is None:
+        return config.discovery.enabled
+    return any(
+        t.type in ("ollama", "llamacpp", "auto") and (t.log or "").strip().lower() != "none" for t in config.targets
+    )
+
+
 @dataclass(frozen=True)
 class SourceModule:
     """`telegraf_llm_input.sources.<module>`, imported and built only when `wanted(config)`."""
@@ -44,6 +53,7 @@ BUILDERS: list[Builder] = [
     SourceModule("discovery", lambda config: config.targets is None and config.discovery.enabled),
     SourceModule("probe", lambda config: any(t.probe.enabled for t in config.targets or [])),
     SourceModule("requestlog", lambda config: bool(config.logs)),
+    SourceModule("serverlog", lambda config: _server_logs(config)),
 ]
 """In this order (it is the order of each gather's points and `llm_agent` lines)."""
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.lazy import lazy_import
@@ -68,6 +71,49 @@ class ReportsDown(Protocol):
         ...
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ProbeSent:
+    """One request the probe sent: a server log source leaves it out of user traffic."""
+
+    target: str
+    path: str
+    started_at: float
+    """Unix seconds."""
+    ended_at: float | None = None
+    """Unix seconds; None while it is in flight."""
+
+
+class ProbeLedger:
+    """What the probes sent lately (bounded), written from the probe threads, read by the server-log source."""
+
+    def __init__(self, maxlen: int = 256):
+        self._sent: deque[ProbeSent] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+
+    async def track(self, target: str, path: str, run: Awaitable[T]) -> T:
+        """Awaits `run` (one probe request to `path`), recorded as in flight, then as done."""
+        sent = ProbeSent(target, path, time.time())
+        with self._lock:
+            self._sent.append(sent)
+        try:
+            return await run
+        finally:
+            with self._lock:
+                self._sent.append(ProbeSent(target, path, sent.started_at, time.time()))
+                try:
+                    self._sent.remove(sent)
+                except ValueError:  # pushed out by newer ones
+                    pass
+
+    def sent(self, target: str) -> list[ProbeSent]:
+        """The target's requests, oldest first (those in flight have no `ended_at`)."""
+        with self._lock:
+            return [s for s in self._sent if s.target == target]
+
+
 @dataclass
 class SourceEnv:
     """Shared things sources may use; built once by the agent and passed to every builder."""
@@ -81,6 +127,8 @@ class SourceEnv:
     discovered_targets: list[TargetConfig] = field(default_factory=list)
     """The servers discovery found so far (no `targets:` in the config); grows as it finds more. Sources that
     follow a server (its process) read it each gather."""
+    probe_ledger: ProbeLedger = field(default_factory=ProbeLedger)
+    """The probes' own requests, so no source counts them as user traffic."""
 
     def http_pool(self) -> HttpPool:
         if self.http is None:

@@ -65,153 +65,205 @@ class GpuDevice:
     lost: bool = False
 
 
-def read_gpu(nvml: Any, dev: GpuDevice, compat: bool) -> dict[str, Any]:
-    """Raw NVML readings for one GPU, keyed by our names; unsupported readings are absent.
+Call = Callable[[Any, Any], Any]
+"""(the pynvml module, a device handle) -> one NVML reading."""
 
+
+def nvml(function: str, *constants: str) -> Call:
+    """pynvml's `function(handle, *constants)`, both looked up when called (an older binding lacks some)."""
+    if not constants:
+        return lambda n, h: getattr(n, function)(h)
+    return lambda n, h: getattr(n, function)(h, *[getattr(n, c) for c in constants])
+
+
+CALLS: dict[str, tuple[Call, ...]] = {
+    "util": (nvml("nvmlDeviceGetUtilizationRates"),),
+    "mem": (nvml("nvmlDeviceGetMemoryInfo"),),
+    "temp": (nvml("nvmlDeviceGetTemperature", "NVML_TEMPERATURE_GPU"),),
+    "power": (nvml("nvmlDeviceGetPowerUsage"),),
+    "power_limit": (nvml("nvmlDeviceGetEnforcedPowerLimit"),),
+    "energy": (nvml("nvmlDeviceGetTotalEnergyConsumption"),),
+    "clock_sm": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_SM"),),
+    "clock_mem": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_MEM"),),
+    "fan": (nvml("nvmlDeviceGetFanSpeed"),),
+    "pstate": (nvml("nvmlDeviceGetPerformanceState"),),
+    "clock_events": (  # drivers before 535 only know the older name
+        nvml("nvmlDeviceGetCurrentClocksEventReasons"),
+        nvml("nvmlDeviceGetCurrentClocksThrottleReasons"),
+    ),
+    "ecc_unc": (nvml("nvmlDeviceGetTotalEccErrors", "NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_VOLATILE_ECC"),),
+    "ecc_corr": (nvml("nvmlDeviceGetTotalEccErrors", "NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_VOLATILE_ECC"),),
+    "rows_pending": (  # Ampere and later remap rows (pending: the third item); older GPUs retire pages
+        lambda n, h: 1 if n.nvmlDeviceGetRemappedRows(h)[2] else 0,
+        nvml("nvmlDeviceGetRetiredPagesPendingStatus"),
+    ),
+    # Each PCIe reading samples for ~20 ms inside the driver: wall time in this thread, not CPU.
+    "pcie_tx": (nvml("nvmlDeviceGetPcieThroughput", "NVML_PCIE_UTIL_TX_BYTES"),),
+    "pcie_rx": (nvml("nvmlDeviceGetPcieThroughput", "NVML_PCIE_UTIL_RX_BYTES"),),
+    "encoder": (nvml("nvmlDeviceGetEncoderUtilization"),),
+    "decoder": (nvml("nvmlDeviceGetDecoderUtilization"),),
+    # nvidia_smi compatibility only
+    "compute_mode": (nvml("nvmlDeviceGetComputeMode"),),
+    "clock_graphics": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_GRAPHICS"),),
+    "clock_video": (nvml("nvmlDeviceGetClockInfo", "NVML_CLOCK_VIDEO"),),
+    "pcie_gen": (nvml("nvmlDeviceGetCurrPcieLinkGeneration"),),
+    "pcie_width": (nvml("nvmlDeviceGetCurrPcieLinkWidth"),),
+}
+"""NVML reading -> the functions that give it, newest first (the next is tried when one gives nothing)."""
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _milli(value: Any) -> float:
+    return float(value / 1000.0)
+
+
+def _mib(value: Any) -> float:
+    return float(value / MIB)
+
+
+def _pstate(value: Any) -> Any:
+    return None if value == PSTATE_UNKNOWN else value
+
+
+def _bits(mask: int) -> Callable[[Any], int]:
+    return lambda reasons: 1 if reasons & mask else 0
+
+
+@dataclass(frozen=True)
+class NvmlField:
+    """One field from NVML: which reading it comes from and how that converts to the field's unit."""
+
+    field: str
+    call: str
+    """A key of CALLS (readings several fields share are made once per gather)."""
+    convert: Callable[[Any], Any] = _same
+    """The reading -> the field's value; None: no field."""
+
+
+LLM_GPU: tuple[NvmlField, ...] = (
+    NvmlField("utilization_gpu", "util", lambda u: u.gpu),
+    NvmlField("utilization_memory", "util", lambda u: u.memory),
+    NvmlField("memory_total_mib", "mem", lambda m: _mib(m.total)),
+    NvmlField("memory_used_mib", "mem", lambda m: _mib(m.used)),
+    NvmlField("memory_free_mib", "mem", lambda m: _mib(m.free)),
+    NvmlField("temperature_gpu", "temp"),
+    NvmlField("power_draw_w", "power", _milli),  # mW
+    NvmlField("power_limit_w", "power_limit", _milli),  # mW
+    NvmlField("energy_total_j", "energy", _milli),  # mJ
+    NvmlField("clocks_sm_mhz", "clock_sm"),
+    NvmlField("clocks_mem_mhz", "clock_mem"),
+    NvmlField("fan_speed", "fan"),
+    NvmlField("pstate", "pstate", _pstate),
+    NvmlField("ecc_uncorrected_volatile", "ecc_unc"),
+    NvmlField("ecc_corrected_volatile", "ecc_corr"),
+    NvmlField("retired_or_remapped_rows_pending", "rows_pending"),
+    NvmlField("pcie_tx_kib_s", "pcie_tx"),
+    NvmlField("pcie_rx_kib_s", "pcie_rx"),
+    NvmlField("encoder_util", "encoder", lambda e: e[0]),  # (utilisation, sampling period)
+    NvmlField("decoder_util", "decoder", lambda d: d[0]),
+    *(NvmlField(name, "clock_events", _bits(mask)) for name, mask in THROTTLE_BITS.items()),
+)
+"""`llm_gpu` from NVML, in the order written (schema/gpu.py documents each; a test holds them together)."""
+
+NVIDIA_SMI: tuple[NvmlField, ...] = (
+    NvmlField("fan_speed", "fan"),
+    NvmlField("memory_total", "mem", lambda m: m.total // MIB),
+    NvmlField("memory_used", "mem", lambda m: m.used // MIB),
+    NvmlField("memory_free", "mem", lambda m: m.free // MIB),
+    NvmlField("temperature_gpu", "temp"),
+    NvmlField("utilization_gpu", "util", lambda u: u.gpu),
+    NvmlField("utilization_memory", "util", lambda u: u.memory),
+    NvmlField("utilization_encoder", "encoder", lambda e: e[0]),
+    NvmlField("utilization_decoder", "decoder", lambda d: d[0]),
+    NvmlField("pcie_link_gen_current", "pcie_gen"),
+    NvmlField("pcie_link_width_current", "pcie_width"),
+    NvmlField("clocks_current_graphics", "clock_graphics"),
+    NvmlField("clocks_current_sm", "clock_sm"),
+    NvmlField("clocks_current_memory", "clock_mem"),
+    NvmlField("clocks_current_video", "clock_video"),
+    NvmlField("power_draw", "power", _milli),
+)
+"""Telegraf inputs.nvidia_smi's fields under its names and integer units (after `driver_version`,
+`cuda_version`)."""
+
+
+_WAYS: dict[str, tuple[tuple[str, Call], ...]] = {
+    key: tuple((f"{key}#{i}" if i else key, way) for i, way in enumerate(ways)) for key, ways in CALLS.items()
+}
+"""Each reading's functions under the names `GpuDevice.unsupported` keeps them by."""
+
+
+class Readings:
+    """One gather's NVML readings of one GPU, each made once and only when a field asks for it.
+
+    A reading NVML says the GPU does not support is not asked again (`dev.unsupported`).
     Raises GpuLost when NVML says the GPU fell off the bus.
     """
-    raw: dict[str, Any] = {}
-    h = dev.handle
 
-    def get(key: str, call: Callable[[], Any]) -> Any:
-        if key in dev.unsupported:
+    def __init__(self, nvml: Any, dev: GpuDevice):
+        self._nvml = nvml
+        self._dev = dev
+        self._got: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        got = self._got
+        if key in got:
+            return got[key]
+        value = None
+        for name, way in _WAYS[key]:
+            value = self._call(name, way)
+            if value is not None:
+                break
+        got[key] = value
+        return value
+
+    def _call(self, name: str, way: Call) -> Any:
+        nvml, dev = self._nvml, self._dev
+        if name in dev.unsupported:
             return None
         try:
-            return call()
+            return way(nvml, dev.handle)
         except AttributeError:  # an older nvidia-ml-py without this function
-            dev.unsupported.add(key)
+            dev.unsupported.add(name)
             return None
         except nvml.NVMLError as exc:
             code = getattr(exc, "value", None)
             if code == nvml.NVML_ERROR_GPU_IS_LOST:
                 raise GpuLost(str(exc)) from exc
             if code in (nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_FUNCTION_NOT_FOUND):
-                dev.unsupported.add(key)  # it will not become supported: stop asking
+                dev.unsupported.add(name)  # it will not become supported: stop asking
             return None
 
-    util = get("util", lambda: nvml.nvmlDeviceGetUtilizationRates(h))
-    if util is not None:
-        raw["utilization_gpu"] = util.gpu
-        raw["utilization_memory"] = util.memory
-    mem = get("mem", lambda: nvml.nvmlDeviceGetMemoryInfo(h))
-    if mem is not None:
-        raw["memory_total"] = mem.total
-        raw["memory_used"] = mem.used
-        raw["memory_free"] = mem.free
-    raw["temperature_gpu"] = get("temp", lambda: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))
-    raw["power_mw"] = get("power", lambda: nvml.nvmlDeviceGetPowerUsage(h))
-    raw["power_limit_mw"] = get("power_limit", lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(h))
-    raw["energy_mj"] = get("energy", lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(h))
-    raw["clock_sm"] = get("clock_sm", lambda: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM))
-    raw["clock_mem"] = get("clock_mem", lambda: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_MEM))
-    raw["fan_speed"] = get("fan", lambda: nvml.nvmlDeviceGetFanSpeed(h))
-    raw["pstate"] = get("pstate", lambda: nvml.nvmlDeviceGetPerformanceState(h))
-    reasons = get("clock_events", lambda: nvml.nvmlDeviceGetCurrentClocksEventReasons(h))
-    if reasons is None:  # drivers before 535 only know the older name
-        reasons = get("throttle", lambda: nvml.nvmlDeviceGetCurrentClocksThrottleReasons(h))
-    raw["throttle_reasons"] = reasons
-    raw["ecc_uncorrected"] = get(
-        "ecc_unc",
-        lambda: nvml.nvmlDeviceGetTotalEccErrors(h, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC),
-    )
-    raw["ecc_corrected"] = get(
-        "ecc_corr",
-        lambda: nvml.nvmlDeviceGetTotalEccErrors(h, nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, nvml.NVML_VOLATILE_ECC),
-    )
-    rows = get("remapped", lambda: nvml.nvmlDeviceGetRemappedRows(h))  # Ampere and later
-    if rows is not None:
-        raw["rows_pending"] = 1 if rows[2] else 0
-    else:  # older GPUs retire pages instead
-        raw["rows_pending"] = get("retired", lambda: nvml.nvmlDeviceGetRetiredPagesPendingStatus(h))
-    # Each PCIe reading samples for ~20 ms inside the driver: wall time in this thread, not CPU.
-    raw["pcie_tx"] = get("pcie_tx", lambda: nvml.nvmlDeviceGetPcieThroughput(h, nvml.NVML_PCIE_UTIL_TX_BYTES))
-    raw["pcie_rx"] = get("pcie_rx", lambda: nvml.nvmlDeviceGetPcieThroughput(h, nvml.NVML_PCIE_UTIL_RX_BYTES))
-    enc = get("encoder", lambda: nvml.nvmlDeviceGetEncoderUtilization(h))
-    raw["encoder_util"] = enc[0] if enc is not None else None
-    dec = get("decoder", lambda: nvml.nvmlDeviceGetDecoderUtilization(h))
-    raw["decoder_util"] = dec[0] if dec is not None else None
-    if compat:
-        raw["compute_mode"] = get("compute_mode", lambda: nvml.nvmlDeviceGetComputeMode(h))
-        raw["clock_graphics"] = get("clock_gr", lambda: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_GRAPHICS))
-        raw["clock_video"] = get("clock_video", lambda: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_VIDEO))
-        raw["pcie_gen"] = get("pcie_gen", lambda: nvml.nvmlDeviceGetCurrPcieLinkGeneration(h))
-        raw["pcie_width"] = get("pcie_width", lambda: nvml.nvmlDeviceGetCurrPcieLinkWidth(h))
-    return {k: v for k, v in raw.items() if v is not None}
-
-
-def _div(value: Any, by: float) -> float | None:
-    return None if value is None else value / by
-
-
-def llm_gpu_fields(raw: dict[str, Any]) -> dict[str, Any]:
-    """Our `llm_gpu` fields from raw readings (pure)."""
-    fields: dict[str, Any] = {
-        "utilization_gpu": raw.get("utilization_gpu"),
-        "utilization_memory": raw.get("utilization_memory"),
-        "memory_total_mib": _div(raw.get("memory_total"), MIB),
-        "memory_used_mib": _div(raw.get("memory_used"), MIB),
-        "memory_free_mib": _div(raw.get("memory_free"), MIB),
-        "temperature_gpu": raw.get("temperature_gpu"),
-        "power_draw_w": _div(raw.get("power_mw"), 1000.0),
-        "power_limit_w": _div(raw.get("power_limit_mw"), 1000.0),
-        "energy_total_j": _div(raw.get("energy_mj"), 1000.0),
-        "clocks_sm_mhz": raw.get("clock_sm"),
-        "clocks_mem_mhz": raw.get("clock_mem"),
-        "fan_speed": raw.get("fan_speed"),
-        "pstate": raw["pstate"] if raw.get("pstate", PSTATE_UNKNOWN) != PSTATE_UNKNOWN else None,
-        "ecc_uncorrected_volatile": raw.get("ecc_uncorrected"),
-        "ecc_corrected_volatile": raw.get("ecc_corrected"),
-        "retired_or_remapped_rows_pending": raw.get("rows_pending"),
-        "pcie_tx_kib_s": raw.get("pcie_tx"),
-        "pcie_rx_kib_s": raw.get("pcie_rx"),
-        "encoder_util": raw.get("encoder_util"),
-        "decoder_util": raw.get("decoder_util"),
-    }
-    reasons = raw.get("throttle_reasons")
-    if reasons is not None:
-        for name, bits in THROTTLE_BITS.items():
-            fields[name] = 1 if reasons & bits else 0
-    return clean_fields(fields)
+    def fields(self, table: Sequence[NvmlField]) -> dict[str, Any]:
+        """The table's fields, in its order; a reading the GPU does not give, or converts to None, is no field."""
+        out: dict[str, Any] = {}
+        for row in table:
+            raw = self[row.call]
+            if raw is not None:
+                value = row.convert(raw)
+                if value is not None:
+                    out[row.field] = value
+        return out
 
 
 def nvidia_smi_metric(
-    raw: dict[str, Any], tags: dict[str, str], driver: str | None, cuda: str | None, time_ns: int
+    readings: Readings, tags: dict[str, str], driver: str | None, cuda: str | None, time_ns: int
 ) -> Metric:
-    """The same readings under Telegraf inputs.nvidia_smi's measurement, tags, names and units (pure)."""
+    """The same readings under Telegraf inputs.nvidia_smi's measurement, tags, names and units."""
     smi_tags = {"index": tags["index"]}
     for key in ("name", "uuid"):
         if key in tags:
             smi_tags[key] = tags[key]
-    pstate = raw.get("pstate")
+    pstate = readings["pstate"]
     if pstate is not None and pstate != PSTATE_UNKNOWN:
         smi_tags["pstate"] = f"P{pstate}"
-    if raw.get("compute_mode") in COMPUTE_MODES:
-        smi_tags["compute_mode"] = COMPUTE_MODES[raw["compute_mode"]]
-
-    def mib(key: str) -> int | None:
-        return raw[key] // MIB if key in raw else None
-
-    fields = {
-        "driver_version": driver,
-        "cuda_version": cuda,
-        "fan_speed": raw.get("fan_speed"),
-        "memory_total": mib("memory_total"),
-        "memory_used": mib("memory_used"),
-        "memory_free": mib("memory_free"),
-        "temperature_gpu": raw.get("temperature_gpu"),
-        "utilization_gpu": raw.get("utilization_gpu"),
-        "utilization_memory": raw.get("utilization_memory"),
-        "utilization_encoder": raw.get("encoder_util"),
-        "utilization_decoder": raw.get("decoder_util"),
-        "pcie_link_gen_current": raw.get("pcie_gen"),
-        "pcie_link_width_current": raw.get("pcie_width"),
-        "clocks_current_graphics": raw.get("clock_graphics"),
-        "clocks_current_sm": raw.get("clock_sm"),
-        "clocks_current_memory": raw.get("clock_mem"),
-        "clocks_current_video": raw.get("clock_video"),
-        "power_draw": _div(raw.get("power_mw"), 1000.0),
-    }
-    return Metric("nvidia_smi", smi_tags, clean_fields(fields), time_ns)
+    if readings["compute_mode"] in COMPUTE_MODES:
+        smi_tags["compute_mode"] = COMPUTE_MODES[readings["compute_mode"]]
+    fields = clean_fields({"driver_version": driver, "cuda_version": cuda}) | readings.fields(NVIDIA_SMI)
+    return Metric("nvidia_smi", smi_tags, fields, time_ns)
 
 
 class GpuSource:
@@ -223,6 +275,8 @@ class GpuSource:
         self._devices: list[GpuDevice] | None = None
         self._event_set: Any = None
         self._state = StateLog(log)
+        self._fields = [row for row in LLM_GPU if config.keeps(row.field)]
+        """The table less the fields `gpu.exclude` leaves out (their NVML calls are not made)."""
 
     def _open(self) -> list[GpuDevice]:
         nvml = self._session.nvml
@@ -298,8 +352,16 @@ class GpuSource:
             if dev.lost:
                 metrics.append(Metric("llm_gpu", dev.tags, {"gpu_lost": 1}, time_ns))
                 continue
+            readings = Readings(nvml, dev)
             try:
-                raw = read_gpu(nvml, dev, self._config.nvidia_smi_compat)
+                fields = readings.fields(self._fields)
+                smi = (
+                    nvidia_smi_metric(
+                        readings, dev.tags, self._session.driver_version, self._session.cuda_version, time_ns
+                    )
+                    if self._config.nvidia_smi_compat
+                    else None
+                )
             except GpuLost as exc:
                 dev.lost = True  # a lost GPU needs a reset/reboot; NVML will not bring it back
                 self._state.fail(
@@ -309,17 +371,13 @@ class GpuSource:
                 )
                 metrics.append(Metric("llm_gpu", dev.tags, {"gpu_lost": 1}, time_ns))
                 continue
-            fields = llm_gpu_fields(raw)
             fields["gpu_lost"] = 0
             if dev.xid_registered:
-                fields["xid_errors_total"] = dev.xid_total
-                if dev.xid_last is not None:
-                    fields["xid_last"] = dev.xid_last
+                xid = {"xid_errors_total": dev.xid_total, "xid_last": dev.xid_last}
+                fields.update((k, v) for k, v in xid.items() if v is not None and self._config.keeps(k))
             metrics.append(Metric("llm_gpu", dev.tags, fields, time_ns))
-            if self._config.nvidia_smi_compat:
-                metrics.append(
-                    nvidia_smi_metric(raw, dev.tags, self._session.driver_version, self._session.cuda_version, time_ns)
-                )
+            if smi is not None:
+                metrics.append(smi)
         return metrics
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
@@ -340,7 +398,7 @@ def build(config: Config, env: SourceEnv) -> list[Source]:
     gpu: GpuConfig = config.gpu
     if gpu.enabled is False:
         return []
-    sources: list = []
+    sources: list[Source] = []
     if gpu.wants("nvidia"):
         sources.append(GpuSource(gpu, env.nvml_session(required=gpu.enabled is True)))
     sources.extend(gpu_backends.build(gpu))

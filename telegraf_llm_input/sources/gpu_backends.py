@@ -11,7 +11,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,7 @@ from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sources import gpu_amd, gpu_intel
 from telegraf_llm_input.sources.base import GatherContext
-from telegraf_llm_input.sources.gpu_sysfs import DrmCard, EnergyRate, find_cards
+from telegraf_llm_input.sources.gpu_sysfs import DrmCard, EnergyRate, find_cards, read_fields
 
 if TYPE_CHECKING:
     from telegraf_llm_input.sources import gpu_apple
@@ -38,8 +38,11 @@ SYSFS_BACKENDS: dict[str, ModuleType] = {gpu_amd.VENDOR: gpu_amd, gpu_intel.VEND
 class SysfsGpuSource:
     """The DRM cards of one vendor (amdgpu, or i915/xe), read from sysfs each gather."""
 
-    def __init__(self, backend: ModuleType, cards: list[DrmCard]):
+    def __init__(self, backend: ModuleType, cards: list[DrmCard], config: GpuConfig):
         self._backend = backend
+        self._fields = [row for row in backend.FIELDS if config.keeps(row.field)]
+        """The backend's table less the fields `gpu.exclude` leaves out."""
+        self._keeps = config.keeps
         self.name = f"gpu:{backend.VENDOR}"
         self._cards = cards
         self._tags = {c.index: self._card_tags(c) for c in cards}
@@ -66,9 +69,9 @@ class SysfsGpuSource:
                 metrics.append(Metric("llm_gpu", tags, {"gpu_lost": 1}, time_ns))
                 continue
             self._state.ok(("lost", card.index), f"{self.name}: card{card.index} is back")
-            fields = self._backend.read_card(card)
+            fields = read_fields(card, self._fields, self._backend.HWMON_NAMES)
             power = self._energy[card.index].update(time.monotonic(), fields.get("energy_total_j"))
-            if "power_draw_w" not in fields and power is not None:
+            if "power_draw_w" not in fields and power is not None and self._keeps("power_draw_w"):
                 fields["power_draw_w"] = power
             fields["gpu_lost"] = 0
             metrics.append(Metric("llm_gpu", tags, fields, time_ns))
@@ -86,8 +89,9 @@ class AppleGpuSource:
 
     name = "gpu:apple"
 
-    def __init__(self, executable: str = "ioreg"):
+    def __init__(self, executable: str = "ioreg", keeps: Callable[[str], bool] = lambda name: True):
         self._executable = executable
+        self._keeps = keeps
         self._memory_total = psutil.virtual_memory().total
 
     def _sample(self, time_ns: int) -> list[Metric]:
@@ -95,7 +99,15 @@ class AppleGpuSource:
             gpus = gpu_apple.parse_ioreg(gpu_apple.run_ioreg(self._executable), self._memory_total)
         except (OSError, ValueError) as exc:
             raise RuntimeError(f"ioreg: {exc}") from None
-        return [Metric("llm_gpu", {**g.tags, "vendor": gpu_apple.VENDOR}, g.fields, time_ns) for g in gpus]
+        return [
+            Metric(
+                "llm_gpu",
+                {**g.tags, "vendor": gpu_apple.VENDOR},
+                {k: v for k, v in g.fields.items() if self._keeps(k)},
+                time_ns,
+            )
+            for g in gpus
+        ]
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         return await asyncio.to_thread(self._sample, ctx.time_ns)
@@ -113,7 +125,7 @@ def build(gpu: GpuConfig) -> list[SysfsGpuSource | AppleGpuSource]:
             continue
         cards = find_cards(gpu.sysfs_root, backend.PCI_VENDOR)
         if cards:
-            sources.append(SysfsGpuSource(backend, cards))
+            sources.append(SysfsGpuSource(backend, cards, gpu))
         elif gpu.explicit(vendor):
             log.log(
                 level,
@@ -123,7 +135,7 @@ def build(gpu: GpuConfig) -> list[SysfsGpuSource | AppleGpuSource]:
     if gpu.explicit("apple") or (gpu.wants("apple") and sys.platform == "darwin"):
         executable = shutil.which("ioreg")
         if executable:
-            sources.append(AppleGpuSource(executable))
+            sources.append(AppleGpuSource(executable, gpu.keeps))
         else:
             log.log(level, "gpu.backends: apple: `ioreg` not found on PATH; no Apple GPU metrics")
     return sources

@@ -10,61 +10,47 @@ clock is there (their energy is in RAPL, root-only).
 
 from __future__ import annotations
 
-from typing import Any
-
 from telegraf_llm_input.sources.gpu_sysfs import (
     INTEL_VENDOR,
     DrmCard,
-    hwmon_dirs,
-    labelled,
+    SysfsField,
+    attr,
+    channel,
+    first,
     micro,
-    read_int,
-    read_text,
-    temperatures_c,
+    temperature,
 )
 
 VENDOR = "intel"
 PCI_VENDOR = INTEL_VENDOR
+HWMON_NAMES = ("i915", "xe")
+
+FIELDS: tuple[SysfsField, ...] = (
+    SysfsField(
+        "clocks_sm_mhz",
+        first(
+            attr("card/gt_act_freq_mhz"),
+            attr("card/gt_cur_freq_mhz"),
+            attr("device/tile0/gt0/freq0/act_freq"),
+            attr("device/tile0/gt0/freq0/cur_freq"),
+        ),
+    ),
+    SysfsField("energy_total_j", first(channel("energy", "card"), attr("hwmon/energy1_input")), micro),
+    # PL1 of the card, else of the package (xe); 0 means that limit is disabled.
+    SysfsField(
+        "power_limit_w",
+        first(
+            channel("power", "card", "max"),
+            channel("power", "pkg", "max"),
+            attr("hwmon/power1_max"),
+            zero_is_absent=True,
+        ),
+        micro,
+    ),
+    SysfsField("temperature_gpu", temperature("pkg")),
+)
+"""`llm_gpu` fields of an i915/xe card (`power_draw_w` is added by the source from the energy's rate)."""
 
 
 def card_tags(card: DrmCard) -> dict[str, str]:
     return {}
-
-
-def _gt_freq_mhz(card: DrmCard) -> int | None:
-    for path in (
-        card.card / "gt_act_freq_mhz",
-        card.card / "gt_cur_freq_mhz",
-        card.device / "tile0" / "gt0" / "freq0" / "act_freq",
-        card.device / "tile0" / "gt0" / "freq0" / "cur_freq",
-    ):
-        value = read_int(path)
-        if value is not None:
-            return value
-    return None
-
-
-def read_card(card: DrmCard) -> dict[str, Any]:
-    """`llm_gpu` fields of one i915/xe card (power_draw_w is added by the source from the energy's rate)."""
-    fields: dict[str, Any] = {"clocks_sm_mhz": _gt_freq_mhz(card)}
-    for hwmon in hwmon_dirs(card.device):
-        if read_text(hwmon / "name") not in (None, "i915", "xe"):
-            continue
-        energy = labelled(hwmon, "energy", "card")
-        if energy is None:
-            energy = read_int(hwmon / "energy1_input")
-        # PL1 of the card, else of the package (xe); 0 means that limit is disabled.
-        limit = (
-            labelled(hwmon, "power", "card", "max")
-            or labelled(hwmon, "power", "pkg", "max")
-            or read_int(hwmon / "power1_max")
-        )
-        temps = temperatures_c(hwmon)
-        temp = temps.get("pkg", temps.get("temp1"))
-        if energy is not None:
-            fields.setdefault("energy_total_j", micro(energy))
-        if limit:
-            fields.setdefault("power_limit_w", micro(limit))
-        if temp is not None:
-            fields.setdefault("temperature_gpu", temp)
-    return {k: v for k, v in fields.items() if v is not None}

@@ -1,15 +1,18 @@
-"""Reading GPUs from Linux sysfs: the DRM cards of one PCI vendor, their hwmon sensors, small parsers.
+"""Reading GPUs from Linux sysfs: the DRM cards of one PCI vendor, their hwmon sensors, one table-driven reader.
 
 Shared by the AMD (amdgpu) and Intel (i915, xe) backends: both drivers put their numbers under
 `class/drm/card<N>/device/` and a hwmon directory below it, in the units the hwmon ABI fixes
-(µW, µJ, m°C). Nothing here needs root.
+(µW, µJ, m°C). A backend is a table of `SysfsField`s (field, where it is read, unit conversion) that
+`read_fields` reads. Nothing here needs root.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MIB = 1024 * 1024
 AMD_VENDOR = 0x1002
@@ -137,6 +140,112 @@ def micro(value: int | None) -> float | None:
 
 def mib(value: int | None) -> float | None:
     return None if value is None else value / MIB
+
+
+@dataclass(frozen=True)
+class Dirs:
+    """Where a card's numbers are: `card` (class/drm/cardN), `device` (its PCI device), one `hwmon` of it."""
+
+    card: Path
+    device: Path
+    hwmon: Path | None = None
+
+
+@dataclass(frozen=True)
+class Read:
+    """How one raw value of a card is read (None: not there); `hwmon`: it is read in each hwmon directory."""
+
+    func: Callable[[Dirs], int | None]
+    hwmon: bool = False
+
+    def __call__(self, dirs: Dirs) -> int | None:
+        return self.func(dirs)
+
+
+def attr(path: str) -> Read:
+    """An integer attribute at `card/...`, `device/...` or `hwmon/...`."""
+    where, _, rest = path.partition("/")
+
+    def read(dirs: Dirs) -> int | None:
+        base = getattr(dirs, where)
+        return None if base is None else read_int(base / rest)
+
+    return Read(read, hwmon=where == "hwmon")
+
+
+def dpm(path: str) -> Read:
+    """The current level of an amdgpu `pp_dpm_*` table under the PCI device, in MHz."""
+    return Read(lambda dirs: parse_dpm_current_mhz(read_text(dirs.device / path) or ""))
+
+
+def channel(kind: str, label: str, attribute: str = "input") -> Read:
+    """`<kind>N_<attribute>` of the hwmon channel labelled `label`."""
+    return Read(lambda dirs: None if dirs.hwmon is None else labelled(dirs.hwmon, kind, label, attribute), hwmon=True)
+
+
+def temperature(label: str) -> Read:
+    """Whole °C of the hwmon temperature labelled `label`, else of an unlabelled `temp1`."""
+
+    def read(dirs: Dirs) -> int | None:
+        temps = temperatures_c(dirs.hwmon) if dirs.hwmon is not None else {}
+        return temps.get(label, temps.get("temp1"))
+
+    return Read(read, hwmon=True)
+
+
+def first(*reads: Read, zero_is_absent: bool = False) -> Read:
+    """The first of `reads` that gives a value (with `zero_is_absent`, a non-zero one)."""
+
+    def read(dirs: Dirs) -> int | None:
+        for one in reads:
+            value = one(dirs)
+            if value is not None and not (zero_is_absent and value == 0):
+                return value
+        return None
+
+    return Read(read, hwmon=any(r.hwmon for r in reads))
+
+
+def difference(a: Read, b: Read) -> Read:
+    """a - b when both are there."""
+
+    def read(dirs: Dirs) -> int | None:
+        x, y = a(dirs), b(dirs)
+        return None if x is None or y is None else x - y
+
+    return Read(read, hwmon=a.hwmon or b.hwmon)
+
+
+@dataclass(frozen=True)
+class SysfsField:
+    """One `llm_gpu` field of a sysfs backend: where it is read, and the conversion to the field's unit."""
+
+    field: str
+    read: Read
+    convert: Callable[[int], Any] = int
+    """The raw value -> the field's value (`micro`: µW -> W, `mib`: bytes -> MiB)."""
+
+
+def read_fields(
+    card: DrmCard, table: Sequence[SysfsField], hwmon_names: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """The table's fields of one card, in its order; what the card does not expose is absent.
+
+    A hwmon field comes from the first of the card's hwmon directories (those whose `name` is one of
+    `hwmon_names`, or has none; all when None) that gives it."""
+    hwmons = [
+        h for h in hwmon_dirs(card.device) if hwmon_names is None or read_text(h / "name") in (None, *hwmon_names)
+    ]
+    plain = Dirs(card.card, card.device)
+    out: dict[str, Any] = {}
+    for row in table:
+        if row.read.hwmon:
+            value = next((v for h in hwmons if (v := row.read(Dirs(card.card, card.device, h))) is not None), None)
+        else:
+            value = row.read(plain)
+        if value is not None:
+            out[row.field] = row.convert(value)
+    return out
 
 
 class EnergyRate:

@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from telegraf_llm_input.apis import PROBE_APIS
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.probe.measure import ProbeResult
-from telegraf_llm_input.probe.runner import ProbeRunner
+from telegraf_llm_input.probe.runner import Ledger, ProbeOutcome, ProbeRunner
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
@@ -41,13 +41,15 @@ SWITCH_INTERVAL_S = 0.001
 """How long a thread waits for the GIL at most before it asks the holder to hand it over (Python's default: 5 ms)."""
 
 
-def probe_metric(target: TargetConfig, result: ProbeResult, model: str | None, time_ns: int) -> Metric:
-    probe = target.probe
-    server_type = target.type if target.type != "auto" else PROBE_APIS[probe.api].server_type
+def probe_metric(target: TargetConfig, outcome: ProbeOutcome, time_ns: int) -> Metric:
+    result, model = outcome.result, outcome.model
+    server_type = target.type if target.type != "auto" else outcome.server_type
     tags = dict(target.tags)
-    tags.update(target=target.display_name, server_type=server_type, api=probe.api)
+    tags.update(target=target.display_name, server_type=server_type, api=outcome.api)
     if model:
         tags["model"] = model
+    if result.skipped:
+        tags["skip_reason"] = result.skipped
     if result.error:
         tags["error"] = result.error
     if result.output_tokens_source:
@@ -56,10 +58,10 @@ def probe_metric(target: TargetConfig, result: ProbeResult, model: str | None, t
 
 
 class ProbeSource:
-    def __init__(self, target: TargetConfig, runner: ProbeRunner | None = None):
+    def __init__(self, target: TargetConfig, runner: ProbeRunner | None = None, ledger: Ledger | None = None):
         self.target = target
         self.name = f"probe:{target.display_name}"
-        self._runner = runner or ProbeRunner(target)
+        self._runner = runner or ProbeRunner(target, ledger=ledger)
         self._pending: collections.deque[Metric] = collections.deque(maxlen=MAX_PENDING)
         """Appended by the probe thread, emptied by gather() (deque appends and pops are thread-safe)."""
         self._thread: threading.Thread | None = None
@@ -104,14 +106,21 @@ class ProbeSource:
                 self._state.fail("bug", f"probe {self.target.display_name}: internal error: {type(exc).__name__}")
             else:
                 self.probes += 1
-                result = outcome.result
-                self._pending.append(probe_metric(self.target, result, outcome.model, wall_ns))
-                if result.success:
-                    self._state.ok("probe", f"probe {self.target.display_name}: ok again")
-                else:
-                    self._state.fail("probe", f"probe {self.target.display_name}: {result.error}: {result.detail}")
+                self._pending.append(probe_metric(self.target, outcome, wall_ns))
+                self._log(outcome.result)
             next_start = max(next_start + every, time.monotonic())
             await asyncio.sleep(next_start - time.monotonic())
+
+    def _log(self, result: ProbeResult) -> None:
+        name = self.target.display_name
+        if result.skipped:  # not a failure: the server holds no model the probe may use
+            self._state.fail("skip", f"probe {name}: not sent: {result.skipped}", level=logging.INFO)
+            return
+        self._state.ok("skip", f"probe {name}: sent again")
+        if result.success:
+            self._state.ok("probe", f"probe {name}: ok again")
+        else:
+            self._state.fail("probe", f"probe {name}: {result.error}: {result.detail}")
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         self.start()
@@ -134,4 +143,4 @@ class ProbeSource:
 
 
 def build(config: Config, env: SourceEnv) -> list[Source]:
-    return [ProbeSource(t) for t in (config.targets or []) if t.probe.enabled]
+    return [ProbeSource(t, ledger=env.probe_ledger) for t in (config.targets or []) if t.probe.enabled]

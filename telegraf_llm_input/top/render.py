@@ -11,7 +11,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from telegraf_llm_input.top.view import GpuView, HostView, ProbeView, ProcessView, Snapshot, TargetView
+from telegraf_llm_input.top.view import (
+    GpuView,
+    HostView,
+    LoadedModelView,
+    ProbeView,
+    ProcessView,
+    Snapshot,
+    TargetView,
+)
 
 Span = tuple[str, str]
 Line = tuple[Span, ...]
@@ -205,7 +213,7 @@ def target_lines(
         ("  ", ""),
     )
     room = max(10, width - len(label) - 1)
-    model = t.model or "-"
+    model = t.model or ", ".join(m.name for m in t.loaded) or "-"
     if width_of(left) + len(model) > room:  # a model path: its end (the file name) says the most
         keep = room - width_of(left) - len(glyphs.more)
         model = glyphs.more + model[-keep:] if keep >= 8 else model
@@ -219,15 +227,21 @@ def target_lines(
         lines.append((ESSENTIAL, _join([(("why: ", "dim"), (t.down_reason or "no answer", "bad"))], glyphs)))
     if t.up:
         slots = f"{fmt_num(t.slots_busy)}/{fmt_num(t.slots_total)}" if t.slots_total is not None else None
-        load = [
-            (
-                *_kv("run", fmt_num(t.running)),
-                (" ", ""),
-                *_kv("wait", fmt_num(t.waiting), "warn" if (t.waiting or 0) > 0 else "bold"),
-            ),
-            (*_kv("gen", fmt_num(t.gen_tps)), (" tok/s", "dim")),
-            (*_kv("prompt", fmt_num(t.prompt_tps)), (" tok/s", "dim")),
-        ]
+        load: list[Line] = []
+        if t.requests_per_s is not None:
+            load.append((*_kv("req", fmt_num(t.requests_per_s)), ("/s", "dim")))
+        counts = t.server_type != "ollama" and t.requests_per_s is None  # Ollama says none of these
+        if t.running is not None or t.waiting is not None or counts:
+            load.append(
+                (
+                    *_kv("run", fmt_num(t.running)),
+                    (" ", ""),
+                    *_kv("wait", fmt_num(t.waiting), "warn" if (t.waiting or 0) > 0 else "bold"),
+                )
+            )
+        if t.gen_tps is not None or t.prompt_tps is not None or counts:
+            load.append((*_kv("gen", fmt_num(t.gen_tps)), (" tok/s", "dim")))
+            load.append((*_kv("prompt", fmt_num(t.prompt_tps)), (" tok/s", "dim")))
         if t.kv_ratio is not None:
             load.append(_kv("kv", fmt_ratio(t.kv_ratio), _level(t.kv_ratio)))
         if slots is not None:
@@ -238,9 +252,16 @@ def target_lines(
             load.append(_kv("ctx", fmt_ratio(t.context_ratio), _level(t.context_ratio)))
         if t.error_ratio is not None:
             load.append(_kv("err", fmt_ratio(t.error_ratio), "bad" if t.error_ratio > 0 else "ok"))
+        if t.client_error_ratio:
+            load.append(_kv("4xx", fmt_ratio(t.client_error_ratio), "warn"))
         lines.append((ESSENTIAL, _join(load, glyphs)))
+        lines.extend((ESSENTIAL, _loaded(m, glyphs)) for m in t.loaded)
         latency = []
-        for name, p50, p95 in (("ttft", t.ttft_p50_ms, t.ttft_p95_ms), ("tpot", t.tpot_p50_ms, t.tpot_p95_ms)):
+        for name, p50, p95 in (
+            ("e2e", t.e2e_p50_ms, t.e2e_p95_ms),
+            ("ttft", t.ttft_p50_ms, t.ttft_p95_ms),
+            ("tpot", t.tpot_p50_ms, t.tpot_p95_ms),
+        ):
             if p50 is not None or p95 is not None:
                 latency.append((*_kv(f"{name} p50", fmt_ms(p50)), (" ", ""), *_kv("p95", fmt_ms(p95))))
         if latency:
@@ -252,6 +273,19 @@ def target_lines(
     return lines
 
 
+def _loaded(m: LoadedModelView, glyphs: Glyphs) -> Line:
+    """A model in memory: how big, how much on the GPU (below 100%: layers on the CPU), when it unloads."""
+    parts: list[Line] = [
+        (("model ", "dim"), (m.name, "bold")),
+        _kv("size", fmt_bytes(m.size_bytes)),
+        _kv("vram", fmt_bytes(m.vram_bytes)),
+        _kv("gpu", fmt_ratio(m.offload_ratio), "bold" if m.offload_ratio is None or m.offload_ratio >= 1 else "warn"),
+    ]
+    if m.unload_in_s is not None:
+        parts.append(_kv("unload in", fmt_age(m.unload_in_s)))
+    return _join(parts, glyphs)
+
+
 def _process(p: ProcessView) -> Line:
     if not p.up:
         return (("process ", "dim"), ("not found", "bad"))
@@ -260,6 +294,8 @@ def _process(p: ProcessView) -> Line:
 
 def _probe(p: ProbeView) -> Line:
     head: Line = (("probe ", "dim"), (f"{fmt_age(p.age_s)} ago ", "dim"))
+    if p.skipped is not None:
+        return (*head, ("skipped: " + p.skipped, "dim"))
     if not p.success:
         return (*head, ("FAILED " + (p.error or ""), "bad"))
     body: list[Span] = [*_kv("ttft", fmt_ms(p.ttft_ms))]
@@ -275,6 +311,9 @@ def _sparklines(t: TargetView, width: int, glyphs: Glyphs, history_s: float) -> 
         charts.append(("gen tok/s", t.gen_history, fmt_num(t.gen_history[-1]), _mean))
     if any(v is not None for v in t.ttft_history):
         charts.append(("ttft p95", t.ttft_history, fmt_ms(t.ttft_history[-1]), max))
+    if not charts and any(v is not None for v in t.probe_tps_history):
+        last = next((v for v in reversed(t.probe_tps_history) if v is not None), None)
+        charts.append(("probe tok/s", t.probe_tps_history, fmt_num(last), _mean))
     if not charts:
         return []
     span: Line = ((f"last {fmt_age(history_s)}", "dim"),)

@@ -19,7 +19,7 @@ from telegraf_llm_input.schema.gpu import LLM_GPU
 from telegraf_llm_input.schema.host import HOST
 from telegraf_llm_input.schema.probe import PROBE
 from telegraf_llm_input.schema.process import LLM_PROCESS
-from telegraf_llm_input.schema.server import SERVER
+from telegraf_llm_input.schema.server import MODEL_LOADED, SERVER
 
 HISTORY_S = 300.0
 """How far back the sparklines reach."""
@@ -88,6 +88,25 @@ HOST_CPU, HOST_MEM, HOST_SWAP, HOST_SWAP_IN = _fields(
     HOST, "cpu_percent", "mem_used_percent", "swap_used_percent", "swap_in_bytes_per_s"
 )
 (GATHER_MS,) = _fields(AGENT, "gather_ms")
+REQ_RATE, E2E_P50, E2E_P95, CLIENT_ERRORS = _fields(
+    SERVER, "requests_per_s", "e2e_p50_ms", "e2e_p95_ms", "client_error_ratio"
+)
+MODEL_SIZE, MODEL_VRAM, MODEL_OFFLOAD, MODEL_UNLOAD = _fields(
+    MODEL_LOADED, "size_bytes", "vram_bytes", "gpu_offload_ratio", "seconds_until_unload"
+)
+LOG_APIS = (None, "generate")
+"""The server-log point whose request numbers a row shows: llama.cpp's (no `api`), Ollama's text generation."""
+
+
+@dataclass(frozen=True)
+class LoadedModelView:
+    """A model the server holds in memory (Ollama `/api/ps`, LM Studio)."""
+
+    name: str
+    size_bytes: float | None
+    vram_bytes: float | None
+    offload_ratio: float | None
+    unload_in_s: float | None
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,8 @@ class ProbeView:
     tokens_per_s: float | None
     age_s: float
     """Seconds between the probe's start and this gather."""
+    skipped: str | None = None
+    """The probe's `skip_reason` tag: not sent, so as not to load a model or keep one loaded."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,13 @@ class TargetView:
     probe: ProbeView | None
     gen_history: tuple[float | None, ...]
     ttft_history: tuple[float | None, ...]
+    requests_per_s: float | None = None
+    """From the server's own log (Ollama, llama.cpp) where its page has no request counter."""
+    e2e_p50_ms: float | None = None
+    e2e_p95_ms: float | None = None
+    client_error_ratio: float | None = None
+    loaded: tuple[LoadedModelView, ...] = ()
+    probe_tps_history: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,6 +230,7 @@ def probe_view(metric: Metric, now_ns: int) -> ProbeView:
         number(f, PROBE_TTFA),
         number(f, PROBE_TPS),
         max(0.0, (now_ns - metric.time_ns) / 1e9),
+        metric.tags.get("skip_reason"),
     )
 
 
@@ -218,6 +247,22 @@ def gpu_view(metric: Metric) -> GpuView:
         number(f, GPU_POWER_LIMIT),
         number(f, GPU_TEMP),
     )
+
+
+def loaded_view(metric: Metric) -> LoadedModelView:
+    f = metric.fields
+    return LoadedModelView(
+        metric.tags.get("model", "?"),
+        number(f, MODEL_SIZE),
+        number(f, MODEL_VRAM),
+        number(f, MODEL_OFFLOAD),
+        number(f, MODEL_UNLOAD),
+    )
+
+
+def is_log_point(metric: Metric) -> bool:
+    """An `llm_server` point from a server's log (sources/serverlog.py): every scrape point carries `up`."""
+    return metric.measurement == SERVER.name and UP not in metric.fields
 
 
 def host_view(metric: Metric) -> HostView:
@@ -243,6 +288,10 @@ class TopModel:
         self._types: dict[str, str | None] = dict(expected) if isinstance(expected, Mapping) else {}
         self._last: dict[str, list[TargetView]] = {}
         self._gathers = 0
+        self._probe_tps: dict[str, collections.deque] = {}
+        self._logs: dict[str, Metric] = {}
+        """This gather's server-log point of each target (the one `LOG_APIS` names)."""
+        self._loaded: dict[str, list[LoadedModelView]] = {}
 
     def _series(self, key: tuple[str, str | None]) -> tuple[collections.deque, collections.deque]:
         if key not in self._history:
@@ -267,10 +316,21 @@ class TopModel:
         for m in metrics:
             if m.measurement == PROBE.name and m.time_ns >= self._probes.get(m.tags.get("target", ""), m).time_ns:
                 self._probes[m.tags.get("target", "")] = m
+        logs: dict[str, Metric] = {}
+        loaded: dict[str, list[LoadedModelView]] = {}
+        for m in metrics:
+            if is_log_point(m) and m.tags.get("api") in LOG_APIS and REQ_RATE in m.fields:
+                logs[m.tags.get("target", "?")] = m
+            elif m.measurement == MODEL_LOADED.name:
+                loaded.setdefault(m.tags.get("target", "?"), []).append(loaded_view(m))
+        self._logs, self._loaded = logs, loaded
+        for name, probe in self._probes.items():
+            tps = self._probe_tps.setdefault(name, collections.deque(maxlen=self._samples))
+            tps.append(number(probe.fields, PROBE_TPS) if probe.time_ns > now_ns - self.interval_s * 1e9 else None)
         rows: dict[str, list[TargetView]] = {}
         seen: set[tuple[str, str | None]] = set()
         for m in metrics:
-            if m.measurement != SERVER.name:
+            if m.measurement != SERVER.name or is_log_point(m):
                 continue
             name = m.tags.get("target", "?")
             key = (name, m.tags.get("model"))
@@ -342,6 +402,9 @@ class TopModel:
         up = _flag(f, UP)
         process = processes.get(name)
         probe = self._probes.get(name)
+        lf = self._logs[name].fields if name in self._logs else {}
+        models = tuple(sorted(self._loaded.get(name, ()), key=lambda v: v.name))
+        error_ratio = number(f, ERROR_RATIO)
         return TargetView(
             target=name,
             model=model,
@@ -363,9 +426,15 @@ class TopModel:
             slots_busy=number(f, SLOTS_BUSY),
             slots_total=number(f, SLOTS_TOTAL),
             context_ratio=number(f, CONTEXT),
-            error_ratio=number(f, ERROR_RATIO),
+            error_ratio=error_ratio if error_ratio is not None else number(lf, ERROR_RATIO),
             process=process_view(process) if process else None,
             probe=probe_view(probe, now_ns) if probe else None,
             gen_history=tuple(gen),
             ttft_history=tuple(ttft),
+            requests_per_s=number(f, REQ_RATE) if REQ_RATE in f else number(lf, REQ_RATE),
+            e2e_p50_ms=number(f, E2E_P50) if E2E_P50 in f else number(lf, E2E_P50),
+            e2e_p95_ms=number(f, E2E_P95) if E2E_P95 in f else number(lf, E2E_P95),
+            client_error_ratio=number(lf, CLIENT_ERRORS),
+            loaded=models if model is None else tuple(v for v in models if v.name == model),
+            probe_tps_history=tuple(self._probe_tps.get(name, ())),
         )

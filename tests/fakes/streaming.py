@@ -9,7 +9,9 @@ Speaks what the probe talks to (shapes taken from the real servers' source/docs)
 - `POST /api/chat`, `/api/generate` Ollama NDJSON, final `done: true` object with nanosecond
   durations, zero values omitted (Go `omitempty`).
 - `POST /completion` llama.cpp native SSE (`content`, `stop`, final `timings`).
-- `GET /v1/models`, `/api/tags`, `/api/ps`, `/api/version` (when `ollama_version` is set).
+- `GET /v1/models`; as Ollama (when `ollama_version` is set) `/api/version`, `/api/tags` and `/api/ps`, with
+  what Ollama holds in memory modelled by `OllamaMemory`: a request for a model not loaded loads it, and when a
+  request ends the model's `expires_at` becomes now + its `keep_alive` (Ollama's scheduler).
 
 The schedule is absolute from the moment the request body was read: the role chunk at once, token
 i at `ttft_s + i * interval_s`, so a late write never shifts the later ones. Every request is
@@ -19,10 +21,12 @@ recorded (path, headers, JSON body) for assertions.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
@@ -48,7 +52,11 @@ class Script:
     status: int = 200
     models: tuple[str, ...] = ("fake-model",)
     loaded_models: tuple[str, ...] = ()
-    """Ollama `/api/ps` (what is in memory); empty = nothing loaded."""
+    """Ollama: what is in memory when the server starts (`OllamaMemory`); empty = nothing loaded."""
+    lmstudio_models: dict | None = None
+    """LM Studio's `GET /api/v0/models` answer (e.g. tests/fixtures/lmstudio); None: not LM Studio."""
+    keep_alive_s: float = 300.0
+    """Ollama's default `keep_alive` (`OLLAMA_KEEP_ALIVE`, 5 minutes) for a request that sends none."""
     load_ms: float = 0.0
     ollama_version: str | None = None
     """Answer Ollama's `GET /api/version` (off by default: auto-detection would then say ollama)."""
@@ -118,19 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif self.path == "/api/version" and script.ollama_version:
             self._json(200, {"version": script.ollama_version})
-        elif self.path == "/api/tags":
+        elif self.path == "/api/tags" and script.ollama_version:
             self._json(200, {"models": [{"name": m, "model": m, "size": 1000} for m in script.models]})
-        elif self.path == "/api/ps":
-            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
-            self._json(
-                200,
-                {
-                    "models": [
-                        {"name": m, "model": m, "size": 1000, "size_vram": script.size_vram, "expires_at": expires}
-                        for m in script.loaded_models
-                    ]
-                },
-            )
+        elif self.path == "/api/ps" and script.ollama_version:
+            self._json(200, {"models": self.server.ollama().ps(script.size_vram)})
+        elif self.path == "/api/v0/models" and script.lmstudio_models is not None:
+            self._json(200, script.lmstudio_models)
         else:
             self._json(404, {"error": "not found"})
 
@@ -147,16 +148,34 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
+        self._ollama_begin(body)
         try:
             self._respond(start)
         finally:
+            self._ollama_end()
             with self.server.lock:
                 self.server.active -= 1
+
+    def _ollama_begin(self, body) -> None:
+        """A native Ollama request: its model is loaded if it was not; released when the answer ends."""
+        self._ollama_release = None
+        if self.path in OLLAMA_NATIVE and isinstance(body, dict):
+            memory, model = self.server.ollama(), body.get("model")
+            memory.use(model)
+            self._ollama_release = lambda: memory.release(model, body.get("keep_alive"))
+
+    def _ollama_end(self) -> None:
+        """Sets the model's `expires_at` (once): before the answer's last bytes, so a client that has read the
+        whole answer sees it done."""
+        release, self._ollama_release = self._ollama_release, None
+        if release is not None:
+            release()
 
     def _respond(self, start: float) -> None:
         script = self.server.script
         kinds = {
             "/v1/chat/completions": "chat",
+            "/api/v0/chat/completions": "chat",
             "/v1/completions": "cmpl",
             "/api/chat": "ollama_chat",
             "/api/generate": "ollama_generate",
@@ -189,6 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if obj is _CUT:
                     raise _Cut
                 self._chunk(frame(obj))
+            self._ollama_end()
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except _Cut:
@@ -352,6 +372,101 @@ def _events(kind: str, s: Script):
         yield end, b"[DONE]"
 
 
+OLLAMA_NATIVE = ("/api/chat", "/api/generate")
+FOREVER_NS = 2**63 - 1
+"""Go's `math.MaxInt64` nanoseconds: what Ollama makes of a negative `keep_alive` ("keep loaded forever")."""
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def keep_alive_seconds(value, default: float) -> float | None:
+    """Ollama's `api.Duration` from JSON: a number is seconds, a string a Go duration; negative = forever
+    (returned as None); absent = the server's default."""
+    if value is None:
+        return default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text, sign = str(value), 1.0
+        if text.startswith("-"):
+            text, sign = text[1:], -1.0
+        parts = _GO_DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"time: invalid duration {value!r}")
+        seconds = sign * sum(float(n) * _GO_UNITS[u] for n, u in parts)
+    return None if seconds < 0 else seconds
+
+
+def rfc3339nano(epoch_ns: int) -> str:
+    """Go's `time.Time` JSON (RFC 3339 with up to 9 fractional digits, trailing zeros dropped), in UTC."""
+    seconds, ns = divmod(epoch_ns, 10**9)
+    head = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = f"{ns:09d}".rstrip("0")
+    return f"{head}.{frac}Z" if frac else f"{head}Z"
+
+
+@dataclass
+class OllamaMemory:
+    """What an Ollama server holds: model -> `expires_at` (Unix ns), as its scheduler keeps it.
+
+    A request for a model that is not loaded loads it (recorded in `loads`); when a request ends, its model's
+    `expires_at` becomes now + the request's `keep_alive` (0 unloads it at once, negative keeps it forever),
+    which is why a request restarts the unload countdown. A model whose time is up is gone."""
+
+    default_keep_alive_s: float = 300.0
+    expires: dict[str, int] = field(default_factory=dict)
+    loads: list[str] = field(default_factory=list)
+    """Models loaded because a request named them."""
+    requested: list[tuple[str, bool]] = field(default_factory=list)
+    """(model, loaded when asked) for every generation request."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _expire(self) -> None:
+        now = time.time_ns()
+        for model in [m for m, t in self.expires.items() if t <= now]:
+            del self.expires[model]
+
+    def ps(self, size_vram: int) -> list[dict]:
+        """`/api/ps` models (api.ProcessModelResponse), the latest `expires_at` first, as Ollama sorts them."""
+        with self.lock:
+            self._expire()
+            return [
+                {
+                    "name": m,
+                    "model": m,
+                    "size": 1000,
+                    "digest": "a80c4f17acd5",
+                    "details": {"format": "gguf", "family": "llama", "quantization_level": "Q4_K_M"},
+                    "expires_at": rfc3339nano(t),
+                    "size_vram": size_vram,
+                }
+                for m, t in sorted(self.expires.items(), key=lambda item: -item[1])
+            ]
+
+    def use(self, model) -> None:
+        with self.lock:
+            self._expire()
+            loaded = model in self.expires
+            self.requested.append((model, loaded))
+            if not loaded:
+                self.loads.append(model)
+                self.expires[model] = time.time_ns() + int(self.default_keep_alive_s * 1e9)
+
+    def release(self, model, keep_alive) -> None:
+        seconds = keep_alive_seconds(keep_alive, self.default_keep_alive_s)
+        with self.lock:
+            if seconds == 0:
+                self.expires.pop(model, None)
+            else:
+                now = time.time_ns()
+                self.expires[model] = now + (FOREVER_NS if seconds is None else int(seconds * 1e9))
+
+    def expires_at(self, model: str) -> int | None:
+        with self.lock:
+            self._expire()
+            return self.expires.get(model)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -363,6 +478,16 @@ class _Server(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
+        self._ollama: OllamaMemory | None = None
+
+    def ollama(self) -> OllamaMemory:
+        """What the Ollama server holds, from the script's `loaded_models` when first asked."""
+        with self.lock:
+            if self._ollama is None:
+                ka = self.script.keep_alive_s
+                until = time.time_ns() + int(ka * 1e9)
+                self._ollama = OllamaMemory(ka, {m: until for m in self.script.loaded_models})
+            return self._ollama
 
 
 class StreamingServer:
@@ -395,6 +520,11 @@ class StreamingServer:
     def requests(self) -> list[Recorded]:
         with self._server.lock:
             return list(self._server.requests)
+
+    @property
+    def ollama(self) -> OllamaMemory:
+        """Ollama's memory (models loaded, their `expires_at`, loads caused by requests)."""
+        return self._server.ollama()
 
     @property
     def max_concurrent_posts(self) -> int:

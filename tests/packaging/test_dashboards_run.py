@@ -33,6 +33,7 @@ from tests.fakes.llm import (
 )
 from tests.fakes.llm_more import fake_sglang, fake_tgi, sglang_page, tgi_page
 from tests.fakes.server import FakeServer, Reply
+from tests.fakes.serverlogs import OllamaLog
 from tests.fakes.streaming import Script, StreamingServer
 from tests.support.grafana import interpolate
 from tests.support.llama_server import BuildUnavailable, LlamaServer, ensure_llama_server, tiny_model_path
@@ -139,6 +140,23 @@ def _write_log(path: Path, stop: threading.Event) -> None:
                     + "\n"
                 )
         stop.wait(0.2)
+
+
+def _user_traffic(llama: LlamaServer, ollama_log: OllamaLog, stop: threading.Event) -> None:
+    """Users of the two servers whose numbers come from their logs: completions on the real llama-server (its
+    print_timing lines), and what the Ollama server logs for its users' chats, embeddings, errors and loads."""
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            llama.complete(f"user request {i}", 4)
+        except httpx.HTTPError:
+            pass
+        ollama_log.access(200 if i % 5 else 500, 180_000_000 + i % 7 * 10_000_000, "/api/chat")
+        ollama_log.access(200, 4_000_000, "/api/embed")
+        if i % 4 == 0:
+            ollama_log.load(1.75)
+        stop.wait(0.3)
 
 
 def _agent_config(
@@ -331,6 +349,10 @@ def world(influxdb, tmp_path_factory):
     log_path.write_text("")
     writer = threading.Thread(target=_write_log, args=(log_path, stop_log), daemon=True)
     writer.start()
+    ollama_log = OllamaLog(tmp / "ollama-server.log")
+    ollama_log.path.write_text("")
+    users = threading.Thread(target=_user_traffic, args=(llama_a, ollama_log, stop_log), daemon=True)
+    users.start()
     probe = {"enabled": True, "every": "2s", "max_tokens": 8, "timeout": "20s"}
     ports = {h: free_port() for h in HOSTS}
     configs = {
@@ -338,7 +360,13 @@ def world(influxdb, tmp_path_factory):
             tmp,
             "host-a",
             [
-                {"url": llama_a.url, "type": "llamacpp", "name": "llamacpp", "probe": {**probe, "api": "llamacpp"}},
+                {
+                    "url": llama_a.url,
+                    "type": "llamacpp",
+                    "name": "llamacpp",
+                    "probe": {**probe, "api": "llamacpp"},
+                    "log": str(llama_a.workdir / f"llama-server-{llama_a.port}.log"),
+                },
                 {"url": fakes["vllm"].url, "type": "vllm", "name": "vllm", "gpus": [0]},
                 {"url": fakes["sglang"].url, "type": "sglang", "name": "sglang"},
                 {"url": fakes["lmstudio"].url, "type": "lmstudio", "name": "lmstudio"},
@@ -362,7 +390,13 @@ def world(influxdb, tmp_path_factory):
             "host-b",
             [
                 {"url": fakes["llamacpp-b"].url, "type": "llamacpp", "name": "llamacpp"},
-                {"url": ollama.url, "type": "ollama", "name": "ollama", "probe": {**probe, "api": "ollama"}},
+                {
+                    "url": ollama.url,
+                    "type": "ollama",
+                    "name": "ollama",
+                    "probe": {**probe, "api": "ollama"},
+                    "log": str(ollama_log.path),
+                },
                 {"url": fakes["tgi"].url, "type": "tgi", "name": "tgi", "probe": probe},
                 {"url": fakes["openai"].url, "type": "openai", "name": "openai"},
                 {"url": fakes["mlx"].url, "type": "mlx", "name": "mlx"},

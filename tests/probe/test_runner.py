@@ -62,7 +62,8 @@ def test_openai_chat_separate_usage_chunk(server):
     assert post.path == "/v1/chat/completions"
     assert post.body["stream"] is True and post.body["stream_options"] == {"include_usage": True}
     assert post.body["model"] == "fake-model" and post.body["max_tokens"] == 64 and post.body["temperature"] == 0
-    assert [r.path for r in server.requests if r.method == "GET"] == ["/v1/models"]
+    # type auto: is it Ollama or LM Studio (which load what a request names)? Neither: the model from /v1/models.
+    assert [r.path for r in server.requests if r.method == "GET"] == ["/api/ps", "/api/v0/models", "/v1/models"]
 
 
 def test_usage_in_final_choice_chunk_with_llamacpp_timings(server):
@@ -135,7 +136,7 @@ def test_timeout_keeps_partial_measurement(server):
 
 
 def test_configured_model_skips_discovery(server):
-    out = run(server.url, model="my-model")
+    out = run(server.url, model="my-model", _target={"type": "vllm"})
     assert out.result.success and out.model == "my-model"
     assert [r.method for r in server.requests] == ["POST"]
     assert server.posts()[0].body["model"] == "my-model"
@@ -151,6 +152,7 @@ def test_openai_completions(server):
 
 def test_ollama_native_ndjson(server):
     server.update(
+        ollama_version="0.12.6",
         models=("qwen3:0.6b", "llama3.2:latest"),
         loaded_models=("llama3.2:latest",),
         load_ms=1500.0,
@@ -169,12 +171,6 @@ def test_ollama_native_ndjson(server):
     post = server.posts()[0]
     assert post.path == "/api/chat" and post.body["options"] == {"temperature": 0.0, "num_predict": 32}
     assert post.body["model"] == "llama3.2:latest"
-
-
-def test_ollama_without_loaded_model_uses_tags(server):
-    server.update(models=("qwen3:0.6b",))
-    out = run(server.url, api="ollama")
-    assert out.result.success and out.model == "qwen3:0.6b" and out.result.load_ms == 0.0
 
 
 def test_llamacpp_completion_with_timings(server):
@@ -203,5 +199,6 @@ def test_discovery_failure_sends_without_model(server):
 def test_url_join_and_bodies():
     assert join_url("http://h:8000/", "/v1/models") == "http://h:8000/v1/models"
     assert join_url("http://h:8000/v1", "/v1/chat/completions") == "http://h:8000/v1/chat/completions"
+    assert join_url("http://h:11434/v1/", "/api/ps") == "http://h:11434/api/ps"
     probe = target("http://h:1", messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]).probe
     assert request_body(probe, None)["messages"][0]["role"] == "system"

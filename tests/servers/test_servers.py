@@ -98,6 +98,20 @@ def test_ollama_loaded_models(kind):
     assert 200 < loaded.fields["seconds_until_unload"] <= 240
 
 
+@pytest.mark.parametrize("kind", ["ollama", "lmstudio"])
+def test_a_model_list_that_is_no_list_reads_as_no_models(kind):
+    """`/api/ps` `models` (`/api/v0/models` `data`) of another shape: up, no models, no crash."""
+    routes = {
+        "ollama": {"/api/version": Reply({"version": "0.6.5"}), "/api/ps": Reply({"models": 5})},
+        "lmstudio": {"/api/v0/models": Reply({"object": "list", "data": 5})},
+    }[kind]
+    with FakeServer(routes) as fake:
+        [metrics] = scrape(TargetConfig(url=fake.url, type=kind), [0])
+    server = only(metrics)
+    assert server.fields["up"] == 1 and server.fields["models_loaded"] == 0
+    assert [m for m in metrics if m.measurement == "llm_model_loaded"] == []
+
+
 @pytest.mark.parametrize("kind", ["openai", "auto"])
 def test_openai_compatible(kind):
     with fake_openai(["qwen2.5-7b-instruct", "text-embedding-nomic"]) as fake:

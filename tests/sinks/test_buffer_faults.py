@@ -156,6 +156,7 @@ def test_junk_in_the_buffer_directory_never_stops_the_agent(tmp_path):
     cfg.write_text(
         yaml.safe_dump(
             {
+                "targets": [],
                 "host": {"model_dir": str(tmp_path)},
                 "outputs": [
                     {

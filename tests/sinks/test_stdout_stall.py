@@ -31,6 +31,7 @@ def test_stalled_stdout_stalls_nothing_else(influxdb, tmp_path):
         yaml.safe_dump(
             {
                 "agent": {"interval": "100ms"},
+                "targets": [],
                 "host": {"model_dir": str(tmp_path)},
                 "outputs": [
                     {"type": "stdout"},

@@ -9,11 +9,13 @@ import sys
 import pytest
 
 from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.config.loader import ConfigError
 from telegraf_llm_input.lineprotocol import encode_batch
 from telegraf_llm_input.schema import lookup
-from telegraf_llm_input.sources import build_sources
+from telegraf_llm_input.schema.gpu import LLM_GPU as LLM_GPU_SCHEMA, NVIDIA_SMI as NVIDIA_SMI_SCHEMA
+from telegraf_llm_input.sources import build_sources, gpu_amd, gpu_intel
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
-from telegraf_llm_input.sources.gpu import GpuSource
+from telegraf_llm_input.sources.gpu import CALLS, LLM_GPU, NVIDIA_SMI, GpuSource
 from tests.fakes.nvml import FakeNvml, install_missing_library
 
 T0 = 1_700_000_000_000_000_000
@@ -276,3 +278,34 @@ def test_older_driver_throttle_reasons_fallback(monkeypatch):
     f = by_index(gather(source))["6"].fields
     assert f["throttle_thermal"] == 1 and f["throttle_power_cap"] == 0
     assert fake.calls["reasons_old"] == 16  # 8 GPUs x 2 gathers, through the older call
+
+
+def test_the_nvml_tables_are_the_documented_fields():
+    """Every field the NVML tables give is documented with its type, and every documented `llm_gpu` field comes
+    from a table or is one of the few that come from elsewhere."""
+    events = {"xid_errors_total", "xid_last", "gpu_lost"}  # NVML events and the source's own state
+    apple = {"utilization_renderer", "utilization_tiler", "memory_allocated_mib"}  # ioreg only
+    documented = {f.name for f in LLM_GPU_SCHEMA.fields}
+    nvml = [row.field for row in LLM_GPU]
+    assert len(set(nvml)) == len(nvml)
+    assert set(nvml) == documented - events - apple
+    smi = [row.field for row in NVIDIA_SMI]
+    assert {"driver_version", "cuda_version", *smi} == {f.name for f in NVIDIA_SMI_SCHEMA.fields}
+    tags_only = {"pstate", "compute_mode"}  # nvidia_smi tags
+    assert {row.call for row in (*LLM_GPU, *NVIDIA_SMI)} | tags_only == set(CALLS)
+    for backend in (gpu_amd, gpu_intel):
+        assert {row.field for row in backend.FIELDS} <= documented, backend.VENDOR
+
+
+def test_excluded_fields_are_not_written_and_their_nvml_calls_not_made(monkeypatch):
+    fake = FakeNvml().install(monkeypatch)
+    [source] = gpu_sources({"exclude": ["pcie_*", "throttle_*", "xid_last"]})
+    f = by_index(gather(source))["0"].fields
+    assert not [k for k in f if k.startswith(("pcie_", "throttle_"))]
+    assert f["utilization_gpu"] == 87 and f["xid_errors_total"] == 0 and f["gpu_lost"] == 0
+    assert "pcie" not in fake.calls and "reasons" not in fake.calls  # the driver is not asked at all
+
+
+def test_an_exclude_glob_that_names_no_field_is_a_config_error():
+    with pytest.raises(ConfigError, match="gpu.exclude: 'pcie_tx_kbps' matches no llm_gpu field"):
+        parse_config({"gpu": {"exclude": ["pcie_tx_kbps"]}})

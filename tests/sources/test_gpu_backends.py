@@ -79,6 +79,19 @@ def test_amd_card_from_recorded_sysfs_has_vendor_tag_and_converted_units(no_nvml
         assert type(value) is type(GPU_TYPES[name]), name  # one type per field, the NVML backend's
 
 
+def test_excluded_fields_are_left_out_on_sysfs_backends_too(no_nvml):
+    srcs = sources({"sysfs_root": str(MIXED), "backends": ["amd"], "exclude": ["power_*", "memory_*_mib"]})
+    [amd] = gpu_points(srcs)
+    assert sorted(amd.fields) == [
+        "clocks_mem_mhz",
+        "clocks_sm_mhz",
+        "gpu_lost",
+        "temperature_gpu",
+        "utilization_gpu",
+        "utilization_memory",
+    ]
+
+
 # The Python type NVML's fields have (the NVIDIA backend's fake reports these), for the type check above.
 GPU_TYPES = {
     "utilization_gpu": 0,

@@ -150,17 +150,34 @@ def test_every_emitted_tag_and_field_is_documented():
     from dataclasses import fields as dc_fields
 
     from telegraf_llm_input.probe.measure import ProbeResult
+    from telegraf_llm_input.probe.runner import ProbeOutcome
     from telegraf_llm_input.schema.probe import PROBE
     from telegraf_llm_input.sources.probe import probe_metric
 
     values = {f.name: (1 if f.type in ("int | None", "int") else 1.0) for f in dc_fields(ProbeResult)}
     values.update(success=False, error="timeout", detail="x", output_tokens_source="usage", reasoning=True)
-    result = ProbeResult(**values)
+    values.update(skipped=None)
     target = config("http://127.0.0.1:1", enabled=True).targets[0]
-    m = probe_metric(target, result, "m", 1)
+    m = probe_metric(target, ProbeOutcome(ProbeResult(**values), "m", "ollama", "ollama"), 1)
+    skipped = probe_metric(target, ProbeOutcome(ProbeResult(False, skipped="no_model_loaded"), None, "ollama", "x"), 1)
     documented = {f.name for f in PROBE.fields}
-    assert set(m.fields) == documented  # every field emitted when known, and nothing undocumented
-    assert set(m.tags) - {"gpu_box"} <= set(PROBE.tags)
+    assert set(m.fields) | set(skipped.fields) == documented  # every field emitted when known, nothing undocumented
+    assert (set(m.tags) | set(skipped.tags)) - {"gpu_box"} == set(PROBE.tags) - {"host"}
+
+
+def test_a_probe_on_ollama_with_no_model_loaded_is_skipped_and_says_why(caplog):
+    """No model loaded: nothing is sent (a request would load one), a point says so, one info line."""
+    with StreamingServer(Script(ollama_version="0.12.6", models=("llama3.2:3b",))) as srv:
+        cfg = config(srv.url, enabled=True, every="100ms")
+        with caplog.at_level(logging.INFO, logger="telegraf_llm_input"):
+            metrics = asyncio.run(gather_after_probes(cfg, 3))
+        assert srv.posts() == [] and {r.path for r in srv.requests} == {"/api/ps"}
+        m = probes(metrics)[0]
+        assert m.fields == {"skipped": 1} and m.tags["skip_reason"] == "no_model_loaded"
+        assert m.tags["server_type"] == "ollama" and m.tags["api"] == "ollama" and "model" not in m.tags
+        assert "success=" not in encode_batch([m]).text and "skipped=1i" in encode_batch([m]).text
+        lines = [r for r in caplog.records if "probe box-a" in r.getMessage()]
+        assert [(r.levelname, r.getMessage()) for r in lines] == [("INFO", "probe box-a: not sent: no_model_loaded")]
 
 
 def test_a_running_probe_gets_the_interpreter_lock_within_a_millisecond():
@@ -175,3 +192,29 @@ def test_a_running_probe_gets_the_interpreter_lock_within_a_millisecond():
             assert sys.getswitchinterval() <= SWITCH_INTERVAL_S == 0.001
     finally:
         sys.setswitchinterval(before)
+
+
+def test_the_probes_requests_are_in_the_ledger_while_in_flight_and_after():
+    """What the server-log source leaves out of user traffic (sources/serverlog.py): the probe's path and times."""
+    with StreamingServer(Script(ttft_s=0.4, interval_s=0.01)) as srv:
+        env = SourceEnv()
+        (source,) = [
+            s for s in build_sources(config(srv.url, enabled=True, every="1h"), env) if isinstance(s, ProbeSource)
+        ]
+
+        async def go():
+            agent = Agent([source], [], deadline_s=5.0)
+            before = time.time()
+            await agent.gather_once()
+            assert await wait_for(lambda: bool(env.probe_ledger.sent("box-a")))
+            (in_flight,) = env.probe_ledger.sent("box-a")
+            assert in_flight.ended_at is None and in_flight.path == "/v1/chat/completions"
+            assert await wait_for(lambda: source.probes == 1)
+            (done,) = env.probe_ledger.sent("box-a")
+            await agent.close()
+            return before, done
+
+        before, done = asyncio.run(go())
+        assert before <= done.started_at < done.ended_at <= time.time()
+        assert done.ended_at - done.started_at >= 0.4
+        assert env.probe_ledger.sent("other") == []

@@ -140,18 +140,21 @@ def slow_lines(n: int) -> str:
 def test_a_huge_page_is_parsed_off_the_loop_and_stops_at_the_deadline(caplog):
     """A page that takes far longer to parse than the gather has (as a 200 MB page does) costs only its own
     target: the parse runs in a worker thread and stops at the deadline; the other target, whose answer
-    arrives while the parse runs, is read in time (its 1.5 s timeout would expire on a blocked loop)."""
+    arrives while the parse runs, is read in time (its 0.8 s timeout would expire on a blocked loop).
+
+    The page is sized to take several times the deadline to parse (~30 MB of lines the fast path refuses,
+    seconds of parsing), so a faster parser still does not finish it inside a 1 s gather."""
     caplog.set_level(logging.INFO, logger="telegraf_llm_input")
-    huge = GOOD + slow_lines(600_000)  # ~15 MB, several seconds of parsing
+    huge = GOOD + slow_lines(1_200_000)
     with FakeServer({"/metrics": Reply(huge)}) as big, fake_vllm(GOOD) as other:
-        other.script("/metrics", Reply(GOOD, delay=0.4))
+        other.script("/metrics", Reply(GOOD, delay=0.3))
         [metrics] = gathers(
             [
                 {"url": big.url, "type": "vllm", "name": "big", "max_body_bytes": "64MiB"},
-                {"url": other.url, "type": "vllm", "name": "other", "timeout": "1.5s"},
+                {"url": other.url, "type": "vllm", "name": "other", "timeout": "0.8s"},
             ],
             n=1,
-            deadline=3.0,
+            deadline=1.0,
         )
     [down] = servers(metrics, "big")
     assert down.fields["up"] == 0

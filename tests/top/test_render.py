@@ -124,6 +124,14 @@ def test_down_busy_and_loading_targets():
     assert "  loading the model" in lines
 
 
+def test_a_skipped_probe_is_not_a_failure():
+    idle = target(
+        "ollama", server_type="ollama", probe=ProbeView(False, None, None, None, None, 2.0, "no_model_loaded")
+    )
+    joined = "\n".join(text(render(snapshot([idle]))))
+    assert "probe 2s ago skipped: no_model_loaded" in joined and "FAILED" not in joined
+
+
 def test_a_long_model_path_keeps_its_file_name():
     long = target(model="/root/.cache/telegraf-llm-input/models/tiny-llama-e128-l2-q8_0.gguf")
     title = text(render(snapshot([long]), 60))[1]

@@ -1,0 +1,77 @@
+"""Leave the probe's own requests out of a server log's user traffic.
+
+The probe says when each of its requests started and ended (`ProbeSent`, `sources/base.ProbeLedger`); its
+line in the server's log is the request that fits that window best: same path where the log has paths
+(Ollama), a server time no longer than the window, a log time inside it where the log has times, and the
+server time closest to the window's length. While a probe request is in flight (or ended less than `GRACE_S`
+ago without its line found), lines that could be its line wait; everything else counts at once. Pure: the
+caller gives the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from telegraf_llm_input.serverlogs.base import Event, Request
+from telegraf_llm_input.sources.base import ProbeSent
+
+GRACE_S = 10.0
+"""How long after a probe request ended its line may still come (gin logs once the handler returned)."""
+SLACK_MS = 50.0
+"""The server's time may exceed the probe's by this much (clocks read at different moments)."""
+
+
+def _fits(r: Request, sent: ProbeSent, now: float) -> bool:
+    if sent.path and r.path and r.path != sent.path:
+        return False
+    end = sent.ended_at if sent.ended_at is not None else now
+    if r.e2e_ms is not None and r.e2e_ms > (end - sent.started_at) * 1000 + SLACK_MS:
+        return False
+    # gin's time is whole seconds, the server's local clock: a second either side
+    return r.logged_at is None or sent.started_at - 1 <= r.logged_at <= end + 2
+
+
+@dataclass
+class OwnTraffic:
+    """Held lines and the probe requests already matched with theirs."""
+
+    held: list[Event] = field(default_factory=list)
+    matched: set[tuple[str, float]] = field(default_factory=set)
+    """(path, started_at) of probe requests whose line was found."""
+
+    def user_events(self, events: list[Event], sent: list[ProbeSent], now: float) -> list[Event]:
+        """`events` (and those held before) minus the probe's own; lines that may still be a probe's are held."""
+        pool = self.held + events
+        self.held = []
+        live = [s for s in sent if (s.path, s.started_at) not in self.matched]
+        self.matched &= {(s.path, s.started_at) for s in sent}
+        drop: set[int] = set()
+        waiting: list[ProbeSent] = []
+        for s in live:
+            if s.ended_at is None:
+                waiting.append(s)
+                continue
+            if now - s.ended_at >= GRACE_S:
+                self.matched.add((s.path, s.started_at))  # its line never came: given up, matches nothing later
+                continue
+            best = None
+            for i, e in enumerate(pool):
+                if i in drop or not isinstance(e, Request) or not _fits(e, s, now):
+                    continue
+                gap = abs((s.ended_at - s.started_at) * 1000 - (e.e2e_ms or 0.0))
+                if best is None or gap < best[0]:
+                    best = (gap, i)
+            if best is not None:
+                drop.add(best[1])
+                self.matched.add((s.path, s.started_at))
+            else:
+                waiting.append(s)
+        out: list[Event] = []
+        for i, e in enumerate(pool):
+            if i in drop:
+                continue
+            if isinstance(e, Request) and any(_fits(e, s, now) for s in waiting):
+                self.held.append(e)
+            else:
+                out.append(e)
+        return out

@@ -1,0 +1,265 @@
+"""The server-log source: Ollama's and llama.cpp's lines -> `llm_server` points, exact against what was written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import statistics
+
+import pytest
+
+from telegraf_llm_input.config.targets import TargetConfig
+from telegraf_llm_input.log import TelegrafFormatter
+from telegraf_llm_input.sources import logfind
+from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, ProbeSent
+from telegraf_llm_input.sources.serverlog import DiscoveredServerLogs, ServerLogSource, state_paths
+from tests.fakes.serverlogs import OllamaLog, print_timing_lines
+from tests.support.journal import JournalFile
+
+S = 1_000_000_000
+T0 = 1_900_000_000 * S
+
+
+def pct(values, p):
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if len(values) > 1 else values[0]
+
+
+def gather(source: ServerLogSource, time_ns: int):
+    return asyncio.run(source.gather(GatherContext(time_ns, 5.0)))
+
+
+def by_api(points):
+    return {p.tags.get("api"): p for p in points}
+
+
+def ollama_target(path, **kw) -> TargetConfig:
+    return TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path), **kw)
+
+
+def test_ollama_exact_against_the_fakes_record(tmp_path):
+    log = OllamaLog(tmp_path / "server.log")
+    log.access(200, 5_000_000, "/api/chat")  # before the agent started: not counted
+    source = ServerLogSource(ollama_target(log.path), tmp_path / "state")
+    assert gather(source, T0) == []  # the first gather starts the first interval
+    log.record.clear()
+    statuses = [200] * 17 + [500, 503, 404]
+    for i, status in enumerate(statuses):
+        log.access(status, (i + 1) * 7_654_321, "/api/chat" if i % 2 else "/api/generate")
+    log.access(200, 1_234_567, "/api/embed")
+    log.access(200, 900_000, "/api/ps", "GET")  # the agent's scrape
+    log.access(200, 800_000, "/api/version", "GET")
+    log.load(2.51)
+    log.load(3.25)
+    points = by_api(gather(source, T0 + 10 * S))
+    gen, emb, loads = points["generate"].fields, points["embed"].fields, points[None].fields
+    chat = [r for r in log.record if r.path in ("/api/chat", "/api/generate")]
+    assert round(gen["requests_per_s"] * 10) == len(chat) == 20
+    ms = [r.latency_ns / 1e6 for r in chat]
+    assert gen["e2e_p95_ms"] == pytest.approx(pct(ms, 95), rel=1e-9)
+    assert gen["e2e_p50_ms"] == pytest.approx(pct(ms, 50), rel=1e-9)
+    assert gen["e2e_mean_ms"] == pytest.approx(statistics.fmean(ms), rel=1e-9)
+    assert gen["error_ratio"] == sum(r.status >= 500 for r in chat) / len(chat)
+    assert gen["client_error_ratio"] == sum(400 <= r.status < 500 for r in chat) / len(chat)
+    assert emb["requests_per_s"] == 0.1 and emb["e2e_p95_ms"] == pytest.approx(1.234567)
+    assert loads == {"model_loads_per_s": 0.2, "model_load_seconds": 3.25}
+    assert points["generate"].tags == {"target": "http://127.0.0.1:11434", "server_type": "ollama", "api": "generate"}
+    quiet = by_api(gather(source, T0 + 20 * S))
+    assert quiet["generate"].fields == {"requests_per_s": 0.0}
+    assert quiet["embed"].fields == {"requests_per_s": 0.0}
+    assert quiet[None].fields == {"model_loads_per_s": 0.0}
+
+
+def test_a_restart_neither_loses_nor_double_counts(tmp_path):
+    log = OllamaLog(tmp_path / "server.log")
+    state = tmp_path / "state"
+    target = ollama_target(log.path)
+    counted = 0.0
+    t = T0
+    source = ServerLogSource(target, state)
+    gather(source, t)
+    for round_ in range(3):
+        for _ in range(5 + round_):
+            log.access(200, 3_000_000, "/api/chat")
+        t += 10 * S
+        counted += by_api(gather(source, t))["generate"].fields["requests_per_s"] * 10
+        log.access(200, 3_000_000, "/api/chat")  # read by the next agent
+        asyncio.run(source.close())
+        for _ in range(4):
+            log.access(200, 3_000_000, "/api/chat")  # written while the agent is down
+        t += 30 * S
+        source = ServerLogSource(target, state)
+        counted += by_api(gather(source, t))["generate"].fields["requests_per_s"] * 30
+    assert round(counted) == len(log.record)
+
+
+def test_llamacpp_from_a_real_journal_file(tmp_path):
+    journal = JournalFile(tmp_path / "system.journal", unit="llama-server.service")
+    journal.write("main: server is listening on http://127.0.0.1:8080")
+    target = TargetConfig(url="http://127.0.0.1:8080", type="llamacpp")
+    where = logfind.LogLocation("journal", unit="llama-server.service")
+    state = tmp_path / "state"
+
+    def make():
+        return ServerLogSource(
+            target, state, locate=lambda t: logfind.Found(where, "llamacpp"), journal_files=[str(journal.path)]
+        )
+
+    source = make()
+    assert gather(source, T0) == []
+    blocks = [(i % 4, 100 + i, 1.5 * i + 1, 10 + i, 20.0 * i + 5, 1 + i % 7) for i in range(30)]
+    for slot, task, p_ms, p_n, e_ms, e_n in blocks[:20]:
+        journal.write(*print_timing_lines(slot, task, p_ms, p_n, e_ms, e_n))
+    [first] = gather(source, T0 + 5 * S)
+    asyncio.run(source.close())
+    for slot, task, p_ms, p_n, e_ms, e_n in blocks[20:]:
+        journal.write(*print_timing_lines(slot, task, p_ms, p_n, e_ms, e_n))
+    source = make()
+    [second] = gather(source, T0 + 7 * S)
+    assert first.tags == {"target": "http://127.0.0.1:8080", "server_type": "llamacpp"}
+    f = first.fields
+    assert round(f["requests_per_s"] * 5) == 20 and round(second.fields["requests_per_s"] * 2) == 10
+    gen = round(f["request_generation_tokens_mean"] * 20 + second.fields["request_generation_tokens_mean"] * 10)
+    assert gen == sum(b[5] for b in blocks)
+    # percentiles from the same lines, as printed (two decimals)
+    prefill = [float(f"{b[2]:.2f}") for b in blocks[:20]]
+    tpot = [float(f"{b[4]:.2f}") / b[5] for b in blocks[:20]]
+    for p in (50, 90, 95, 99):
+        assert f[f"prefill_p{p}_ms"] == pytest.approx(pct(prefill, p), rel=1e-9)
+        assert f[f"tpot_p{p}_ms"] == pytest.approx(pct(tpot, p), rel=1e-9)
+    assert "error_ratio" not in f
+
+
+def test_two_targets_keep_their_own_state(tmp_path):
+    where = logfind.LogLocation("file", path=str(tmp_path / "x.log"))
+    a = state_paths(tmp_path, TargetConfig(url="http://127.0.0.1:11434"), where)
+    b = state_paths(tmp_path, TargetConfig(url="http://127.0.0.1:8080"), where)
+    assert a is not None and b is not None and len({*a, *b}) == 4
+
+
+def test_docker_json_file_log(tmp_path):
+    path = tmp_path / "abc-json.log"
+    path.write_text("")
+    source = ServerLogSource(TargetConfig(url="http://127.0.0.1:8080", type="llamacpp", log=str(path)), None)
+    gather(source, T0)
+    with open(path, "a") as f:
+        for line in print_timing_lines(0, 1, 2.0, 3, 4.0, 5) + print_timing_lines(1, 2, 2.0, 3, 4.0, 5):
+            f.write(json.dumps({"log": line, "stream": "stderr", "time": "2026-08-13T10:15:40.1Z"}) + "\n")
+    [point] = gather(source, T0 + S)
+    assert point.fields["requests_per_s"] == 2.0 and point.fields["request_generation_tokens_p50"] == 5
+
+
+def test_the_probes_requests_do_not_count(tmp_path):
+    log = OllamaLog(tmp_path / "server.log")
+    ledger = ProbeLedger()
+    target = ollama_target(log.path)
+    source = ServerLogSource(target, None, ledger)
+    gather(source, T0)
+    import time
+
+    now = time.time()
+    ledger._sent.append(ProbeSent(target.display_name, "/api/chat", now - 1.0, now - 0.5))
+    log.access(200, 480_000_000, "/api/chat", when=now - 0.5)  # the probe's
+    log.access(200, 20_000_000, "/api/chat", when=now - 0.5)  # a user's
+    [gen, _] = gather(source, T0 + S)
+    assert gen.fields["requests_per_s"] == 1.0 and gen.fields["e2e_p50_ms"] == 20.0
+
+
+def test_log_none_and_other_types_build_nothing(tmp_path):
+    from telegraf_llm_input.sources.serverlog import wanted
+
+    assert not wanted(TargetConfig(url="http://127.0.0.1:8000", type="vllm"))
+    assert not wanted(TargetConfig(url="http://127.0.0.1:11434", type="ollama", log="none"))
+    assert wanted(TargetConfig(url="http://127.0.0.1:11434", type="auto"))
+
+
+def test_discovered_servers_get_a_log_source(tmp_path):
+    found: list[TargetConfig] = []
+    finder = DiscoveredServerLogs(found, None, ProbeLedger())
+    assert asyncio.run(finder.find(GatherContext(T0, 1.0))) == []
+    found.append(TargetConfig(url="http://127.0.0.1:11434", type="ollama"))
+    found.append(TargetConfig(url="http://127.0.0.1:8000", type="vllm"))
+    [new] = asyncio.run(finder.find(GatherContext(T0, 1.0)))
+    assert new.name == "serverlog:http://127.0.0.1:11434"
+    assert asyncio.run(finder.find(GatherContext(T0, 1.0))) == []
+
+
+def as_nobody(fn) -> str:
+    """Runs fn() in a forked child that dropped root for `nobody` (root reads every file); its log lines."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no exec, the interpreter and modules are already loaded
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            stream = os.fdopen(write, "w")
+            handler = logging.StreamHandler(stream)
+            handler.setFormatter(TelegrafFormatter())
+            logging.getLogger("telegraf_llm_input").addHandler(handler)
+            logging.getLogger("telegraf_llm_input").setLevel(logging.INFO)
+            fn()
+            stream.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        out = fh.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    return out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_an_unreadable_log_says_what_to_grant_once(tmp_path, where):
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    path = home / "logs" / "server.log"
+    path.write_text("x\n")
+    tmp_path.chmod(0o755)
+    if where == "file":
+        path.chmod(0o600)
+    else:
+        (home / "logs").chmod(0o700)
+
+    def run():
+        s = ServerLogSource(TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path)), None)
+        for i in range(3):
+            s._located_at = float("-inf")  # looked at again each gather
+            assert asyncio.run(s.gather(GatherContext(T0 + i * S, 1.0))) == []
+
+    lines = [line for line in as_nobody(run).splitlines() if "serverlog" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("I! ") and "nobody" in lines[0] and "setfacl" in lines[0]
+    assert (str(path) if where == "file" else str(home / "logs")) in lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+def test_an_unreadable_journal_says_what_to_grant_once(tmp_path):
+    journal = JournalFile(tmp_path / "system.journal")
+    journal.write("x")
+    journal.path.chmod(0o600)
+    tmp_path.chmod(0o755)
+    where = logfind.LogLocation("journal", unit="ollama.service")
+
+    def run():
+        s = ServerLogSource(
+            TargetConfig(url="http://127.0.0.1:11434", type="ollama"),
+            None,
+            locate=lambda t: logfind.Found(where, "ollama"),
+            journal_files=[str(journal.path)],
+        )
+        for i in range(3):
+            assert asyncio.run(s.gather(GatherContext(T0 + i * S, 1.0))) == []
+
+    lines = [line for line in as_nobody(run).splitlines() if "serverlog" in line and "reading" not in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("I! ") and "systemd-journal" in lines[0] and "usermod -aG" in lines[0]

@@ -1,0 +1,65 @@
+"""`top --count 2 | cat` on an Ollama fake that writes its server log: the loaded model, offload, VRAM, the
+unload countdown, requests/s, e2e p95 and errors from the log."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+import httpx
+import yaml
+
+from tests.fakes.serverlogs import LoggingOllama, OllamaLog
+from tests.top.test_app import block, frames
+from tests.top.test_cli import command
+
+MODEL = {
+    "name": "qwen2.5:7b",
+    "model": "qwen2.5:7b",
+    "size": 6 * 1024**3,
+    "size_vram": int(4.5 * 1024**3),
+    "expires_at": "2099-01-01T00:00:00Z",
+}
+
+
+def test_top_shows_ollamas_model_and_its_logs_numbers(tmp_path):
+    log = OllamaLog(tmp_path / "server.log")
+    log.path.write_text("")
+    stop = threading.Event()
+    with LoggingOllama(log, [MODEL], latencies_ms=[250.0, 1500.0, 40.0]) as fake:
+        config = tmp_path / "top.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "targets": [{"url": fake.url, "type": "ollama", "name": "ol", "log": str(log.path)}],
+                    "gpu": {"enabled": False},
+                    "agent": {"hostname": "box"},
+                }
+            )
+        )
+
+        def traffic():
+            with httpx.Client(base_url=fake.url) as client:
+                while not stop.wait(0.05):
+                    client.post("/api/chat", json={"model": "qwen2.5:7b", "messages": []})
+
+        sender = threading.Thread(target=traffic, daemon=True)
+        sender.start()
+        try:
+            proc = subprocess.run(
+                command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            stop.set()
+            sender.join()
+    assert proc.returncode == 0, proc.stderr
+    _, second = frames(proc.stdout)
+    ol = block(second, "ol")
+    assert "ol  ollama  qwen2.5:7b" in ol
+    assert "model qwen2.5:7b" in ol and "size 6.0 GiB" in ol and "vram 4.5 GiB" in ol and "gpu 75%" in ol
+    assert "unload in" in ol
+    assert "req " in ol and "/s" in ol and "e2e p50" in ol and "p95 " in ol
+    assert "run -" not in ol and "gen - tok/s" not in ol  # what Ollama cannot say is not shown as dashes
