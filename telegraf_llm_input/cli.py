@@ -1,4 +1,5 @@
-"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config, top."""
+"""Command line: run (Telegraf execd or standalone), --once, check-config, sample-config, top, install-service,
+doctor."""
 
 from __future__ import annotations
 
@@ -10,17 +11,25 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from telegraf_llm_input import __version__
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
 from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_duration
+from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from telegraf_llm_input.trigger import Trigger, seconds_to_next_tick, start_stdin_reader, stdin_is_stream
+
+if TYPE_CHECKING:
+    from telegraf_llm_input import doctor, install
+else:  # loaded for their commands only (plistlib, the probes of every output): a run never pays for them
+    doctor = lazy_import("telegraf_llm_input.doctor")
+    install = lazy_import("telegraf_llm_input.install")
 
 log = get_logger("cli")
 EXIT_CONFIG = 2
@@ -58,7 +67,48 @@ def _parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", parents=[common], help="show the model servers and GPUs live in the terminal")
     top.add_argument("--interval", metavar="DURATION", default="2s", help="redraw period (default 2s)")
     top.add_argument("--count", metavar="N", type=_count, help="exit after N frames (default: on q or Ctrl-C)")
+    _service_commands(sub, common)
     return parser
+
+
+def _service_commands(sub, common: argparse.ArgumentParser) -> None:
+    """`install-service` and `doctor`: setting the agent up as a service, and what it can see there."""
+    install = sub.add_parser("install-service", help="write the config, Telegraf drop-in, systemd unit / launchd job")
+    install.add_argument(
+        "--prefix", metavar="DIR", type=Path, help="the install holding bin/telegraf-llm-input (default: this one)"
+    )
+    install.add_argument("--root", metavar="DIR", type=Path, default=Path("/"), help="stage the files under DIR")
+    install.add_argument("--platform", choices=["linux", "macos"], default=default_platform())
+    install.add_argument("--force", action="store_true", help="replace an existing config with the defaults")
+    doctor_cmd = sub.add_parser(
+        "doctor", parents=[common], help="say what this user can see and reach, and how to fix what not (exit 1)"
+    )
+    doctor_cmd.add_argument(
+        "--telegraf",
+        metavar="PATH",
+        action="append",
+        help="Telegraf config file or drop-in directory to look in (repeatable; default: the usual places)",
+    )
+
+
+def default_platform() -> str:
+    return "macos" if sys.platform == "darwin" else "linux"
+
+
+def install_service(args) -> int:
+    layout = install.default_layout(args.platform, args.prefix)
+    try:
+        written = install.install(layout, args.root, force=args.force)
+    except OSError as exc:
+        hint = " (run it as root, or stage the files with --root DIR)" if isinstance(exc, PermissionError) else ""
+        log.error("install-service: %s%s", exc, hint)
+        return 1
+    for w in written:
+        print(f"{'kept' if w.kept else 'wrote'} {w.path}  ({w.what})")
+    print("next:")
+    for step in install.next_steps(layout):
+        print(f"  {step}")
+    return 0
 
 
 def _count(text: str) -> int:
@@ -85,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sample-config":
         sys.stdout.write(sample_config())
         return 0
+    if args.command == "install-service":
+        return install_service(args)
     try:
         config = _load(args)
     except ConfigError as exc:
@@ -96,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         sources = build_sources(config, source_env(config))
         print(f"config OK: {len(sources)} source(s): {', '.join(s.name for s in sources) or 'none'}")
         return 0
+    if args.command == "doctor":
+        if not args.log_level:
+            setup_logging("error")  # the report is the output; the sources' own lines would repeat it
+        places = args.telegraf or doctor.outputs.TELEGRAF_PLACES
+        return _run_loop(doctor.run(config, getattr(args, "config", None), places))
     try:
         if args.command == "top":
             from telegraf_llm_input.top.app import top  # the terminal UI loads for this command only

@@ -48,6 +48,10 @@ class NvmlSession:
         self._required = required
         self._started = False
         self.nvml: Any = None
+        self.missing: str | None = None
+        """Why NVML is unavailable (pynvml's words), once `start()` found it so; `doctor` says it."""
+        self.others: tuple[str, ...] = ()
+        """The other GPU backends in use (`amd`, ...), so the "NVML unavailable" line does not say GPU metrics are off."""
         self.driver_version: str | None = None
         self.cuda_version: str | None = None
 
@@ -81,11 +85,17 @@ class NvmlSession:
             cuda = optional(nvml.nvmlSystemGetCudaDriverVersion, nvml)
             if isinstance(cuda, int) and cuda > 0:
                 self.cuda_version = f"{cuda // 1000}.{cuda % 1000 // 10}"
+            count = optional(nvml.nvmlDeviceGetCount, nvml)
+            log.info(
+                f"GPU backend: nvidia (NVML, driver {self.driver_version or '?'}, {count if count is not None else '?'} GPU(s))"
+            )
             return True
 
     def _say_missing(self, why: str) -> None:
-        level = logging.WARNING if self._required else logging.INFO
-        log.log(level, f"no NVIDIA GPU monitoring: NVML unavailable ({why}); GPU metrics disabled")
+        self.missing = why
+        level = logging.WARNING if self._required and not self.others else logging.INFO
+        then = f"GPU metrics from {', '.join(self.others)}" if self.others else "no GPU metrics"
+        log.log(level, f"no NVIDIA GPU: NVML unavailable ({why}); {then}")
 
     def process_gpu_memory(self) -> dict[int, dict[int, float]]:
         """pid -> {GPU index: MiB it holds}, from NVML's compute process lists (blocking)."""

@@ -21,6 +21,10 @@ def test_unit_has_the_hardening():
         "DeviceAllow=char-nvidia-frontend rw",
         "EnvironmentFile=-/etc/telegraf-llm-input/env",
         "--config /etc/telegraf-llm-input/config.yaml",
+        # what the service user needs, measured (tests/sources/test_visibility.py): exactly these
+        "AmbientCapabilities=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
+        "CapabilityBoundingSet=CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
+        "SupplementaryGroups=systemd-journal",
     ):
         assert line in text, line
 

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from telegraf_llm_input import install
 from telegraf_llm_input.config import AgentConfig, Config
 from telegraf_llm_input.config.gpu import GpuConfig
 from telegraf_llm_input.config.host import HostConfig
@@ -46,7 +47,11 @@ REGIONS: dict[str, dict[str, Callable[[], str]]] = {
     },
 }
 """Doc file -> the generated regions it must hold."""
-FILES: dict[str, Callable[[], str]] = {"telegraf_llm_input/sample-config.yaml": sample.render}
+FILES: dict[str, Callable[[], str]] = {
+    "telegraf_llm_input/sample-config.yaml": sample.render,
+    "packaging/systemd/telegraf-llm-input.service": lambda: install.render_unit(install.linux_layout()),
+    "packaging/telegraf/telegraf-llm-input.conf": lambda: install.render_dropin(install.linux_layout()),
+}
 """Files generated whole."""
 DASHBOARDS = "packaging/grafana/generate.py"
 """Renders the dashboards and alert rules; takes `--check` too."""

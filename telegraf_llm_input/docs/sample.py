@@ -3,6 +3,8 @@
 `@@name@@` lines in TEMPLATE are replaced by generated blocks (BLOCKS). The template holds only examples and
 explanations; every default comes from the code, so the sample cannot drift from what the agent does.
 The example blocks between `# --- ... ---` markers are tested: uncommented, each is a valid config.
+Every key is written commented out (`commented`): the file as `sample-config` prints it IS the defaults
+(discovery on, no tags), so installing it unedited changes nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ TEMPLATE = """\
 # Durations: 10s, 500ms, 1m (a bare number is seconds). Sizes: 8MiB, 100MB (a bare number is bytes).
 # ${ENV_VAR} and ${ENV_VAR:-default} are expanded in every string. Secrets may be given as
 # <key>_file: /path/to/file.
+# Every key is commented out: as it stands this file IS the defaults (model servers discovered on the
+# usual local ports, line protocol on stdout). To set a section, remove the `# ` in front of its lines.
 
 agent:
 @@agent@@
@@ -192,6 +196,13 @@ gpu:
 """
 
 
+def commented(text: str) -> str:
+    """Every line that sets something (a section header, a key, an indented comment inside a section) behind
+    `# `; lines that are already comments at the left margin stay as they are. Uncommenting a section's lines
+    gives back the YAML it had."""
+    return "".join(line if not line.strip() or line.startswith("#") else f"# {line}" for line in text.splitlines(True))
+
+
 def render() -> str:
     """The sample config's text."""
     lines = []
@@ -200,4 +211,4 @@ def render() -> str:
             lines.append(BLOCKS[line.strip().strip("@")]())
         else:
             lines.append(line)
-    return "".join(lines)
+    return commented("".join(lines))

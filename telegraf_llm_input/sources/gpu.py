@@ -399,7 +399,9 @@ def build(config: Config, env: SourceEnv) -> list[Source]:
     if gpu.enabled is False:
         return []
     sources: list[Source] = []
+    others: list[Source] = list(gpu_backends.build(gpu))
     if gpu.wants("nvidia"):
-        sources.append(GpuSource(gpu, env.nvml_session(required=gpu.enabled is True)))
-    sources.extend(gpu_backends.build(gpu))
-    return sources
+        session = env.nvml_session(required=gpu.enabled is True)
+        session.others = tuple(s.name.removeprefix("gpu:") for s in others)  # for its start-up line
+        sources.append(GpuSource(gpu, session))
+    return sources + others

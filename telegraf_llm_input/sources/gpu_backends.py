@@ -126,6 +126,8 @@ def build(gpu: GpuConfig) -> list[SysfsGpuSource | AppleGpuSource]:
         cards = find_cards(gpu.sysfs_root, backend.PCI_VENDOR)
         if cards:
             sources.append(SysfsGpuSource(backend, cards, gpu))
+            found = ", ".join(f"card{c.index}" + (f" {c.pci_bus_id}" if c.pci_bus_id else "") for c in cards)
+            log.info(f"GPU backend: {vendor} ({gpu.sysfs_root}/class/drm: {found})")
         elif gpu.explicit(vendor):
             log.log(
                 level,
@@ -136,6 +138,7 @@ def build(gpu: GpuConfig) -> list[SysfsGpuSource | AppleGpuSource]:
         executable = shutil.which("ioreg")
         if executable:
             sources.append(AppleGpuSource(executable, gpu.keeps))
+            log.info(f"GPU backend: apple (ioreg: {executable})")
         else:
             log.log(level, "gpu.backends: apple: `ioreg` not found on PATH; no Apple GPU metrics")
     return sources

@@ -36,6 +36,7 @@ from telegraf_llm_input.nvml import NvmlSession
 from telegraf_llm_input.sources import drm_fdinfo
 from telegraf_llm_input.sources.base import GatherContext, Source, SourceEnv
 from telegraf_llm_input.sources.linux_sockets import listen_inodes
+from telegraf_llm_input.sources.visibility import hidden_listener, table_addresses
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
@@ -357,7 +358,7 @@ class ProcessSource:
             (wall, sum(cpu_pids[p] for p in common)),
         )
         self._cpu_prev, self._cpu_pids = (wall, 0.0), cpu_pids
-        addresses = self._address_cache
+        addresses = self._address_cache or self._table_addresses(proc)
         tree_pids = {p.pid for p in tree}
         gpu_mib, gpu_indices = self._gpu_memory(gpu, tree_pids)
         drm = self._drm.sample(tree_pids) if self._drm is not None else None
@@ -381,6 +382,14 @@ class ProcessSource:
             "exposed": (1 if any(not is_loopback_address(ip) for ip in addresses) else 0) if addresses else None,
         }
         return Metric("llm_process", self._tags(name), clean_fields(fields), time_ns)
+
+    def _table_addresses(self, proc: psutil.Process) -> list[str]:
+        """Its own sockets hidden from us (another user's): its user's listeners on the port, from the socket
+        table anyone may read, so `listen_address` and `exposed` are still true."""
+        try:
+            return table_addresses(self._port, proc.uids().real)
+        except psutil.Error:
+            return []
 
     def _gpu_processes(self) -> dict[int, dict[int, float]] | None:
         if self._nvml is None or not self._nvml.available:
@@ -413,7 +422,7 @@ class ProcessSource:
             return f"pid_file {cfg.pid_file}"
         if cfg.pattern:
             return f"pattern {cfg.pattern!r}"
-        return f"nothing listening on port {self._port}"
+        return hidden_listener(self._port) or f"nothing listening on port {self._port}"
 
     def _tags(self, process_name: str | None) -> dict[str, str]:
         tags = {"target": self._target.display_name, "server_type": self._target.type}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+import yaml
 
 from telegraf_llm_input.config import expand_env, load_config, parse_config, sample_config
 from telegraf_llm_input.config.loader import (
@@ -238,10 +240,23 @@ def test_missing_and_non_utf8_files(tmp_path):
         load_config(binary)
 
 
-def test_sample_config_is_complete_and_valid(tmp_path):
+def test_sample_config_as_printed_is_the_defaults(tmp_path):
     path = tmp_path / "sample.yaml"
     path.write_text(sample_config())
-    config = load_config(path)
-    assert config.tags.get("task") == "algorithm_reasoning"
-    for section in ("agent:", "tags:", "host:"):
-        assert f"\n{section}" in "\n" + sample_config()
+    assert load_config(path) == parse_config({})  # installed unedited, it changes nothing: discovery on
+    assert parse_config({}).targets is None and parse_config({}).discovery.enabled
+
+
+def test_sample_config_sections_uncommented_are_complete_and_valid(monkeypatch):
+    """Removing `# ` from a section's lines (`# name:` and the `#   ...` under it) gives the example it documents
+    (the `# --- ... example ---` blocks have tests of their own)."""
+    monkeypatch.setenv("INFLUX_TOKEN", "t")
+    text = re.sub(r"# --- (\w+) example ---\n.*?# --- end \1 example ---\n", "", sample_config(), flags=re.S)
+    out, inside = [], False
+    for line in text.splitlines():
+        inside = bool(re.fullmatch(r"# [a-z_]+:", line)) or (inside and line.startswith("#   "))
+        out.append(line[2:] if inside else line)
+    config = parse_config(yaml.safe_load("\n".join(out)))
+    assert config.tags.get("task") == "algorithm_reasoning" and config.agent.interval == 10.0
+    assert [t.name for t in config.targets or []][:2] == ["vllm-qwen", "llama"]
+    assert [o.type for o in config.outputs] == ["stdout", "influxdb_v2", "influxdb_v1", "prometheus"]

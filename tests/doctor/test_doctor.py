@@ -1,0 +1,247 @@
+"""`doctor` as a user runs it: against the fakes, the real llama-server, the real InfluxDB, and as an unprivileged
+user (created here) against a root-owned server: it names each blocked check with its fix, and its exit status
+follows (0 when everything configured can work, 1 when something cannot)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from telegraf_llm_input.install import install, linux_layout, render_dropin
+from tests.fakes.llm import fake_llamacpp, fake_ollama, llamacpp_metrics
+from tests.realserver.conftest import llama_binary, make_llama_server, tiny_model  # noqa: F401  (fixtures)
+from tests.sources.test_gpu_backends import MIXED
+from tests.support.influxdb import InfluxDB1, influxd_binary
+from tests.support.procs import free_port
+
+USER = "llmdoctor"
+ROOT = os.geteuid() == 0
+BINARY = Path(sys.prefix) / "bin" / "telegraf-llm-input"
+
+
+def doctor(config: str, *args: str, user: str | None = None, caps: str | None = None, env: dict | None = None):
+    """`telegraf-llm-input doctor --config -` (the config on stdin: a test's temp dir is root's alone)."""
+    prefix: list[str] = []
+    if user or caps:
+        prefix = ["setpriv", f"--reuid={user or USER}", f"--regid={user or USER}", "--init-groups"]
+    if caps:
+        prefix += [f"--inh-caps={caps}", f"--ambient-caps={caps}"]
+    r = subprocess.run(
+        [*prefix, str(BINARY), "doctor", "--config", "-", *args],
+        input=config,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    return r.returncode, r.stdout, r.stderr
+
+
+def lines(out: str, mark: str) -> list[str]:
+    return [line.strip()[4:] for line in out.splitlines() if line.strip().startswith(mark)]
+
+
+def fixes(out: str) -> list[str]:
+    return [line.strip()[5:] for line in out.splitlines() if line.strip().startswith("fix: ")]
+
+
+@pytest.fixture(scope="module")
+def unprivileged_user():
+    if not ROOT or not shutil.which("useradd") or not shutil.which("setpriv"):
+        pytest.skip("needs root, useradd and setpriv to run doctor as another user")
+    created = subprocess.run(["id", USER], capture_output=True).returncode != 0
+    if created:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER], check=True)
+    yield pwd.getpwnam(USER)
+    if created:
+        subprocess.run(["userdel", USER], check=False)
+
+
+def test_fakes_as_root_servers_processes_outputs_and_exit_status():
+    ollama = fake_ollama([]).start()
+    llama = fake_llamacpp(llamacpp_metrics(10, 20, 0.5, 1.0)).start()
+    down, prom = free_port(), free_port()
+    try:
+        config = {
+            "targets": [
+                {"url": ollama.url, "type": "auto", "name": "ollama"},
+                {"url": llama.url, "type": "llamacpp", "name": "llama"},
+            ],
+            "outputs": [{"type": "prometheus", "listen": f"127.0.0.1:{prom}"}],
+            "host": {"enabled": False},
+        }
+        code, out, err = doctor(json.dumps(config))
+        assert code == 0, out + err
+        ok = lines(out, "ok")
+        assert f"ollama 0.6.5 at {ollama.url} (target ollama)" in ok
+        assert any(line.startswith("llamacpp") and f"at {llama.url} (target llama)" in line for line in ok)
+        # the fakes run in this (root's) test process: root sees it, its sockets too
+        assert any(
+            line.startswith(f"ollama: process {os.getpid()} (") and f"127.0.0.1:{ollama.port}" in line for line in ok
+        ), out
+        assert f"prometheus 127.0.0.1:{prom}: the address is free to listen on" in ok
+        assert "Everything configured can work." in out and lines(out, "NO") == []
+
+        config["targets"].append({"url": f"http://127.0.0.1:{down}", "name": "gone"})
+        config["outputs"].append({"type": "prometheus", "listen": f"127.0.0.1:{llama.port}"})
+        code, out, _ = doctor(json.dumps(config))
+        assert code == 1
+        no = lines(out, "NO")
+        assert any(line.startswith(f"http://127.0.0.1:{down} (target gone): down:") for line in no), out
+        assert any(
+            f"prometheus 127.0.0.1:{llama.port}: cannot listen there" in line and "root's process" in line
+            for line in no
+        )
+        assert "start the server, or correct its url/type/token in the config" in fixes(out)
+    finally:
+        ollama.stop()
+        llama.stop()
+
+
+def test_discovery_lists_found_servers_and_silent_ports():
+    ollama = fake_ollama([]).start()
+    silent = free_port()
+    try:
+        config = {"discovery": {"ports": [ollama.port, silent]}, "gpu": {"enabled": False}}
+        code, out, _ = doctor(json.dumps(config))
+        assert code == 0, out
+        assert f"ollama 0.6.5 at {ollama.url}" in lines(out, "ok")
+        assert f"nothing answered as a model server on 127.0.0.1 ports {silent}" in lines(out, "--")
+    finally:
+        ollama.stop()
+
+
+def test_gpu_backend_and_why(tmp_path):
+    """No NVML here: the AMD and Intel cards of a recorded sysfs tree are named as the backends, with why."""
+    code, out, _ = doctor(json.dumps({"targets": [], "gpu": {"sysfs_root": str(MIXED)}}))
+    gpu = [line for line in lines(out, "ok") if line.startswith(("amd:", "intel:"))]
+    assert gpu and all("NVML unavailable (" in line and "-> " in line and "card" in line for line in gpu), out
+    assert gpu[0].startswith("amd: NVML unavailable (") and "AMD sysfs" in gpu[0]
+    code, out, _ = doctor(json.dumps({"targets": [], "gpu": {"enabled": True, "sysfs_root": str(tmp_path)}}))
+    assert code == 1 and any(line.startswith("no GPU: NVML unavailable") for line in lines(out, "NO"))
+
+
+def test_telegraf_dropin_points_at_this_binary(tmp_path):
+    layout = linux_layout(Path(sys.prefix))
+    install(layout, tmp_path / "root")
+    staged = tmp_path / "root/etc/telegraf/telegraf.d"
+    code, out, _ = doctor('{"targets": []}', "--telegraf", str(staged))  # its config is not at /etc here
+    assert code == 1 and "with --config /etc/telegraf-llm-input/config.yaml, which does not exist" in out
+    assert (
+        f"write it: mkdir -p /etc/telegraf-llm-input && {BINARY} sample-config > /etc/telegraf-llm-input/config.yaml"
+        in fixes(out)
+    )
+    dropins = tmp_path / "telegraf.d"
+    dropins.mkdir()
+    real = replace(layout, config=tmp_path / "root/etc/telegraf-llm-input/config.yaml")
+    (dropins / "telegraf-llm-input.conf").write_text(render_dropin(real))
+    code, out, _ = doctor('{"targets": []}', "--telegraf", str(dropins))
+    assert code == 0 and any("runs this binary" in line for line in lines(out, "ok")), out
+    (dropins / "old.conf").write_text('[[inputs.execd]]\n  command = ["/nonexistent/bin/telegraf-llm-input"]\n')
+    code, out, _ = doctor('{"targets": []}', "--telegraf", str(dropins))
+    assert code == 1 and any(
+        "runs /nonexistent/bin/telegraf-llm-input, which does not exist" in x for x in lines(out, "NO")
+    )
+    assert f"set command[0] to {BINARY} (or run install-service again)" in fixes(out)
+
+
+@pytest.mark.realserver
+def test_real_llama_server_root_owned_seen_by_an_unprivileged_user(make_llama_server, unprivileged_user):  # noqa: F811
+    server = make_llama_server()
+    config = json.dumps({"targets": [{"url": server.url, "name": "llama"}], "gpu": {"enabled": False}})
+    # root: all green, exit 0
+    code, out, err = doctor(config)
+    assert code == 0, out + err
+    ok = lines(out, "ok")
+    assert any(line.startswith("llamacpp b") and f"at {server.url} (target llama)" in line for line in ok), out
+    assert any(line.startswith(f"llama: process {server.pid} (llama-server, user root) and its sockets") for line in ok)
+    assert lines(out, "NO") == []
+    # an unprivileged user: the server answers, but its process is hidden; the fix is named; exit 1
+    code, out, _ = doctor(config, user=USER)
+    assert code == 1, out
+    assert f"as user {USER} (uid {unprivileged_user.pw_uid})" in out
+    assert any(line.startswith("llamacpp b") for line in lines(out, "ok"))  # HTTP works for anyone
+    blocked = lines(out, "NO")
+    assert f"llama: a socket on port {server.port} belongs to a process this user cannot see, owned by root" in blocked
+    assert any(f.startswith("grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH") for f in fixes(out))
+    assert any(line.startswith("the system journal") for line in blocked)
+    assert "add the agent's user to the systemd-journal group (SupplementaryGroups=systemd-journal)" in fixes(out)
+    # the same user with what the shipped unit grants: the process and its sockets are visible, exit 0
+    code, out, _ = doctor(config, caps="+sys_ptrace,+dac_read_search")
+    assert code == 0, out
+    assert "capabilities CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE" in out
+    assert any(
+        line.startswith(f"llama: process {server.pid} (llama-server, user root) and its sockets")
+        for line in lines(out, "ok")
+    ), out
+
+
+def test_unreadable_request_log_names_its_group(tmp_path, unprivileged_user):
+    hidden = tmp_path / "requests.jsonl"  # pytest's tmp_path is under root's 0700 directory
+    hidden.write_text("")
+    code, out, _ = doctor(json.dumps({"targets": [], "logs": [{"path": str(hidden)}]}), user=USER)
+    assert code == 1 and any(line.startswith(f"log {hidden}: cannot look into /tmp/") for line in lines(out, "NO"))
+    open_dir = Path(tempfile.mkdtemp(prefix="doctor-"))
+    try:
+        open_dir.chmod(0o755)
+        log = open_dir / "requests.jsonl"
+        log.write_text("")
+        log.chmod(0o640)
+        code, out, _ = doctor(json.dumps({"targets": [], "logs": [{"path": str(log)}]}), user=USER)
+        assert code == 1 and f"log {log}: Permission denied" in lines(out, "NO")
+        assert any(f"{log} is root:root mode 640: add the agent's user to group root" in f for f in fixes(out))
+        log.chmod(0o644)
+        code, out, _ = doctor(json.dumps({"targets": [], "logs": [{"path": str(log)}]}), user=USER)
+        assert code == 0 and f"log {log}: readable" in lines(out, "ok")
+    finally:
+        shutil.rmtree(open_dir)
+
+
+@pytest.mark.realserver
+def test_real_influxdb_ping_and_write_permission(tmp_path):
+    if influxd_binary() is None:
+        pytest.skip("influxd not installed (apt-get install influxdb)")
+    db = InfluxDB1(tmp_path / "influx").start()
+    try:
+        v1 = {"type": "influxdb_v1", "url": db.url, "database": "llm"}
+        code, out, _ = doctor(json.dumps({"targets": [], "outputs": [v1]}))
+        assert code == 1
+        (refused,) = lines(out, "NO")
+        assert refused.startswith(f"influxdb_v1 {db.url} (InfluxDB 1.") and "refused: HTTP 404" in refused
+        assert "create it: influx -execute 'CREATE DATABASE \"llm\"'" in fixes(out)
+        db.create_db("llm")
+        code, out, _ = doctor(json.dumps({"targets": [], "outputs": [v1]}))
+        assert code == 0 and any("writing into database 'llm' is allowed" in x for x in lines(out, "ok")), out
+        assert db.query("SHOW MEASUREMENTS", db="llm")["results"][0].get("series") is None  # nothing was written
+        # 1.6 has no v2 API: the influxdb_v2 output cannot work against it, and the fix says what to use
+        v2 = {"type": "influxdb_v2", "url": db.url, "bucket": "llm", "org": "o", "token": "t"}
+        code, out, _ = doctor(json.dumps({"targets": [], "outputs": [v2]}))
+        assert code == 1 and "this InfluxDB has no v2 API (1.x before 1.8): use the influxdb_v1 output" in fixes(out)
+    finally:
+        db.stop()
+    code, out, _ = doctor(json.dumps({"targets": [], "outputs": [v1]}))
+    assert code == 1 and any(re.search(r"no answer \(Connect", x) for x in lines(out, "NO"))
+
+
+def test_a_journal_log_the_config_names_blocks_when_unreadable(unprivileged_user):
+    ollama = fake_ollama([]).start()
+    try:
+        target = {"url": ollama.url, "name": "o", "log": "journal:ollama", "process": {"enabled": False}}
+        config = json.dumps({"targets": [target], "gpu": {"enabled": False}})
+        code, out, _ = doctor(config, user=USER)
+        assert code == 1 and any(x.startswith("the journal of ollama: not readable") for x in lines(out, "NO")), out
+        assert "add the agent's user to the systemd-journal group (SupplementaryGroups=systemd-journal)" in fixes(out)
+        code, out, _ = doctor(config)
+        assert code == 0 and any(x.startswith("the journal of ollama: readable") for x in lines(out, "ok")), out
+    finally:
+        ollama.stop()
