@@ -52,7 +52,8 @@ class DiscoveryConfig:
     host: str = "127.0.0.1"
     """Where to look."""
     ports: list[int] = field(default_factory=lambda: sorted(set(DEFAULT_PORTS.values())))
-    """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, Ollama 11434, SGLang 30000."""
+    """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, telegraf-llm-input proxy 8434, Ollama 11434,
+    SGLang 30000."""
     timeout: Duration = 1.0
     """Per request while identifying a server."""
     rescan: Duration = 60.0
