@@ -130,6 +130,8 @@ class TargetConfig:
             raise ValueError("retries must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        for name, value in self.headers.items():
+            check_header(name, value)
         if self.log is not None and not self.log.strip():
             raise ConfigError("log", "must be a file path, journal:UNIT, docker:ID or none")
 
@@ -137,6 +139,30 @@ class TargetConfig:
     def display_name(self) -> str:
         """The `target` tag: the configured name, else the URL without credentials."""
         return self.name or redact_url(self.url).rstrip("/")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP field name is a token (RFC 9110 section 5.1): no space, colon or control character."""
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t]*[\x21-\x7e])*)?")
+"""What h11 sends: visible ASCII, spaces and tabs only inside (RFC 9110 section 5.5, without obs-text)."""
+
+
+def check_header(name: str, value: str) -> None:
+    """ConfigError unless `name: value` can be sent as an HTTP header (what h11 takes; else every gather would
+    fail); the value (often a key) is never shown."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ConfigError(
+            f"headers.{name}", "not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only, no spaces)"
+        )
+    if _HEADER_VALUE.fullmatch(value):
+        return
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        problem = "has a CR, LF or other control character"
+    elif not value.isascii():
+        problem = "has a character outside ASCII"
+    else:
+        problem = "starts or ends with a space or tab"
+    raise ConfigError(f"headers.{name}", f"the value {problem} (value not shown)")
 
 
 def redact_url(url: str) -> str:
