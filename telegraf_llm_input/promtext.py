@@ -20,8 +20,9 @@ import enum
 import math
 import re
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, TypeVar
 
 __all__ = ["Sample", "Page", "parse", "family_name", "label_key", "series_key", "KNOWN_TYPES"]
 
@@ -35,6 +36,7 @@ _SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_gcount", "_gsu
 
 LabelKey = tuple[tuple[str, str], ...]
 """Sorted (label, value) pairs: a series' identity."""
+H = TypeVar("H", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +64,23 @@ def series_key(sample: Sample) -> LabelKey:
     return key if key is not None else tuple(sorted(kv for kv in sample.labels.items() if kv[0] != "le"))
 
 
+_SHARED: dict[Hashable, Any] = {}
+"""Names, label values and (label, value) pairs kept by line heads, one copy each: a family's name and a model's
+labels recur on every one of its lines (and on every target serving that model). Bounded; past it, copies."""
+
+
+def _shared(value: H) -> H:
+    """The one kept copy of a str or pair equal to `value`."""
+    kept = _SHARED.get(value)
+    if kept is None:
+        kept = value
+        if len(_SHARED) < 65_536:
+            _SHARED[value] = value
+    return kept
+
+
 def _keys(labels: dict[str, str]) -> tuple[LabelKey, LabelKey]:
-    key = tuple(sorted(labels.items()))
+    key = tuple(sorted(map(_shared, labels.items())))
     return key, (tuple(kv for kv in key if kv[0] != "le") if "le" in labels else key)
 
 
@@ -333,6 +350,7 @@ def _parse_block(
                         if keys is not None and (value_ts := _value_and_ts(rest, openmetrics)) is not None:
                             labels = dict(zip(keys, parts[1::2]))
                             if heads is not None and len(heads) < MAX_HEADS:
+                                name, labels = _shared(name), {k: _shared(v) for k, v in labels.items()}
                                 key, series = _keys(labels)
                                 heads[line[: close + 1]] = (name, labels, key, series)
                                 sample = _make(name, labels, *value_ts, key, series)
