@@ -12,17 +12,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-@contextmanager
-def execd_agent(config: Path) -> Iterator[subprocess.Popen[str]]:
-    """The agent started on `config`; on exit its stdin is closed (it finishes) and it is waited for."""
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "stdin"],
+def start(config: Path, signal: str, stdin, stdout) -> subprocess.Popen[str]:
+    """`python -m telegraf_llm_input --config CONFIG --signal SIGNAL` from this checkout, stderr dropped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", signal],
         cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
+        stdin=stdin,
+        stdout=stdout,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+@contextmanager
+def execd_agent(config: Path) -> Iterator[subprocess.Popen[str]]:
+    """The agent started on `config`; on exit its stdin is closed (it finishes) and it is waited for."""
+    agent = start(config, "stdin", subprocess.PIPE, subprocess.PIPE)
     try:
         yield agent
     finally:

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from bench.changingpage import scrapes
-from bench.execd import execd_agent, trigger
+from bench.execd import execd_agent, start, trigger
 from bench.report import record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,13 +132,7 @@ def agent_config(ports: list[int], tmp: Path) -> Path:
 def start_agent(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
     config = agent_config(ports, tmp)
     reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # Telegraf's part
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", "none"],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=reader.stdin,
-        stderr=subprocess.DEVNULL,
-    )
+    agent = start(config, "none", subprocess.DEVNULL, reader.stdin)
     assert reader.stdin is not None
     reader.stdin.close()
     return [agent, reader]
