@@ -20,7 +20,6 @@ import math
 import os
 import stat
 import sys
-import termios
 import threading
 import time
 from collections import deque
@@ -202,6 +201,8 @@ def _resolve(fut: asyncio.Future) -> None:
 
 
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", None)  # Linux
+_FIONREAD = 0x541B
+"""Linux's FIONREAD (asm-generic/ioctls.h), as termios names it: termios is not loaded for it (the terminal UI's)."""
 
 
 def _room_finder(fd: int | None) -> Callable[[int], float]:
@@ -234,7 +235,7 @@ def _pipe_room(fd: int) -> float:
     try:
         size = fcntl.fcntl(fd, _F_GETPIPE_SZ or 0)
         queued = array.array("i", [0])
-        fcntl.ioctl(fd, termios.FIONREAD, queued, True)
+        fcntl.ioctl(fd, _FIONREAD, queued, True)
     except OSError:
         return 0
     return size - queued[0]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import io
+import os
+import sys
 import threading
 
 import pytest
@@ -72,3 +75,29 @@ def test_a_closed_pipe_is_reported_and_the_next_gather_still_tried():
 
     asyncio.run(go())
     assert sink.stats()["lines_written"] == 0
+
+
+def test_a_pipe_with_room_is_written_on_the_loop_and_a_full_one_through_the_writer_thread(monkeypatch):
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: one page, so the second write cannot fit
+    with os.fdopen(write_end, "w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        sink = StdoutSink()
+
+        async def go():
+            await sink.write(gather(0))  # room: written at once, no thread started
+            direct = sink._thread is None
+            big = [Metric("m", {}, {"pad": "x" * 3000, "seq": i}, 1) for i in range(2)]  # over the pipe's room
+            await sink.write(big)  # a slow reader: waits WAIT_S, then goes on
+            threaded = sink._thread is not None
+            lines = 0
+            while lines < 4:  # both gathers' lines arrive, whole
+                lines += os.read(read_end, 65536).count(b"\n")
+            await sink.close()
+            return direct, threaded
+
+        try:
+            direct, threaded = asyncio.run(go())
+        finally:
+            os.close(read_end)
+    assert direct and threaded
