@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from telegraf_llm_input.histogram import Histogram, collect, delta, mean, merge, quantile
+from telegraf_llm_input.histogram import Histogram, collect, delta, mean, merge, quantile, quantiles
 from telegraf_llm_input.promtext import parse
 
 INF = math.inf
@@ -433,3 +433,11 @@ def test_increase_skips_a_series_whose_buckets_changed():
     prev = {(): Histogram([(0.1, 1.0), (math.inf, 2.0)], 2.0, 1.0)}
     cur = {(): Histogram([(0.5, 1.0), (math.inf, 3.0)], 3.0, 2.0)}
     assert increase(prev, cur) == (None, True)
+
+
+def test_quantiles_at_once_are_each_quantile():
+    h = Histogram([(0.1, 2.0), (0.5, 2.0), (1.0, 7.0), (1.0, 1.0), (5.0, 6.0), (math.inf, 9.0)], 9.0, 12.0)
+    qs = (0.0, 0.25, 0.5, 0.9, 0.99, 1.0, -1.0, 2.0)
+    assert quantiles(qs, h) == [quantile(q, h) for q in qs]
+    assert math.isnan(quantiles((0.5,), Histogram([(1.0, 1.0)], 1.0, 1.0))[0])  # no +Inf bucket
+    assert quantiles((0.5, 0.9), Histogram([], 0.0, None)) == [None, None]

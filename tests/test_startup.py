@@ -81,3 +81,15 @@ outputs:
         "telegraf_llm_input.sinks.influx_v2",
         "telegraf_llm_input.proxy.server",
     ]
+
+
+def test_psutil_waits_for_a_watched_process(tmp_path):
+    """Targets whose process is not watched, no host source: psutil (and the process source) stay unloaded;
+    the same target with its process watched loads them."""
+    config = tmp_path / "config.yaml"
+    target = f"{{url: 'http://127.0.0.1:{free_port()}', type: vllm, process: {{enabled: %s}}}}"
+    body = "host: {enabled: false}\ngpu: {enabled: false}\ntargets: [%s]\n"
+    config.write_text(body % (target % "false"))
+    assert {"psutil", "telegraf_llm_input.sources.process"} & loaded("--config", str(config)) == set()
+    config.write_text(body % (target % "true"))
+    assert {"psutil", "telegraf_llm_input.sources.process"} <= loaded("--config", str(config))
