@@ -42,3 +42,12 @@ def test_a_probe_whose_line_never_comes_holds_nothing_after_the_grace():
     # no line fitted; past the grace the entry is dropped and an unrelated later line counts
     assert own.user_events([], [sent], T0 + GRACE_S + 1) == []
     assert own.user_events([late], [sent], T0 + GRACE_S + 2) == [late]
+
+
+def test_the_probes_line_read_long_after_the_probe_ended_is_still_its_own():
+    """Gathers every 20-30 s: the probe's line is first read more than GRACE_S after the probe ended."""
+    own = OwnTraffic()
+    sent = ProbeSent("t", "/api/chat", T0, T0 + 0.14)
+    probes_line = Request(status=200, e2e_ms=140.0, path="/api/chat", logged_at=T0)
+    user = Request(status=200, e2e_ms=900.0, path="/api/chat", logged_at=T0 - 5)
+    assert own.user_events([user, probes_line], [sent], T0 + GRACE_S + 10) == [user]
