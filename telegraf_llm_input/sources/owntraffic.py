@@ -4,7 +4,8 @@ The probe says when each of its requests started and ended (`ProbeSent`, `source
 line in the server's log is the request that fits that window best: same path where the log has paths
 (Ollama), a server time no longer than the window, a log time inside it where the log has times, and the
 server time closest to the window's length. While a probe request is in flight (or ended less than `GRACE_S`
-ago without its line found), lines that could be its line wait; everything else counts at once. Pure: the
+ago without its line found), lines that could be its line wait; everything else counts at once. A line read
+later than that (gathers 20-30 s apart) is still looked for first: the grace only ends the wait. Pure: the
 caller gives the clock.
 """
 
@@ -51,9 +52,6 @@ class OwnTraffic:
             if s.ended_at is None:
                 waiting.append(s)
                 continue
-            if now - s.ended_at >= GRACE_S:
-                self.matched.add((s.path, s.started_at))  # its line never came: given up, matches nothing later
-                continue
             best = None
             for i, e in enumerate(pool):
                 if i in drop or not isinstance(e, Request) or not _fits(e, s, now):
@@ -63,6 +61,9 @@ class OwnTraffic:
                     best = (gap, i)
             if best is not None:
                 drop.add(best[1])
+                self.matched.add((s.path, s.started_at))
+            elif now - s.ended_at >= GRACE_S:
+                # its line never came (read up to `now`): given up, matches nothing later
                 self.matched.add((s.path, s.started_at))
             else:
                 waiting.append(s)
