@@ -263,3 +263,27 @@ def test_an_unreadable_journal_says_what_to_grant_once(tmp_path):
     lines = [line for line in as_nobody(run).splitlines() if "serverlog" in line and "reading" not in line]
     assert len(lines) == 1, lines
     assert lines[0].startswith("I! ") and "systemd-journal" in lines[0] and "usermod -aG" in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["ollama", "llamacpp"])
+def test_type_auto_with_a_log_key_reads_it_when_the_process_does_not_say_the_type(tmp_path, kind):
+    """`type: auto` (the default) + `log:`, where the port's process is docker-proxy, hidden or renamed: the log's own
+    lines say whose it is (it was never read, silently)."""
+    path = tmp_path / "server.log"
+    path.write_text("")
+    target = TargetConfig(url="http://127.0.0.1:9", log=str(path))  # nothing listens: no process name to go by
+    source = ServerLogSource(target, tmp_path / "state")
+    assert gather(source, T0) == []
+    with open(path, "a") as f:
+        f.write("some start-up line\n")
+    if kind == "ollama":
+        log = OllamaLog(path)
+        log.access(200, 7_000_000, "/api/chat")
+        log.access(200, 9_000_000, "/api/chat")
+    else:
+        with open(path, "a") as f:
+            f.writelines(print_timing_lines(0, 1, 2.0, 3, 4.0, 5) + print_timing_lines(1, 2, 2.0, 3, 4.0, 5))
+    points = gather(source, T0 + S)
+    assert points and all(p.tags["server_type"] == kind for p in points)
+    requests = [p for p in points if "requests_per_s" in p.fields]
+    assert sum(p.fields["requests_per_s"] for p in requests) == 2.0
