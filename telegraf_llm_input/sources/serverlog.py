@@ -36,6 +36,7 @@ from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.serverlogs import FORMATS
 from telegraf_llm_input.serverlogs.base import GENERATE, Event, Parser
 from telegraf_llm_input.serverlogs.interval import Interval
+from telegraf_llm_input.serverlogs.sniff import Sniffer
 from telegraf_llm_input.sources import logfind
 from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, Source, SourceEnv
 from telegraf_llm_input.sources.owntraffic import OwnTraffic
@@ -205,8 +206,8 @@ class ServerLogSource:
             return
         self._located_at = now
         found = self._locate(self.target)
-        if found.location is None or found.server_type not in FORMATS:
-            return
+        if found.location is None or (found.server_type is not None and found.server_type not in FORMATS):
+            return  # server_type None: a `type: auto` target's `log:` whose process says nothing: its lines tell (Sniffer)
         where = found.location
         if where.kind == "journal" and self._journal_files:
             where = logfind.LogLocation("journal", unit=where.unit)
@@ -220,11 +221,12 @@ class ServerLogSource:
         else:
             reader = open_reader(where, paths[0] if paths else None)
         self.where, self.server_type, self._reader = where, found.server_type, reader
-        self._parser = FORMATS[found.server_type].Parser()
+        self._parser = FORMATS[found.server_type].Parser() if found.server_type else Sniffer(FORMATS)
         if paths is not None:
             self._interval_path = paths[1]
             self._last_ns = _load_last(paths[1])
-        log.info("serverlog %s: reading %s (%s)", self.target.display_name, where.describe(), found.server_type)
+        kind = found.server_type or "the server type from its lines"
+        log.info("serverlog %s: reading %s (%s)", self.target.display_name, where.describe(), kind)
 
     # -- reading (in a thread)
     def _read(self, time_limit_s: float) -> list[Event]:
@@ -247,6 +249,10 @@ class ServerLogSource:
                     events.extend(parser.feed(line))
                 if time.monotonic() >= end:
                     break
+            if isinstance(parser, Sniffer) and self.server_type is None and parser.server_type is not None:
+                self.server_type = parser.server_type
+                where = self.where.describe() if self.where else "the log"
+                log.info("serverlog %s: %s is %s's log", self.target.display_name, where, self.server_type)
             return events
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
@@ -267,7 +273,7 @@ class ServerLogSource:
             except (JournalError, OSError) as exc:
                 self._state.fail("read", f"serverlog {self.target.display_name}: cannot read the log: {exc}")
                 return []
-            if self._reader is None or self.server_type is None:
+            if self._reader is None:
                 return []
             self._state.ok("read", f"serverlog {self.target.display_name}: log readable again")
             self._state.ok("denied", f"serverlog {self.target.display_name}: log readable now")
@@ -282,8 +288,8 @@ class ServerLogSource:
         self._last_ns = time_ns
         if self._interval_path is not None:
             _save_last(self._interval_path, time_ns)
-        if seconds <= 0 or not self._there:
-            return []  # the first gather (its lines have no interval), or no log yet
+        if seconds <= 0 or not self._there or self.server_type is None:
+            return []  # the first gather (its lines have no interval), no log yet, or not yet known whose
         tags = {**self.target.tags, "target": self.target.display_name, "server_type": self.server_type or ""}
         out = []
         self._apis_seen.update(interval.apis)
