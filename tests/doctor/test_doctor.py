@@ -245,3 +245,21 @@ def test_a_journal_log_the_config_names_blocks_when_unreadable(unprivileged_user
         assert code == 0 and any(x.startswith("the journal of ollama: readable") for x in lines(out, "ok")), out
     finally:
         ollama.stop()
+
+
+@pytest.mark.realserver
+def test_a_server_whose_log_is_nowhere_to_be_found_is_named_with_the_fix(make_llama_server, tmp_path):  # noqa: F811
+    """llama-server started in a terminal writes its log there: no requests/s or latency; doctor said all was well."""
+    server = make_llama_server()
+    config = json.dumps({"targets": [{"url": server.url, "name": "llama"}], "gpu": {"enabled": False}})
+    code, out, err = doctor(config)
+    assert code == 0, out + err  # worth knowing, not blocking: everything else works
+    said = [line for line in lines(out, "NO") if line.startswith("llama: its log")]
+    assert said and "requests/s" in said[0], out
+    assert any("--log-file" in f for f in fixes(out)), out
+    # with the log given, doctor says which it reads
+    log = tmp_path / "llama.log"
+    log.write_text("")
+    config = json.dumps({"targets": [{"url": server.url, "name": "llama", "log": str(log)}], "gpu": {"enabled": False}})
+    code, out, _ = doctor(config)
+    assert code == 0 and not [line for line in lines(out, "NO") if line.startswith("llama: its log")], out
