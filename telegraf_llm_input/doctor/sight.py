@@ -167,7 +167,7 @@ def journal(config: Config) -> list[Check]:
 
 
 NO_LOG_FIX = {
-    "llamacpp": "start llama-server with --log-file FILE (or under systemd: its journal is found) and set log: FILE",
+    "llamacpp": "start llama-server with --log-file FILE (found from its command line), or under systemd (its journal)",
     "ollama": "set the target's log: to where Ollama writes (a file, journal:UNIT or docker:ID)",
 }
 
