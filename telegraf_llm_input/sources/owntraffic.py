@@ -20,6 +20,10 @@ GRACE_S = 10.0
 """How long after a probe request ended its line may still come (gin logs once the handler returned)."""
 SLACK_MS = 50.0
 """The server's time may exceed the probe's by this much (clocks read at different moments)."""
+ZONE_STEP_S = 900.0
+"""Time zones are whole quarter hours apart. gin writes the server's local time, read here as the agent's: Ollama
+in a container runs in UTC while the host may not, so a line's time is compared modulo this step."""
+MAX_ZONE_SHIFT_S = 14 * 3600.0
 
 
 def _fits(r: Request, sent: ProbeSent, now: float) -> bool:
@@ -28,8 +32,12 @@ def _fits(r: Request, sent: ProbeSent, now: float) -> bool:
     end = sent.ended_at if sent.ended_at is not None else now
     if r.e2e_ms is not None and r.e2e_ms > (end - sent.started_at) * 1000 + SLACK_MS:
         return False
-    # gin's time is whole seconds, the server's local clock: a second either side
-    return r.logged_at is None or sent.started_at - 1 <= r.logged_at <= end + 2
+    if r.logged_at is None:
+        return True
+    # gin's time is whole seconds of the server's local clock (maybe another zone's): a second either side
+    shift = round((r.logged_at - (sent.started_at + end) / 2) / ZONE_STEP_S) * ZONE_STEP_S
+    logged_at = r.logged_at - shift if abs(shift) <= MAX_ZONE_SHIFT_S else r.logged_at
+    return sent.started_at - 1 <= logged_at <= end + 2
 
 
 @dataclass
