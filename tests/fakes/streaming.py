@@ -380,12 +380,13 @@ _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.
 
 
 def keep_alive_seconds(value, default: float) -> float | None:
-    """Ollama's `api.Duration` from JSON: a number is seconds, a string a Go duration; negative = forever
+    """Ollama's `api.Duration` from JSON (api/types.go `UnmarshalJSON`): a number is whole seconds
+    (`time.Duration(int(t) * int(time.Second))`: 12.9 is 12 s), a string a Go duration; negative = forever
     (returned as None); absent = the server's default."""
     if value is None:
         return default
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = float(value) if value < 0 else float(int(value))
     else:
         text, sign = str(value), 1.0
         if text.startswith("-"):

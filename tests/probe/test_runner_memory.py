@@ -143,7 +143,8 @@ def server_lmstudio():
 
 def test_the_fake_reads_keep_alive_as_ollama_does():
     assert keep_alive_seconds(None, 300.0) == 300.0
-    assert keep_alive_seconds(12.5, 300.0) == 12.5
+    assert keep_alive_seconds(12.5, 300.0) == 12.0 and keep_alive_seconds(0.9, 300.0) == 0.0  # Go's int(t)
+    assert keep_alive_seconds("12.5s", 300.0) == 12.5
     assert keep_alive_seconds("1h30m", 300.0) == 5400.0 and keep_alive_seconds("250ms", 300.0) == 0.25
     assert keep_alive_seconds(-1, 300.0) is None and keep_alive_seconds("-1s", 300.0) is None
     with pytest.raises(ValueError):
