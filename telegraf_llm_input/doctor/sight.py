@@ -193,7 +193,7 @@ def server_logs(servers: list[Server]) -> list[Check]:
                     AREA,
                     f"{name}: its log is nowhere to be found (not in a systemd service or container, no default file; "
                     "started in a terminal, it writes there): no requests/s, latency or errors from it",
-                    NO_LOG_FIX[kind],
+                    NO_LOG_FIX.get(kind, "set the target's log: to where the server writes its log"),
                     blocking=False,
                 )
             )
