@@ -287,3 +287,31 @@ def test_type_auto_with_a_log_key_reads_it_when_the_process_does_not_say_the_typ
     assert points and all(p.tags["server_type"] == kind for p in points)
     requests = [p for p in points if "requests_per_s" in p.fields]
     assert sum(p.fields["requests_per_s"] for p in requests) == 2.0
+
+
+def test_a_log_that_went_away_is_looked_for_again(tmp_path, monkeypatch):
+    """A Docker container recreated (`docker compose up -d`: a new id, a new json-file log) or a server restarted
+    with another --log-file: the old file is gone; the new one is found (it was never looked for again)."""
+    from telegraf_llm_input.sources import serverlog
+
+    monkeypatch.setattr(serverlog, "LOCATE_EVERY_S", 0.0)
+    old, new = tmp_path / "old-json.log", tmp_path / "new-json.log"
+    old.write_text("")
+    where = {"path": old}
+    target = TargetConfig(url="http://127.0.0.1:11434", type="ollama")
+    source = ServerLogSource(
+        target,
+        tmp_path / "state",
+        locate=lambda t: logfind.Found(logfind.LogLocation("file", path=str(where["path"])), "ollama"),
+    )
+    gather(source, T0)
+    OllamaLog(old).access(200, 5_000_000, "/api/chat")
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0
+    old.unlink()  # the container is gone; its successor logs elsewhere
+    new.write_text("")
+    where["path"] = new
+    gather(source, T0 + 2 * S)
+    OllamaLog(new).access(200, 5_000_000, "/api/chat")
+    OllamaLog(new).access(200, 6_000_000, "/api/chat")
+    points = by_api(gather(source, T0 + 3 * S))
+    assert points and points["generate"].fields["requests_per_s"] == 2.0
