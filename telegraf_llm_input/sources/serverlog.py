@@ -211,6 +211,8 @@ class ServerLogSource:
         where = found.location
         if where.kind == "journal" and self._journal_files:
             where = logfind.LogLocation("journal", unit=where.unit)
+        if self._reader is not None and where == self.where:
+            return  # still there, not yet written again
         denied = unreadable(where)
         if denied:
             self._state.fail("denied", f"serverlog {self.target.display_name}: {denied}", logging.INFO)
@@ -220,6 +222,8 @@ class ServerLogSource:
             reader: LineReader = JournalLog(JournalSpec(unit=where.unit, files=self._journal_files), paths and paths[0])
         else:
             reader = open_reader(where, paths[0] if paths else None)
+        if self._reader is not None:
+            self._reader.close()  # gone (a container recreated, a server restarted with another --log-file)
         self.where, self.server_type, self._reader = where, found.server_type, reader
         self._parser = FORMATS[found.server_type].Parser() if found.server_type else Sniffer(FORMATS)
         if paths is not None:
@@ -231,8 +235,8 @@ class ServerLogSource:
     # -- reading (in a thread)
     def _read(self, time_limit_s: float) -> list[Event]:
         with self._thread_lock:
-            if self._reader is None:
-                self._find()
+            if self._reader is None or not self._reader.there():
+                self._find()  # not found yet, or gone: looked for again every LOCATE_EVERY_S
             reader, parser = self._reader, self._parser
             if reader is None or parser is None:
                 return []
