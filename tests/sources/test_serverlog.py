@@ -315,3 +315,18 @@ def test_a_log_that_went_away_is_looked_for_again(tmp_path, monkeypatch):
     OllamaLog(new).access(200, 6_000_000, "/api/chat")
     points = by_api(gather(source, T0 + 3 * S))
     assert points and points["generate"].fields["requests_per_s"] == 2.0
+
+
+def test_a_log_file_that_does_not_exist_says_so_once(tmp_path, caplog):
+    """`log:` with a typo, or a log under /home hidden by the unit's ProtectHome: no points, and (until now) no word."""
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
+    path = tmp_path / "olama.log"
+    source = ServerLogSource(TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path)), None)
+    for i in range(3):
+        assert gather(source, T0 + i * S) == []
+    said = [r.getMessage() for r in caplog.records if "serverlog" in r.getMessage() and str(path) in r.getMessage()]
+    missing = [m for m in said if "does not exist" in m]
+    assert len(missing) == 1 and caplog.records[-1].levelname in ("INFO", "WARNING"), said
+    path.write_text("")
+    gather(source, T0 + 3 * S)
+    assert any("appeared" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
