@@ -279,8 +279,17 @@ class ServerLogSource:
                 return []
             if self._reader is None:
                 return []
-            self._state.ok("read", f"serverlog {self.target.display_name}: log readable again")
-            self._state.ok("denied", f"serverlog {self.target.display_name}: log readable now")
+            name, where = self.target.display_name, self.where.describe() if self.where else "the log"
+            self._state.ok("read", f"serverlog {name}: log readable again")
+            self._state.ok("denied", f"serverlog {name}: log readable now")
+            if self._there:
+                self._state.ok("missing", f"serverlog {name}: {where} appeared")
+            else:  # a typo in `log:`, not written yet, or hidden from this service (ProtectHome)
+                self._state.fail(
+                    "missing",
+                    f"serverlog {name}: {where} does not exist (yet): nothing from it until it does",
+                    logging.INFO,
+                )
             return self._points(events, ctx.time_ns)
 
     def _points(self, events: list[Event], time_ns: int) -> list[Metric]:
