@@ -1,5 +1,5 @@
 """Command line: run (Telegraf execd or standalone), --once, check-config, sample-config, top, install-service,
-doctor."""
+doctor, proxy."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_
 from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.proxy import options as proxy_options
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
@@ -27,9 +28,11 @@ from telegraf_llm_input.trigger import Trigger, seconds_to_next_tick, start_stdi
 
 if TYPE_CHECKING:
     from telegraf_llm_input import doctor, install
-else:  # loaded for their commands only (plistlib, the probes of every output): a run never pays for them
+    from telegraf_llm_input.proxy import app as proxy_app
+else:  # loaded for their commands only (plistlib, the probes of every output, the proxy): a run never pays for them
     doctor = lazy_import("telegraf_llm_input.doctor")
     install = lazy_import("telegraf_llm_input.install")
+    proxy_app = lazy_import("telegraf_llm_input.proxy.app")
 
 log = get_logger("cli")
 EXIT_CONFIG = 2
@@ -64,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("check-config", parents=[common], help="validate the config and exit (0 ok, 2 bad)")
     sub.add_parser("sample-config", help="print a complete, commented sample config")
+    proxy_options.add_arguments(
+        sub.add_parser("proxy", help="a measuring pass-through proxy in front of a model server")
+    )
     top = sub.add_parser("top", parents=[common], help="show the model servers and GPUs live in the terminal")
     top.add_argument("--interval", metavar="DURATION", default="2s", help="redraw period (default 2s)")
     top.add_argument("--count", metavar="N", type=_count, help="exit after N frames (default: on q or Ctrl-C)")
@@ -135,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sample-config":
         sys.stdout.write(sample_config())
         return 0
+    if args.command == "proxy":
+        return _proxy(args)
     if args.command == "install-service":
         return install_service(args)
     try:
@@ -168,6 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     _exit_now_if_threads_linger(code)
     return code
+
+
+def _proxy(args) -> int:
+    """The proxy is a service of its own, apart from the agent (proxy/app.py): it needs no agent config."""
+    try:
+        proxy_app.settings(args)
+    except ValueError as exc:
+        log.error("proxy: %s", exc)
+        return EXIT_CONFIG
+    return _run_loop(proxy_app.run(args))
 
 
 def _run_loop(coro) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ServerType = Literal[
-    "auto", "vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus"
+    "auto", "proxy", "vllm", "sglang", "tgi", "llamacpp", "ollama", "lmstudio", "openai", "mlx", "json", "prometheus"
 ]
 """A target's `type:`: `auto` and every type in `SERVERS` (mypy checks each entry's type is here)."""
 
@@ -32,6 +32,7 @@ class Server:
 
 
 SERVERS: tuple[Server, ...] = (
+    Server("proxy", "proxy", port=8434),  # first: it passes every other path (`/metrics` too) to the server behind it
     Server("vllm", "vllm", port=8000),
     Server("sglang", "sglang", port=30000),
     Server("tgi", "tgi", port=3000),

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tests.support.influxdb import InfluxDB1, influxd_binary
+from tests.support.procs import wait_until
 from tests.support.victoria import VictoriaMetrics, victoria_binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,7 +124,9 @@ def test_readme_then_deploy_commands_give_an_agent_whose_metrics_reach_the_datab
         _, err = agent.communicate(timeout=30)
     assert agent.returncode == 0, err
     assert influx.query("SELECT count(*) FROM llm_host", db="llm")["results"][0].get("series"), err
-    assert vm.export('{__name__=~"llm_host_.*"}'), err
+    # The first gather is sent at once (before the database is proven up), so the agent may stop a second
+    # after it: VictoriaMetrics makes a new series searchable a moment after taking it.
+    wait_until(lambda: bool(vm.export('{__name__=~"llm_host_.*"}')), 30, f"llm_host in VictoriaMetrics: {err}")
 
 
 @pytest.mark.realserver

@@ -38,6 +38,7 @@ HEAVY = [
     "telegraf_llm_input.sinks.prometheus",
     "telegraf_llm_input.sinks.influx",
     "telegraf_llm_input.sinks.influx_v2",
+    "telegraf_llm_input.proxy.server",
 ]
 
 
@@ -78,4 +79,5 @@ outputs:
         "influxdb_client",
         "telegraf_llm_input.sinks.influx",
         "telegraf_llm_input.sinks.influx_v2",
+        "telegraf_llm_input.proxy.server",
     ]

@@ -29,18 +29,20 @@ def test_unit_has_the_hardening():
         assert line in text, line
 
 
-def test_systemd_analyze_verify(tmp_path):
+def systemd_problems(source: Path, tmp_path: Path, text: str | None = None) -> list[str]:
+    """What `systemd-analyze verify` says about a unit file (skips where it is not installed). The real binary is
+    not installed here: ExecStart points at one that exists, everything else is kept."""
     tool = shutil.which("systemd-analyze")
     if tool is None:
         pytest.skip("systemd-analyze not installed (apt-get install systemd): cannot verify the unit")
-    # The real binary is not installed here: point ExecStart at one that exists, keep everything else.
-    unit = tmp_path / UNIT.name
-    unit.write_text(UNIT.read_text().replace("/opt/telegraf-llm-input/bin/telegraf-llm-input", "/bin/true"))
+    unit = tmp_path / source.name
+    unit.write_text((text or source.read_text()).replace("/opt/telegraf-llm-input/bin/telegraf-llm-input", "/bin/true"))
     r = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
-    problems = [line for line in (r.stdout + r.stderr).splitlines() if UNIT.name in line]
-    assert problems == [], "\n".join(problems)
-    broken = tmp_path / "broken" / UNIT.name  # the check itself can fail
-    broken.parent.mkdir()
-    broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes"))
-    r = subprocess.run([tool, "verify", "--man=no", str(broken)], capture_output=True, text=True, timeout=60)
-    assert any(UNIT.name in line for line in (r.stdout + r.stderr).splitlines())
+    return [line for line in (r.stdout + r.stderr).splitlines() if source.name in line]
+
+
+def test_systemd_analyze_verify(tmp_path):
+    assert systemd_problems(UNIT, tmp_path) == []
+    broken = tmp_path / "broken"  # the check itself can fail
+    broken.mkdir()
+    assert systemd_problems(UNIT, broken, UNIT.read_text().replace("Restart=on-failure", "Restart=sometimes"))

@@ -92,7 +92,7 @@ class Row:
     description: str = ""
 
 
-LATENCY_SERVERS = ("vllm", "sglang")
+LATENCY_SERVERS = ("vllm", "sglang", "proxy")
 ROWS: tuple[Row, ...] = (
     Row(
         "Fleet: one line per host",
@@ -108,7 +108,7 @@ ROWS: tuple[Row, ...] = (
                 "Generated tokens per second per host",
                 (Q(S, "generation_tokens_per_s", label="tokens/s", total_by=("host",)),),
                 width=8,
-                servers=("llamacpp", "vllm", "sglang", "tgi"),
+                servers=("llamacpp", "vllm", "sglang", "tgi", "proxy"),
             ),
             Panel(
                 "GPU utilisation per host",
@@ -134,20 +134,20 @@ ROWS: tuple[Row, ...] = (
             Panel(
                 "Requests running / waiting",
                 (Q(S, "requests_running", label="running"), Q(S, "requests_waiting", label="waiting")),
-                servers=("llamacpp", "vllm", "sglang", "tgi"),
+                servers=("llamacpp", "vllm", "sglang", "tgi", "proxy"),
                 description="Waiting that keeps rising = overload.",
             ),
             Panel(
                 "Requests per second",
                 (Q(S, "requests_per_s"),),
                 unit="reqps",
-                servers=("vllm", "sglang", "tgi", *LOG_SERVERS),
+                servers=("vllm", "sglang", "tgi", *LOG_SERVERS, "proxy"),
                 description="llama.cpp and Ollama: from the server's own log (Ollama: per API, generate and embed).",
             ),
             Panel(
                 "Tokens per second",
                 (Q(S, "prompt_tokens_per_s", label="prompt"), Q(S, "generation_tokens_per_s", label="generation")),
-                servers=("llamacpp", "vllm", "sglang", "tgi"),
+                servers=("llamacpp", "vllm", "sglang", "tgi", "proxy"),
                 description="Tokens per second of wall time.",
             ),
             Panel(
@@ -190,13 +190,13 @@ ROWS: tuple[Row, ...] = (
                 "Server request errors per second",
                 (Q(S, "request_errors_total", label="errors"),),
                 unit="reqps",
-                servers=("vllm", "tgi"),
+                servers=("vllm", "tgi", "proxy"),
             ),
             Panel(
                 "Error ratio",
                 (Q(S, "error_ratio", label="5xx"), Q(S, "client_error_ratio", label="4xx")),
                 unit="percentunit",
-                servers=("vllm", "tgi", "ollama"),
+                servers=("vllm", "tgi", "ollama", "proxy"),
                 description="Failed / all requests. Ollama (its log): 5xx apart from 4xx (the caller's mistakes).",
             ),
             Panel(
@@ -225,13 +225,13 @@ ROWS: tuple[Row, ...] = (
                 "Time per output token / inter-token latency",
                 (Q(S, "tpot_p95_ms", label="tpot p95"), Q(S, "itl_p95_ms", label="itl p95")),
                 unit="ms",
-                servers=("vllm", "llamacpp"),
+                servers=("vllm", "llamacpp", "proxy"),
             ),
             Panel(
                 "End-to-end latency",
                 (Q(S, "e2e_p50_ms", label="p50"), Q(S, "e2e_p95_ms", label="p95"), Q(S, "e2e_p99_ms", label="p99")),
                 unit="ms",
-                servers=("vllm", "tgi", *LOG_SERVERS),
+                servers=("vllm", "tgi", *LOG_SERVERS, "proxy"),
                 description="llama.cpp: its log's `total time` (prompt + generation, not the wait for a slot).",
             ),
             Panel(
@@ -248,7 +248,7 @@ ROWS: tuple[Row, ...] = (
                     Q(S, "request_generation_tokens_p50", label="generated p50"),
                     Q(S, "request_generation_tokens_p95", label="generated p95"),
                 ),
-                servers=("vllm", "tgi", "llamacpp"),
+                servers=("vllm", "tgi", "llamacpp", "proxy"),
                 description="Finished requests over the interval. Read time to first token with the prompt length.",
             ),
         ),

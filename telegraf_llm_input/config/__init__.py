@@ -14,8 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from telegraf_llm_input.config.gpu import GpuConfig
 from telegraf_llm_input.config.host import HostConfig
@@ -23,12 +22,7 @@ from telegraf_llm_input.config.loader import ConfigError, Duration, load_section
 from telegraf_llm_input.config.outputs import OutputConfig
 from telegraf_llm_input.config.requestlog import LogConfig
 from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
-from telegraf_llm_input.lazy import lazy_import
-
-if TYPE_CHECKING:
-    import yaml
-else:
-    yaml = lazy_import("yaml")  # loaded with the first config file: the defaults need no parser
+from telegraf_llm_input.config.yamlfile import MAX_BYTES, load_yaml, read_text
 
 
 @dataclass
@@ -133,52 +127,24 @@ def parse_config(data: Any) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read (`-` is stdin), expand and validate; every problem is a ConfigError whose text starts with the file."""
+    """Read (`-` is stdin), expand and validate; every problem is a ConfigError whose text starts with the file.
+    At most `yamlfile.MAX_BYTES + 1` bytes are read: `--config /dev/zero` is an error, not a hang."""
     name = str(path)
     try:
         if name == "-":  # `telegraf-llm-input sample-config | telegraf-llm-input check-config --config -`
             name = "<stdin>"
-            text = sys.stdin.buffer.read().decode("utf-8")
+            raw = sys.stdin.buffer.read(MAX_BYTES + 1)
         else:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as f:
+                raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(name, "file not found") from None
     except OSError as exc:
         raise ConfigError(name, f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(name, "not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
-        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        return parse_config(load_yaml(read_text(raw)))
     except ConfigError as exc:
         raise ConfigError(f"{name}: {exc.path}" if exc.path else name, exc.problem) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(name, f"invalid YAML{where}: {problem}") from None
-    try:
-        return parse_config(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{name}: {exc.path}" if exc.path else name, exc.problem) from None
-
-
-def _no_duplicate_keys(node: yaml.Node | None, path: str = "") -> None:
-    """YAML lets a repeated key silently replace the first; in a config that hides a mistake."""
-    if isinstance(node, yaml.MappingNode):
-        first: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
-            here = f"{path}.{key}" if path else key
-            if key in first and key != "<<":
-                raise ConfigError(
-                    here, f"duplicate key (line {key_node.start_mark.line + 1}; first given at line {first[key] + 1})"
-                )
-            first[key] = key_node.start_mark.line
-            _no_duplicate_keys(value_node, here)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _no_duplicate_keys(item, f"{path}[{i}]")
 
 
 def sample_config() -> str:

@@ -41,9 +41,11 @@ BYTES = _Marker("bytes")
 SECRET = _Marker("secret")
 
 Duration = Annotated[float, DURATION]
-"""Seconds; written `10s`, `500ms`, `1m`, `1h30m`, or a bare number of seconds; at least MIN_DURATION_S."""
+"""Seconds; written `10s`, `500ms`, `1m`, `1h30m`, or a bare number of seconds; MIN_DURATION_S to MAX_DURATION_S."""
 MIN_DURATION_S = 0.1
 """No setting is meaningful below 100 ms: `interval: 1ms` would burn a core and never finish a gather."""
+MAX_DURATION_S = 7 * 86400.0
+"""Nor above a week: `interval: 1e12` is a typo, not a plan, and a timer that long never fires in practice."""
 ByteSize = Annotated[int, BYTES]
 """Bytes; written `8MiB`, `100MB`, `512KiB`, or a bare number of bytes."""
 Secret = Annotated[str, SECRET]
@@ -81,7 +83,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
-        return float(value)
+        return _float(value)
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -101,12 +103,23 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"expected a duration like 10s, 500ms or 1m, got {value!r}")
 
 
+def _float(value: int | float) -> float:
+    """A YAML number as a float; an integer too big for one is infinite (then refused as not finite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def check_duration(seconds: float, written: Any) -> float:
-    """`seconds` when it is a usable setting (>= MIN_DURATION_S); ValueError naming what was written."""
+    """`seconds` when it is a usable setting (MIN_DURATION_S to MAX_DURATION_S); ValueError naming what was
+    written."""
     if not math.isfinite(seconds):
         raise ValueError(f"must be a finite duration, got {written!r}")
     if seconds < MIN_DURATION_S:
         raise ValueError(f"must be at least 100ms, got {written!r}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"must be at most 7d (a week), got {written!r}")
     return seconds
 
 
@@ -152,8 +165,10 @@ def parse_bytes(value: Any) -> int:
     if isinstance(value, str):
         match = _BYTES.fullmatch(value.strip())
         if match:
-            unit = (match.group(2) or "").lower()
-            return int(float(match.group(1)) * _BYTE_UNITS[unit])
+            size = float(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").lower()]
+            if math.isfinite(size):
+                return int(size)
+            raise ValueError(f"must be a finite size, got {value!r}")
     raise ValueError(f"expected a size like 8MiB or 100MB, got {value!r}")
 
 
@@ -180,6 +195,8 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *extras = get_args(tp)
+        if SECRET in extras and not isinstance(value, str):
+            raise ConfigError(path, _not_a_string_secret(value, path))
         try:
             if DURATION in extras:
                 return check_duration(parse_duration(value), value)
@@ -237,7 +254,10 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         raise ConfigError(path, f"expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = _float(value)
+            if not math.isfinite(number):
+                raise ConfigError(path, f"must be a finite number, got {value!r}")
+            return number
         raise ConfigError(path, f"expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -246,6 +266,16 @@ def convert(tp: Any, value: Any, path: str) -> Any:
             return str(value)
         raise ConfigError(path, f"expected a string, got {value!r}")
     raise ConfigError(path, f"unsupported config type {_describe(tp)}")
+
+
+def _not_a_string_secret(value: Any, path: str) -> str:
+    """Why a secret YAML did not read as a string is refused, without a word of its value."""
+    key = path.rsplit(".", 1)[-1]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        why = "a number (YAML changes some unquoted digits: a leading zero reads as octal, a colon as base 60)"
+    else:
+        why = "true or false" if isinstance(value, bool) else "a list" if isinstance(value, list) else "not text"
+    return f"YAML read this secret as {why}: put it in quotes, or use `{key}_file`; the value is not shown"
 
 
 def _read_secret_file(file_path: Any, path: str) -> str:

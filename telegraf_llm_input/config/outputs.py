@@ -8,6 +8,9 @@ from typing import Literal
 
 from telegraf_llm_input.config.loader import ConfigError, Duration, Secret, check_http_url
 
+MAX_BUFFER_MB = 1_000_000.0
+"""1 TB: a bigger bound is a typo, and `int(mb * 1e6)` of an infinite one ends the run."""
+
 
 @dataclass
 class StdoutOutput:
@@ -26,7 +29,8 @@ class _Batching:
     """On-disk buffer for outages; `<output>` is the type, `influxdb_v2_2` for a second one. Default:
     `<agent.state_dir>/buffer/<output>` when `state_dir` is set, else in memory."""
     buffer_max_mb: float = 100.0
-    """Outage buffer bound; beyond it the oldest batches are dropped (counted in `output_dropped_points`)."""
+    """Outage buffer bound, over 0 and at most 1000000 (1 TB); beyond it the oldest batches are dropped (counted in
+    `output_dropped_points`)."""
     tls_ca: str | None = None
     """CA file for HTTPS. Default: the system CAs."""
     tls_cert: str | None = None
@@ -44,6 +48,10 @@ class _Batching:
             raise ConfigError("url", str(exc)) from None
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
+        if not 0 < self.buffer_max_mb <= MAX_BUFFER_MB:
+            raise ConfigError(
+                "buffer_max_mb", f"must be over 0 and at most {MAX_BUFFER_MB:.0f} (1 TB), got {self.buffer_max_mb:g}"
+            )
 
 
 @dataclass
@@ -51,8 +59,9 @@ class InfluxV2Output(_Batching):
     type: Literal["influxdb_v2"] = "influxdb_v2"
     url: str = "http://127.0.0.1:8086"
     """InfluxDB 2.x/3.x, 1.8+ (v2 API), VictoriaMetrics."""
-    org: str = ""
-    """Organization (InfluxDB 2.x)."""
+    org: str = "-"
+    """Organization: its name on InfluxDB 2.x, where it must exist. VictoriaMetrics and InfluxDB 1.8 ignore it
+    (`-` is 1.8's convention; written `org: "-"`, quoted)."""
     bucket: str = ""
     """Required."""
     token: Secret | None = None
@@ -62,6 +71,8 @@ class InfluxV2Output(_Batching):
         super().__post_init__()
         if not self.bucket:
             raise ValueError("influxdb_v2 needs `bucket` (and usually `org` and `token`/`token_file`)")
+        if not self.org:
+            raise ConfigError("org", "must not be empty: the organization's name on InfluxDB 2.x, or `-` (the default)")
 
 
 @dataclass

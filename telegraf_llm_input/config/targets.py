@@ -52,7 +52,8 @@ class DiscoveryConfig:
     host: str = "127.0.0.1"
     """Where to look."""
     ports: list[int] = field(default_factory=lambda: sorted(set(DEFAULT_PORTS.values())))
-    """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, Ollama 11434, SGLang 30000."""
+    """Ports to try: LM Studio 1234, TGI 3000, vLLM 8000, llama.cpp 8080, telegraf-llm-input proxy 8434, Ollama 11434,
+    SGLang 30000."""
     timeout: Duration = 1.0
     """Per request while identifying a server."""
     rescan: Duration = 60.0
@@ -130,6 +131,8 @@ class TargetConfig:
             raise ValueError("retries must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        for name, value in self.headers.items():
+            check_header(name, value)
         if self.log is not None and not self.log.strip():
             raise ConfigError("log", "must be a file path, journal:UNIT, docker:ID or none")
 
@@ -137,6 +140,30 @@ class TargetConfig:
     def display_name(self) -> str:
         """The `target` tag: the configured name, else the URL without credentials."""
         return self.name or redact_url(self.url).rstrip("/")
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP field name is a token (RFC 9110 section 5.1): no space, colon or control character."""
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[ \t]*[\x21-\x7e])*)?")
+"""What h11 sends: visible ASCII, spaces and tabs only inside (RFC 9110 section 5.5, without obs-text)."""
+
+
+def check_header(name: str, value: str) -> None:
+    """ConfigError unless `name: value` can be sent as an HTTP header (what h11 takes; else every gather would
+    fail); the value (often a key) is never shown."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ConfigError(
+            f"headers.{name}", "not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only, no spaces)"
+        )
+    if _HEADER_VALUE.fullmatch(value):
+        return
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        problem = "has a CR, LF or other control character"
+    elif not value.isascii():
+        problem = "has a character outside ASCII"
+    else:
+        problem = "starts or ends with a space or tab"
+    raise ConfigError(f"headers.{name}", f"the value {problem} (value not shown)")
 
 
 def redact_url(url: str) -> str:

@@ -138,8 +138,8 @@ def yaml_value(value: Any, tp: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}" if value.is_integer() else repr(value)
-    if value == "":
-        return '""'
+    if isinstance(value, str) and (value == "" or value[0] in "-?:,[]{}#&*!|>'\"%@`"):
+        return f'"{value}"'  # YAML would read an indicator (`org: -`) as syntax, not text
     if isinstance(value, list):
         return "[" + ", ".join(yaml_value(v, Any) for v in value) + "]"
     if isinstance(value, dict):

@@ -12,12 +12,14 @@ _PCT = (
 )
 _LATENCIES = (
     ("ttft", "time to first token (arrival to first output token)"),
+    ("ttfa", "time to first answer (reasoning models: the first token after the thinking part)"),
     ("itl", "inter-token latency (gap between consecutive output tokens)"),
     ("tpot", "time per output token, per request (decode time / output tokens)"),
     ("e2e", "end-to-end request latency"),
     ("queue", "time waiting in the queue before scheduling"),
     ("prefill", "prefill (prompt processing) time per request"),
     ("decode", "decode (generation) time per request"),
+    ("load", "model load time per request (Ollama `load_duration`: a cold start)"),
 )
 
 

@@ -3,7 +3,9 @@
 Every flushed batch goes to the buffer first (disk when a directory is known), and a background
 task drains the buffer oldest-first. So a batch is on disk before anything is sent: a SIGKILL
 at any moment loses nothing, and a batch that was sent but not yet removed is sent again after a
-restart (at-least-once, never exactly-once).
+restart (at-least-once, never exactly-once). Points wait in memory (up to one flush interval) only
+while the database is known to be up: from start until its first accepted write, and from its first
+failure until it accepts one again, every gather goes to the buffer at once and is sent at once.
 
 Transient failures (connect errors, timeouts, 429, 5xx) keep the batch and back off exponentially
 with jitter, honouring `Retry-After`, but never longer than one flush interval (so delivery resumes
@@ -123,13 +125,16 @@ class BatchingSink:
         buffer: DiskBuffer | MemoryBuffer,
         describe_error: Callable[[WriteError], str] | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
+        secrets: Sequence[str] = (),
     ):
         self.name = name
         self._send = send
         self._batch_size = max(1, batch_size)
         self._flush_interval = flush_interval
         self.buffer = buffer
-        self._describe = describe_error or (lambda e: str(e))
+        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        """Never in a log line, whatever a client library or a server puts in its error text."""
+        self._describe_error = describe_error or (lambda e: str(e))
         self._close_transport = close
         self._pending: list[str] = []
         self._pending_points = 0
@@ -144,6 +149,10 @@ class BatchingSink:
         self._max_points: int | None = None
         """Learned from a 413: send at most this many points per request."""
         self._full_drops = 0
+        self._proven = False
+        """The database accepted a write since start: only then may points wait in memory."""
+        self._sending: asyncio.Future[float | None] | None = None
+        """The send in flight, if any: close() lets it finish rather than cut it (its batch would go twice)."""
         _LIVE.add(self)
 
     # --- the agent side ---------------------------------------------------------------------
@@ -156,6 +165,9 @@ class BatchingSink:
             self._task = asyncio.ensure_future(self._run())
         if self._attempt:
             self._persist_pending()  # in an outage every gather goes to disk at once: a kill loses nothing
+        elif not self._proven:
+            self._persist_pending()  # the database may be down since start: on disk first, then try it
+            self._wake.set()
         elif self._pending_points >= self._batch_size:
             self._wake.set()
 
@@ -168,14 +180,20 @@ class BatchingSink:
         }
 
     async def close(self) -> None:
+        deadline = time.monotonic() + CLOSE_SEND_S
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        sending = self._sending
+        if sending is not None and not sending.done():
+            # A send in flight may finish inside the budget: cancelling it would send its batch twice.
+            await asyncio.wait({sending}, timeout=CLOSE_SEND_S)
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
         self._persist_pending()
         # The database looked fine: send what is left within a short budget; the rest (or all of it
         # in an outage) stays in the buffer for the next start.
-        deadline = time.monotonic() + CLOSE_SEND_S
         while self._attempt == 0 and (batch := self.buffer.peek()) is not None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -248,7 +266,9 @@ class BatchingSink:
             if not first:
                 await asyncio.sleep(REPLAY_MIN_GAP_S)
             first = False
-            delay = await self._send_one(batch)
+            # Its own task, shielded: stopping the loop (close) must not cut a request the server may have taken.
+            self._sending = asyncio.ensure_future(self._send_one(batch))
+            delay = await asyncio.shield(self._sending)
             if delay is not None:
                 # Retry after the backoff itself (at most one flush interval), or at once when another
                 # output just got through: not a whole flush interval more on top.
@@ -273,8 +293,9 @@ class BatchingSink:
             raise
         except Exception as exc:
             self._counters.errors += 1
-            return self._backoff(_describe_exc(exc), None)
+            return self._backoff(self._scrub(_describe_exc(exc)), None)
         self.buffer.pop(batch)
+        self._proven = True
         self._counters.written += batch.points - rejected
         self._counters.dropped += rejected
         if self._attempt:
@@ -310,7 +331,7 @@ class BatchingSink:
                         "until it takes them",
                         self.name,
                         points,
-                        exc.message,
+                        self._scrub(exc.message),
                     )
                 self._max_points = max(1, min(self._max_points or points, points) // 2)
                 first, n1, second, n2 = split_text(text)
@@ -319,6 +340,14 @@ class BatchingSink:
             dropped = dropped_by_server(exc.message, points)
             self._rejected(exc, points, dropped)
             return dropped
+
+    def _describe(self, exc: WriteError) -> str:
+        return self._scrub(self._describe_error(exc))
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _rejected(self, exc: WriteError, points: int, dropped: int) -> None:
         run = self._rejections.get(exc.status)

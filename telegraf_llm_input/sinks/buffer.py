@@ -11,12 +11,17 @@ removed until the new one fits; only when none is left is the new batch itself d
 write is checked (a short write is retried, a failed one removes its temp file), so the buffer
 never holds a torn batch or a `.tmp` of its own. Entries it cannot read (a directory or an
 unreadable file named `*.lpb`) are left alone and skipped with one warning per start.
+
+Only regular files are read, opened without following a symlink and without blocking (a FIFO, a
+device, a link to `/dev/zero`), and only up to a size cap (a 10 GiB sparse file would take the
+memory and the start-up with it): anything else named `*.lpb` is junk, skipped and left alone.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -30,6 +35,40 @@ MAGIC = b"LPB1"
 SUFFIX = ".lpb"
 FULL = (errno.ENOSPC, errno.EDQUOT)
 """Errors that mean "no room": older batches are removed to make some."""
+MIN_FILE_CAP = 64 * 1024 * 1024
+"""A batch file may be as big as the whole buffer bound (one batch is always kept), and never needs to be
+bigger; this floor keeps a tiny `buffer_max_mb` from refusing batches a bigger bound wrote earlier."""
+OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+"""Never block on a FIFO or a device, never follow a symlink."""
+
+
+class NotABatch(OSError):
+    """An entry named like a batch that is not one of ours to read: not a regular file, or too big."""
+
+
+def read_batch_file(path: Path, cap: int) -> bytes:
+    """The bytes of a regular file of at most `cap` bytes; NotABatch for anything else (never blocks)."""
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotABatch(exc.errno, "a symbolic link") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotABatch(errno.EINVAL, "not a regular file")
+        if info.st_size > cap:
+            raise NotABatch(errno.EFBIG, f"{info.st_size} bytes, over the {cap}-byte cap of a batch file")
+        chunks, left = [], cap + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:  # grew while being read
+            raise NotABatch(errno.EFBIG, f"over the {cap}-byte cap of a batch file")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +151,8 @@ class DiskBuffer:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.file_cap = max(max_bytes, MIN_FILE_CAP)
+        """Largest batch file read; bigger ones are not ours (one batch never exceeds the buffer bound)."""
         self.dropped_points = 0
         self.corrupt_files = 0
         self.full_drops = 0
@@ -136,8 +177,8 @@ class DiskBuffer:
                 continue
         for seq, path in sorted(seqs):
             try:
-                data = path.read_bytes()
-            except OSError as exc:  # a directory, no permission: not ours to delete, never fatal
+                data = read_batch_file(path, self.file_cap)
+            except OSError as exc:  # a directory, a FIFO, a link, too big, no permission: not ours to delete
                 self._unreadable.append(f"{path.name} ({exc.strerror or type(exc).__name__})")
                 continue
             decoded = unframe(data)
@@ -232,8 +273,8 @@ class DiskBuffer:
             seq, size, points = self._files[0]
             path = self._path(seq)
             try:
-                decoded = unframe(path.read_bytes())
-            except OSError:  # removed or made unreadable behind our back
+                decoded = unframe(read_batch_file(path, self.file_cap))
+            except OSError:  # removed, replaced or made unreadable behind our back
                 decoded = None
             if decoded is not None:
                 return Batch(seq, decoded[0], decoded[1])

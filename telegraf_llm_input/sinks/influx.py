@@ -13,10 +13,12 @@ import json
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from telegraf_llm_input.config.outputs import InfluxV1Output, _Batching
+from telegraf_llm_input.config.targets import redact_url
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.sinks.batching import BatchingSink, WriteError, parse_retry_after
 from telegraf_llm_input.sinks.buffer import DiskBuffer, MemoryBuffer
@@ -31,6 +33,7 @@ def batching_sink(
     send: Callable[[str], Awaitable[None]],
     describe: Callable[[WriteError], str],
     close: Callable[[], Awaitable[None]],
+    secrets: tuple[str | None, ...] = (),
 ) -> BatchingSink:
     """A database output: its batching settings and outage buffer from the config, its own send and wording."""
     return BatchingSink(
@@ -41,6 +44,7 @@ def batching_sink(
         buffer=make_buffer(cfg, name, state_dir),
         describe_error=describe,
         close=close,
+        secrets=[s for s in secrets if s],
     )
 
 
@@ -72,6 +76,12 @@ def make_buffer(cfg: _Batching, name: str, state_dir: str | None) -> DiskBuffer 
             "output %s: %d point(s) from an earlier run are buffered in %s; replaying", name, buffer.points, directory
         )
     return buffer
+
+
+def url_secrets(url: str) -> tuple[str | None, ...]:
+    """The password of a URL's user info, as written and decoded: never in a log line."""
+    password = urlsplit(url).password
+    return (password, unquote(password)) if password else ()
 
 
 def server_message(body: bytes | str | None) -> str:
@@ -115,11 +125,11 @@ def build_influx_v1(cfg: InfluxV1Output, name: str, state_dir: str | None) -> Ba
     def describe(exc: WriteError) -> str:
         if exc.status == 404 and "database not found" in exc.message:
             return (
-                f'database "{cfg.database}" does not exist on {cfg.url}: create it '
+                f'database "{cfg.database}" does not exist on {redact_url(cfg.url)}: create it '
                 f"(influx -execute 'CREATE DATABASE \"{cfg.database}\"'); the agent does not create databases"
             )
         if exc.status in (401, 403):
             return f"{exc}: check username/password"
         return str(exc)
 
-    return batching_sink(cfg, name, state_dir, send, describe, client.aclose)
+    return batching_sink(cfg, name, state_dir, send, describe, client.aclose, (cfg.password, *url_secrets(cfg.url)))

@@ -12,13 +12,12 @@ from influxdb_client.rest import ApiException
 
 from telegraf_llm_input.config.outputs import InfluxV2Output
 from telegraf_llm_input.sinks.batching import BatchingSink, WriteError, parse_retry_after
-from telegraf_llm_input.sinks.influx import batching_sink, server_message
+from telegraf_llm_input.sinks.influx import batching_sink, server_message, url_secrets
 
 
 def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> BatchingSink:
-    # influxdb-client annotates `org: str = None` (None: the token's default org) and takes the precision
-    # as a plain string, whatever its annotations say.
-    org: str = cfg.org or None  # type: ignore[assignment]
+    # Never None: influxdb-client then refuses every write ("Missing the required parameter `org`").
+    org = cfg.org
     client = InfluxDBClient(
         url=cfg.url,
         token=cfg.token or "",
@@ -34,7 +33,7 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
 
     def blocking_send(text: str) -> None:
         try:
-            write_api.write(bucket=cfg.bucket, org=org, record=text.encode("utf-8"), write_precision="ns")  # type: ignore[arg-type]
+            write_api.write(bucket=cfg.bucket, org=org, record=text.encode("utf-8"), write_precision="ns")  # type: ignore[arg-type]  # a plain string, whatever its annotation says
         except ApiException as exc:
             headers: Mapping[str, str] = exc.headers or {}
             retry_after = headers.get("Retry-After") or headers.get("retry-after")
@@ -49,10 +48,10 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
         if exc.status in (401, 403):
             return f"{exc}: check the token and its write permission on bucket {cfg.bucket!r}"
         if exc.status == 404:
-            return f"{exc}: check org {cfg.org!r} and bucket {cfg.bucket!r} exist"
+            return f"{exc}: check org {cfg.org!r} (InfluxDB 2.x needs its real name) and bucket {cfg.bucket!r} exist"
         return str(exc)
 
     async def close() -> None:
         await asyncio.to_thread(client.close)
 
-    return batching_sink(cfg, name, state_dir, send, describe, close)
+    return batching_sink(cfg, name, state_dir, send, describe, close, (cfg.token, *url_secrets(cfg.url)))

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+
 import pytest
 
-from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.config import load_config, parse_config
 from telegraf_llm_input.config.loader import ConfigError
 from tests.test_cli import cli
 
@@ -66,6 +71,60 @@ FAULTS = {
         "outputs:\n  - type: influxdb_v1\n    url: http://127.0.0.1:86086\n",
         "outputs[0].url: port must be a number",
     ),
+    **{
+        f"buffer_max_mb_{name}": (
+            f"outputs:\n  - type: influxdb_v1\n    buffer_max_mb: {value}\n",
+            f"outputs[0].buffer_max_mb: {problem}",
+        )
+        for name, value, problem in (
+            ("nan", ".nan", "must be a finite number, got nan"),
+            ("inf", ".inf", "must be a finite number, got inf"),
+            ("negative", "-5", "must be over 0 and at most 1000000 (1 TB), got -5"),
+            ("zero", "0", "must be over 0 and at most 1000000 (1 TB), got 0"),
+        )
+    },
+    "interval_over_a_week": ("agent:\n  interval: 8d\n", "agent.interval: must be at most 7d (a week), got '8d'"),
+    "expire_huge_number": (
+        "outputs:\n  - type: prometheus\n    expire: 1.0e+300\n",
+        "outputs[0].expire: must be at most 7d (a week), got 1e+300",
+    ),
+    "flush_interval_integer_too_big_for_a_float": (
+        "outputs:\n  - type: influxdb_v2\n    bucket: b\n    flush_interval: 1" + "0" * 400 + "\n",
+        "outputs[0].flush_interval: must be a finite duration",
+    ),
+    "influxdb_v2_empty_org": (
+        "outputs:\n  - type: influxdb_v2\n    bucket: b\n    org: ''\n",
+        "outputs[0].org: must not be empty",
+    ),
+    "secret_octal": (
+        "outputs:\n  - type: influxdb_v1\n    username: admin\n    password: 0123\n",
+        "outputs[0].password: YAML read this secret as a number (YAML changes some unquoted digits: a leading zero "
+        "reads as octal, a colon as base 60): put it in quotes, or use `password_file`; the value is not shown",
+    ),
+    "secret_sexagesimal": (
+        "outputs:\n  - type: influxdb_v2\n    bucket: b\n    token: 1:30\n",
+        "outputs[0].token: YAML read this secret as a number",
+    ),
+    "secret_a_list": (
+        TARGET + "    bearer_token: [s3cr3tpw]\n",
+        "targets[0].bearer_token: YAML read this secret as a list: put it in quotes, or use `bearer_token_file`",
+    ),
+    "header_name_with_a_space": (
+        TARGET + "    headers:\n      X Api Key: abc\n",
+        "targets[0].headers.X Api Key: not a valid HTTP header name",
+    ),
+    "header_value_with_crlf": (
+        TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw\\r\\nX-Other: 1"\n',
+        "targets[0].headers.X-Api-Key: the value has a CR, LF or other control character (value not shown)",
+    ),
+    "header_value_not_ascii": (
+        TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw\u20ac"\n',
+        "targets[0].headers.X-Api-Key: the value has a character outside ASCII (value not shown)",
+    ),
+    "header_value_trailing_space": (
+        TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw "\n',
+        "targets[0].headers.X-Api-Key: the value starts or ends with a space or tab (value not shown)",
+    ),
     "max_models_zero": (TARGET + "    max_models: 0\n", "targets[0].max_models: must be at least 1"),
     "discovery_port_zero": ("discovery:\n  ports: [0]\n", "discovery.ports: must be 1-65535, got 0"),
 }
@@ -83,7 +142,10 @@ def test_a_config_mistake_is_one_line_naming_the_key_and_exit_2(tmp_path, case, 
     assert proc.returncode == 2, stderr
     [line] = stderr.splitlines()
     assert line.startswith(f"E! config error: {path}: {problem}"), stderr
-    assert "s3cret" not in stderr and proc.stdout == b""
+    assert "s3cret" not in stderr and "s3cr3tpw" not in stderr and proc.stdout == b""
+    if case.startswith("secret_"):
+        problem_text = line[len(f"E! config error: {path}: ") :]
+        assert not any(written in problem_text for written in ("0123", "83", "1:30", "90")), line
 
 
 def test_the_same_checks_hold_without_a_file():
@@ -116,3 +178,65 @@ def test_interval_flag_is_checked_like_the_config(tmp_path):
     proc = cli("--interval", "1ms", "--once", input=b"")
     assert proc.returncode == 2
     assert proc.stderr.decode().splitlines() == ["E! config error: --interval: must be at least 100ms, got '1ms'"]
+
+
+BOMB = "".join(  # 272 bytes that YAML reads as 9**7 (4.8 million) strings
+    f"{name}: &{name} [{','.join([inner] * 9)}]\n"
+    for name, inner in zip("abcdefg", ['"lol"', "*a", "*b", "*c", "*d", "*e", "*f"])
+)
+HOSTILE = {
+    "deep_nesting": ("[" * 1000, "nested deeper than 32 levels at line 1"),
+    "deep_mapping": ("".join("  " * i + f"k{i}:\n" for i in range(200)), "nested deeper than 32 levels"),
+    "deep_through_aliases": (
+        "a: &a " + "[" * 20 + "]" * 20 + "\nb: &b [" + ", ".join(["*a"] * 2) + "]\nc: [[[[[[[[[[[[*b]]]]]]]]]]]]\n",
+        "nested deeper than 32 levels at line 3 (aliases expanded)",
+    ),
+    "alias_bomb": (BOMB, "more than 100000 values once aliases are expanded"),
+    "ten_megabytes": ("tags:\n" + "".join(f"  k{i}: {'v' * 90}\n" for i in range(100_000)), "larger than 256 KiB"),
+    "integer_of_5000_digits": ("agent:\n  interval: " + "9" * 5000 + "\n", "invalid YAML"),
+}
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_config_is_one_line_exit_2_and_bounded_memory(tmp_path, case, command):
+    """Deep nesting was a RecursionError traceback; the alias bomb took 36 s and 1.2 GB; 10 MB took 35 s and
+    422 MB. Each is refused before it is expanded: one line, exit 2, and the process stays small."""
+    text, problem = HOSTILE[case]
+    if case == "alias_bomb":
+        assert len(text) < 300
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    args = ["check-config", "--config", str(path)] if command == "check-config" else ["--config", str(path), "--once"]
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "telegraf_llm_input", *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+        )
+    killer = threading.Timer(60, proc.kill)  # a hang fails the test, never the suite
+    killer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory (ru_maxrss: KiB on Linux)
+    finally:
+        killer.cancel()
+    returncode, stderr_text, peak_mib = os.waitstatus_to_exitcode(status), err.read_text(), usage.ru_maxrss / 1024
+    assert returncode == 2, stderr_text[-2000:]
+    [line] = stderr_text.splitlines()
+    assert line.startswith(f"E! config error: {path}: ") and problem in line, line
+    assert out.read_bytes() == b""
+    assert peak_mib < 150, f"{peak_mib:.0f} MiB"
+
+
+def test_anchors_and_merge_keys_still_work(tmp_path):
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - &base {url: 'http://127.0.0.1:8000', timeout: 5s, name: a, tags: {team: x}}\n"
+        "  - <<: *base\n"
+        "    name: b\n"
+    )
+    config = load_config(path)
+    assert [(t.name, t.timeout, t.tags) for t in config.targets] == [
+        ("a", 5.0, {"team": "x"}),
+        ("b", 5.0, {"team": "x"}),
+    ]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import parse_config
 from telegraf_llm_input.processors import build_processors
+from telegraf_llm_input.proxy.measure import Meters
+from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.servertypes import TYPES
 from telegraf_llm_input.sinks.stdout import StdoutSink
 from telegraf_llm_input.sources import build_sources
@@ -202,6 +204,25 @@ def prometheus(k: float) -> dict:
     return {"/metrics": Reply("\n".join(lines) + "\n")}
 
 
+def proxy(k: float) -> dict:
+    """Our proxy's page, rendered by the proxy's own registry after k-scaled traffic (real names and layout)."""
+    meters = Meters()
+    chat, generate = (M, "openai_chat"), (M, "ollama_generate")
+    for i in range(round(10 * k)):
+        labels = chat if i % 2 else generate
+        meters.requests.inc((*labels, "ok" if i % 5 else "http_5xx", "200" if i % 5 else "500"))
+        for family, seconds in ((meters.ttft, 0.05), (meters.ttfa, 0.4), (meters.itl, 0.02), (meters.tpot, 0.02)):
+            family.observe(labels, seconds)
+        meters.e2e.observe(labels, 0.35)
+        meters.load.observe(generate, 0.0 if i else 2.5)
+        meters.prompt_hist.observe(labels, 420)
+        meters.gen_hist.observe(labels, 100)
+        meters.prompt_tokens.inc(labels, 420)
+        meters.gen_tokens.inc((*labels, "server"), 100)
+    meters.in_flight.inc(chat, round(2 * k))
+    return {PAGE_PATH: Reply(meters.page().decode())}
+
+
 @dataclass(frozen=True)
 class Kind:
     type: str
@@ -215,6 +236,7 @@ class Kind:
 
 
 ROUTES: dict[str, tuple[Callable[[float], dict], tuple]] = {
+    "proxy": (proxy, ()),
     "vllm": (vllm, ()),
     "sglang": (sglang, ()),
     "tgi": (tgi, ()),

@@ -2,7 +2,7 @@
 
 Two agents (`host` = host-a, host-b), each the real CLI on two fake GPUs, watch a real llama-server and fake
 servers of every type (vLLM, SGLang, TGI, Ollama, LM Studio, OpenAI-compatible, MLX, JSON, Prometheus page, a
-second llama.cpp with the same target name on the other host), probe three of them, tail a request log, write
+second llama.cpp with the same target name on the other host, our proxy in front of the Ollama with traffic), probe three of them, tail a request log, write
 to a real InfluxDB 1.x and serve /metrics to a real Prometheus (scrape every second, the alert rules loaded). Queries are substituted as Grafana
 does (tests/support/grafana.py). Then one host's llama.cpp stops: that host reads down, the other stays up.
 """
@@ -38,6 +38,7 @@ from tests.fakes.streaming import Script, StreamingServer
 from tests.support.grafana import interpolate
 from tests.support.llama_server import BuildUnavailable, LlamaServer, ensure_llama_server, tiny_model_path
 from tests.support.procs import ManagedProcess, RealPrometheus, find_binary, free_port
+from tests.support.proxy import ProcessProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "packaging" / "grafana"
@@ -140,6 +141,20 @@ def _write_log(path: Path, stop: threading.Event) -> None:
                     + "\n"
                 )
         stop.wait(0.2)
+
+
+def _proxy_traffic(url: str, stop: threading.Event) -> None:
+    """A client of the proxy: streamed chats, every fourth one to a path the server answers 404 (an error)."""
+    body = {"model": "qwen3:1.7b", "messages": [{"role": "user", "content": "hi"}]}
+    i = 0
+    with httpx.Client(timeout=10) as client:
+        while not stop.is_set():
+            i += 1
+            try:
+                client.post(f"{url}/api/chat" + ("?fail=1" if i % 4 == 0 else ""), json=body)
+            except httpx.HTTPError:
+                pass
+            stop.wait(0.2)
 
 
 def _user_traffic(llama: LlamaServer, ollama_log: OllamaLog, stop: threading.Event) -> None:
@@ -345,6 +360,11 @@ def world(influxdb, tmp_path_factory):
     for server in fakes.values():
         server.start()
     ollama.start()
+    # the measuring proxy (the real command) in front of that Ollama, with a client's steady traffic through it
+    proxy = ProcessProxy(ollama.url, tmp).start()
+    stop_traffic = threading.Event()
+    traffic = threading.Thread(target=_proxy_traffic, args=(proxy.url, stop_traffic), daemon=True)
+    traffic.start()
     log_path, stop_log = tmp / "requests.log", threading.Event()
     log_path.write_text("")
     writer = threading.Thread(target=_write_log, args=(log_path, stop_log), daemon=True)
@@ -400,6 +420,7 @@ def world(influxdb, tmp_path_factory):
                 {"url": fakes["tgi"].url, "type": "tgi", "name": "tgi", "probe": probe},
                 {"url": fakes["openai"].url, "type": "openai", "name": "openai"},
                 {"url": fakes["mlx"].url, "type": "mlx", "name": "mlx"},
+                {"url": proxy.url, "type": "auto", "name": "proxy"},
             ],
             influxdb.url,
             ports["host-b"],
@@ -446,6 +467,8 @@ def world(influxdb, tmp_path_factory):
                 server.stop()
             except Exception:
                 pass
+        stop_traffic.set()
+        proxy.stop()
         ollama.stop()
         llama_a.stop()
 

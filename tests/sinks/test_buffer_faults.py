@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from telegraf_llm_input.sinks.buffer import DiskBuffer, frame
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_until
 from tests.support.smallfs import fill, small_tmpfs
 
 
@@ -178,3 +179,85 @@ def test_junk_in_the_buffer_directory_never_stops_the_agent(tmp_path):
     warned = [line for line in r.stderr.splitlines() if "00000000000000000001.lpb" in line]
     assert len(warned) == 1 and warned[0].startswith("W! ") and "fatal" not in r.stderr
     assert [p.name for p in buf.glob("*.lpb") if p.is_file()], "the gather must still be buffered"
+
+
+def plant_junk(directory) -> list[str]:
+    """What the fault suite put in a buffer directory: a FIFO, a symlink to /dev/zero and a 10 GiB sparse
+    file, each named like a batch, sorted before the real batches (so each is read first)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = ["00000000000000000000.lpb", "00000000000000000001.lpb", "00000000000000000002.lpb"]
+    os.mkfifo(directory / names[0])
+    os.symlink("/dev/zero", directory / names[1])
+    with open(directory / names[2], "wb") as f:
+        f.truncate(10 * 1024**3)
+    return names
+
+
+def test_fifo_device_link_and_sparse_file_are_skipped_with_one_warning(tmp_path, caplog):
+    names = plant_junk(tmp_path)
+    with open(tmp_path / "00000000000000000003.lpb", "wb") as f:  # one real batch after the junk
+        f.write(frame(*batch(3, 2)))
+    buf = DiskBuffer(tmp_path, 10_000_000)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    for name in names:
+        assert name in warnings[0]
+    assert "a symbolic link" in warnings[0] and "not a regular file" in warnings[0] and "over the" in warnings[0]
+    assert buf.corrupt_files == 0 and buf.points == 2
+    buf.push(*batch(4, 2))
+    assert drain(buf) == [3, 4]
+    assert all(os.path.lexists(tmp_path / name) for name in names), "junk is left alone, never deleted"
+
+
+def test_a_batch_replaced_by_a_fifo_is_not_read(tmp_path):
+    buf = DiskBuffer(tmp_path, 10_000_000)
+    buf.push(*batch(1, 2))
+    buf.push(*batch(2, 2))
+    first = sorted(tmp_path.glob("*.lpb"))[0]
+    first.unlink()
+    os.mkfifo(first)
+    assert drain(buf) == [2]
+
+
+def test_junk_in_the_buffer_directory_never_freezes_the_agent(tmp_path):
+    """The agent as a user runs it (`--signal none`), with the junk in its buffer directory: it gathers, and
+    SIGTERM stops it with exit 0 (it froze at start: blocked on the FIFO, reading /dev/zero or 10 GiB)."""
+    buf = tmp_path / "buf"
+    names = plant_junk(buf)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {"interval": "200ms"},
+                "targets": [],
+                "outputs": [
+                    {
+                        "type": "influxdb_v1",
+                        "url": f"http://127.0.0.1:{free_port()}",
+                        "timeout": "200ms",
+                        "buffer_dir": str(buf),
+                    },
+                    {"type": "stdout"},
+                ],
+            }
+        )
+    )
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_until(lambda: out.read_text().count("\nllm_agent,") >= 3, 60, "three gathers", agent)
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(30) == 0, err.read_text()
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    warned = [line for line in err.read_text().splitlines() if names[0] in line]
+    assert len(warned) == 1 and warned[0].startswith("W! ") and all(n in warned[0] for n in names)
+    assert len(list(buf.glob("*.lpb"))) > len(names), "the gathers must still be buffered"

@@ -180,6 +180,24 @@ def test_v2_writes_to_victoriametrics(victoria, tmp_path, caplog):
     assert "tok-s3cret" not in caplog.text
 
 
+def test_v2_without_org_writes_to_victoriametrics(victoria, tmp_path):
+    """No `org:` passed check-config and then never wrote (influxdb-client refuses a write without one)."""
+    config = parse_config({"outputs": [{"type": "influxdb_v2", "url": victoria.url, "bucket": "b"}]})
+    assert config.outputs[0].org == "-"
+    sink = sink_for({"type": "influxdb_v2", "url": victoria.url, "bucket": "b", "flush_interval": "100ms"}, tmp_path)
+
+    async def go():
+        await sink.write(points(4, measurement="llm_noorg"))
+        await drain(sink, lambda: sink.stats()["output_written_points"] >= 4)
+        await sink.close()
+
+    asyncio.run(go())
+    assert sink.stats()["output_written_points"] == 4 and sink.stats()["output_errors"] == 0
+    got: list = []
+    wait_until(lambda: bool(got.extend(victoria.export("llm_noorg_seq")) or got), 15, "VictoriaMetrics export")
+    assert got[0]["values"] == [0, 1, 2, 3]
+
+
 def test_v2_connection_refused_buffers_then_gives_up_nothing(tmp_path):
     from tests.support.procs import free_port
 

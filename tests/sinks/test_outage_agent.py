@@ -48,6 +48,27 @@ def buffered(directory):
     return out
 
 
+def agent_config(tmp_path, influx: dict, **agent):
+    """A config: no targets, the state dir under `tmp_path`, `influxdb_v1` with `influx`'s keys, then stdout."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "agent": {**agent, "state_dir": str(tmp_path / "state")},
+                "targets": [],
+                "outputs": [{"type": "influxdb_v1", **influx}, {"type": "stdout"}],
+            }
+        )
+    )
+    return cfg
+
+
+@pytest.fixture
+def need_influxd():
+    if influxd_binary() is None:
+        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
+
+
 def start_agent(cfg, out):
     return subprocess.Popen(
         [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--signal", "none"],
@@ -59,31 +80,11 @@ def start_agent(cfg, out):
     )
 
 
-def test_outage_kill_restart_replays_every_point(tmp_path):
-    if influxd_binary() is None:
-        pytest.skip("influxd not installed: apt-get install influxdb (scripts/test.sh does)")
+def test_outage_kill_restart_replays_every_point(tmp_path, need_influxd):
     db = InfluxDB1(tmp_path / "influx").start()
     db.create_db("outage")
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "agent": {"interval": "200ms", "state_dir": str(tmp_path / "state")},
-                "targets": [],
-                "outputs": [
-                    {
-                        "type": "influxdb_v1",
-                        "url": db.url,
-                        "database": "outage",
-                        "batch_size": 50,
-                        "flush_interval": "200ms",
-                        "timeout": "500ms",
-                    },
-                    {"type": "stdout"},
-                ],
-            }
-        )
-    )
+    influx = {"url": db.url, "database": "outage", "batch_size": 50, "flush_interval": "200ms", "timeout": "500ms"}
+    cfg = agent_config(tmp_path, influx, interval="200ms")
     out1, out2 = tmp_path / "run1.out", tmp_path / "run2.out"
     agent = start_agent(cfg, out1)
     try:
@@ -112,4 +113,68 @@ def test_outage_kill_restart_replays_every_point(tmp_path):
         if agent.poll() is None:
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait()
+        db.stop()
+
+
+def test_sigkill_during_an_outage_since_start_loses_nothing_with_the_default_flush_interval(tmp_path, need_influxd):
+    """The database is down from the start (a refused port), `state_dir` set, `flush_interval` left at its
+    default 10 s: each run is killed 3-6 s after it starts, before any flush could fail. Every gather's point
+    must reach InfluxDB once it is up (it used to wait in memory for the first failed flush, and die there)."""
+    db = InfluxDB1(tmp_path / "influx").start()  # made once so the database exists, then down: a refused port
+    db.create_db("outage")
+    db.stop()
+    cfg = agent_config(tmp_path, {"url": db.url, "database": "outage", "timeout": "500ms"}, interval="1s")
+    outs = [tmp_path / f"run{i}.out" for i in range(5)]
+    agent = None
+    try:
+        for out, after in zip(outs, (3.0, 4.5, 6.0, 3.5)):
+            agent = start_agent(cfg, out)
+            time.sleep(after)
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+            assert gathered(out), f"no gather in {after}s: the kill proves nothing"
+        killed = set().union(*(gathered(out) for out in outs[:4]))
+        assert buffered(tmp_path / "state" / "buffer" / "influxdb_v1") >= killed
+        agent = start_agent(cfg, outs[4])
+        wait_until(lambda: len(gathered(outs[4])) >= 2, 30, "gathers of the last run", agent)
+        db = InfluxDB1(tmp_path / "influx", http_port=db.http_port).start()
+        want = set().union(*(gathered(out) for out in outs))
+        wait_until(lambda: want <= set(stored(db)), 60, "backlog replayed", agent)
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(15)
+        got = stored(db)
+        assert len(killed) >= 12 and want - set(got) == set()
+        assert len(got) == len(set(got))
+    finally:
+        if agent is not None and agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+        db.stop()
+
+
+def test_once_runs_write_each_point_once(tmp_path, need_influxd):
+    """`--once` against a database that is up: the gather's batch is sent at once (the database is not yet
+    proven up), and stopping must not cut that request and send the batch again. InfluxDB's own count of
+    points received (`SHOW STATS`, httpd `pointsWrittenOK`; its storage would hide a duplicate) equals the
+    lines printed."""
+    db = InfluxDB1(tmp_path / "influx").start()
+    try:
+        db.create_db("once")
+        cfg = agent_config(tmp_path, {"url": db.url, "database": "once"})
+        printed = 0
+        for _ in range(4):
+            run = subprocess.run(
+                [sys.executable, "-m", "telegraf_llm_input", "--config", str(cfg), "--once"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
+            )
+            assert run.returncode == 0, run.stderr
+            printed += len(run.stdout.splitlines())
+        [httpd] = [s for s in db.query("SHOW STATS")["results"][0]["series"] if s["name"] == "httpd"]
+        received = dict(zip(httpd["columns"], httpd["values"][0]))["pointsWrittenOK"]
+        assert list((tmp_path / "state" / "buffer" / "influxdb_v1").glob("*.lpb")) == []
+        assert received == printed
+    finally:
         db.stop()

@@ -1,0 +1,260 @@
+"""What the measuring proxy adds, side by side with nginx as a streaming reverse proxy, in one run.
+
+An upstream in its own process streams OpenAI-style SSE on an absolute schedule (h11 framing). Three paths to
+it: direct, through `telegraf-llm-input proxy` (the command, its own process), through nginx
+(`proxy_buffering off`, upstream keep-alive; skipped with one line when nginx is not installed).
+  added TTFT:   sequential one-token requests on kept-alive connections, the three paths interleaved; the
+                added latency is each path's TTFT percentile minus the direct one's (targets: p50 <= 0.5 ms,
+                p99 <= 2 ms, no worse than 2x nginx's added p99).
+  64 streams:   64 concurrent streams of 100 tokens/s for 3 s through the proxy: the slowest stream's slowdown
+                against its schedule (target <= 1%), the proxy's CPU (target < half a core) and RSS.
+  many:         RSS after 20,000 short requests (16 at a time) against its RSS before (flat: nothing kept).
+
+    python -m bench.proxy [--requests 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.report import record  # noqa: E402
+from tests.support.procs import free_port, http_ok, wait_until  # noqa: E402
+
+CHUNK = b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":" tok"}}]}\n\n'
+DONE = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":%d}}\n\ndata: [DONE]\n\n'
+BODY = b'{"model":"bench","messages":[{"role":"user","content":"hi"}],"stream":true}'
+
+
+# --- the upstream (its own process) ------------------------------------------------------------------------
+async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    conn = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)
+                if not data and conn.their_state is h11.IDLE:
+                    return
+                continue
+            if isinstance(event, h11.ConnectionClosed):
+                return
+            if not isinstance(event, h11.Request):
+                continue
+            query = parse_qs(urlsplit(event.target.decode()).query)
+            tokens, every = int(query.get("n", ["1"])[0]), float(query.get("every", ["0"])[0])
+            while not isinstance(body := conn.next_event(), h11.EndOfMessage):
+                if body is h11.NEED_DATA:
+                    conn.receive_data(await reader.read(65536))
+            start = time.monotonic()
+            head = [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
+            writer.write(conn.send(h11.Response(status_code=200, headers=head)))
+            for i in range(tokens):
+                wait = start + i * every - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                writer.write(conn.send(h11.Data(data=CHUNK)))
+                await writer.drain()
+            writer.write(conn.send(h11.Data(data=DONE % tokens)) + conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            conn.start_next_cycle()
+    except (ConnectionError, h11.ProtocolError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _upstream(port: int) -> None:
+    server = await asyncio.start_server(_serve_one, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+# --- the client ----------------------------------------------------------------------------------------------
+class Client:
+    """One kept-alive connection; a request's answer ends with the chunked terminator (all three paths re-chunk)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def ask(self, tokens: int, every: float) -> tuple[float, float]:
+        """(time to first content, time to the end) in seconds."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        request = (
+            b"POST /v1/chat/completions?n=%d&every=%g HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (tokens, every, len(BODY), BODY)
+        )
+        t0 = time.perf_counter()
+        self.writer.write(request)
+        buf, first = b"", None
+        while True:
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionError("closed")
+            now = time.perf_counter()
+            buf = buf[-64:] + data
+            if first is None and b'"content"' in buf:
+                first = now - t0
+            if buf.endswith(b"\r\n0\r\n\r\n"):
+                return (first if first is not None else now - t0), now - t0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def added_ttft(ports: dict[str, int], n: int) -> dict[str, list[float]]:
+    clients = {name: Client(port) for name, port in ports.items()}
+    ttft: dict[str, list[float]] = {name: [] for name in ports}
+    names = list(ports)
+    for i in range(n + 20):
+        for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate who goes first
+            first, _ = await clients[name].ask(1, 0.0)
+            if i >= 20:  # warm-up
+                ttft[name].append(first)
+    for client in clients.values():
+        client.close()
+    return ttft
+
+
+async def streams(port: int, count: int, tokens: int, every: float) -> list[float]:
+    clients = [Client(port) for _ in range(count)]
+    results = await asyncio.gather(*(c.ask(tokens, every) for c in clients))
+    for c in clients:
+        c.close()
+    return [end for _, end in results]
+
+
+async def many(port: int, total: int, parallel: int) -> None:
+    clients = [Client(port) for _ in range(parallel)]
+
+    async def worker(c: Client, k: int) -> None:
+        for _ in range(k):
+            await c.ask(1, 0.0)
+
+    await asyncio.gather(*(worker(c, total // parallel) for c in clients))
+    for c in clients:
+        c.close()
+
+
+def start_nginx(upstream: int, tmp: Path) -> tuple[subprocess.Popen, int] | None:
+    binary = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+    if binary is None:
+        print("nginx: not installed (apt-get install nginx-light): the side-by-side figure is skipped")
+        return None
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    temps = " ".join(f"{k}_temp_path {tmp}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf.write_text(
+        f"worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log warn;\n"
+        f"events {{ worker_connections 1024; }}\n"
+        f"http {{ access_log off; {temps}\n"
+        f"  upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; proxy_http_version 1.1;\n"
+        f'    proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off; }} }} }}\n'
+    )
+    proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
+    wait_until(http_ok(f"http://127.0.0.1:{port}/v1/chat/completions?n=0", status=(200, 405)), 10, "nginx", proc)
+    return proc, port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--upstream-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream_child:
+        asyncio.run(_upstream(args.upstream_child))
+        return
+    up_port, px_port = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    children = [subprocess.Popen([sys.executable, "-m", "bench.proxy", "--upstream-child", str(up_port)], env=env)]
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            wait_until(http_ok(f"http://127.0.0.1:{up_port}/?n=0"), 10, "upstream", children[0])
+            proxy = subprocess.Popen(
+                [sys.executable, "-m", "telegraf_llm_input", "proxy", "--upstream", f"http://127.0.0.1:{up_port}",
+                 "--listen", f"127.0.0.1:{px_port}"],
+                env=env, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            children.append(proxy)
+            wait_until(http_ok(f"http://127.0.0.1:{px_port}/proxy/metrics"), 30, "proxy", proxy)
+            ports = {"direct": up_port, "proxy": px_port}
+            nginx = start_nginx(up_port, Path(tmp))
+            if nginx is not None:
+                children.append(nginx[0])
+                ports["nginx"] = nginx[1]
+            run(ports, args.requests, psutil.Process(proxy.pid))
+        finally:
+            for child in children:
+                child.terminate()
+                child.wait(10)
+
+
+def run(ports: dict[str, int], n: int, proxy: psutil.Process) -> None:
+    ttft = asyncio.run(added_ttft(ports, n))
+    base50, base99 = pct(ttft["direct"], 0.5), pct(ttft["direct"], 0.99)
+    added = {name: (1000 * (pct(v, 0.5) - base50), 1000 * (pct(v, 0.99) - base99)) for name, v in ttft.items()}
+    print(f"TTFT direct p50 {1000 * base50:.3f} ms, p99 {1000 * base99:.3f} ms over {n} requests")
+    ours50, ours99 = added["proxy"]
+    if "nginx" in added:
+        ng50, ng99 = added["nginx"]
+        record("proxy", "added TTFT p50", f"{ours50:.3f} ms", "nginx proxy_buffering off", f"{ng50:.3f} ms",
+               f"{ours50 - ng50:+.3f} ms vs nginx")  # fmt: skip
+        record("proxy", "added TTFT p99", f"{ours99:.3f} ms", "nginx proxy_buffering off", f"{ng99:.3f} ms",
+               f"{ours99 / ng99:.1f}x nginx's" if ng99 > 0 else "nginx added none")  # fmt: skip
+    else:
+        record("proxy", "added TTFT p50", f"{ours50:.3f} ms", "direct (nginx absent)", f"{1000 * base50:.3f} ms", "-")
+        record("proxy", "added TTFT p99", f"{ours99:.3f} ms", "direct (nginx absent)", f"{1000 * base99:.3f} ms", "-")
+
+    count, tokens, every = 64, 300, 0.01
+    scheduled = (tokens - 1) * every
+    direct = asyncio.run(streams(ports["direct"], count, tokens, every))
+    cpu0, t0 = proxy.cpu_times(), time.monotonic()
+    through = asyncio.run(streams(ports["proxy"], count, tokens, every))
+    cpu1, wall = proxy.cpu_times(), time.monotonic() - t0
+    cores = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall
+    slow_direct, slow_proxy = max(direct) / scheduled - 1, max(through) / scheduled - 1
+    record("proxy", "64 streams x 100 tok/s: slowest stream", f"{100 * slow_proxy:+.2f}% of its schedule",
+           "direct", f"{100 * slow_direct:+.2f}%", f"{100 * (slow_proxy - slow_direct):+.2f} points")  # fmt: skip
+    record("proxy", "64 streams x 100 tok/s: proxy CPU", f"{cores:.2f} cores", "target", "< 0.5 cores",
+           "met" if cores < 0.5 else "not met")  # fmt: skip
+    rss_before = proxy.memory_info().rss
+    total = 20000
+    started = time.monotonic()
+    asyncio.run(many(ports["proxy"], total, 16))
+    rate = total / (time.monotonic() - started)
+    rss_after = proxy.memory_info().rss
+    record("proxy", f"RSS after {total:,} more requests", f"{rss_after / 2**20:.1f} MiB",
+           "before them", f"{rss_before / 2**20:.1f} MiB", f"{(rss_after - rss_before) / 2**20:+.1f} MiB")  # fmt: skip
+    print(f"({rate:.0f} short requests/s through the proxy, 16 at a time)")
+    print(json.dumps({"added_ms": added}, indent=None))
+
+
+if __name__ == "__main__":
+    main()

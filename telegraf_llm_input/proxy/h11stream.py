@@ -1,0 +1,89 @@
+"""One HTTP/1.1 connection of the proxy (a client's or the upstream's) as h11 events over asyncio streams.
+
+h11 parses and frames (request/status lines, headers, chunked and Content-Length bodies, keep-alive rules);
+`h11io` moves the bytes between it and the socket. What this adds for a proxy: which side went away (a
+`Closed` subclass per side, so an exchange knows whom to blame) and an abort that drops a connection at once.
+Writes wait for the socket's buffer to drain (back-pressure); reads take at most READ_BYTES at a time, so a
+connection holds at most a few buffers whatever the body's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+
+from telegraf_llm_input import h11io
+from telegraf_llm_input.h11io import MAX_HEAD_BYTES, READ_BYTES
+
+__all__ = ["READ_BYTES", "Closed", "ClientGone", "UpstreamClosed", "H11Stream"]
+
+
+class Closed(Exception):
+    """The peer closed the connection (or reset it) before the message was complete."""
+
+
+class ClientGone(Closed):
+    """The client side of the proxy closed."""
+
+
+class UpstreamClosed(Closed):
+    """The upstream side of the proxy closed."""
+
+
+class H11Stream:
+    __slots__ = ("conn", "reader", "writer", "closed")
+
+    def __init__(
+        self,
+        role: type[h11.CLIENT] | type[h11.SERVER],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        closed: type[Closed] = Closed,
+    ):
+        self.conn = h11.Connection(role, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.reader = reader
+        self.writer = writer
+        self.closed = closed
+        """The exception this side raises when its peer goes away."""
+
+    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
+        """The next h11 event, reading from the socket as needed. Raises `closed` on EOF or reset mid-message,
+        h11.RemoteProtocolError on bad HTTP. A clean EOF between messages is h11's ConnectionClosed event."""
+        try:
+            return await h11io.receive(self.conn, self.reader)
+        except h11.RemoteProtocolError as exc:
+            if self.reader.at_eof():  # "peer closed connection without sending complete message body"
+                raise self.closed(str(exc)) from exc
+            raise
+        except (ConnectionError, OSError) as exc:
+            raise self.closed(str(exc) or type(exc).__name__) from exc
+
+    def write(self, event: h11.Event) -> None:
+        """Queue an event's bytes without waiting (the caller drains)."""
+        h11io.send(self.conn, self.writer, event)
+
+    async def send(self, event: h11.Event) -> None:
+        """Send one event and wait until the socket's buffer is below its high-water mark."""
+        self.write(event)
+        try:
+            await self.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise self.closed(str(exc) or type(exc).__name__) from exc
+
+    def reusable(self) -> bool:
+        """Both sides finished a message and keep-alive holds: ready for the next cycle."""
+        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
+
+    def abort(self) -> None:
+        """Drop the connection at once (RST where the OS does that), discarding unsent bytes."""
+        transport = self.writer.transport
+        if not transport.is_closing():
+            transport.abort()
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass

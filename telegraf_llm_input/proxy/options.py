@@ -1,0 +1,34 @@
+"""The `proxy` command's options: declared apart from the proxy, so parsing any command line loads none of it."""
+
+from __future__ import annotations
+
+import argparse
+
+from telegraf_llm_input.servertypes import DEFAULT_PORTS
+
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORTS['proxy']}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upstream",
+        metavar="URL",
+        required=True,
+        help="the model server to forward to, e.g. http://127.0.0.1:11435 (Ollama moved off 11434)",
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=DEFAULT_LISTEN,
+        help=f"where clients connect (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        default="10m",
+        help="longest wait for the upstream's answer to start, and between two of its pieces (default 10m: a long "
+        "prompt's prefill on local hardware takes minutes)",
+    )
+    parser.add_argument(
+        "--connect-timeout", metavar="DURATION", default="5s", help="longest wait to connect upstream (default 5s)"
+    )

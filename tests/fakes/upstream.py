@@ -1,0 +1,144 @@
+"""A plain HTTP/1.1 upstream for the proxy's fault tests: bodies of any size, slow streams, hangs.
+
+Threads and blocking sockets with h11 framing (the oracle the scrape client is tested against), so a slow
+reader on the other side blocks this server's `send` exactly as TCP back-pressure does. Paths:
+- `POST /sink`: reads the body as it comes, answers `{"bytes": n, "sha256": hex}`.
+- `GET /source?bytes=N`: N bytes in 64 KiB chunks; `sent` counts what the socket accepted so far.
+- `POST /slow?chunks=N&every=S` (also `/api/generate`, so the proxy measures it): Ollama NDJSON lines every
+  S seconds; `closed_at` is when the client side went away, `slow_sent` how many lines it sent.
+- `POST /hang`: reads the request, never answers.
+Every accepted connection is counted (`connections`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+
+CHUNK = 65536
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.sent = 0
+        self.slow_sent = 0
+        self.closed_at: float | None = None
+        self.requests: list[tuple[str, str, list[tuple[bytes, bytes]]]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Upstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        h = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                event = self._next(conn, h)
+                if not isinstance(event, h11.Request):
+                    return
+                target = event.target.decode()
+                self.requests.append((event.method.decode(), target, list(event.headers)))
+                path, query = urlsplit(target).path, parse_qs(urlsplit(target).query)
+                digest, n = hashlib.sha256(), 0
+                while True:
+                    body = self._next(conn, h)
+                    if isinstance(body, h11.Data):
+                        digest.update(body.data)
+                        n += len(body.data)
+                    else:
+                        break
+                if path == "/hang":
+                    time.sleep(3600)
+                elif path == "/sink":
+                    self._json(conn, h, {"bytes": n, "sha256": digest.hexdigest()})
+                elif path == "/source":
+                    self._source(conn, h, int(query["bytes"][0]))
+                elif path in ("/slow", "/api/generate"):
+                    self._slow(conn, h, int(query["chunks"][0]), float(query["every"][0]))
+                    return
+                else:
+                    self._json(conn, h, {"error": "not found"}, 404)
+                if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
+                    return
+                h.start_next_cycle()
+        except (OSError, h11.ProtocolError):
+            pass
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _next(conn: socket.socket, h: h11.Connection):
+        while True:
+            event = h.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            h.receive_data(conn.recv(CHUNK))
+
+    @staticmethod
+    def _json(conn: socket.socket, h: h11.Connection, doc: dict, status: int = 200) -> None:
+        body = json.dumps(doc).encode()
+        head = [("content-type", "application/json"), ("content-length", str(len(body)))]
+        conn.sendall(h.send(h11.Response(status_code=status, headers=head)) + h.send(h11.Data(data=body)))
+        conn.sendall(h.send(h11.EndOfMessage()))
+
+    def _source(self, conn: socket.socket, h: h11.Connection, total: int) -> None:
+        conn.sendall(h.send(h11.Response(status_code=200, headers=[("content-length", str(total))])))
+        piece = b"x" * CHUNK
+        left = total
+        while left:
+            data = piece[: min(left, CHUNK)]
+            conn.sendall(h.send(h11.Data(data=data)))
+            self.sent += len(data)
+            left -= len(data)
+        conn.sendall(h.send(h11.EndOfMessage()))
+
+    def _slow(self, conn: socket.socket, h: h11.Connection, chunks: int, every: float) -> None:
+        head = [("content-type", "application/x-ndjson")]
+        conn.sendall(h.send(h11.Response(status_code=200, headers=head)))
+        conn.settimeout(every)
+        for i in range(chunks):
+            line = json.dumps({"model": "m", "response": f" {i}", "done": False}) + "\n"
+            conn.sendall(h.send(h11.Data(data=line.encode())))
+            self.slow_sent += 1
+            try:  # wait for the next token time, noticing the other side going away meanwhile
+                if conn.recv(1) == b"":
+                    self.closed_at = time.monotonic()
+                    return
+            except TimeoutError:
+                pass
+            except OSError:
+                self.closed_at = time.monotonic()
+                return
+        done = json.dumps({"model": "m", "response": "", "done": True, "eval_count": chunks}) + "\n"
+        conn.sendall(h.send(h11.Data(data=done.encode())) + h.send(h11.EndOfMessage()))

@@ -1,0 +1,219 @@
+"""The proxy passes everything through and survives every upstream or client fault without losing anyone else's
+request: real sockets, the real proxy (in a thread, or as the command), upstreams that misbehave on purpose."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import socket
+import threading
+import time
+
+import httpx
+import psutil
+import pytest
+
+from tests.fakes.streaming import Script, StreamingServer
+from tests.fakes.upstream import Upstream
+from tests.support.procs import free_port
+from tests.support.proxy import ProcessProxy, ThreadProxy
+
+MB = 1024 * 1024
+CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def test_every_answer_passes_byte_for_byte_with_its_end_to_end_headers():
+    with StreamingServer(Script(ttft_s=0.0, interval_s=0.001)) as fake, ThreadProxy(fake.url) as proxy:
+        auth = {"Authorization": "Bearer s3cret"}
+        cases = [
+            ("POST", "/v1/chat/completions", CHAT),
+            ("POST", "/v1/chat/completions", {**CHAT, "stream": False}),
+            ("POST", "/v1/completions", {"model": "fake-model", "prompt": "hi", "stream": True}),
+            ("POST", "/api/chat", {**CHAT, "stream": True}),
+            ("POST", "/api/generate", {"model": "fake-model", "prompt": "hi"}),
+            ("GET", "/v1/models", None),
+            ("GET", "/api/tags", None),
+            ("GET", "/nowhere", None),
+        ]
+        with httpx.Client(timeout=10) as client:
+            for method, path, body in cases:
+                direct = client.request(method, fake.url + path, json=body, headers=auth)
+                proxied = client.request(method, proxy.url + path, json=body, headers=auth)
+                assert (proxied.status_code, proxied.content) == (direct.status_code, direct.content), path
+                assert proxied.headers["content-type"] == direct.headers["content-type"]
+            client.post(
+                proxy.url + "/v1/chat/completions",
+                json=CHAT,
+                headers={**auth, "Connection": "keep-alive, X-Hop", "X-Hop": "1", "X-End": "2", "TE": "trailers"},
+            )
+        seen = {k.lower(): v for k, v in fake.requests[-1].headers.items()}
+        assert seen["authorization"] == "Bearer s3cret"  # untouched
+        assert seen["x-end"] == "2" and "x-hop" not in seen and "te" not in seen  # hop-by-hop stopped
+        assert seen["host"] == f"127.0.0.1:{fake.port}"
+
+
+def test_upstream_refusing_gets_a_502_with_a_short_json_error_at_once(caplog):
+    caplog.set_level(logging.DEBUG, logger="telegraf_llm_input")
+    with ThreadProxy(f"http://127.0.0.1:{free_port()}") as proxy:
+        for _ in range(3):
+            httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=10)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1 and "refused the connection" in warnings[0]  # once, not per request
+        r = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=10)
+        assert r.status_code == 502
+        assert r.json()["error"]["type"] == "upstream_refused"
+        assert len(r.content) < 200
+        (record,) = proxy.records(1)
+        assert (record.outcome, record.model, record.api) == ("upstream_refused", "fake-model", "openai_chat")
+        assert 'outcome="upstream_refused",code="502"} 4' in proxy.page()
+
+
+def test_an_upstream_that_hangs_gets_a_504_and_blocks_nobody_else():
+    with Upstream() as up, ThreadProxy(up.url, timeout_s=1.0) as proxy:
+        hung: list[httpx.Response] = []
+        thread = threading.Thread(target=lambda: hung.append(httpx.post(proxy.url + "/hang", json={}, timeout=30)))
+        thread.start()
+        while not any(path == "/hang" for _, path, _ in up.requests):
+            time.sleep(0.01)
+        other = httpx.post(proxy.url + "/sink", content=b"abc", timeout=10)  # while the other one hangs
+        assert other.json() == {"bytes": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
+        assert not hung  # still waiting
+        thread.join(30)
+        assert hung[0].status_code == 504 and hung[0].json()["error"]["type"] == "upstream_timeout"
+
+
+def test_an_upstream_closing_mid_stream_cuts_that_client_only():
+    with StreamingServer(Script(ttft_s=0.0, interval_s=0.01, cut_after=3)) as fake, ThreadProxy(fake.url) as proxy:
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("POST", proxy.url + "/v1/chat/completions", json=CHAT, timeout=10) as r,
+        ):
+            r.read()  # the client sees a broken answer, never a complete-looking one
+        (cut,) = proxy.records(1)
+        assert cut.outcome == "upstream_closed" and cut.counted == "chunks" and cut.output_tokens == 3
+        fake.update(cut_after=None)
+        whole = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=10)
+        assert whole.status_code == 200 and whole.text.rstrip().endswith("data: [DONE]")
+        assert 'outcome="upstream_closed"' in proxy.page()
+
+
+def test_a_client_that_leaves_mid_stream_cancels_the_upstream_request():
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        sock = socket.create_connection(("127.0.0.1", proxy.port))
+        body = json.dumps({"model": "m", "prompt": "p"}).encode()
+        sock.sendall(
+            b"POST /api/generate?chunks=100&every=0.5 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        got = b""
+        while b'" 0"' not in got:  # the first token arrived
+            got += sock.recv(4096)
+        sock.close()
+        left = time.monotonic()
+        while up.closed_at is None:
+            time.sleep(0.005)
+        print(f"upstream saw the cancel {1000 * (up.closed_at - left):.1f} ms after the client left")
+        assert up.slow_sent < 100  # it stopped generating: the rest was never sent
+        (record,) = proxy.records(1)
+        assert (record.outcome, record.api, record.model) == ("cancelled", "ollama_generate", "m")
+        assert record.ttft_s is not None  # the first token was seen before the client left
+        # the proxy serves the next client as before
+        assert httpx.post(proxy.url + "/sink", content=b"x", timeout=10).json()["bytes"] == 1
+        assert 'outcome="cancelled"' in proxy.page()
+
+
+def test_expect_100_continue_is_answered_by_the_proxy():
+    with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b"hello")
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"bytes": 5' in answer
+        assert all(name != b"expect" for _, _, headers in up.requests for name, _ in headers)
+
+
+def test_keep_alive_on_both_sides():
+    with Upstream() as up, ThreadProxy(up.url) as proxy, httpx.Client(timeout=10) as client:
+        for i in range(5):
+            assert client.post(proxy.url + "/sink", content=b"x" * i).json()["bytes"] == i
+        assert up.connections == 1
+
+
+def test_a_bad_request_gets_a_400_and_the_upstream_never_sees_it():
+    with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+        assert up.requests == []
+
+
+def _peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:
+    proc = psutil.Process(pid)
+    while not stop.is_set():
+        out.append(proc.memory_info().rss)
+        time.sleep(0.02)
+
+
+def test_a_100_mb_request_body_streams_through_in_bounded_memory(tmp_path):
+    with Upstream() as up:
+        proxy = ProcessProxy(up.url, tmp_path).start()
+        try:
+            assert proxy.process is not None
+            idle = psutil.Process(proxy.process.pid).memory_info().rss
+            stop, samples = threading.Event(), []
+            watcher = threading.Thread(target=_peak_rss, args=(proxy.process.pid, stop, samples))
+            watcher.start()
+            piece = bytes(range(256)) * 4096  # 1 MiB
+            digest = hashlib.sha256()
+            for _ in range(100):
+                digest.update(piece)
+            r = httpx.post(
+                proxy.url + "/sink",
+                content=(piece for _ in range(100)),
+                headers={"Content-Length": str(100 * MB)},
+                timeout=120,
+            )
+            stop.set()
+            watcher.join()
+            assert r.json() == {"bytes": 100 * MB, "sha256": digest.hexdigest()}
+            print(f"proxy RSS idle {idle / MB:.1f} MiB, peak {max(samples) / MB:.1f} MiB")
+            assert max(samples) - idle < 40 * MB  # never the body: a few buffers
+        finally:
+            proxy.stop()
+
+
+def test_a_slow_client_holds_the_upstream_back_and_the_proxy_memory_stays_bounded(tmp_path):
+    total = 256 * MB
+    with Upstream() as up:
+        proxy = ProcessProxy(up.url, tmp_path).start()
+        try:
+            assert proxy.process is not None
+            idle = psutil.Process(proxy.process.pid).memory_info().rss
+            with httpx.stream("GET", f"{proxy.url}/source?bytes={total}", timeout=60) as r:
+                stream = r.iter_raw(MB)
+                read = len(next(stream))
+                time.sleep(1.0)  # the client stops reading; the upstream must stop with it
+                paused_at, held = read, up.sent
+                rss = psutil.Process(proxy.process.pid).memory_info().rss
+                for chunk in stream:
+                    read += len(chunk)
+            print(f"client paused after {paused_at / MB:.0f} MiB read; upstream had sent {held / MB:.1f} MiB")
+            assert read == total
+            assert held < 64 * MB  # socket buffers, not the answer
+            assert rss - idle < 40 * MB
+        finally:
+            proxy.stop()
+
+
+def test_an_answer_that_stops_midway_is_cut_after_the_timeout():
+    with Upstream() as up, ThreadProxy(up.url, timeout_s=0.5) as proxy:
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("POST", proxy.url + "/api/generate?chunks=3&every=30", json={"model": "m"}, timeout=30) as r,
+        ):
+            r.read()
+        (record,) = proxy.records(1)
+        assert (record.outcome, record.output_tokens, record.counted) == ("upstream_timeout", 1, "chunks")
+        assert up.closed_at is not None or up.slow_sent == 1  # the upstream's connection was dropped
