@@ -380,12 +380,13 @@ _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.
 
 
 def keep_alive_seconds(value, default: float) -> float | None:
-    """Ollama's `api.Duration` from JSON: a number is seconds, a string a Go duration; negative = forever
+    """Ollama's `api.Duration` from JSON (api/types.go `UnmarshalJSON`): a number is whole seconds
+    (`time.Duration(int(t) * int(time.Second))`: 12.9 is 12 s), a string a Go duration; negative = forever
     (returned as None); absent = the server's default."""
     if value is None:
         return default
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = float(value) if value < 0 else float(int(value))
     else:
         text, sign = str(value), 1.0
         if text.startswith("-"):
@@ -419,12 +420,17 @@ class OllamaMemory:
     """Models loaded because a request named them."""
     requested: list[tuple[str, bool]] = field(default_factory=list)
     """(model, loaded when asked) for every generation request."""
+    session: dict[str, float | None] = field(default_factory=dict)
+    """model -> its runner's session duration (seconds; None: forever), as sched.go keeps it: set by the last
+    request that sent a `keep_alive` (useLoadedRunner: `if pending.sessionDuration != nil`); a request without one
+    keeps it; a model loaded anew starts from the default."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _expire(self) -> None:
         now = time.time_ns()
         for model in [m for m, t in self.expires.items() if t <= now]:
             del self.expires[model]
+            self.session.pop(model, None)
 
     def ps(self, size_vram: int) -> list[dict]:
         """`/api/ps` models (api.ProcessModelResponse), the latest `expires_at` first, as Ollama sorts them."""
@@ -453,10 +459,14 @@ class OllamaMemory:
                 self.expires[model] = time.time_ns() + int(self.default_keep_alive_s * 1e9)
 
     def release(self, model, keep_alive) -> None:
-        seconds = keep_alive_seconds(keep_alive, self.default_keep_alive_s)
+        given = keep_alive_seconds(keep_alive, self.default_keep_alive_s) if keep_alive is not None else None
         with self.lock:
+            if keep_alive is not None:
+                self.session[model] = given
+            seconds = self.session.get(model, self.default_keep_alive_s)
             if seconds == 0:
                 self.expires.pop(model, None)
+                self.session.pop(model, None)
             else:
                 now = time.time_ns()
                 self.expires[model] = now + (FOREVER_NS if seconds is None else int(seconds * 1e9))
