@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal
+from typing import Literal, NamedTuple
 
 ReasoningStyle = Literal["reasoning", "reasoning_content", "think_tags"]
 
@@ -162,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path in OLLAMA_NATIVE and isinstance(body, dict):
             memory, model = self.server.ollama(), body.get("model")
             memory.use(model)
-            self._ollama_release = lambda: memory.release(model, body.get("keep_alive"))
+            self._ollama_release = lambda: memory.release(model, body.get("keep_alive"), body)
 
     def _ollama_end(self) -> None:
         """Sets the model's `expires_at` (once): before the answer's last bytes, so a client that has read the
@@ -406,6 +406,15 @@ def rfc3339nano(epoch_ns: int) -> str:
     return f"{head}.{frac}Z" if frac else f"{head}Z"
 
 
+class Released(NamedTuple):
+    """One request's end as Ollama's scheduler handles it (`OllamaMemory.released`)."""
+
+    at_ns: int
+    model: str
+    expires_ns: int | None
+    body: dict | None
+
+
 @dataclass
 class OllamaMemory:
     """What an Ollama server holds: model -> `expires_at` (Unix ns), as its scheduler keeps it.
@@ -424,6 +433,8 @@ class OllamaMemory:
     """model -> its runner's session duration (seconds; None: forever), as sched.go keeps it: set by the last
     request that sent a `keep_alive` (useLoadedRunner: `if pending.sessionDuration != nil`); a request without one
     keeps it; a model loaded anew starts from the default."""
+    released: list[Released] = field(default_factory=list)
+    """Every request's end, in order: when, the model, the `expires_at` it set (None: unloaded), its body."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _expire(self) -> None:
@@ -458,18 +469,19 @@ class OllamaMemory:
                 self.loads.append(model)
                 self.expires[model] = time.time_ns() + int(self.default_keep_alive_s * 1e9)
 
-    def release(self, model, keep_alive) -> None:
+    def release(self, model, keep_alive, body: dict | None = None) -> None:
         given = keep_alive_seconds(keep_alive, self.default_keep_alive_s) if keep_alive is not None else None
         with self.lock:
             if keep_alive is not None:
                 self.session[model] = given
             seconds = self.session.get(model, self.default_keep_alive_s)
+            now = time.time_ns()
             if seconds == 0:
                 self.expires.pop(model, None)
                 self.session.pop(model, None)
             else:
-                now = time.time_ns()
                 self.expires[model] = now + (FOREVER_NS if seconds is None else int(seconds * 1e9))
+            self.released.append(Released(now, model, self.expires.get(model), body))
 
     def expires_at(self, model: str) -> int | None:
         with self.lock:
