@@ -229,7 +229,7 @@ class ProbeRunner:
         """Ollama or LM Studio when the target is (`type:`, or for `auto` what answers its model list), else other."""
         if self._kind is None:
             self._kind = "other"
-            for kind, (path, read) in _MODEL_LISTS.items():
+            for kind in _MODEL_LISTS:
                 loaded = await self._read_loaded(kind)
                 if loaded is not None:
                     self._kind, self._just_read = kind, loaded
