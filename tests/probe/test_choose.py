@@ -1,11 +1,10 @@
-"""Which model the probe may ask for (probe/choose.py), and when Ollama's is in use (probe/watch.py)."""
+"""Which model the probe may ask for."""
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, lmstudio_loaded, ollama_loaded, plan
-from telegraf_llm_input.probe.watch import FOREVER_S, SETTLE_S, Watch, forever
 
 NOW = datetime(2026, 12, 4, 23, 0, 0, tzinfo=timezone.utc)
 T = NOW.timestamp()
@@ -62,38 +61,6 @@ def test_plan_on_ollama_takes_only_a_model_in_use():
     assert plan(loaded, None, "b", lambda m: True) == Plan("b")
     assert plan(loaded, None, "b", lambda m: False) == Skip("model_idle", "b")
     assert plan(loaded, None, None, lambda m: False) == Skip("model_idle", "a")
-
-
-def test_a_countdown_that_moved_forward_is_fresh_once():
-    watch = Watch()
-    assert watch.see({"a": T + 100}, T) == frozenset()  # the first look has nothing to compare with
-    assert watch.see({"a": T + 100}, T + 5) == frozenset()  # counting down: idle
-    assert watch.see({"a": T + 310}, T + 10) == {"a"}  # a user's request ended since the last look
-    assert watch.see({"a": T + 310}, T + 15) == frozenset()
-    assert watch.see({"a": T + 309}, T + 20) == frozenset()  # moved back (a shorter keep_alive): not a request end
-
-
-def test_a_model_loaded_since_the_last_look_is_in_use():
-    watch = Watch()
-    watch.see({}, T)
-    assert watch.see({"a": T + 300}, T + 5) == {"a"}
-    assert watch.see({"a": T + 300, "b": None}, T + 10) == {"b"}
-
-
-def test_the_probes_own_request_is_never_a_fresh_countdown():
-    watch = Watch()
-    watch.see({"a": T + 100}, T)
-    assert watch.see({"a": T + 200}, T + 5) == {"a"}
-    watch.probed(T + 6)  # the probe ran and ended: Ollama sets a + stored duration
-    assert watch.fresh == frozenset()
-    assert watch.see({"a": T + 306}, T + 6.2) == frozenset()  # its own move
-    assert watch.see({"a": T + 306.5}, T + 6.5) == frozenset()  # still settling: the look before came too soon
-    assert watch.see({"a": T + 306.5}, T + 6 + SETTLE_S + 1) == frozenset()
-    assert watch.see({"a": T + 320}, T + 6 + SETTLE_S + 6) == {"a"}  # then a user's request again
-
-
-def test_kept_forever():
-    assert forever(T + FOREVER_S + 1, T) and not forever(T + 300, T) and not forever(None, T)
 
 
 def test_until_from_expires_at_is_read_against_now():

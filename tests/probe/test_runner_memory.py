@@ -19,23 +19,21 @@ OTHER = "llama3.2:3b"
 SLACK_S = 0.5  # scheduling on a busy 2-core machine
 
 
-@pytest.fixture
-def ollama():
-    script = Script(
-        ttft_s=0.3, interval_s=0.02, ollama_version="0.12.6", models=(OTHER, LOADED), loaded_models=(LOADED,)
-    )
+def serving(ttft_s, interval_s):
+    script = Script(ttft_s, interval_s, ollama_version="0.12.6", models=(OTHER, LOADED), loaded_models=(LOADED,))
     with StreamingServer(script) as srv:
         yield srv
+
+
+@pytest.fixture
+def ollama():
+    yield from serving(0.3, 0.02)
 
 
 @pytest.fixture
 def quick():
     """An Ollama that answers in about 0.15 s."""
-    script = Script(
-        ttft_s=0.05, interval_s=0.01, ollama_version="0.12.6", models=(OTHER, LOADED), loaded_models=(LOADED,)
-    )
-    with StreamingServer(script) as srv:
-        yield srv
+    yield from serving(0.05, 0.01)
 
 
 def user(srv, model=LOADED):
