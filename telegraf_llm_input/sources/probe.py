@@ -102,26 +102,26 @@ class ProbeSource:
         next_start = next_point = time.monotonic()
         while True:
             wall_ns, started = time.time_ns(), time.monotonic()
-            if started < next_start:
-                await self._runner.look()  # Ollama: between runs, so a due run sees what moved since
-            else:
-                try:
+            due = started >= next_start
+            outcome = None
+            try:
+                if due:
                     outcome = await self._runner.run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a bug here must not end the loop or reach the agent
-                    self._state.fail("bug", f"probe {self.target.display_name}: internal error: {type(exc).__name__}")
-                    outcome = None
-                idle = outcome is not None and outcome.result.skipped == "model_idle"
-                if outcome is not None and (not idle or started >= next_point):
-                    self.probes += 1
-                    self._pending.append(probe_metric(self.target, outcome, wall_ns))
-                    self._log(outcome.result)
-                    next_point = started + every
-                if self._runner.watching and not idle:  # a probe's start, not the look before it, sets the pace
-                    next_start = started + every
-                elif not idle:  # an idle model: still due, probed at the first look that sees it used
-                    next_start = max(next_start + every, time.monotonic())
+                else:
+                    await self._runner.look()  # Ollama: between runs, so a due run sees what moved since
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not end the loop or reach the agent
+                self._state.fail("bug", f"probe {self.target.display_name}: internal error: {type(exc).__name__}")
+            idle = outcome is not None and outcome.result.skipped == "model_idle"
+            if outcome is not None and (not idle or started >= next_point):  # idle: one point per `every`
+                self.probes += 1
+                self._pending.append(probe_metric(self.target, outcome, wall_ns))
+                self._log(outcome.result)
+                next_point = started + every
+            if due and not idle:  # idle: still due, probed at the first look that sees the model used
+                # watching Ollama, a probe's start sets the pace (not a due time it waited past)
+                next_start = started + every if self._runner.watching else max(next_start + every, time.monotonic())
             now = time.monotonic()
             wake = now + ps_every if self._runner.watching else next_start
             await asyncio.sleep(max(0.0, (min(wake, next_start) if next_start > now else wake) - now))

@@ -3,6 +3,7 @@ models loading, `expires_at` and the runner's stored session duration as Ollama'
 probe sends no `keep_alive` and runs only right after a user's request restarted the countdown."""
 
 import asyncio
+import logging
 import time
 
 import httpx
@@ -104,7 +105,8 @@ def probing(srv, seconds, user_every=None, **probe):
     return points, ledger.sent
 
 
-def test_an_idle_model_is_never_probed_and_its_countdown_never_moves(ollama):
+def test_an_idle_model_is_never_probed_and_its_countdown_never_moves(ollama, caplog):
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
     memory = ollama.ollama
     before = memory.expires_at(LOADED)
     points, sent = probing(ollama, 2.6, every="0.5s", ps_every="0.1s")
@@ -114,6 +116,8 @@ def test_an_idle_model_is_never_probed_and_its_countdown_never_moves(ollama):
     assert all(p.tags["skip_reason"] == "model_idle" and p.fields == {"skipped": 1} for p in points)
     assert all(p.tags["model"] == LOADED for p in points)
     assert sum(r.path == "/api/ps" for r in ollama.requests) >= 15  # it kept looking
+    said = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
+    assert len(said) == 1 and "would keep it loaded" in said[0]  # once, with why
 
 
 def test_each_probe_moves_the_countdown_by_at_most_one_look_and_its_own_length(quick):
