@@ -9,7 +9,7 @@ On Ollama and LM Studio a request loads the model it names, and on Ollama it res
 with the duration the runner stored: there each run first asks what is loaded and probes only that
 (`probe/choose.py`), and on Ollama only right after a user's request restarted that countdown, without a
 `keep_alive` (`probe/watch.py`; `look()` between runs). On Ollama the probe speaks the native API whatever `api`
-says: its answer has the server's own timings, and its requests are the ones a server log names as `/api/chat`.
+says (its answer has the server's own timings).
 """
 
 from __future__ import annotations
