@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
 from tests.support.influxdb import InfluxDB1, influxd_binary
@@ -13,6 +17,26 @@ def influxdb(tmp_path_factory):
     server = InfluxDB1(tmp_path_factory.mktemp("influxdb")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_reachable_by_other_users():
+    """Tests that run the agent as another user (setpriv) need the checkout and its .venv: a clone in a
+    `mktemp -d` folder (0700) hides them. As root, open the way (x on each folder above, r too on the
+    checkout itself) for the session and put every mode back afterwards."""
+    if os.geteuid() != 0:
+        yield
+        return
+    root = Path(__file__).resolve().parent.parent
+    changed: list[tuple[Path, int]] = []
+    for folder, wanted in [(root, stat.S_IROTH | stat.S_IXOTH), *((p, stat.S_IXOTH) for p in root.parents)]:
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        if mode & wanted != wanted:
+            folder.chmod(mode | wanted)
+            changed.append((folder, mode))
+    yield
+    for folder, mode in changed:
+        folder.chmod(mode)
 
 
 @pytest.fixture(autouse=True)

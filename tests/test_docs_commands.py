@@ -44,8 +44,9 @@ def rewrite(script: str, root: Path) -> str:
     for line in script.splitlines():
         if line.startswith("apt-get install"):
             continue  # CI installs the Debian packages (scripts/test.sh APT_PACKAGES)
-        line = line.replace(CLONE_URL, f"{shlex.quote(str(REPO))} telegraf-llm-input")  # the name the URL gives
         line = re.sub(r"(?<![\w.~])/(opt|etc|usr/local|var/lib|tmp)/", rf"{root}/\1/", line)
+        # after the paths: this checkout may itself live under /tmp (CI clones into `mktemp -d`)
+        line = line.replace(CLONE_URL, f"{shlex.quote(str(REPO))} telegraf-llm-input")  # the name the URL gives
         line = line.replace("install-service", f"install-service --root {root}")
         if line.startswith("systemctl daemon-reload"):
             line = f"systemd-analyze verify --man=no {root}/etc/systemd/system/telegraf-llm-input.service"

@@ -47,6 +47,12 @@ def embed_piece(doc: object) -> Piece:
     return Piece(finished=True, stats=(final_stats(doc),))
 
 
+def keep_alive(seconds: float) -> str | int:
+    """`keep_alive` as Ollama reads it: a Go duration string (a JSON number is cut to whole seconds, which would
+    bring the unload countdown forward by up to a second per request); negative: -1, keep loaded forever."""
+    return -1 if seconds < 0 else f"{seconds:.3f}s"
+
+
 def chat_body(r: ProbeRequest) -> dict[str, object]:
     body: dict[str, object] = {
         "messages": r.messages,
@@ -56,7 +62,7 @@ def chat_body(r: ProbeRequest) -> dict[str, object]:
     if r.model:
         body["model"] = r.model
     if r.keep_alive is not None:
-        body["keep_alive"] = r.keep_alive
+        body["keep_alive"] = keep_alive(r.keep_alive)
     return body
 
 

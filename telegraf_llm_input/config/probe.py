@@ -19,6 +19,11 @@ class ProbeConfig:
     every: Duration = 60.0
     """Period between probe starts, independent of the gather interval; results go out at the next gather (one
     point per probe, timestamped when it started)."""
+    ps_every: Duration = 5.0
+    """Ollama only: how often the probe looks at `/api/ps` (a cheap GET) to see a user's request end. On Ollama
+    the probe is sent (at most once per `every`) only right after such a look, and without `keep_alive`: it
+    moves the model's unload countdown by at most `ps_every` plus its own duration and never keeps an idle model
+    loaded (an idle model: `skip_reason=model_idle`). Not used when `model` is set."""
     prompt: str | None = None
     """The prompt text (never logged or emitted; only its token count is). Default: a short counting prompt."""
     messages: list[dict[str, Any]] | None = None
@@ -30,15 +35,15 @@ class ProbeConfig:
     model: str | None = None
     """Model name. Default: on Ollama and LM Studio a model loaded now (asked before every probe; none loaded: the
     probe is skipped, since a request would load one); elsewhere the first of `/v1/models`. A model named here is
-    asked for even when that loads it."""
+    asked for even when that loads it (on Ollama: probed every `every`, also while nobody uses it, which keeps it
+    loaded)."""
     timeout: Duration = 60.0
     """A probe not finished by then is reported as `error=timeout`."""
     api: ProbeApi = "openai_chat"
     """Wire API: `openai_chat` (`/v1/chat/completions`), `openai_completions` (`/v1/completions`), `ollama`
     (`/api/chat`, native NDJSON: adds `load_ms`, server prefill and decode rate), `llamacpp` (`/completion`, adds
     `timings`: server prefill, decode rate, `cache_tokens`), `lmstudio` (`/api/v0/chat/completions`,
-    OpenAI-shaped, plus its `stats`). On Ollama the probe always speaks `ollama`: only the native API takes the
-    `keep_alive` that leaves the model's unload countdown as it was."""
+    OpenAI-shaped, plus its `stats`). On Ollama the probe always speaks `ollama` (the server's own timings)."""
 
     def __post_init__(self) -> None:
         if self.prompt is not None and self.messages is not None:
@@ -47,6 +52,8 @@ class ProbeConfig:
             raise ValueError(f"max_tokens must be between 1 and {MAX_TOKENS_CAP}")
         if self.every <= 0:
             raise ValueError("every must be > 0")
+        if self.ps_every <= 0:
+            raise ValueError("ps_every must be > 0")
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")
         if self.messages is not None and not PROBE_APIS[self.api].takes_messages:

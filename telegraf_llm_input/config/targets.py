@@ -116,8 +116,9 @@ class TargetConfig:
     log: str | None = None
     """The server's own log, read for requests/s, latency and errors (Ollama, llama.cpp): a file path,
     `journal:UNIT` (a systemd unit's journal), or `docker:ID` / a container's `*-json.log` (Docker's json-file
-    log). Default: found from the process listening on the port (its systemd unit's journal, its Docker
-    container's log, else Ollama's `~/.ollama/logs/server.log` of its user); `none` reads no log."""
+    log). Default: found from the process listening on the port (the file of llama-server's `--log-file`, its
+    systemd unit's journal, its Docker container's log, else Ollama's `~/.ollama/logs/server.log` of its user);
+    `none` reads no log."""
 
     def __post_init__(self) -> None:
         try:

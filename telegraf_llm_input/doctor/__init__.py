@@ -31,7 +31,7 @@ async def checks(config: Config, telegraf_places: Sequence[str] = outputs.TELEGR
         await pool.release()
         if env.nvml is not None:
             env.nvml.shutdown()
-    seen += sight.journal(config) + sight.request_logs(config)
+    seen += sight.server_logs(found) + sight.journal(config) + sight.request_logs(config)
     return said + gpu_said + seen + await outputs.check(config) + outputs.telegraf(telegraf_places)
 
 

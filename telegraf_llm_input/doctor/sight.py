@@ -18,9 +18,11 @@ from telegraf_llm_input.config import Config
 from telegraf_llm_input.doctor.report import Check, no, note, ok
 from telegraf_llm_input.doctor.servers import Server
 from telegraf_llm_input.metric import Metric
-from telegraf_llm_input.sources import drm_fdinfo
+from telegraf_llm_input.serverlogs import FORMATS
+from telegraf_llm_input.sources import drm_fdinfo, logfind
 from telegraf_llm_input.sources.base import GatherContext, SourceEnv
 from telegraf_llm_input.sources.process import ProcessSource, is_local_host, target_port
+from telegraf_llm_input.sources.serverlog import unreadable
 from telegraf_llm_input.sources.visibility import JOURNAL_GRANT, PROCESS_GRANT, hidden_socket, user_name
 
 AREA = "what this user can see"
@@ -157,23 +159,72 @@ def journal(config: Config) -> list[Check]:
     if not sys.platform.startswith("linux"):
         return []
     units = [t.log.removeprefix("journal:") for t in config.targets or [] if t.log and t.log.startswith("journal:")]
-    files = [f for d in JOURNAL_DIRS for f in glob.glob(f"{d}/*/*.journal")]
-    if files:
-        try:
-            with open(files[0], "rb"):
-                readable = True
-        except OSError:
-            readable = False
-        how = f"{len(files)} journal file(s)"
-    else:
-        member = set(os.getgroups()) | {os.getegid()}
-        groups = {g for g in JOURNAL_GROUPS if _gid(g) in member}
-        readable = os.geteuid() == 0 or bool(groups) or "CAP_DAC_READ_SEARCH" in capabilities()
-        how = "no journal files here yet; by group and capabilities"
+    readable, how = _journal_readable()
     what = f"the journal of {', '.join(units)}" if units else "the system journal (model servers' logs under systemd)"
     if readable:
         return [ok(AREA, f"{what}: readable ({how})")]
     return [no(AREA, f"{what}: not readable ({how})", JOURNAL_GRANT, blocking=bool(units))]
+
+
+NO_LOG_FIX = {
+    "llamacpp": "start llama-server with --log-file FILE (found from its command line), or under systemd (its journal)",
+    "ollama": "set the target's log: to where Ollama writes (a file, journal:UNIT or docker:ID)",
+}
+
+
+def server_logs(servers: list[Server]) -> list[Check]:
+    """Where the agent finds each Ollama / llama.cpp server's own log without a `log:` key (`sources/logfind.py`),
+    and whether this user may read it: without it there are no requests/s, latency or errors for that server."""
+    checks: list[Check] = []
+    for server in servers:
+        target = server.target
+        kind = server.server_type
+        if kind not in FORMATS or target.log is not None or not is_local_host(urlsplit(target.url).hostname or ""):
+            continue
+        name = target.name or f"port {target_port(target.url)}"
+        proc = logfind.listening_process(target)
+        found = logfind.locate(target, proc).location
+        if found is None and proc is None and hidden_socket(target_port(target.url)):
+            text = f"{name}: its log cannot be found while its process is hidden: no requests/s, latency or errors"
+            checks.append(no(AREA, text, PROCESS_GRANT, blocking=False))
+        elif found is None:
+            checks.append(
+                no(
+                    AREA,
+                    f"{name}: its log is nowhere to be found (not in a systemd service or container, no default file; "
+                    "started in a terminal, it writes there): no requests/s, latency or errors from it",
+                    NO_LOG_FIX.get(kind, "set the target's log: to where the server writes its log"),
+                    blocking=False,
+                )
+            )
+        elif found.kind == "journal":
+            readable, _ = _journal_readable()
+            text = f"{name}: its log: {found.describe()}"
+            checks.append(ok(AREA, text) if readable else no(AREA, f"{text}: not readable", JOURNAL_GRANT, False))
+        elif not os.path.exists(found.path):
+            checks.append(
+                note(AREA, f"{name}: its log {found.describe()}: no such file yet (followed once it appears)")
+            )
+        else:
+            denied = unreadable(found)
+            text = f"{name}: its log: {found.describe()}"
+            checks.append(ok(AREA, text) if denied is None else no(AREA, f"{text}: not readable", denied, False))
+    return checks
+
+
+def _journal_readable() -> tuple[bool, str]:
+    """(readable by this user, how that was told)."""
+    files = [f for d in JOURNAL_DIRS for f in glob.glob(f"{d}/*/*.journal")]
+    if files:
+        try:
+            with open(files[0], "rb"):
+                return True, f"{len(files)} journal file(s)"
+        except OSError:
+            return False, f"{len(files)} journal file(s)"
+    member = set(os.getgroups()) | {os.getegid()}
+    groups = {g for g in JOURNAL_GROUPS if _gid(g) in member}
+    readable = os.geteuid() == 0 or bool(groups) or "CAP_DAC_READ_SEARCH" in capabilities()
+    return readable, "no journal files here yet; by group and capabilities"
 
 
 def _gid(name: str) -> int | None:

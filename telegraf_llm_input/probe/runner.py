@@ -5,10 +5,11 @@ connection (httpcore's trace hook) and each read is stamped when it arrives, so 
 the wire from this host; setting up a new connection (TCP, TLS) is reported apart as `connect_ms`.
 A probe never retries: a retry would hide exactly what it is there to see.
 
-On Ollama and LM Studio a request loads the model it names, and on Ollama it restarts the unload countdown:
-there each run first asks what is loaded and probes only that, with a `keep_alive` that leaves the
-countdown where it was (`probe/choose.py`); Ollama's OpenAI-compatible endpoints take no `keep_alive`, so on
-Ollama the probe speaks the native API whatever `api` says.
+On Ollama and LM Studio a request loads the model it names, and on Ollama it restarts the unload countdown
+with the duration the runner stored: there each run first asks what is loaded and probes only that
+(`probe/choose.py`), and on Ollama only right after a user's request restarted that countdown, without a
+`keep_alive` (`probe/watch.py`; `look()` between runs). On Ollama the probe speaks the native API whatever `api`
+says (its answer has the server's own timings).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from telegraf_llm_input.errors import ProbeError
 from telegraf_llm_input.http import headers_for, remember_missing_sniffio, tls_verify, transport
 from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, lmstudio_loaded, ollama_loaded, plan
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
+from telegraf_llm_input.probe.watch import Watch, forever
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
 """Short, deterministic at temperature 0, and answers in a few dozen tokens on any model."""
@@ -85,15 +87,13 @@ def make_client(target: TargetConfig) -> httpx.AsyncClient:
     )
 
 
-def request_body(
-    probe: ProbeConfig, model: str | None, keep_alive: float | None = None, api: ProbeApi | None = None
-) -> dict[str, object]:
-    """The streaming request of the probe's API (or `api`: on Ollama the native one); its table row builds it."""
+def request_body(probe: ProbeConfig, model: str | None, api: ProbeApi | None = None) -> dict[str, object]:
+    """The streaming request of the probe's API (or `api`: on Ollama the native one; never a `keep_alive`)."""
     prompt = probe.prompt if probe.prompt is not None else DEFAULT_PROMPT
     messages = probe.messages if probe.messages is not None else [{"role": "user", "content": prompt}]
     build = PROBE_APIS[api or probe.api].build
     assert build is not None  # every probe API has a body
-    return build(ProbeRequest(prompt, messages, probe.max_tokens, probe.temperature, model, keep_alive))
+    return build(ProbeRequest(prompt, messages, probe.max_tokens, probe.temperature, model))
 
 
 @dataclass
@@ -125,10 +125,16 @@ class ProbeRunner:
         self._now = now
         self._model: str | None = self.probe.model
         self._kind: ServerKind | None = None if target.type == "auto" else _KINDS.get(target.type, "other")
-        self._expected_s = 0.0
         self._just_read: list[Loaded] | None = None
         """The model list read a moment ago to find what the server is (not asked for twice in one run)."""
-        """How long the last complete probe took: the part of a model's time left that the probe will use."""
+        self._watch = Watch()
+        """Ollama: each model's countdown at the previous look, to see a user's request end (`look()`)."""
+
+    @property
+    def watching(self) -> bool:
+        """Ollama, model not configured: the probe looks at `/api/ps` every `probe.ps_every` (`look()`) and sends
+        only right after a look found a user's request ended."""
+        return self._kind == "ollama" and self.probe.model is None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -160,8 +166,8 @@ class ProbeRunner:
         except httpx.HTTPError as exc:
             status = holder[0].http_status if holder else None
             result = self._finish(holder, start, *_classify(exc, status))
-        if result.success and result.e2e_ms is not None:
-            self._expected_s = result.e2e_ms / 1000
+        finally:
+            self._watch.probed(self._now().timestamp())  # the countdown it restarts is not a user's
         if not result.success:  # the model or the server may have changed: look again next time
             self._model = self.probe.model if kind == "other" else self._model
             self._kind = None if self.target.type == "auto" else kind
@@ -189,7 +195,7 @@ class ProbeRunner:
         request = self.client.build_request(
             PROBE_APIS[api].method,
             join_url(self.target.url, PROBE_APIS[api].paths[0]),
-            json=request_body(self.probe, choice.model, choice.keep_alive, api),
+            json=request_body(self.probe, choice.model, api),
             extensions={"trace": trace},
         )
         measure = StreamMeasure(api, clock())
@@ -223,29 +229,51 @@ class ProbeRunner:
         """Ollama or LM Studio when the target is (`type:`, or for `auto` what answers its model list), else other."""
         if self._kind is None:
             self._kind = "other"
-            for kind, (path, read) in _MODEL_LISTS.items():
-                loaded = read(await self._get_json(path), self._now())
+            for kind in _MODEL_LISTS:
+                loaded = await self._read_loaded(kind)
                 if loaded is not None:
                     self._kind, self._just_read = kind, loaded
                     break
         return self._kind
 
+    async def look(self) -> None:
+        """One look at Ollama's `/api/ps` between runs (never raises but for cancellation): the next run judges
+        what moved since this look, so a run probes at most `ps_every` after a user's request ended."""
+        try:
+            known = self._kind is not None
+            if await self._server_kind() == "ollama" and known:  # (not known: that read was the look)
+                await self._read_loaded("ollama")
+            self._just_read = None  # the next run reads what is loaded then
+        except httpx.HTTPError:
+            pass  # the next run reads it again and reports what fails
+
+    async def _read_loaded(self, kind: ServerKind) -> list[Loaded] | None:
+        path, read = _MODEL_LISTS[kind]
+        now = self._now()
+        loaded = read(await self._get_json(path), now)
+        if kind == "ollama" and loaded is not None:
+            self._watch.see({m.name: m.until_s for m in loaded}, now.timestamp())
+        return loaded
+
     async def _choose(self, kind: ServerKind) -> Plan | Skip:
-        """The model (and Ollama `keep_alive`) for this run, from what the server holds now."""
+        """The model for this run, from what the server holds now (on Ollama: what its user is using now)."""
         if kind == "other":
             if self._model is None:
                 names = _names(await self._get_json("/v1/models"), "data", ("id",))
                 self._model = names[0] if names else None
             return Plan(self._model)
-        path, read = _MODEL_LISTS[kind]
         loaded, self._just_read = self._just_read, None
         if loaded is None:
-            loaded = read(await self._get_json(path), self._now())
+            loaded = await self._read_loaded(kind)
         if loaded is None:
             return Plan(self.probe.model) if self.probe.model else Skip("no_model_list")
-        choice = plan(loaded, self.probe.model, self._model, self._expected_s)
+        choice = plan(loaded, self.probe.model, self._model, self._in_use if kind == "ollama" else None)
         self._model = choice.model if isinstance(choice, Plan) else self._model
         return choice
+
+    def _in_use(self, model: Loaded) -> bool:
+        """Ollama: a probe now moves this model's countdown by seconds at most (or not at all: kept forever)."""
+        return model.name in self._watch.fresh or forever(model.until_s, self._now().timestamp())
 
     async def _get_json(self, path: str) -> Any:
         timeout = min(self.target.timeout, self.probe.timeout)

@@ -8,7 +8,7 @@ PROBE = Measurement(
     "(no text). Tag `output_tokens_source`: `usage` (the server's usage object), `server` (Ollama `eval_count`, "
     "llama.cpp `tokens_predicted`) or `chunks` (counted chunks: an estimate). Tag `skip_reason` (only when "
     "a probe was not sent, on Ollama and LM Studio, which load the model a request names): `no_model_loaded`, "
-    "`model_unloading` (the loaded model unloads within the probe's time), `no_model_list` (the server's list "
+    "`model_idle` (Ollama: no user request since the last probe, so a probe would keep the model loaded), `no_model_list` (the server's list "
     "of loaded models could not be read).",
     ("host", "target", "server_type", "model", "api", "error", "output_tokens_source", "skip_reason"),
     (

@@ -1,8 +1,8 @@
 """Where a model server's own log is, found without config.
 
-In this order: the target's `log:` key; else, from the process listening on the target's port
-(`/proc/PID/cgroup`): its systemd service's journal, or its Docker container's json-file log; else the
-server's documented default file (`DEFAULT_FILES`: Ollama's `~/.ollama/logs/server.log` of the server's user).
+In this order: the target's `log:` key; else, from the process listening on the target's port: the file its
+command line names (`llama-server --log-file FILE`), its systemd service's journal (`/proc/PID/cgroup`), or its
+Docker container's json-file log; else the server's documented default file (`DEFAULT_FILES`: Ollama's `~/.ollama/logs/server.log` of the server's user).
 A server started in a terminal (a session scope) writes to that terminal: nothing to find, no log is read.
 Only a process that is the server itself (its name says `ollama`, `llama-server`) is followed to its log: the
 unit of a proxy in front of it, or of `docker-proxy`, holds some other program's lines.
@@ -26,6 +26,8 @@ from telegraf_llm_input.sources.process import default_port_lookup, is_local_hos
 DOCKER_ROOT = "/var/lib/docker/containers"
 DEFAULT_FILES = {"ollama": ".ollama/logs/server.log"}
 """Per server type: the log file under its user's home (Ollama's macOS app and install script default)."""
+LOG_FILE_FLAGS = {"llamacpp": "--log-file"}
+"""Per server type: the command-line flag that names its log file (`llama-server --log-file FILE`)."""
 PROCESS_TYPES = (("ollama", "ollama"), ("llama-server", "llamacpp"))
 """A process name containing the first is the second server type (`type: auto` targets)."""
 
@@ -88,6 +90,30 @@ def from_cgroup(text: str, docker_root: str = DOCKER_ROOT) -> LogLocation | None
     return None
 
 
+def log_file_arg(argv: list[str], cwd: str, flag: str = "--log-file") -> str | None:
+    """The file `flag FILE` / `flag=FILE` names in a command line (relative to the process's `cwd`), else None."""
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == flag and i + 1 < len(argv) else None
+        if arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+        if value:
+            return os.path.join(cwd, value)
+    return None
+
+
+def _own_log_file(proc: psutil.Process, kind: str | None) -> str | None:
+    flag = LOG_FILE_FLAGS.get(kind or "")
+    if flag is None:
+        return None
+    try:
+        argv = proc.cmdline()
+        if not any(a == flag or a.startswith(flag + "=") for a in argv):
+            return None
+        return log_file_arg(argv, proc.cwd(), flag)
+    except psutil.Error:
+        return None
+
+
 def server_type_of(name: str) -> str | None:
     """The server type a process name says (`type: auto` targets), else None."""
     for needle, kind in PROCESS_TYPES:
@@ -131,6 +157,9 @@ def locate(target: TargetConfig, proc: psutil.Process | None) -> Found:
     if proc is None or server_type_of(name) != kind:
         # Not the server itself (a proxy in front, docker-proxy, a test's fake): its unit's log is not the server's.
         return Found(None, kind)
+    own = _own_log_file(proc, kind)
+    if own is not None:
+        return Found(LogLocation("file", path=own), kind)
     try:
         with open(f"/proc/{proc.pid}/cgroup") as fh:
             location = from_cgroup(fh.read())

@@ -4,7 +4,8 @@ The probe says when each of its requests started and ended (`ProbeSent`, `source
 line in the server's log is the request that fits that window best: same path where the log has paths
 (Ollama), a server time no longer than the window, a log time inside it where the log has times, and the
 server time closest to the window's length. While a probe request is in flight (or ended less than `GRACE_S`
-ago without its line found), lines that could be its line wait; everything else counts at once. Pure: the
+ago without its line found), lines that could be its line wait; everything else counts at once. A line read
+later than that (gathers 20-30 s apart) is still looked for first: the grace only ends the wait. Pure: the
 caller gives the clock.
 """
 
@@ -19,6 +20,10 @@ GRACE_S = 10.0
 """How long after a probe request ended its line may still come (gin logs once the handler returned)."""
 SLACK_MS = 50.0
 """The server's time may exceed the probe's by this much (clocks read at different moments)."""
+ZONE_STEP_S = 900.0
+"""Time zones are whole quarter hours apart. gin writes the server's local time, read here as the agent's: Ollama
+in a container runs in UTC while the host may not, so a line's time is compared modulo this step."""
+MAX_ZONE_SHIFT_S = 14 * 3600.0
 
 
 def _fits(r: Request, sent: ProbeSent, now: float) -> bool:
@@ -27,8 +32,12 @@ def _fits(r: Request, sent: ProbeSent, now: float) -> bool:
     end = sent.ended_at if sent.ended_at is not None else now
     if r.e2e_ms is not None and r.e2e_ms > (end - sent.started_at) * 1000 + SLACK_MS:
         return False
-    # gin's time is whole seconds, the server's local clock: a second either side
-    return r.logged_at is None or sent.started_at - 1 <= r.logged_at <= end + 2
+    if r.logged_at is None:
+        return True
+    # gin's time is whole seconds of the server's local clock (maybe another zone's): a second either side
+    shift = round((r.logged_at - (sent.started_at + end) / 2) / ZONE_STEP_S) * ZONE_STEP_S
+    logged_at = r.logged_at - shift if abs(shift) <= MAX_ZONE_SHIFT_S else r.logged_at
+    return sent.started_at - 1 <= logged_at <= end + 2
 
 
 @dataclass
@@ -51,9 +60,6 @@ class OwnTraffic:
             if s.ended_at is None:
                 waiting.append(s)
                 continue
-            if now - s.ended_at >= GRACE_S:
-                self.matched.add((s.path, s.started_at))  # its line never came: given up, matches nothing later
-                continue
             best = None
             for i, e in enumerate(pool):
                 if i in drop or not isinstance(e, Request) or not _fits(e, s, now):
@@ -63,6 +69,9 @@ class OwnTraffic:
                     best = (gap, i)
             if best is not None:
                 drop.add(best[1])
+                self.matched.add((s.path, s.started_at))
+            elif now - s.ended_at >= GRACE_S:
+                # its line never came (read up to `now`): given up, matches nothing later
                 self.matched.add((s.path, s.started_at))
             else:
                 waiting.append(s)

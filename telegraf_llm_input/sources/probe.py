@@ -3,6 +3,8 @@
 Each enabled target gets a background loop that probes every `probe.every` seconds, one probe
 at a time; `gather()` only hands over the results that finished since the last gather, so a slow
 or hung model server never delays a gather. A disabled probe builds nothing and sends nothing.
+On Ollama the loop looks at `/api/ps` every `probe.ps_every` and a due probe waits for the look that sees a
+user's request end (`probe/watch.py`); while the model stays idle, one `model_idle` skip per `every`.
 
 The loop runs on its own thread with its own event loop: on the agent's loop, a chunk's arrival
 would be stamped only once the scrapes and parsing queued before it were done (20-30 ms at p99
@@ -39,6 +41,8 @@ MAX_PENDING = 32
 """Results kept for the next gather when gathers stop (the oldest are dropped first)."""
 SWITCH_INTERVAL_S = 0.001
 """How long a thread waits for the GIL at most before it asks the holder to hand it over (Python's default: 5 ms)."""
+SKIP_WHY = {"model_idle": "model_idle (nobody is using the model: a probe would keep it loaded)"}
+"""The log line's words for a skip reason that needs more than its tag value."""
 
 
 def probe_metric(target: TargetConfig, outcome: ProbeOutcome, time_ns: int) -> Metric:
@@ -94,27 +98,39 @@ class ProbeSource:
             loop.close()
 
     async def _loop(self) -> None:
-        every = self.target.probe.every
-        next_start = time.monotonic()
+        every, ps_every = self.target.probe.every, self.target.probe.ps_every
+        next_start = next_point = time.monotonic()
         while True:
-            wall_ns = time.time_ns()
+            wall_ns, started = time.time_ns(), time.monotonic()
+            due = started >= next_start
+            outcome = None
             try:
-                outcome = await self._runner.run_once()
+                if due:
+                    outcome = await self._runner.run_once()
+                else:
+                    await self._runner.look()  # Ollama: between runs, so a due run sees what moved since
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug here must not end the loop or reach the agent
                 self._state.fail("bug", f"probe {self.target.display_name}: internal error: {type(exc).__name__}")
-            else:
+            idle = outcome is not None and outcome.result.skipped == "model_idle"
+            if outcome is not None and (not idle or started >= next_point):  # idle: one point per `every`
                 self.probes += 1
                 self._pending.append(probe_metric(self.target, outcome, wall_ns))
                 self._log(outcome.result)
-            next_start = max(next_start + every, time.monotonic())
-            await asyncio.sleep(next_start - time.monotonic())
+                next_point = started + every
+            if due and not idle:  # idle: still due, probed at the first look that sees the model used
+                # watching Ollama, a probe's start sets the pace (not a due time it waited past)
+                next_start = started + every if self._runner.watching else max(next_start + every, time.monotonic())
+            now = time.monotonic()
+            wake = now + ps_every if self._runner.watching else next_start
+            await asyncio.sleep(max(0.0, (min(wake, next_start) if next_start > now else wake) - now))
 
     def _log(self, result: ProbeResult) -> None:
         name = self.target.display_name
         if result.skipped:  # not a failure: the server holds no model the probe may use
-            self._state.fail("skip", f"probe {name}: not sent: {result.skipped}", level=logging.INFO)
+            why = SKIP_WHY.get(result.skipped, result.skipped)
+            self._state.fail("skip", f"probe {name}: not sent: {why}", level=logging.INFO)
             return
         self._state.ok("skip", f"probe {name}: sent again")
         if result.success:

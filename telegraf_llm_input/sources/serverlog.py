@@ -36,6 +36,7 @@ from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.serverlogs import FORMATS
 from telegraf_llm_input.serverlogs.base import GENERATE, Event, Parser
 from telegraf_llm_input.serverlogs.interval import Interval
+from telegraf_llm_input.serverlogs.sniff import Sniffer
 from telegraf_llm_input.sources import logfind
 from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, Source, SourceEnv
 from telegraf_llm_input.sources.owntraffic import OwnTraffic
@@ -205,11 +206,13 @@ class ServerLogSource:
             return
         self._located_at = now
         found = self._locate(self.target)
-        if found.location is None or found.server_type not in FORMATS:
-            return
+        if found.location is None or (found.server_type is not None and found.server_type not in FORMATS):
+            return  # server_type None: a `type: auto` target's `log:` whose process says nothing: its lines tell (Sniffer)
         where = found.location
         if where.kind == "journal" and self._journal_files:
             where = logfind.LogLocation("journal", unit=where.unit)
+        if self._reader is not None and where == self.where:
+            return  # still there, not yet written again
         denied = unreadable(where)
         if denied:
             self._state.fail("denied", f"serverlog {self.target.display_name}: {denied}", logging.INFO)
@@ -219,18 +222,21 @@ class ServerLogSource:
             reader: LineReader = JournalLog(JournalSpec(unit=where.unit, files=self._journal_files), paths and paths[0])
         else:
             reader = open_reader(where, paths[0] if paths else None)
+        if self._reader is not None:
+            self._reader.close()  # gone (a container recreated, a server restarted with another --log-file)
         self.where, self.server_type, self._reader = where, found.server_type, reader
-        self._parser = FORMATS[found.server_type].Parser()
+        self._parser = FORMATS[found.server_type].Parser() if found.server_type else Sniffer(FORMATS)
         if paths is not None:
             self._interval_path = paths[1]
             self._last_ns = _load_last(paths[1])
-        log.info("serverlog %s: reading %s (%s)", self.target.display_name, where.describe(), found.server_type)
+        kind = found.server_type or "the server type from its lines"
+        log.info("serverlog %s: reading %s (%s)", self.target.display_name, where.describe(), kind)
 
     # -- reading (in a thread)
     def _read(self, time_limit_s: float) -> list[Event]:
         with self._thread_lock:
-            if self._reader is None:
-                self._find()
+            if self._reader is None or not self._reader.there():
+                self._find()  # not found yet, or gone: looked for again every LOCATE_EVERY_S
             reader, parser = self._reader, self._parser
             if reader is None or parser is None:
                 return []
@@ -247,6 +253,10 @@ class ServerLogSource:
                     events.extend(parser.feed(line))
                 if time.monotonic() >= end:
                     break
+            if isinstance(parser, Sniffer) and self.server_type is None and parser.server_type is not None:
+                self.server_type = parser.server_type
+                where = self.where.describe() if self.where else "the log"
+                log.info("serverlog %s: %s is %s's log", self.target.display_name, where, self.server_type)
             return events
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
@@ -267,10 +277,19 @@ class ServerLogSource:
             except (JournalError, OSError) as exc:
                 self._state.fail("read", f"serverlog {self.target.display_name}: cannot read the log: {exc}")
                 return []
-            if self._reader is None or self.server_type is None:
+            if self._reader is None:
                 return []
-            self._state.ok("read", f"serverlog {self.target.display_name}: log readable again")
-            self._state.ok("denied", f"serverlog {self.target.display_name}: log readable now")
+            name, where = self.target.display_name, self.where.describe() if self.where else "the log"
+            self._state.ok("read", f"serverlog {name}: log readable again")
+            self._state.ok("denied", f"serverlog {name}: log readable now")
+            if self._there:
+                self._state.ok("missing", f"serverlog {name}: {where} appeared")
+            else:  # a typo in `log:`, not written yet, or hidden from this service (ProtectHome)
+                self._state.fail(
+                    "missing",
+                    f"serverlog {name}: {where} does not exist (yet): nothing from it until it does",
+                    logging.INFO,
+                )
             return self._points(events, ctx.time_ns)
 
     def _points(self, events: list[Event], time_ns: int) -> list[Metric]:
@@ -282,8 +301,8 @@ class ServerLogSource:
         self._last_ns = time_ns
         if self._interval_path is not None:
             _save_last(self._interval_path, time_ns)
-        if seconds <= 0 or not self._there:
-            return []  # the first gather (its lines have no interval), or no log yet
+        if seconds <= 0 or not self._there or self.server_type is None:
+            return []  # the first gather (its lines have no interval), no log yet, or not yet known whose
         tags = {**self.target.tags, "target": self.target.display_name, "server_type": self.server_type or ""}
         out = []
         self._apis_seen.update(interval.apis)

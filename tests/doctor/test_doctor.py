@@ -74,8 +74,9 @@ def test_fakes_as_root_servers_processes_outputs_and_exit_status():
     try:
         config = {
             "targets": [
-                {"url": ollama.url, "type": "auto", "name": "ollama"},
-                {"url": llama.url, "type": "llamacpp", "name": "llama"},
+                # the fakes write no server log (test_a_server_whose_log_is_nowhere_to_be_found...): `log: none`
+                {"url": ollama.url, "type": "auto", "name": "ollama", "log": "none"},
+                {"url": llama.url, "type": "llamacpp", "name": "llama", "log": "none"},
             ],
             "outputs": [{"type": "prometheus", "listen": f"127.0.0.1:{prom}"}],
             "host": {"enabled": False},
@@ -158,7 +159,8 @@ def test_telegraf_dropin_points_at_this_binary(tmp_path):
 @pytest.mark.realserver
 def test_real_llama_server_root_owned_seen_by_an_unprivileged_user(make_llama_server, unprivileged_user):  # noqa: F811
     server = make_llama_server()
-    config = json.dumps({"targets": [{"url": server.url, "name": "llama"}], "gpu": {"enabled": False}})
+    target = {"url": server.url, "name": "llama", "log": "none"}  # it logs to its terminal (a test below)
+    config = json.dumps({"targets": [target], "gpu": {"enabled": False}})
     # root: all green, exit 0
     code, out, err = doctor(config)
     assert code == 0, out + err
@@ -245,3 +247,21 @@ def test_a_journal_log_the_config_names_blocks_when_unreadable(unprivileged_user
         assert code == 0 and any(x.startswith("the journal of ollama: readable") for x in lines(out, "ok")), out
     finally:
         ollama.stop()
+
+
+@pytest.mark.realserver
+def test_a_server_whose_log_is_nowhere_to_be_found_is_named_with_the_fix(make_llama_server, tmp_path):  # noqa: F811
+    """llama-server started in a terminal writes its log there: no requests/s or latency; doctor said all was well."""
+    server = make_llama_server()
+    config = json.dumps({"targets": [{"url": server.url, "name": "llama"}], "gpu": {"enabled": False}})
+    code, out, err = doctor(config)
+    assert code == 0, out + err  # worth knowing, not blocking: everything else works
+    said = [line for line in lines(out, "NO") if line.startswith("llama: its log")]
+    assert said and "requests/s" in said[0], out
+    assert any("--log-file" in f for f in fixes(out)), out
+    # with the log given, doctor says which it reads
+    log = tmp_path / "llama.log"
+    log.write_text("")
+    config = json.dumps({"targets": [{"url": server.url, "name": "llama", "log": str(log)}], "gpu": {"enabled": False}})
+    code, out, _ = doctor(config)
+    assert code == 0 and not [line for line in lines(out, "NO") if line.startswith("llama: its log")], out

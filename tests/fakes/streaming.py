@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Literal
+from typing import Literal, NamedTuple
 
 ReasoningStyle = Literal["reasoning", "reasoning_content", "think_tags"]
 
@@ -162,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path in OLLAMA_NATIVE and isinstance(body, dict):
             memory, model = self.server.ollama(), body.get("model")
             memory.use(model)
-            self._ollama_release = lambda: memory.release(model, body.get("keep_alive"))
+            self._ollama_release = lambda: memory.release(model, body.get("keep_alive"), body)
 
     def _ollama_end(self) -> None:
         """Sets the model's `expires_at` (once): before the answer's last bytes, so a client that has read the
@@ -380,12 +380,13 @@ _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.
 
 
 def keep_alive_seconds(value, default: float) -> float | None:
-    """Ollama's `api.Duration` from JSON: a number is seconds, a string a Go duration; negative = forever
+    """Ollama's `api.Duration` from JSON (api/types.go `UnmarshalJSON`): a number is whole seconds
+    (`time.Duration(int(t) * int(time.Second))`: 12.9 is 12 s), a string a Go duration; negative = forever
     (returned as None); absent = the server's default."""
     if value is None:
         return default
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = float(value) if value < 0 else float(int(value))
     else:
         text, sign = str(value), 1.0
         if text.startswith("-"):
@@ -405,6 +406,15 @@ def rfc3339nano(epoch_ns: int) -> str:
     return f"{head}.{frac}Z" if frac else f"{head}Z"
 
 
+class Released(NamedTuple):
+    """One request's end as Ollama's scheduler handles it (`OllamaMemory.released`)."""
+
+    at_ns: int
+    model: str
+    expires_ns: int | None
+    body: dict | None
+
+
 @dataclass
 class OllamaMemory:
     """What an Ollama server holds: model -> `expires_at` (Unix ns), as its scheduler keeps it.
@@ -419,12 +429,19 @@ class OllamaMemory:
     """Models loaded because a request named them."""
     requested: list[tuple[str, bool]] = field(default_factory=list)
     """(model, loaded when asked) for every generation request."""
+    session: dict[str, float | None] = field(default_factory=dict)
+    """model -> its runner's session duration (seconds; None: forever), as sched.go keeps it: set by the last
+    request that sent a `keep_alive` (useLoadedRunner: `if pending.sessionDuration != nil`); a request without one
+    keeps it; a model loaded anew starts from the default."""
+    released: list[Released] = field(default_factory=list)
+    """Every request's end, in order: when, the model, the `expires_at` it set (None: unloaded), its body."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _expire(self) -> None:
         now = time.time_ns()
         for model in [m for m, t in self.expires.items() if t <= now]:
             del self.expires[model]
+            self.session.pop(model, None)
 
     def ps(self, size_vram: int) -> list[dict]:
         """`/api/ps` models (api.ProcessModelResponse), the latest `expires_at` first, as Ollama sorts them."""
@@ -452,14 +469,19 @@ class OllamaMemory:
                 self.loads.append(model)
                 self.expires[model] = time.time_ns() + int(self.default_keep_alive_s * 1e9)
 
-    def release(self, model, keep_alive) -> None:
-        seconds = keep_alive_seconds(keep_alive, self.default_keep_alive_s)
+    def release(self, model, keep_alive, body: dict | None = None) -> None:
+        given = keep_alive_seconds(keep_alive, self.default_keep_alive_s) if keep_alive is not None else None
         with self.lock:
+            if keep_alive is not None:
+                self.session[model] = given
+            seconds = self.session.get(model, self.default_keep_alive_s)
+            now = time.time_ns()
             if seconds == 0:
                 self.expires.pop(model, None)
+                self.session.pop(model, None)
             else:
-                now = time.time_ns()
                 self.expires[model] = now + (FOREVER_NS if seconds is None else int(seconds * 1e9))
+            self.released.append(Released(now, model, self.expires.get(model), body))
 
     def expires_at(self, model: str) -> int | None:
         with self.lock:

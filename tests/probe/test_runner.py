@@ -159,6 +159,7 @@ def test_ollama_native_ndjson(server):
         prefill_ms=40.0,
         reasoning=("hm", "m"),
     )
+    server.ollama.release("llama3.2:latest", -1)  # kept loaded forever: probed at any time (test_runner_memory)
     out = run(server.url, api="ollama", max_tokens=32)
     r = out.result
     assert r.success and r.reasoning is True

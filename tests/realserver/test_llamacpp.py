@@ -396,6 +396,7 @@ def test_context_used_ratio_follows_a_long_generation(llama_server):
         agent = make_agent([target(llama_server, type="llamacpp")], deadline_s=3.0)
         seen: list[dict] = []
         try:
+            await agent.gather_once()  # the first gather's one-off work (/props, connections) before the request
             async with httpx.AsyncClient() as client:
                 request = asyncio.ensure_future(llama_server.acomplete(client, PROMPTS[12], n_predict, ignore_eos=True))
                 deadline = time.monotonic() + 120

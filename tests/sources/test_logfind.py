@@ -12,7 +12,15 @@ import pytest
 
 from telegraf_llm_input.config.loader import ConfigError
 from telegraf_llm_input.config.targets import TargetConfig
-from telegraf_llm_input.sources.logfind import LogLocation, from_cgroup, from_key, locate, server_type_of
+from telegraf_llm_input.sources.logfind import (
+    LogLocation,
+    from_cgroup,
+    from_key,
+    locate,
+    log_file_arg,
+    server_type_of,
+)
+from tests.realserver.conftest import llama_binary, make_llama_server, tiny_model  # noqa: F401  (fixtures)
 
 ID = "4f2a" + "0" * 60
 
@@ -94,3 +102,27 @@ def test_the_default_file_of_the_servers_user(ollama_process):
     keyed = locate(TargetConfig(url="http://127.0.0.1:8080", type="llamacpp", log="journal:llama"), me)
     assert keyed.location == LogLocation("journal", unit="llama.service") and keyed.server_type == "llamacpp"
     assert locate(TargetConfig(url="http://10.0.0.9:11434", type="ollama"), None).location is None
+
+
+@pytest.mark.realserver
+def test_llama_servers_own_log_file_is_found_from_its_command_line(make_llama_server, tmp_path):  # noqa: F811
+    """`llama-server --log-file FILE` started by hand (no unit, no container): its log is that file; it was
+    reported as nowhere and never read."""
+    log = tmp_path / "llama.log"
+    server = make_llama_server(extra=["--log-file", str(log)])
+    found = locate(TargetConfig(url=server.url), psutil.Process(server.pid))
+    assert found.server_type == "llamacpp" and found.location == LogLocation("file", path=str(log))
+    assert log.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["llama-server", "-m", "m.gguf", "--log-file", "x.log"], "/srv/x.log"),
+        (["llama-server", "--log-file=/var/log/l.log"], "/var/log/l.log"),
+        (["llama-server", "-m", "m.gguf"], None),
+        (["llama-server", "--log-file"], None),
+    ],
+)
+def test_log_file_argument(argv, expected):
+    assert log_file_arg(argv, "/srv") == expected

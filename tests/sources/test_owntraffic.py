@@ -42,3 +42,24 @@ def test_a_probe_whose_line_never_comes_holds_nothing_after_the_grace():
     # no line fitted; past the grace the entry is dropped and an unrelated later line counts
     assert own.user_events([], [sent], T0 + GRACE_S + 1) == []
     assert own.user_events([late], [sent], T0 + GRACE_S + 2) == [late]
+
+
+def test_the_probes_line_read_long_after_the_probe_ended_is_still_its_own():
+    """Gathers every 20-30 s: the probe's line is first read more than GRACE_S after the probe ended."""
+    own = OwnTraffic()
+    sent = ProbeSent("t", "/api/chat", T0, T0 + 0.14)
+    probes_line = Request(status=200, e2e_ms=140.0, path="/api/chat", logged_at=T0)
+    user = Request(status=200, e2e_ms=900.0, path="/api/chat", logged_at=T0 - 5)
+    assert own.user_events([user, probes_line], [sent], T0 + GRACE_S + 10) == [user]
+
+
+def test_the_probes_line_in_another_time_zone_is_still_its_own():
+    """gin writes the server's local time: Ollama in a container runs in UTC, the agent on the host maybe not
+    (here UTC+2, read as local): the line's time is hours off, its path and duration still say it is the probe's."""
+    own = OwnTraffic()
+    sent = ProbeSent("t", "/api/chat", T0, T0 + 0.3)
+    for hours in (2, -5.5, 5.75):
+        probes_line = Request(status=200, e2e_ms=298.0, path="/api/chat", logged_at=T0 + 0.3 - hours * 3600)
+        user = Request(status=200, e2e_ms=40.0, path="/api/chat", logged_at=T0 + 0.1 - hours * 3600)
+        assert own.user_events([probes_line, user], [sent], T0 + 1) == [user]
+        own.matched.clear()

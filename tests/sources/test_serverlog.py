@@ -263,3 +263,70 @@ def test_an_unreadable_journal_says_what_to_grant_once(tmp_path):
     lines = [line for line in as_nobody(run).splitlines() if "serverlog" in line and "reading" not in line]
     assert len(lines) == 1, lines
     assert lines[0].startswith("I! ") and "systemd-journal" in lines[0] and "usermod -aG" in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["ollama", "llamacpp"])
+def test_type_auto_with_a_log_key_reads_it_when_the_process_does_not_say_the_type(tmp_path, kind):
+    """`type: auto` (the default) + `log:`, where the port's process is docker-proxy, hidden or renamed: the log's own
+    lines say whose it is (it was never read, silently)."""
+    path = tmp_path / "server.log"
+    path.write_text("")
+    target = TargetConfig(url="http://127.0.0.1:9", log=str(path))  # nothing listens: no process name to go by
+    source = ServerLogSource(target, tmp_path / "state")
+    assert gather(source, T0) == []
+    with open(path, "a") as f:
+        f.write("some start-up line\n")
+    if kind == "ollama":
+        log = OllamaLog(path)
+        log.access(200, 7_000_000, "/api/chat")
+        log.access(200, 9_000_000, "/api/chat")
+    else:
+        with open(path, "a") as f:
+            f.writelines(print_timing_lines(0, 1, 2.0, 3, 4.0, 5) + print_timing_lines(1, 2, 2.0, 3, 4.0, 5))
+    points = gather(source, T0 + S)
+    assert points and all(p.tags["server_type"] == kind for p in points)
+    requests = [p for p in points if "requests_per_s" in p.fields]
+    assert sum(p.fields["requests_per_s"] for p in requests) == 2.0
+
+
+def test_a_log_that_went_away_is_looked_for_again(tmp_path, monkeypatch):
+    """A Docker container recreated (`docker compose up -d`: a new id, a new json-file log) or a server restarted
+    with another --log-file: the old file is gone; the new one is found (it was never looked for again)."""
+    from telegraf_llm_input.sources import serverlog
+
+    monkeypatch.setattr(serverlog, "LOCATE_EVERY_S", 0.0)
+    old, new = tmp_path / "old-json.log", tmp_path / "new-json.log"
+    old.write_text("")
+    where = {"path": old}
+    target = TargetConfig(url="http://127.0.0.1:11434", type="ollama")
+    source = ServerLogSource(
+        target,
+        tmp_path / "state",
+        locate=lambda t: logfind.Found(logfind.LogLocation("file", path=str(where["path"])), "ollama"),
+    )
+    gather(source, T0)
+    OllamaLog(old).access(200, 5_000_000, "/api/chat")
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0
+    old.unlink()  # the container is gone; its successor logs elsewhere
+    new.write_text("")
+    where["path"] = new
+    gather(source, T0 + 2 * S)
+    OllamaLog(new).access(200, 5_000_000, "/api/chat")
+    OllamaLog(new).access(200, 6_000_000, "/api/chat")
+    points = by_api(gather(source, T0 + 3 * S))
+    assert points and points["generate"].fields["requests_per_s"] == 2.0
+
+
+def test_a_log_file_that_does_not_exist_says_so_once(tmp_path, caplog):
+    """`log:` with a typo, or a log under /home hidden by the unit's ProtectHome: no points, and (until now) no word."""
+    caplog.set_level(logging.INFO, logger="telegraf_llm_input")
+    path = tmp_path / "olama.log"
+    source = ServerLogSource(TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path)), None)
+    for i in range(3):
+        assert gather(source, T0 + i * S) == []
+    said = [r.getMessage() for r in caplog.records if "serverlog" in r.getMessage() and str(path) in r.getMessage()]
+    missing = [m for m in said if "does not exist" in m]
+    assert len(missing) == 1 and caplog.records[-1].levelname in ("INFO", "WARNING"), said
+    path.write_text("")
+    gather(source, T0 + 3 * S)
+    assert any("appeared" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]

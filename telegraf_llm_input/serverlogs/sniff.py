@@ -1,0 +1,26 @@
+"""Whose log is this: for a `type: auto` target whose `log:` the process cannot name (docker-proxy on the port,
+a process hidden from this user, a renamed binary), the first line a format understands says which server wrote it."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from telegraf_llm_input.serverlogs.base import Event, Parser
+
+
+class Sniffer:
+    """Feeds each line to every format's parser until one understands a line; then only to that one."""
+
+    def __init__(self, formats: dict[str, ModuleType]):
+        self._parsers: dict[str, Parser] = {kind: module.Parser() for kind, module in formats.items()}
+        self.server_type: str | None = None
+
+    def feed(self, line: str) -> list[Event]:
+        for kind, parser in self._parsers.items():
+            events = parser.feed(line)
+            if events and self.server_type is None:
+                self.server_type, self._parsers = kind, {kind: parser}
+                return events
+            if self.server_type is not None:
+                return events
+        return []
