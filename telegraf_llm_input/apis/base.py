@@ -74,8 +74,6 @@ class ProbeRequest:
     max_tokens: int
     temperature: float
     model: str | None = None
-    keep_alive: float | None = None
-    """Ollama only: seconds the model stays loaded after this request (the probe sends what was left)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +98,6 @@ class Api:
     """The probe's streaming request body; None: the probe never sends this API."""
     takes_messages: bool = False
     """The probe's `messages` fit this API (chat); else only a plain prompt does."""
-    keep_alive: bool = False
-    """The request takes Ollama's `keep_alive` (the native API; its OpenAI-compatible endpoints do not)."""
 
 
 @dataclass(frozen=True)

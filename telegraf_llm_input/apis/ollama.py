@@ -3,7 +3,8 @@
 Each line is a JSON object with `message.content`/`message.thinking` (chat) or `response`/`thinking`
 (generate); the last one has `done: true` and the server's numbers: `prompt_eval_count`, `eval_count` and
 durations in ns (`load_duration`, `prompt_eval_duration`, `eval_duration`, `total_duration`). Go's `omitempty`
-drops zero values, so an absent count or duration means 0. Only this API takes `keep_alive`.
+drops zero values, so an absent count or duration means 0. Only this API takes `keep_alive`, which
+the probe never sends (`probe/watch.py`).
 """
 
 from __future__ import annotations
@@ -47,12 +48,6 @@ def embed_piece(doc: object) -> Piece:
     return Piece(finished=True, stats=(final_stats(doc),))
 
 
-def keep_alive(seconds: float) -> str | int:
-    """`keep_alive` as Ollama reads it: a Go duration string (a JSON number is cut to whole seconds, which would
-    bring the unload countdown forward by up to a second per request); negative: -1, keep loaded forever."""
-    return -1 if seconds < 0 else f"{seconds:.3f}s"
-
-
 def chat_body(r: ProbeRequest) -> dict[str, object]:
     body: dict[str, object] = {
         "messages": r.messages,
@@ -61,8 +56,6 @@ def chat_body(r: ProbeRequest) -> dict[str, object]:
     }
     if r.model:
         body["model"] = r.model
-    if r.keep_alive is not None:
-        body["keep_alive"] = keep_alive(r.keep_alive)
     return body
 
 
@@ -75,10 +68,7 @@ CHAT = Api(
     server_type="ollama",
     build=chat_body,
     takes_messages=True,
-    keep_alive=True,
 )
-GENERATE = Api(
-    "ollama_generate", ("/api/generate",), native_piece, "ndjson", True, server_type="ollama", keep_alive=True
-)
-EMBED = Api("ollama_embed", ("/api/embed",), embed_piece, "json", False, "embed", server_type="ollama", keep_alive=True)
+GENERATE = Api("ollama_generate", ("/api/generate",), native_piece, "ndjson", True, server_type="ollama")
+EMBED = Api("ollama_embed", ("/api/embed",), embed_piece, "json", False, "embed", server_type="ollama")
 APIS = (CHAT, GENERATE, EMBED)
