@@ -17,7 +17,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # a type only: the math needs no parser (discovery that finds nothing loads none)
     from .promtext import Sample
 
-__all__ = ["Histogram", "LabelKey", "collect", "delta", "increase", "quantile", "quantiles", "mean", "merge"]
+__all__ = [
+    "Histogram",
+    "LabelKey",
+    "SeriesLayout",
+    "bound_of",
+    "collect",
+    "layout",
+    "delta",
+    "increase",
+    "quantile",
+    "quantiles",
+    "mean",
+    "merge",
+]
 
 LabelKey = tuple[tuple[str, str], ...]
 """Sorted (label, value) pairs identifying one histogram series (without `le`)."""
@@ -60,24 +73,21 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
             le = labels.get("le")
             if le is None:
                 continue
-            upper = _BOUNDS.get(le)
-            if upper is None:
-                upper = _bound(le)
+            upper = bound_of(le)
             if upper != upper:  # NaN: not a bound
                 continue
-            key = s.series  # the parser's, when it had them (promtext.series_key; not imported: see above)
-            if key is None:
-                key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+            key = _series_key(s)
             if key is not last_key:  # a series' buckets are adjacent: one lookup for a run of them
                 found = raw.get(key)
                 if found is None:
                     found = raw[key] = {}
                 series, last_key = found, key
-            series[upper] = series.get(upper, 0.0) + s.value
+            before = series.get(upper)  # two texts of one bound (`1`, `1.0`) add up
+            series[upper] = s.value if before is None else before + s.value
         elif n == count_name:
-            counts[s.key if s.key is not None else tuple(sorted(s.labels.items()))] = s.value
+            counts[_key(s)] = s.value
         elif n == sum_name:
-            sums[s.key if s.key is not None else tuple(sorted(s.labels.items()))] = s.value
+            sums[_key(s)] = s.value
     result: dict[LabelKey, Histogram] = {}
     for key, series in raw.items():
         buckets = sorted(series.items())
@@ -102,11 +112,66 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
     return merged
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesLayout:
+    """Where one histogram series' numbers are among a page's sample values (what `collect` would read)."""
+
+    key: LabelKey
+    bounds: tuple[float, ...]
+    """Sorted, as `Histogram.buckets`."""
+    buckets: tuple[tuple[int, ...], ...]
+    """For each bound, the positions of the values that add up to its count (one, unless two `le` texts name it)."""
+    count_at: int | None
+    """The `_count` value's position; None: the count is that of bucket `count_bucket` (`+Inf`, else the last)."""
+    count_bucket: int
+    sum_at: int | None
+
+
+def layout(samples: Iterable[tuple[int, Sample]], name: str) -> dict[LabelKey, SeriesLayout]:
+    """`collect(samples, name)`'s series, each as the positions of its numbers: `samples` are (position, sample)
+    pairs, and a later page whose values sit at the same positions gives the histograms of `collect` on it."""
+    bucket_name, count_name, sum_name = name + "_bucket", name + "_count", name + "_sum"
+    raw: dict[LabelKey, dict[float, list[int]]] = {}
+    counts: dict[LabelKey, int] = {}
+    sums: dict[LabelKey, int] = {}
+    for at, s in samples:
+        if s.name == bucket_name:
+            le = s.labels.get("le")
+            upper = math.nan if le is None else bound_of(le)
+            if upper == upper:
+                raw.setdefault(_series_key(s), {}).setdefault(upper, []).append(at)
+        elif s.name == count_name:
+            counts[_key(s)] = at
+        elif s.name == sum_name:
+            sums[_key(s)] = at
+    out: dict[LabelKey, SeriesLayout] = {}
+    for key, series in raw.items():
+        bounds = sorted(series)
+        count_bucket = bounds.index(_INF) if _INF in series else len(bounds) - 1
+        buckets = tuple(tuple(series[b]) for b in bounds)
+        out[key] = SeriesLayout(key, tuple(bounds), buckets, counts.get(key), count_bucket, sums.get(key))
+    return out
+
+
+def _series_key(s: Sample) -> LabelKey:
+    """The parser's series key when it had one (promtext.series_key; not imported: see above)."""
+    key = s.series
+    return key if key is not None else tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+
+
+def _key(s: Sample) -> LabelKey:
+    return s.key if s.key is not None else tuple(sorted(s.labels.items()))
+
+
 _BOUNDS: dict[str, float] = {}
 """`le` label value -> its bound (NaN: not a number), read once: the same few dozen recur on every page."""
 
 
-def _bound(le: str) -> float:
+def bound_of(le: str) -> float:
+    """The bound an `le` label value names (NaN: none)."""
+    upper = _BOUNDS.get(le)
+    if upper is not None:
+        return upper
     try:
         upper = float(le)
     except ValueError:

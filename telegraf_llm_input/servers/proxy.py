@@ -10,7 +10,8 @@ ttft/itl/tpot/e2e/requests_per_s works unchanged. Label `model` is what the requ
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.proxy.names import OUTCOMES_FAILED, PAGE_PATH
 from telegraf_llm_input.servers.base import Rule
-from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.servers.promadapter import PromAdapter
+from telegraf_llm_input.servers.promtable import PromTable
 
 TYPE = "proxy"
 NAME = "telegraf-llm-input proxy"
