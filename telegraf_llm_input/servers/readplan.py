@@ -277,7 +277,9 @@ class PageReader:
     the parser (`read_page`) and a new plan compiled from that page.
 
     A page that changes shape every scrape (new series each time) would pay for a plan it never uses: after a
-    plan goes unused, the next is compiled only after 1, 2, 4 ... up to MAX_WAIT pages read the long way."""
+    plan goes unused, the next is compiled only after 1, 2, 4 ... up to MAX_WAIT pages read the long way. The
+    parser's line heads (promtext.Heads) are dropped while a plan reads: it holds less (a vLLM page: ~80 KiB
+    against ~120 KiB of heads), and only a page of another shape needs them."""
 
     MAX_WAIT = 32
 
@@ -313,6 +315,7 @@ class PageReader:
                 self.planned += 1
                 self._used = True
                 return plan.read(scanned.values)
+            self._used = True  # another model (TGI's /info), not a page changing shape: no backing off
             self._drop()
             scanned = self.scan(scanned.text, scanned.where)
         assert scanned.page is not None
@@ -326,6 +329,7 @@ class PageReader:
                 self._back_off()
             else:
                 self.compiled += 1
+                self.heads.clear()  # the plan reads what they would (a page of another shape fills them again)
         return models
 
     def _drop(self) -> None:
