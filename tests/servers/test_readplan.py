@@ -11,8 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.lineprotocol import encode_metric
