@@ -38,6 +38,7 @@ LabelKey = tuple[tuple[str, str], ...]
 _INF = math.inf
 _SMALL_DELTA = 1e-12  # Prometheus' smallDeltaTolerance
 _MIN_NORMAL = 2.2250738585072014e-308
+_MAX_FLOAT = 1.7976931348623157e308
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,12 @@ def delta(prev: Histogram, cur: Histogram) -> Histogram | None:
     before_sum, after_sum = prev.sum, cur.sum
     if (before_sum is not None and before_sum != before_sum) or (after_sum is not None and after_sum != after_sum):
         return None
-    buckets = []
+    buckets: list[tuple[float, float]] = []
+    append = buckets.append
     for (upper, before), (bound, after) in zip(before_buckets, after_buckets):
-        if upper != bound or before != before or after != after or after < before:
+        if upper != bound or not after >= before:  # also False when either is NaN
             return None
-        buckets.append((upper, after - before))
+        append((upper, after - before))
     if before_sum is None or after_sum is None:
         total = None
     elif after_sum < before_sum:
@@ -273,7 +275,7 @@ def _almost_equal(a: float, b: float, epsilon: float) -> bool:
     diff = abs(a - b)
     if a == 0 or b == 0 or abs_sum < _MIN_NORMAL:
         return diff < epsilon * _MIN_NORMAL
-    return diff / min(abs_sum, 1.7976931348623157e308) < epsilon
+    return diff / min(abs_sum, _MAX_FLOAT) < epsilon
 
 
 def quantile(q: float, hist: Histogram) -> float | None:
@@ -298,23 +300,22 @@ def _prepared(hist: Histogram) -> tuple[list[float], list[float]] | float | None
     """(bounds, repaired cumulative counts) as Prometheus reads them; else what every q in [0, 1] gives."""
     if not hist.buckets:
         return None
-    buckets = sorted(hist.buckets)
-    if buckets[-1][0] != _INF:
+    bounds, counts = _coalesced(hist.buckets)
+    if bounds[-1] != _INF:
         return math.nan
-    # Coalesce equal bounds (e.g. le="1" and le="1.0"), then repair non-monotonic counts the
-    # way Prometheus does: absorb float noise, carry the last accepted count over decreases.
-    bounds: list[float] = []
-    counts: list[float] = []
-    for upper, c in buckets:
-        if bounds and bounds[-1] == upper:
-            counts[-1] += c
-        else:
-            bounds.append(upper)
-            counts.append(c)
+    # Repair non-monotonic counts the way Prometheus does: absorb float noise, carry the last accepted count
+    # over decreases.
     prev = counts[0]
     for i in range(1, len(counts)):
         cur = counts[i]
         if cur == prev:
+            continue
+        if cur > prev >= _MIN_NORMAL:  # the usual rise: _almost_equal's test for two positive normal counts
+            total = prev + cur
+            if (cur - prev) / (total if total <= _MAX_FLOAT else _MAX_FLOAT) >= _SMALL_DELTA:
+                prev = cur
+            else:
+                counts[i] = prev
             continue
         if _almost_equal(prev, cur, _SMALL_DELTA) or cur < prev:
             counts[i] = prev
@@ -325,6 +326,28 @@ def _prepared(hist: Histogram) -> tuple[list[float], list[float]] | float | None
     observations = counts[-1]
     if observations == 0 or math.isnan(observations):
         return None
+    return bounds, counts
+
+
+def _coalesced(buckets: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Bounds sorted and counts with equal bounds (e.g. le="1" and le="1.0") added up. Buckets are usually in order
+    with distinct bounds already: one pass; any other order (or a bound twice) is sorted first."""
+    bounds: list[float] = []
+    counts: list[float] = []
+    for upper, c in buckets:
+        if bounds and not upper > bounds[-1]:
+            break
+        bounds.append(upper)
+        counts.append(c)
+    else:
+        return bounds, counts
+    bounds, counts = [], []
+    for upper, c in sorted(buckets):
+        if bounds and bounds[-1] == upper:
+            counts[-1] += c
+        else:
+            bounds.append(upper)
+            counts.append(c)
     return bounds, counts
 
 
