@@ -27,13 +27,22 @@ __all__ = ["Shape", "compile_shape"]
 Lines = list[bytes]
 
 
-def _lines(text: str) -> Lines | None:
+def _lines(page: str | bytes | bytearray) -> Lines | None:
     """The page's lines as UTF-8 bytes, each with its `\\n` (the last one without, when the page does not end
     with one): `BytesIO.readlines` finds line ends with memchr, where `str.split` steps through every character.
-    None: the text cannot be UTF-8 (a lone surrogate)."""
+    A page as it came (bytes) is read as it is, with no text made of it. None: not UTF-8 (a byte the decoder
+    refuses, a lone surrogate)."""
     try:
-        return BytesIO(text.encode()).readlines()
-    except UnicodeEncodeError:
+        if isinstance(page, str):
+            if page[:1] == "\ufeff":
+                page = page[1:]
+            return BytesIO(page.encode()).readlines()
+        if not page.isascii():
+            page.decode()  # what Response.text() would refuse is not read here either
+            if page[:3] == b"\xef\xbb\xbf":  # a byte-order mark is not part of the first name
+                page = page[3:]
+        return BytesIO(page).readlines()
+    except UnicodeError:
         return None
 
 
@@ -60,11 +69,9 @@ class Shape:
         self._heads = (*read.values(), *skipped.values())
         self._head_bytes = sum(map(len, self._heads))
 
-    def values(self, text: str) -> list[float] | None:
+    def values(self, page: str | bytes | bytearray) -> list[float] | None:
         """The page's sample values in page order, or None when it is not of this shape."""
-        if text[:1] == "\ufeff":
-            text = text[1:]
-        lines = _lines(text)
+        lines = _lines(page)
         if lines is None or len(lines) != self.lines or tuple(self._fixed_at(lines)) != self._fixed:
             return None
         headed = self._headed_at(lines)
@@ -86,8 +93,6 @@ def compile_shape(text: str, page: Page, samples: Sequence[Sample], only: frozen
     as parsed (before de-duplication). None when a line is not one a shape can check (see the module doc)."""
     if page.errors:
         return None
-    if text[:1] == "\ufeff":
-        text = text[1:]
     lines = _lines(text)
     if lines is None:
         return None

@@ -219,7 +219,7 @@ class LlamaCppAdapter:
         if props:
             await self._keep_props(fetch, props[0])
         models = (
-            self._reader.readings(self._reader.scan(await fetch.text_of(page), f"{fetch.target.display_name}{path}"))
+            self._reader.readings(self._reader.scan(page, f"{fetch.target.display_name}{path}"))
             if isinstance(page, Response)
             else []
         )

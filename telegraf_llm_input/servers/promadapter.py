@@ -49,9 +49,10 @@ class PromAdapter:
     async def read(self, fetch: Fetcher) -> Reading:
         try:
             path = fetch.target.metrics_path or self.table.path
-            text = await fetch.text(path)
+            answer = await fetch.get(path)
+            size = len(answer.body)
             scanned = await fetch.sized(
-                len(text), self.reader.scan, text, f"{fetch.target.display_name}{path}", fetch.deadline
+                size, self.reader.scan, answer, f"{fetch.target.display_name}{path}", fetch.deadline
             )
             model = await self.default_model(fetch) if self.table.model_label is None else None
         except Exception:
@@ -59,7 +60,7 @@ class PromAdapter:
             raise
         await self._ask_version(fetch)
         return Reading(
-            await fetch.sized(len(text), self.reader.readings, scanned, model),
+            await fetch.sized(size, self.reader.readings, scanned, model),
             server_type=self.server_type,
             tags=version_tags(self.version),
         )

@@ -16,6 +16,7 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import TypeVar
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
@@ -31,6 +32,7 @@ from telegraf_llm_input.servers.base import (
 )
 
 log = get_logger("server")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ def _by_name(page: Page) -> dict[str, list[Sample]]:
     return out
 
 
-def _first(by_name: dict[str, list[Sample]], names: tuple[str, ...]) -> list[Sample] | None:
+def first_of(by_name: dict[str, list[T]], names: tuple[str, ...]) -> list[T] | None:
+    """The entries of the first of `names` on the page (a table's candidates: new names before old)."""
     for n in names:
         if n in by_name:
             return by_name[n]
@@ -203,11 +206,11 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
                 r.counter_series[target] = series
 
     for ours, names in table.gauges.items():
-        samples = _first(by_name, names)
+        samples = first_of(by_name, names)
         if samples:
             accumulate(ours, samples, "gauges", ours in table.averaged)
     for ours, names in table.counters.items():
-        samples = _first(by_name, names)
+        samples = first_of(by_name, names)
         if samples:
             accumulate(ours, samples, "counters")
     if table.finish_reason:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from telegraf_llm_input import histogram as hist
+from telegraf_llm_input.http import Response
 from telegraf_llm_input.promshape import Shape, compile_shape
 from telegraf_llm_input.promtext import _BLOCK_CHARS, Heads, Page, Sample, label_key
 from telegraf_llm_input.servers.base import ModelReading
@@ -28,6 +29,7 @@ from telegraf_llm_input.servers.promtable import (
     PromTable,
     check_page,
     finish_reason_of,
+    first_of,
     label_fields,
     model_of,
     new_reading,
@@ -210,11 +212,11 @@ def compile_plan(
             sums.append(_Sum(field, counter, mean, model, keys, picker([at for at, _ in own])))
 
     for ours, names in table.gauges.items():
-        entries = _first(by_name, names)
+        entries = first_of(by_name, names)
         if entries:
             add(ours, entries, False, ours in table.averaged)
     for ours, names in table.counters.items():
-        entries = _first(by_name, names)
+        entries = first_of(by_name, names)
         if entries:
             add(ours, entries, True)
     if table.finish_reason:
@@ -252,21 +254,16 @@ def compile_plan(
     return Plan(shape, table, default_model, sums, hists, [i for i in infos if i.candidates])
 
 
-def _first(by_name: dict[str, list[tuple[int, Sample]]], names: tuple[str, ...]) -> list[tuple[int, Sample]] | None:
-    for n in names:
-        if n in by_name:
-            return by_name[n]
-    return None
-
-
 @dataclass(slots=True)
 class Scanned:
     """A page as far as it can be read before the default model is known: its values by the plan, or parsed."""
 
-    text: str
+    answer: str | Response
     where: str
     values: Values | None = None
     plan: Plan | None = None
+    text: str = ""
+    """The page as text (parsed pages only)."""
     page: Page | None = None
     samples: Sequence[Sample] = ()
     """The parsed page's samples before de-duplication (what a plan is compiled from)."""
@@ -295,17 +292,22 @@ class PageReader:
         self._wait = 0
         self._skip = 0
 
-    def scan(self, text: str, where: str, deadline: float | None = None) -> Scanned:
-        """The page's values when it has the plan's shape, else the page parsed and checked (`check_page`)."""
+    def scan(self, answer: str | Response, where: str, deadline: float | None = None) -> Scanned:
+        """The page's values when it has the plan's shape, else the page parsed and checked (`check_page`).
+
+        `answer`: the page, or the answer holding it (its body is then read by the plan as it came, with no text
+        made of it)."""
         plan = self.plan
-        if plan is not None and (deadline is None or len(text) <= _BLOCK_CHARS or time.monotonic() <= deadline):
-            values = plan.shape.values(text)
+        body = answer.body if isinstance(answer, Response) else answer
+        if plan is not None and (deadline is None or len(body) <= _BLOCK_CHARS or time.monotonic() <= deadline):
+            values = plan.shape.values(body)
             if values is not None:
-                return Scanned(text, where, values, plan)
+                return Scanned(answer, where, values, plan)
             self._drop()
+        text = answer.text() if isinstance(answer, Response) else answer
         page = parse_page(text, self.table, where, deadline, self.heads)
         samples = page.samples
-        return Scanned(text, where, page=check_page(page, self.table, where), samples=samples)
+        return Scanned(answer, where, text=text, page=check_page(page, self.table, where), samples=samples)
 
     def readings(self, scanned: Scanned, default_model: str | None = None) -> list[ModelReading]:
         """`read_page` of the scanned page (by the plan when it has the plan's shape; else a new plan is compiled)."""
@@ -317,7 +319,7 @@ class PageReader:
                 return plan.read(scanned.values)
             self._used = True  # another model (TGI's /info), not a page changing shape: no backing off
             self._drop()
-            scanned = self.scan(scanned.text, scanned.where)
+            scanned = self.scan(scanned.answer, scanned.where)
         assert scanned.page is not None
         models = read_page(self.table, scanned.page, default_model)
         if self._skip:

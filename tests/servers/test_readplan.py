@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from telegraf_llm_input.http import FetchError
+from telegraf_llm_input.http import FetchError, Response
 from telegraf_llm_input.lineprotocol import encode_metric
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.promtext import MAX_HEADS
@@ -237,3 +237,20 @@ def test_nan_samples_leave_a_model_out_as_read_page_does():
     assert_same(reader, table, model, "\n".join(out), first)
     assert reader.planned == 1
     assert not any(math.isnan(v) for m in first for v in m.gauges.values())
+
+
+def test_an_answer_is_read_by_the_plan_as_it_came_and_refused_as_the_parser_refuses_it():
+    reader, table, model, text, first = compiled("vllm.txt")
+    body = bytearray(text.encode())
+    got = reader.readings(reader.scan(Response(200, {}, body, "u"), "t"), model)
+    assert repr(got) == repr(reference(table, text, model)) and reader.planned == 1
+    # a byte no UTF-8 decoder takes, on a line the table does not read: the same error as the long way
+    bad = bytearray(
+        text.replace("python_gc_objects_collected_total{", "python_gc_objects_collected_total{\udcff", 1).encode(
+            "utf-8", "surrogateescape"
+        )
+    )
+    assert bad != body
+    with pytest.raises(FetchError) as refused:
+        reader.readings(reader.scan(Response(200, {}, bad, "u"), "t"), model)
+    assert refused.value.kind == "bad_encoding" and reader.planned == 1
