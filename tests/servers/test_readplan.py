@@ -254,3 +254,7 @@ def test_an_answer_is_read_by_the_plan_as_it_came_and_refused_as_the_parser_refu
     with pytest.raises(FetchError) as refused:
         reader.readings(reader.scan(Response(200, {}, bad, "u"), "t"), model)
     assert refused.value.kind == "bad_encoding" and reader.planned == 1
+
+
+def test_every_prometheus_fixture_is_held_to_the_plan():
+    assert {p.name for p in FIXTURES.glob("*.txt")} == set(PAGES)
