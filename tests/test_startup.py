@@ -14,6 +14,7 @@ from tests.support.procs import free_port
 # (a lazily imported module sits in sys.modules before first use; its submodules do not). Discovery looks
 # at a port nothing listens on: a model server on the developer's machine (Ollama on 11434) is not ours.
 SCRIPT = r"""
+import telegraf_llm_input.__main__  # the program's start-up: asyncio without ssl (tlsgate)
 import asyncio, json, os, sys
 from telegraf_llm_input import cli
 config = cli._load(cli._parser().parse_args(sys.argv[1:]))
@@ -23,6 +24,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 HEAVY = [
+    "ssl",
     "httpx._client",
     "telegraf_llm_input.http11",
     "telegraf_llm_input.h11io",
