@@ -15,12 +15,15 @@ before. A no-op when asyncio or ssl is already loaded (tests, another program im
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.util
 import sys
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader  # not at run time: importlib.abc brings importlib.resources, tempfile, lzma...
 
 _BINDERS = ("asyncio.base_events", "asyncio.selector_events")
 """asyncio modules that look the name `ssl` up when TLS is asked for (`sslproto` derives more at import)."""
@@ -37,12 +40,6 @@ def import_asyncio() -> None:
     sys.meta_path.insert(0, _ArmOnFirstImport())
 
 
-def armed() -> bool:
-    """Whether asyncio can make TLS connections (a plain agent that never loaded `ssl`: False)."""
-    sslproto = sys.modules.get("asyncio.sslproto")
-    return sslproto is not None and getattr(sslproto, "ssl", None) is not None
-
-
 def _arm(ssl: ModuleType) -> None:
     for name in _BINDERS:
         module = sys.modules.get(name)
@@ -53,8 +50,9 @@ def _arm(ssl: ModuleType) -> None:
         importlib.reload(sslproto)
 
 
-class _ArmOnFirstImport(importlib.abc.MetaPathFinder):
-    """Finds `ssl` as the other finders would, with a loader that arms asyncio once the module has run."""
+class _ArmOnFirstImport:
+    """A meta path finder (the protocol, not importlib.abc's class): finds `ssl` as the other finders would, with
+    a loader that arms asyncio once the module has run."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -65,12 +63,12 @@ class _ArmOnFirstImport(importlib.abc.MetaPathFinder):
         spec = importlib.util.find_spec("ssl")
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _ArmingLoader(spec.loader)
+        spec.loader = _ArmingLoader(spec.loader)  # type: ignore[assignment]  # a Loader by protocol
         return spec
 
 
-class _ArmingLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader) -> None:
+class _ArmingLoader:
+    def __init__(self, loader: Loader) -> None:
         self._loader = loader
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:

@@ -20,7 +20,6 @@ LATER = r"""
 import json, sys
 import telegraf_llm_input.__main__
 import asyncio
-from telegraf_llm_input import tlsgate
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool, get
 
@@ -28,14 +27,14 @@ async def main(plain, url, ca):
     pool = HttpPool()
     try:
         await get(pool, TargetConfig(url=plain, retries=0), "/metrics")
-        seen = ["ssl" in sys.modules, "_ssl" in sys.modules, tlsgate.armed()]
+        seen = ["ssl" in sys.modules, "_ssl" in sys.modules, asyncio.sslproto.ssl is not None]
         try:
             await get(pool, TargetConfig(url=url, retries=0), "/metrics")
             seen.append("accepted")
         except FetchError as exc:
             seen.append(exc.kind)
         seen.append((await get(pool, TargetConfig(url=url, tls_ca=ca, retries=0), "/metrics")).text())
-        seen.append(tlsgate.armed())
+        seen.append(asyncio.sslproto.ssl is not None)
     finally:
         await pool.close()
     print(json.dumps(seen))
