@@ -259,15 +259,12 @@ async def serve(agent: Agent, trigger: Trigger, *, interval: float | None) -> No
         timeout = None if interval is None else seconds_to_next_tick(interval)
         if not await trigger.wait(timeout):
             return
-        gather = asyncio.ensure_future(agent.gather_once())
-        if not await trigger.until_stop_or(gather):
-            done, _ = await asyncio.wait({gather}, timeout=STOP_GRACE_S)
-            if not done:
-                gather.cancel()
-                await asyncio.gather(gather, return_exceptions=True)
+        try:
+            await trigger.graced(agent.gather_once(), STOP_GRACE_S)
+        except Exception as exc:
+            log.error("gather failed: %s", exc)
+        if trigger.stopping:
             return
-        if gather.exception() is not None:
-            log.error("gather failed: %s", gather.exception())
 
 
 async def _cancel_pending() -> None:
