@@ -258,7 +258,6 @@ def test_stop_during_a_slow_gather_cancels_it_promptly():
     assert asyncio.run(scenario())
 
 
-
 def test_a_gather_ending_within_the_grace_after_a_stop_is_written():
     """The gather runs in the serving task itself: a stop lets it finish and write; serve then returns, and the task
     is left as it was (not cancelled; on 3.11+ no cancel request left over for an asyncio.timeout to misread)."""
@@ -281,6 +280,7 @@ def test_a_gather_ending_within_the_grace_after_a_stop_is_written():
         return left, [m.measurement for batch in sink.batches for m in batch if m.measurement == "slow"]
 
     assert asyncio.run(scenario()) == (0, ["slow"])
+
 
 MISBEHAVING = '''
 import asyncio, sys, time
