@@ -167,20 +167,20 @@ class Proxy:
                 await down.send(h11.InformationalResponse(status_code=100, headers=[]))
             try:
                 await self._send(down, up, req, meter)
-                answer = await self._head(up)
+                answer, stall = await self._head(up)
             except UpstreamClosed:
                 if not (reused and req.replayable):
                     raise
                 up.abort()  # a kept-alive connection the server had closed: it never saw this request
                 up = await self.upstream.connect()
                 await self._send(down, up, req, meter)
-                answer = await self._head(up)
+                answer, stall = await self._head(up)
             req.kept = bytearray()
             if self._down_since is not None:
                 log.info("proxy: upstream %s answers again", address)
                 self._down_since = None
             watch = asyncio.ensure_future(self._watch(down, up, gone))
-            await down.send(
+            down.write(  # sent with what comes next in the same read, or before the next read (`_stream`)
                 h11.Response(
                     status_code=answer.status_code,
                     headers=hdr.response_headers(answer.headers.raw_items()),
@@ -188,7 +188,7 @@ class Proxy:
                 )
             )
             meter.response(time.monotonic_ns(), answer.status_code, answer.headers)
-            await self._stream(down, up, meter)
+            await self._stream(down, up, meter, stall)
         except UpstreamError as exc:
             self._down(str(exc))
             await self._refuse(down, 502, f"upstream_{exc.kind}", str(exc), meter)
@@ -237,38 +237,47 @@ class Proxy:
         if req.kept:
             up.write(h11.Data(data=bytes(req.kept)))
         while not req.body_done:
-            event = await down.next_event()
+            event = await down.next_event(flush=up)  # the head and each piece read go up before the next read
             if isinstance(event, h11.Data):
+                up.write(h11.Data(data=event.data))
                 if req.replayable:
                     if len(req.kept) + len(event.data) <= REPLAY_BYTES:
                         req.kept += event.data
                     else:
                         req.replayable, req.kept = False, bytearray()
                 meter.request_data(event.data)
-                await up.send(h11.Data(data=event.data))
             elif isinstance(event, h11.EndOfMessage):
                 req.body_done = True
         await up.send(h11.EndOfMessage())
         meter.sent()
 
-    async def _head(self, up: H11Stream) -> h11.Response:
-        while True:
-            event = await asyncio.wait_for(up.next_event(), self.timeout_s)
-            if isinstance(event, h11.Response):
-                return event
-            if not isinstance(event, h11.InformationalResponse):  # 1xx (103 Early Hints) are not passed on
-                raise up.closed(f"unexpected {type(event).__name__} before the answer")
-
-    async def _stream(self, down: H11Stream, up: H11Stream, meter: Exchange) -> None:
-        """The answer's body, piece by piece as it arrives, each write drained before the next read."""
+    async def _head(self, up: H11Stream) -> tuple[h11.Response, _Stall]:
+        """The answer's head, and the stall timer that keeps watching its body (a timer, not a task a request)."""
         stall = _Stall(up, self.timeout_s)
         try:
             while True:
                 event = await up.next_event()
+                stall.last_ns = time.monotonic_ns()
+                if isinstance(event, h11.Response):
+                    return event, stall
+                if not isinstance(event, h11.InformationalResponse):  # 1xx (103 Early Hints) are not passed on
+                    raise up.closed(f"unexpected {type(event).__name__} before the answer")
+        except BaseException as exc:
+            stall.cancel()
+            if stall.fired and isinstance(exc, UpstreamClosed):
+                raise asyncio.TimeoutError from None
+            raise
+
+    async def _stream(self, down: H11Stream, up: H11Stream, meter: Exchange, stall: _Stall) -> None:
+        """The answer's body as it arrives: what one read brought is forwarded in one write (then measured), and
+        drained before the next read (back-pressure)."""
+        try:
+            while True:
+                event = await up.next_event(flush=down)
                 stall.last_ns = now = time.monotonic_ns()
                 if isinstance(event, h11.Data):
+                    down.write(h11.Data(data=event.data))
                     meter.data(now, event.data)
-                    await down.send(h11.Data(data=event.data))
                 elif isinstance(event, h11.EndOfMessage):
                     await down.send(h11.EndOfMessage())
                     return
