@@ -26,7 +26,7 @@ from telegraf_llm_input.apis.base import Api, Event
 from telegraf_llm_input.apis.reader import StreamReader
 from telegraf_llm_input.apis.timeline import Timeline
 from telegraf_llm_input.proxy import headers as hdr
-from telegraf_llm_input.proxy.names import OUTCOMES_FAILED, PREFIX
+from telegraf_llm_input.proxy.names import CLIENT_ERROR, OUTCOMES_FAILED, PREFIX
 from telegraf_llm_input.proxy.registry import Counter, Gauge, Histogram, Registry
 
 BODY_SNIFF = 256 * 1024
@@ -154,7 +154,7 @@ def outcome_of(server_outcome: str, status: int | None) -> str:
     if status is not None and status >= 500:
         return "http_5xx"
     if status is not None and status >= 400:
-        return "http_4xx"
+        return CLIENT_ERROR
     return "ok"
 
 

@@ -80,22 +80,25 @@ def test_the_agent_reads_the_proxy_with_type_auto():
         def chat() -> None:
             list(client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
 
+        async def failing(status: int, error: type[Exception]) -> None:
+            fake.update(status=status)
+            with pytest.raises(error):
+                await asyncio.to_thread(chat)
+
         async def scenario():
             t0 = time.time_ns()
             # a series appears with its first request (as on any Prometheus page, its first count gives no rate)
             await asyncio.to_thread(chat)
-            fake.update(status=500)
-            with pytest.raises(openai.InternalServerError):
-                await asyncio.to_thread(chat)
-            await asyncio.to_thread(proxy.records, 2)
+            await failing(500, openai.InternalServerError)
+            await failing(400, openai.BadRequestError)
+            await asyncio.to_thread(proxy.records, 3)
             await agent.gather_once(t0)  # the baseline
             fake.update(status=200)
             for _ in range(3):
                 await asyncio.to_thread(chat)
-            fake.update(status=500)
-            with pytest.raises(openai.InternalServerError):
-                await asyncio.to_thread(chat)
-            await asyncio.to_thread(proxy.records, 6)
+            await failing(500, openai.InternalServerError)
+            await failing(400, openai.BadRequestError)
+            await asyncio.to_thread(proxy.records, 8)
             second = await agent.gather_once(t0 + 10 * 10**9)
             await agent.close()
             return second
@@ -104,12 +107,15 @@ def test_the_agent_reads_the_proxy_with_type_auto():
         (point,) = points
         assert point.tags["server_type"] == "proxy" and point.tags["model"] == "fake-model"
         f = point.fields
-        assert f["requests_total"] == 6 and f["requests_per_s"] == 0.4
+        assert f["requests_total"] == 8 and f["requests_per_s"] == 0.5
         assert f["generation_tokens_total"] == 4 * script.completion_tokens
         assert f["generation_tokens_per_s"] == 0.3 * script.completion_tokens
         assert f["prompt_tokens_total"] == 4 * script.prompt_tokens
         assert f["requests_finished_ok_total"] == 4 and f["requests_finished_http_5xx_total"] == 2
-        assert f["request_errors_total"] == 2 and f["error_ratio"] == 0.25
+        assert f["requests_finished_http_4xx_total"] == 2
+        # as the Ollama log source counts them: a 5xx is the server's failure, a 4xx the caller's mistake
+        assert f["request_errors_total"] == 2 and f["error_ratio"] == 0.2
+        assert f["client_error_ratio"] == 0.2
         assert f["ttft_p50_ms"] >= 20.0 and f["e2e_p50_ms"] >= 20.0  # the fake's first token is due at 20 ms
         assert "tpot_p50_ms" in f and "itl_p95_ms" in f and "ttfa_p50_ms" in f
 
