@@ -68,6 +68,9 @@ class Measured:
     """Ollama's `load_duration`."""
     chunks: int = 0
     """Generated chunks seen."""
+    arrived_ns: int = 0
+    """When the request's head had arrived (monotonic ns, the machine's clock): what a client's own stamps on
+    the same clock are compared with (tests, bench)."""
 
 
 class Meters:
@@ -187,7 +190,7 @@ class Exchange:
         self.labels: tuple[str, str] = (UNKNOWN, api.name if api else "")
         self.flying = False
         self.reader: StreamReader | None = None
-        self.m = Measured(self.labels[1], UNKNOWN)
+        self.m = Measured(self.labels[1], UNKNOWN, arrived_ns=t0_ns)
         self.times = Timeline()
 
     def request_data(self, data: bytes) -> None:

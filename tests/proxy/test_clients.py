@@ -4,6 +4,7 @@ real wire formats (tests/fakes/streaming.py), and the agent reading the proxy's 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from tests.fakes.streaming import Script, StreamingServer
+from tests.support import ttft
 from tests.support.proxy import ThreadProxy
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -157,3 +159,22 @@ def test_top_shows_the_proxy(tmp_path):
     last = r.stdout.rsplit("telegraf-llm-input top", 1)[-1]
     assert "px  proxy  fake-model" in last and "UP" in last
     assert "ttft p50" in last and "req " in last and "gen " in last
+
+
+def test_the_proxys_ttft_per_request_is_the_clients_own_within_1_ms():
+    """Raw HTTP stamped at the socket, and the `ollama` client stamped at its transport, against the Ollama fake:
+    each request's TTFT from the proxy paired with the client's (tests/support/ttft.py says what each covers).
+    The proxy's thread, the fake's and the client share one interpreter here: threads hand the GIL over at once
+    (as separate processes would run), not after the default 5 ms."""
+    n = 20
+    script = Script(ttft_s=0.01, interval_s=0.002, answer=tuple(f" {i}" for i in range(5)))
+    body = json.dumps({"model": "fake-model", "messages": MESSAGES, "stream": True}).encode()
+    with ttft.prompt_switching(), StreamingServer(script) as fake, ThreadProxy(fake.url) as proxy:
+        raw = [ttft.raw_request(proxy.url, "/api/chat", body, "ollama_chat") for _ in range(n)]
+        ttft.check(ttft.pair(raw, proxy.records(n)), "raw HTTP, Ollama fake")
+        transport = ttft.StampingTransport()
+        client = ollama.Client(host=proxy.url, transport=transport)
+        for _ in range(n):
+            for _part in client.chat(model="fake-model", messages=MESSAGES, stream=True):
+                pass
+        ttft.check(ttft.pair(transport.stamps, proxy.records(n)), "ollama client, Ollama fake")
