@@ -119,7 +119,9 @@ def install_service(args) -> int:
     proxy = None
     if args.proxy:
         try:
-            proxy = install.proxy_setup(args.upstream or proxy_options.DEFAULT_UPSTREAM, args.listen or proxy_options.DEFAULT_LISTEN)
+            proxy = install.proxy_setup(
+                args.upstream or proxy_options.DEFAULT_UPSTREAM, args.listen or proxy_options.DEFAULT_LISTEN
+            )
         except ValueError as exc:
             log.error("install-service: %s", exc)
             return EXIT_CONFIG

@@ -10,12 +10,14 @@ connection holds at most a few buffers whatever the body's size.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import h11
 
+from telegraf_llm_input import h11io
 from telegraf_llm_input.h11io import MAX_HEAD_BYTES, READ_BYTES
 
-__all__ = ["READ_BYTES", "Closed", "ClientGone", "UpstreamClosed", "H11Stream"]
+__all__ = ["READ_BYTES", "Closed", "ClientGone", "ClientReader", "UpstreamClosed", "H11Stream"]
 
 
 class Closed(Exception):
@@ -28,6 +30,35 @@ class ClientGone(Closed):
 
 class UpstreamClosed(Closed):
     """The upstream side of the proxy closed."""
+
+
+class ClientReader(h11io.Reader):
+    """A client connection's reader that says at once when the client went away (EOF or reset) while `on_gone` is
+    set: the proxy learns it while an answer streams without a task reading the socket. Bytes a client sends ahead
+    (a pipelined request) stay here for the next cycle; an EOF behind them is not a client gone mid-answer."""
+
+    def __init__(self, limit: int = READ_BYTES) -> None:
+        super().__init__(limit)
+        self.on_gone: Callable[[], None] | None = None
+
+    def watch(self, on_gone: Callable[[], None] | None) -> None:
+        """Call `on_gone` when the client goes away from now on (at once if it has); None: stop watching."""
+        self.on_gone = on_gone
+        if on_gone is not None and self._gone():
+            on_gone()
+
+    def _gone(self) -> bool:
+        return (self.at_eof() or self.exception() is not None) and not self.unread
+
+    def feed_eof(self) -> None:
+        super().feed_eof()
+        if self.on_gone is not None and self._gone():
+            self.on_gone()
+
+    def set_exception(self, exc: BaseException) -> None:
+        super().set_exception(exc)
+        if self.on_gone is not None and self._gone():
+            self.on_gone()
 
 
 class H11Stream:

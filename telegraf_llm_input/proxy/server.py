@@ -3,9 +3,9 @@
 One task per client connection, h11 on both sides. A request's body is sent upstream as it arrives and the
 answer is sent back chunk by chunk as it arrives: each write waits for the socket to drain, so a slow client
 slows the upstream read and a slow upstream the body upload (TCP back-pressure both ways, a few 64 KiB buffers
-per exchange whatever the body size). While the answer streams, a watcher reads the client socket: an EOF there
-(the client went away) drops the upstream connection at once, which is how model servers learn to stop
-generating. Faults the client can still be told about get a short JSON error: 502 (upstream refused,
+per exchange whatever the body size). While the answer streams, the client's reader is watched (a callback, no
+task): its EOF or reset (the client went away) drops the upstream connection at once, which is how model servers
+learn to stop generating. Faults the client can still be told about get a short JSON error: 502 (upstream refused,
 unreachable, closed before answering), 504 (no answer head within `timeout_s`).
 """
 
@@ -21,7 +21,7 @@ import h11
 
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.proxy import headers as hdr
-from telegraf_llm_input.proxy.h11stream import READ_BYTES, ClientGone, Closed, H11Stream, UpstreamClosed
+from telegraf_llm_input.proxy.h11stream import READ_BYTES, ClientGone, ClientReader, Closed, H11Stream, UpstreamClosed
 from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.proxy.upstream import Upstream, UpstreamError
 
@@ -78,7 +78,11 @@ class Proxy:
         self._down_since: float | None = None
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
-        return await asyncio.start_server(self._client, host, port, limit=READ_BYTES)
+        """`asyncio.start_server` with a `ClientReader` per connection (the same steps it takes)."""
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(
+            lambda: asyncio.StreamReaderProtocol(ClientReader(READ_BYTES), self._client), host, port
+        )
 
     async def close(self) -> None:
         """Drop every connection (after the listener is closed) and wait until their tasks are over."""
@@ -158,8 +162,8 @@ class Proxy:
         )
         up = self.upstream.idle()
         reused = up is not None
-        watch: asyncio.Future | None = None
-        gone = asyncio.Event()
+        watched = isinstance(down.reader, ClientReader)
+        gone: list[bool] = []
         try:
             if up is None:
                 up = await self.upstream.connect()
@@ -179,7 +183,9 @@ class Proxy:
             if self._down_since is not None:
                 log.info("proxy: upstream %s answers again", address)
                 self._down_since = None
-            watch = asyncio.ensure_future(self._watch(down, up, gone))
+            if watched:
+                assert isinstance(down.reader, ClientReader)
+                down.reader.watch(lambda: self._gone(down, up, gone))
             down.write(  # sent with what comes next in the same read, or before the next read (`_stream`)
                 h11.Response(
                     status_code=answer.status_code,
@@ -195,7 +201,7 @@ class Proxy:
             meter.end(time.monotonic_ns(), exc.kind)
             return False
         except UpstreamClosed as exc:
-            if gone.is_set():
+            if gone:
                 meter.end(time.monotonic_ns(), "cancelled")
                 return False
             meter.end(time.monotonic_ns(), "closed")
@@ -216,9 +222,9 @@ class Proxy:
             await self._refuse(down, 502, "upstream_bad_response", f"{address} answered bad HTTP: {exc}")
             return False
         finally:
-            if watch is not None and not watch.done():
-                watch.cancel()
-                await asyncio.wait({watch})  # its read must be over before the next request is read
+            if watched:
+                assert isinstance(down.reader, ClientReader)
+                down.reader.watch(None)
             if up is not None:
                 self.upstream.release(up)  # kept when the exchange ended cleanly, else dropped
         meter.end(time.monotonic_ns(), "ok")
@@ -288,17 +294,11 @@ class Proxy:
         finally:
             stall.cancel()
 
-    async def _watch(self, down: H11Stream, up: H11Stream, gone: asyncio.Event) -> None:
-        """While the answer streams: the client's EOF cancels the upstream request. Bytes a client sends ahead
-        (a pipelined request) go to h11's buffer for the next cycle, and watching stops."""
-        try:
-            data = await down.reader.read(READ_BYTES)
-        except (ConnectionError, OSError):
-            data = b""
-        if data:
-            down.conn.receive_data(data)
-            return
-        gone.set()
+    @staticmethod
+    def _gone(down: H11Stream, up: H11Stream, gone: list[bool]) -> None:
+        """The client went away while its answer streamed: the upstream request is cancelled (its connection
+        dropped) and the client's closed."""
+        gone.append(True)
         up.abort()
         down.abort()
 
