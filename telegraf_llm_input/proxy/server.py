@@ -245,7 +245,7 @@ class Proxy:
         while not req.body_done:
             event = await down.next_event(flush=up)  # the head and each piece read go up before the next read
             if isinstance(event, h11.Data):
-                up.write(h11.Data(data=event.data))
+                up.write(event)  # the event read is sent as it is (h11 frames only its data)
                 if req.replayable:
                     if len(req.kept) + len(event.data) <= REPLAY_BYTES:
                         req.kept += event.data
@@ -282,7 +282,7 @@ class Proxy:
                 event = await up.next_event(flush=down)
                 stall.last_ns = now = time.monotonic_ns()
                 if isinstance(event, h11.Data):
-                    down.write(h11.Data(data=event.data))
+                    down.write(event)
                     meter.data(now, event.data)
                 elif isinstance(event, h11.EndOfMessage):
                     await down.send(h11.EndOfMessage())
