@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 import h11
 
@@ -55,7 +56,7 @@ class ClientReader(h11io.Reader):
         if self.on_gone is not None and self._gone():
             self.on_gone()
 
-    def set_exception(self, exc: BaseException) -> None:
+    def set_exception(self, exc: Exception) -> None:
         super().set_exception(exc)
         if self.on_gone is not None and self._gone():
             self.on_gone()
@@ -90,7 +91,7 @@ class H11Stream:
             while True:
                 event = conn.next_event()
                 if event is not h11.NEED_DATA:
-                    return event  # type: ignore[no-any-return]  # h11's sentinels are classes
+                    return cast("h11.Event | type[h11.PAUSED]", event)  # mypy does not narrow on h11's sentinels
                 if flush is not None and flush._out:
                     await flush.drain()
                 conn.receive_data(await self.reader.read(READ_BYTES))
