@@ -117,6 +117,15 @@ def default_layout(platform: str, prefix: Path | None = None) -> Layout:
     return linux_layout(prefix)
 
 
+HARDENED = """\
+NoNewPrivileges=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes"""
+"""What both units (the agent's, the proxy's) shut off: neither needs any of it."""
+
 UNIT = """\
 # {name} standalone: writes to InfluxDB and/or serves Prometheus /metrics (written by `{name} install-service`).
 # Under Telegraf, use the [[inputs.execd]] drop-in instead; this unit is not needed.
@@ -153,12 +162,7 @@ ConfigurationDirectory={name}
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
-NoNewPrivileges=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectControlGroups=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
+{hardened}
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 # NVML needs the GPU device nodes; everything else stays closed (AMD/Intel sysfs needs no device).
 DevicePolicy=closed
@@ -195,12 +199,7 @@ ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
-NoNewPrivileges=yes
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectControlGroups=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
+{hardened}
 MemoryDenyWriteExecute=yes
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 # Many concurrent streams: two sockets each.
@@ -242,11 +241,13 @@ DROPIN = """\
 
 
 def render_unit(layout: Layout) -> str:
-    return UNIT.format(name=NAME, binary=layout.binary, config=layout.config)
+    return UNIT.format(name=NAME, binary=layout.binary, config=layout.config, hardened=HARDENED)
 
 
 def render_proxy_unit(layout: Layout, setup: ProxySetup) -> str:
-    return PROXY_UNIT.format(name=NAME, binary=layout.binary, upstream=setup.upstream, listen=setup.listen)
+    return PROXY_UNIT.format(
+        name=NAME, binary=layout.binary, upstream=setup.upstream, listen=setup.listen, hardened=HARDENED
+    )
 
 
 def render_dropin(layout: Layout) -> str:
