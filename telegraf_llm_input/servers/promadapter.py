@@ -58,9 +58,8 @@ class PromAdapter:
         except Exception:
             self._version_at = None  # down: it may come back as another version
             raise
+        # read before the version's await: a parsed page (its samples) is not held across it
+        readings = await fetch.sized(size, self.reader.readings, scanned, model)
+        del scanned
         await self._ask_version(fetch)
-        return Reading(
-            await fetch.sized(size, self.reader.readings, scanned, model),
-            server_type=self.server_type,
-            tags=version_tags(self.version),
-        )
+        return Reading(readings, server_type=self.server_type, tags=version_tags(self.version))
