@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from io import BytesIO
 from operator import itemgetter
+from weakref import WeakValueDictionary
 
 from telegraf_llm_input.promtext import _METRIC_NAME, Page, Sample
 
@@ -56,18 +57,22 @@ def _picker(positions: Sequence[int]) -> Callable[[Lines], Sequence[bytes]]:
 class Shape:
     """A page's layout (see the module doc): its line count, its fixed lines, the heads of its sample lines."""
 
-    __slots__ = ("lines", "samples", "_fixed", "_fixed_at", "_heads", "_headed_at", "_head_bytes")
+    __slots__ = ("lines", "samples", "key", "_fixed", "_fixed_at", "_heads", "_headed_at", "_head_bytes", "__weakref__")
 
     def __init__(self, lines: int, fixed: dict[int, bytes], read: dict[int, bytes], skipped: dict[int, bytes]):
         self.lines = lines
         self.samples = len(read)
         """Values a page of this shape gives (its sample lines, duplicates included)."""
-        self._fixed_at = _picker(list(fixed))
-        self._fixed = tuple(fixed.values())
-        self._headed_at = _picker([*read, *skipped])
+        fixed_at = tuple(fixed)
+        headed_at = (*read, *skipped)
         """The sample lines, then the skipped lines."""
+        self._fixed_at = _picker(fixed_at)
+        self._fixed = tuple(fixed.values())
+        self._headed_at = _picker(headed_at)
         self._heads = (*read.values(), *skipped.values())
         self._head_bytes = sum(map(len, self._heads))
+        self.key = (lines, self.samples, fixed_at, self._fixed, headed_at, self._heads)
+        """All a shape checks: two shapes of equal keys read every page alike."""
 
     def values(self, page: str | bytes | bytearray) -> list[float] | None:
         """The page's sample values in page order, or None when it is not of this shape."""
@@ -137,4 +142,13 @@ def compile_shape(text: str, page: Page, samples: Sequence[Sample], only: frozen
         n += 1
     if n != len(samples):
         return None
-    return Shape(len(lines), fixed, read, skipped)
+    return _shared(Shape(len(lines), fixed, read, skipped))
+
+
+_SHAPES: WeakValueDictionary[tuple[object, ...], Shape] = WeakValueDictionary()
+"""The shapes targets hold, by key: targets serving the same page (replicas of one server) hold one."""
+
+
+def _shared(shape: Shape) -> Shape:
+    """The shape in use that checks what `shape` does, else `shape` (then in use)."""
+    return _SHAPES.setdefault(shape.key, shape)

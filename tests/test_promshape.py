@@ -63,3 +63,12 @@ def test_a_page_of_another_shape_is_refused(later):
 )
 def test_a_page_a_shape_cannot_check_has_none(page):
     assert shape_of(page) is None
+
+
+def test_targets_serving_the_same_page_hold_one_shape():
+    first = shape_of(PAGE)
+    same = shape_of(PAGE.replace("1.5", "7"))  # other values: the same shape, held once
+    other = shape_of(PAGE.replace('le="1"', 'le="2"'))
+    assert first is not None and same is first
+    assert other is not None and other is not first and other.values(PAGE) is None
+    assert same.values(PAGE) == [1.5, 2.0, 5.0]
