@@ -289,7 +289,8 @@ def _loaded(m: LoadedModelView, glyphs: Glyphs) -> Line:
 def _process(p: ProcessView) -> Line:
     if not p.up:
         return (("process ", "dim"), ("not found", "bad"))
-    return (("process ", "dim"), *_kv("cpu", fmt_pct(p.cpu_percent)), (" ", ""), *_kv("rss", fmt_bytes(p.rss_bytes)))
+    rss = (*_kv("rss", fmt_bytes(p.rss_bytes)), *(((f" in {p.processes} procs", "dim"),) if p.processes > 1 else ()))
+    return (("process ", "dim"), *_kv("cpu", fmt_pct(p.cpu_percent)), (" ", ""), *rss)
 
 
 def _probe(p: ProbeView) -> Line:
