@@ -29,7 +29,7 @@ from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.errors import ProbeError
 from telegraf_llm_input.http import headers_for, remember_missing_sniffio, tls_verify, transport
-from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, lmstudio_loaded, ollama_loaded, plan
+from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, generates, lmstudio_loaded, ollama_loaded, plan
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 from telegraf_llm_input.probe.watch import Watch, forever
 
@@ -129,6 +129,8 @@ class ProbeRunner:
         """The model list read a moment ago to find what the server is (not asked for twice in one run)."""
         self._watch = Watch()
         """Ollama: each model's countdown at the previous look, to see a user's request end (`look()`)."""
+        self._generates: dict[str, bool] = {}
+        """Ollama: whether each loaded model can answer a chat (`/api/show` once per model; nothing loaded)."""
 
     @property
     def watching(self) -> bool:
@@ -267,9 +269,33 @@ class ProbeRunner:
             loaded = await self._read_loaded(kind)
         if loaded is None:
             return Plan(self.probe.model) if self.probe.model else Skip("no_model_list")
-        choice = plan(loaded, self.probe.model, self._model, self._in_use if kind == "ollama" else None)
+        ollama = kind == "ollama"
+        if ollama and self.probe.model is None:
+            await self._learn_capabilities(loaded)
+        choice = plan(
+            loaded,
+            self.probe.model,
+            self._model,
+            self._in_use if ollama else None,
+            (lambda m: self._generates.get(m.name, True)) if ollama else None,
+        )
         self._model = choice.model if isinstance(choice, Plan) else self._model
         return choice
+
+    async def _learn_capabilities(self, loaded: list[Loaded]) -> None:
+        """Ask `/api/show` about each loaded model not asked about yet (it reads the model's files: nothing is
+        loaded and no countdown moves); forget models no longer loaded."""
+        names = {m.name for m in loaded}
+        self._generates = {n: g for n, g in self._generates.items() if n in names}
+        for name in names - self._generates.keys():
+            timeout = min(self.target.timeout, self.probe.timeout)
+            response = await self.client.post(
+                join_url(self.target.url, "/api/show"), json={"model": name}, timeout=timeout
+            )
+            try:
+                self._generates[name] = generates(response.json() if response.status_code == 200 else None)
+            except ValueError:
+                self._generates[name] = True
 
     def _in_use(self, model: Loaded) -> bool:
         """Ollama: a probe now moves this model's countdown by seconds at most (or not at all: kept forever)."""

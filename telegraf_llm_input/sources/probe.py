@@ -41,7 +41,10 @@ MAX_PENDING = 32
 """Results kept for the next gather when gathers stop (the oldest are dropped first)."""
 SWITCH_INTERVAL_S = 0.001
 """How long a thread waits for the GIL at most before it asks the holder to hand it over (Python's default: 5 ms)."""
-SKIP_WHY = {"model_idle": "model_idle (nobody is using the model: a probe would keep it loaded)"}
+SKIP_WHY = {
+    "model_idle": "model_idle (nobody is using the model: a probe would keep it loaded)",
+    "no_generating_model": "no_generating_model (the loaded models only make embeddings: a chat gets a 400)",
+}
 """The log line's words for a skip reason that needs more than its tag value."""
 
 

@@ -294,3 +294,37 @@ def test_a_users_request_after_a_probe_gets_the_session_duration_it_had(ollama):
     left_s = (memory.expires_at(LOADED) - time.time_ns()) / 1e9
     assert left_s > 299, left_s  # the default 5 minutes from now, as without the probe
     assert memory.session == {}
+
+
+EMBED = "nomic-embed-text:latest"
+
+
+def test_an_embedding_model_alone_is_skipped_without_a_request(quick):
+    """Ollama answers a chat for an embedding model with 400 (every probe failed); `/api/show` says what it can do
+    without loading anything, once per model."""
+    quick.script.embedding_models = (EMBED,)
+    quick.ollama.expires = {EMBED: quick.ollama.expires.pop(LOADED)}  # only the embedding model is loaded
+
+    chat = {"model": EMBED, "messages": [{"role": "user", "content": "x"}]}
+    r = httpx.post(f"{quick.url}/api/chat", json=chat)
+    assert r.status_code == 400 and r.json() == {"error": f'"{EMBED}" does not support chat'}  # as Ollama says
+
+    def embed_as_a_user(i):  # an `/api/embed` request's end, as Ollama's scheduler sees it: a fresh countdown
+        quick.ollama.use(EMBED)
+        quick.ollama.release(EMBED, None)
+
+    outs = runs(quick.url, 3, embed_as_a_user)
+    assert [o.result.skipped for o in outs] == ["no_generating_model"] * 3 and outs[0].model == EMBED
+    assert not any(o.result.error for o in outs)
+    assert [p.body["messages"][0]["content"] for p in quick.posts()] == ["x"]  # the 400 above, nothing from the probe
+    assert quick.shows() == [EMBED] and never_loaded_a_model(quick)
+
+
+def test_beside_an_embedding_model_the_generating_one_is_probed(quick):
+    quick.script.embedding_models = (EMBED,)
+    quick.ollama.expires[EMBED] = quick.ollama.expires[LOADED] + 10**9  # listed first by /api/ps
+    outs = runs(quick.url, 2, lambda i: user(quick))
+    assert [o.model for o in outs] == [LOADED, LOADED] and all(o.result.success for o in outs), outs
+    probes = [p for p in quick.posts() if p.body["messages"][0]["content"] == DEFAULT_PROMPT]
+    assert [p.body["model"] for p in probes] == [LOADED, LOADED]
+    assert sorted(quick.shows()) == sorted([EMBED, LOADED]) and never_loaded_a_model(quick)
