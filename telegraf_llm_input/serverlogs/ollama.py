@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import time
 
-from telegraf_llm_input.serverlogs.base import EMBED, GENERATE, Event, ModelLoad, Request, plain
+from telegraf_llm_input.apis import ollama as ollama_api, openai as openai_api
+from telegraf_llm_input.serverlogs.base import EMBED, Event, ModelLoad, Request, plain
 
 TYPE = "ollama"
 _PCT = ("p50", "p90", "p95", "p99", "mean")
@@ -28,15 +29,11 @@ FIELDS = (
 )
 """llm_server fields its log gives (docs/metrics.md)."""
 
-PATHS = {
-    "/api/generate": GENERATE,
-    "/api/chat": GENERATE,
-    "/v1/chat/completions": GENERATE,
-    "/v1/completions": GENERATE,
-    "/v1/responses": GENERATE,
-    "/api/embed": EMBED,
-    "/api/embeddings": EMBED,
-    "/v1/embeddings": EMBED,
+SERVED = (*ollama_api.APIS, *openai_api.APIS)
+"""What Ollama answers (server/routes.go): its native API, and the OpenAI-compatible one under `/v1/`."""
+PATHS: dict[str, str] = {
+    **{path: api.kind for api in SERVED for path in api.paths if path.startswith(("/api/", "/v1/"))},
+    "/api/embeddings": EMBED,  # the legacy embeddings route: only counted, nothing reads its answer (not in apis/)
 }
 """Inference paths (POST) and their API class; every other path is not user inference traffic."""
 
