@@ -58,3 +58,12 @@ class Parser(Protocol):
     def feed(self, line: str) -> list[Event]:
         """Events a line completes (most lines: none)."""
         ...
+
+    def carry(self) -> list[object]:
+        """What it waits on (the first lines of a block), as JSON data: kept beside the log position, so a block
+        an agent restart cuts in two is still whole."""
+        ...
+
+    def resume(self, carried: object) -> None:
+        """Take back what `carry` gave (anything else is ignored)."""
+        ...

@@ -65,6 +65,12 @@ def _local_time(text: str) -> float | None:
 class Parser:
     """Ollama's lines -> events. Each event is on one line: nothing is waited for."""
 
+    def carry(self) -> list[object]:
+        return []
+
+    def resume(self, carried: object) -> None:
+        pass
+
     def feed(self, line: str) -> list[Event]:
         if "[GIN]" in line:
             m = ACCESS.search(plain(line))
