@@ -9,7 +9,8 @@ On Ollama and LM Studio a request loads the model it names, and on Ollama it res
 with the duration the runner stored: there each run first asks what is loaded and probes only that
 (`probe/choose.py`), and on Ollama only right after a user's request restarted that countdown, without a
 `keep_alive` (`probe/watch.py`; `look()` between runs). On Ollama the probe speaks the native API whatever `api`
-says (its answer has the server's own timings).
+says (its answer has the server's own timings), with PROBE_MARK in its query: every agent (and `top`) reading
+Ollama's log leaves it out of user traffic (the ledger tells only the log reader of this process).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 
 from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
 from telegraf_llm_input.apis.base import ProbeRequest
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.errors import ProbeError
@@ -194,9 +196,10 @@ class ProbeRunner:
                 if name.endswith(suffix):
                     marks[key] = clock()
 
+        url = join_url(self.target.url, PROBE_APIS[api].paths[0])
         request = self.client.build_request(
             PROBE_APIS[api].method,
-            join_url(self.target.url, PROBE_APIS[api].paths[0]),
+            f"{url}?{PROBE_MARK}" if api == "ollama" else url,
             json=request_body(self.probe, choice.model, api),
             extensions={"trace": trace},
         )

@@ -38,6 +38,9 @@ class Request:
     """The request's path (Ollama), to tell the probe's own requests apart."""
     logged_at: float | None = None
     """When the server wrote the line (Unix seconds), where the line says."""
+    probe: bool = False
+    """The request carries the probe's mark (Ollama: `apis.ollama.PROBE_MARK` in its query): a probe's, sent by
+    this process or another (`top` beside the agent); never user traffic."""
 
     @property
     def tpot_ms(self) -> float | None:

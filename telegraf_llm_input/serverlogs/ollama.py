@@ -6,7 +6,7 @@ Access line (gin's default `LoggerWithFormatter`, written when the request ends,
 past a minute —, `%15s` client, `%-7s` method, `%#v` quoted path and query). A model load (llm/server.go):
     time=2026-08-13T10:15:38.412Z level=INFO source=server.go:1274 msg="llama runner started in 2.51 seconds"
 Only inference paths are requests (`PATHS`): the agent's own scrapes (`/api/ps`, `/api/version`, `/api/tags`)
-and model management (pull, show, create...) never count.
+and model management (pull, show, create...) never count, nor a probe's request (its query has `PROBE_MARK`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 import time
 
 from telegraf_llm_input.apis import ollama as ollama_api, openai as openai_api
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.serverlogs.base import EMBED, Event, ModelLoad, Request, plain
 
 TYPE = "ollama"
@@ -76,7 +77,7 @@ class Parser:
             m = ACCESS.search(plain(line))
             if m is None or m["method"] != "POST":
                 return []
-            path = m["path"].partition("?")[0]
+            path, _, query = m["path"].partition("?")
             api = PATHS.get(path)
             if api is None:
                 return []
@@ -87,6 +88,7 @@ class Parser:
                     e2e_ms=go_duration_ms(m["latency"]),
                     path=path,
                     logged_at=_local_time(m["time"]),
+                    probe=PROBE_MARK in query.split("&"),
                 )
             ]
         if "llama runner started" in line:

@@ -166,7 +166,8 @@ class LoggingOllama:
         def logged(path: str, status: int, body, method: str = "GET") -> Reply:
             def render():
                 latency_ms = 0.2 if method == "GET" else self._next_latency()
-                self.log.access(status, int(latency_ms * 1e6), path, method)
+                query = self.server.requests[-1].query  # gin logs the path with its query
+                self.log.access(status, int(latency_ms * 1e6), f"{path}?{query}" if query else path, method)
                 return json.dumps(body() if callable(body) else body)
 
             return Reply(render, status=status, content_type="application/json; charset=utf-8")

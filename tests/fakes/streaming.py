@@ -91,6 +91,8 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict | None
+    query: str = ""
+    """What followed `?` (routes match the path alone, as gin's router does)."""
 
 
 class _Cut(Exception):
@@ -107,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- plumbing -------------------------------------------------------------------------
     def _record(self, body: dict | None) -> None:
         with self.server.lock:
-            self.server.requests.append(Recorded(self.command, self.path, dict(self.headers.items()), body))
+            self.server.requests.append(Recorded(self.command, self.path, dict(self.headers.items()), body, self.query))
 
     def _json(self, status: int, obj) -> None:
         data = json.dumps(obj).encode()
@@ -122,7 +124,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     # --- GET ------------------------------------------------------------------------------
+    def _route(self) -> None:
+        """Routes match the path alone (gin's router); the query is kept on the record."""
+        self.path, _, self.query = self.path.partition("?")
+
     def do_GET(self):
+        self._route()
         self._record(None)
         script = self.server.script
         if self.path == "/v1/models":
@@ -143,6 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- POST -----------------------------------------------------------------------------
     def do_POST(self):
+        self._route()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         start = time.monotonic()

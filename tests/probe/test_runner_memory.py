@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.probe.runner import DEFAULT_PROMPT, ProbeRunner
 from telegraf_llm_input.probe.watch import SETTLE_S
 from telegraf_llm_input.sources.probe import ProbeSource
@@ -274,6 +275,9 @@ def test_what_the_probe_sends_is_known_as_its_own(ollama):
     assert first.result.success and second.result.skipped == "no_model_loaded"
     ((name, path, start, end),) = ledger.sent  # the inference request only; its model list is not inference
     assert name == "box" and path == "/api/chat" and end - start >= first.result.e2e_ms / 1000 - 0.01
+    # and the request says so itself (gin logs the query): a log reader in another process (top) drops it too
+    [probe] = [p for p in ollama.posts() if p.body["messages"][0]["content"] == DEFAULT_PROMPT]
+    assert probe.path == "/api/chat" and probe.query == PROBE_MARK
 
 
 def test_the_fake_keeps_the_session_duration_of_the_last_request_that_set_one():

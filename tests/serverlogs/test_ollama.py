@@ -7,6 +7,7 @@ import time
 import pytest
 
 from telegraf_llm_input.apis import ollama as ollama_api
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.serverlogs.base import EMBED, GENERATE, ModelLoad, Request
 from telegraf_llm_input.serverlogs.ollama import Parser, go_duration_ms
 from tests.fakes.serverlogs import gin_line, go_duration, runner_started_line
@@ -120,3 +121,9 @@ def test_runner_started():
 )
 def test_other_lines(line):
     assert Parser().feed(line) == []
+
+
+def test_a_probes_request_is_marked_by_its_query():
+    [probe] = Parser().feed(gin_line(200, 1_000_000, f"/api/chat?{PROBE_MARK}"))
+    [user] = Parser().feed(gin_line(200, 1_000_000, "/api/chat?x=telegraf-llm-input-probe"))
+    assert probe.probe and probe.path == "/api/chat" and not user.probe
