@@ -141,6 +141,12 @@ class ProbeRunner:
         return self._kind == "ollama" and self.probe.model is None
 
     @property
+    def first_look_due(self) -> bool:
+        """Ollama (or a server not known yet), model not configured, no look taken: a run now would have no look to
+        compare with (every model would look idle), so the source takes this look first and runs at the next."""
+        return self.probe.model is None and self._kind in (None, "ollama") and self._watch.previous_at is None
+
+    @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = make_client(self.target)

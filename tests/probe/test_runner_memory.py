@@ -332,3 +332,23 @@ def test_beside_an_embedding_model_the_generating_one_is_probed(quick):
     probes = [p for p in quick.posts() if p.body["messages"][0]["content"] == DEFAULT_PROMPT]
     assert [p.body["model"] for p in probes] == [LOADED, LOADED]
     assert sorted(quick.shows()) == sorted([EMBED, LOADED]) and never_loaded_a_model(quick)
+
+
+def test_a_users_request_right_after_start_is_probed_at_the_next_look(quick):
+    """The first run had no earlier look to compare with: always a `model_idle` skip, whatever the user did. Now
+    the first look comes first, and a request that ends before the next look is seen (and probed after)."""
+    source = ProbeSource(target(quick.url, every="1h", ps_every="0.5s"), ledger=Recorded())
+    source.start()
+    points = []
+    try:
+        deadline = time.monotonic() + 20
+        while not any(r.path == "/api/ps" for r in quick.requests) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first look
+        user(quick)
+        while not points and time.monotonic() < deadline:
+            time.sleep(0.05)
+            points = asyncio.run(source.gather(None))
+    finally:
+        asyncio.run(source.close())
+    assert points and "skip_reason" not in points[0].tags and points[0].fields["success"] == 1, points
+    assert never_loaded_a_model(quick) and quick.ollama.session == {}
