@@ -289,8 +289,7 @@ def _loaded(m: LoadedModelView, glyphs: Glyphs) -> Line:
 def _process(p: ProcessView) -> Line:
     if not p.up:
         return (("process ", "dim"), ("not found", "bad"))
-    rss = (*_kv("rss", fmt_bytes(p.rss_bytes)), *(((f" in {p.processes} procs", "dim"),) if p.processes > 1 else ()))
-    return (("process ", "dim"), *_kv("cpu", fmt_pct(p.cpu_percent)), (" ", ""), *rss)
+    return (("process ", "dim"), *_kv("cpu", fmt_pct(p.cpu_percent)), (" ", ""), *_kv("rss", fmt_bytes(p.rss_bytes)))
 
 
 def _probe(p: ProbeView) -> Line:
