@@ -12,11 +12,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start(config: Path, signal: str, stdin, stdout) -> subprocess.Popen[str]:
-    """`python -m telegraf_llm_input --config CONFIG --signal SIGNAL` from this checkout, stderr dropped."""
+def start(config: Path, signal: str, stdin, stdout, python: str | None = None) -> subprocess.Popen[str]:
+    """`python -m telegraf_llm_input --config CONFIG --signal SIGNAL` from this checkout, stderr dropped; with
+    `python` (bench.installed), that interpreter's installed copy (run beside the config, not in the checkout)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", signal],
-        cwd=REPO,
+        [python or sys.executable, "-m", "telegraf_llm_input", "--config", str(config), "--signal", signal],
+        cwd=REPO if python is None else config.parent,
         stdin=stdin,
         stdout=stdout,
         stderr=subprocess.DEVNULL,
@@ -25,9 +26,10 @@ def start(config: Path, signal: str, stdin, stdout) -> subprocess.Popen[str]:
 
 
 @contextmanager
-def execd_agent(config: Path) -> Iterator[subprocess.Popen[str]]:
-    """The agent started on `config`; on exit its stdin is closed (it finishes) and it is waited for."""
-    agent = start(config, "stdin", subprocess.PIPE, subprocess.PIPE)
+def execd_agent(config: Path, python: str | None = None) -> Iterator[subprocess.Popen[str]]:
+    """The agent started on `config` (by `python`, as `start`); on exit its stdin is closed (it finishes) and it is
+    waited for."""
+    agent = start(config, "stdin", subprocess.PIPE, subprocess.PIPE, python)
     try:
         yield agent
     finally:

@@ -8,7 +8,8 @@ divided by the `/metrics` answers the page server gave in the window. RSS is /pr
 window's end. vmagent and Prometheus come from the Debian packages (`victoria-metrics`, `prometheus`); a missing
 one is skipped with one line. The agent writes to stdout, a pipe another process reads, as under Telegraf; host, GPU and process
 sources are off for it, as the Go scrapers have none. Idle: no target, host/GPU/discovery off, 1 s interval,
-CPU per second of wall time.
+CPU per second of wall time. The agent (and the bare loop beside it) runs as a user runs it: this checkout
+`pip install`ed into a fresh venv built once per run (bench.installed), not the editable dev venv.
 The RSS over 10,000 gathers (flat or not) takes minutes: `--gathers 10000` (BENCH_VS_GO_GATHERS) asks for it.
 Run: python3 -m bench.vs_go [--seconds S] [--targets 1,16] [--gathers N]  (BENCH_VS_GO_SECONDS; default 10 s)
 """
@@ -31,6 +32,7 @@ import yaml
 
 from bench.changingpage import scrapes
 from bench.execd import execd_agent, start, trigger
+from bench.installed import installed_python
 from bench.report import record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,13 +131,18 @@ def agent_config(ports: list[int], tmp: Path) -> Path:
     return config
 
 
-def start_agent(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
-    config = agent_config(ports, tmp)
-    reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # Telegraf's part
-    agent = start(config, "none", subprocess.DEVNULL, reader.stdin)
-    assert reader.stdin is not None
-    reader.stdin.close()
-    return [agent, reader]
+def agent_starter(python: str) -> Starter:
+    """Starts the agent of `python` (bench.installed) writing into a pipe another process drains, as under Telegraf."""
+
+    def start_agent(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
+        config = agent_config(ports, tmp)
+        reader = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)  # Telegraf's part
+        agent = start(config, "none", subprocess.DEVNULL, reader.stdin, python)
+        assert reader.stdin is not None
+        reader.stdin.close()
+        return [agent, reader]
+
+    return start_agent
 
 
 def _scrape_config(ports: list[int]) -> dict:
@@ -195,18 +202,23 @@ def start_prometheus(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
 IDLE_LOOP = "import asyncio\nasync def main():\n    while True:\n        await asyncio.sleep(1)\nasyncio.run(main())"
 
 
-def start_idle_loop(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
-    """The idle figure's baseline: a bare asyncio loop that wakes once a second and does nothing."""
-    return [subprocess.Popen([sys.executable, "-c", IDLE_LOOP])]
+def idle_loop_starter(python: str) -> Starter:
+    """The idle figure's baseline: a bare asyncio loop of the agent's interpreter that wakes once a second and does
+    nothing."""
+
+    def start_idle_loop(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
+        return [subprocess.Popen([python, "-c", IDLE_LOOP], cwd=tmp)]
+
+    return start_idle_loop
 
 
-def rss_over_gathers(ports: list[int], gathers: int) -> dict[int, int]:
+def rss_over_gathers(ports: list[int], gathers: int, python: str) -> dict[int, int]:
     """The agent under execd (`--signal stdin`), gathers triggered back to back: RSS after 200, half and all."""
     checkpoints = sorted({200, gathers // 2, gathers})
     rss: dict[int, int] = {}
     with (
         tempfile.TemporaryDirectory(prefix="bench-vs-go-") as tmp,
-        execd_agent(agent_config(ports, Path(tmp))) as agent,
+        execd_agent(agent_config(ports, Path(tmp)), python) as agent,
     ):
         done = 0
         for checkpoint in checkpoints:
@@ -260,7 +272,14 @@ def main(argv: list[str] | None = None) -> None:
         help="also: our RSS over this many back-to-back gathers of 16 targets (e.g. 10000: minutes; default: off)",
     )
     args = parser.parse_args(argv)
+    with installed_python() as python:
+        compare(args, python)
+
+
+def compare(args: argparse.Namespace, python: str) -> None:
+    """Every figure, the agent run by `python` (bench.installed)."""
     only = set(args.only.split(","))
+    start_agent = agent_starter(python)
     scrapers: dict[str, tuple[Starter, str]] = {"ours": (start_agent, "telegraf-llm-input (stdout)")}
     if shutil.which("vmagent") and shutil.which("victoria-metrics"):
         scrapers["vmagent"] = (start_vmagent, "vmagent (remote write to VictoriaMetrics)")
@@ -310,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         pages = PageServers(16)
         try:
             started = time.monotonic()
-            rss = rss_over_gathers(pages.ports, args.gathers)
+            rss = rss_over_gathers(pages.ports, args.gathers, python)
             took = time.monotonic() - started
         finally:
             pages.close()
@@ -326,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "ours" in scrapers:
         idle = measure(start_agent, None, [], args.seconds)
-        floor = measure(start_idle_loop, None, [], args.seconds)
+        floor = measure(idle_loop_starter(python), None, [], args.seconds)
         record(
             "vs Go scrapers",
             "idle: no target, host/GPU/discovery off, 1 s interval (goal, issue 28: <= 0.3 ms CPU/s)",

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import h11
+
+if TYPE_CHECKING:
+    import ssl  # loaded by whoever makes a TLS context (tlsgate)
 
 READ_BYTES = 65536
 """One read from the socket at most (also the StreamReader's flow-control limit)."""

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import ssl
 import sys
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from telegraf_llm_input import http11
+from telegraf_llm_input import http11, tlsgate
 from telegraf_llm_input.aio import within
 from telegraf_llm_input.config.targets import TargetConfig, redact_url
 from telegraf_llm_input.errors import FetchError as FetchError, Transport
@@ -31,6 +30,8 @@ from telegraf_llm_input.http11 import Response as Response
 from telegraf_llm_input.lazy import lazy_import
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 else:
     httpx = lazy_import("httpx")  # the probe's client and https targets' CA bundle: a plain scrape never loads it
@@ -81,6 +82,8 @@ class HttpPool:
         key = _tls_key(target)
         context = self._tls.get(key)
         if context is None:
+            import ssl  # here, not at start-up: a plain-http agent never loads it (tlsgate)
+
             verify = tls_verify(target)
             if verify is True:
                 context = httpx.create_ssl_context(verify=True, trust_env=False)  # certifi's CAs, as httpx uses
@@ -115,6 +118,8 @@ def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:
         return False
     if not (target.tls_ca or target.tls_cert):
         return True
+    import ssl  # here, not at start-up: a plain-http agent never loads it (tlsgate)
+
     try:
         context = ssl.create_default_context(cafile=target.tls_ca)
         if target.tls_cert:
@@ -141,10 +146,10 @@ def transport(exc: BaseException) -> Transport:
     """What the connection did, read from a scrape's (`http11`), an httpx (the probe's) or a timeout exception."""
     if isinstance(exc, asyncio.TimeoutError):
         return "timeout"
-    if isinstance(exc, ssl.SSLError):
+    if tlsgate.is_tls_error(exc):
         return "tls"
     if isinstance(exc, http11.ConnectFailed):
-        return "tls" if isinstance(exc.__cause__, ssl.SSLError) else "connect"
+        return "tls" if exc.__cause__ is not None and tlsgate.is_tls_error(exc.__cause__) else "connect"
     if isinstance(exc, http11.Broken):
         return "broken"
     if not type(exc).__module__.startswith("httpx"):

@@ -24,18 +24,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json as jsonlib
-import ssl
 import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import h11
 
-from telegraf_llm_input import __version__, h11io
+from telegraf_llm_input import __version__, h11io, tlsgate
 from telegraf_llm_input.errors import FetchError
+
+if TYPE_CHECKING:
+    import ssl  # loaded by whoever makes a TLS context (tlsgate)
 
 USER_AGENT = f"telegraf-llm-input/{__version__}"
 MAX_IDLE = 8
@@ -240,9 +242,9 @@ class Client:
     async def _connect(self) -> _Conn:
         try:
             reader, writer = await h11io.open_connection(self.host, self.port, self.tls)
-        except ssl.SSLError:
-            raise
         except OSError as exc:
+            if tlsgate.is_tls_error(exc):
+                raise
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
         return _Conn(reader, writer)
 
@@ -282,7 +284,7 @@ class Client:
         for conn in idle:
             try:
                 await asyncio.wait_for(conn.writer.wait_closed(), 1.0)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError
                 pass
 
 

@@ -11,15 +11,21 @@ import asyncio
 import math
 import os
 import stat
+import sys
 import threading
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Trigger:
     """An asyncio-facing doorbell: `wait()` returns True for a gather, False to stop.
 
-    One future is awaited at a time, woken by a ring, a stop, the clock or a gather's end: no task or timer is
-    made per wait beyond the clock's one handle (an idle agent wakes once an interval and does little else).
+    One future is awaited at a time, woken by a ring, a stop or the clock: no task or timer is made per wait
+    beyond the clock's one handle, and a gather runs in the waiting task itself (`graced`), so an idle agent's
+    interval is the bare loop's two steps (the timer, then the task), as `await asyncio.sleep()` would be.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
@@ -27,6 +33,10 @@ class Trigger:
         self._rung = False
         self._stopped = False
         self._waiters: list[asyncio.Future[None]] = []
+        self._graced: tuple[asyncio.Task, float] | None = None
+        """The task inside `graced` and its grace; a stop meanwhile sets `_cut` to cancel it when that is over."""
+        self._cut: asyncio.TimerHandle | None = None
+        self._cutting = False
 
     def _wake(self, *_: object) -> None:
         for waiter in self._waiters:
@@ -43,6 +53,13 @@ class Trigger:
     def stop(self) -> None:
         self._stopped = True
         self._wake()
+        if self._graced is not None and self._cut is None:
+            self._cut = self._loop.call_later(self._graced[1], self._cancel_graced)
+
+    def _cancel_graced(self) -> None:
+        if self._graced is not None:
+            self._cutting = True
+            self._graced[0].cancel()
 
     def stop_threadsafe(self) -> None:
         self._loop.call_soon_threadsafe(self.stop)
@@ -51,29 +68,41 @@ class Trigger:
     def stopping(self) -> bool:
         return self._stopped
 
-    async def _sleep(self, timeout: float | None, until: asyncio.Future | None = None) -> None:
-        """Until a ring or stop (or `until` is done, or the timeout passes)."""
+    async def _sleep(self, timeout: float | None) -> None:
+        """Until a ring or stop (or the timeout passes)."""
         waiter = self._loop.create_future()
         self._waiters.append(waiter)
         timer = None if timeout is None else self._loop.call_later(timeout, self._wake)
-        if until is not None:
-            until.add_done_callback(self._wake)
         try:
             await waiter
         finally:
             self._waiters.remove(waiter)
             if timer is not None:
                 timer.cancel()
-            if until is not None:
-                until.remove_done_callback(self._wake)
 
-    async def until_stop_or(self, future: asyncio.Future) -> bool:
-        """Wait for `future` to finish (True) or a stop (False); rings meanwhile are kept for the next `wait`."""
-        while not future.done():
-            if self._stopped:
-                return False
-            await self._sleep(None, future)
-        return True
+    async def graced(self, work: Awaitable[T], grace: float) -> T | None:
+        """`await work` in this task; a stop meanwhile leaves it `grace` seconds to finish, then cancels it (None).
+
+        Why not a task of its own watched by this one: that is three more loop steps, a task and a future every
+        gather, for the one case (a stop inside a gather) this cancel covers. Rings meanwhile are kept for the
+        next `wait`."""
+        task = asyncio.current_task()
+        assert task is not None and self._graced is None
+        self._graced = (task, grace)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not self._cutting:
+                raise  # not ours: whoever cancelled the task gets it
+            if sys.version_info >= (3, 11):
+                task.uncancel()  # ours, handled: asyncio.timeout() in what runs next counts right
+            return None
+        finally:
+            self._graced = None
+            self._cutting = False
+            if self._cut is not None:
+                self._cut.cancel()
+                self._cut = None
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait for a ring (True), a stop (False), or the timeout (True: the clock rang)."""

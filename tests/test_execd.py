@@ -258,6 +258,30 @@ def test_stop_during_a_slow_gather_cancels_it_promptly():
     assert asyncio.run(scenario())
 
 
+def test_a_gather_ending_within_the_grace_after_a_stop_is_written():
+    """The gather runs in the serving task itself: a stop lets it finish and write; serve then returns, and the task
+    is left as it was (not cancelled; on 3.11+ no cancel request left over for an asyncio.timeout to misread)."""
+
+    async def scenario():
+        source, sink = SlowSource(0.1), ListSink()
+        agent = Agent([source], [sink], deadline_s=60.0)
+        trigger = Trigger(asyncio.get_running_loop())
+
+        async def serving():
+            await serve(agent, trigger, interval=None)
+            task = asyncio.current_task()
+            return task.cancelling() if hasattr(task, "cancelling") else 0
+
+        served = asyncio.ensure_future(serving())
+        trigger.ring()
+        await asyncio.wait_for(source.started.wait(), 5)
+        trigger.stop()
+        left = await asyncio.wait_for(served, 5)
+        return left, [m.measurement for batch in sink.batches for m in batch if m.measurement == "slow"]
+
+    assert asyncio.run(scenario()) == (0, ["slow"])
+
+
 MISBEHAVING = '''
 import asyncio, sys, time
 from telegraf_llm_input import cli, sources

@@ -3,8 +3,6 @@
 import asyncio
 import gzip
 import socket
-import ssl
-import subprocess
 import threading
 
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool, get, headers_for
 from tests.fakes.server import FakeServer, Reply
+from tests.support.tls import self_signed, serve_tls
 
 
 def run(coro_fn):
@@ -112,38 +111,12 @@ def test_credentials_not_in_errors_and_auth_optional():
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            str(d / "key.pem"),
-            "-out",
-            str(d / "cert.pem"),
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return d
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_verified_by_default_ca_and_skip(tls_files):
     fake = FakeServer({"/metrics": Reply("x 1\n")})
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls_files / "cert.pem", tls_files / "key.pem")
-    fake._httpd.socket = context.wrap_socket(fake._httpd.socket, server_side=True)
-    url = f"https://127.0.0.1:{fake.port}"
+    url = serve_tls(fake, tls_files)
     with fake:
         with pytest.raises(FetchError) as err:
             run(lambda pool: get(pool, TargetConfig(url=url, retries=0), "/metrics"))

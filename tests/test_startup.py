@@ -14,6 +14,7 @@ from tests.support.procs import free_port
 # (a lazily imported module sits in sys.modules before first use; its submodules do not). Discovery looks
 # at a port nothing listens on: a model server on the developer's machine (Ollama on 11434) is not ours.
 SCRIPT = r"""
+import telegraf_llm_input.__main__  # the program's start-up: asyncio without ssl (tlsgate)
 import asyncio, json, os, sys
 from telegraf_llm_input import cli
 config = cli._load(cli._parser().parse_args(sys.argv[1:]))
@@ -23,6 +24,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 HEAVY = [
+    "ssl",
     "httpx._client",
     "telegraf_llm_input.http11",
     "telegraf_llm_input.h11io",
@@ -84,12 +86,13 @@ outputs:
 
 
 def test_psutil_waits_for_a_watched_process(tmp_path):
-    """Targets whose process is not watched, no host source: psutil (and the process source) stay unloaded;
+    """Targets whose process is not watched, no host source, GPUs off: psutil (and the process source) and ctypes
+    (the NVIDIA driver check) stay unloaded;
     the same target with its process watched loads them."""
     config = tmp_path / "config.yaml"
     target = f"{{url: 'http://127.0.0.1:{free_port()}', type: vllm, process: {{enabled: %s}}}}"
     body = "host: {enabled: false}\ngpu: {enabled: false}\ntargets: [%s]\n"
     config.write_text(body % (target % "false"))
-    assert {"psutil", "telegraf_llm_input.sources.process"} & loaded("--config", str(config)) == set()
+    assert {"psutil", "telegraf_llm_input.sources.process", "ctypes._endian"} & loaded("--config", str(config)) == set()
     config.write_text(body % (target % "true"))
     assert {"psutil", "telegraf_llm_input.sources.process"} <= loaded("--config", str(config))

@@ -17,7 +17,7 @@ FILES = [ROOT / "telegraf.conf.example", ROOT / "packaging" / "telegraf" / "tele
 
 def console_script() -> str:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    (name,) = [k for k, v in scripts.items() if v == "telegraf_llm_input.cli:main"]
+    (name,) = [k for k, v in scripts.items() if v == "telegraf_llm_input.__main__:main"]
     return name
 
 

@@ -13,8 +13,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from telegraf_llm_input.config.gpu import GpuConfig
 from telegraf_llm_input.config.host import HostConfig
@@ -23,6 +22,12 @@ from telegraf_llm_input.config.outputs import OutputConfig
 from telegraf_llm_input.config.requestlog import LogConfig
 from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.config.yamlfile import MAX_BYTES, load_yaml, read_file, read_text
+from telegraf_llm_input.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from importlib import resources
+else:  # for `sample-config` only: it brings tempfile, shutil, bz2, lzma and random, which a run never uses
+    resources = lazy_import("importlib.resources")
 
 
 @dataclass
