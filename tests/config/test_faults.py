@@ -203,6 +203,16 @@ HOSTILE = {
 }
 
 
+PEAK_OF_CHILD = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+"""Runs argv[2:] and writes its peak RSS (KiB) to argv[1]; exits with its status."""
+
+
 @pytest.mark.parametrize("command", ["check-config", "run"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_config_is_one_line_exit_2_and_bounded_memory(tmp_path, case, command):
@@ -214,18 +224,22 @@ def test_a_hostile_config_is_one_line_exit_2_and_bounded_memory(tmp_path, case, 
     path = tmp_path / "agent.yaml"
     path.write_text(text)
     args = ["check-config", "--config", str(path)] if command == "check-config" else ["--config", str(path), "--once"]
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    out, err, peak = tmp_path / "stdout", tmp_path / "stderr", tmp_path / "peak"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        # Started by a small launcher that reports its child's ru_maxrss: a child forked (vforked) by this big
+        # test process would inherit this process's high-water mark at exec, and read as large as the suite.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "telegraf_llm_input", *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+            [sys.executable, "-c", PEAK_OF_CHILD, str(peak), sys.executable, "-m", "telegraf_llm_input", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
         )
-    killer = threading.Timer(60, proc.kill)  # a hang fails the test, never the suite
-    killer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory (ru_maxrss: KiB on Linux)
-    finally:
-        killer.cancel()
-    returncode, stderr_text, peak_mib = os.waitstatus_to_exitcode(status), err.read_text(), usage.ru_maxrss / 1024
+        try:
+            returncode = proc.wait(60)  # a hang fails the test, never the suite
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    stderr_text, peak_mib = err.read_text(), int(peak.read_text()) / 1024
     assert returncode == 2, stderr_text[-2000:]
     [line] = stderr_text.splitlines()
     assert line.startswith(f"E! config error: {path}: ") and problem in line, line
