@@ -160,7 +160,8 @@ StateDirectory={name}
 StateDirectoryMode=0700
 ConfigurationDirectory={name}
 ProtectSystem=strict
-ProtectHome=yes
+# Home directories readable, never writable: a model server run by a user logs there (~/.ollama/logs/server.log).
+ProtectHome=read-only
 PrivateTmp=yes
 {hardened}
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK

@@ -72,3 +72,6 @@ CHAT = Api(
 GENERATE = Api("ollama_generate", ("/api/generate",), native_piece, "ndjson", True, server_type="ollama")
 EMBED = Api("ollama_embed", ("/api/embed",), embed_piece, "json", False, "embed", server_type="ollama")
 APIS = (CHAT, GENERATE, EMBED)
+PROBE_MARK = "telegraf-llm-input-probe=1"
+"""The query the probe puts on its Ollama requests (Ollama ignores it; gin logs the path with its query), so a log
+reader drops every probe, also one sent by another process (a `top` beside the agent)."""

@@ -21,7 +21,7 @@ from telegraf_llm_input.config.loader import ConfigError, Duration, load_section
 from telegraf_llm_input.config.outputs import OutputConfig
 from telegraf_llm_input.config.requestlog import LogConfig
 from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
-from telegraf_llm_input.config.yamlfile import MAX_BYTES, load_yaml, read_text
+from telegraf_llm_input.config.yamlfile import MAX_BYTES, load_yaml, read_file, read_text
 from telegraf_llm_input.lazy import lazy_import
 
 if TYPE_CHECKING:
@@ -133,17 +133,19 @@ def parse_config(data: Any) -> Config:
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read (`-` is stdin), expand and validate; every problem is a ConfigError whose text starts with the file.
-    At most `yamlfile.MAX_BYTES + 1` bytes are read: `--config /dev/zero` is an error, not a hang."""
+    At most `yamlfile.MAX_BYTES + 1` bytes are read: `--config /dev/zero` is an error, not a hang; so is a FIFO
+    nobody writes to (`yamlfile.read_file`)."""
     name = str(path)
     try:
         if name == "-":  # `telegraf-llm-input sample-config | telegraf-llm-input check-config --config -`
             name = "<stdin>"
             raw = sys.stdin.buffer.read(MAX_BYTES + 1)
         else:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_BYTES + 1)
+            raw = read_file(path)
     except FileNotFoundError:
         raise ConfigError(name, "file not found") from None
+    except ConfigError as exc:  # a directory, a silent FIFO
+        raise ConfigError(name, exc.problem) from None
     except OSError as exc:
         raise ConfigError(name, f"cannot read: {exc.strerror or exc}") from None
     try:

@@ -51,6 +51,25 @@ ByteSize = Annotated[int, BYTES]
 Secret = Annotated[str, SECRET]
 """A string that may also be given as `<key>_file: /path` (file content, stripped)."""
 
+
+class WrittenInt(int):
+    """A YAML integer that keeps its text: a string setting takes it as written (`X-Key: 0123` is "0123", not
+    the octal 83 YAML 1.1 reads; `1_000`, `0x1F`, `12:30` likewise)."""
+
+    written: str
+
+
+class WrittenFloat(float):
+    """A YAML float that keeps its text (`1.10` stays "1.10", `.5` ".5")."""
+
+    written: str
+
+
+def as_written(value: int | float) -> str:
+    """A number's text as the file wrote it (a config built in code: its usual spelling)."""
+    return getattr(value, "written", None) or str(value)
+
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _BYTES = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?", re.IGNORECASE)
@@ -161,7 +180,7 @@ def parse_bytes(value: Any) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a size cannot be negative, got {value!r}")
-        return value
+        return int(value)
     if isinstance(value, str):
         match = _BYTES.fullmatch(value.strip())
         if match:
@@ -250,7 +269,7 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         raise ConfigError(path, f"expected true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return int(value)
         raise ConfigError(path, f"expected an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -263,7 +282,11 @@ def convert(tp: Any, value: Any, path: str) -> Any:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
+            return as_written(value)
+        if isinstance(value, bool):  # its text is gone (`yes`, `on`, `True` all read as true): ask for quotes
+            raise ConfigError(
+                path, f"YAML read this as {str(value).lower()} (yes/no/on/off/true/false): put it in quotes"
+            )
         raise ConfigError(path, f"expected a string, got {value!r}")
     raise ConfigError(path, f"unsupported config type {_describe(tp)}")
 

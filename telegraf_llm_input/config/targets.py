@@ -82,7 +82,8 @@ class TargetConfig:
     """Retries of GETs after a connect error, timeout or 5xx (0.1 s, 0.3 s backoff); never after a 4xx; all
     attempts stay inside the gather deadline, so a slow target still reports `up=0`."""
     headers: dict[str, str] = field(default_factory=dict)
-    """Extra request headers."""
+    """Extra request headers. Values are sent as written (`X-Key: 0123` sends `0123`, not YAML's octal 83);
+    `yes`, `no`, `on`, `off`, `true` and `false` need quotes."""
     bearer_token: Secret | None = None
     """Sent as `Authorization: Bearer ...`; never logged."""
     tls_ca: str | None = None

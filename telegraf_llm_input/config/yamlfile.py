@@ -9,11 +9,16 @@ from it. libyaml's parser is used where PyYAML has it (about 20 times faster tha
 
 from __future__ import annotations
 
+import functools
+import os
+import select
+import stat
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from telegraf_llm_input.config.loader import ConfigError
+from telegraf_llm_input.config.loader import ConfigError, WrittenFloat, WrittenInt
 from telegraf_llm_input.lazy import lazy_import
 
 if TYPE_CHECKING:
@@ -29,6 +34,38 @@ MAX_NODES = 100_000
 """Nodes once every alias is expanded (what environment expansion and the checks walk)."""
 
 
+PIPE_WAIT_S = 5.0
+"""How long a FIFO or device may take to give the whole config (`--config <(envsubst < agent.yaml)` is a pipe
+that is written at once); a named FIFO that nobody writes to is an error after this, not a hang."""
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """At most MAX_BYTES + 1 bytes of the file; opening never blocks (a FIFO with no writer would block `open`).
+    OSError when it cannot be opened, ConfigError for a directory or a FIFO that stays silent."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError("", "a directory, not a config file")
+        regular = stat.S_ISREG(mode)
+        if regular:
+            os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size, deadline = 0, time.monotonic() + PIPE_WAIT_S
+        while size <= MAX_BYTES:
+            if not regular and not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                what = "nothing more" if size else "nothing"
+                raise ConfigError("", f"not a regular file and {what} came from it in {PIPE_WAIT_S:g} s (no writer?)")
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_text(raw: bytes) -> str:
     """The file's text: at most MAX_BYTES of UTF-8 (`raw` may hold one byte more, to tell)."""
     if len(raw) > MAX_BYTES:
@@ -39,10 +76,32 @@ def read_text(raw: bytes) -> str:
         raise ConfigError("", "not UTF-8 text") from None
 
 
+@functools.cache
+def _loader_class() -> type:
+    """The safe loader whose numbers keep their text (`WrittenInt`, `WrittenFloat`): YAML 1.1 reads `0123` as 83,
+    and a string setting (a header value, a tag) must get what the user wrote."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def written(number_type: type, construct: Any) -> Any:
+        def build(loader: Any, node: yaml.ScalarNode) -> Any:
+            number = number_type(construct(loader, node))
+            number.written = node.value
+            return number
+
+        return build
+
+    class Loader(base):  # type: ignore[valid-type, misc]
+        pass
+
+    Loader.add_constructor("tag:yaml.org,2002:int", written(WrittenInt, base.construct_yaml_int))
+    Loader.add_constructor("tag:yaml.org,2002:float", written(WrittenFloat, base.construct_yaml_float))
+    return Loader
+
+
 def load_yaml(text: str) -> Any:
     """Plain data from one YAML document; ConfigError for invalid YAML, a shape over the bounds, or a key
     given twice."""
-    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader_class = _loader_class()
     try:
         check_shape(yaml.parse(text, Loader=loader_class))
         loader = loader_class(text)

@@ -174,7 +174,8 @@ NO_LOG_FIX = {
 
 def server_logs(servers: list[Server]) -> list[Check]:
     """Where the agent finds each Ollama / llama.cpp server's own log without a `log:` key (`sources/logfind.py`),
-    and whether this user may read it: without it there are no requests/s, latency or errors for that server."""
+    and whether this user may read it: without it there are no requests/s, latency or errors for that server. A
+    found journal this user cannot read blocks (the exit status), as a `log: journal:UNIT` the config names does."""
     checks: list[Check] = []
     for server in servers:
         target = server.target
@@ -197,10 +198,10 @@ def server_logs(servers: list[Server]) -> list[Check]:
                     blocking=False,
                 )
             )
-        elif found.kind == "journal":
+        elif found.kind == "journal":  # the agent reads it by default: unreadable, that part cannot work
             readable, _ = _journal_readable()
             text = f"{name}: its log: {found.describe()}"
-            checks.append(ok(AREA, text) if readable else no(AREA, f"{text}: not readable", JOURNAL_GRANT, False))
+            checks.append(ok(AREA, text) if readable else no(AREA, f"{text}: not readable", JOURNAL_GRANT))
         elif not os.path.exists(found.path):
             checks.append(
                 note(AREA, f"{name}: its log {found.describe()}: no such file yet (followed once it appears)")

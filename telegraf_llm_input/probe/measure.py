@@ -16,10 +16,10 @@ from telegraf_llm_input.apis.reader import StreamReader
 from telegraf_llm_input.apis.timeline import Timeline
 from telegraf_llm_input.errors import ProbeError
 
-ProbeSkip = Literal["no_model_loaded", "model_idle", "no_model_list"]
+ProbeSkip = Literal["no_model_loaded", "model_idle", "no_model_list", "no_generating_model"]
 """Why a probe was not sent (the `llm_probe` `skip_reason` tag): no model loaded to probe without loading one,
-the loaded one is idle (no user request since the last probe: a probe would keep it loaded), or the server's list
-of loaded models could not be read."""
+the loaded one is idle (no user request since the last probe: a probe would keep it loaded), the server's list
+of loaded models could not be read, or every loaded model only embeds (Ollama answers a chat with 400)."""
 
 
 @dataclass

@@ -9,7 +9,8 @@ On Ollama and LM Studio a request loads the model it names, and on Ollama it res
 with the duration the runner stored: there each run first asks what is loaded and probes only that
 (`probe/choose.py`), and on Ollama only right after a user's request restarted that countdown, without a
 `keep_alive` (`probe/watch.py`; `look()` between runs). On Ollama the probe speaks the native API whatever `api`
-says (its answer has the server's own timings).
+says (its answer has the server's own timings), with PROBE_MARK in its query: every agent (and `top`) reading
+Ollama's log leaves it out of user traffic (the ledger tells only the log reader of this process).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import httpx
 
 from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
 from telegraf_llm_input.apis.base import ProbeRequest
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.config.probe import ProbeConfig
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.errors import ProbeError
 from telegraf_llm_input.http import headers_for, remember_missing_sniffio, tls_verify, transport
-from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, lmstudio_loaded, ollama_loaded, plan
+from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, generates, lmstudio_loaded, ollama_loaded, plan
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 from telegraf_llm_input.probe.watch import Watch, forever
 
@@ -129,12 +131,20 @@ class ProbeRunner:
         """The model list read a moment ago to find what the server is (not asked for twice in one run)."""
         self._watch = Watch()
         """Ollama: each model's countdown at the previous look, to see a user's request end (`look()`)."""
+        self._generates: dict[str, bool] = {}
+        """Ollama: whether each loaded model can answer a chat (`/api/show` once per model; nothing loaded)."""
 
     @property
     def watching(self) -> bool:
         """Ollama, model not configured: the probe looks at `/api/ps` every `probe.ps_every` (`look()`) and sends
         only right after a look found a user's request ended."""
         return self._kind == "ollama" and self.probe.model is None
+
+    @property
+    def first_look_due(self) -> bool:
+        """Ollama (or a server not known yet), model not configured, no look taken: a run now would have no look to
+        compare with (every model would look idle), so the source takes this look first and runs at the next."""
+        return self.probe.model is None and self._kind in (None, "ollama") and self._watch.previous_at is None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -192,9 +202,10 @@ class ProbeRunner:
                 if name.endswith(suffix):
                     marks[key] = clock()
 
+        url = join_url(self.target.url, PROBE_APIS[api].paths[0])
         request = self.client.build_request(
             PROBE_APIS[api].method,
-            join_url(self.target.url, PROBE_APIS[api].paths[0]),
+            f"{url}?{PROBE_MARK}" if api == "ollama" else url,
             json=request_body(self.probe, choice.model, api),
             extensions={"trace": trace},
         )
@@ -267,9 +278,33 @@ class ProbeRunner:
             loaded = await self._read_loaded(kind)
         if loaded is None:
             return Plan(self.probe.model) if self.probe.model else Skip("no_model_list")
-        choice = plan(loaded, self.probe.model, self._model, self._in_use if kind == "ollama" else None)
+        ollama = kind == "ollama"
+        if ollama and self.probe.model is None:
+            await self._learn_capabilities(loaded)
+        choice = plan(
+            loaded,
+            self.probe.model,
+            self._model,
+            self._in_use if ollama else None,
+            (lambda m: self._generates.get(m.name, True)) if ollama else None,
+        )
         self._model = choice.model if isinstance(choice, Plan) else self._model
         return choice
+
+    async def _learn_capabilities(self, loaded: list[Loaded]) -> None:
+        """Ask `/api/show` about each loaded model not asked about yet (it reads the model's files: nothing is
+        loaded and no countdown moves); forget models no longer loaded."""
+        names = {m.name for m in loaded}
+        self._generates = {n: g for n, g in self._generates.items() if n in names}
+        for name in names - self._generates.keys():
+            timeout = min(self.target.timeout, self.probe.timeout)
+            response = await self.client.post(
+                join_url(self.target.url, "/api/show"), json={"model": name}, timeout=timeout
+            )
+            try:
+                self._generates[name] = generates(response.json() if response.status_code == 200 else None)
+            except ValueError:
+                self._generates[name] = True
 
     def _in_use(self, model: Loaded) -> bool:
         """Ollama: a probe now moves this model's countdown by seconds at most (or not at all: kept forever)."""

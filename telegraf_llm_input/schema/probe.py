@@ -9,7 +9,8 @@ PROBE = Measurement(
     "llama.cpp `tokens_predicted`) or `chunks` (counted chunks: an estimate). Tag `skip_reason` (only when "
     "a probe was not sent, on Ollama and LM Studio, which load the model a request names): `no_model_loaded`, "
     "`model_idle` (Ollama: no user request since the last probe, so a probe would keep the model loaded), `no_model_list` (the server's list "
-    "of loaded models could not be read).",
+    "of loaded models could not be read), `no_generating_model` (Ollama: every loaded model only makes embeddings, "
+    "its `/api/show` `capabilities` lack `completion`; a chat would get a 400).",
     ("host", "target", "server_type", "model", "api", "error", "output_tokens_source", "skip_reason"),
     (
         Field("success", "0/1", "1 when the stream completed with generated text.", type="int"),

@@ -38,6 +38,9 @@ class Request:
     """The request's path (Ollama), to tell the probe's own requests apart."""
     logged_at: float | None = None
     """When the server wrote the line (Unix seconds), where the line says."""
+    probe: bool = False
+    """The request carries the probe's mark (Ollama: `apis.ollama.PROBE_MARK` in its query): a probe's, sent by
+    this process or another (`top` beside the agent); never user traffic."""
 
     @property
     def tpot_ms(self) -> float | None:
@@ -57,4 +60,13 @@ Event = Request | ModelLoad
 class Parser(Protocol):
     def feed(self, line: str) -> list[Event]:
         """Events a line completes (most lines: none)."""
+        ...
+
+    def carry(self) -> list[object]:
+        """What it waits on (the first lines of a block), as JSON data: kept beside the log position, so a block
+        an agent restart cuts in two is still whole."""
+        ...
+
+    def resume(self, carried: object) -> None:
+        """Take back what `carry` gave (anything else is ignored)."""
         ...

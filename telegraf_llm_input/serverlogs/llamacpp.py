@@ -28,6 +28,8 @@ TIMING = re.compile(
     r"print_timing: id\s+(?P<slot>-?\d+) \| task (?P<task>-?\d+) \|\s*(?P<what>prompt eval|eval|total) time =\s*"
     r"(?P<ms>\d+(?:\.\d+)?) ms /\s*(?P<tokens>\d+) tokens"
 )
+_PARTS = ("prompt eval", "eval")
+"""The lines of a block before its `total time`."""
 MAX_PENDING = 1024
 """Unfinished blocks kept (a block cut by a rotation or a crash must not grow memory)."""
 
@@ -37,6 +39,21 @@ class Parser:
 
     def __init__(self) -> None:
         self._pending: dict[tuple[str, str], dict[str, tuple[float, int]]] = {}
+
+    def carry(self) -> list[object]:
+        return [
+            [slot, task, {what: list(v) for what, v in block.items()}] for (slot, task), block in self._pending.items()
+        ]
+
+    def resume(self, carried: object) -> None:
+        for item in carried if isinstance(carried, list) else []:
+            try:
+                slot, task, block = item
+                lines = {str(what): (float(ms), int(n)) for what, (ms, n) in block.items() if what in _PARTS}
+            except (TypeError, ValueError, AttributeError):
+                continue
+            if isinstance(slot, str) and isinstance(task, str) and len(self._pending) < MAX_PENDING:
+                self._pending[(slot, task)] = lines
 
     def feed(self, line: str) -> list[Event]:
         if "print_timing" not in line:

@@ -6,7 +6,7 @@ Access line (gin's default `LoggerWithFormatter`, written when the request ends,
 past a minute —, `%15s` client, `%-7s` method, `%#v` quoted path and query). A model load (llm/server.go):
     time=2026-08-13T10:15:38.412Z level=INFO source=server.go:1274 msg="llama runner started in 2.51 seconds"
 Only inference paths are requests (`PATHS`): the agent's own scrapes (`/api/ps`, `/api/version`, `/api/tags`)
-and model management (pull, show, create...) never count.
+and model management (pull, show, create...) never count, nor a probe's request (its query has `PROBE_MARK`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 import time
 
-from telegraf_llm_input.serverlogs.base import EMBED, GENERATE, Event, ModelLoad, Request, plain
+from telegraf_llm_input.apis import ollama as ollama_api, openai as openai_api
+from telegraf_llm_input.apis.ollama import PROBE_MARK
+from telegraf_llm_input.serverlogs.base import EMBED, Event, ModelLoad, Request, plain
 
 TYPE = "ollama"
 _PCT = ("p50", "p90", "p95", "p99", "mean")
@@ -28,15 +30,11 @@ FIELDS = (
 )
 """llm_server fields its log gives (docs/metrics.md)."""
 
-PATHS = {
-    "/api/generate": GENERATE,
-    "/api/chat": GENERATE,
-    "/v1/chat/completions": GENERATE,
-    "/v1/completions": GENERATE,
-    "/v1/responses": GENERATE,
-    "/api/embed": EMBED,
-    "/api/embeddings": EMBED,
-    "/v1/embeddings": EMBED,
+SERVED = (*ollama_api.APIS, *openai_api.APIS)
+"""What Ollama answers (server/routes.go): its native API, and the OpenAI-compatible one under `/v1/`."""
+PATHS: dict[str, str] = {
+    **{path: api.kind for api in SERVED for path in api.paths if path.startswith(("/api/", "/v1/"))},
+    "/api/embeddings": EMBED,  # the legacy embeddings route: only counted, nothing reads its answer (not in apis/)
 }
 """Inference paths (POST) and their API class; every other path is not user inference traffic."""
 
@@ -68,12 +66,18 @@ def _local_time(text: str) -> float | None:
 class Parser:
     """Ollama's lines -> events. Each event is on one line: nothing is waited for."""
 
+    def carry(self) -> list[object]:
+        return []
+
+    def resume(self, carried: object) -> None:
+        pass
+
     def feed(self, line: str) -> list[Event]:
         if "[GIN]" in line:
             m = ACCESS.search(plain(line))
             if m is None or m["method"] != "POST":
                 return []
-            path = m["path"].partition("?")[0]
+            path, _, query = m["path"].partition("?")
             api = PATHS.get(path)
             if api is None:
                 return []
@@ -84,6 +88,7 @@ class Parser:
                     e2e_ms=go_duration_ms(m["latency"]),
                     path=path,
                     logged_at=_local_time(m["time"]),
+                    probe=PROBE_MARK in query.split("&"),
                 )
             ]
         if "llama runner started" in line:

@@ -15,6 +15,14 @@ class Sniffer:
         self._parsers: dict[str, Parser] = {kind: module.Parser() for kind, module in formats.items()}
         self.server_type: str | None = None
 
+    def carry(self) -> list[object]:
+        return [[kind, parser.carry()] for kind, parser in self._parsers.items()]
+
+    def resume(self, carried: object) -> None:
+        for item in carried if isinstance(carried, list) else []:
+            if isinstance(item, list) and len(item) == 2 and item[0] in self._parsers:
+                self._parsers[item[0]].resume(item[1])
+
     def feed(self, line: str) -> list[Event]:
         for kind, parser in self._parsers.items():
             events = parser.feed(line)

@@ -129,6 +129,9 @@ class SourceEnv:
     follow a server (its process) read it each gather."""
     probe_ledger: ProbeLedger = field(default_factory=ProbeLedger)
     """The probes' own requests, so no source counts them as user traffic."""
+    process_refresh_s: float | None = None
+    """How often a server's children are re-read (None: the process source's own pace). `top` reads them every
+    frame: a model Ollama just loaded runs in a new child, and a human watches for it."""
 
     def http_pool(self) -> HttpPool:
         if self.http is None:

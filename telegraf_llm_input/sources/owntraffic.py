@@ -3,7 +3,8 @@
 The probe says when each of its requests started and ended (`ProbeSent`, `sources/base.ProbeLedger`); its
 line in the server's log is the request that fits that window best: same path where the log has paths
 (Ollama), a server time no longer than the window, a log time inside it where the log has times, and the
-server time closest to the window's length. While a probe request is in flight (or ended less than `GRACE_S`
+server time closest to the window's length; a line marked as a probe's (Ollama: its query) first. Marked lines
+never count, whichever process sent them (`top` beside the agent probes too). While a probe request is in flight (or ended less than `GRACE_S`
 ago without its line found), lines that could be its line wait; everything else counts at once. A line read
 later than that (gathers 20-30 s apart) is still looked for first: the grace only ends the wait. Pure: the
 caller gives the clock.
@@ -64,7 +65,7 @@ class OwnTraffic:
             for i, e in enumerate(pool):
                 if i in drop or not isinstance(e, Request) or not _fits(e, s, now):
                     continue
-                gap = abs((s.ended_at - s.started_at) * 1000 - (e.e2e_ms or 0.0))
+                gap = -1.0 if e.probe else abs((s.ended_at - s.started_at) * 1000 - (e.e2e_ms or 0.0))
                 if best is None or gap < best[0]:
                     best = (gap, i)
             if best is not None:
@@ -77,7 +78,7 @@ class OwnTraffic:
                 waiting.append(s)
         out: list[Event] = []
         for i, e in enumerate(pool):
-            if i in drop:
+            if i in drop or (isinstance(e, Request) and e.probe):  # marked: a probe's, ours or another process's
                 continue
             if isinstance(e, Request) and any(_fits(e, s, now) for s in waiting):
                 self.held.append(e)

@@ -4,7 +4,8 @@ Each enabled target gets a background loop that probes every `probe.every` secon
 at a time; `gather()` only hands over the results that finished since the last gather, so a slow
 or hung model server never delays a gather. A disabled probe builds nothing and sends nothing.
 On Ollama the loop looks at `/api/ps` every `probe.ps_every` and a due probe waits for the look that sees a
-user's request end (`probe/watch.py`); while the model stays idle, one `model_idle` skip per `every`.
+user's request end (`probe/watch.py`); while the model stays idle, one `model_idle` skip per `every`. At start
+the first look comes before the first run (a run with no earlier look to compare with could only skip).
 
 The loop runs on its own thread with its own event loop: on the agent's loop, a chunk's arrival
 would be stamped only once the scrapes and parsing queued before it were done (20-30 ms at p99
@@ -41,7 +42,10 @@ MAX_PENDING = 32
 """Results kept for the next gather when gathers stop (the oldest are dropped first)."""
 SWITCH_INTERVAL_S = 0.001
 """How long a thread waits for the GIL at most before it asks the holder to hand it over (Python's default: 5 ms)."""
-SKIP_WHY = {"model_idle": "model_idle (nobody is using the model: a probe would keep it loaded)"}
+SKIP_WHY = {
+    "model_idle": "model_idle (nobody is using the model: a probe would keep it loaded)",
+    "no_generating_model": "no_generating_model (the loaded models only make embeddings: a chat gets a 400)",
+}
 """The log line's words for a skip reason that needs more than its tag value."""
 
 
@@ -105,7 +109,10 @@ class ProbeSource:
             due = started >= next_start
             outcome = None
             try:
-                if due:
+                if due and self._runner.first_look_due:  # the run waits for the next look: then it can compare
+                    due = False
+                    await self._runner.look()
+                elif due:
                     outcome = await self._runner.run_once()
                 else:
                     await self._runner.look()  # Ollama: between runs, so a due run sees what moved since

@@ -157,8 +157,10 @@ class ProcessSource:
         drm: bool = False,
         ports: PortLookup | None = None,
         clock=time.monotonic,
+        refresh_s: float | None = None,
     ):
         self._target = target
+        self._refresh_s = REFRESH_S if refresh_s is None else refresh_s
         self._nvml = nvml
         self._drm = drm_fdinfo.DrmUsage() if drm else None
         self.name = f"process:{target.display_name}"
@@ -261,7 +263,7 @@ class ProcessSource:
         False when a process found by its port no longer listens on it (search again)."""
         now = self._clock()
         sockets = self._ports.sockets(self._port)
-        if sockets == self._sockets and now - self._refreshed_at < REFRESH_S:
+        if sockets == self._sockets and now - self._refreshed_at < self._refresh_s:
             return True  # (a platform without the cheap check answers None: then every REFRESH_S)
         tree = self._tree(proc)
         addresses = self._addresses(tree)
@@ -463,16 +465,23 @@ class DiscoveredProcesses:
 
     name = "process:discovered"
 
-    def __init__(self, discovered: list[TargetConfig], nvml: NvmlSession | None, drm: bool = False):
+    def __init__(
+        self,
+        discovered: list[TargetConfig],
+        nvml: NvmlSession | None,
+        drm: bool = False,
+        refresh_s: float | None = None,
+    ):
         self._discovered = discovered
         self._nvml = nvml
         self._drm = drm
+        self._refresh_s = refresh_s
         self._sources: dict[str, ProcessSource] = {}
 
     async def gather(self, ctx: GatherContext) -> Sequence[Metric]:
         for target in list(self._discovered):
             if target.url not in self._sources and target.process.enabled:
-                self._sources[target.url] = ProcessSource(target, self._nvml, self._drm)
+                self._sources[target.url] = ProcessSource(target, self._nvml, self._drm, refresh_s=self._refresh_s)
         results = await asyncio.gather(*(s.gather(ctx) for s in self._sources.values()), return_exceptions=True)
         metrics: list[Metric] = []
         for result in results:
@@ -493,7 +502,11 @@ def build(config: Config, env: SourceEnv) -> list[Source]:
     nvml = env.nvml_session() if config.gpu.enabled is not False and config.gpu.wants("nvidia") else None
     drm = drm_fdinfo.wanted(config.gpu, sys.platform)
     if config.targets is None:
-        return [DiscoveredProcesses(env.discovered_targets, nvml, drm)] if config.discovery.enabled else []
+        return (
+            [DiscoveredProcesses(env.discovered_targets, nvml, drm, env.process_refresh_s)]
+            if config.discovery.enabled
+            else []
+        )
     sources: list[Source] = []
     for target in config.targets or []:
         cfg = target.process
@@ -501,5 +514,5 @@ def build(config: Config, env: SourceEnv) -> list[Source]:
             continue
         explicit = bool(cfg.pid_file or cfg.pattern)
         if explicit or is_local_host(urlsplit(target.url).hostname or ""):
-            sources.append(ProcessSource(target, nvml, drm))
+            sources.append(ProcessSource(target, nvml, drm, refresh_s=env.process_refresh_s))
     return sources

@@ -52,6 +52,8 @@ MAX_READ = 16 * 1024 * 1024
 """Bytes of log read per gather at most; a backlog is worked off over several gathers."""
 TIME_SHARE = 0.5
 """Share of the gather deadline spent reading and parsing."""
+MAX_JOINED = 1024 * 1024
+"""The longest line put back together from Docker's 16 KiB parts."""
 LOCATE_EVERY_S = 60.0
 """How often a target whose log was not found is looked at again."""
 
@@ -76,32 +78,54 @@ class FileLog:
     def read(self, max_bytes: int) -> list[str]:
         out: list[str] = []
         for batch in self._tailer.read(max_bytes):
-            out.extend(self.decode(line) for line in batch.lines)
+            out.extend(self.lines(batch.lines))
         self._tailer.save_state()
         return out
 
+    def lines(self, raw: list[bytes]) -> list[str]:
+        return [line.decode("utf-8", "replace") for line in raw]
+
     def there(self) -> bool:
         return os.path.exists(self.path)
-
-    @staticmethod
-    def decode(line: bytes) -> str:
-        return line.decode("utf-8", "replace")
 
     def close(self) -> None:
         self._tailer.close()
 
 
 class DockerLog(FileLog):
-    """Docker's json-file log: one JSON object per line, the container's output in `log`."""
+    """Docker's json-file log: one JSON object per line, the container's output in `log`. Docker cuts an output
+    line longer than 16 KiB into several records, and only the last one's `log` ends in `\n` (moby's jsonfilelog
+    `marshalMessage`): the parts are joined again (up to MAX_JOINED; a longer line is no line we read)."""
+
+    def __init__(self, path: str, state_path: Path | None):
+        super().__init__(path, state_path)
+        self._parts: list[str] = []
+        self._parts_len = 0
+
+    def lines(self, raw: list[bytes]) -> list[str]:
+        out = []
+        for line in raw:
+            text = self.text(line)
+            if text is None:
+                continue
+            self._parts_len += len(text)
+            self._parts = [*self._parts, text] if self._parts_len <= MAX_JOINED else []  # too long: dropped whole
+            if not text.endswith("\n"):  # a part of a longer line: the rest follows
+                continue
+            if self._parts:
+                out.append("".join(self._parts).rstrip("\n"))
+            self._parts, self._parts_len = [], 0
+        return out
 
     @staticmethod
-    def decode(line: bytes) -> str:
+    def text(line: bytes) -> str | None:
+        """The record's `log` as written (with its `\n` when the line ended there); None when not a record."""
         try:
             rec = json.loads(line)
         except ValueError:
-            return ""
+            return None
         text = rec.get("log") if isinstance(rec, dict) else None
-        return text.rstrip("\n") if isinstance(text, str) else ""
+        return text if isinstance(text, str) else None
 
 
 class JournalLog:
@@ -228,7 +252,8 @@ class ServerLogSource:
         self._parser = FORMATS[found.server_type].Parser() if found.server_type else Sniffer(FORMATS)
         if paths is not None:
             self._interval_path = paths[1]
-            self._last_ns = _load_last(paths[1])
+            self._last_ns, carried = _load_last(paths[1])
+            self._parser.resume(carried)  # a block the last agent saw begin
         kind = found.server_type or "the server type from its lines"
         log.info("serverlog %s: reading %s (%s)", self.target.display_name, where.describe(), kind)
 
@@ -300,7 +325,7 @@ class ServerLogSource:
         seconds = max(0.0, (time_ns - last) / 1e9)
         self._last_ns = time_ns
         if self._interval_path is not None:
-            _save_last(self._interval_path, time_ns)
+            _save_last(self._interval_path, time_ns, self._parser.carry() if self._parser is not None else [])
         if seconds <= 0 or not self._there or self.server_type is None:
             return []  # the first gather (its lines have no interval), no log yet, or not yet known whose
         tags = {**self.target.tags, "target": self.target.display_name, "server_type": self.server_type or ""}
@@ -322,19 +347,21 @@ class ServerLogSource:
                     self._reader.close()
 
 
-def _load_last(path: Path) -> int | None:
+def _load_last(path: Path) -> tuple[int | None, object]:
+    """The last interval's end, and what the parser was waiting on then."""
     try:
-        value = json.loads(path.read_text())["time_ns"]
+        doc = json.loads(path.read_text())
+        value = doc["time_ns"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return value if isinstance(value, int) else None
+        return None, []
+    return (value if isinstance(value, int) else None), doc.get("carry", [])
 
 
-def _save_last(path: Path, time_ns: int) -> None:
+def _save_last(path: Path, time_ns: int, carry: list[object]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"version": 1, "time_ns": time_ns}))
+        tmp.write_text(json.dumps({"version": 1, "time_ns": time_ns, "carry": carry}))
         os.replace(tmp, path)
     except OSError:
         pass  # the reader's own state file says when state_dir is unwritable

@@ -43,7 +43,7 @@ def server_sources(sources: Sequence[Source]) -> list[ServerSource]:
 
 
 def build_agent(config: Config) -> Agent:
-    env = SourceEnv()
+    env = SourceEnv(process_refresh_s=0.0)
     return Agent(
         build_sources(config, env),
         [],

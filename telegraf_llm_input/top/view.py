@@ -82,7 +82,7 @@ GPU_UTIL, GPU_MEM_USED, GPU_MEM_TOTAL, GPU_POWER, GPU_POWER_LIMIT, GPU_TEMP, GPU
     "temperature_gpu",
     "gpu_lost",
 )
-PROC_UP, PROC_CPU, PROC_RSS = _fields(LLM_PROCESS, "up", "cpu_percent", "rss_bytes")
+PROC_UP, PROC_CPU, PROC_RSS, PROC_TREE_RSS = _fields(LLM_PROCESS, "up", "cpu_percent", "rss_bytes", "tree_rss_bytes")
 PROBE_SUCCESS, PROBE_TTFT, PROBE_TTFA, PROBE_TPS = _fields(PROBE, "success", "ttft_ms", "ttfa_ms", "tokens_per_s")
 HOST_CPU, HOST_MEM, HOST_SWAP, HOST_SWAP_IN = _fields(
     HOST, "cpu_percent", "mem_used_percent", "swap_used_percent", "swap_in_bytes_per_s"
@@ -114,6 +114,7 @@ class ProcessView:
     up: bool
     cpu_percent: float | None
     rss_bytes: float | None
+    """The server and its children (`ollama serve` holds little; its `ollama runner` child holds the model)."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,8 @@ def _flag(fields: Mapping[str, FieldValue], name: str) -> bool:
 
 def process_view(metric: Metric) -> ProcessView:
     f = metric.fields
-    return ProcessView(_flag(f, PROC_UP), number(f, PROC_CPU), number(f, PROC_RSS))
+    tree = number(f, PROC_TREE_RSS)
+    return ProcessView(_flag(f, PROC_UP), number(f, PROC_CPU), tree if tree is not None else number(f, PROC_RSS))
 
 
 def probe_view(metric: Metric, now_ns: int) -> ProbeView:

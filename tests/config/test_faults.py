@@ -12,6 +12,7 @@ import pytest
 
 from telegraf_llm_input.config import load_config, parse_config
 from telegraf_llm_input.config.loader import ConfigError
+from tests.fakes.llm import Snap, fake_vllm, vllm_page
 from tests.test_cli import cli
 
 TARGET = "targets:\n  - url: http://127.0.0.1:8000\n"
@@ -125,6 +126,11 @@ FAULTS = {
         TARGET + '    headers:\n      X-Api-Key: "s3cr3tpw "\n',
         "targets[0].headers.X-Api-Key: the value starts or ends with a space or tab (value not shown)",
     ),
+    "header_value_yes": (
+        TARGET + "    headers:\n      X-Debug: yes\n",
+        "targets[0].headers.X-Debug: YAML read this as true (yes/no/on/off/true/false): put it in quotes",
+    ),
+    "tag_value_off": ("tags:\n  gpu: off\n", "tags.gpu: YAML read this as false (yes/no/on/off/true/false): put it"),
     "max_models_zero": (TARGET + "    max_models: 0\n", "targets[0].max_models: must be at least 1"),
     "discovery_port_zero": ("discovery:\n  ports: [0]\n", "discovery.ports: must be 1-65535, got 0"),
 }
@@ -197,6 +203,16 @@ HOSTILE = {
 }
 
 
+PEAK_OF_CHILD = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+"""Runs argv[2:] and writes its peak RSS (KiB) to argv[1]; exits with its status."""
+
+
 @pytest.mark.parametrize("command", ["check-config", "run"])
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_a_hostile_config_is_one_line_exit_2_and_bounded_memory(tmp_path, case, command):
@@ -208,18 +224,22 @@ def test_a_hostile_config_is_one_line_exit_2_and_bounded_memory(tmp_path, case, 
     path = tmp_path / "agent.yaml"
     path.write_text(text)
     args = ["check-config", "--config", str(path)] if command == "check-config" else ["--config", str(path), "--once"]
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    out, err, peak = tmp_path / "stdout", tmp_path / "stderr", tmp_path / "peak"
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        # Started by a small launcher that reports its child's ru_maxrss: a child forked (vforked) by this big
+        # test process would inherit this process's high-water mark at exec, and read as large as the suite.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "telegraf_llm_input", *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+            [sys.executable, "-c", PEAK_OF_CHILD, str(peak), sys.executable, "-m", "telegraf_llm_input", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
         )
-    killer = threading.Timer(60, proc.kill)  # a hang fails the test, never the suite
-    killer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory (ru_maxrss: KiB on Linux)
-    finally:
-        killer.cancel()
-    returncode, stderr_text, peak_mib = os.waitstatus_to_exitcode(status), err.read_text(), usage.ru_maxrss / 1024
+        try:
+            returncode = proc.wait(60)  # a hang fails the test, never the suite
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    stderr_text, peak_mib = err.read_text(), int(peak.read_text()) / 1024
     assert returncode == 2, stderr_text[-2000:]
     [line] = stderr_text.splitlines()
     assert line.startswith(f"E! config error: {path}: ") and problem in line, line
@@ -240,3 +260,50 @@ def test_anchors_and_merge_keys_still_work(tmp_path):
         ("a", 5.0, {"team": "x"}),
         ("b", 5.0, {"team": "x"}),
     ]
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+@pytest.mark.parametrize("kind", ["fifo_nobody_writes_to", "directory", "dev_zero"])
+def test_a_config_path_that_is_no_file_is_one_line_exit_2_not_a_hang(tmp_path, kind, command):
+    """`open()` on a FIFO with no writer blocked forever; each is now one line and exit 2."""
+    if kind == "fifo_nobody_writes_to":
+        path, problem = tmp_path / "agent.yaml", "not a regular file and nothing came from it in 5 s (no writer?)"
+        os.mkfifo(path)
+    elif kind == "directory":
+        path, problem = tmp_path, "a directory, not a config file"
+    else:
+        path, problem = "/dev/zero", "larger than 256 KiB: not a config file"
+    args = ["check-config", "--config", str(path)] if command == "check-config" else ["--config", str(path), "--once"]
+    proc = cli(*args, input=b"")  # a hang fails on cli's timeout
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode().splitlines() == [f"E! config error: {path}: {problem}"]
+
+
+def test_a_config_from_a_pipe_that_is_written_still_works(tmp_path):
+    """`--config <(envsubst < agent.yaml)`: a pipe with a writer, read as before."""
+    path = tmp_path / "agent.yaml"
+    os.mkfifo(path)
+    writer = threading.Thread(target=lambda: path.write_text("agent:\n  interval: 5s\ntargets: []\n"))
+    writer.start()
+    proc = cli("check-config", "--config", str(path))
+    writer.join()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().startswith("config OK")
+
+
+def test_header_values_and_tags_are_sent_as_written(tmp_path):
+    """YAML 1.1 reads `0123` as the octal 83, `1_000` as 1000 and `1.10` as 1.1: a header or tag gets the text."""
+    with fake_vllm(vllm_page({"m": Snap(running=1)})) as server:
+        path = tmp_path / "agent.yaml"
+        path.write_text(
+            f"targets:\n  - url: {server.url}\n    type: vllm\n    name: v\n"
+            "    headers:\n      X-Key: 0123\n      X-Count: 1_000\n      X-Version: 1.10\n      X-Hex: 0x1F\n"
+            "tags:\n  rack: 012\n"
+        )
+        proc = cli("--config", str(path), "--once")
+        assert proc.returncode == 0, proc.stderr
+        sent = [r.headers for r in server.requests if r.path == "/metrics"]
+    assert sent and all(
+        (h["X-Key"], h["X-Count"], h["X-Version"], h["X-Hex"]) == ("0123", "1_000", "1.10", "0x1F") for h in sent
+    )
+    assert "rack=012" in proc.stdout.decode() and "rack=10" not in proc.stdout.decode()

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -265,3 +266,75 @@ def test_a_server_whose_log_is_nowhere_to_be_found_is_named_with_the_fix(make_ll
     config = json.dumps({"targets": [{"url": server.url, "name": "llama", "log": str(log)}], "gpu": {"enabled": False}})
     code, out, _ = doctor(config)
     assert code == 0 and not [line for line in lines(out, "NO") if line.startswith("llama: its log")], out
+
+
+OLLAMA_SERVE = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Api(BaseHTTPRequestHandler):
+    def do_GET(self):
+        doc = {"/api/version": {"version": "0.12.6"}, "/api/ps": {"models": []}, "/api/tags": {"models": []}}
+        body = json.dumps(doc.get(self.path, {"error": "not found"})).encode()
+        self.send_response(200 if self.path in doc else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Api).serve_forever()
+"""
+
+
+def test_a_journal_the_agent_finds_by_itself_blocks_when_unreadable(unprivileged_user):
+    """Ollama under systemd (`journalctl -u ollama`), no `log:` key: the agent reads that journal by default, so
+    a user who cannot read it gets no requests/s; doctor said NO but exit 0. Its own Ollama (visible without
+    capabilities) runs in a systemd service's cgroup, as a packaged Ollama does."""
+    systemd = Path("/sys/fs/cgroup/systemd")
+    if not (systemd / "cgroup.procs").exists() or not os.access(systemd, os.W_OK):
+        pytest.skip("needs a writable systemd cgroup hierarchy to put a server in a service")
+    home = Path(tempfile.mkdtemp(prefix="doctor-ollama-"))
+    unit = systemd / "system.slice" / f"qa-ollama-{os.getpid()}.service"
+    port = free_port()
+    server = None
+    try:
+        home.chmod(0o755)
+        # the process is named `ollama`, as `ollama serve` is (the system's python: the checkout may be closed to USER)
+        (home / "ollama").symlink_to(os.path.realpath(sys._base_executable))
+        (home / "serve.py").write_text(OLLAMA_SERVE)
+        unit.mkdir(parents=True)
+        server = subprocess.Popen(
+            [
+                "setpriv",
+                f"--reuid={USER}",
+                f"--regid={USER}",
+                "--init-groups",
+                str(home / "ollama"),
+                str(home / "serve.py"),
+                str(port),
+            ]
+        )
+        (unit / "cgroup.procs").write_text(str(server.pid))
+        config = json.dumps({"targets": [{"url": f"http://127.0.0.1:{port}", "name": "o"}], "gpu": {"enabled": False}})
+        deadline = time.monotonic() + 30
+        while True:
+            code, out, err = doctor(config, user=USER)
+            if "ollama 0.12.6" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        said = [x for x in lines(out, "NO") if x.startswith(f"o: its log: the journal of {unit.name}")]
+        assert said and said[0].endswith("not readable"), out + err
+        assert code == 1, out
+        assert "add the agent's user to the systemd-journal group (SupplementaryGroups=systemd-journal)" in fixes(out)
+        code, out, _ = doctor(config)  # root reads it: all well
+        assert any(x.startswith(f"o: its log: the journal of {unit.name}") for x in lines(out, "ok")), out
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        if unit.exists():
+            unit.rmdir()
+        shutil.rmtree(home)

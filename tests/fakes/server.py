@@ -41,6 +41,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""
 
 
 class FakeServer:
@@ -71,9 +72,9 @@ class FakeServer:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 with fake._lock:
-                    fake.requests.append(Request(self.command, path, dict(self.headers), body))
+                    fake.requests.append(Request(self.command, path, dict(self.headers), body, query))
                     script = fake._routes.get(path)
                     reply = (script.pop(0) if len(script) > 1 else script[0]) if script else None
                 if (

@@ -5,6 +5,8 @@
   no colours off a terminal, a latency over a minute truncated to whole seconds; Go's `Duration.String()`.
 - Ollama's runner start (llm/server.go, slog's text handler): `time=... level=INFO source=server.go:N
   msg="llama runner started in %0.2f seconds"`.
+- Docker's json-file log (moby daemon/logger: the copier cuts output lines at 16 KiB, `bufSize`; jsonfilelog
+  `marshalMessage` ends `log` with `\n` only on a line's last part): `docker_json_records`.
 - llama-server's `print_timings` (tools/server/server-context.cpp, `SLT_INF`: `"slot %12.*s: id %2d | task %d | "`)
   and common/log.cpp's `--log-prefix --log-timestamps` prefix `"%d.%02d.%03d.%03d "` + `"I "`.
 """
@@ -62,6 +64,18 @@ def gin_line(
         "",
         json.dumps(path),
     )
+
+
+DOCKER_PART = 16 * 1024
+"""moby's copier `bufSize`: the longest `log` of one json-file record."""
+
+
+def docker_json_records(line: str, stream: str = "stderr", when: str = "2026-08-13T10:15:40.123456789Z") -> str:
+    """The json-file records Docker writes for one output line (`line` ends in `\n`): one per 16 KiB part."""
+    body = line.rstrip("\n")
+    parts = [body[i : i + DOCKER_PART] for i in range(0, len(body), DOCKER_PART)] or [""]
+    parts[-1] += "\n"
+    return "".join(json.dumps({"log": part, "stream": stream, "time": when}) + "\n" for part in parts)
 
 
 def runner_started_line(seconds: float, when=None) -> str:
@@ -152,7 +166,8 @@ class LoggingOllama:
         def logged(path: str, status: int, body, method: str = "GET") -> Reply:
             def render():
                 latency_ms = 0.2 if method == "GET" else self._next_latency()
-                self.log.access(status, int(latency_ms * 1e6), path, method)
+                query = self.server.requests[-1].query  # gin logs the path with its query
+                self.log.access(status, int(latency_ms * 1e6), f"{path}?{query}" if query else path, method)
                 return json.dumps(body() if callable(body) else body)
 
             return Reply(render, status=status, content_type="application/json; charset=utf-8")

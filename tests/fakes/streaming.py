@@ -9,6 +9,10 @@ Speaks what the probe talks to (shapes taken from the real servers' source/docs)
 - `POST /api/chat`, `/api/generate` Ollama NDJSON, final `done: true` object with nanosecond
   durations, zero values omitted (Go `omitempty`).
 - `POST /completion` llama.cpp native SSE (`content`, `stop`, final `timings`).
+- As Ollama, `POST /api/show` with the model's `capabilities` (`completion`, or `embedding` for `embedding_models`;
+  server/routes.go ShowHandler, model.Capabilities: read from the model's files, nothing loaded), and a chat or
+  generate request for an embedding model answered 400 `"<name>" does not support chat` (`generate`) before the
+  scheduler is asked (scheduleRunner checks the capability first: nothing loaded, no countdown moved).
 - `GET /v1/models`; as Ollama (when `ollama_version` is set) `/api/version`, `/api/tags` and `/api/ps`, with
   what Ollama holds in memory modelled by `OllamaMemory`: a request for a model not loaded loads it, and when a
   request ends the model's `expires_at` becomes now + its `keep_alive` (Ollama's scheduler).
@@ -53,6 +57,8 @@ class Script:
     models: tuple[str, ...] = ("fake-model",)
     loaded_models: tuple[str, ...] = ()
     """Ollama: what is in memory when the server starts (`OllamaMemory`); empty = nothing loaded."""
+    embedding_models: tuple[str, ...] = ()
+    """Ollama: models whose `/api/show` capabilities are `["embedding"]` (a chat or generate for one: 400)."""
     lmstudio_models: dict | None = None
     """LM Studio's `GET /api/v0/models` answer (e.g. tests/fixtures/lmstudio); None: not LM Studio."""
     keep_alive_s: float = 300.0
@@ -85,6 +91,8 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: dict | None
+    query: str = ""
+    """What followed `?` (routes match the path alone, as gin's router does)."""
 
 
 class _Cut(Exception):
@@ -101,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- plumbing -------------------------------------------------------------------------
     def _record(self, body: dict | None) -> None:
         with self.server.lock:
-            self.server.requests.append(Recorded(self.command, self.path, dict(self.headers.items()), body))
+            self.server.requests.append(Recorded(self.command, self.path, dict(self.headers.items()), body, self.query))
 
     def _json(self, status: int, obj) -> None:
         data = json.dumps(obj).encode()
@@ -116,7 +124,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     # --- GET ------------------------------------------------------------------------------
+    def _route(self) -> None:
+        """Routes match the path alone (gin's router); the query is kept on the record."""
+        self.path, _, self.query = self.path.partition("?")
+
     def do_GET(self):
+        self._route()
         self._record(None)
         script = self.server.script
         if self.path == "/v1/models":
@@ -137,6 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- POST -----------------------------------------------------------------------------
     def do_POST(self):
+        self._route()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         start = time.monotonic()
@@ -145,6 +159,15 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         self._record(body)
+        script = self.server.script
+        if script.ollama_version and self.path == "/api/show":
+            self._show(body)
+            return
+        model = body.get("model") if isinstance(body, dict) else None
+        if self.path in OLLAMA_NATIVE and model in script.embedding_models:
+            what = "chat" if self.path == "/api/chat" else "generate"
+            self._json(400, {"error": f"{json.dumps(model)} does not support {what}"})
+            return
         with self.server.lock:
             self.server.active += 1
             self.server.max_active = max(self.server.max_active, self.server.active)
@@ -155,6 +178,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._ollama_end()
             with self.server.lock:
                 self.server.active -= 1
+
+    def _show(self, body) -> None:
+        """Ollama's `/api/show` (api.ShowResponse, the fields the probe reads): `{"model": name}`, 404 if unknown."""
+        script = self.server.script
+        name = (body.get("model") or body.get("name")) if isinstance(body, dict) else None
+        known = {*script.models, *script.loaded_models, *script.embedding_models}
+        if name not in known:
+            self._json(404, {"error": f"model '{name}' not found"})
+            return
+        embeds = name in script.embedding_models
+        family = "nomic-bert" if embeds else "llama"
+        self._json(
+            200,
+            {
+                "modelfile": f"FROM {name}\n",
+                "details": {"format": "gguf", "family": family, "families": [family], "quantization_level": "F16"},
+                "model_info": {"general.architecture": family},
+                "capabilities": ["embedding"] if embeds else ["completion"],
+                "modified_at": "2025-10-26T17:15:24.166576Z",
+            },
+        )
 
     def _ollama_begin(self, body) -> None:
         """A native Ollama request: its model is loaded if it was not; released when the answer ends."""
@@ -181,8 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/generate": "ollama_generate",
             "/completion": "llamacpp",
         }
-        path, _, query = self.path.partition("?")
-        kind = kinds.get(path)
+        query = self.query  # the path without it: `_route`
+        kind = kinds.get(self.path)
         if kind is None:
             self._json(404, {"error": "not found"})
             return
@@ -557,7 +601,12 @@ class StreamingServer:
             return self._server.max_active
 
     def posts(self) -> list[Recorded]:
-        return [r for r in self.requests if r.method == "POST"]
+        """The requests that ask a model for an answer (Ollama's `/api/show` only reads a model's files)."""
+        return [r for r in self.requests if r.method == "POST" and r.path != "/api/show"]
+
+    def shows(self) -> list[str]:
+        """The models Ollama's `/api/show` was asked about, in order."""
+        return [r.body["model"] for r in self.requests if r.path == "/api/show" and isinstance(r.body, dict)]
 
     def start(self) -> StreamingServer:
         self._thread.start()

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, lmstudio_loaded, ollama_loaded, plan
+from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, generates, lmstudio_loaded, ollama_loaded, plan
 
 NOW = datetime(2026, 12, 4, 23, 0, 0, tzinfo=timezone.utc)
 T = NOW.timestamp()
@@ -67,3 +67,18 @@ def test_until_from_expires_at_is_read_against_now():
     later = NOW + timedelta(seconds=42)
     (m,) = ollama_loaded({"models": [{"name": "a", "expires_at": later.isoformat()}]}, NOW)
     assert m.until_s == T + 42.0
+
+
+def test_only_a_model_that_generates_is_chosen():
+    loaded = [Loaded("embed"), Loaded("chat")]
+    only_chat = lambda m: m.name == "chat"  # noqa: E731
+    assert plan(loaded, None, None, generates=only_chat) == Plan("chat")
+    assert plan(loaded[:1], None, None, generates=only_chat) == Skip("no_generating_model", "embed")
+    assert plan(loaded[:1], "embed", None, generates=only_chat) == Plan("embed")  # the user's own choice
+    assert plan(loaded, None, None, lambda m: False, only_chat) == Skip("model_idle", "chat")
+
+
+def test_ollama_show_capabilities():
+    assert generates({"capabilities": ["completion", "tools"]})
+    assert not generates({"capabilities": ["embedding"]})
+    assert generates({"modelfile": "FROM x"}) and generates(None)  # an Ollama older than `capabilities`: unknown

@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.probe.runner import DEFAULT_PROMPT, ProbeRunner
 from telegraf_llm_input.probe.watch import SETTLE_S
 from telegraf_llm_input.sources.probe import ProbeSource
@@ -274,6 +275,9 @@ def test_what_the_probe_sends_is_known_as_its_own(ollama):
     assert first.result.success and second.result.skipped == "no_model_loaded"
     ((name, path, start, end),) = ledger.sent  # the inference request only; its model list is not inference
     assert name == "box" and path == "/api/chat" and end - start >= first.result.e2e_ms / 1000 - 0.01
+    # and the request says so itself (gin logs the query): a log reader in another process (top) drops it too
+    [probe] = [p for p in ollama.posts() if p.body["messages"][0]["content"] == DEFAULT_PROMPT]
+    assert probe.path == "/api/chat" and probe.query == PROBE_MARK
 
 
 def test_the_fake_keeps_the_session_duration_of_the_last_request_that_set_one():
@@ -294,3 +298,57 @@ def test_a_users_request_after_a_probe_gets_the_session_duration_it_had(ollama):
     left_s = (memory.expires_at(LOADED) - time.time_ns()) / 1e9
     assert left_s > 299, left_s  # the default 5 minutes from now, as without the probe
     assert memory.session == {}
+
+
+EMBED = "nomic-embed-text:latest"
+
+
+def test_an_embedding_model_alone_is_skipped_without_a_request(quick):
+    """Ollama answers a chat for an embedding model with 400 (every probe failed); `/api/show` says what it can do
+    without loading anything, once per model."""
+    quick.script.embedding_models = (EMBED,)
+    quick.ollama.expires = {EMBED: quick.ollama.expires.pop(LOADED)}  # only the embedding model is loaded
+
+    chat = {"model": EMBED, "messages": [{"role": "user", "content": "x"}]}
+    r = httpx.post(f"{quick.url}/api/chat", json=chat)
+    assert r.status_code == 400 and r.json() == {"error": f'"{EMBED}" does not support chat'}  # as Ollama says
+
+    def embed_as_a_user(i):  # an `/api/embed` request's end, as Ollama's scheduler sees it: a fresh countdown
+        quick.ollama.use(EMBED)
+        quick.ollama.release(EMBED, None)
+
+    outs = runs(quick.url, 3, embed_as_a_user)
+    assert [o.result.skipped for o in outs] == ["no_generating_model"] * 3 and outs[0].model == EMBED
+    assert not any(o.result.error for o in outs)
+    assert [p.body["messages"][0]["content"] for p in quick.posts()] == ["x"]  # the 400 above, nothing from the probe
+    assert quick.shows() == [EMBED] and never_loaded_a_model(quick)
+
+
+def test_beside_an_embedding_model_the_generating_one_is_probed(quick):
+    quick.script.embedding_models = (EMBED,)
+    quick.ollama.expires[EMBED] = quick.ollama.expires[LOADED] + 10**9  # listed first by /api/ps
+    outs = runs(quick.url, 2, lambda i: user(quick))
+    assert [o.model for o in outs] == [LOADED, LOADED] and all(o.result.success for o in outs), outs
+    probes = [p for p in quick.posts() if p.body["messages"][0]["content"] == DEFAULT_PROMPT]
+    assert [p.body["model"] for p in probes] == [LOADED, LOADED]
+    assert sorted(quick.shows()) == sorted([EMBED, LOADED]) and never_loaded_a_model(quick)
+
+
+def test_a_users_request_right_after_start_is_probed_at_the_next_look(quick):
+    """The first run had no earlier look to compare with: always a `model_idle` skip, whatever the user did. Now
+    the first look comes first, and a request that ends before the next look is seen (and probed after)."""
+    source = ProbeSource(target(quick.url, every="1h", ps_every="0.5s"), ledger=Recorded())
+    source.start()
+    points = []
+    try:
+        deadline = time.monotonic() + 20
+        while not any(r.path == "/api/ps" for r in quick.requests) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first look
+        user(quick)
+        while not points and time.monotonic() < deadline:
+            time.sleep(0.05)
+            points = asyncio.run(source.gather(None))
+    finally:
+        asyncio.run(source.close())
+    assert points and "skip_reason" not in points[0].tags and points[0].fields["success"] == 1, points
+    assert never_loaded_a_model(quick) and quick.ollama.session == {}

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from telegraf_llm_input.apis import ollama as ollama_api
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.serverlogs.base import EMBED, GENERATE, ModelLoad, Request
 from telegraf_llm_input.serverlogs.ollama import Parser, go_duration_ms
 from tests.fakes.serverlogs import gin_line, go_duration, runner_started_line
@@ -57,12 +59,21 @@ def test_the_issues_line():
         ("/api/embed", EMBED),
         ("/api/embeddings", EMBED),
         ("/v1/embeddings", EMBED),
+        ("/v1/responses", GENERATE),
         ("/api/chat?stream=false", GENERATE),
     ],
 )
 def test_inference_paths(path, api):
     [event] = Parser().feed(gin_line(500, 12_000_000, path))
     assert isinstance(event, Request) and event.api == api and event.status == 500
+
+
+def test_every_ollama_api_the_probe_and_proxy_know_is_counted_from_the_log():
+    """One list of Ollama's inference routes (apis/): a row added there is counted here without a second edit."""
+    for api in ollama_api.APIS:
+        for path in api.paths:
+            [event] = Parser().feed(gin_line(200, 1_000_000, path))
+            assert isinstance(event, Request) and event.api == api.kind, path
 
 
 @pytest.mark.parametrize(
@@ -110,3 +121,9 @@ def test_runner_started():
 )
 def test_other_lines(line):
     assert Parser().feed(line) == []
+
+
+def test_a_probes_request_is_marked_by_its_query():
+    [probe] = Parser().feed(gin_line(200, 1_000_000, f"/api/chat?{PROBE_MARK}"))
+    [user] = Parser().feed(gin_line(200, 1_000_000, "/api/chat?x=telegraf-llm-input-probe"))
+    assert probe.probe and probe.path == "/api/chat" and not user.probe

@@ -15,7 +15,7 @@ from telegraf_llm_input.log import TelegrafFormatter
 from telegraf_llm_input.sources import logfind
 from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, ProbeSent
 from telegraf_llm_input.sources.serverlog import DiscoveredServerLogs, ServerLogSource, state_paths
-from tests.fakes.serverlogs import OllamaLog, print_timing_lines
+from tests.fakes.serverlogs import DOCKER_PART, OllamaLog, docker_json_records, gin_line, print_timing_lines
 from tests.support.journal import JournalFile
 
 S = 1_000_000_000
@@ -148,6 +148,44 @@ def test_docker_json_file_log(tmp_path):
             f.write(json.dumps({"log": line, "stream": "stderr", "time": "2026-08-13T10:15:40.1Z"}) + "\n")
     [point] = gather(source, T0 + S)
     assert point.fields["requests_per_s"] == 2.0 and point.fields["request_generation_tokens_p50"] == 5
+
+
+def test_docker_json_file_log_joins_a_line_docker_cut_at_16_kib(tmp_path):
+    """An Ollama access line with a long query is written in three records; read alone, none is a request."""
+    path = tmp_path / "abc-json.log"
+    path.write_text("")
+    source = ServerLogSource(TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path)), None)
+    gather(source, T0)
+    long = gin_line(200, 42_000_000, "/api/chat?session=" + "x" * (2 * DOCKER_PART + 100))
+    records = docker_json_records(long)
+    assert records.count("\n") == 3 and records.count('\\n"') == 1  # as Docker writes it: only the last ends the line
+    with open(path, "a") as f:
+        f.write(records + docker_json_records(gin_line(200, 8_000_000, "/api/generate")))
+    gen = by_api(gather(source, T0 + S))["generate"].fields
+    assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 8.0], 95), rel=1e-9)
+
+
+def test_a_llamacpp_block_cut_by_an_agent_restart_keeps_its_prefill(tmp_path):
+    """The agent read a block's `prompt eval` line, then restarted before its `total time`: the new agent still
+    reports the request with its prefill (the parser's waiting lines are kept beside the log position)."""
+    path = tmp_path / "llama-server.log"
+    path.write_text("")
+    target = TargetConfig(url="http://127.0.0.1:8080", type="llamacpp", log=str(path))
+    state = tmp_path / "state"
+    source = ServerLogSource(target, state)
+    gather(source, T0)
+    prompt_eval, *rest = print_timing_lines(1, 517, 4.75, 192, 69.82, 85)
+    with open(path, "a") as f:
+        f.write(prompt_eval)
+    assert gather(source, T0 + S)[0].fields == {"requests_per_s": 0.0}
+    asyncio.run(source.close())
+    with open(path, "a") as f:
+        f.write("".join(rest))
+    source = ServerLogSource(target, state)
+    [point] = gather(source, T0 + 2 * S)
+    assert point.fields["requests_per_s"] == 1.0
+    assert point.fields["prefill_p50_ms"] == 4.75 and point.fields["request_prompt_tokens_p50"] == 192
+    assert point.fields["tpot_p50_ms"] == pytest.approx(69.82 / 85)
 
 
 def test_the_probes_requests_do_not_count(tmp_path):

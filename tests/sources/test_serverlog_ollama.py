@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from telegraf_llm_input.agent import Agent
+from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.config import parse_config
+from telegraf_llm_input.probe.runner import ProbeRunner
 from telegraf_llm_input.serverlogs import ollama as ollama_format
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
@@ -93,3 +95,34 @@ def test_requests_latency_errors_and_loads_exact(ollama, tmp_path):
         assert set(fields) <= set(ollama_format.FIELDS)
     [model] = [m for m in points if m.measurement == "llm_model_loaded"]
     assert model.tags["model"] == "qwen2.5:7b" and model.fields["gpu_offload_ratio"] == 0.75
+
+
+def test_a_probe_sent_by_another_process_is_not_user_traffic(ollama, tmp_path):
+    """`top` beside the agent probes from its own process: the agent's ledger never saw that request, and its line
+    in Ollama's log counted as a user's. The probe's query mark (logged by gin with the path) says whose it is."""
+    ollama.models = [{**MODEL, "expires_at": "2318-01-01T00:00:00Z"}]  # kept forever: probed at any time
+    agent = agent_for(ollama, tmp_path / "state")
+    top_target = parse_config(
+        {"targets": [{"url": ollama.url, "type": "ollama", "name": "ol", "probe": {"enabled": True}}]}
+    ).targets[0]
+
+    async def run():
+        t0 = time.time_ns()
+        await agent.gather_once(t0)
+        top_runner = ProbeRunner(top_target)  # top's own runner: no ledger the agent reads
+        try:
+            await top_runner.run_once()
+        finally:
+            await top_runner.aclose()
+        async with httpx.AsyncClient(base_url=ollama.url) as client:
+            await client.post("/api/chat", json={"model": "qwen2.5:7b", "messages": []})  # a user's
+        t1 = time.time_ns()
+        points = await agent.gather_once(t1)
+        await agent.close()
+        return points, (t1 - t0) / 1e9
+
+    points, seconds = asyncio.run(run())
+    chats = [r.path for r in ollama.log.record if r.path.startswith("/api/chat")]
+    assert chats == [f"/api/chat?{PROBE_MARK}", "/api/chat"]  # both in the log, as Ollama writes them
+    [gen] = [m for m in points if m.measurement == "llm_server" and m.tags.get("api") == "generate"]
+    assert round(gen.fields["requests_per_s"] * seconds) == 1

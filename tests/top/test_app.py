@@ -12,6 +12,8 @@ import io
 import logging
 import re
 import socket
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -192,3 +194,69 @@ def test_goes_down_with_the_logs_reason(tmp_path):
     assert three.splitlines()[0].endswith("DOWN") and "500" in three
     reason = re.search(r"^W! target flaky: down: (.+)$", err, re.M).group(1)
     assert f"why: {reason}" in three
+
+
+SERVER_WITH_A_RUNNER = r"""
+import subprocess, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Page(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"up_here 1\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+srv = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+print(srv.server_address[1], flush=True)
+RUNNER = "import time; b = bytearray(96 << 20); b[::4096] = b'x' * len(b[::4096]); print('ready', flush=True); time.sleep(600)"
+for line in sys.stdin:  # "load": start a runner child that holds the model's memory, as `ollama serve` does
+    child = subprocess.Popen([sys.executable, "-c", RUNNER], stdout=subprocess.PIPE)
+    child.stdout.readline()
+    print("loaded", flush=True)
+"""
+
+
+def test_process_memory_is_the_servers_tree_and_a_new_runner_shows_in_the_next_frame(tmp_path):
+    """`ollama serve` holds little; the model lives in its `ollama runner` child, started when a model loads."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER_WITH_A_RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(server.stdout.readline())
+
+        class LoadAfterTheFirstFrame(io.StringIO):
+            loaded = False
+
+            def write(self, text: str) -> int:
+                if not self.loaded:  # between the first and the second gather, a model loads
+                    self.loaded = True
+                    server.stdin.write("load\n")
+                    server.stdin.flush()
+                    assert server.stdout.readline() == "loaded\n"
+                return super().write(text)
+
+        path = tmp_path / "top.yaml"
+        target = {"url": f"http://127.0.0.1:{port}", "type": "prometheus", "name": "ollama-like"}
+        path.write_text(
+            yaml.safe_dump(
+                {"targets": [target], "gpu": {"enabled": False}, "agent": {"interval": "1s", "gather_timeout": "5s"}}
+            )
+        )
+        out = LoadAfterTheFirstFrame()
+        assert asyncio.run(top(load_config(path), count=2, stream=out)) == 0
+        first, second = (block(f, "ollama-like") for f in frames(out.getvalue()))
+    finally:
+        server.kill()
+        server.wait()
+    mib = {"MiB": 1.0, "GiB": 1024.0}
+    before = re.search(r"process cpu \S+ rss ([\d.]+) (MiB|GiB)", first)
+    after = re.search(r"process cpu \S+ rss ([\d.]+) (MiB|GiB)", second)
+    assert before and after, (first, second)
+    assert float(before.group(1)) * mib[before.group(2)] < 96
+    assert float(after.group(1)) * mib[after.group(2)] >= 96  # the runner's 96 MiB, seen at once, not a minute later
