@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from weakref import WeakValueDictionary
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import Response
@@ -108,7 +109,7 @@ class _Info:
 class Plan:
     """The reading of pages of one shape, for one default model (the model of series without a model label)."""
 
-    __slots__ = ("shape", "default_model", "_table", "_sums", "_hists", "_infos")
+    __slots__ = ("shape", "default_model", "_table", "_sums", "_hists", "_infos", "__weakref__")
 
     def __init__(
         self,
@@ -192,6 +193,12 @@ def compile_plan(
     shape = compile_shape(text, page, samples, table.read_names)
     if shape is None:
         return None
+    # what a plan reads follows from the page's lines but for their values, which its shape holds: targets
+    # serving the same page (replicas of one server) hold one shape and so one plan
+    kind = (shape, id(table), default_model)
+    plan = _PLANS.get(kind)
+    if plan is not None:
+        return plan
     # the first of each series, as `dedupe` keeps, by name in page order, with its position among the values
     seen: set[tuple[str, hist.LabelKey]] = set()
     by_name: dict[str, list[tuple[int, Sample]]] = {}
@@ -251,7 +258,11 @@ def compile_plan(
         _Info(tuple((at, label_fields(info, s.labels)) for at, s in by_name.get(info.metric, ())))
         for info in table.info
     ]
-    return Plan(shape, table, default_model, sums, hists, [i for i in infos if i.candidates])
+    return _PLANS.setdefault(kind, Plan(shape, table, default_model, sums, hists, [i for i in infos if i.candidates]))
+
+
+_PLANS: WeakValueDictionary[tuple[Shape, int, str | None], Plan] = WeakValueDictionary()
+"""The plans targets hold, by shape, table (its id: the plan holds the table) and default model."""
 
 
 @dataclass(slots=True)

@@ -258,3 +258,19 @@ def test_an_answer_is_read_by_the_plan_as_it_came_and_refused_as_the_parser_refu
 
 def test_every_prometheus_fixture_is_held_to_the_plan():
     assert {p.name for p in FIXTURES.glob("*.txt")} == set(PAGES)
+
+
+def test_targets_serving_the_same_page_hold_one_plan():
+    reader, table, model, text, first = compiled("vllm.txt")
+    replica = PageReader(table)  # another target serving the same page, its values moved
+    moved = text.replace(" 1.0\n", " 3.0\n")
+    assert moved != text
+    replica.readings(replica.scan(moved, "t2"), model)
+    assert replica.plan is reader.plan and replica.compiled == 1
+    assert_same(replica, table, model, text, first)  # read as the parser reads it
+    other = PageReader(table)  # another default model, or another page: a plan of its own
+    other.readings(other.scan(text, "t3"), "other")
+    grown = PageReader(table)
+    grown.readings(grown.scan(text + 'vllm:num_requests_running{engine="1",model_name="m"} 2.0\n', "t4"), model)
+    assert other.plan is not None and other.plan is not reader.plan and other.plan.shape is reader.plan.shape
+    assert grown.plan is not None and grown.plan.shape is not reader.plan.shape
