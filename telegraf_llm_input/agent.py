@@ -69,6 +69,11 @@ class Agent:
         self._sink_state = StateLog(log)
         self._types = Conformer(log.warning)
         self._finders: tuple[int, list[Source]] = (-1, [])
+        self._errors = 0
+        """Every source's `errors`, summed as they are counted (`source_errors`)."""
+        self._tags: dict[tuple[str, str] | None, dict[str, str]] = {}
+        """The tags of each `llm_agent` point (global tags under its own), made once: None for the totals,
+        (`source`, name) or (`output`, name) for the others."""
 
     async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
         """Every source's metrics, in the sources' order: each runs as its own task, all under one deadline (one
@@ -99,6 +104,7 @@ class Agent:
         """What one source gave this gather (a stand-in when it was busy or late), with its stats and log lines."""
         if task is None:
             stats.errors += 1
+            self._errors += 1
             stats.last_ok = False
             stats.last_duration_s = 0.0
             stand_in = _stand_in(source, ctx, "still busy with an earlier gather")
@@ -113,6 +119,7 @@ class Agent:
         if not task.done():
             stats.last_duration_s = time.monotonic() - stats.started
             stats.errors += 1
+            self._errors += 1
             stats.last_ok = False
             metrics = _stand_in(source, ctx, f"no result within {ctx.deadline_s:g}s")
             self._state.fail(
@@ -125,6 +132,7 @@ class Agent:
             stats.last_duration_s = stats.ended - stats.started
             if (exc := task.exception()) is not None:
                 stats.errors += 1
+                self._errors += 1
                 stats.last_ok = False
                 self._state.fail(source.name, f"source {source.name}: {_describe(exc)}")
             else:
@@ -158,13 +166,20 @@ class Agent:
         return time.monotonic() - started
 
     async def gather_once(self, time_ns: int | None = None) -> list[Metric]:
-        """One gather: finders (discovery), every source, processors, internal stats, then every sink."""
-        started = time.monotonic()
-        ctx = GatherContext(time_ns=time_ns if time_ns is not None else time.time_ns(), deadline_s=self.deadline_s)
-        spent = await self._find(ctx)
-        if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
-            ctx = GatherContext(time_ns=ctx.time_ns, deadline_s=max(0.1, self.deadline_s - spent))
-        metrics = await self._run_sources(ctx)
+        """One gather: finders (discovery), every source, processors, internal stats, then every sink.
+
+        With no source (an idle agent) there is nothing to find, run, tag or conform: the gather is its own
+        `llm_agent` point, whose tags are made once and whose values have their schema types as they are made."""
+        started = time.monotonic_ns()
+        if time_ns is None:
+            time_ns = time.time_ns()
+        metrics: list[Metric] = []
+        if self.sources:
+            ctx = GatherContext(time_ns=time_ns, deadline_s=self.deadline_s)
+            spent = await self._find(ctx)
+            if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
+                ctx = GatherContext(time_ns=time_ns, deadline_s=max(0.1, self.deadline_s - spent))
+            metrics = await self._run_sources(ctx)
         for processor in self.processors:
             try:
                 metrics = processor.process(metrics)
@@ -176,10 +191,12 @@ class Agent:
         if self.gathers == FREEZE_AFTER:
             gc.collect()  # garbage first, so that only what is alive is frozen
             gc.freeze()
-        metrics.extend(self._agent_metrics(ctx.time_ns, time.monotonic() - started))
-        if self.global_tags:
-            metrics = [m.with_tags(self.global_tags) for m in metrics]
-        metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
+        dropped = self._types.dropped  # what earlier gathers dropped: this gather's count shows in the next
+        if metrics:
+            if self.global_tags:
+                metrics = [m.with_tags(self.global_tags) for m in metrics]
+            metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
+        metrics.extend(self._agent_metrics(time_ns, (time.monotonic_ns() - started) / 1e6, dropped))
         await self._write(metrics)
         return metrics
 
@@ -199,29 +216,37 @@ class Agent:
             except Exception as exc:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
 
-    def _agent_metrics(self, time_ns: int, gather_s: float) -> list[Metric]:
+    def _agent_metrics(self, time_ns: int, gather_ms: float, dropped: int) -> list[Metric]:
+        """The `llm_agent` points, already tagged and typed: `gather_ms` a float, every other field an int (a
+        count; sinks' `stats` and sources' are ints by contract), so they skip the conformer."""
+        tags = self._tags
         fields: dict[str, int | float] = {
-            "gather_ms": gather_s * 1000.0,
+            "gather_ms": gather_ms,
             "gathers": self.gathers,
             "sources": len(self.sources),
-            "source_errors": sum(s.errors for s in self.stats.values()),
-            "fields_dropped": self._types.dropped,
+            "source_errors": self._errors,
+            "fields_dropped": dropped,
         }
-        per_output = []
+        out = [Metric("llm_agent", tags[None] if None in tags else self._tags_of(None), fields, time_ns)]
         for sink in self.sinks:
-            counts = dict(sink.stats())
+            counts = sink.stats()
+            own = None
             for key, value in counts.items():
                 fields[key] = fields.get(key, 0) + value
-            own = {k: v for k, v in counts.items() if k.startswith("output_")}
-            if own:  # which output is failing, when there are several
-                per_output.append(Metric("llm_agent", {"output": sink.name}, own, time_ns))
-        out = [Metric("llm_agent", {}, fields, time_ns), *per_output]
+                if key.startswith("output_"):  # which output is failing, when there are several
+                    if own is None:
+                        own = {}
+                    own[key] = value
+            if own:
+                key = ("output", sink.name)
+                out.append(Metric("llm_agent", tags[key] if key in tags else self._tags_of(key), own, time_ns))
         for source in self.sources:
             stats = self.stats[source.name]
+            key = ("source", source.name)
             out.append(
                 Metric(
                     "llm_agent",
-                    {"source": source.name},
+                    tags[key] if key in tags else self._tags_of(key),
                     {
                         "duration_ms": stats.last_duration_s * 1000.0,
                         "errors": stats.errors,
@@ -233,6 +258,13 @@ class Agent:
                 )
             )
         return out
+
+    def _tags_of(self, key: tuple[str, str] | None) -> dict[str, str]:
+        """An `llm_agent` point's tags, as `Metric.with_tags` would give them (its own over the global ones)."""
+        tags = self._tags[key] = dict(self.global_tags)
+        if key is not None:
+            tags[key[0]] = key[1]
+        return tags
 
     async def close(self) -> None:
         for stats in self.stats.values():
