@@ -16,7 +16,8 @@ from typing import cast
 
 from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.lineprotocol import line_template
+from telegraf_llm_input.metric import Metric, Rendered
 from telegraf_llm_input.processors.base import Processor
 from telegraf_llm_input.sinks.base import Sink
 from telegraf_llm_input.sources.base import Finds, GatherContext, Source
@@ -71,9 +72,11 @@ class Agent:
         self._finders: tuple[int, list[Source]] = (-1, [])
         self._errors = 0
         """Every source's `errors`, summed as they are counted (`source_errors`)."""
-        self._tags: dict[tuple[str, str] | None, dict[str, str]] = {}
-        """The tags of each `llm_agent` point (global tags under its own), made once: None for the totals,
+        self._points: dict[tuple[str, str] | None, tuple[tuple[str, ...], dict[str, str], str | None]] = {}
+        """Each `llm_agent` point's field keys, tags and line template (`_point`): None for the totals,
         (`source`, name) or (`output`, name) for the others."""
+        self._own: dict[str, list[str]] = {}
+        """Each sink's own counters (`output_*`), also written as a point of its own (tag `output`)."""
 
     async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
         """Every source's metrics, in the sources' order: each runs as its own task, all under one deadline (one
@@ -217,54 +220,53 @@ class Agent:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
 
     def _agent_metrics(self, time_ns: int, gather_ms: float, dropped: int) -> list[Metric]:
-        """The `llm_agent` points, already tagged and typed: `gather_ms` a float, every other field an int (a
-        count; sinks' `stats` and sources' are ints by contract), so they skip the conformer."""
-        tags = self._tags
+        """The `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
+        field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer."""
+        counts = [sink.stats() for sink in self.sinks]
         fields: dict[str, int | float] = {
             "gather_ms": gather_ms,
             "gathers": self.gathers,
             "sources": len(self.sources),
             "source_errors": self._errors,
             "fields_dropped": dropped,
+            **(counts[0] if len(counts) == 1 else _summed(counts)),
         }
-        out = [Metric("llm_agent", tags[None] if None in tags else self._tags_of(None), fields, time_ns)]
-        for sink in self.sinks:
-            counts = sink.stats()
-            own = None
-            for key, value in counts.items():
-                fields[key] = fields.get(key, 0) + value
-                if key.startswith("output_"):  # which output is failing, when there are several
-                    if own is None:
-                        own = {}
-                    own[key] = value
-            if own:
-                key = ("output", sink.name)
-                out.append(Metric("llm_agent", tags[key] if key in tags else self._tags_of(key), own, time_ns))
+        out = [fields]
+        keys: list[tuple[str, str] | None] = [None]
+        for sink, own in zip(self.sinks, counts):
+            if sink.name not in self._own:  # a sink's counters are the same names every gather
+                self._own[sink.name] = [k for k in own if k.startswith("output_")]
+            if self._own[sink.name]:  # which output is failing, when there are several
+                out.append({k: own[k] for k in self._own[sink.name]})
+                keys.append(("output", sink.name))
         for source in self.sources:
             stats = self.stats[source.name]
-            key = ("source", source.name)
             out.append(
-                Metric(
-                    "llm_agent",
-                    tags[key] if key in tags else self._tags_of(key),
-                    {
-                        "duration_ms": stats.last_duration_s * 1000.0,
-                        "errors": stats.errors,
-                        "metrics": stats.last_metrics,
-                        "ok": 1 if stats.last_ok else 0,
-                        **_source_stats(source),
-                    },
-                    time_ns,
-                )
+                {
+                    "duration_ms": stats.last_duration_s * 1000.0,
+                    "errors": stats.errors,
+                    "metrics": stats.last_metrics,
+                    "ok": 1 if stats.last_ok else 0,
+                    **_source_stats(source),
+                }
             )
-        return out
+            keys.append(("source", source.name))
+        return [self._point(key, values, time_ns) for key, values in zip(keys, out)]
 
-    def _tags_of(self, key: tuple[str, str] | None) -> dict[str, str]:
-        """An `llm_agent` point's tags, as `Metric.with_tags` would give them (its own over the global ones)."""
-        tags = self._tags[key] = dict(self.global_tags)
-        if key is not None:
-            tags[key[0]] = key[1]
-        return tags
+    def _point(self, key: tuple[str, str] | None, fields: dict[str, int | float], time_ns: int) -> Metric:
+        """One `llm_agent` point and its line: its tags (its own over the global ones, as `Metric.with_tags`)
+        and line template are made once per point and field keys, then only the values are filled in."""
+        keys = tuple(fields)
+        made = self._points.get(key)
+        if made is None or made[0] != keys:
+            tags = dict(self.global_tags)
+            if key is not None:
+                tags[key[0]] = key[1]
+            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, fields))
+        _, tags, template = made
+        if template is None:
+            return Metric("llm_agent", tags, fields, time_ns)
+        return Rendered.of("llm_agent", tags, fields, time_ns, template % (*fields.values(), time_ns))
 
     async def close(self) -> None:
         for stats in self.stats.values():
@@ -292,6 +294,15 @@ def _stand_in(source: Source, ctx: GatherContext, reason: str) -> list[Metric]:
     except Exception as exc:  # a bug here must not lose the gather
         log.debug("source %s: no stand-in points: %s", source.name, _describe(exc))
         return []
+
+
+def _summed(counts: list[Mapping[str, int]]) -> dict[str, int]:
+    """Several sinks' counters, added up where they share a name."""
+    total: dict[str, int] = {}
+    for each in counts:
+        for key, value in each.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def _source_stats(source: Source) -> dict[str, int]:
