@@ -86,6 +86,19 @@ def _service_commands(sub, common: argparse.ArgumentParser) -> None:
     install.add_argument("--root", metavar="DIR", type=Path, default=Path("/"), help="stage the files under DIR")
     install.add_argument("--platform", choices=["linux", "macos"], default=default_platform())
     install.add_argument("--force", action="store_true", help="replace an existing config with the defaults")
+    install.add_argument(
+        "--proxy", action="store_true", help="also the measuring proxy's own systemd unit / launchd job (docs/proxy.md)"
+    )
+    install.add_argument(
+        "--upstream",
+        metavar="URL",
+        help=f"with --proxy: the model server it forwards to (default: Ollama's {proxy_options.DEFAULT_UPSTREAM})",
+    )
+    install.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"with --proxy: where clients connect (default {proxy_options.DEFAULT_LISTEN})",
+    )
     doctor_cmd = sub.add_parser(
         "doctor", parents=[common], help="say what this user can see and reach, and how to fix what not (exit 1)"
     )
@@ -103,8 +116,20 @@ def default_platform() -> str:
 
 def install_service(args) -> int:
     layout = install.default_layout(args.platform, args.prefix)
+    proxy = None
+    if args.proxy:
+        try:
+            proxy = install.proxy_setup(
+                args.upstream or proxy_options.DEFAULT_UPSTREAM, args.listen or proxy_options.DEFAULT_LISTEN
+            )
+        except ValueError as exc:
+            log.error("install-service: %s", exc)
+            return EXIT_CONFIG
+    elif args.upstream or args.listen:
+        log.error("install-service: --upstream and --listen go with --proxy")
+        return EXIT_CONFIG
     try:
-        written = install.install(layout, args.root, force=args.force)
+        written = install.install(layout, args.root, force=args.force, proxy=proxy)
     except OSError as exc:
         hint = " (run it as root, or stage the files with --root DIR)" if isinstance(exc, PermissionError) else ""
         log.error("install-service: %s%s", exc, hint)
@@ -112,7 +137,7 @@ def install_service(args) -> int:
     for w in written:
         print(f"{'kept' if w.kept else 'wrote'} {w.path}  ({w.what})")
     print("next:")
-    for step in install.next_steps(layout):
+    for step in install.next_steps(layout, proxy):
         print(f"  {step}")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import plistlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from telegraf_llm_input.config import load_config, parse_config
-from telegraf_llm_input.install import install, linux_layout, macos_layout, stage
+from telegraf_llm_input.install import ProxySetup, install, linux_layout, macos_layout, stage
 
 tomllib = pytest.importorskip("tomllib")
 BINARY = Path(sys.prefix) / "bin" / "telegraf-llm-input"
@@ -116,3 +117,52 @@ def test_without_the_right_to_write_it_says_how():
     )
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "Permission denied" in r.stderr and "run it as root, or stage the files with --root DIR" in r.stderr
+
+
+def test_with_proxy_the_proxys_unit_runs_this_install_with_the_given_upstream(tmp_path):
+    upstream, listen = "http://127.0.0.1:11435", "127.0.0.1:11434"  # the proxy on Ollama's port, Ollama moved
+    r = cli("install-service", "--root", str(tmp_path), "--prefix", sys.prefix, "--platform", "linux",
+            "--proxy", "--upstream", upstream, "--listen", listen)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    layout = linux_layout(Path(sys.prefix))
+    unit = stage(tmp_path, layout.proxy_service)
+    assert unit.name == "telegraf-llm-input-proxy.service" and str(unit) in r.stdout
+    assert stage(tmp_path, layout.service).is_file()  # the agent's unit as before
+    text = unit.read_text()
+    (exec_start,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    binary, *argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert binary == str(BINARY) and argv == ["proxy", "--upstream", upstream, "--listen", listen]
+    assert "Restart=always" in text and "DynamicUser=yes" in text
+    assert "enable --now telegraf-llm-input-proxy" in r.stdout
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze not installed (apt-get install systemd)")
+    v = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
+    assert [line for line in (v.stdout + v.stderr).splitlines() if unit.name in line] == []
+    # the command line the unit runs is one the proxy accepts (it exits 2 on a bad one before listening)
+    check = subprocess.run([binary, *argv, "--timeout", "bogus"], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2 and "--timeout" in check.stderr and "--upstream" not in check.stderr
+
+
+def test_without_proxy_no_proxy_unit_and_a_bad_upstream_is_one_line(tmp_path):
+    assert cli("install-service", "--root", str(tmp_path), "--platform", "linux").returncode == 0
+    assert not stage(tmp_path, linux_layout().proxy_service).exists()
+    bad = cli("install-service", "--root", str(tmp_path / "b"), "--proxy", "--upstream", "ftp://x")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--upstream" in bad.stderr
+    assert not (tmp_path / "b").exists()  # nothing written
+    alone = cli("install-service", "--root", str(tmp_path / "c"), "--upstream", "http://127.0.0.1:1")
+    assert alone.returncode == 2 and "--proxy" in alone.stderr
+
+
+def test_with_proxy_on_macos_the_proxys_job_points_only_at_what_the_install_made(tmp_path):
+    home, prefix = Path("/Users/me"), Path("/Users/me/.local/telegraf-llm-input")
+    layout = macos_layout(prefix, home)
+    install(layout, tmp_path, proxy=ProxySetup("http://127.0.0.1:1234", "127.0.0.1:8434"))  # LM Studio
+    plist = stage(tmp_path, layout.proxy_service)
+    job = plistlib.loads(plist.read_bytes())
+    assert plist.name == "org.telegraf-llm-input.proxy.plist" and job["Label"] == plist.stem
+    assert job["ProgramArguments"] == [str(prefix / "bin/telegraf-llm-input"), "proxy", "--upstream",
+                                       "http://127.0.0.1:1234", "--listen", "127.0.0.1:8434"]  # fmt: skip
+    assert job["KeepAlive"] is True and job["Umask"] == 0o077
+    assert stage(tmp_path, Path(job["StandardErrorPath"])).is_file()
+    assert job["StandardErrorPath"] != str(layout.log)  # its own log, not the agent's

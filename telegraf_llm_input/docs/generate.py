@@ -24,6 +24,7 @@ from telegraf_llm_input.config.requestlog import LogConfig
 from telegraf_llm_input.config.targets import DiscoveryConfig, TargetConfig
 from telegraf_llm_input.docs import sample
 from telegraf_llm_input.docs.configref import markdown_table
+from telegraf_llm_input.proxy.options import DEFAULT_LISTEN, DEFAULT_UPSTREAM
 from telegraf_llm_input.schema import markdown as schema_table
 from telegraf_llm_input.servers import field_servers
 
@@ -51,6 +52,13 @@ FILES: dict[str, Callable[[], str]] = {
     "telegraf_llm_input/sample-config.yaml": sample.render,
     "packaging/systemd/telegraf-llm-input.service": lambda: install.render_unit(install.linux_layout()),
     "packaging/telegraf/telegraf-llm-input.conf": lambda: install.render_dropin(install.linux_layout()),
+    "packaging/systemd/telegraf-llm-input-proxy.service": lambda: install.render_proxy_unit(
+        install.linux_layout(), install.ProxySetup(DEFAULT_UPSTREAM, DEFAULT_LISTEN)
+    ),
+    "packaging/launchd/org.telegraf-llm-input.proxy.plist": lambda: install.render_proxy_plist(
+        install.macos_layout(Path("/Users/you/.local/telegraf-llm-input"), Path("/Users/you")),
+        install.ProxySetup(DEFAULT_UPSTREAM, DEFAULT_LISTEN),
+    ).decode(),
 }
 """Files generated whole."""
 DASHBOARDS = "packaging/grafana/generate.py"

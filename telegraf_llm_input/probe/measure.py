@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
-from telegraf_llm_input.apis.base import Answer, Event, Finished, NoAnswer, Origin, Stats, StreamError, Token
+from telegraf_llm_input.apis.base import Event
 from telegraf_llm_input.apis.reader import StreamReader
+from telegraf_llm_input.apis.timeline import Timeline
 from telegraf_llm_input.errors import ProbeError
 
 ProbeSkip = Literal["no_model_loaded", "model_idle", "no_model_list"]
@@ -89,12 +90,7 @@ class StreamMeasure:
     t0_ns: int
     http_status: int | None = None
     connect_ms: float | None = None
-    finished: bool = False
-    first_ns: int | None = None
-    last_ns: int | None = None
-    answer_ns: int | None = None
-    bad: str | None = None
-    stats: dict[Origin, Stats] = field(default_factory=dict)
+    times: Timeline = field(default_factory=Timeline)
     reader: StreamReader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -109,32 +105,18 @@ class StreamMeasure:
         self._apply(t_ns, self.reader.payload(data))
 
     def _apply(self, t_ns: int, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, Token):
-                if event.first:
-                    self.first_ns = t_ns
-                self.last_ns = t_ns
-            elif isinstance(event, Answer):
-                self.answer_ns = t_ns
-            elif isinstance(event, NoAnswer):
-                self.answer_ns = None
-            elif isinstance(event, Stats):
-                old = self.stats.get(event.origin)
-                self.stats[event.origin] = event if old is None else old.merged(event)
-            elif isinstance(event, Finished):
-                self.finished = True
-            elif isinstance(event, StreamError):
-                self.bad = event.detail
+        self.times.apply(t_ns, events)
 
     def finish(self, end_ns: int, error: ProbeError | None = None, detail: str = "") -> ProbeResult:
         """The result at end of stream; `error`/`detail` from the transport (cut, timeout) win."""
+        t = self.times
         if error is None:
             self._apply(end_ns, self.reader.finish())
-        if error is None and self.bad is not None:
-            error, detail = "bad_stream", self.bad
-        if error is None and self.first_ns is None:
+        if error is None and t.bad is not None:
+            error, detail = "bad_stream", t.bad
+        if error is None and t.first_ns is None:
             error, detail = "empty", "the stream carried no generated text"
-        if error is None and not self.finished:
+        if error is None and not t.finished:
             error, detail = "bad_stream", "the stream ended before the server marked it complete"
         result = ProbeResult(
             success=error is None,
@@ -151,40 +133,38 @@ class StreamMeasure:
         return result
 
     def _latency(self, r: ProbeResult) -> None:
-        r.ttft_ms = _ms(self.t0_ns, self.first_ns)
-        if self.first_ns is None:
+        t = self.times
+        r.ttft_ms = _ms(self.t0_ns, t.first_ns)
+        if t.first_ns is None:
             return
         r.reasoning = self.reader.reasoning
-        r.ttfa_ms = _ms(self.t0_ns, self.answer_ns)
-        if r.reasoning and self.answer_ns is not None:
-            r.reasoning_ms = (self.answer_ns - self.first_ns) / 1e6
+        r.ttfa_ms = _ms(self.t0_ns, t.answer_ns)
+        if r.reasoning and t.answer_ns is not None:
+            r.reasoning_ms = (t.answer_ns - t.first_ns) / 1e6
 
     def _tokens(self, r: ProbeResult) -> None:
-        empty = Stats("usage")
-        usage = self.stats.get("usage", empty)
-        ollama = self.stats.get("ollama", empty)
-        llamacpp = self.stats.get("llamacpp", empty)
-        counted = [("usage", usage.output_tokens), ("server", ollama.output_tokens), ("server", llamacpp.output_tokens)]
-        source, tokens = next(((s, n) for s, n in counted if n), (None, None))
+        t = self.times
+        origin, tokens = t.output_tokens()
+        source: str | None = None if origin is None else ("usage" if origin == "usage" else "server")
         if tokens is None and self.reader.tokens:
             source, tokens = "chunks", self.reader.tokens
         r.output_tokens, r.output_tokens_source = tokens, source
-        r.reasoning_tokens = usage.reasoning_tokens
-        prompts = (usage.prompt_tokens, ollama.prompt_tokens, llamacpp.prompt_tokens)
-        r.prompt_tokens = next((n for n in prompts if n is not None), None)
+        usage = t.stats.get("usage")
+        r.reasoning_tokens = None if usage is None else usage.reasoning_tokens
+        r.prompt_tokens = t.prompt_tokens()
         if (
             tokens is not None
             and tokens >= 2
-            and self.first_ns is not None
-            and self.last_ns is not None
-            and self.last_ns > self.first_ns
+            and t.first_ns is not None
+            and t.last_ns is not None
+            and t.last_ns > t.first_ns
         ):
-            span_ns = self.last_ns - self.first_ns
+            span_ns = t.last_ns - t.first_ns
             r.tpot_ms = span_ns / (tokens - 1) / 1e6
             r.tokens_per_s = (tokens - 1) / (span_ns / 1e9)
 
     def _server_timings(self, r: ProbeResult) -> None:
-        ollama, llamacpp, lmstudio = (self.stats.get(o) for o in ("ollama", "llamacpp", "lmstudio"))
+        ollama, llamacpp, lmstudio = (self.times.stats.get(o) for o in ("ollama", "llamacpp", "lmstudio"))
         if ollama is not None:  # durations in ns
             r.load_ms = (ollama.load_ns or 0.0) / 1e6
             r.server_prefill_ms = (ollama.prompt_eval_ns or 0.0) / 1e6

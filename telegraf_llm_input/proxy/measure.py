@@ -22,10 +22,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from telegraf_llm_input.apis import classify, request_info
-from telegraf_llm_input.apis.base import Answer, Api, Event, Finished, NoAnswer, Stats, StreamError, Token
+from telegraf_llm_input.apis.base import Api, Event
 from telegraf_llm_input.apis.reader import StreamReader
+from telegraf_llm_input.apis.timeline import Timeline
 from telegraf_llm_input.proxy import headers as hdr
-from telegraf_llm_input.proxy.names import OUTCOMES_FAILED, PREFIX
+from telegraf_llm_input.proxy.names import CLIENT_ERROR, OUTCOMES_FAILED, PREFIX
 from telegraf_llm_input.proxy.registry import Counter, Gauge, Histogram, Registry
 
 BODY_SNIFF = 256 * 1024
@@ -67,6 +68,9 @@ class Measured:
     """Ollama's `load_duration`."""
     chunks: int = 0
     """Generated chunks seen."""
+    arrived_ns: int = 0
+    """When the request's head had arrived (monotonic ns, the machine's clock): what a client's own stamps on
+    the same clock are compared with (tests, bench)."""
 
 
 class Meters:
@@ -153,7 +157,7 @@ def outcome_of(server_outcome: str, status: int | None) -> str:
     if status is not None and status >= 500:
         return "http_5xx"
     if status is not None and status >= 400:
-        return "http_4xx"
+        return CLIENT_ERROR
     return "ok"
 
 
@@ -174,8 +178,7 @@ class Exchange:
     """One request through the proxy, as it passes (see `server.Exchange` for when each call comes)."""
 
     __slots__ = (
-        "meters", "api", "t0_ns", "body", "whole", "labels", "flying", "reader", "m", "first_ns", "last_ns",
-        "answer_ns", "stats", "finished", "failed",
+        "meters", "api", "t0_ns", "body", "whole", "labels", "flying", "reader", "m", "times",
     )  # fmt: skip
 
     def __init__(self, meters: Meters, api: Api | None, t0_ns: int):
@@ -187,13 +190,8 @@ class Exchange:
         self.labels: tuple[str, str] = (UNKNOWN, api.name if api else "")
         self.flying = False
         self.reader: StreamReader | None = None
-        self.m = Measured(self.labels[1], UNKNOWN)
-        self.first_ns: int | None = None
-        self.last_ns: int | None = None
-        self.answer_ns: int | None = None
-        self.stats: Stats | None = None
-        self.finished = False
-        self.failed = False
+        self.m = Measured(self.labels[1], UNKNOWN, arrived_ns=t0_ns)
+        self.times = Timeline()
 
     def request_data(self, data: bytes) -> None:
         if self.api is None or not self.whole:
@@ -225,32 +223,27 @@ class Exchange:
 
     def data(self, t_ns: int, data: bytes) -> None:
         if self.reader is not None:
-            for event in self.reader.feed(data):
-                self._event(t_ns, event)
+            self._events(t_ns, self.reader.feed(data))
 
-    def _event(self, t_ns: int, event: Event) -> None:
-        if isinstance(event, Token):
-            if self.first_ns is None:
-                self.first_ns = t_ns
-                if self.m.streamed:
-                    self.meters.ttft.observe(self.labels, (t_ns - self.t0_ns) / 1e9)
-            elif self.m.streamed and self.last_ns is not None:
-                self.meters.itl.observe(self.labels, (t_ns - self.last_ns) / 1e9)
-            self.last_ns = t_ns
-        elif isinstance(event, Answer):
-            self.answer_ns = t_ns
-        elif isinstance(event, NoAnswer):
-            self.answer_ns = None
-        elif isinstance(event, Stats):
-            self.stats = event if self.stats is None else self.stats.merged(event)
-        elif isinstance(event, Finished):
-            self.finished = True
-        elif isinstance(event, StreamError):
-            self.failed = True
+    def _events(self, t_ns: int, events: list[Event]) -> None:
+        """One read's events; a streamed answer's first token is a TTFT, each later one an inter-token gap."""
+        times = self.times
+        first, last = times.first_ns, times.last_ns
+        tokens = times.apply(t_ns, events)
+        if not tokens or not self.m.streamed:
+            return
+        meters, labels = self.meters, self.labels
+        if first is None:
+            meters.ttft.observe(labels, (t_ns - self.t0_ns) / 1e9)
+            tokens, last = tokens - 1, t_ns
+        if tokens and last is not None:
+            meters.itl.observe(labels, (t_ns - last) / 1e9)
+            for _ in range(tokens - 1):  # several in one read: no gap between them
+                meters.itl.observe(labels, 0.0)
 
     def end(self, t_ns: int, server_outcome: str) -> None:
         meters, api, m = self.meters, self.api, self.m
-        if server_outcome == "cancelled" and self.finished:
+        if server_outcome == "cancelled" and self.times.finished:
             server_outcome = "ok"  # the client left once the server had marked the answer complete (`[DONE]` read)
         outcome = outcome_of(server_outcome, m.status)
         if api is None:
@@ -263,9 +256,8 @@ class Exchange:
             self.labels = (m.model, api.name)
         if self.reader is not None:
             if server_outcome == "ok":
-                for event in self.reader.finish():
-                    self._event(t_ns, event)
-            if outcome == "ok" and (self.failed or (m.streamed and not self.finished)):
+                self._events(t_ns, self.reader.finish())
+            if outcome == "ok" and (self.times.bad is not None or (m.streamed and not self.times.finished)):
                 outcome = "stream_error"
             self._numbers(t_ns)
         m.outcome = outcome
@@ -283,24 +275,26 @@ class Exchange:
 
     def _numbers(self, t_ns: int) -> None:
         """The request's numbers from what was seen of its answer."""
-        m, t0 = self.m, self.t0_ns
+        m, t0, times = self.m, self.t0_ns, self.times
         m.e2e_s = (t_ns - t0) / 1e9
         m.chunks = self.reader.tokens if self.reader is not None else 0
-        stats = self.stats
-        if stats is not None:
-            m.prompt_tokens = stats.prompt_tokens
-            m.load_s = None if stats.load_ns is None else stats.load_ns / 1e9
-        if stats is not None and stats.output_tokens is not None:
-            m.output_tokens, m.counted = stats.output_tokens, "server"
+        m.prompt_tokens = times.prompt_tokens()
+        ollama = times.stats.get("ollama")
+        if ollama is not None and ollama.load_ns is not None:
+            m.load_s = ollama.load_ns / 1e9
+        origin, output = times.output_tokens()
+        if origin is not None:
+            m.output_tokens, m.counted = output, "server"
         elif m.streamed and m.chunks:
             m.output_tokens, m.counted = m.chunks, "chunks"
-        if not m.streamed or self.first_ns is None:
+        first, last = times.first_ns, times.last_ns
+        if not m.streamed or first is None:
             return
-        m.ttft_s = (self.first_ns - t0) / 1e9
-        m.ttfa_s = None if self.answer_ns is None else (self.answer_ns - t0) / 1e9
+        m.ttft_s = (first - t0) / 1e9
+        m.ttfa_s = None if times.answer_ns is None else (times.answer_ns - t0) / 1e9
         n = m.output_tokens
-        if n is not None and n >= 2 and self.last_ns is not None and self.last_ns > self.first_ns:
-            m.tpot_s = (self.last_ns - self.first_ns) / (n - 1) / 1e9
+        if n is not None and n >= 2 and last is not None and last > first:
+            m.tpot_s = (last - first) / (n - 1) / 1e9
 
     def _observe(self, outcome: str) -> None:
         meters, labels, m = self.meters, self.labels, self.m

@@ -7,6 +7,8 @@ import argparse
 from telegraf_llm_input.servertypes import DEFAULT_PORTS
 
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORTS['proxy']}"
+DEFAULT_UPSTREAM = f"http://127.0.0.1:{DEFAULT_PORTS['ollama']}"
+"""The proxy service's upstream when `install-service --proxy` is not told: Ollama on its own port."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,9 +3,9 @@
 One task per client connection, h11 on both sides. A request's body is sent upstream as it arrives and the
 answer is sent back chunk by chunk as it arrives: each write waits for the socket to drain, so a slow client
 slows the upstream read and a slow upstream the body upload (TCP back-pressure both ways, a few 64 KiB buffers
-per exchange whatever the body size). While the answer streams, a watcher reads the client socket: an EOF there
-(the client went away) drops the upstream connection at once, which is how model servers learn to stop
-generating. Faults the client can still be told about get a short JSON error: 502 (upstream refused,
+per exchange whatever the body size). While the answer streams, the client's reader is watched (a callback, no
+task): its EOF or reset (the client went away) drops the upstream connection at once, which is how model servers
+learn to stop generating. Faults the client can still be told about get a short JSON error: 502 (upstream refused,
 unreachable, closed before answering), 504 (no answer head within `timeout_s`).
 """
 
@@ -21,7 +21,7 @@ import h11
 
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.proxy import headers as hdr
-from telegraf_llm_input.proxy.h11stream import READ_BYTES, ClientGone, Closed, H11Stream, UpstreamClosed
+from telegraf_llm_input.proxy.h11stream import READ_BYTES, ClientGone, ClientReader, Closed, H11Stream, UpstreamClosed
 from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.proxy.upstream import Upstream, UpstreamError
 
@@ -78,7 +78,11 @@ class Proxy:
         self._down_since: float | None = None
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
-        return await asyncio.start_server(self._client, host, port, limit=READ_BYTES)
+        """`asyncio.start_server` with a `ClientReader` per connection (the same steps it takes)."""
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(
+            lambda: asyncio.StreamReaderProtocol(ClientReader(READ_BYTES), self._client), host, port
+        )
 
     async def close(self) -> None:
         """Drop every connection (after the listener is closed) and wait until their tasks are over."""
@@ -158,8 +162,8 @@ class Proxy:
         )
         up = self.upstream.idle()
         reused = up is not None
-        watch: asyncio.Future | None = None
-        gone = asyncio.Event()
+        watched = isinstance(down.reader, ClientReader)
+        gone: list[bool] = []
         try:
             if up is None:
                 up = await self.upstream.connect()
@@ -167,20 +171,22 @@ class Proxy:
                 await down.send(h11.InformationalResponse(status_code=100, headers=[]))
             try:
                 await self._send(down, up, req, meter)
-                answer = await self._head(up)
+                answer, stall = await self._head(up)
             except UpstreamClosed:
                 if not (reused and req.replayable):
                     raise
                 up.abort()  # a kept-alive connection the server had closed: it never saw this request
                 up = await self.upstream.connect()
                 await self._send(down, up, req, meter)
-                answer = await self._head(up)
+                answer, stall = await self._head(up)
             req.kept = bytearray()
             if self._down_since is not None:
                 log.info("proxy: upstream %s answers again", address)
                 self._down_since = None
-            watch = asyncio.ensure_future(self._watch(down, up, gone))
-            await down.send(
+            if watched:
+                assert isinstance(down.reader, ClientReader)
+                down.reader.watch(lambda: self._gone(down, up, gone))
+            down.write(  # sent with what comes next in the same read, or before the next read (`_stream`)
                 h11.Response(
                     status_code=answer.status_code,
                     headers=hdr.response_headers(answer.headers.raw_items()),
@@ -188,14 +194,14 @@ class Proxy:
                 )
             )
             meter.response(time.monotonic_ns(), answer.status_code, answer.headers)
-            await self._stream(down, up, meter)
+            await self._stream(down, up, meter, stall)
         except UpstreamError as exc:
             self._down(str(exc))
             await self._refuse(down, 502, f"upstream_{exc.kind}", str(exc), meter)
             meter.end(time.monotonic_ns(), exc.kind)
             return False
         except UpstreamClosed as exc:
-            if gone.is_set():
+            if gone:
                 meter.end(time.monotonic_ns(), "cancelled")
                 return False
             meter.end(time.monotonic_ns(), "closed")
@@ -216,9 +222,9 @@ class Proxy:
             await self._refuse(down, 502, "upstream_bad_response", f"{address} answered bad HTTP: {exc}")
             return False
         finally:
-            if watch is not None and not watch.done():
-                watch.cancel()
-                await asyncio.wait({watch})  # its read must be over before the next request is read
+            if watched:
+                assert isinstance(down.reader, ClientReader)
+                down.reader.watch(None)
             if up is not None:
                 self.upstream.release(up)  # kept when the exchange ended cleanly, else dropped
         meter.end(time.monotonic_ns(), "ok")
@@ -237,38 +243,47 @@ class Proxy:
         if req.kept:
             up.write(h11.Data(data=bytes(req.kept)))
         while not req.body_done:
-            event = await down.next_event()
+            event = await down.next_event(flush=up)  # the head and each piece read go up before the next read
             if isinstance(event, h11.Data):
+                up.write(event)  # the event read is sent as it is (h11 frames only its data)
                 if req.replayable:
                     if len(req.kept) + len(event.data) <= REPLAY_BYTES:
                         req.kept += event.data
                     else:
                         req.replayable, req.kept = False, bytearray()
                 meter.request_data(event.data)
-                await up.send(h11.Data(data=event.data))
             elif isinstance(event, h11.EndOfMessage):
                 req.body_done = True
         await up.send(h11.EndOfMessage())
         meter.sent()
 
-    async def _head(self, up: H11Stream) -> h11.Response:
-        while True:
-            event = await asyncio.wait_for(up.next_event(), self.timeout_s)
-            if isinstance(event, h11.Response):
-                return event
-            if not isinstance(event, h11.InformationalResponse):  # 1xx (103 Early Hints) are not passed on
-                raise up.closed(f"unexpected {type(event).__name__} before the answer")
-
-    async def _stream(self, down: H11Stream, up: H11Stream, meter: Exchange) -> None:
-        """The answer's body, piece by piece as it arrives, each write drained before the next read."""
+    async def _head(self, up: H11Stream) -> tuple[h11.Response, _Stall]:
+        """The answer's head, and the stall timer that keeps watching its body (a timer, not a task a request)."""
         stall = _Stall(up, self.timeout_s)
         try:
             while True:
                 event = await up.next_event()
+                stall.last_ns = time.monotonic_ns()
+                if isinstance(event, h11.Response):
+                    return event, stall
+                if not isinstance(event, h11.InformationalResponse):  # 1xx (103 Early Hints) are not passed on
+                    raise up.closed(f"unexpected {type(event).__name__} before the answer")
+        except BaseException as exc:
+            stall.cancel()
+            if stall.fired and isinstance(exc, UpstreamClosed):
+                raise asyncio.TimeoutError from None
+            raise
+
+    async def _stream(self, down: H11Stream, up: H11Stream, meter: Exchange, stall: _Stall) -> None:
+        """The answer's body as it arrives: what one read brought is forwarded in one write (then measured), and
+        drained before the next read (back-pressure)."""
+        try:
+            while True:
+                event = await up.next_event(flush=down)
                 stall.last_ns = now = time.monotonic_ns()
                 if isinstance(event, h11.Data):
+                    down.write(event)
                     meter.data(now, event.data)
-                    await down.send(h11.Data(data=event.data))
                 elif isinstance(event, h11.EndOfMessage):
                     await down.send(h11.EndOfMessage())
                     return
@@ -279,17 +294,11 @@ class Proxy:
         finally:
             stall.cancel()
 
-    async def _watch(self, down: H11Stream, up: H11Stream, gone: asyncio.Event) -> None:
-        """While the answer streams: the client's EOF cancels the upstream request. Bytes a client sends ahead
-        (a pipelined request) go to h11's buffer for the next cycle, and watching stops."""
-        try:
-            data = await down.reader.read(READ_BYTES)
-        except (ConnectionError, OSError):
-            data = b""
-        if data:
-            down.conn.receive_data(data)
-            return
-        gone.set()
+    @staticmethod
+    def _gone(down: H11Stream, up: H11Stream, gone: list[bool]) -> None:
+        """The client went away while its answer streamed: the upstream request is cancelled (its connection
+        dropped) and the client's closed."""
+        gone.append(True)
         up.abort()
         down.abort()
 

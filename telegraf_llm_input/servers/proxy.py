@@ -4,11 +4,12 @@ The proxy measures what clients felt in front of any server (Ollama, LM Studio, 
 gateway), with vLLM's meaning: its histograms map onto the same fields, so every panel and alert on
 ttft/itl/tpot/e2e/requests_per_s works unchanged. Label `model` is what the request asked for; `api` and
 `counted` (server's token count or chunks counted) are summed over. Requests finish with an `outcome`
-(`requests_finished_<outcome>_total`); the failed ones are `request_errors_total`.
+(`requests_finished_<outcome>_total`); the failed ones are `request_errors_total` (`error_ratio`), those the
+upstream answered 4xx the caller's mistakes (`client_error_ratio`, as the Ollama log source counts them).
 """
 
 from telegraf_llm_input.config.targets import TargetConfig
-from telegraf_llm_input.proxy.names import OUTCOMES_FAILED, PAGE_PATH
+from telegraf_llm_input.proxy.names import CLIENT_ERROR, OUTCOMES_FAILED, PAGE_PATH
 from telegraf_llm_input.servers.base import Rule
 from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
 
@@ -27,6 +28,7 @@ TABLE = PromTable(
     },
     finish_reason=("llm_proxy_requests_total", "outcome"),
     errors_where=("llm_proxy_requests_total", "outcome", OUTCOMES_FAILED),
+    speeds={"client_error_ratio": (f"requests_finished_{CLIENT_ERROR}_total", "requests_total")},
     histograms={
         "ttft": ("llm_proxy_time_to_first_token_seconds",),
         "ttfa": ("llm_proxy_time_to_first_answer_seconds",),

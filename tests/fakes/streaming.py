@@ -181,12 +181,14 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/generate": "ollama_generate",
             "/completion": "llamacpp",
         }
-        kind = kinds.get(self.path)
+        path, _, query = self.path.partition("?")
+        kind = kinds.get(path)
         if kind is None:
             self._json(404, {"error": "not found"})
             return
-        if script.status != 200:
-            self._json(script.status, {"error": {"message": "scripted failure", "code": script.status}})
+        status = int(query.removeprefix("status=")) if query.startswith("status=") else script.status
+        if status != 200:  # the script's, or one request's own (`?status=500`)
+            self._json(status, {"error": {"message": "scripted failure", "code": status}})
             return
         ndjson = kind.startswith("ollama")
         self.send_response(200)

@@ -144,14 +144,17 @@ def _write_log(path: Path, stop: threading.Event) -> None:
 
 
 def _proxy_traffic(url: str, stop: threading.Event) -> None:
-    """A client of the proxy: streamed chats, every fourth one to a path the server answers 404 (an error)."""
+    """A client of the proxy: streamed chats; every fourth one the server fails (500: an error), every sixth one
+    it refuses as a bad request (400: the caller's mistake)."""
     body = {"model": "qwen3:1.7b", "messages": [{"role": "user", "content": "hi"}]}
     i = 0
     with httpx.Client(timeout=10) as client:
         while not stop.is_set():
             i += 1
             try:
-                client.post(f"{url}/api/chat" + ("?fail=1" if i % 4 == 0 else ""), json=body)
+                status = 500 if i % 4 == 0 else 400 if i % 6 == 0 else 200
+                path = "/api/chat" if status == 200 else f"/api/chat?status={status}"
+                client.post(url + path, json=body)
             except httpx.HTTPError:
                 pass
             stop.wait(0.2)

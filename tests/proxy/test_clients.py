@@ -4,6 +4,7 @@ real wire formats (tests/fakes/streaming.py), and the agent reading the proxy's 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
 from tests.fakes.streaming import Script, StreamingServer
+from tests.support import ttft
 from tests.support.proxy import ThreadProxy
 
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -80,22 +82,25 @@ def test_the_agent_reads_the_proxy_with_type_auto():
         def chat() -> None:
             list(client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True))
 
+        async def failing(status: int, error: type[Exception]) -> None:
+            fake.update(status=status)
+            with pytest.raises(error):
+                await asyncio.to_thread(chat)
+
         async def scenario():
             t0 = time.time_ns()
             # a series appears with its first request (as on any Prometheus page, its first count gives no rate)
             await asyncio.to_thread(chat)
-            fake.update(status=500)
-            with pytest.raises(openai.InternalServerError):
-                await asyncio.to_thread(chat)
-            await asyncio.to_thread(proxy.records, 2)
+            await failing(500, openai.InternalServerError)
+            await failing(400, openai.BadRequestError)
+            await asyncio.to_thread(proxy.records, 3)
             await agent.gather_once(t0)  # the baseline
             fake.update(status=200)
             for _ in range(3):
                 await asyncio.to_thread(chat)
-            fake.update(status=500)
-            with pytest.raises(openai.InternalServerError):
-                await asyncio.to_thread(chat)
-            await asyncio.to_thread(proxy.records, 6)
+            await failing(500, openai.InternalServerError)
+            await failing(400, openai.BadRequestError)
+            await asyncio.to_thread(proxy.records, 8)
             second = await agent.gather_once(t0 + 10 * 10**9)
             await agent.close()
             return second
@@ -104,12 +109,15 @@ def test_the_agent_reads_the_proxy_with_type_auto():
         (point,) = points
         assert point.tags["server_type"] == "proxy" and point.tags["model"] == "fake-model"
         f = point.fields
-        assert f["requests_total"] == 6 and f["requests_per_s"] == 0.4
+        assert f["requests_total"] == 8 and f["requests_per_s"] == 0.5
         assert f["generation_tokens_total"] == 4 * script.completion_tokens
         assert f["generation_tokens_per_s"] == 0.3 * script.completion_tokens
         assert f["prompt_tokens_total"] == 4 * script.prompt_tokens
         assert f["requests_finished_ok_total"] == 4 and f["requests_finished_http_5xx_total"] == 2
-        assert f["request_errors_total"] == 2 and f["error_ratio"] == 0.25
+        assert f["requests_finished_http_4xx_total"] == 2
+        # as the Ollama log source counts them: a 5xx is the server's failure, a 4xx the caller's mistake
+        assert f["request_errors_total"] == 2 and f["error_ratio"] == 0.2
+        assert f["client_error_ratio"] == 0.2
         assert f["ttft_p50_ms"] >= 20.0 and f["e2e_p50_ms"] >= 20.0  # the fake's first token is due at 20 ms
         assert "tpot_p50_ms" in f and "itl_p95_ms" in f and "ttfa_p50_ms" in f
 
@@ -151,3 +159,22 @@ def test_top_shows_the_proxy(tmp_path):
     last = r.stdout.rsplit("telegraf-llm-input top", 1)[-1]
     assert "px  proxy  fake-model" in last and "UP" in last
     assert "ttft p50" in last and "req " in last and "gen " in last
+
+
+def test_the_proxys_ttft_per_request_is_the_clients_own_within_1_ms():
+    """Raw HTTP stamped at the socket, and the `ollama` client stamped at its transport, against the Ollama fake:
+    each request's TTFT from the proxy paired with the client's (tests/support/ttft.py says what each covers).
+    The proxy's thread, the fake's and the client share one interpreter here: threads hand the GIL over at once
+    (as separate processes would run), not after the default 5 ms."""
+    n = 20
+    script = Script(ttft_s=0.01, interval_s=0.002, answer=tuple(f" {i}" for i in range(5)))
+    body = json.dumps({"model": "fake-model", "messages": MESSAGES, "stream": True}).encode()
+    with ttft.prompt_switching(), StreamingServer(script) as fake, ThreadProxy(fake.url) as proxy:
+        raw = [ttft.raw_request(proxy.url, "/api/chat", body, "ollama_chat") for _ in range(n)]
+        ttft.check(ttft.pair(raw, proxy.records(n)), "raw HTTP, Ollama fake")
+        transport = ttft.StampingTransport()
+        client = ollama.Client(host=proxy.url, transport=transport)
+        for _ in range(n):
+            for _part in client.chat(model="fake-model", messages=MESSAGES, stream=True):
+                pass
+        ttft.check(ttft.pair(transport.stamps, proxy.records(n)), "ollama client, Ollama fake")
