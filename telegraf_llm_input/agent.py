@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from telegraf_llm_input.fieldtypes import Conformer
-from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.lineprotocol import line_template
+from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, Rendered
 from telegraf_llm_input.processors.base import Processor
 from telegraf_llm_input.sinks.base import Sink
