@@ -17,7 +17,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # a type only: the math needs no parser (discovery that finds nothing loads none)
     from .promtext import Sample
 
-__all__ = ["Histogram", "LabelKey", "collect", "delta", "increase", "quantile", "quantiles", "mean", "merge"]
+__all__ = [
+    "Histogram",
+    "LabelKey",
+    "SeriesLayout",
+    "bound_of",
+    "collect",
+    "layout",
+    "delta",
+    "increase",
+    "quantile",
+    "quantiles",
+    "mean",
+    "merge",
+]
 
 LabelKey = tuple[tuple[str, str], ...]
 """Sorted (label, value) pairs identifying one histogram series (without `le`)."""
@@ -25,6 +38,7 @@ LabelKey = tuple[tuple[str, str], ...]
 _INF = math.inf
 _SMALL_DELTA = 1e-12  # Prometheus' smallDeltaTolerance
 _MIN_NORMAL = 2.2250738585072014e-308
+_MAX_FLOAT = 1.7976931348623157e308
 
 
 @dataclass(frozen=True)
@@ -60,24 +74,21 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
             le = labels.get("le")
             if le is None:
                 continue
-            upper = _BOUNDS.get(le)
-            if upper is None:
-                upper = _bound(le)
+            upper = bound_of(le)
             if upper != upper:  # NaN: not a bound
                 continue
-            key = s.series  # the parser's, when it had them (promtext.series_key; not imported: see above)
-            if key is None:
-                key = tuple(sorted((k, v) for k, v in labels.items() if k != "le"))
+            key = _series_key(s)
             if key is not last_key:  # a series' buckets are adjacent: one lookup for a run of them
                 found = raw.get(key)
                 if found is None:
                     found = raw[key] = {}
                 series, last_key = found, key
-            series[upper] = series.get(upper, 0.0) + s.value
+            before = series.get(upper)  # two texts of one bound (`1`, `1.0`) add up
+            series[upper] = s.value if before is None else before + s.value
         elif n == count_name:
-            counts[s.key if s.key is not None else tuple(sorted(s.labels.items()))] = s.value
+            counts[_key(s)] = s.value
         elif n == sum_name:
-            sums[s.key if s.key is not None else tuple(sorted(s.labels.items()))] = s.value
+            sums[_key(s)] = s.value
     result: dict[LabelKey, Histogram] = {}
     for key, series in raw.items():
         buckets = sorted(series.items())
@@ -102,11 +113,66 @@ def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = Non
     return merged
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesLayout:
+    """Where one histogram series' numbers are among a page's sample values (what `collect` would read)."""
+
+    key: LabelKey
+    bounds: tuple[float, ...]
+    """Sorted, as `Histogram.buckets`."""
+    buckets: tuple[tuple[int, ...], ...]
+    """For each bound, the positions of the values that add up to its count (one, unless two `le` texts name it)."""
+    count_at: int | None
+    """The `_count` value's position; None: the count is that of bucket `count_bucket` (`+Inf`, else the last)."""
+    count_bucket: int
+    sum_at: int | None
+
+
+def layout(samples: Iterable[tuple[int, Sample]], name: str) -> dict[LabelKey, SeriesLayout]:
+    """`collect(samples, name)`'s series, each as the positions of its numbers: `samples` are (position, sample)
+    pairs, and a later page whose values sit at the same positions gives the histograms of `collect` on it."""
+    bucket_name, count_name, sum_name = name + "_bucket", name + "_count", name + "_sum"
+    raw: dict[LabelKey, dict[float, list[int]]] = {}
+    counts: dict[LabelKey, int] = {}
+    sums: dict[LabelKey, int] = {}
+    for at, s in samples:
+        if s.name == bucket_name:
+            le = s.labels.get("le")
+            upper = math.nan if le is None else bound_of(le)
+            if upper == upper:
+                raw.setdefault(_series_key(s), {}).setdefault(upper, []).append(at)
+        elif s.name == count_name:
+            counts[_key(s)] = at
+        elif s.name == sum_name:
+            sums[_key(s)] = at
+    out: dict[LabelKey, SeriesLayout] = {}
+    for key, series in raw.items():
+        bounds = sorted(series)
+        count_bucket = bounds.index(_INF) if _INF in series else len(bounds) - 1
+        buckets = tuple(tuple(series[b]) for b in bounds)
+        out[key] = SeriesLayout(key, tuple(bounds), buckets, counts.get(key), count_bucket, sums.get(key))
+    return out
+
+
+def _series_key(s: Sample) -> LabelKey:
+    """The parser's series key when it had one (promtext.series_key; not imported: see above)."""
+    key = s.series
+    return key if key is not None else tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+
+
+def _key(s: Sample) -> LabelKey:
+    return s.key if s.key is not None else tuple(sorted(s.labels.items()))
+
+
 _BOUNDS: dict[str, float] = {}
 """`le` label value -> its bound (NaN: not a number), read once: the same few dozen recur on every page."""
 
 
-def _bound(le: str) -> float:
+def bound_of(le: str) -> float:
+    """The bound an `le` label value names (NaN: none)."""
+    upper = _BOUNDS.get(le)
+    if upper is not None:
+        return upper
     try:
         upper = float(le)
     except ValueError:
@@ -136,11 +202,12 @@ def delta(prev: Histogram, cur: Histogram) -> Histogram | None:
     before_sum, after_sum = prev.sum, cur.sum
     if (before_sum is not None and before_sum != before_sum) or (after_sum is not None and after_sum != after_sum):
         return None
-    buckets = []
+    buckets: list[tuple[float, float]] = []
+    append = buckets.append
     for (upper, before), (bound, after) in zip(before_buckets, after_buckets):
-        if upper != bound or before != before or after != after or after < before:
+        if upper != bound or not after >= before:  # also False when either is NaN
             return None
-        buckets.append((upper, after - before))
+        append((upper, after - before))
     if before_sum is None or after_sum is None:
         total = None
     elif after_sum < before_sum:
@@ -208,7 +275,7 @@ def _almost_equal(a: float, b: float, epsilon: float) -> bool:
     diff = abs(a - b)
     if a == 0 or b == 0 or abs_sum < _MIN_NORMAL:
         return diff < epsilon * _MIN_NORMAL
-    return diff / min(abs_sum, 1.7976931348623157e308) < epsilon
+    return diff / min(abs_sum, _MAX_FLOAT) < epsilon
 
 
 def quantile(q: float, hist: Histogram) -> float | None:
@@ -233,23 +300,22 @@ def _prepared(hist: Histogram) -> tuple[list[float], list[float]] | float | None
     """(bounds, repaired cumulative counts) as Prometheus reads them; else what every q in [0, 1] gives."""
     if not hist.buckets:
         return None
-    buckets = sorted(hist.buckets)
-    if buckets[-1][0] != _INF:
+    bounds, counts = _coalesced(hist.buckets)
+    if bounds[-1] != _INF:
         return math.nan
-    # Coalesce equal bounds (e.g. le="1" and le="1.0"), then repair non-monotonic counts the
-    # way Prometheus does: absorb float noise, carry the last accepted count over decreases.
-    bounds: list[float] = []
-    counts: list[float] = []
-    for upper, c in buckets:
-        if bounds and bounds[-1] == upper:
-            counts[-1] += c
-        else:
-            bounds.append(upper)
-            counts.append(c)
+    # Repair non-monotonic counts the way Prometheus does: absorb float noise, carry the last accepted count
+    # over decreases.
     prev = counts[0]
     for i in range(1, len(counts)):
         cur = counts[i]
         if cur == prev:
+            continue
+        if cur > prev >= _MIN_NORMAL:  # the usual rise: _almost_equal's test for two positive normal counts
+            total = prev + cur
+            if (cur - prev) / (total if total <= _MAX_FLOAT else _MAX_FLOAT) >= _SMALL_DELTA:
+                prev = cur
+            else:
+                counts[i] = prev
             continue
         if _almost_equal(prev, cur, _SMALL_DELTA) or cur < prev:
             counts[i] = prev
@@ -260,6 +326,28 @@ def _prepared(hist: Histogram) -> tuple[list[float], list[float]] | float | None
     observations = counts[-1]
     if observations == 0 or math.isnan(observations):
         return None
+    return bounds, counts
+
+
+def _coalesced(buckets: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Bounds sorted and counts with equal bounds (e.g. le="1" and le="1.0") added up. Buckets are usually in order
+    with distinct bounds already: one pass; any other order (or a bound twice) is sorted first."""
+    bounds: list[float] = []
+    counts: list[float] = []
+    for upper, c in buckets:
+        if bounds and not upper > bounds[-1]:
+            break
+        bounds.append(upper)
+        counts.append(c)
+    else:
+        return bounds, counts
+    bounds, counts = [], []
+    for upper, c in sorted(buckets):
+        if bounds and bounds[-1] == upper:
+            counts[-1] += c
+        else:
+            bounds.append(upper)
+            counts.append(c)
     return bounds, counts
 
 

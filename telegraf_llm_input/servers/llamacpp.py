@@ -22,9 +22,9 @@ from typing import Any
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, Response
-from telegraf_llm_input.promtext import Heads
 from telegraf_llm_input.servers.base import Fetcher, ModelReading, Reading, Rule, version_tags
-from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
+from telegraf_llm_input.servers.promtable import PromTable
+from telegraf_llm_input.servers.readplan import PageReader
 
 TYPE = "llamacpp"
 NAME = "llama.cpp"
@@ -187,7 +187,7 @@ class LlamaCppAdapter:
         self._props_at: float | None = None
         """`time.monotonic()` of the last `/props` answer; None: ask on the next gather."""
         self._counters: dict[str, float] = {}
-        self._heads: Heads = {}
+        self._reader = PageReader(TABLE)
 
     async def read(self, fetch: Fetcher) -> Reading:
         try:
@@ -219,12 +219,7 @@ class LlamaCppAdapter:
         if props:
             await self._keep_props(fetch, props[0])
         models = (
-            read_page(
-                TABLE,
-                parse_checked(
-                    await fetch.text_of(page), TABLE, f"{fetch.target.display_name}{path}", heads=self._heads
-                ),
-            )
+            self._reader.readings(self._reader.scan(page, f"{fetch.target.display_name}{path}"))
             if isinstance(page, Response)
             else []
         )

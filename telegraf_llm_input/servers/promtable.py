@@ -13,10 +13,10 @@ from __future__ import annotations
 import functools
 import logging
 import operator
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import TypeVar
 
 from telegraf_llm_input import histogram as hist
 from telegraf_llm_input.http import FetchError
@@ -26,18 +26,13 @@ from telegraf_llm_input.servers.base import (
     COUNT_QUANTILES,
     QUANTILES,
     STANDARD_RATES,
-    Fetcher,
     ModelReading,
-    Reading,
     Speed,
     rate_name,
-    version_tags,
 )
 
 log = get_logger("server")
-
-VERSION_EVERY_S = 600.0
-"""How often a version that costs a request of its own is asked again (also after every outage)."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,7 +75,7 @@ class PromTable:
     """Our field -> (counter, counter[, plus]): Δfirst / Δsecond (+ plus) over the interval (ModelReading.speeds)."""
     version: tuple[str, str] | None = None
     """(path, key) of a JSON answer holding the server's version (`/version`, `version`): the `server_version`
-    tag, asked rarely (VERSION_EVERY_S, first contact, after an outage)."""
+    tag, asked rarely (promadapter.VERSION_EVERY_S, first contact, after an outage)."""
     path: str = "/metrics"
 
     @functools.cached_property
@@ -95,6 +90,11 @@ class PromTable:
         }
         out |= {info.metric for info in self.info}
         return frozenset(out)
+
+    @functools.cached_property
+    def all_histograms(self) -> dict[str, tuple[str, ...]]:
+        """Time and token histograms: our prefix -> candidate names (a token prefix wins a clash)."""
+        return {**self.histograms, **self.token_histograms}
 
     @functools.cached_property
     def read_names(self) -> frozenset[str]:
@@ -160,27 +160,35 @@ def _by_name(page: Page) -> dict[str, list[Sample]]:
     return out
 
 
-def _first(by_name: dict[str, list[Sample]], names: tuple[str, ...]) -> list[Sample] | None:
+def first_of(by_name: dict[str, list[T]], names: tuple[str, ...]) -> list[T] | None:
+    """The entries of the first of `names` on the page (a table's candidates: new names before old)."""
     for n in names:
         if n in by_name:
             return by_name[n]
     return None
 
 
+def model_of(labels: dict[str, str], label: str | None, default_model: str | None) -> str | None:
+    """The model a series belongs to: its model label, else the default (the target's one model)."""
+    return (labels.get(label) if label else None) or default_model
+
+
+def finish_reason_of(labels: dict[str, str], label: str) -> str | None:
+    """The finish reason a series counts (lower case), or None when its label is no usable field name part."""
+    reason = labels.get(label)
+    return reason.lower() if reason and reason.replace("_", "").isalnum() else None
+
+
 def read_page(table: PromTable, page: Page, default_model: str | None = None) -> list[ModelReading]:
-    """One ModelReading per model on the page (pure)."""
+    """One ModelReading per model on the page (pure). The reference reading: `readplan` compiles the same
+    reading for later pages of the same shape (tests/servers/test_readplan.py holds the two to each other)."""
     by_name = _by_name(page)
     models: dict[str | None, ModelReading] = {}
     label = table.model_label
 
-    def model_of(labels: dict[str, str]) -> str | None:
-        return (labels.get(label) if label else None) or default_model
-
     def reading(model: str | None) -> ModelReading:
         if model not in models:
-            models[model] = ModelReading(
-                model, speeds=dict(table.speeds), count_histograms=frozenset(table.token_histograms)
-            )
+            models[model] = new_reading(table, model)
         return models[model]
 
     def accumulate(target: str, samples: list[Sample], kind: str, mean: bool = False) -> None:
@@ -188,7 +196,7 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
         for s in samples:
             if s.value != s.value:  # NaN
                 continue
-            sums.setdefault(model_of(s.labels), {})[label_key(s)] = s.value
+            sums.setdefault(model_of(s.labels, label, default_model), {})[label_key(s)] = s.value
         for model, series in sums.items():
             values = series.values()
             value = sum(values) / len(values) if mean else sum(values)
@@ -198,20 +206,20 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
                 r.counter_series[target] = series
 
     for ours, names in table.gauges.items():
-        samples = _first(by_name, names)
+        samples = first_of(by_name, names)
         if samples:
             accumulate(ours, samples, "gauges", ours in table.averaged)
     for ours, names in table.counters.items():
-        samples = _first(by_name, names)
+        samples = first_of(by_name, names)
         if samples:
             accumulate(ours, samples, "counters")
     if table.finish_reason:
         name, reason_label = table.finish_reason
         groups: dict[str, list[Sample]] = {}
         for s in by_name.get(name, ()):
-            reason = s.labels.get(reason_label)
-            if reason and reason.replace("_", "").isalnum():
-                groups.setdefault(reason.lower(), []).append(s)
+            reason = finish_reason_of(s.labels, reason_label)
+            if reason:
+                groups.setdefault(reason, []).append(s)
         for reason, samples in groups.items():
             accumulate(f"requests_finished_{reason}_total", samples, "counters")
     if table.errors_where:
@@ -221,14 +229,14 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
         # Only servers that export the error series (newer vLLM) get the field; older ones
         # don't count errors at all, and a 0 would claim they had none.
         accumulate("request_errors_total", matching, "counters")
-    for prefix, names in {**table.histograms, **table.token_histograms}.items():
+    for prefix, names in table.all_histograms.items():
         for n in names:
             if n + "_bucket" not in by_name:
                 continue
             own = [*by_name[n + "_bucket"], *by_name.get(n + "_count", ()), *by_name.get(n + "_sum", ())]
             per_model: dict[str | None, dict[hist.LabelKey, hist.Histogram]] = {}
             for key, h in hist.collect(own, n).items():
-                series = per_model.setdefault(model_of(dict(key)), {})
+                series = per_model.setdefault(model_of(dict(key), label, default_model), {})
                 first = next(iter(series.values()), h)
                 if h.bounds == first.bounds:  # series with other bounds than the first: dropped, not mixed
                     series[key] = h
@@ -245,14 +253,26 @@ def read_page(table: PromTable, page: Page, default_model: str | None = None) ->
             # the info gauge has no model label (vLLM): it is the whole server's, so every model's
             for r in list(models.values()) or [reading(default_model)]:
                 r.gauges.update(fields)
-    return [models[m] for m in sorted(models, key=lambda m: m or "")]
+    return [models[m] for m in sorted(models, key=_model_order)]
+
+
+def new_reading(table: PromTable, model: str | None) -> ModelReading:
+    return ModelReading(model, speeds=dict(table.speeds), count_histograms=frozenset(table.token_histograms))
+
+
+def _model_order(model: str | None) -> str:
+    return model or ""
 
 
 def _info_fields(info: InfoLabels, samples: Sequence[Sample]) -> dict[str, int]:
     series = [s for s in samples if s.value == s.value]
     if not series:
         return {}
-    labels = max(series, key=lambda s: s.value).labels
+    return label_fields(info, max(series, key=lambda s: s.value).labels)
+
+
+def label_fields(info: InfoLabels, labels: dict[str, str]) -> dict[str, int]:
+    """The fields an info gauge's label set gives."""
     out = {
         ours: len([x for x in labels[label].split(",") if x.strip()])
         for ours, label in info.lists.items()
@@ -295,19 +315,30 @@ def once(where: str, what: str, level: int, message: str, *args: object) -> None
         log.log(level, message, *args)
 
 
+def parse_page(
+    text: str, table: PromTable | None, where: str, deadline: float | None = None, heads: Heads | None = None
+) -> Page:
+    """`promtext.parse` of what the table reads (everything without a table); past the deadline: FetchError."""
+    try:
+        return parse(text, deadline=deadline, only=table.read_names if table is not None else None, heads=heads)
+    except ParseTimeout as exc:
+        raise FetchError("timeout", f"{where}: {exc}") from None
+
+
 def parse_checked(
     text: str, table: PromTable | None, where: str, deadline: float | None = None, heads: Heads | None = None
 ) -> Page:
-    """Parse; a page with nothing of its server type on it is an error (garbage, an HTML login page...).
+    """Parse and check (`check_page`). `heads`: the target's own cache of line heads (promtext.Heads), kept by
+    its adapter across scrapes."""
+    return check_page(parse_page(text, table, where, deadline, heads), table, where)
 
-    `heads`: the target's own cache of line heads (promtext.Heads), kept by its adapter across scrapes.
+
+def check_page(page: Page, table: PromTable | None, where: str) -> Page:
+    """A page with nothing of its server type on it is an error (garbage, an HTML login page...); series on it
+    twice are dropped but the first (`dedupe`).
 
     A page of the right type without the names we map is the server answering (up=1): the missing
     fields are named once, at info level."""
-    try:
-        page = parse(text, deadline=deadline, only=table.read_names if table is not None else None, heads=heads)
-    except ParseTimeout as exc:
-        raise FetchError("timeout", f"{where}: {exc}") from None
     if not page.samples and not page.skipped:
         raise FetchError("bad_body", f"{where}: no Prometheus samples in the page ({page.errors} bad lines)")
     dropped = dedupe(page)
@@ -343,59 +374,3 @@ def parse_checked(
                 ", ".join(missing),
             )
     return page
-
-
-class PromAdapter:
-    """An adapter that is only a table: GET the metrics page, read it through the table."""
-
-    def __init__(self, table: PromTable):
-        self.table = table
-        self.server_type = table.server_type
-        self.version: str | None = None
-        """The server's version as last answered (None: unknown)."""
-        self._version_at: float | None = None
-        """`time.monotonic()` of the last ask; None: ask on the next answer."""
-        self._heads: Heads = {}
-
-    async def default_model(self, fetch: Fetcher) -> str | None:
-        return None
-
-    async def _ask_version(self, fetch: Fetcher) -> None:
-        """`table.version`, at most every VERSION_EVERY_S; an error or odd answer keeps the last one."""
-        if self.table.version is None:
-            return
-        now = time.monotonic()
-        if self._version_at is not None and now - self._version_at < VERSION_EVERY_S:
-            return
-        self._version_at = now
-        path, key = self.table.version
-        try:
-            answer = await fetch.json(path, retries=0)
-        except FetchError:
-            return
-        if isinstance(answer, dict) and version_tags(answer.get(key)):
-            self.version = answer[key]
-
-    async def read(self, fetch: Fetcher) -> Reading:
-        try:
-            path = fetch.target.metrics_path or self.table.path
-            text = await fetch.text(path)
-            page = await fetch.sized(
-                len(text),
-                parse_checked,
-                text,
-                self.table,
-                f"{fetch.target.display_name}{path}",
-                fetch.deadline,
-                self._heads,
-            )
-            model = await self.default_model(fetch) if self.table.model_label is None else None
-        except Exception:
-            self._version_at = None  # down: it may come back as another version
-            raise
-        await self._ask_version(fetch)
-        return Reading(
-            await fetch.sized(len(text), read_page, self.table, page, model),
-            server_type=self.server_type,
-            tags=version_tags(self.version),
-        )

@@ -11,7 +11,8 @@ upstream answered 4xx the caller's mistakes (`client_error_ratio`, as the Ollama
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.proxy.names import CLIENT_ERROR, OUTCOMES_FAILED, PAGE_PATH
 from telegraf_llm_input.servers.base import Rule
-from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.servers.promadapter import PromAdapter
+from telegraf_llm_input.servers.promtable import PromTable
 
 TYPE = "proxy"
 NAME = "telegraf-llm-input proxy"

@@ -7,7 +7,8 @@ finished request; the length histograms need `--collect-tokens-histogram`; the v
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.servers.base import Rule
-from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.servers.promadapter import PromAdapter
+from telegraf_llm_input.servers.promtable import PromTable
 
 TYPE = "sglang"
 NAME = "SGLang"

@@ -8,7 +8,8 @@ answer that names the model (no request of its own).
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError
 from telegraf_llm_input.servers.base import Fetcher, Rule, version_tags
-from telegraf_llm_input.servers.promtable import PromAdapter, PromTable
+from telegraf_llm_input.servers.promadapter import PromAdapter
+from telegraf_llm_input.servers.promtable import PromTable
 
 TYPE = "tgi"
 NAME = "TGI"

@@ -9,7 +9,8 @@ there with `--speculative-config`, `lora_requests_info` only with `--enable-lora
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.servers.base import Rule
-from telegraf_llm_input.servers.promtable import InfoLabels, PromAdapter, PromTable
+from telegraf_llm_input.servers.promadapter import PromAdapter
+from telegraf_llm_input.servers.promtable import InfoLabels, PromTable
 
 TYPE = "vllm"
 NAME = "vLLM"

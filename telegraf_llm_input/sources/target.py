@@ -9,6 +9,7 @@ health fields, and logging a failure once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,14 +140,21 @@ def derive(prev: Baseline | None, cur: ModelReading, at_ns: int) -> Derived:
             continue
         counts = prefix in cur.count_histograms
         scale, suffix = (1.0, "") if counts else (cur.hist_scale, cur.hist_suffix)
-        table, qs = (COUNT_QUANTILES, _COUNT_QS) if counts else (QUANTILES, _QS)
-        for (_, label), value in zip(table, hist.quantiles(qs, d_h)):
+        names, mean_name = _histogram_fields(prefix, suffix, counts)
+        for name, value in zip(names, hist.quantiles(_COUNT_QS if counts else _QS, d_h)):
             if value is not None and value == value:  # NaN: malformed buckets, no field
-                out[f"{prefix}_{label}{suffix}"] = value * scale
+                out[name] = value * scale
         m = hist.mean(d_h)
         if m is not None:
-            out[f"{prefix}_mean{suffix}"] = m * scale
+            out[mean_name] = m * scale
     return Derived(clean_fields(out), resets)
+
+
+@functools.lru_cache(maxsize=1024)
+def _histogram_fields(prefix: str, suffix: str, counts: bool) -> tuple[tuple[str, ...], str]:
+    """A histogram's percentile field names and its mean's (the same few every gather: built once)."""
+    table = COUNT_QUANTILES if counts else QUANTILES
+    return tuple(f"{prefix}_{label}{suffix}" for _, label in table), f"{prefix}_mean{suffix}"
 
 
 class ServerSource:

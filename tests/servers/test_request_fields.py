@@ -17,7 +17,7 @@ import pytest
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.promtext import parse
-from telegraf_llm_input.servers import make_adapter, promtable, sglang
+from telegraf_llm_input.servers import make_adapter, promadapter, promtable, sglang
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.target import Baseline, ServerSource, derive
 from tests.fakes.llm import (
@@ -366,7 +366,7 @@ def test_vllm_version_is_asked_rarely_again_after_an_outage_and_kept_on_down_poi
 
 
 def test_version_is_asked_again_after_its_period(monkeypatch):
-    monkeypatch.setattr(promtable, "VERSION_EVERY_S", 0.0)
+    monkeypatch.setattr(promadapter, "VERSION_EVERY_S", 0.0)
     with fake_vllm(vllm_page({M: Snap(prompt=1)})) as fake:
         scrape(TargetConfig(url=fake.url, type="vllm"), [0, 10 * S, 20 * S])
         assert fake.paths().count("/version") == 3
