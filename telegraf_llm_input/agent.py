@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from telegraf_llm_input.fieldtypes import Conformer
+from telegraf_llm_input.lineprotocol import line_template
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import Metric
+from telegraf_llm_input.metric import Metric, Rendered
 from telegraf_llm_input.processors.base import Processor
 from telegraf_llm_input.sinks.base import Sink
 from telegraf_llm_input.sources.base import Finds, GatherContext, Source
@@ -69,6 +70,13 @@ class Agent:
         self._sink_state = StateLog(log)
         self._types = Conformer(log.warning)
         self._finders: tuple[int, list[Source]] = (-1, [])
+        self._errors = 0
+        """Every source's `errors`, summed as they are counted (`source_errors`)."""
+        self._points: dict[tuple[str, str] | None, tuple[tuple[str, ...], dict[str, str], str | None]] = {}
+        """Each `llm_agent` point's field keys, tags and line template (`_point`): None for the totals,
+        (`source`, name) or (`output`, name) for the others."""
+        self._own: dict[str, list[str]] = {}
+        """Each sink's own counters (`output_*`), also written as a point of its own (tag `output`)."""
 
     async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
         """Every source's metrics, in the sources' order: each runs as its own task, all under one deadline (one
@@ -99,6 +107,7 @@ class Agent:
         """What one source gave this gather (a stand-in when it was busy or late), with its stats and log lines."""
         if task is None:
             stats.errors += 1
+            self._errors += 1
             stats.last_ok = False
             stats.last_duration_s = 0.0
             stand_in = _stand_in(source, ctx, "still busy with an earlier gather")
@@ -113,6 +122,7 @@ class Agent:
         if not task.done():
             stats.last_duration_s = time.monotonic() - stats.started
             stats.errors += 1
+            self._errors += 1
             stats.last_ok = False
             metrics = _stand_in(source, ctx, f"no result within {ctx.deadline_s:g}s")
             self._state.fail(
@@ -125,6 +135,7 @@ class Agent:
             stats.last_duration_s = stats.ended - stats.started
             if (exc := task.exception()) is not None:
                 stats.errors += 1
+                self._errors += 1
                 stats.last_ok = False
                 self._state.fail(source.name, f"source {source.name}: {_describe(exc)}")
             else:
@@ -158,13 +169,20 @@ class Agent:
         return time.monotonic() - started
 
     async def gather_once(self, time_ns: int | None = None) -> list[Metric]:
-        """One gather: finders (discovery), every source, processors, internal stats, then every sink."""
-        started = time.monotonic()
-        ctx = GatherContext(time_ns=time_ns if time_ns is not None else time.time_ns(), deadline_s=self.deadline_s)
-        spent = await self._find(ctx)
-        if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
-            ctx = GatherContext(time_ns=ctx.time_ns, deadline_s=max(0.1, self.deadline_s - spent))
-        metrics = await self._run_sources(ctx)
+        """One gather: finders (discovery), every source, processors, internal stats, then every sink.
+
+        With no source (an idle agent) there is nothing to find, run, tag or conform: the gather is its own
+        `llm_agent` point, whose tags are made once and whose values have their schema types as they are made."""
+        started = time.monotonic_ns()
+        if time_ns is None:
+            time_ns = time.time_ns()
+        metrics: list[Metric] = []
+        if self.sources:
+            ctx = GatherContext(time_ns=time_ns, deadline_s=self.deadline_s)
+            spent = await self._find(ctx)
+            if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
+                ctx = GatherContext(time_ns=time_ns, deadline_s=max(0.1, self.deadline_s - spent))
+            metrics = await self._run_sources(ctx)
         for processor in self.processors:
             try:
                 metrics = processor.process(metrics)
@@ -176,10 +194,12 @@ class Agent:
         if self.gathers == FREEZE_AFTER:
             gc.collect()  # garbage first, so that only what is alive is frozen
             gc.freeze()
-        metrics.extend(self._agent_metrics(ctx.time_ns, time.monotonic() - started))
-        if self.global_tags:
-            metrics = [m.with_tags(self.global_tags) for m in metrics]
-        metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
+        dropped = self._types.dropped  # what earlier gathers dropped: this gather's count shows in the next
+        if metrics:
+            if self.global_tags:
+                metrics = [m.with_tags(self.global_tags) for m in metrics]
+            metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
+        metrics.extend(self._agent_metrics(time_ns, (time.monotonic_ns() - started) / 1e6, dropped))
         await self._write(metrics)
         return metrics
 
@@ -199,40 +219,54 @@ class Agent:
             except Exception as exc:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
 
-    def _agent_metrics(self, time_ns: int, gather_s: float) -> list[Metric]:
+    def _agent_metrics(self, time_ns: int, gather_ms: float, dropped: int) -> list[Metric]:
+        """The `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
+        field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer."""
+        counts = [sink.stats() for sink in self.sinks]
         fields: dict[str, int | float] = {
-            "gather_ms": gather_s * 1000.0,
+            "gather_ms": gather_ms,
             "gathers": self.gathers,
             "sources": len(self.sources),
-            "source_errors": sum(s.errors for s in self.stats.values()),
-            "fields_dropped": self._types.dropped,
+            "source_errors": self._errors,
+            "fields_dropped": dropped,
+            **(counts[0] if len(counts) == 1 else _summed(counts)),
         }
-        per_output = []
-        for sink in self.sinks:
-            counts = dict(sink.stats())
-            for key, value in counts.items():
-                fields[key] = fields.get(key, 0) + value
-            own = {k: v for k, v in counts.items() if k.startswith("output_")}
-            if own:  # which output is failing, when there are several
-                per_output.append(Metric("llm_agent", {"output": sink.name}, own, time_ns))
-        out = [Metric("llm_agent", {}, fields, time_ns), *per_output]
+        out = [fields]
+        keys: list[tuple[str, str] | None] = [None]
+        for sink, own in zip(self.sinks, counts):
+            if sink.name not in self._own:  # a sink's counters are the same names every gather
+                self._own[sink.name] = [k for k in own if k.startswith("output_")]
+            if self._own[sink.name]:  # which output is failing, when there are several
+                out.append({k: own[k] for k in self._own[sink.name]})
+                keys.append(("output", sink.name))
         for source in self.sources:
             stats = self.stats[source.name]
             out.append(
-                Metric(
-                    "llm_agent",
-                    {"source": source.name},
-                    {
-                        "duration_ms": stats.last_duration_s * 1000.0,
-                        "errors": stats.errors,
-                        "metrics": stats.last_metrics,
-                        "ok": 1 if stats.last_ok else 0,
-                        **_source_stats(source),
-                    },
-                    time_ns,
-                )
+                {
+                    "duration_ms": stats.last_duration_s * 1000.0,
+                    "errors": stats.errors,
+                    "metrics": stats.last_metrics,
+                    "ok": 1 if stats.last_ok else 0,
+                    **_source_stats(source),
+                }
             )
-        return out
+            keys.append(("source", source.name))
+        return [self._point(key, values, time_ns) for key, values in zip(keys, out)]
+
+    def _point(self, key: tuple[str, str] | None, fields: dict[str, int | float], time_ns: int) -> Metric:
+        """One `llm_agent` point and its line: its tags (its own over the global ones, as `Metric.with_tags`)
+        and line template are made once per point and field keys, then only the values are filled in."""
+        keys = tuple(fields)
+        made = self._points.get(key)
+        if made is None or made[0] != keys:
+            tags = dict(self.global_tags)
+            if key is not None:
+                tags[key[0]] = key[1]
+            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, fields))
+        _, tags, template = made
+        if template is None:
+            return Metric("llm_agent", tags, fields, time_ns)
+        return Rendered.of("llm_agent", tags, fields, time_ns, template % (*fields.values(), time_ns))
 
     async def close(self) -> None:
         for stats in self.stats.values():
@@ -260,6 +294,15 @@ def _stand_in(source: Source, ctx: GatherContext, reason: str) -> list[Metric]:
     except Exception as exc:  # a bug here must not lose the gather
         log.debug("source %s: no stand-in points: %s", source.name, _describe(exc))
         return []
+
+
+def _summed(counts: list[Mapping[str, int]]) -> dict[str, int]:
+    """Several sinks' counters, added up where they share a name."""
+    total: dict[str, int] = {}
+    for each in counts:
+        for key, value in each.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def _source_stats(source: Source) -> dict[str, int]:

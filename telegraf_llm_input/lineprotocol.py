@@ -43,7 +43,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import cast
 
-from telegraf_llm_input.metric import FieldValue, Metric
+from telegraf_llm_input.metric import FieldValue, Metric, Rendered
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -246,10 +246,21 @@ def encode_batch(metrics: Iterable[Metric]) -> Encoded:
     lines: list[str] = []
     dropped = 0
     for metric in metrics:
-        line = encode_metric(metric)
+        line = metric.line if type(metric) is Rendered and hasattr(metric, "line") else encode_metric(metric)
         if line is None:
             dropped += 1
         else:
             lines.append(line)
     text = "\n".join(lines) + "\n" if lines else ""
     return Encoded(text, len(lines), dropped)
+
+
+def line_template(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue]) -> str | None:
+    """A `%` template of the line `encode_metric` writes for this series and these field keys with values of
+    these types: `template % (*values, time_ns)` is that line while every float is finite and every int fits
+    int64. None when there is none (a string or bool field, a key that is not written or normalises alike)."""
+    prefix = _series_prefix(measurement, tuple(tags.items()))
+    plan = _fields_template(tuple(fields), tuple(map(type, fields.values())))
+    if prefix is None or plan is None:
+        return None
+    return f"{prefix.replace('%', '%%')} {plan[0]} %d"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FieldValue = int | float | bool | str
 
@@ -27,6 +27,28 @@ class Metric:
         merged = dict(extra)
         merged.update(self.tags)
         return Metric(self.measurement, merged, self.fields, self.time_ns)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rendered(Metric):
+    """A metric that also carries its line-protocol line, filled into a cached template by whoever made it (the
+    agent's own points: the same series and field keys every gather, only the values change). Line-protocol
+    sinks write `line`; the others read the fields, which say the same. A copy (`dataclasses.replace`, a
+    processor's) has no line and is encoded as any metric."""
+
+    line: str = field(init=False, repr=False)
+    """Set by `of` only: a copy has none (reading it raises AttributeError)."""
+
+    @classmethod
+    def of(
+        cls, measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], time_ns: int, line: str
+    ) -> Rendered:
+        metric = cls(measurement, tags, fields, time_ns)
+        _set(metric, "line", line)
+        return metric
+
+
+_set = object.__setattr__
 
 
 def clean_fields(fields: Mapping[str, FieldValue | None]) -> dict[str, FieldValue]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import io
 
@@ -316,3 +317,54 @@ def test_what_the_first_gathers_built_is_frozen_once(monkeypatch):
         assert frozen[FREEZE_AFTER - 2] == 0 and frozen[FREEZE_AFTER - 1] > 1000
     finally:
         gc.unfreeze()
+
+
+def plain_line(metric):
+    """What the encoder writes of a metric's own measurement, tags, fields and time (no carried line)."""
+    return encode_batch([Metric(metric.measurement, dict(metric.tags), dict(metric.fields), metric.time_ns)]).text
+
+
+def test_agent_lines_are_what_their_fields_encode_to_every_gather():
+    """The `llm_agent` lines come from templates made once: they must say what the fields say, whatever the tags
+    hold (`%`, escapes), as counters move, sources fail and an output's counters appear beside the others."""
+    flaky = Source("50% a b,c=d", fail=RuntimeError("down"))
+    agent = Agent(
+        [Source("ok"), flaky],
+        [StdoutSink(io.BytesIO()), CountingOutput("db%s", 3, 1), ListSink()],
+        deadline_s=5,
+        global_tags={"host": "h%d x,y=z", "team": "50%"},
+    )
+    for gather in range(3):
+        if gather == 2:
+            flaky.fail = None
+        metrics = run(agent.gather_once(1_700_000_000_000_000_000 + gather))
+        own = [m for m in metrics if m.measurement == "llm_agent"]
+        assert len(own) == 4  # the totals, the output, two sources
+        for m in own:
+            assert encode_batch([m]).text == plain_line(m)
+        assert agent_total(metrics)["gathers"] == gather + 1
+        assert agent_total(metrics)["source_errors"] == min(gather + 1, 2)
+        assert by_source(metrics, "50% a b,c=d")["ok"] == (1 if gather == 2 else 0)
+    assert "source=50%\\ a\\ b\\,c\\=d" in encode_batch(own).text
+
+
+def test_a_copy_of_an_agent_point_is_written_from_its_own_fields():
+    """A processor-style copy (`dataclasses.replace`) must not carry the original's line."""
+    agent = Agent([], [ListSink()], deadline_s=5, global_tags={"host": "h"})
+    (point,) = run(agent.gather_once(1_700_000_000_000_000_000))
+    copy = dataclasses.replace(point, tags={"host": "other"})
+    assert "host=other" in encode_batch([copy]).text
+    assert encode_batch([copy]).text == plain_line(copy)
+
+
+def test_an_idle_gather_writes_its_one_line_to_stdout():
+    out = io.BytesIO()
+    agent = Agent([], [StdoutSink(out)], deadline_s=5, global_tags={"host": "h"})
+    for gather in range(2):
+        run(agent.gather_once(1_700_000_000_000_000_000 + gather))
+    first, second = out.getvalue().decode().splitlines()
+    assert first.startswith("llm_agent,host=h gather_ms=")
+    assert second.endswith(
+        ",gathers=2i,sources=0i,source_errors=0i,fields_dropped=0i,lines_written=1i,metrics_dropped=0i,"
+        "stdout_dropped_gathers=0i 1700000000000000001"
+    )

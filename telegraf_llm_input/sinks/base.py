@@ -15,8 +15,9 @@ class Sink(Protocol):
         """Take one gather's metrics. Must not block the gather loop for long: queue, don't wait."""
         ...
 
-    def stats(self) -> Mapping[str, int | float]:
-        """Cumulative counters reported as `llm_agent` fields (e.g. `lines_written`)."""
+    def stats(self) -> Mapping[str, int]:
+        """Cumulative counters reported as `llm_agent` fields (e.g. `lines_written`): ints, as the schema types
+        them (the agent's own points skip the conformer)."""
         ...
 
     async def close(self) -> None:

@@ -57,6 +57,9 @@ class StdoutSink:
         """Real stdout is written with os.write on its fd: a writer thread blocked in the buffered
         object's lock would abort the interpreter at exit."""
         self._room = _room_finder(self._fd)
+        self._left: float = 0
+        """Room the pipe still had after our last write on the loop: we are its only writer and its reader only
+        frees more, so a gather that fits is written without asking again (`F_GETPIPE_SZ`, `FIONREAD`)."""
         self._max_gathers = max(1, max_gathers)
         self._max_bytes = max_bytes
         self._queue: deque[tuple[bytes, int, asyncio.Future | None]] = deque()
@@ -74,15 +77,21 @@ class StdoutSink:
     async def write(self, metrics: Sequence[Metric]) -> None:
         batch = encode_batch(metrics)
         self._dropped += batch.dropped
-        self._raise_error()
+        if self._error is not None:
+            self._raise_error()
         if not batch.text:
             return
         data = batch.text.encode("utf-8")
-        if self._fd is not None and not self._queue and not self._busy and self._room(self._fd) >= len(data):
-            self._emit(data)  # cannot block: a write error is raised here, for this gather
-            self._lines += batch.lines
-            self._recovered()
-            return
+        if self._fd is not None and not self._queue and not self._busy:
+            room = self._left if self._left >= len(data) else self._room(self._fd)
+            if room >= len(data):
+                self._emit(data)  # cannot block: a write error is raised here, for this gather
+                self._left = room - len(data)
+                self._lines += batch.lines
+                if self._dropped_gathers:  # only a drop makes it fail
+                    self._recovered()
+                return
+        self._left = 0
         loop = asyncio.get_running_loop()
         with self._cond:
             idle = not self._queue and not self._busy
@@ -179,7 +188,13 @@ class StdoutSink:
             self._stream.write(data)
             self._stream.flush()
             return
-        view = memoryview(data)
+        try:
+            written = os.write(self._fd, data)
+        except InterruptedError:
+            written = 0
+        if written == len(data):  # the usual case: whole at once
+            return
+        view = memoryview(data)[written:]
         while view:
             try:
                 view = view[os.write(self._fd, view) :]
