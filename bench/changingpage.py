@@ -1,10 +1,12 @@
 """The vLLM page with values that change every second, on N loopback ports, in its own process (bench.vs_go).
 
-`python -m bench.changingpage N` prints the N ports on one line once listening; every port answers `/metrics`
+`python -m bench.changingpage N [--distinct]` prints the N ports on one line once listening; every port answers
+`/metrics`
 (tests/fixtures/prometheus/vllm.txt, its `vllm:` samples moved on each second: counters, histogram buckets and
 counts grow by the same step, so the page stays a valid one; gauges wander) and `/version`, and `/_scrapes` says
 how many `/metrics` answers all ports gave so far (how many scrapes a scraper made: its CPU is divided by that).
-The page of a second is built once and served to every port.
+The page of a second is built once and served to every port; with `--distinct`, each port serves its own model's
+page (the model renamed per port), as N different servers would.
 """
 
 from __future__ import annotations
@@ -42,21 +44,39 @@ def template(page: str) -> tuple[list[str], list[tuple[float, float]]]:
     return parts, values
 
 
+MODEL = 'model_name="Qwen/Qwen2.5-7B-Instruct"'
+
+
+def page_of(port_index: int | None) -> str:
+    """The page; with a port index, its model renamed for that port (servers that share no series)."""
+    if port_index is None:
+        return PAGE
+    return PAGE.replace(MODEL, MODEL[:-1] + f'-{port_index}"')
+
+
+class Counter:
+    """`/metrics` answers of every port."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.scrapes = 0
+
+
 class Pages:
     """The page of the current second, built once."""
 
-    def __init__(self) -> None:
-        self._parts, self._values = template(PAGE)
+    def __init__(self, counter: Counter, page: str = PAGE) -> None:
+        self._parts, self._values = template(page)
         self._start = time.monotonic()
         self._second = -1
         self._body = b""
-        self._lock = threading.Lock()
-        self.scrapes = 0
+        self._lock = counter.lock
+        self._counter = counter
 
     def body(self) -> bytes:
         second = int(time.monotonic() - self._start)
         with self._lock:
-            self.scrapes += 1
+            self._counter.scrapes += 1
             if second != self._second:
                 self._second = second
                 self._body = self._build(second).encode()
@@ -72,8 +92,11 @@ class Pages:
         return "".join(out)
 
 
-def serve(n: int) -> None:
-    pages = Pages()
+def serve(n: int, distinct: bool = False) -> None:
+    """`distinct`: each port serves its own model's page (no two targets share a series), else the same page."""
+    counter = Counter()
+    shared = Pages(counter)
+    by_port: dict[int, Pages] = {}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -82,11 +105,11 @@ def serve(n: int) -> None:
         def do_GET(self) -> None:  # noqa: N802
             path = self.path.split("?")[0]
             if path == "/metrics":
-                ctype, body = PROM, pages.body()
+                ctype, body = PROM, by_port.get(self.server.server_address[1], shared).body()
             elif path == "/version":
                 ctype, body = "application/json", b'{"version": "0.9.1"}'
             elif path == "/_scrapes":
-                ctype, body = "text/plain", str(pages.scrapes).encode()
+                ctype, body = "text/plain", str(counter.scrapes).encode()
             else:
                 self.send_response(404)
                 self.send_header("Content-Length", "0")
@@ -103,6 +126,8 @@ def serve(n: int) -> None:
 
     ThreadingHTTPServer.daemon_threads = True
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(n)]
+    if distinct:
+        by_port.update({s.server_address[1]: Pages(counter, page_of(i)) for i, s in enumerate(servers)})
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     print(" ".join(str(s.server_address[1]) for s in servers), flush=True)
@@ -120,4 +145,4 @@ def scrapes(port: int) -> int:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), "--distinct" in sys.argv[2:])

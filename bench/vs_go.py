@@ -11,7 +11,8 @@ sources are off for it, as the Go scrapers have none. Idle: no target, host/GPU/
 CPU per second of wall time. The agent (and the bare loop beside it) runs as a user runs it: this checkout
 `pip install`ed into a fresh venv built once per run (bench.installed), not the editable dev venv.
 The RSS over 10,000 gathers (flat or not) takes minutes: `--gathers 10000` (BENCH_VS_GO_GATHERS) asks for it.
-Run: python3 -m bench.vs_go [--seconds S] [--targets 1,16] [--gathers N]  (BENCH_VS_GO_SECONDS; default 10 s)
+`--distinct` gives each target its own model's page instead (16 different servers: no series, shape or plan shared).
+Run: python3 -m bench.vs_go [--seconds S] [--targets 1,16] [--gathers N] [--distinct]  (BENCH_VS_GO_SECONDS; 10 s)
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ class Figures:
 class PageServers:
     """`n` changing vLLM pages on loopback ports, served by another process."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, distinct: bool = False):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.changingpage", str(n)],
+            [sys.executable, "-m", "bench.changingpage", str(n), *(["--distinct"] if distinct else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -271,6 +272,11 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("BENCH_VS_GO_GATHERS", "0")),
         help="also: our RSS over this many back-to-back gathers of 16 targets (e.g. 10000: minutes; default: off)",
     )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="each target serves its own model's page (no series shared between targets), not the same page",
+    )
     args = parser.parse_args(argv)
     with installed_python() as python:
         compare(args, python)
@@ -290,8 +296,9 @@ def compare(args: argparse.Namespace, python: str) -> None:
     else:
         print("vs_go: prometheus skipped: no prometheus on PATH (Debian package prometheus)")
     scrapers = {k: v for k, v in scrapers.items() if k in only}
+    kind = "different" if args.distinct else "changing"
     for n in [int(x) for x in args.targets.split(",") if x]:
-        pages = PageServers(n)
+        pages = PageServers(n, args.distinct)
         try:
             figures = {name: measure(start, pages, pages.ports, args.seconds) for name, (start, _) in scrapers.items()}
         finally:
@@ -311,7 +318,7 @@ def compare(args: argparse.Namespace, python: str) -> None:
             go = figures[name]
             record(
                 "vs Go scrapers",
-                f"CPU per scrape, {n} changing vLLM page(s) at 1 s ({ours.scrapes} scrapes in {ours.window_s:.0f} s)",
+                f"CPU per scrape, {n} {kind} vLLM page(s) at 1 s ({ours.scrapes} scrapes in {ours.window_s:.0f} s)",
                 f"{ours.cpu_ms_per_scrape:.2f} ms",
                 label,
                 f"{go.cpu_ms_per_scrape:.2f} ms",
@@ -319,7 +326,7 @@ def compare(args: argparse.Namespace, python: str) -> None:
             )
             record(
                 "vs Go scrapers",
-                f"RSS scraping {n} target(s)",
+                f"RSS scraping {n} target(s)" + (", each its own model's page" if args.distinct else ""),
                 mib(ours.rss),
                 label,
                 mib(go.rss),
