@@ -20,7 +20,7 @@ from io import BytesIO
 from operator import itemgetter
 from weakref import WeakValueDictionary
 
-from telegraf_llm_input.promtext import _METRIC_NAME, Page, Sample
+from telegraf_llm_input.promtext import METRIC_NAME, Page, Sample
 
 __all__ = ["Shape", "compile_shape"]
 
@@ -115,7 +115,7 @@ def compile_shape(text: str, page: Page, samples: Sequence[Sample], only: frozen
             continue
         brace = line.find("{")
         name = line[:brace] if brace >= 0 else line.split(None, 1)[0]
-        if _METRIC_NAME.fullmatch(name) is None:
+        if METRIC_NAME.fullmatch(name) is None:
             return None
         lead = len(raw) - len(raw.lstrip())
         if name not in only:

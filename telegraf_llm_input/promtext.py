@@ -24,7 +24,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-__all__ = ["Sample", "Page", "parse", "family_name", "label_key", "series_key", "KNOWN_TYPES"]
+__all__ = ["Sample", "Page", "parse", "family_name", "label_key", "series_key", "KNOWN_TYPES", "METRIC_NAME"]
 
 KNOWN_TYPES = frozenset(
     {"counter", "gauge", "histogram", "summary", "untyped", "unknown", "gaugehistogram", "stateset", "info"}
@@ -113,7 +113,8 @@ def family_name(sample_name: str, types: dict[str, str]) -> str:
     return sample_name
 
 
-_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+"""A metric name as the text format allows it unquoted (the page shape checks names with it too)."""
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _FIRST_KEY = re.compile(r"[ \t]*,?[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*")
 _NEXT_KEY = re.compile(r"[ \t]*,[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*")
@@ -317,7 +318,7 @@ def _parse_block(
                 name = tokens[0]
                 ok = names_ok.get(name)
                 if ok is None:
-                    ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
+                    ok = names_ok[name] = METRIC_NAME.fullmatch(name) is not None
                 if ok and only is not None and name not in only:
                     skipped.add(name)
                     continue
@@ -332,7 +333,7 @@ def _parse_block(
                 name = line[:brace]
                 ok = names_ok.get(name)
                 if ok is None:
-                    ok = names_ok[name] = _METRIC_NAME.fullmatch(name) is not None
+                    ok = names_ok[name] = METRIC_NAME.fullmatch(name) is not None
                 if ok and only is not None and name not in only:
                     skipped.add(name)
                     if heads is not None and len(heads) < MAX_HEADS:
@@ -466,7 +467,7 @@ def _slow_sample(line: str, openmetrics: bool) -> Sample | None:
     name = ""
     i = 0
     if line[0] != "{":
-        m = _METRIC_NAME.match(line)
+        m = METRIC_NAME.match(line)
         if m is None:
             return None
         name = m.group()
