@@ -17,6 +17,7 @@ from telegraf_llm_input import __version__
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
 from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_duration
+from telegraf_llm_input.config.yamlfile import release as release_yaml
 from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.processors import build_processors
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return EXIT_CONFIG
+    release_yaml()  # every command below has read all the YAML it reads
     if not args.log_level:
         setup_logging(config.agent.log_level)
     if args.command == "check-config":
