@@ -24,7 +24,7 @@ from pathlib import Path
 
 from telegraf_llm_input.config import sample_config
 from telegraf_llm_input.config.outputs import parse_listen
-from telegraf_llm_input.proxy.upstream import Address
+from telegraf_llm_input.proxy.address import Address
 
 NAME = "telegraf-llm-input"
 LABEL = "org.telegraf-llm-input.agent"

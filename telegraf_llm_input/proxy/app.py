@@ -16,7 +16,8 @@ from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.proxy.measure import Meters
 from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.proxy.server import Proxy
-from telegraf_llm_input.proxy.upstream import Address, Upstream
+from telegraf_llm_input.proxy.address import Address
+from telegraf_llm_input.proxy.upstream import Upstream
 
 log = get_logger("proxy")
 
