@@ -24,6 +24,7 @@ from pathlib import Path
 
 from telegraf_llm_input.config import sample_config
 from telegraf_llm_input.config.outputs import parse_listen
+from telegraf_llm_input.proxy import options as proxy_options
 from telegraf_llm_input.proxy.address import Address
 
 NAME = "telegraf-llm-input"
@@ -383,7 +384,9 @@ def next_steps(layout: Layout, proxy: ProxySetup | None = None) -> list[str]:
             if layout.platform == "macos"
             else f"systemctl daemon-reload && systemctl enable --now {NAME}-proxy"
         )
+        extra = proxy_options.missing_extra()
         proxy_steps = [
+            *([f"{layout.binary.parent / 'pip'} install '{NAME}[proxy]'   # first: {extra}"] if extra else []),
             f"{start}   # the proxy; then point clients at http://{proxy.listen} (docs/proxy.md)",
             f"the agent reads the proxy's page: discovery on port 8434, else a target url: http://{proxy.listen}",
         ]

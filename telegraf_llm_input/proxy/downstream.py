@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 import httptools
 
@@ -66,8 +66,7 @@ class ClientConn(asyncio.Protocol):
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is none of asyncio's classes
         self.conns.add(self)
 
     def data_received(self, data: bytes) -> None:

@@ -85,9 +85,7 @@ class Forward:
         self.proxy = proxy
         self.client = client
         self.request = request
-        self.meter: Meter = proxy.meters.begin(
-            request.method.decode("ascii", "replace"), request.target.decode("ascii", "replace"), request.t_ns
-        )
+        self._meter: Meter | None = None
         self.up: UpstreamConn | None = None
         self.reused = False
         self.retried = False
@@ -119,7 +117,16 @@ class Forward:
             self._connect()
         else:
             self.reused = True
-            self._attach(up)
+            self._attach(up, flush=False)  # the client's read goes on in one write, after it is parsed
+
+    @property
+    def meter(self) -> Meter:
+        """Begun once the request head went on (its cost never delays it)."""
+        if self._meter is None:
+            request = self.request
+            method, target = request.method.decode("ascii", "replace"), request.target.decode("ascii", "replace")
+            self._meter = self.proxy.meters.begin(method, target, request.t_ns)
+        return self._meter
 
     def _head(self) -> bytes:
         request, address = self.request, self.proxy.upstream.address
@@ -147,7 +154,7 @@ class Forward:
             return
         self._attach(up)
 
-    def _attach(self, up: UpstreamConn) -> None:
+    def _attach(self, up: UpstreamConn, flush: bool = True) -> None:
         self.up = up
         up.receiver = self
         up.no_body = self.request.method == b"HEAD"
@@ -156,7 +163,8 @@ class Forward:
         if self.request.expect_continue and not self.retried:
             self.client.write(wire.CONTINUE)
         self.client.resume("connecting")
-        self.client_flush()
+        if flush:
+            self.client_flush()
         if self.request_done:
             self._start_stall()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from typing import Protocol
+from typing import Protocol, cast
 
 import httptools
 
@@ -73,8 +73,7 @@ class UpstreamConn(asyncio.Protocol):
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is none of asyncio's classes
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
