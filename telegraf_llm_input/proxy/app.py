@@ -15,9 +15,9 @@ import uvloop
 from telegraf_llm_input.config.loader import check_duration, parse_duration
 from telegraf_llm_input.config.outputs import parse_listen
 from telegraf_llm_input.log import get_logger
+from telegraf_llm_input.proxy.address import Address
 from telegraf_llm_input.proxy.measure import Meters
 from telegraf_llm_input.proxy.names import PAGE_PATH
-from telegraf_llm_input.proxy.address import Address
 from telegraf_llm_input.proxy.server import Proxy
 from telegraf_llm_input.proxy.upstream import Upstream
 

@@ -17,8 +17,7 @@ from typing import Protocol, cast
 
 import httptools
 
-from telegraf_llm_input.proxy import headers as hdr
-from telegraf_llm_input.proxy import wire
+from telegraf_llm_input.proxy import headers as hdr, wire
 from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES, Request
 
 
@@ -80,7 +79,7 @@ class ClientConn(asyncio.Protocol):
         except httptools.HttpParserCallbackError:
             raise  # a bug: asyncio logs it and drops this connection only
         except HeadTooBig:
-            self._refuse(431, "request head over %d bytes" % MAX_HEAD_BYTES)
+            self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
             return
         except httptools.HttpParserError as exc:
             self._refuse(400, f"bad HTTP request: {exc}")

@@ -18,8 +18,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Protocol
 
-from telegraf_llm_input.proxy import headers as hdr
-from telegraf_llm_input.proxy import wire
+from telegraf_llm_input.proxy import headers as hdr, wire
 from telegraf_llm_input.proxy.downstream import ClientConn, error_body
 from telegraf_llm_input.proxy.upstream import UpstreamConn, UpstreamError
 

@@ -87,7 +87,9 @@ class Page:
             answer = wire.answer(405, b"Method Not Allowed", [(b"content-type", b"application/json"), *head], body)
         else:
             page = self.proxy.meters.page()
-            answer = wire.answer(200, b"OK", [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), *head], page)
+            answer = wire.answer(
+                200, b"OK", [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), *head], page
+            )
             if method == b"HEAD":
                 answer = answer[: len(answer) - len(page)]
         self.client.write(answer)
