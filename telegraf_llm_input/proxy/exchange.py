@@ -197,7 +197,6 @@ class Forward:
             return
         if self.request.chunked:
             self._send_up(wire.LAST_CHUNK)
-        self._start_stall()
 
     def client_flush(self) -> None:
         up = self.up
@@ -208,6 +207,7 @@ class Forward:
         if up is not None and self.request_done and not self.sent_reported and self.refusing is None:
             self.sent_reported = True
             self.meter.sent()
+            self._start_stall()
 
     def _flush_body_seen(self) -> None:
         for data in self.body_seen:
@@ -273,9 +273,10 @@ class Forward:
         if self.response_done:
             self._complete()
 
-    def _measure(self, now: int) -> None:
-        """What was written just now, measured."""
-        if self.status:
+    def _measure(self, now: int, head: bool = False) -> None:
+        """What was written just now, measured. A head alone waits for the next read (or the end): its first
+        piece is often right behind it, and measuring never delays a token."""
+        if self.status and (head or self.seen or self.response_done):
             self.meter.response(now, self.status, self.headers)
             self.status = 0
         for t_ns, data in self.seen:
@@ -332,7 +333,7 @@ class Forward:
         self._drop_upstream()
         if self.answered:
             self.out.clear()
-            self._measure(self.up.now if self.up is not None else time.monotonic_ns())
+            self._measure(self.up.now if self.up is not None else time.monotonic_ns(), head=True)
             self._end(outcome)
             self.client.done(self, close=True)
             self.client.abort()
