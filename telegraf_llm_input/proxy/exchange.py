@@ -56,12 +56,12 @@ class Stall:
     """Drops the upstream connection when its answer stops for `timeout_s` (one timer per exchange, re-armed
     only when it fires, not per read)."""
 
-    def __init__(self, up: UpstreamConn, timeout_s: float):
+    def __init__(self, loop: asyncio.AbstractEventLoop, up: UpstreamConn, timeout_s: float):
         self.up = up
         self.timeout_s = timeout_s
         self.last_ns = time.monotonic_ns()
         self.fired = False
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
         self._handle = self._loop.call_later(timeout_s, self._check)
 
     def _check(self) -> None:
@@ -134,7 +134,7 @@ class Forward:
 
     # the upstream connection
     def _connect(self) -> None:
-        self.connecting = task = asyncio.get_running_loop().create_task(self._connected())
+        self.connecting = task = self.proxy.loop.create_task(self._connected())
         self.proxy.tasks.add(task)
         task.add_done_callback(self.proxy.tasks.discard)
 
@@ -180,7 +180,7 @@ class Forward:
 
     def _start_stall(self) -> None:
         if self.stall is None and self.up is not None and not self.response_done:
-            self.stall = Stall(self.up, self.proxy.timeout_s)
+            self.stall = Stall(self.proxy.loop, self.up, self.proxy.timeout_s)
 
     # the client's side (downstream.Handler)
     def request_body(self, data: bytes) -> None:
@@ -356,7 +356,7 @@ class Forward:
             return
         self.refusing = outcome
         self.held.clear()
-        asyncio.get_running_loop().call_later(DISCARD_S, self._discarded)
+        self.proxy.loop.call_later(DISCARD_S, self._discarded)
 
     def _discarded(self) -> None:
         if not self.finished:

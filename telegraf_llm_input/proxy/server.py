@@ -33,9 +33,11 @@ class Proxy:
         self.tasks: set[asyncio.Task] = set()
         """Upstream connections being made."""
         self._down_since: float | None = None
+        self.loop: asyncio.AbstractEventLoop
+        """The loop it serves on, set by `start` (held: asking asyncio for it costs a `getpid` each time)."""
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
-        loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         return await loop.create_server(lambda: ClientConn(self._handle, self.clients), host, port)
 
     async def close(self) -> None:
