@@ -76,8 +76,11 @@ class ClientConn(asyncio.Protocol):
             self.parser.feed_data(data)
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
                 raise HeadTooBig
-        except httptools.HttpParserCallbackError:
-            raise  # a bug: asyncio logs it and drops this connection only
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, HeadTooBig):
+                raise  # a bug: asyncio logs it and drops this connection only
+            self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+            return
         except HeadTooBig:
             self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
             return
