@@ -152,6 +152,16 @@ def state_paths(state_dir: Path | None, target: TargetConfig, where: logfind.Log
     return folder / f"{name}.pos.json", folder / f"{name}.interval.json"
 
 
+def _opens(path: str) -> bool:
+    """Opening, not access(2): access ignores a non-root user's capabilities (the shipped unit's
+    CAP_DAC_READ_SEARCH reads a root-owned 0600 file that access says it may not)."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+        return False
+    return True
+
+
 def unreadable(where: logfind.LogLocation) -> str | None:
     """What to grant when the log exists but this user may not read it (None: readable, or not there yet)."""
     if where.kind == "journal":
@@ -170,7 +180,7 @@ def unreadable(where: logfind.LogLocation) -> str | None:
         )
     except OSError:
         return None
-    if os.access(path, os.R_OK):
+    if _opens(path):
         return None
     try:
         owner = pwd.getpwuid(st.st_uid).pw_name
