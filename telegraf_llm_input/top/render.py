@@ -93,7 +93,14 @@ def fmt_age(seconds: float) -> str:
         return f"{seconds:.0f}s"
     if seconds < 5400:
         return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.0f}h"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+KEPT_LOADED_S = 20 * 365 * 86400.0
+"""An unload further away than this is Ollama's `keep_alive: -1` (an `expires_at` centuries ahead): never, as
+`ollama ps` says "Forever"."""
 
 
 # ---- sparklines --------------------------------------------------------------------------------------------
@@ -228,9 +235,10 @@ def target_lines(
     if t.up:
         slots = f"{fmt_num(t.slots_busy)}/{fmt_num(t.slots_total)}" if t.slots_total is not None else None
         load: list[Line] = []
-        if t.requests_per_s is not None:
-            load.append((*_kv("req", fmt_num(t.requests_per_s)), ("/s", "dim")))
-        counts = t.server_type != "ollama" and t.requests_per_s is None  # Ollama says none of these
+        ollama = t.server_type == "ollama"  # its requests/s come from its log (the first frame: not yet)
+        if t.requests_per_s is not None or ollama:
+            load.append((*_kv("req", fmt_num(t.requests_per_s)), ("/s" if t.requests_per_s is not None else "", "dim")))
+        counts = not ollama and t.requests_per_s is None  # Ollama says none of these
         if t.running is not None or t.waiting is not None or counts:
             load.append(
                 (
@@ -282,7 +290,9 @@ def _loaded(m: LoadedModelView, glyphs: Glyphs) -> Line:
         _kv("gpu", fmt_ratio(m.offload_ratio), "bold" if m.offload_ratio is None or m.offload_ratio >= 1 else "warn"),
     ]
     if m.unload_in_s is not None:
-        parts.append(_kv("unload in", fmt_age(m.unload_in_s)))
+        parts.append(
+            _kv("unload", "never") if m.unload_in_s >= KEPT_LOADED_S else _kv("unload in", fmt_age(m.unload_in_s))
+        )
     return _join(parts, glyphs)
 
 
