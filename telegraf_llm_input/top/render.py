@@ -182,6 +182,16 @@ def _join(parts: Iterable[Line], glyphs: Glyphs, indent: str = "  ") -> Line:
     return tuple(out)
 
 
+def _wrap(parts: Sequence[Line], width: int, glyphs: Glyphs) -> list[Line]:
+    """`_join` of `parts` on as many lines of `width` as they need (a part is never cut between two)."""
+    lines: list[list[Line]] = [[]]
+    for part in (p for p in parts if p):
+        if lines[-1] and width_of(_join([*lines[-1], part], glyphs)) > width:
+            lines.append([])
+        lines[-1].append(part)
+    return [_join(line, glyphs) for line in lines]
+
+
 def _kv(label: str, value: str, style: str = "bold") -> Line:
     return ((f"{label} ", "dim"), (value, style if value != "-" else "dim"))
 
@@ -262,7 +272,9 @@ def target_lines(
             load.append(_kv("err", fmt_ratio(t.error_ratio), "bad" if t.error_ratio > 0 else "ok"))
         if t.client_error_ratio:
             load.append(_kv("4xx", fmt_ratio(t.client_error_ratio), "warn"))
-        lines.append((ESSENTIAL, _join(load, glyphs)))
+        first, *rest = _wrap(load, width, glyphs)  # a wide line (llama.cpp: slots and ctx) goes on, not cut
+        lines.append((ESSENTIAL, first))
+        lines.extend((DETAIL, line) for line in rest)
         lines.extend((ESSENTIAL, _loaded(m, glyphs)) for m in t.loaded)
         latency = []
         for name, p50, p95 in (

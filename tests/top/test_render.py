@@ -211,3 +211,13 @@ def test_ollama_before_its_first_rate_and_a_model_kept_loaded():
     assert "unload in 3d" in joined
     later = "\n".join(text(render(snapshot([replace(first, requests_per_s=2.5)]))))
     assert "req 2.50/s" in later
+
+
+def test_a_wide_load_line_goes_on_to_the_next_line_rather_than_being_cut():
+    """llama.cpp with traffic at 80 columns: `... slots 1/2 · c…` hid the context fill."""
+    llama = target("llama", server_type="llamacpp", requests_per_s=19.5, running=1, waiting=0, gen_tps=312.0,
+                   prompt_tps=20.0, kv_ratio=None, slots_busy=1, slots_total=2, context_ratio=0.03, error_ratio=None)  # fmt: skip
+    lines = text(render(snapshot([llama]), width=80))
+    assert not any(line.endswith("…") for line in lines), lines
+    assert "  req 19.5/s · run 1 wait 0 · gen 312 tok/s · prompt 20 tok/s · slots 1/2" in lines
+    assert "  ctx 3.0%" in lines
