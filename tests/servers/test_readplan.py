@@ -143,22 +143,26 @@ def test_the_plan_reads_any_page_as_the_parser_does(name, data):
     assert_same(reader, table, model, data.draw(perturbed(text)), first)
 
 
+def new_values(text: str, seed: int, special_share: float) -> str:
+    """The page with every sample's value replaced (a share of them NaN, ±Inf, ±0, huge or tiny)."""
+    rng = random.Random(seed)
+    special = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e300, 5e-324]
+    out = []
+    for line in text.split("\n"):
+        if line and not line.startswith("#"):
+            value = rng.choice(special) if rng.random() < special_share else rng.choice([1.0, 1e6, 1e-3]) * rng.random()
+            line = line.rsplit(" ", 1)[0] + " " + repr(value)
+        out.append(line)
+    return "\n".join(out)
+
+
 @pytest.mark.parametrize("name", sorted(PAGES))
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32))
 def test_pages_that_only_change_values_are_read_by_the_plan(name, seed):
     """The usual page: the same series in the same order, new values (counters reset, NaN, +Inf: any float)."""
     reader, table, model, text, first = compiled(name)
-    rng = random.Random(seed)
-    special = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e300, 5e-324]
-    out = []
-    for line in text.split("\n"):
-        if line and not line.startswith("#"):
-            value = rng.choice(special) if rng.random() < 0.1 else rng.choice([1.0, 1e6, 1e-3]) * rng.random()
-            line = line.rsplit(" ", 1)[0] + " " + repr(value)
-        out.append(line)
-    page = "\n".join(out)
-    assert_same(reader, table, model, page, first)
+    assert_same(reader, table, model, new_values(text, seed, 0.1), first)
     assert reader.planned == 1 and reader.compiled == 1
 
 
@@ -317,13 +321,5 @@ def test_any_page_that_only_changes_values_is_read_by_the_plan(name, seed):
     text = (FIXTURES / name).read_text()
     reader = AnyReader(ANY[0])
     any_same(reader, text)
-    rng = random.Random(seed)
-    special = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e300, 5e-324]
-    out = []
-    for line in text.split("\n"):
-        if line and not line.startswith("#"):
-            value = rng.choice(special) if rng.random() < 0.2 else rng.choice([1.0, 1e6, 1e-3]) * rng.random()
-            line = line.rsplit(" ", 1)[0] + " " + repr(value)
-        out.append(line)
-    any_same(reader, "\n".join(out))
+    any_same(reader, new_values(text, seed, 0.2))
     assert reader.planned == 1 and reader.compiled == 1
