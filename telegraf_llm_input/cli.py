@@ -12,12 +12,13 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from telegraf_llm_input import __version__
 from telegraf_llm_input.agent import Agent
 from telegraf_llm_input.config import Config, load_config, parse_config, sample_config
 from telegraf_llm_input.config.loader import ConfigError, check_duration, parse_duration
+from telegraf_llm_input.config.yamlfile import release as release_yaml
 from telegraf_llm_input.lazy import lazy_import
 from telegraf_llm_input.log import get_logger, setup_logging
 from telegraf_llm_input.processors import build_processors
@@ -40,8 +41,38 @@ EXIT_CONFIG = 2
 STOP_GRACE_S = 0.3
 
 
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size` finds it ($COLUMNS, then stdout's terminal, else 80)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, with the width found here: argparse imports `shutil` for it (and with it zlib, bz2,
+    lzma and their libraries: ~0.45 MiB of RSS a run would keep for a help text it never prints)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser (its subcommands' too) formatting with `_HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         "-c",
@@ -49,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="YAML config file, - for stdin (default: built-in defaults)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="telegraf-llm-input",
         parents=[common],
         description="Watch a local LLM model server and its GPU; emit InfluxDB line protocol.",
@@ -176,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return EXIT_CONFIG
+    release_yaml()  # every command below has read all the YAML it reads
     if not args.log_level:
         setup_logging(config.agent.log_level)
     if args.command == "check-config":

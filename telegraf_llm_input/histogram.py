@@ -41,17 +41,41 @@ _MIN_NORMAL = 2.2250738585072014e-308
 _MAX_FLOAT = 1.7976931348623157e308
 
 
-@dataclass(frozen=True)
 class Histogram:
-    """Cumulative buckets `(upper_bound, count)` sorted by bound, `+Inf` last (when present)."""
+    """Cumulative buckets sorted by bound, `+Inf` last (when present): their upper `bounds` and their `counts`.
 
-    buckets: list[tuple[float, float]]
-    count: float
-    sum: float | None
+    Held as the two sequences, not a `(bound, count)` pair per bucket: every scrape of a series read by a plan
+    shares the plan's tuple of bounds, so a histogram kept between gathers holds its counts only (~13 KiB less a
+    vLLM target). `Histogram(buckets, count, sum)` takes the pairs; `buckets` gives them. Not changed once made."""
+
+    __slots__ = ("bounds", "counts", "count", "sum")
+    __hash__ = None  # type: ignore[assignment]  # compared by value, as the dataclass it was
+
+    def __init__(self, buckets: Iterable[tuple[float, float]], count: float, sum: float | None) -> None:
+        pairs = list(buckets)
+        self.bounds: Sequence[float] = tuple(upper for upper, _ in pairs)
+        self.counts: Sequence[float] = [c for _, c in pairs]
+        self.count = count
+        self.sum = sum
+
+    @classmethod
+    def of(cls, bounds: Sequence[float], counts: Sequence[float], count: float, sum: float | None) -> Histogram:
+        """The histogram of `bounds` (held as given: a tuple shared by every scrape of a series) and `counts`."""
+        h = cls.__new__(cls)
+        h.bounds, h.counts, h.count, h.sum = bounds, counts, count, sum
+        return h
 
     @property
-    def bounds(self) -> list[float]:
-        return [upper for upper, _ in self.buckets]
+    def buckets(self) -> list[tuple[float, float]]:
+        return list(zip(self.bounds, self.counts))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        return (self.buckets, self.count, self.sum) == (other.buckets, other.count, other.sum)
+
+    def __repr__(self) -> str:
+        return f"Histogram(buckets={self.buckets!r}, count={self.count!r}, sum={self.sum!r})"
 
 
 def collect(samples: Iterable[Sample], name: str, by: Sequence[str] | None = None) -> dict[LabelKey, Histogram]:
@@ -183,17 +207,17 @@ def bound_of(le: str) -> float:
 
 
 def _has_nan(h: Histogram) -> bool:
-    return math.isnan(h.count) or any(math.isnan(c) for _, c in h.buckets) or (h.sum is not None and math.isnan(h.sum))
+    return math.isnan(h.count) or any(math.isnan(c) for c in h.counts) or (h.sum is not None and math.isnan(h.sum))
 
 
 def delta(prev: Histogram, cur: Histogram) -> Histogram | None:
     """Observations between two scrapes; None on a counter reset, changed bucket bounds or a NaN anywhere.
 
     One pass, comparisons only (`x != x` is the NaN test): this runs for every histogram series every gather."""
-    before_buckets, after_buckets = prev.buckets, cur.buckets
+    bounds, before_counts, after_counts = cur.bounds, prev.counts, cur.counts
     before_count, after_count = prev.count, cur.count
     if (
-        len(before_buckets) != len(after_buckets)
+        len(prev.bounds) != len(bounds)
         or before_count != before_count
         or after_count != after_count
         or after_count < before_count
@@ -202,19 +226,19 @@ def delta(prev: Histogram, cur: Histogram) -> Histogram | None:
     before_sum, after_sum = prev.sum, cur.sum
     if (before_sum is not None and before_sum != before_sum) or (after_sum is not None and after_sum != after_sum):
         return None
-    buckets: list[tuple[float, float]] = []
-    append = buckets.append
-    for (upper, before), (bound, after) in zip(before_buckets, after_buckets):
+    counts: list[float] = []
+    append = counts.append
+    for upper, bound, before, after in zip(prev.bounds, bounds, before_counts, after_counts):
         if upper != bound or not after >= before:  # also False when either is NaN
             return None
-        append((upper, after - before))
+        append(after - before)
     if before_sum is None or after_sum is None:
         total = None
     elif after_sum < before_sum:
         return None
     else:
         total = after_sum - before_sum
-    return Histogram(buckets, after_count - before_count, total)
+    return Histogram.of(bounds, counts, after_count - before_count, total)
 
 
 def increase(prev: dict[LabelKey, Histogram], cur: dict[LabelKey, Histogram]) -> tuple[Histogram | None, bool]:
@@ -255,10 +279,10 @@ def merge(hists: Iterable[Histogram]) -> Histogram | None:
     counts = [0.0] * len(bounds)
     total: float | None = 0.0
     for h in hists:
-        for i, (_, c) in enumerate(h.buckets):
+        for i, c in enumerate(h.counts):
             counts[i] += c
         total = None if total is None or h.sum is None else total + h.sum
-    return Histogram(list(zip(bounds, counts)), sum(h.count for h in hists), total)
+    return Histogram.of(bounds, counts, sum(h.count for h in hists), total)
 
 
 def mean(hist: Histogram) -> float | None:
@@ -298,9 +322,9 @@ def quantiles(qs: Sequence[float], hist: Histogram) -> list[float | None]:
 
 def _prepared(hist: Histogram) -> tuple[list[float], list[float]] | float | None:
     """(bounds, repaired cumulative counts) as Prometheus reads them; else what every q in [0, 1] gives."""
-    if not hist.buckets:
+    if not hist.bounds:
         return None
-    bounds, counts = _coalesced(hist.buckets)
+    bounds, counts = _coalesced(hist.bounds, hist.counts)
     if bounds[-1] != _INF:
         return math.nan
     # Repair non-monotonic counts the way Prometheus does: absorb float noise, carry the last accepted count
@@ -329,12 +353,12 @@ def _prepared(hist: Histogram) -> tuple[list[float], list[float]] | float | None
     return bounds, counts
 
 
-def _coalesced(buckets: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+def _coalesced(uppers: Sequence[float], cs: Sequence[float]) -> tuple[list[float], list[float]]:
     """Bounds sorted and counts with equal bounds (e.g. le="1" and le="1.0") added up. Buckets are usually in order
     with distinct bounds already: one pass; any other order (or a bound twice) is sorted first."""
     bounds: list[float] = []
     counts: list[float] = []
-    for upper, c in buckets:
+    for upper, c in zip(uppers, cs):
         if bounds and not upper > bounds[-1]:
             break
         bounds.append(upper)
@@ -342,7 +366,7 @@ def _coalesced(buckets: list[tuple[float, float]]) -> tuple[list[float], list[fl
     else:
         return bounds, counts
     bounds, counts = [], []
-    for upper, c in sorted(buckets):
+    for upper, c in sorted(zip(uppers, cs)):
         if bounds and bounds[-1] == upper:
             counts[-1] += c
         else:

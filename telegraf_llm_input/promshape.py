@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from io import BytesIO
 from operator import itemgetter
+from typing import TypeVar
 from weakref import WeakValueDictionary
 
 from telegraf_llm_input.promtext import METRIC_NAME, Page, Sample
@@ -54,32 +55,48 @@ def _picker(positions: Sequence[int]) -> Callable[[Lines], Sequence[bytes]]:
     return itemgetter(slice(positions[0], positions[0] + 1)) if positions else lambda _: ()
 
 
+class _Layout:
+    """What pages of one layout have alike whatever their series' labels: line count, the positions and text of the
+    fixed lines (joined: one object, not one a line), the positions of the headed lines and the heads of the
+    skipped ones (names only). Servers of one kind serving different models (each its own page) hold one."""
+
+    __slots__ = ("lines", "fixed", "fixed_at", "headed_at", "skipped", "key", "__weakref__")
+
+    def __init__(self, lines: int, fixed: dict[int, bytes], headed_at: tuple[int, ...], skipped: tuple[bytes, ...]):
+        self.lines = lines
+        self.fixed = b"".join(fixed.values())
+        """The fixed lines joined: equal joins are equal lines, as every line but a page's last ends at its one
+        `\\n` (readlines)."""
+        self.fixed_at = _picker(tuple(fixed))
+        self.headed_at = _picker(headed_at)
+        self.skipped = skipped
+        self.key = (lines, tuple(fixed), self.fixed, headed_at, skipped)
+
+
 class Shape:
     """A page's layout (see the module doc): its line count, its fixed lines, the heads of its sample lines."""
 
-    __slots__ = ("lines", "samples", "key", "_fixed", "_fixed_at", "_heads", "_headed_at", "_head_bytes", "__weakref__")
+    __slots__ = ("lines", "samples", "key", "_layout", "_heads", "_head_bytes", "__weakref__")
 
     def __init__(self, lines: int, fixed: dict[int, bytes], read: dict[int, bytes], skipped: dict[int, bytes]):
         self.lines = lines
         self.samples = len(read)
         """Values a page of this shape gives (its sample lines, duplicates included)."""
-        fixed_at = tuple(fixed)
         headed_at = (*read, *skipped)
         """The sample lines, then the skipped lines."""
-        self._fixed_at = _picker(fixed_at)
-        self._fixed = tuple(fixed.values())
-        self._headed_at = _picker(headed_at)
-        self._heads = (*read.values(), *skipped.values())
+        self._layout = _shared(_LAYOUTS, _Layout(lines, fixed, headed_at, tuple(skipped.values())))
+        self._heads = (*read.values(), *self._layout.skipped)
         self._head_bytes = sum(map(len, self._heads))
-        self.key = (lines, self.samples, fixed_at, self._fixed, headed_at, self._heads)
+        self.key = (self._layout, self.samples, self._heads)
         """All a shape checks: two shapes of equal keys read every page alike."""
 
     def values(self, page: str | bytes | bytearray) -> list[float] | None:
         """The page's sample values in page order, or None when it is not of this shape."""
         lines = _lines(page)
-        if lines is None or len(lines) != self.lines or tuple(self._fixed_at(lines)) != self._fixed:
+        layout = self._layout
+        if lines is None or len(lines) != self.lines or b"".join(layout.fixed_at(lines)) != layout.fixed:
             return None
-        headed = self._headed_at(lines)
+        headed = layout.headed_at(lines)
         rests = list(map(bytes.removeprefix, headed, self._heads))
         # a line without its head is left whole: the lengths tell (every head is at least a name long)
         if sum(map(len, headed)) - sum(map(len, rests)) != self._head_bytes:
@@ -142,13 +159,17 @@ def compile_shape(text: str, page: Page, samples: Sequence[Sample], only: frozen
         n += 1
     if n != len(samples):
         return None
-    return _shared(Shape(len(lines), fixed, read, skipped))
+    return _shared(_SHAPES, Shape(len(lines), fixed, read, skipped))
 
 
 _SHAPES: WeakValueDictionary[tuple[object, ...], Shape] = WeakValueDictionary()
 """The shapes targets hold, by key: targets serving the same page (replicas of one server) hold one."""
+_LAYOUTS: WeakValueDictionary[tuple[object, ...], _Layout] = WeakValueDictionary()
+"""The layouts shapes hold, by key: servers of one kind and version serving different models hold one."""
+
+_Kept = TypeVar("_Kept", Shape, _Layout)
 
 
-def _shared(shape: Shape) -> Shape:
-    """The shape in use that checks what `shape` does, else `shape` (then in use)."""
-    return _SHAPES.setdefault(shape.key, shape)
+def _shared(table: WeakValueDictionary[tuple[object, ...], _Kept], kept: _Kept) -> _Kept:
+    """The one in use of `table` that checks what `kept` does, else `kept` (then in use)."""
+    return table.setdefault(kept.key, kept)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from telegraf_llm_input.histogram import Histogram, collect, delta, mean, merge, quantile, quantiles
+from telegraf_llm_input.histogram import Histogram, collect, delta, increase, mean, merge, quantile, quantiles
 from telegraf_llm_input.promtext import parse
 
 INF = math.inf
@@ -77,7 +77,7 @@ def test_collect_from_vllm_dp2_fixture():
     merged = collect(samples, name, by=("model_name",))
     (h,) = merged.values()
     assert h.count == sum(counts)
-    assert h.bounds[:3] == [0.001, 0.005, 0.01] and h.bounds[-2:] == [2560.0, INF]
+    assert h.bounds[:3] == (0.001, 0.005, 0.01) and h.bounds[-2:] == (2560.0, INF)
     assert h.buckets[-1][1] == h.count
 
 
@@ -441,3 +441,17 @@ def test_quantiles_at_once_are_each_quantile():
     assert quantiles(qs, h) == [quantile(q, h) for q in qs]
     assert math.isnan(quantiles((0.5,), Histogram([(1.0, 1.0)], 1.0, 1.0))[0])  # no +Inf bucket
     assert quantiles((0.5, 0.9), Histogram([], 0.0, None)) == [None, None]
+
+
+def test_a_histogram_holds_its_bounds_once_and_compares_by_value():
+    pairs = [(1.0, 2.0), (INF, 3.0)]
+    parsed = Histogram(pairs, 3.0, 4.0)
+    planned = Histogram.of(parsed.bounds, (2.0, 3.0), 3.0, 4.0)  # a read plan's tuple of bounds, held as given
+    assert planned.bounds is parsed.bounds and planned.buckets == pairs
+    assert planned == parsed and repr(planned) == repr(parsed) == f"Histogram(buckets={pairs!r}, count=3.0, sum=4.0)"
+    # a series reset between a parsed scrape and a planned one counts from 0: the bounds compare alike either way
+    before = Histogram([(1.0, 5.0), (INF, 6.0)], 6.0, 9.0)
+    assert increase({(): before}, {(): planned}) == (planned, True)
+    assert delta(Histogram([(1.0, 1.0), (INF, 2.0)], 2.0, 1.0), planned) == Histogram(
+        [(1.0, 1.0), (INF, 1.0)], 1.0, 3.0
+    )

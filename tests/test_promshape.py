@@ -72,3 +72,18 @@ def test_targets_serving_the_same_page_hold_one_shape():
     assert first is not None and same is first
     assert other is not None and other is not first and other.values(PAGE) is None
     assert same.values(PAGE) == [1.5, 2.0, 5.0]
+
+
+def test_servers_serving_other_models_hold_one_layout_and_each_reads_only_its_own_page():
+    first = shape_of(PAGE)
+    other_text = PAGE.replace('m="x"', 'm="y"')
+    other = shape_of(other_text)
+    assert first is not None and other is not None and other is not first
+    assert other._layout is first._layout  # line count, fixed lines, positions, skipped heads: held once
+    assert first.values(other_text) is None and other.values(PAGE) is None
+    assert other.values(other_text.replace("1.5", "8")) == [8.0, 2.0, 5.0]
+    # the same samples under other fixed lines: another layout, and neither reads the other's page
+    helped = PAGE.replace("The a.", "The A.")
+    third = shape_of(helped)
+    assert third is not None and third._layout is not first._layout
+    assert first.values(helped) is None and third.values(PAGE) is None

@@ -105,3 +105,36 @@ def test_reading_a_proxy_never_loads_the_proxys_extra(tmp_path):
     modules = loaded("--config", str(config))
     assert "telegraf_llm_input.servers.proxy" in modules or "telegraf_llm_input.servers.base" in modules
     assert [m for m in ("uvloop", "httptools", "telegraf_llm_input.proxy.upstream") if m in modules] == []
+
+
+# The whole command as a user runs it (`main`), then the modules still loaded, written to a file.
+MAIN_SCRIPT = r"""
+import telegraf_llm_input.__main__
+import json, os, sys
+from telegraf_llm_input import cli
+code = cli.main(sys.argv[2:])
+open(sys.argv[1], "w").write(json.dumps([code, sorted(sys.modules)]))
+"""
+
+
+def test_a_scrape_run_keeps_no_config_parser_api_table_log_format_or_archive_modules(tmp_path):
+    """After reading its config, a run of a plain vLLM target holds no PyYAML (dropped once the config is read),
+    no probe API table (no probe), no server log format (no log) and none of the archive modules (zlib's
+    siblings bz2 and lzma, shutil) that argparse would bring for the terminal's width."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"targets: [{{url: 'http://127.0.0.1:{free_port()}', type: vllm, process: {{enabled: false}}}}]\n"
+        "host: {enabled: false}\ngpu: {enabled: false}\ndiscovery: {enabled: false}\n"
+    )
+    out = tmp_path / "modules.json"
+    subprocess.run(
+        [sys.executable, "-c", MAIN_SCRIPT, str(out), "--config", str(config), "--once"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    code, modules = json.loads(out.read_text())
+    assert code == 0 and "telegraf_llm_input.servers.vllm" in modules
+    kept = [m for m in modules if m.split(".")[0] in ("yaml", "shutil", "bz2", "lzma")]
+    kept += [m for m in modules if m.startswith(("telegraf_llm_input.apis.", "telegraf_llm_input.serverlogs"))]
+    assert kept == []

@@ -10,18 +10,17 @@ its module's `APIS` here.
 from __future__ import annotations
 
 import json
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from telegraf_llm_input.apis import llamacpp, lmstudio, ollama, openai
 from telegraf_llm_input.apis.base import Api
+from telegraf_llm_input.probenames import ProbeApi
 
 APIS: dict[str, Api] = {api.name: api for family in (ollama, openai, llamacpp, lmstudio) for api in family.APIS}
 """Every API by name."""
 _BY_ROUTE: dict[tuple[str, str], Api] = {(api.method, path): api for api in APIS.values() for path in api.paths}
 
-ProbeApi = Literal["openai_chat", "openai_completions", "ollama", "llamacpp", "lmstudio"]
-"""A probe's `api:` (the `api` tag of `llm_probe`): names kept from before the table, each one row."""
-PROBE_APIS: dict[ProbeApi, Api] = {
+PROBE_APIS: dict[ProbeApi, Api] = {  # every probe API name (probenames) and its row
     "openai_chat": openai.CHAT,
     "openai_completions": openai.COMPLETIONS,
     "ollama": ollama.CHAT,

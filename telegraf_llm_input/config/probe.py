@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
 from telegraf_llm_input.config.loader import Duration
+from telegraf_llm_input.lazy import lazy_import
+from telegraf_llm_input.probenames import ProbeApi
+
+if TYPE_CHECKING:
+    from telegraf_llm_input import apis
+else:  # the API rows, for `messages` only: a config without them loads no API module (~0.2 MiB)
+    apis = lazy_import("telegraf_llm_input.apis")
 
 MAX_TOKENS_CAP = 1024
 
@@ -56,7 +62,7 @@ class ProbeConfig:
             raise ValueError("ps_every must be > 0")
         if self.timeout <= 0:
             raise ValueError("timeout must be > 0")
-        if self.messages is not None and not PROBE_APIS[self.api].takes_messages:
+        if self.messages is not None and not apis.PROBE_APIS[self.api].takes_messages:
             raise ValueError(f"api {self.api} takes a plain prompt, not messages")
         if self.messages is not None and not self.messages:
             raise ValueError("messages must not be empty")

@@ -4,27 +4,33 @@ is built, so a hostile or broken file costs a fraction of a second and a few MB,
 YAML lets under 300 bytes of anchors and aliases stand for millions of nodes, and PyYAML's composer recurses once per
 nesting level: both are measured on the parser's event stream (flat, no recursion, nothing expanded) first.
 Then the document is composed once: repeated keys are looked for in that node graph and the data is built
-from it. libyaml's parser is used where PyYAML has it (about 20 times faster than the pure-Python one).
+from it.
+
+The parser: PyYAML's own (pure Python) for a config of up to FAST_BYTES, which the agent drops once the config is
+read (`release`: a run reads no other YAML); libyaml's (about 8 times faster) for a larger one. PyYAML's libyaml
+binding, once loaded, holds all of PyYAML for the life of the process (~1 MiB of RSS beside the model), so it is
+left unloaded (`yaml._yaml` hidden while PyYAML is imported) where the pure parser's time does not matter: a
+config of 16 targets reads in ~5 ms, one of FAST_BYTES in ~0.2 s.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import select
 import stat
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from telegraf_llm_input.config.loader import ConfigError, WrittenFloat, WrittenInt
-from telegraf_llm_input.lazy import lazy_import
 
 if TYPE_CHECKING:
     import yaml
-else:
-    yaml = lazy_import("yaml")  # loaded with the first config file: the defaults need no parser
 
 MAX_BYTES = 256 * 1024
 """A config is a few KB (hundreds of targets fit in 100 KB); anything bigger is not one."""
@@ -33,6 +39,9 @@ MAX_DEPTH = 32
 MAX_NODES = 100_000
 """Nodes once every alias is expanded (what environment expansion and the checks walk)."""
 
+
+FAST_BYTES = 32 * 1024
+"""A config larger than this (hundreds of targets) is read by libyaml's parser, and PyYAML then stays loaded."""
 
 PIPE_WAIT_S = 5.0
 """How long a FIFO or device may take to give the whole config (`--config <(envsubst < agent.yaml)` is a pipe
@@ -76,11 +85,44 @@ def read_text(raw: bytes) -> str:
         raise ConfigError("", "not UTF-8 text") from None
 
 
+_pure = False
+"""Whether PyYAML was imported here without its libyaml binding (then `release` can drop it)."""
+
+
+def _pyyaml(text: str) -> ModuleType:
+    """PyYAML, imported on the first config file (the defaults need no parser): without its libyaml binding for a
+    text of up to FAST_BYTES (see the module doc), unless something imported PyYAML already."""
+    global _pure
+    if "yaml" in sys.modules:
+        return sys.modules["yaml"]
+    if len(text) > FAST_BYTES or "yaml._yaml" in sys.modules:
+        return importlib.import_module("yaml")
+    sys.modules["yaml._yaml"] = None  # type: ignore[assignment]  # an import of it fails: PyYAML goes without it
+    try:
+        module = importlib.import_module("yaml")
+    finally:
+        del sys.modules["yaml._yaml"]
+    _pure = True
+    return module
+
+
+def release() -> None:
+    """Drop PyYAML when it was imported here without libyaml: a run reads no other YAML, and what its modules hold
+    (~1 MiB) is then free for the run. A later config file imports it again."""
+    global _pure
+    if not _pure:
+        return
+    _pure = False
+    _loader_class.cache_clear()
+    for name in [name for name in sys.modules if name == "yaml" or name.startswith("yaml.")]:
+        del sys.modules[name]
+
+
 @functools.cache
-def _loader_class() -> type:
+def _loader_class(pyyaml: ModuleType) -> type:
     """The safe loader whose numbers keep their text (`WrittenInt`, `WrittenFloat`): YAML 1.1 reads `0123` as 83,
     and a string setting (a header value, a tag) must get what the user wrote."""
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    base = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
 
     def written(number_type: type, construct: Any) -> Any:
         def build(loader: Any, node: yaml.ScalarNode) -> Any:
@@ -101,19 +143,20 @@ def _loader_class() -> type:
 def load_yaml(text: str) -> Any:
     """Plain data from one YAML document; ConfigError for invalid YAML, a shape over the bounds, or a key
     given twice."""
-    loader_class = _loader_class()
+    pyyaml = _pyyaml(text)
+    loader_class = _loader_class(pyyaml)
     try:
-        check_shape(yaml.parse(text, Loader=loader_class))
+        check_shape(pyyaml.parse(text, Loader=loader_class), pyyaml)
         loader = loader_class(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 return None
-            _no_duplicate_keys(node)
+            _no_duplicate_keys(node, pyyaml)
             return loader.construct_document(node)
         finally:
             loader.dispose()
-    except yaml.YAMLError as exc:
+    except pyyaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -152,42 +195,42 @@ class _Shape:
                 )
 
 
-def check_shape(events: Iterable[yaml.Event]) -> None:
+def check_shape(events: Iterable[yaml.Event], pyyaml: ModuleType) -> None:
     """ConfigError when the document nests deeper than MAX_DEPTH or expands to more than MAX_NODES nodes."""
     shape = _Shape()
     for event in events:
         line = event.start_mark.line if event.start_mark is not None else 0
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+        if isinstance(event, (pyyaml.MappingStartEvent, pyyaml.SequenceStartEvent)):
             if len(shape.stack) >= MAX_DEPTH:
                 raise ConfigError("", f"nested deeper than {MAX_DEPTH} levels at line {line + 1}")
             shape.stack.append(_Open(event.anchor, line=line))
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+        elif isinstance(event, (pyyaml.MappingEndEvent, pyyaml.SequenceEndEvent)):
             done = shape.stack.pop()
             if done.anchor is not None:
                 shape.anchors[done.anchor] = (done.nodes, done.height)
             shape.add(done.nodes, done.height, done.line)
-        elif isinstance(event, yaml.ScalarEvent):
+        elif isinstance(event, pyyaml.ScalarEvent):
             if event.anchor is not None:
                 shape.anchors[event.anchor] = (1, 1)
             shape.add(1, 1, line)
-        elif isinstance(event, yaml.AliasEvent):
+        elif isinstance(event, pyyaml.AliasEvent):
             nodes, height = shape.anchors.get(event.anchor or "", (1, 1))  # an unknown one: composing says so
             shape.add(nodes, height, line)
 
 
-def _no_duplicate_keys(node: yaml.Node, path: str = "") -> None:
+def _no_duplicate_keys(node: yaml.Node, pyyaml: ModuleType, path: str = "") -> None:
     """YAML lets a repeated key silently replace the first; in a config that hides a mistake."""
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, pyyaml.MappingNode):
         first: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            key = str(key_node.value) if isinstance(key_node, pyyaml.ScalarNode) else "?"
             here = f"{path}.{key}" if path else key
             if key in first and key != "<<":
                 raise ConfigError(
                     here, f"duplicate key (line {key_node.start_mark.line + 1}; first given at line {first[key] + 1})"
                 )
             first[key] = key_node.start_mark.line
-            _no_duplicate_keys(value_node, here)
-    elif isinstance(node, yaml.SequenceNode):
+            _no_duplicate_keys(value_node, pyyaml, here)
+    elif isinstance(node, pyyaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _no_duplicate_keys(item, f"{path}[{i}]")
+            _no_duplicate_keys(item, pyyaml, f"{path}[{i}]")

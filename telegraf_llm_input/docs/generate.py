@@ -26,7 +26,7 @@ from telegraf_llm_input.docs import sample
 from telegraf_llm_input.docs.configref import markdown_table
 from telegraf_llm_input.proxy.options import DEFAULT_LISTEN, DEFAULT_UPSTREAM
 from telegraf_llm_input.schema import markdown as schema_table
-from telegraf_llm_input.servers import field_servers
+from telegraf_llm_input.servers.fields import field_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("agent", "host", "discovery", "gpu")

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
+from telegraf_llm_input.apis import PROBE_APIS
 from telegraf_llm_input.apis.base import Event
 from telegraf_llm_input.apis.reader import StreamReader
 from telegraf_llm_input.apis.timeline import Timeline
 from telegraf_llm_input.errors import ProbeError
+from telegraf_llm_input.probenames import ProbeApi
 
 ProbeSkip = Literal["no_model_loaded", "model_idle", "no_model_list", "no_generating_model"]
 """Why a probe was not sent (the `llm_probe` `skip_reason` tag): no model loaded to probe without loading one,

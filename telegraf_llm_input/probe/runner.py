@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 
-from telegraf_llm_input.apis import PROBE_APIS, ProbeApi
+from telegraf_llm_input.apis import PROBE_APIS
 from telegraf_llm_input.apis.base import ProbeRequest
 from telegraf_llm_input.apis.ollama import PROBE_MARK
 from telegraf_llm_input.config.probe import ProbeConfig
@@ -34,6 +34,7 @@ from telegraf_llm_input.http import headers_for, remember_missing_sniffio, tls_v
 from telegraf_llm_input.probe.choose import Loaded, Plan, Skip, generates, lmstudio_loaded, ollama_loaded, plan
 from telegraf_llm_input.probe.measure import ProbeResult, StreamMeasure, failure, http_error_class
 from telegraf_llm_input.probe.watch import Watch, forever
+from telegraf_llm_input.probenames import ProbeApi
 
 DEFAULT_PROMPT = "Count from 1 to 20, separated by spaces."
 """Short, deterministic at temperature 0, and answers in a few dozen tokens on any model."""

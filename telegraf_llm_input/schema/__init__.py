@@ -86,7 +86,7 @@ def markdown(servers: Mapping[str, Sequence[str]] | None = None) -> str:
     """The schema table of docs/metrics.md (type: the field's line-protocol type, the same on every point).
 
     `servers`: llm_server field -> the server types giving it (from the server tables:
-    `telegraf_llm_input.servers.field_servers()`), written before the field's own note."""
+    `telegraf_llm_input.servers.fields.field_servers()`), written before the field's own note."""
     rows = ["| measurement | tags | field | type | unit | meaning |", "|---|---|---|---|---|---|"]
     for m in ALL:
         tags = ", ".join(f"`{t}`" for t in m.tags)

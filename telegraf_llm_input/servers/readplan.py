@@ -101,8 +101,9 @@ class Series:
 
     def read(self, values: Values) -> hist.Histogram:
         counts = self.get(values)
-        return hist.Histogram(
-            list(zip(self.bounds, counts)),
+        return hist.Histogram.of(
+            self.bounds,
+            counts,
             counts[self.count_bucket] if self.count_at is None else values[self.count_at],
             None if self.sum_at is None else values[self.sum_at],
         )

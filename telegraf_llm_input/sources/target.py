@@ -81,7 +81,7 @@ class Baseline:
             {n: {k: 0.0 for k in reading.series(n)} for n in reading.counters},
             {
                 p: {
-                    k: hist.Histogram([(b, 0.0) for b, _ in h.buckets], 0.0, 0.0)
+                    k: hist.Histogram.of(h.bounds, [0.0] * len(h.bounds), 0.0, 0.0)
                     for k, h in reading.hist_series(p).items()
                 }
                 for p in reading.histograms

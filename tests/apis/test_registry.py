@@ -4,7 +4,8 @@ from typing import get_args
 
 import pytest
 
-from telegraf_llm_input.apis import APIS, PROBE_APIS, ProbeApi, classify, request_info
+from telegraf_llm_input.apis import APIS, PROBE_APIS, classify, request_info
+from telegraf_llm_input.probenames import ProbeApi
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,6 @@ def test_the_sample_configs_sections_hold_the_codes_defaults():
 
 def test_the_metrics_doc_is_the_schema_table():
     from telegraf_llm_input.schema import markdown
-    from telegraf_llm_input.servers import field_servers
+    from telegraf_llm_input.servers.fields import field_servers
 
     assert markdown(field_servers()) in (ROOT / "docs" / "metrics.md").read_text()

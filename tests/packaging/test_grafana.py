@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from telegraf_llm_input.schema import ALL, BY_NAME, lookup, prometheus_name
-from telegraf_llm_input.servers import fields_of
+from telegraf_llm_input.servers.fields import fields_of
 from telegraf_llm_input.servertypes import TYPES
 from tests.support.procs import find_binary
 

@@ -50,7 +50,7 @@ def test_all_fields_from_fixture_pages_are_documented():
 def test_health_fields_on_every_servers_points_are_not_documented_as_one_servers():
     """`busy`/`loading` are on every server's points (0 where nothing sets them): no `(llama.cpp)` note."""
     from telegraf_llm_input.schema import markdown
-    from telegraf_llm_input.servers import field_servers
+    from telegraf_llm_input.servers.fields import field_servers
 
     servers = field_servers()
     assert "busy" not in servers and "loading" not in servers

@@ -323,3 +323,11 @@ def test_any_page_that_only_changes_values_is_read_by_the_plan(name, seed):
     any_same(reader, text)
     any_same(reader, new_values(text, seed, 0.2))
     assert reader.planned == 1 and reader.compiled == 1
+
+
+def test_histograms_read_by_a_plan_hold_its_bounds_not_a_pair_per_bucket():
+    reader, table, model, text, _ = compiled("vllm.txt")
+    got = [reader.readings(reader.scan(new_values(text, seed, 0.0), "t"), model) for seed in (1, 2)]
+    assert reader.planned == 2
+    first, second = ([h for m in readings for h in m.histograms.values()] for readings in got)
+    assert first and all(a.bounds is b.bounds and isinstance(a.bounds, tuple) for a, b in zip(first, second))
