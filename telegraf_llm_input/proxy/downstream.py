@@ -36,8 +36,19 @@ class Handler(Protocol):
         ...
 
 
-class HeadTooBig(Exception):
-    pass
+class Refused(Exception):
+    """A request the proxy answers itself with an error, before any of it goes upstream."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large", 501: b"Not Implemented"}
+
+
+def _head_too_big() -> Refused:
+    return Refused(431, f"request head over {MAX_HEAD_BYTES} bytes")
 
 
 def error_body(kind: str, message: str) -> bytes:
@@ -75,14 +86,14 @@ class ClientConn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-                raise HeadTooBig
+                raise _head_too_big()
         except httptools.HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, HeadTooBig):
+            if not isinstance(exc.__context__, Refused):
                 raise  # a bug: asyncio logs it and drops this connection only
-            self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+            self._refuse(exc.__context__.status, str(exc.__context__))
             return
-        except HeadTooBig:
-            self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+        except Refused as exc:
+            self._refuse(exc.status, str(exc))
             return
         except httptools.HttpParserError as exc:
             self._refuse(400, f"bad HTTP request: {exc}")
@@ -120,11 +131,14 @@ class ClientConn(asyncio.Protocol):
         self._fields.append((name, value))
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooBig
+            raise _head_too_big()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         p, fields = self.parser, self._fields
+        unsupported = hdr.unsupported_coding(fields)
+        if unsupported is not None:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400
+            raise Refused(501 if hdr.codings(fields)[-1] == b"chunked" else 400, unsupported)
         expect = hdr.value(fields, b"expect")
         request = Request(
             p.get_method(), self._target, fields, p.should_keep_alive(), p.get_http_version() == "1.0",
@@ -207,7 +221,7 @@ class ClientConn(asyncio.Protocol):
             handler.client_gone()
             self.abort()
             return
-        reason = b"Bad Request" if status == 400 else b"Request Header Fields Too Large"
         head = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        self.write(wire.answer(status, reason, head, error_body("bad_request", message)))
+        kind = "not_implemented" if status == 501 else "bad_request"
+        self.write(wire.answer(status, REASONS[status], head, error_body(kind, message)))
         self.close()

@@ -33,7 +33,6 @@ DISCARD_S = 1.0
 bytes would reset the connection and could lose the answer)."""
 HELD_BYTES = 65536
 """Request bytes held while the upstream connection is being made before the client's reads stop."""
-NO_BODY_STATUS = frozenset({204, 304})
 
 
 class Meter(Protocol):
@@ -235,7 +234,7 @@ class Forward:
         self.status, self.headers = status, headers
         request = self.request
         fields = hdr.response_headers(headers)
-        body = not (request.method == b"HEAD" or status in NO_BODY_STATUS)
+        body = not (request.method == b"HEAD" or status in wire.NO_BODY_STATUS)
         if body and (hdr.chunked(headers) or hdr.value(headers, b"content-length") is None):
             if request.http10:
                 self.close_after = True  # the end of the body is the connection's

@@ -16,8 +16,9 @@ from typing import Protocol, cast
 
 import httptools
 
+from telegraf_llm_input.proxy import headers as hdr
 from telegraf_llm_input.proxy.address import Address
-from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES
+from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES, NO_BODY_STATUS
 
 __all__ = ["Address", "Upstream", "UpstreamConn", "UpstreamError"]
 
@@ -53,6 +54,10 @@ class _NoBody(Exception):
     """The answer to a HEAD request ends with its head (llhttp cannot be told so through httptools)."""
 
 
+class _BadFraming(Exception):
+    """An answer whose body the proxy cannot pass on as framed (a transfer coding other than `chunked`)."""
+
+
 class UpstreamConn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -86,6 +91,10 @@ class UpstreamConn(asyncio.Protocol):
             if self._head_bytes > MAX_HEAD_BYTES:
                 raise httptools.HttpParserError(f"answer head over {MAX_HEAD_BYTES} bytes")
         except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _BadFraming):
+                self.keep, self.receiver = False, None
+                receiver.upstream_bad(str(exc.__context__))
+                return
             if not isinstance(exc.__context__, _NoBody):
                 raise  # a bug: asyncio logs it and drops this connection only
             self.keep, self.receiver = False, None
@@ -130,6 +139,10 @@ class UpstreamConn(asyncio.Protocol):
         status = self.parser.get_status_code()
         self._informational = 100 <= status < 200  # 1xx (103 Early Hints) are not passed on
         if not self._informational and self.receiver is not None:
+            if not self.no_body and status not in NO_BODY_STATUS:
+                unsupported = hdr.unsupported_coding(self._fields)
+                if unsupported is not None:  # its body would reach the client still coded, undeclared
+                    raise _BadFraming(unsupported)
             self.receiver.response_head(status, self._reason or b"", self._fields)
             if self.no_body:
                 raise _NoBody

@@ -11,6 +11,8 @@ MAX_HEAD_BYTES = 65536
 """A message's head (start line and header fields) at most: a lying peer cannot grow memory."""
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+NO_BODY_STATUS = frozenset({204, 304})
+"""Answers without a body whatever their head says."""
 
 
 @dataclass(slots=True)

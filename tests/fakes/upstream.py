@@ -142,3 +142,45 @@ class Upstream:
                 return
         done = json.dumps({"model": "m", "response": "", "done": True, "eval_count": chunks}) + "\n"
         conn.sendall(h.send(h11.Data(data=done.encode())) + h.send(h11.EndOfMessage()))
+
+
+class RawUpstream:
+    """An upstream that answers every request with the same bytes as written (`answer`), then closes: heads and
+    framing no well-kept library would send. The raw requests it read are kept (`requests`)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RawUpstream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                got = b""
+                while b"\r\n\r\n" not in got and (data := conn.recv(CHUNK)):
+                    got += data
+                self.requests.append(got)
+                try:
+                    conn.sendall(self.answer)
+                    conn.shutdown(socket.SHUT_WR)
+                    while conn.recv(CHUNK):  # until the proxy closes: its answer is never lost to a reset
+                        pass
+                except OSError:
+                    pass
