@@ -139,11 +139,11 @@ class ClientConn(asyncio.Protocol):
         unsupported = hdr.unsupported_coding(fields)
         if unsupported is not None:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400
             raise Refused(501 if hdr.codings(fields)[-1] == b"chunked" else 400, unsupported)
-        expect = hdr.value(fields, b"expect")
+        expect, http10 = hdr.value(fields, b"expect"), p.get_http_version() == "1.0"
         request = Request(
-            p.get_method(), self._target, fields, p.should_keep_alive(), p.get_http_version() == "1.0",
-            hdr.chunked(fields), expect is not None and expect.lower() == b"100-continue", self.now,
-        )  # fmt: skip
+            p.get_method(), self._target, fields, p.should_keep_alive(), http10, hdr.chunked(fields),
+            not http10 and expect is not None and expect.lower() == b"100-continue", self.now,
+        )  # fmt: skip  # an HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1)
         if self.handler is None:
             self.handler = self.start(self, request)
         else:

@@ -100,9 +100,13 @@ class UpstreamConn(asyncio.Protocol):
             self.keep, self.receiver = False, None
             receiver.response_end()
         except httptools.HttpParserError as exc:
-            self.keep, self.receiver = False, None
-            receiver.upstream_bad(str(exc) or type(exc).__name__)
-            return
+            self.keep = False
+            if self.receiver is None:  # bytes after a whole answer (more than its Content-Length): it stands
+                self.abort()
+            else:
+                self.receiver = None
+                receiver.upstream_bad(str(exc) or type(exc).__name__)
+                return
         receiver.upstream_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:

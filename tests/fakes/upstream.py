@@ -17,6 +17,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -145,12 +146,15 @@ class Upstream:
 
 
 class RawUpstream:
-    """An upstream that answers every request with the same bytes as written (`answer`), then closes: heads and
-    framing no well-kept library would send. The raw requests it read are kept (`requests`)."""
+    """An upstream that answers each request with bytes as written (`answer`, or `answer(request)`): heads and
+    framing no well-kept library would send. It closes after each answer unless `keep`; the raw requests it
+    read are kept (`requests`), its connections counted (`connections`)."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes | Callable[[bytes], bytes], keep: bool = False) -> None:
         self.answer = answer
+        self.keep = keep
         self.requests: list[bytes] = []
+        self.connections = 0
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self._thread = threading.Thread(target=self._accept, daemon=True)
@@ -172,15 +176,25 @@ class RawUpstream:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                got = b""
-                while b"\r\n\r\n" not in got and (data := conn.recv(CHUNK)):
-                    got += data
-                self.requests.append(got)
-                try:
-                    conn.sendall(self.answer)
-                    conn.shutdown(socket.SHUT_WR)
-                    while conn.recv(CHUNK):  # until the proxy closes: its answer is never lost to a reset
-                        pass
-                except OSError:
-                    pass
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while True:
+                    got = b""
+                    while b"\r\n\r\n" not in got:
+                        data = conn.recv(CHUNK)
+                        if not data:
+                            return
+                        got += data
+                    self.requests.append(got)
+                    conn.sendall(self.answer if isinstance(self.answer, bytes) else self.answer(got))
+                    if not self.keep:
+                        conn.shutdown(socket.SHUT_WR)
+                        while conn.recv(CHUNK):  # until the proxy closes: its answer is never lost to a reset
+                            pass
+                        return
+            except OSError:
+                pass

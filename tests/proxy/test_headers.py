@@ -11,17 +11,14 @@ import httpx
 import pytest
 
 from tests.fakes.upstream import RawUpstream, Upstream
-from tests.support.proxy import ThreadProxy
+from tests.support.proxy import ThreadProxy, read_to_close
 
 
 def _exchange(port: int, request: bytes) -> bytes:
     """Everything the proxy answers to `request` until it closes the connection (a hang fails the test)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
-        got = b""
-        while data := sock.recv(65536):
-            got += data
-    return got
+        return read_to_close(sock)
 
 
 def _post(te: bytes, body: bytes = b"5\r\nhello\r\n0\r\n\r\n") -> bytes:
