@@ -18,7 +18,7 @@ from typing import Protocol, cast
 import httptools
 
 from telegraf_llm_input.proxy import headers as hdr, wire
-from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES, Request
+from telegraf_llm_input.proxy.wire import DISCARD_S, MAX_HEAD_BYTES, Request
 
 
 class Handler(Protocol):
@@ -73,6 +73,8 @@ class ClientConn(asyncio.Protocol):
         self._fields: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._in_head = False
+        self._refused = False
+        """An error answer was sent: what the client still sends is dropped until the connection closes."""
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,6 +82,8 @@ class ClientConn(asyncio.Protocol):
         self.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         self.now = time.monotonic_ns()
         if self._in_head:
             self._head_bytes += len(data)
@@ -224,4 +228,16 @@ class ClientConn(asyncio.Protocol):
         head = [(b"content-type", b"application/json"), (b"connection", b"close")]
         kind = "not_implemented" if status == 501 else "bad_request"
         self.write(wire.answer(status, REASONS[status], head, error_body(kind, message)))
-        self.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close once the answer is sent, the rest of the request read and dropped until the client closes (at
+        most DISCARD_S): closing with its body still arriving would reset the connection, the answer lost."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._refused = True
+        self._paused.clear()
+        transport.resume_reading()
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(DISCARD_S, self.close)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from telegraf_llm_input.proxy.headers import Headers
 
+DISCARD_S = 1.0
+"""After an early error answer, how long the rest of a request body is read and dropped (closing with unread
+bytes would reset the connection and could lose the answer)."""
 MAX_HEAD_BYTES = 65536
 """A message's head (start line and header fields) at most: a lying peer cannot grow memory."""
 LAST_CHUNK = b"0\r\n\r\n"

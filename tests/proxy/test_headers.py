@@ -6,6 +6,7 @@ client is served as before."""
 from __future__ import annotations
 
 import socket
+import threading
 
 import httpx
 import pytest
@@ -93,3 +94,29 @@ def test_a_plain_chunked_answer_still_passes():
     with RawUpstream(answer) as up, ThreadProxy(up.url) as proxy:
         r = httpx.get(proxy.url + "/api/tags", timeout=10)
         assert (r.status_code, r.content) == (200, b"hello")
+
+
+@pytest.mark.parametrize(
+    "fields", [b"Transfer-Encoding: gzip, chunked\r\n", b"Content-Length: 1\r\nContent-Length: 2\r\n"]
+)
+def test_a_refused_request_whose_body_is_still_coming_gets_its_answer_not_a_reset(fields):
+    """curl uploading a big body reads the answer while it sends: closing at once would reset the connection
+    with the body still arriving, and the error answer would be lost with it."""
+    piece = b"10000\r\n" + b"a" * 65536 + b"\r\n"
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sent: list[int] = []
+
+            def upload() -> None:
+                sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+                for _ in range(64):  # 4 MiB, more than the socket buffers hold
+                    sock.sendall(piece)
+                    sent.append(len(piece))
+
+            thread = threading.Thread(target=upload)
+            thread.start()
+            answer = read_to_close(sock)
+            thread.join(30)
+        assert answer.startswith((b"HTTP/1.1 501 ", b"HTTP/1.1 400 ")), answer
+        assert sum(sent) == 64 * len(piece)  # the rest was read and dropped, never answered with a reset
+        assert up.requests == []
