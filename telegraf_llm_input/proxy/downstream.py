@@ -71,6 +71,8 @@ class ClientConn(asyncio.Protocol):
         self._paused: set[str] = set()
         self._target = b""
         self._fields: list[tuple[bytes, bytes]] = []
+        self._te: list[bytes] = []
+        """The Transfer-Encoding field values of the request being read."""
         self._head_bytes = 0
         self._in_head = False
         self._refused = False
@@ -125,7 +127,7 @@ class ClientConn(asyncio.Protocol):
 
     # llhttp's side
     def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes, self._fields = True, 0, []
+        self._in_head, self._head_bytes, self._fields, self._te = True, 0, [], []
 
     def on_url(self, url: bytes) -> None:
         self._target = url
@@ -133,19 +135,21 @@ class ClientConn(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
+        if len(name) == 17 and name.lower() == b"transfer-encoding":  # the length first: most names end there
+            self._te.append(value)
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:
             raise _head_too_big()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        p, fields = self.parser, self._fields
-        unsupported = hdr.unsupported_coding(fields)
+        p, fields, te = self.parser, self._fields, self._te
+        unsupported = hdr.unsupported_coding(te) if te else None
         if unsupported is not None:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400
-            raise Refused(501 if hdr.codings(fields)[-1] == b"chunked" else 400, unsupported)
+            raise Refused(501 if hdr.codings(te)[-1] == b"chunked" else 400, unsupported)
         expect, http10 = hdr.value(fields, b"expect"), p.get_http_version() == "1.0"
         request = Request(
-            p.get_method(), self._target, fields, p.should_keep_alive(), http10, hdr.chunked(fields),
+            p.get_method(), self._target, fields, p.should_keep_alive(), http10, bool(te),
             not http10 and expect is not None and expect.lower() == b"100-continue", self.now,
         )  # fmt: skip  # an HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1)
         if self.handler is None:

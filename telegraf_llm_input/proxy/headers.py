@@ -35,22 +35,19 @@ def _end_to_end(headers: Headers, also: Iterable[bytes] = ()) -> list[tuple[byte
     return [(name, value) for name, value in headers if name.lower() not in drop]
 
 
-def codings(headers: Headers) -> list[bytes]:
-    """The transfer codings, in the order applied (every Transfer-Encoding field), lower-case."""
-    return [
-        coding.strip().lower()
-        for name, value in headers
-        if name.lower() == b"transfer-encoding"
-        for coding in value.split(b",")
-    ]
+def codings(values: Sequence[bytes]) -> list[bytes]:
+    """The transfer codings of a message's Transfer-Encoding field values, in the order applied, lower-case."""
+    return [coding.strip().lower() for value in values for coding in value.split(b",")]
 
 
-def unsupported_coding(headers: Headers) -> str | None:
-    """Why a message's framing cannot pass the proxy (a transfer coding other than one `chunked`), or None."""
-    found = codings(headers)
-    if not found or found == [b"chunked"]:
+def unsupported_coding(values: Sequence[bytes]) -> str | None:
+    """Why a message's framing cannot pass the proxy (a transfer coding other than one `chunked`), given its
+    Transfer-Encoding field values; None if it can."""
+    if not values or (len(values) == 1 and values[0].strip().lower() == b"chunked"):
         return None
-    return f"unsupported Transfer-Encoding {b', '.join(found).decode('ascii', 'replace')!r}: only chunked passes"
+    return (
+        f"unsupported Transfer-Encoding {b', '.join(codings(values)).decode('ascii', 'replace')!r}: only chunked passes"
+    )
 
 
 def chunked(headers: Headers) -> bool:

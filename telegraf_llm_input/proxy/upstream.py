@@ -73,6 +73,8 @@ class UpstreamConn(asyncio.Protocol):
         self.reading = True
         self._reason = b""
         self._fields: list[tuple[bytes, bytes]] = []
+        self._te: list[bytes] = []
+        """The Transfer-Encoding field values of the answer being read."""
         self._head_bytes = 0
         self._informational = False
 
@@ -129,7 +131,7 @@ class UpstreamConn(asyncio.Protocol):
             self.keep = False
             self.abort()
             return
-        self._fields, self._reason, self._head_bytes, self.keep = [], b"", 0, False
+        self._fields, self._te, self._reason, self._head_bytes, self.keep = [], [], b"", 0, False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -137,14 +139,16 @@ class UpstreamConn(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
+        if len(name) == 17 and name.lower() == b"transfer-encoding":  # the length first: most names end there
+            self._te.append(value)
         self._head_bytes += len(name) + len(value)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         self._informational = 100 <= status < 200  # 1xx (103 Early Hints) are not passed on
         if not self._informational and self.receiver is not None:
-            if not self.no_body and status not in NO_BODY_STATUS:
-                unsupported = hdr.unsupported_coding(self._fields)
+            if self._te and not self.no_body and status not in NO_BODY_STATUS:
+                unsupported = hdr.unsupported_coding(self._te)
                 if unsupported is not None:  # its body would reach the client still coded, undeclared
                     raise _BadFraming(unsupported)
             self.receiver.response_head(status, self._reason or b"", self._fields)
