@@ -144,10 +144,13 @@ class ClientConn(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         p, fields, te = self.parser, self._fields, self._te
-        unsupported = hdr.unsupported_coding(te) if te else None
-        if unsupported is not None:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400
-            raise Refused(501 if hdr.codings(te)[-1] == b"chunked" else 400, unsupported)
         expect, http10 = hdr.value(fields, b"expect"), p.get_http_version() == "1.0"
+        if te:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400, HTTP/1.0's faulty 400
+            unsupported = hdr.unsupported_coding(te)
+            if unsupported is not None:
+                raise Refused(501 if hdr.codings(te)[-1] == b"chunked" else 400, unsupported)
+            if http10:
+                raise Refused(400, "Transfer-Encoding in an HTTP/1.0 request")
         request = Request(
             p.get_method(), self._target, fields, p.should_keep_alive(), http10, bool(te),
             not http10 and expect is not None and expect.lower() == b"100-continue", self.now,

@@ -22,7 +22,10 @@ def _exchange(port: int, request: bytes) -> bytes:
         return read_to_close(sock)
 
 
-def _post(te: bytes, body: bytes = b"5\r\nhello\r\n0\r\n\r\n") -> bytes:
+CHUNKED_HELLO = b"5\r\nhello\r\n0\r\n\r\n"
+
+
+def _post(te: bytes, body: bytes = CHUNKED_HELLO) -> bytes:
     return b"POST /sink HTTP/1.1\r\nHost: x\r\n" + te + b"\r\n" + body
 
 
@@ -51,6 +54,14 @@ def test_a_request_with_a_coding_other_than_chunked_is_refused_and_never_forward
         assert httpx.post(proxy.url + "/sink", content=b"abc", timeout=10).json()["bytes"] == 3
 
 
+def test_an_http_1_0_request_with_transfer_encoding_is_refused():
+    """RFC 9112 §6.1: its framing is faulty (HTTP/1.0 has no chunked), Content-Length or not."""
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        request = b"POST /sink HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" + CHUNKED_HELLO
+        assert _exchange(proxy.port, request).startswith(b"HTTP/1.1 400 ")
+        assert up.requests == []
+
+
 def test_a_plain_chunked_request_in_any_case_still_passes():
     with Upstream() as up, ThreadProxy(up.url) as proxy:
         answer = _exchange(proxy.port, _post(b"Transfer-Encoding: Chunked\r\nConnection: close\r\n"))
@@ -58,9 +69,6 @@ def test_a_plain_chunked_request_in_any_case_still_passes():
         ((_, _, headers),) = up.requests
         assert [v for k, v in headers if k == b"transfer-encoding"] == [b"chunked"]
         assert all(k != b"content-length" for k, _ in headers)
-
-
-CHUNKED_HELLO = b"5\r\nhello\r\n0\r\n\r\n"
 
 
 @pytest.mark.parametrize(
