@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(influxdb victoria-metrics prometheus logrotate systemd systemd-journal-remote cmake g++ make)
+APT_PACKAGES=(influxdb victoria-metrics prometheus logrotate systemd systemd-journal-remote cmake g++ make curl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

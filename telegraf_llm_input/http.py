@@ -130,9 +130,12 @@ def tls_verify(target: TargetConfig) -> ssl.SSLContext | bool:
 
 
 def headers_for(target: TargetConfig, auth: bool = True) -> dict[str, str]:
+    """A target's headers; no Authorization where its token is empty or blank (`${LLAMA_API_KEY:-}` unset) and
+    none of the whitespace around it (an HTTP field value has none: `Bearer ` alone fails every request)."""
     headers = dict(target.headers)
-    if auth and target.bearer_token:
-        headers["Authorization"] = f"Bearer {target.bearer_token}"
+    token = (target.bearer_token or "").strip()
+    if auth and token:
+        headers["Authorization"] = f"Bearer {token}"
     elif not auth:
         headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
     return headers

@@ -2,13 +2,17 @@
 
 import asyncio
 import gzip
+import os
 import socket
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, HttpPool, get, headers_for
+from tests.fakes.llm import fake_llamacpp, llamacpp_metrics
 from tests.fakes.server import FakeServer, Reply
 from tests.support.tls import self_signed, serve_tls
 
@@ -107,6 +111,31 @@ def test_credentials_not_in_errors_and_auth_optional():
     assert "pw" not in str(err.value) and "tok" not in str(err.value) and err.value.kind == "refused"
     assert headers_for(target) == {"X-A": "1", "Authorization": "Bearer tok"}
     assert headers_for(target, auth=False) == {"X-A": "1"}
+
+
+@pytest.mark.parametrize("key", [None, "", "  ", "s3cret\n"])
+def test_the_sample_configs_bearer_token_from_an_unset_empty_or_blank_variable(tmp_path, key):
+    """`bearer_token: ${LLAMA_API_KEY:-}` (the sample config): nothing set sends no Authorization at all (not
+    `Bearer ` alone), in the agent's scrape and in doctor's look, and neither complains."""
+    fake = fake_llamacpp(llamacpp_metrics(10, 20, 1.0, 2.0))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"targets:\n  - url: {fake.url}\n    type: llamacpp\n    name: llama\n    bearer_token: ${{LLAMA_API_KEY:-}}\n"
+        "gpu:\n  enabled: false\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LLAMA_API_KEY"} | (
+        {} if key is None else {"LLAMA_API_KEY": key}
+    )
+    with fake:
+        for args, says in ((["--once"], "llm_server,host="), (["doctor"], "Everything configured can work.")):
+            done = subprocess.run(
+                [sys.executable, "-m", "telegraf_llm_input", "--config", str(config), *args],
+                capture_output=True, text=True, timeout=120, env=env,
+            )  # fmt: skip
+            assert done.returncode == 0 and says in done.stdout, done.stdout + done.stderr
+            assert "W! " not in done.stderr and "E! " not in done.stderr, done.stderr
+    sent = {r.headers.get("Authorization") for r in fake.requests}
+    assert sent == ({"Bearer s3cret"} if key == "s3cret\n" else {None}), sent
 
 
 @pytest.fixture(scope="module")

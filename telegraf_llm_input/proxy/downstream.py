@@ -18,7 +18,7 @@ from typing import Protocol, cast
 import httptools
 
 from telegraf_llm_input.proxy import headers as hdr, wire
-from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES, Request
+from telegraf_llm_input.proxy.wire import DISCARD_S, MAX_HEAD_BYTES, Request
 
 
 class Handler(Protocol):
@@ -36,8 +36,19 @@ class Handler(Protocol):
         ...
 
 
-class HeadTooBig(Exception):
-    pass
+class Refused(Exception):
+    """A request the proxy answers itself with an error, before any of it goes upstream."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+REASONS = {400: b"Bad Request", 431: b"Request Header Fields Too Large", 501: b"Not Implemented"}
+
+
+def _head_too_big() -> Refused:
+    return Refused(431, f"request head over {MAX_HEAD_BYTES} bytes")
 
 
 def error_body(kind: str, message: str) -> bytes:
@@ -60,8 +71,12 @@ class ClientConn(asyncio.Protocol):
         self._paused: set[str] = set()
         self._target = b""
         self._fields: list[tuple[bytes, bytes]] = []
+        self._te: list[bytes] = []
+        """The Transfer-Encoding field values of the request being read."""
         self._head_bytes = 0
         self._in_head = False
+        self._refused = False
+        """An error answer was sent: what the client still sends is dropped until the connection closes."""
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,20 +84,22 @@ class ClientConn(asyncio.Protocol):
         self.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         self.now = time.monotonic_ns()
         if self._in_head:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-                raise HeadTooBig
+                raise _head_too_big()
         except httptools.HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, HeadTooBig):
+            if not isinstance(exc.__context__, Refused):
                 raise  # a bug: asyncio logs it and drops this connection only
-            self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+            self._refuse(exc.__context__.status, str(exc.__context__))
             return
-        except HeadTooBig:
-            self._refuse(431, f"request head over {MAX_HEAD_BYTES} bytes")
+        except Refused as exc:
+            self._refuse(exc.status, str(exc))
             return
         except httptools.HttpParserError as exc:
             self._refuse(400, f"bad HTTP request: {exc}")
@@ -110,7 +127,7 @@ class ClientConn(asyncio.Protocol):
 
     # llhttp's side
     def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes, self._fields = True, 0, []
+        self._in_head, self._head_bytes, self._fields, self._te = True, 0, [], []
 
     def on_url(self, url: bytes) -> None:
         self._target = url
@@ -118,18 +135,26 @@ class ClientConn(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
+        if len(name) == 17 and name.lower() == b"transfer-encoding":  # the length first: most names end there
+            self._te.append(value)
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooBig
+            raise _head_too_big()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        p, fields = self.parser, self._fields
-        expect = hdr.value(fields, b"expect")
+        p, fields, te = self.parser, self._fields, self._te
+        expect, http10 = hdr.value(fields, b"expect"), p.get_http_version() == "1.0"
+        if te:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400, HTTP/1.0's faulty 400
+            unsupported = hdr.unsupported_coding(te)
+            if unsupported is not None:
+                raise Refused(501 if hdr.codings(te)[-1] == b"chunked" else 400, unsupported)
+            if http10:
+                raise Refused(400, "Transfer-Encoding in an HTTP/1.0 request")
         request = Request(
-            p.get_method(), self._target, fields, p.should_keep_alive(), p.get_http_version() == "1.0",
-            hdr.chunked(fields), expect is not None and expect.lower() == b"100-continue", self.now,
-        )  # fmt: skip
+            p.get_method(), self._target, fields, p.should_keep_alive(), http10, bool(te),
+            not http10 and expect is not None and expect.lower() == b"100-continue", self.now,
+        )  # fmt: skip  # an HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1)
         if self.handler is None:
             self.handler = self.start(self, request)
         else:
@@ -207,7 +232,19 @@ class ClientConn(asyncio.Protocol):
             handler.client_gone()
             self.abort()
             return
-        reason = b"Bad Request" if status == 400 else b"Request Header Fields Too Large"
         head = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        self.write(wire.answer(status, reason, head, error_body("bad_request", message)))
-        self.close()
+        kind = "not_implemented" if status == 501 else "bad_request"
+        self.write(wire.answer(status, REASONS[status], head, error_body(kind, message)))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close once the answer is sent, the rest of the request read and dropped until the client closes (at
+        most DISCARD_S): closing with its body still arriving would reset the connection, the answer lost."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._refused = True
+        self._paused.clear()
+        transport.resume_reading()
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(DISCARD_S, self.close)

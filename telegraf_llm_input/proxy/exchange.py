@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from telegraf_llm_input.proxy import headers as hdr, wire
 from telegraf_llm_input.proxy.downstream import ClientConn, error_body
 from telegraf_llm_input.proxy.upstream import UpstreamConn, UpstreamError
+from telegraf_llm_input.proxy.wire import DISCARD_S
 
 if TYPE_CHECKING:
     from telegraf_llm_input.proxy.server import Proxy
@@ -28,12 +29,8 @@ if TYPE_CHECKING:
 REPLAY_BYTES = 1 << 20
 """Requests up to this size are kept until the answer starts, to resend them once on a fresh connection
 when a kept-alive upstream connection turns out to be closed (the server never saw the request)."""
-DISCARD_S = 1.0
-"""After an early error answer, how long the rest of a request body is read and dropped (closing with unread
-bytes would reset the connection and could lose the answer)."""
 HELD_BYTES = 65536
 """Request bytes held while the upstream connection is being made before the client's reads stop."""
-NO_BODY_STATUS = frozenset({204, 304})
 
 
 class Meter(Protocol):
@@ -235,7 +232,7 @@ class Forward:
         self.status, self.headers = status, headers
         request = self.request
         fields = hdr.response_headers(headers)
-        body = not (request.method == b"HEAD" or status in NO_BODY_STATUS)
+        body = not (request.method == b"HEAD" or status in wire.NO_BODY_STATUS)
         if body and (hdr.chunked(headers) or hdr.value(headers, b"content-length") is None):
             if request.http10:
                 self.close_after = True  # the end of the body is the connection's

@@ -2,7 +2,9 @@
 
 Hop-by-hop: Connection and every field it names, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade.
 Each side's framing is the proxy's (exchange.py: a chunked body is chunked again on the other side; a
-Content-Length passes, the body being the same bytes). `Expect: 100-continue` is answered by the proxy itself,
+Content-Length passes, the body being the same bytes). The only transfer coding that passes is one plain
+`chunked` (`unsupported_coding`): any other (`gzip, chunked`) would reach the other side undeclared once the
+field stops here. Transfer-Encoding with Content-Length llhttp refuses itself (RFC 9112 §6.3: never both). `Expect: 100-continue` is answered by the proxy itself,
 so it stops too.
 Host becomes the upstream's authority (as nginx's default): servers that check it (Ollama) see their own
 name. Authorization and every other field pass untouched.
@@ -31,6 +33,21 @@ def _named_by_connection(headers: Headers) -> set[bytes]:
 def _end_to_end(headers: Headers, also: Iterable[bytes] = ()) -> list[tuple[bytes, bytes]]:
     drop = HOP_BY_HOP | _named_by_connection(headers) | set(also)
     return [(name, value) for name, value in headers if name.lower() not in drop]
+
+
+def codings(values: Sequence[bytes]) -> list[bytes]:
+    """The transfer codings of a message's Transfer-Encoding field values, in the order applied, lower-case."""
+    return [coding.strip().lower() for value in values for coding in value.split(b",")]
+
+
+def unsupported_coding(values: Sequence[bytes]) -> str | None:
+    """Why a message's framing cannot pass the proxy (a transfer coding other than one `chunked`), given its
+    Transfer-Encoding field values; None if it can."""
+    if not values or (len(values) == 1 and values[0].strip().lower() == b"chunked"):
+        return None
+    return (
+        f"unsupported Transfer-Encoding {b', '.join(codings(values)).decode('ascii', 'replace')!r}: only chunked passes"
+    )
 
 
 def chunked(headers: Headers) -> bool:

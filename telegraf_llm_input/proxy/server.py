@@ -77,6 +77,8 @@ class Page:
         self.proxy = proxy
         self.client = client
         self.request = request
+        if request.expect_continue:  # its body is read (then ignored): the client need not wait to send it
+            client.write(wire.CONTINUE)
 
     def request_body(self, data: bytes) -> None:
         pass

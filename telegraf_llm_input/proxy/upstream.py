@@ -16,8 +16,9 @@ from typing import Protocol, cast
 
 import httptools
 
+from telegraf_llm_input.proxy import headers as hdr
 from telegraf_llm_input.proxy.address import Address
-from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES
+from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES, NO_BODY_STATUS
 
 __all__ = ["Address", "Upstream", "UpstreamConn", "UpstreamError"]
 
@@ -53,6 +54,10 @@ class _NoBody(Exception):
     """The answer to a HEAD request ends with its head (llhttp cannot be told so through httptools)."""
 
 
+class _BadFraming(Exception):
+    """An answer whose body the proxy cannot pass on as framed (a transfer coding other than `chunked`)."""
+
+
 class UpstreamConn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -68,6 +73,8 @@ class UpstreamConn(asyncio.Protocol):
         self.reading = True
         self._reason = b""
         self._fields: list[tuple[bytes, bytes]] = []
+        self._te: list[bytes] = []
+        """The Transfer-Encoding field values of the answer being read."""
         self._head_bytes = 0
         self._informational = False
 
@@ -86,14 +93,22 @@ class UpstreamConn(asyncio.Protocol):
             if self._head_bytes > MAX_HEAD_BYTES:
                 raise httptools.HttpParserError(f"answer head over {MAX_HEAD_BYTES} bytes")
         except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _BadFraming):
+                self.keep, self.receiver = False, None
+                receiver.upstream_bad(str(exc.__context__))
+                return
             if not isinstance(exc.__context__, _NoBody):
                 raise  # a bug: asyncio logs it and drops this connection only
             self.keep, self.receiver = False, None
             receiver.response_end()
         except httptools.HttpParserError as exc:
-            self.keep, self.receiver = False, None
-            receiver.upstream_bad(str(exc) or type(exc).__name__)
-            return
+            self.keep = False
+            if self.receiver is None:  # bytes after a whole answer (more than its Content-Length): it stands
+                self.abort()
+            else:
+                self.receiver = None
+                receiver.upstream_bad(str(exc) or type(exc).__name__)
+                return
         receiver.upstream_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -116,7 +131,7 @@ class UpstreamConn(asyncio.Protocol):
             self.keep = False
             self.abort()
             return
-        self._fields, self._reason, self._head_bytes, self.keep = [], b"", 0, False
+        self._fields, self._te, self._reason, self._head_bytes, self.keep = [], [], b"", 0, False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -124,12 +139,18 @@ class UpstreamConn(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
+        if len(name) == 17 and name.lower() == b"transfer-encoding":  # the length first: most names end there
+            self._te.append(value)
         self._head_bytes += len(name) + len(value)
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         self._informational = 100 <= status < 200  # 1xx (103 Early Hints) are not passed on
         if not self._informational and self.receiver is not None:
+            if self._te and not self.no_body and status not in NO_BODY_STATUS:
+                unsupported = hdr.unsupported_coding(self._te)
+                if unsupported is not None:  # its body would reach the client still coded, undeclared
+                    raise _BadFraming(unsupported)
             self.receiver.response_head(status, self._reason or b"", self._fields)
             if self.no_body:
                 raise _NoBody

@@ -7,10 +7,15 @@ from dataclasses import dataclass
 
 from telegraf_llm_input.proxy.headers import Headers
 
+DISCARD_S = 1.0
+"""After an early error answer, how long the rest of a request body is read and dropped (closing with unread
+bytes would reset the connection and could lose the answer)."""
 MAX_HEAD_BYTES = 65536
 """A message's head (start line and header fields) at most: a lying peer cannot grow memory."""
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+NO_BODY_STATUS = frozenset({204, 304})
+"""Answers without a body whatever their head says."""
 
 
 @dataclass(slots=True)

@@ -17,6 +17,8 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -24,7 +26,12 @@ import h11
 CHUNK = 65536
 
 
-class Upstream:
+L = TypeVar("L", bound="Listener")
+
+
+class Listener:
+    """A loopback server: a thread per accepted connection (`_serve`), counted (`connections`)."""
+
     def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -32,10 +39,6 @@ class Upstream:
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
         self.connections = 0
-        self.sent = 0
-        self.slow_sent = 0
-        self.closed_at: float | None = None
-        self.requests: list[tuple[str, str, list[tuple[bytes, bytes]]]] = []
         self._stop = False
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
@@ -43,7 +46,7 @@ class Upstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> Upstream:
+    def __enter__(self: L) -> L:
         self._thread.start()
         return self
 
@@ -59,6 +62,18 @@ class Upstream:
                 return
             self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class Upstream(Listener):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.slow_sent = 0
+        self.closed_at: float | None = None
+        self.requests: list[tuple[str, str, list[tuple[bytes, bytes]]]] = []
 
     def _serve(self, conn: socket.socket) -> None:
         h = h11.Connection(h11.SERVER)
@@ -142,3 +157,35 @@ class Upstream:
                 return
         done = json.dumps({"model": "m", "response": "", "done": True, "eval_count": chunks}) + "\n"
         conn.sendall(h.send(h11.Data(data=done.encode())) + h.send(h11.EndOfMessage()))
+
+
+class RawUpstream(Listener):
+    """An upstream that answers each request with bytes as written (`answer`, or `answer(request)`): heads and
+    framing no well-kept library would send. It closes after each answer unless `keep`; the raw requests it
+    read are kept (`requests`)."""
+
+    def __init__(self, answer: bytes | Callable[[bytes], bytes], keep: bool = False) -> None:
+        super().__init__()
+        self.answer = answer
+        self.keep = keep
+        self.requests: list[bytes] = []
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while True:
+                    got = b""
+                    while b"\r\n\r\n" not in got:
+                        data = conn.recv(CHUNK)
+                        if not data:
+                            return
+                        got += data
+                    self.requests.append(got)
+                    conn.sendall(self.answer if isinstance(self.answer, bytes) else self.answer(got))
+                    if not self.keep:
+                        conn.shutdown(socket.SHUT_WR)
+                        while conn.recv(CHUNK):  # until the proxy closes: its answer is never lost to a reset
+                            pass
+                        return
+            except OSError:
+                pass

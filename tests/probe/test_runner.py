@@ -191,6 +191,16 @@ def test_bearer_token_and_headers_are_sent(server):
         assert req.headers.get("Authorization") == "Bearer s3cret" and req.headers.get("X-Team") == "judge"
 
 
+@pytest.mark.parametrize("key", [None, "", " "])
+def test_an_unset_empty_or_blank_bearer_token_sends_no_authorization(server, monkeypatch, key):
+    if key is None:
+        monkeypatch.delenv("LLAMA_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("LLAMA_API_KEY", key)
+    assert run(server.url, _target={"bearer_token": "${LLAMA_API_KEY:-}"}).result.success
+    assert server.posts() and all("Authorization" not in req.headers for req in server.requests)
+
+
 def test_discovery_failure_sends_without_model(server):
     server.update(models=())
     out = run(server.url)

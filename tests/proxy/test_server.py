@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import socket
+import subprocess
 import threading
 import time
 
@@ -15,9 +16,9 @@ import psutil
 import pytest
 
 from tests.fakes.streaming import Script, StreamingServer
-from tests.fakes.upstream import Upstream
+from tests.fakes.upstream import RawUpstream, Upstream
 from tests.support.procs import free_port
-from tests.support.proxy import ProcessProxy, ThreadProxy
+from tests.support.proxy import ProcessProxy, ThreadProxy, read_to_close
 
 MB = 1024 * 1024
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -142,11 +143,75 @@ def test_keep_alive_on_both_sides():
         assert up.connections == 1
 
 
-def test_a_bad_request_gets_a_400_and_the_upstream_never_sees_it():
-    with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
-        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+def test_a_bad_request_gets_a_400_the_connection_closed_and_the_upstream_never_sees_it():
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        for bad in (
+            b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            b"GET /sink HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+            b"NOT-HTTP\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+                sock.sendall(bad)
+                answer = read_to_close(sock)  # closed after the answer: nothing of the rest is read as a request
+            assert answer.startswith(b"HTTP/1.1 400 ") and b"connection: close" in answer.lower(), answer
         assert up.requests == []
+        assert httpx.post(proxy.url + "/sink", content=b"abc", timeout=10).json()["bytes"] == 3
+
+
+def _good_or_bad(request: bytes) -> bytes:
+    if request.startswith(b"GET /bad "):
+        return b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nno"  # llhttp: invalid status code
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_an_upstream_answering_a_malformed_head_gets_a_502_and_the_proxy_serves_the_others():
+    with RawUpstream(_good_or_bad, keep=True) as up, ThreadProxy(up.url) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive: the proxy closes it
+            head, body = read_to_close(sock).split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 502 ") and b"connection: close" in head.lower()
+        error = json.loads(body)["error"]
+        assert error["type"] == "upstream_bad_response" and "Invalid status code" in error["message"]
+        with httpx.Client(timeout=10) as client:
+            assert [client.get(proxy.url + "/good").content for _ in range(2)] == [b"ok", b"ok"]
+        assert up.connections == 2  # the bad answer's connection was dropped, the good one kept
+
+
+def test_an_upstream_sending_more_than_its_content_length_the_answer_passes_and_its_connection_goes():
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + b"EXTRA bytes\r\n"
+    with RawUpstream(answer, keep=True) as up, ThreadProxy(up.url) as proxy, httpx.Client(timeout=10) as client:
+        for _ in range(2):
+            r = client.get(proxy.url + "/api/tags")
+            assert (r.status_code, r.content) == (200, b"hello")  # the extra bytes never reach the client
+        assert up.connections == 2  # a connection that sent more than it said is never reused
+
+
+def test_curl_posting_a_large_body_gets_its_100_continue_at_once(tmp_path):
+    """curl sends `Expect: 100-continue` for bodies over 1 MiB and waits (1 s by default, 30 here) for it."""
+    body = tmp_path / "body.bin"
+    body.write_bytes(bytes(range(256)) * 8192)  # 2 MiB
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        for path, status in (("/sink", 200), ("/proxy/metrics", 405)):
+            curl = subprocess.run(
+                ["curl", "-sv", "--expect100-timeout", "30", "--data-binary", f"@{body}", proxy.url + path],
+                capture_output=True,
+                timeout=120,
+            )
+            log = curl.stderr.decode()
+            assert "> Expect: 100-continue" in log and "< HTTP/1.1 100 Continue" in log, log
+            assert "Done waiting for 100-continue" not in log  # curl sent its body on the proxy's word
+            assert f"< HTTP/1.1 {status} " in log
+            if status == 200:
+                assert json.loads(curl.stdout)["bytes"] == 2 * MB
+
+
+def test_an_http_1_0_client_expecting_100_continue_gets_none():
+    """RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored (a 100 would read as the answer)."""
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(b"POST /sink HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
+            answer = read_to_close(sock)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"bytes": 5' in answer, answer
 
 
 def _peak_rss(pid: int, stop: threading.Event, out: list[int]) -> None:

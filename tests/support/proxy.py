@@ -4,6 +4,7 @@ call it as they would a server), or as the real command in a process of its own 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import threading
 import time
@@ -16,6 +17,15 @@ from telegraf_llm_input.proxy.measure import Measured, Meters
 from telegraf_llm_input.proxy.server import Proxy
 from telegraf_llm_input.proxy.upstream import Address, Upstream
 from tests.support.procs import ManagedProcess, free_port, http_ok, wait_until
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """Everything the proxy sends on `sock` until it closes the connection (give `sock` a timeout: a hang then
+    fails the test)."""
+    got = b""
+    while data := sock.recv(65536):
+        got += data
+    return got
 
 
 class ThreadProxy:
