@@ -25,5 +25,20 @@ _.daemon_threads
 _.request_queue_size
 _.allow_reuse_address
 
+# asyncio.Protocol and httptools parser callbacks, called by the event loop and llhttp (proxy/)
+_.connection_made
+_.data_received
+_.eof_received
+_.connection_lost
+_.pause_writing
+_.resume_writing
+_.on_message_begin
+_.on_url
+_.on_status
+_.on_header
+_.on_headers_complete
+_.on_body
+_.on_message_complete
+
 # Data a parser keeps from a server's answer for its readers, read by none yet
 _.total_ns  # apis.base.Stats: Ollama's total_duration

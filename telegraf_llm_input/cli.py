@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -205,18 +206,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _proxy(args) -> int:
     """The proxy is a service of its own, apart from the agent (proxy/app.py): it needs no agent config."""
+    missing = proxy_options.missing_extra()
+    if missing is not None:
+        log.error("proxy: %s", missing)
+        return EXIT_CONFIG
     try:
         proxy_app.settings(args)
     except ValueError as exc:
         log.error("proxy: %s", exc)
         return EXIT_CONFIG
-    return _run_loop(proxy_app.run(args))
+    return _run_loop(proxy_app.run(args), proxy_app.new_event_loop)
 
 
-def _run_loop(coro) -> int:
+def _run_loop(coro, new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> int:
     """Like asyncio.run, but without waiting for worker threads: one stuck in a syscall (a hung NFS
     stat in psutil) must not keep us alive after stdin EOF or SIGTERM."""
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     try:
         return loop.run_until_complete(coro)
     finally:

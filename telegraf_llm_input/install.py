@@ -24,7 +24,8 @@ from pathlib import Path
 
 from telegraf_llm_input.config import sample_config
 from telegraf_llm_input.config.outputs import parse_listen
-from telegraf_llm_input.proxy.upstream import Address
+from telegraf_llm_input.proxy import options as proxy_options
+from telegraf_llm_input.proxy.address import Address
 
 NAME = "telegraf-llm-input"
 LABEL = "org.telegraf-llm-input.agent"
@@ -182,7 +183,8 @@ PROXY_UNIT = """\
 # `{name} install-service --proxy`). A service of its own, apart from the agent: user traffic must not drop
 # when Telegraf restarts its plugins. Clients point at {listen} (or run it on Ollama's port: Ollama on 11435 with
 # OLLAMA_HOST=127.0.0.1:11435 in its unit's override, and here --listen 127.0.0.1:11434 --upstream http://127.0.0.1:11435).
-# The agent reads its page (/proxy/metrics) as a target with `type: auto` or `type: proxy`.
+# The agent reads its page (/proxy/metrics) as a target with `type: auto` or `type: proxy`. It needs the
+# `proxy` extra in the install it runs from (pip install '{name}[proxy]': httptools, uvloop).
 [Unit]
 Description={name} proxy: what every request to the model server felt (TTFT, tokens, errors)
 Documentation=https://github.com/telegraf-llm-input/telegraf-llm-input/blob/main/docs/proxy.md
@@ -383,7 +385,9 @@ def next_steps(layout: Layout, proxy: ProxySetup | None = None) -> list[str]:
             if layout.platform == "macos"
             else f"systemctl daemon-reload && systemctl enable --now {NAME}-proxy"
         )
+        extra = proxy_options.missing_extra()
         proxy_steps = [
+            *([f"{layout.binary.parent / 'pip'} install '{NAME}[proxy]'   # first: {extra}"] if extra else []),
             f"{start}   # the proxy; then point clients at http://{proxy.listen} (docs/proxy.md)",
             f"the agent reads the proxy's page: discovery on port 8434, else a target url: http://{proxy.listen}",
         ]

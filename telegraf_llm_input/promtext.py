@@ -67,6 +67,7 @@ def series_key(sample: Sample) -> LabelKey:
 _SHARED: dict[Hashable, Any] = {}
 """Names, label values and (label, value) pairs kept by line heads, one copy each: a family's name and a model's
 labels recur on every one of its lines (and on every target serving that model). Bounded; past it, copies."""
+MAX_SHARED = 65_536
 
 
 def _shared(value: H) -> H:
@@ -74,7 +75,7 @@ def _shared(value: H) -> H:
     kept = _SHARED.get(value)
     if kept is None:
         kept = value
-        if len(_SHARED) < 65_536:
+        if len(_SHARED) < MAX_SHARED:
             _SHARED[value] = value
     return kept
 

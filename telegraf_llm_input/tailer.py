@@ -173,6 +173,9 @@ class Tailer:
         """New files that begin like a followed one but are not copies of it."""
         self.notes: list[str] = []
         """Things the caller should log once (a truncated file whose copy was not found); it clears them."""
+        self.held_back: dict[str, int] = {}
+        """Per path, bytes just before its position whose lines the caller has not finished with (the first parts
+        of a line Docker cut): the saved position stays before them, so the next run reads them again."""
         self._load_state()
 
     # -- state file -------------------------------------------------------------------------------
@@ -206,8 +209,7 @@ class Tailer:
                 "ino": h.ident[1],
                 "fp": h.fp,
                 "fp_len": h.fp_len,
-                "offset": h.offset,
-                "tail": h.tail if h.tail_at == h.offset else "",
+                **self._position(h),
             }
             for h in self._open.values()
         ]
@@ -244,6 +246,13 @@ class Tailer:
                 tmp.unlink()  # a full disk leaves no half-written temp file behind
             except OSError:
                 pass
+
+    def _position(self, h: _Open) -> dict[str, int | str]:
+        """The offset to save and the hash of the bytes before it (`held_back` bytes before where we are)."""
+        held = min(max(0, self.held_back.get(h.path, 0)), h.offset)
+        if held:
+            return {"offset": h.offset - held, "tail": _tail_hash(h.fh, h.offset - held)}
+        return {"offset": h.offset, "tail": h.tail if h.tail_at == h.offset else ""}
 
     # -- reading ----------------------------------------------------------------------------------
 

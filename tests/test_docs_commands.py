@@ -62,7 +62,7 @@ def bash(script: str, cwd: Path, env: dict, user: str | None = None) -> str:
         argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
     r = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{script}\n--- stdout\n{r.stdout[-3000:]}\n--- stderr\n{r.stderr[-3000:]}"
-    return r.stdout
+    return r.stdout + r.stderr
 
 
 @pytest.fixture
@@ -142,6 +142,7 @@ def test_wheel_commands_install_a_wheel_that_needs_no_source_tree(tmp_path):
     (wheel,) = (clone / "dist").glob("telegraf_llm_input-*.whl")
     shutil.rmtree(clone)  # what install-service writes comes from the installed wheel alone
     assert "wrote" in out and (root / "etc/telegraf-llm-input/config.yaml").is_file()
+    assert "Successfully built" in out and "deprecated" not in out.lower(), out  # setuptools: a `license` table
     check = subprocess.run(
         ["telegraf-llm-input", "check-config", "--config", str(root / "etc/telegraf-llm-input/config.yaml")],
         env=env,

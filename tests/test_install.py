@@ -144,6 +144,19 @@ def test_with_proxy_the_proxys_unit_runs_this_install_with_the_given_upstream(tm
     assert check.returncode == 2 and "--timeout" in check.stderr and "--upstream" not in check.stderr
 
 
+def test_with_proxy_and_without_its_extra_the_first_step_says_what_to_install(tmp_path):
+    block = "import sys; sys.modules['httptools'] = sys.modules['uvloop'] = None"
+    argv = ["install-service", "--root", str(tmp_path), "--prefix", sys.prefix, "--platform", "linux", "--proxy"]
+    code = f"{block}; from telegraf_llm_input.cli import main; sys.exit(main({argv!r}))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pip = f"{Path(sys.prefix) / 'bin' / 'pip'} install 'telegraf-llm-input[proxy]'"
+    assert pip in r.stdout and r.stdout.index(pip) < r.stdout.index("enable --now telegraf-llm-input-proxy")
+    installed = cli("install-service", "--root", str(tmp_path / "b"), "--prefix", sys.prefix, "--platform", "linux",
+                    "--proxy")  # fmt: skip
+    assert "[proxy]" not in installed.stdout  # with the extra there, no such step
+
+
 def test_without_proxy_no_proxy_unit_and_a_bad_upstream_is_one_line(tmp_path):
     assert cli("install-service", "--root", str(tmp_path), "--platform", "linux").returncode == 0
     assert not stage(tmp_path, linux_layout().proxy_service).exists()

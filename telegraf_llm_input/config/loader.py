@@ -214,8 +214,11 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     origin = get_origin(tp)
     if origin is Annotated:
         base, *extras = get_args(tp)
-        if SECRET in extras and not isinstance(value, str):
-            raise ConfigError(path, _not_a_string_secret(value, path))
+        if SECRET in extras:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = as_written(value)  # as any string setting takes a YAML number (`password: 0123`)
+            elif not isinstance(value, str):
+                raise ConfigError(path, _not_a_string_secret(value, path))
         try:
             if DURATION in extras:
                 return check_duration(parse_duration(value), value)
@@ -294,10 +297,7 @@ def convert(tp: Any, value: Any, path: str) -> Any:
 def _not_a_string_secret(value: Any, path: str) -> str:
     """Why a secret YAML did not read as a string is refused, without a word of its value."""
     key = path.rsplit(".", 1)[-1]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        why = "a number (YAML changes some unquoted digits: a leading zero reads as octal, a colon as base 60)"
-    else:
-        why = "true or false" if isinstance(value, bool) else "a list" if isinstance(value, list) else "not text"
+    why = "true or false" if isinstance(value, bool) else "a list" if isinstance(value, list) else "not text"
     return f"YAML read this secret as {why}: put it in quotes, or use `{key}_file`; the value is not shown"
 
 

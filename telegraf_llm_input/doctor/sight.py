@@ -175,7 +175,7 @@ NO_LOG_FIX = {
 def server_logs(servers: list[Server]) -> list[Check]:
     """Where the agent finds each Ollama / llama.cpp server's own log without a `log:` key (`sources/logfind.py`),
     and whether this user may read it: without it there are no requests/s, latency or errors for that server. A
-    found journal this user cannot read blocks (the exit status), as a `log: journal:UNIT` the config names does."""
+    found journal or file this user cannot read blocks (the exit status), as a `log:` the config names does."""
     checks: list[Check] = []
     for server in servers:
         target = server.target
@@ -209,7 +209,7 @@ def server_logs(servers: list[Server]) -> list[Check]:
         else:
             denied = unreadable(found)
             text = f"{name}: its log: {found.describe()}"
-            checks.append(ok(AREA, text) if denied is None else no(AREA, f"{text}: not readable", denied, False))
+            checks.append(ok(AREA, text) if denied is None else no(AREA, f"{text}: not readable", denied))
     return checks
 
 
@@ -267,9 +267,20 @@ def _closed_parent(pattern: str) -> str | None:
         parent = Path(*parts[:i])
         if glob.has_magic(str(parent)):
             return None
-        if parent.is_dir() and not os.access(parent, os.X_OK):
+        if parent.is_dir() and not _searchable(parent):
             return str(parent)
     return None
+
+
+def _searchable(directory: Path) -> bool:
+    """Looking up `dir/.`, not access(2), which ignores a non-root user's capabilities (CAP_DAC_READ_SEARCH)."""
+    try:
+        os.stat(os.path.join(directory, "."))  # pathlib would drop the "."
+    except PermissionError:
+        return False
+    except OSError:
+        return True  # gone a moment later: nothing closed here
+    return True
 
 
 def _file_fix(path: str) -> str:

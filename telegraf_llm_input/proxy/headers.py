@@ -1,8 +1,9 @@
 """Which header fields cross the proxy (RFC 9110 §7.6.1): end-to-end ones pass unchanged, hop-by-hop ones stop.
 
 Hop-by-hop: Connection and every field it names, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding, Upgrade.
-Each side's framing is h11's (a chunked body is chunked again on the other side; a Content-Length passes,
-the body being the same bytes). `Expect: 100-continue` is answered by the proxy itself, so it stops too.
+Each side's framing is the proxy's (exchange.py: a chunked body is chunked again on the other side; a
+Content-Length passes, the body being the same bytes). `Expect: 100-continue` is answered by the proxy itself,
+so it stops too.
 Host becomes the upstream's authority (as nginx's default): servers that check it (Ollama) see their own
 name. Authorization and every other field pass untouched.
 """
@@ -37,7 +38,7 @@ def chunked(headers: Headers) -> bool:
 
 
 def request_headers(headers: Headers, authority: bytes) -> list[tuple[bytes, bytes]]:
-    """The fields sent upstream, names spelled as the client did (h11's `raw_items()`); a chunked request
+    """The fields sent upstream, names spelled as the client did; a chunked request
     body stays chunked."""
     out = [(b"Host", authority), *_end_to_end(headers, REQUEST_ONLY)]
     if chunked(headers):
@@ -46,7 +47,7 @@ def request_headers(headers: Headers, authority: bytes) -> list[tuple[bytes, byt
 
 
 def response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The fields sent back to the client as the server spelled them (h11 adds chunked framing or
+    """The fields sent back to the client as the server spelled them (the exchange adds chunked framing or
     Connection: close as the client needs)."""
     return _end_to_end(headers)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 from telegraf_llm_input.servertypes import DEFAULT_PORTS
 
@@ -34,3 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connect-timeout", metavar="DURATION", default="5s", help="longest wait to connect upstream (default 5s)"
     )
+
+
+EXTRA = ("httptools", "uvloop")
+"""What the `proxy` extra installs: llhttp's parser (both sides' HTTP) and libuv's event loop."""
+INSTALL_EXTRA = "pip install 'telegraf-llm-input[proxy]'"
+
+
+def missing_extra() -> str | None:
+    """One line saying what to install when the `proxy` extra is not (None: it is); nothing is imported."""
+    missing = [name for name in EXTRA if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return f"the proxy needs {' and '.join(missing)} (its extra): {INSTALL_EXTRA}"

@@ -1,8 +1,10 @@
-"""The upstream model server: its address, and a few idle keep-alive connections to it.
+"""The upstream model server: connections to it (answers parsed by llhttp through httptools as bytes arrive),
+and a few idle keep-alive ones kept.
 
 An idle connection is reused only while young (IDLE_S: llama-server drops its own after 5 s, Go servers
-later) and not closed by the server meanwhile; a request that still finds a dead one is retried once on a
-fresh connection when nothing of the answer arrived and its body was small enough to keep (Proxy).
+later) and while it received nothing (an answer nobody asked for, a `408` before the close); a request that
+still finds a dead one is retried once on a fresh connection when nothing of the answer arrived and its body
+was small enough to keep (exchange.py).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Protocol, cast
 
-import h11
+import httptools
 
-from telegraf_llm_input import h11io
-from telegraf_llm_input.proxy.h11stream import H11Stream, UpstreamClosed
+from telegraf_llm_input.proxy.address import Address
+from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES
+
+__all__ = ["Address", "Upstream", "UpstreamConn", "UpstreamError"]
 
 IDLE_S = 4.0
 MAX_IDLE = 64
@@ -31,32 +34,145 @@ class UpstreamError(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class Address:
-    scheme: str
-    host: str
-    port: int
-    prefix: str
-    """Path the upstream URL had (`/ollama` behind a gateway), put before every request's target."""
+class Receiver(Protocol):
+    """Who an answer is for (the exchange that sent the request); called back as it arrives."""
 
-    @classmethod
-    def parse(cls, url: str) -> Address:
-        parts = urlsplit(url if "://" in url else "http://" + url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"upstream must be an http:// or https:// URL, got {url!r}")
-        if parts.username or parts.password or parts.query or parts.fragment:
-            raise ValueError("upstream URL: only scheme, host, port and a path prefix")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def response_body(self, data: bytes) -> None: ...
+    def response_end(self) -> None: ...
+    def upstream_flush(self) -> None:
+        """After each read: what it brought can go on now (one write per read)."""
+        ...
 
-    @property
-    def authority(self) -> bytes:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return (host if self.port == default else f"{host}:{self.port}").encode("ascii")
+    def upstream_lost(self) -> None: ...
+    def upstream_bad(self, message: str) -> None: ...
+    def upstream_writable(self, ok: bool) -> None: ...
 
-    def __str__(self) -> str:
-        return f"{self.scheme}://{self.authority.decode()}{self.prefix}"
+
+class _NoBody(Exception):
+    """The answer to a HEAD request ends with its head (llhttp cannot be told so through httptools)."""
+
+
+class UpstreamConn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.receiver: Receiver | None = None
+        self.no_body = False
+        """The request was a HEAD: its answer has no body whatever its head says."""
+        self.lost = False
+        self.keep = False
+        """The last answer ended with the connection fit for the next request."""
+        self.now = 0
+        """When the current read arrived (monotonic ns)."""
+        self.reading = True
+        self._reason = b""
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._informational = False
+
+    # asyncio's side
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's is none of asyncio's classes
+
+    def data_received(self, data: bytes) -> None:
+        receiver = self.receiver
+        if receiver is None:  # bytes on an idle connection: it cannot carry the next request
+            self.abort()
+            return
+        self.now = time.monotonic_ns()
+        try:
+            self.parser.feed_data(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise httptools.HttpParserError(f"answer head over {MAX_HEAD_BYTES} bytes")
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _NoBody):
+                raise  # a bug: asyncio logs it and drops this connection only
+            self.keep, self.receiver = False, None
+            receiver.response_end()
+        except httptools.HttpParserError as exc:
+            self.keep, self.receiver = False, None
+            receiver.upstream_bad(str(exc) or type(exc).__name__)
+            return
+        receiver.upstream_flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.upstream_lost()
+
+    def pause_writing(self) -> None:
+        if self.receiver is not None:
+            self.receiver.upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.receiver is not None:
+            self.receiver.upstream_writable(True)
+
+    # llhttp's side
+    def on_message_begin(self) -> None:
+        if self.receiver is None:  # bytes after the answer: the connection cannot carry the next request
+            self.keep = False
+            self.abort()
+            return
+        self._fields, self._reason, self._head_bytes, self.keep = [], b"", 0, False
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+        self._head_bytes += len(reason)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._fields.append((name, value))
+        self._head_bytes += len(name) + len(value)
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self._informational = 100 <= status < 200  # 1xx (103 Early Hints) are not passed on
+        if not self._informational and self.receiver is not None:
+            self.receiver.response_head(status, self._reason or b"", self._fields)
+            if self.no_body:
+                raise _NoBody
+
+    def on_body(self, body: bytes) -> None:
+        if self.receiver is not None:
+            self.receiver.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+        elif self.receiver is not None:
+            self.keep = self.parser.should_keep_alive()
+            receiver, self.receiver = self.receiver, None  # the answer is complete: nothing more is its
+            receiver.response_end()
+
+    # the exchange's side
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def pause_reading(self, pause: bool) -> None:
+        if self.transport is None or self.transport.is_closing() or pause is not self.reading:
+            return
+        self.reading = not pause
+        if pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Drop the connection at once (RST where the OS does that), discarding unsent bytes."""
+        self.receiver = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    def cut(self) -> None:
+        """Drop the connection at once, its exchange told (`upstream_lost`)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.abort()
+
+    def usable(self) -> bool:
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
 
 
 class Upstream:
@@ -64,23 +180,27 @@ class Upstream:
         self.address = address
         self.connect_timeout_s = connect_timeout_s
         self.tls = tls if tls is not None or address.scheme == "http" else ssl.create_default_context()
-        self._idle: list[tuple[float, H11Stream]] = []
+        self._idle: list[tuple[float, UpstreamConn]] = []
 
-    def idle(self) -> H11Stream | None:
+    def idle(self) -> UpstreamConn | None:
         """A kept connection fit for reuse, or None."""
         now = time.monotonic()
         while self._idle:
-            since, stream = self._idle.pop()
-            if now - since < IDLE_S and not stream.reader.at_eof() and not stream.writer.transport.is_closing():
-                return stream
-            stream.abort()
+            since, conn = self._idle.pop()
+            if now - since < IDLE_S and conn.usable():
+                return conn
+            conn.abort()
         return None
 
-    async def connect(self) -> H11Stream:
+    async def connect(self) -> UpstreamConn:
         a = self.address
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                h11io.open_connection(a.host, a.port, self.tls), self.connect_timeout_s
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    UpstreamConn, a.host, a.port, ssl=self.tls, server_hostname=a.host if self.tls else None
+                ),
+                self.connect_timeout_s,
             )
         except asyncio.TimeoutError:
             raise UpstreamError("timeout", f"no connection to {a} within {self.connect_timeout_s:g} s") from None
@@ -90,18 +210,19 @@ class Upstream:
             raise UpstreamError("refused", f"{a} refused the connection") from None
         except OSError as exc:
             raise UpstreamError("unreachable", f"{a}: {exc.strerror or exc}") from None
-        return H11Stream(h11.CLIENT, reader, writer, UpstreamClosed)
+        return conn
 
-    def release(self, stream: H11Stream) -> None:
-        """Keep a connection whose exchange finished cleanly (and that received nothing more) for the next
-        request; close any other."""
-        reader = stream.reader
-        if len(self._idle) < MAX_IDLE and isinstance(reader, h11io.Reader) and h11io.clean(stream.conn, reader):
-            self._idle.append((time.monotonic(), stream))
+    def release(self, conn: UpstreamConn) -> None:
+        """Keep a connection whose exchange finished cleanly for the next request; close any other."""
+        conn.receiver = None
+        conn.no_body = False
+        if len(self._idle) < MAX_IDLE and conn.keep and conn.usable():
+            conn.pause_reading(False)  # an idle connection reads: what it gets (a close) makes it unfit
+            self._idle.append((time.monotonic(), conn))
         else:
-            stream.abort()
+            conn.abort()
 
     def close(self) -> None:
-        for _, stream in self._idle:
-            stream.abort()
+        for _, conn in self._idle:
+            conn.abort()
         self._idle.clear()

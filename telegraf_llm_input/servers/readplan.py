@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import Protocol
 from weakref import WeakValueDictionary
 
 from telegraf_llm_input import histogram as hist
@@ -38,7 +39,7 @@ from telegraf_llm_input.servers.promtable import (
     read_page,
 )
 
-__all__ = ["Plan", "PageReader", "compile_plan"]
+__all__ = ["Plan", "PageReader", "Planned", "Series", "compile_plan", "first_of_each"]
 
 Values = list[float]
 Getter = Callable[[Values], Sequence[float]]
@@ -81,13 +82,30 @@ class _Sum:
 
 
 @dataclass(frozen=True, slots=True)
-class _Series:
+class Series:
+    """One histogram series: where its numbers are (`hist.layout`), read as `hist.collect` reads them."""
+
     key: hist.LabelKey
     bounds: tuple[float, ...]
     get: Getter
     count_at: int | None
     count_bucket: int
     sum_at: int | None
+
+    @classmethod
+    def of(cls, where: hist.SeriesLayout) -> Series:
+        get: Getter = picker([b[0] for b in where.buckets])
+        if any(len(b) > 1 for b in where.buckets):
+            get = _sums(where.buckets)
+        return cls(where.key, where.bounds, get, where.count_at, where.count_bucket, where.sum_at)
+
+    def read(self, values: Values) -> hist.Histogram:
+        counts = self.get(values)
+        return hist.Histogram(
+            list(zip(self.bounds, counts)),
+            counts[self.count_bucket] if self.count_at is None else values[self.count_at],
+            None if self.sum_at is None else values[self.sum_at],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +114,7 @@ class _Hist:
 
     prefix: str
     model: str | None
-    series: tuple[_Series, ...]
+    series: tuple[Series, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +169,7 @@ class Plan:
             else:
                 r.gauges[op.field] = total / len(vals) if op.mean else total
         for h in self._hists:
-            series: dict[hist.LabelKey, hist.Histogram] = {}
-            for s in h.series:
-                counts = s.get(values)
-                series[s.key] = hist.Histogram(
-                    list(zip(s.bounds, counts)),
-                    counts[s.count_bucket] if s.count_at is None else values[s.count_at],
-                    None if s.sum_at is None else values[s.sum_at],
-                )
+            series = {s.key: s.read(values) for s in h.series}
             merged = hist.merge(series.values())
             if merged is not None:
                 r = models.get(h.model)
@@ -199,14 +210,9 @@ def compile_plan(
     plan = _PLANS.get(kind)
     if plan is not None:
         return plan
-    # the first of each series, as `dedupe` keeps, by name in page order, with its position among the values
-    seen: set[tuple[str, hist.LabelKey]] = set()
     by_name: dict[str, list[tuple[int, Sample]]] = {}
-    for at, s in enumerate(samples):
-        series_id = (s.name, label_key(s))
-        if series_id not in seen:
-            seen.add(series_id)
-            by_name.setdefault(s.name, []).append((at, s))
+    for at, s in first_of_each(samples):
+        by_name.setdefault(s.name, []).append((at, s))
     label = table.model_label
     sums: list[_Sum] = []
 
@@ -244,14 +250,11 @@ def compile_plan(
             if n + "_bucket" not in by_name:
                 continue
             own = [*by_name[n + "_bucket"], *by_name.get(n + "_count", ()), *by_name.get(n + "_sum", ())]
-            per_model: dict[str | None, list[_Series]] = {}
+            per_model: dict[str | None, list[Series]] = {}
             for key, where in hist.layout(own, n).items():
                 series = per_model.setdefault(model_of(dict(key), label, default_model), [])
                 if not series or where.bounds == series[0].bounds:  # other bounds than the first: dropped
-                    get: Getter = picker([b[0] for b in where.buckets])
-                    if any(len(b) > 1 for b in where.buckets):
-                        get = _sums(where.buckets)
-                    series.append(_Series(key, where.bounds, get, where.count_at, where.count_bucket, where.sum_at))
+                    series.append(Series.of(where))
             hists.extend(_Hist(prefix, model, tuple(series)) for model, series in per_model.items())
             break
     infos = [
@@ -259,6 +262,19 @@ def compile_plan(
         for info in table.info
     ]
     return _PLANS.setdefault(kind, Plan(shape, table, default_model, sums, hists, [i for i in infos if i.candidates]))
+
+
+def first_of_each(samples: Sequence[Sample]) -> list[tuple[int, Sample]]:
+    """The first of each series (name and labels), as `dedupe` keeps them, in page order, each with its position
+    among the page's values."""
+    seen: set[tuple[str, hist.LabelKey]] = set()
+    out = []
+    for at, s in enumerate(samples):
+        series_id = (s.name, label_key(s))
+        if series_id not in seen:
+            seen.add(series_id)
+            out.append((at, s))
+    return out
 
 
 _PLANS: WeakValueDictionary[tuple[Shape, int, str | None], Plan] = WeakValueDictionary()
@@ -272,7 +288,7 @@ class Scanned:
     answer: str | Response
     where: str
     values: Values | None = None
-    plan: Plan | None = None
+    plan: Planned | None = None
     text: str = ""
     """The page as text (parsed pages only)."""
     page: Page | None = None
@@ -280,9 +296,22 @@ class Scanned:
     """The parsed page's samples before de-duplication (what a plan is compiled from)."""
 
 
+class Planned(Protocol):
+    """What a reader reads a page of a known shape with (`Plan`; generic_prometheus's `AnyPlan`)."""
+
+    @property
+    def shape(self) -> Shape: ...
+
+    @property
+    def default_model(self) -> str | None: ...
+
+    def read(self, values: Values) -> list[ModelReading]: ...
+
+
 class PageReader:
     """One target's way from a page's text to its readings: its plan when the page has the plan's shape, else
-    the parser (`read_page`) and a new plan compiled from that page.
+    the parser (`read_page`) and a new plan compiled from that page. A reader of a page without a table (the
+    `prometheus` type: `table` None, every name parsed) overrides `reference` and `compile`.
 
     A page that changes shape every scrape (new series each time) would pay for a plan it never uses: after a
     plan goes unused, the next is compiled only after 1, 2, 4 ... up to MAX_WAIT pages read the long way. The
@@ -291,10 +320,10 @@ class PageReader:
 
     MAX_WAIT = 32
 
-    def __init__(self, table: PromTable):
+    def __init__(self, table: PromTable | None):
         self.table = table
         self.heads: Heads = {}
-        self.plan: Plan | None = None
+        self.plan: Planned | None = None
         self.planned = 0
         """Pages read by a plan."""
         self.compiled = 0
@@ -332,11 +361,11 @@ class PageReader:
             self._drop()
             scanned = self.scan(scanned.answer, scanned.where)
         assert scanned.page is not None
-        models = read_page(self.table, scanned.page, default_model)
+        models = self.reference(scanned.page, default_model)
         if self._skip:
             self._skip -= 1
         else:
-            self.plan = compile_plan(self.table, scanned.text, scanned.page, scanned.samples, default_model)
+            self.plan = self.compile(scanned.text, scanned.page, scanned.samples, default_model)
             self._used = False
             if self.plan is None:
                 self._back_off()
@@ -344,6 +373,15 @@ class PageReader:
                 self.compiled += 1
                 self.heads.clear()  # the plan reads what they would (a page of another shape fills them again)
         return models
+
+    def reference(self, page: Page, default_model: str | None) -> list[ModelReading]:
+        """What the page says, read the long way (what a plan must give)."""
+        assert self.table is not None  # a reader without a table overrides this
+        return read_page(self.table, page, default_model)
+
+    def compile(self, text: str, page: Page, samples: Sequence[Sample], default_model: str | None) -> Planned | None:
+        assert self.table is not None
+        return compile_plan(self.table, text, page, samples, default_model)
 
     def _drop(self) -> None:
         if not self._used:

@@ -40,7 +40,7 @@ from telegraf_llm_input.serverlogs.sniff import Sniffer
 from telegraf_llm_input.sources import logfind
 from telegraf_llm_input.sources.base import GatherContext, ProbeLedger, Source, SourceEnv
 from telegraf_llm_input.sources.owntraffic import OwnTraffic
-from telegraf_llm_input.tailer import Tailer
+from telegraf_llm_input.tailer import FileLines, Tailer
 
 if TYPE_CHECKING:  # config.py imports the sections defined beside the sources: a type-only import, no cycle
     from telegraf_llm_input.config import Config
@@ -78,12 +78,12 @@ class FileLog:
     def read(self, max_bytes: int) -> list[str]:
         out: list[str] = []
         for batch in self._tailer.read(max_bytes):
-            out.extend(self.lines(batch.lines))
+            out.extend(self.lines(batch))
         self._tailer.save_state()
         return out
 
-    def lines(self, raw: list[bytes]) -> list[str]:
-        return [line.decode("utf-8", "replace") for line in raw]
+    def lines(self, batch: FileLines) -> list[str]:
+        return [line.decode("utf-8", "replace") for line in batch.lines]
 
     def there(self) -> bool:
         return os.path.exists(self.path)
@@ -95,16 +95,22 @@ class FileLog:
 class DockerLog(FileLog):
     """Docker's json-file log: one JSON object per line, the container's output in `log`. Docker cuts an output
     line longer than 16 KiB into several records, and only the last one's `log` ends in `\n` (moby's jsonfilelog
-    `marshalMessage`): the parts are joined again (up to MAX_JOINED; a longer line is no line we read)."""
+    `marshalMessage`): the parts are joined again (up to MAX_JOINED; a longer line is no line we read). The
+    position saved for the next run stays before the first part of a line not yet complete (`Tailer.held_back`):
+    an agent restarted in between reads the whole line, never its tail alone."""
 
     def __init__(self, path: str, state_path: Path | None):
         super().__init__(path, state_path)
         self._parts: list[str] = []
         self._parts_len = 0
 
-    def lines(self, raw: list[bytes]) -> list[str]:
+    def lines(self, batch: FileLines) -> list[str]:
         out = []
-        for line in raw:
+        held = self._tailer.held_back
+        pending = held.get(batch.path, 0) if self._parts_len else 0
+        held.clear()  # parts from a file rotated away are not read again: only this file's are held back
+        for line in batch.lines:
+            pending += len(line) + 1
             text = self.text(line)
             if text is None:
                 continue
@@ -112,9 +118,12 @@ class DockerLog(FileLog):
             self._parts = [*self._parts, text] if self._parts_len <= MAX_JOINED else []  # too long: dropped whole
             if not text.endswith("\n"):  # a part of a longer line: the rest follows
                 continue
+            pending = 0
             if self._parts:
                 out.append("".join(self._parts).rstrip("\n"))
             self._parts, self._parts_len = [], 0
+        if self._parts_len:
+            held[batch.path] = pending
         return out
 
     @staticmethod
@@ -152,6 +161,16 @@ def state_paths(state_dir: Path | None, target: TargetConfig, where: logfind.Log
     return folder / f"{name}.pos.json", folder / f"{name}.interval.json"
 
 
+def _opens(path: str) -> bool:
+    """Opening, not access(2): access ignores a non-root user's capabilities (the shipped unit's
+    CAP_DAC_READ_SEARCH reads a root-owned 0600 file that access says it may not)."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError:
+        return False
+    return True
+
+
 def unreadable(where: logfind.LogLocation) -> str | None:
     """What to grant when the log exists but this user may not read it (None: readable, or not there yet)."""
     if where.kind == "journal":
@@ -170,7 +189,7 @@ def unreadable(where: logfind.LogLocation) -> str | None:
         )
     except OSError:
         return None
-    if os.access(path, os.R_OK):
+    if _opens(path):
         return None
     try:
         owner = pwd.getpwuid(st.st_uid).pw_name

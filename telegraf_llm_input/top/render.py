@@ -93,7 +93,14 @@ def fmt_age(seconds: float) -> str:
         return f"{seconds:.0f}s"
     if seconds < 5400:
         return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.0f}h"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+KEPT_LOADED_S = 20 * 365 * 86400.0
+"""An unload further away than this is Ollama's `keep_alive: -1` (an `expires_at` centuries ahead): never, as
+`ollama ps` says "Forever"."""
 
 
 # ---- sparklines --------------------------------------------------------------------------------------------
@@ -175,6 +182,16 @@ def _join(parts: Iterable[Line], glyphs: Glyphs, indent: str = "  ") -> Line:
     return tuple(out)
 
 
+def _wrap(parts: Sequence[Line], width: int, glyphs: Glyphs) -> list[Line]:
+    """`_join` of `parts` on as many lines of `width` as they need (a part is never cut between two)."""
+    lines: list[list[Line]] = [[]]
+    for part in (p for p in parts if p):
+        if lines[-1] and width_of(_join([*lines[-1], part], glyphs)) > width:
+            lines.append([])
+        lines[-1].append(part)
+    return [_join(line, glyphs) for line in lines]
+
+
 def _kv(label: str, value: str, style: str = "bold") -> Line:
     return ((f"{label} ", "dim"), (value, style if value != "-" else "dim"))
 
@@ -228,9 +245,10 @@ def target_lines(
     if t.up:
         slots = f"{fmt_num(t.slots_busy)}/{fmt_num(t.slots_total)}" if t.slots_total is not None else None
         load: list[Line] = []
-        if t.requests_per_s is not None:
-            load.append((*_kv("req", fmt_num(t.requests_per_s)), ("/s", "dim")))
-        counts = t.server_type != "ollama" and t.requests_per_s is None  # Ollama says none of these
+        ollama = t.server_type == "ollama"  # its requests/s come from its log (the first frame: not yet)
+        if t.requests_per_s is not None or ollama:
+            load.append((*_kv("req", fmt_num(t.requests_per_s)), ("/s" if t.requests_per_s is not None else "", "dim")))
+        counts = not ollama and t.requests_per_s is None  # Ollama says none of these
         if t.running is not None or t.waiting is not None or counts:
             load.append(
                 (
@@ -254,7 +272,9 @@ def target_lines(
             load.append(_kv("err", fmt_ratio(t.error_ratio), "bad" if t.error_ratio > 0 else "ok"))
         if t.client_error_ratio:
             load.append(_kv("4xx", fmt_ratio(t.client_error_ratio), "warn"))
-        lines.append((ESSENTIAL, _join(load, glyphs)))
+        first, *rest = _wrap(load, width, glyphs)  # a wide line (llama.cpp: slots and ctx) goes on, not cut
+        lines.append((ESSENTIAL, first))
+        lines.extend((DETAIL, line) for line in rest)
         lines.extend((ESSENTIAL, _loaded(m, glyphs)) for m in t.loaded)
         latency = []
         for name, p50, p95 in (
@@ -282,7 +302,9 @@ def _loaded(m: LoadedModelView, glyphs: Glyphs) -> Line:
         _kv("gpu", fmt_ratio(m.offload_ratio), "bold" if m.offload_ratio is None or m.offload_ratio >= 1 else "warn"),
     ]
     if m.unload_in_s is not None:
-        parts.append(_kv("unload in", fmt_age(m.unload_in_s)))
+        parts.append(
+            _kv("unload", "never") if m.unload_in_s >= KEPT_LOADED_S else _kv("unload in", fmt_age(m.unload_in_s))
+        )
     return _join(parts, glyphs)
 
 

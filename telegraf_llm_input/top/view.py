@@ -422,8 +422,8 @@ class TopModel:
             prompt_tps=number(f, PROMPT_TPS),
             ttft_p50_ms=number(f, TTFT_P50),
             ttft_p95_ms=number(f, TTFT_P95),
-            tpot_p50_ms=number(f, TPOT_P50),
-            tpot_p95_ms=number(f, TPOT_P95),
+            tpot_p50_ms=number(f, TPOT_P50) if TPOT_P50 in f else number(lf, TPOT_P50),  # llama.cpp: its log's
+            tpot_p95_ms=number(f, TPOT_P95) if TPOT_P95 in f else number(lf, TPOT_P95),
             kv_ratio=number(f, KV),
             slots_busy=number(f, SLOTS_BUSY),
             slots_total=number(f, SLOTS_TOTAL),

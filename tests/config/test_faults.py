@@ -97,14 +97,10 @@ FAULTS = {
         "outputs:\n  - type: influxdb_v2\n    bucket: b\n    org: ''\n",
         "outputs[0].org: must not be empty",
     ),
-    "secret_octal": (
-        "outputs:\n  - type: influxdb_v1\n    username: admin\n    password: 0123\n",
-        "outputs[0].password: YAML read this secret as a number (YAML changes some unquoted digits: a leading zero "
-        "reads as octal, a colon as base 60): put it in quotes, or use `password_file`; the value is not shown",
-    ),
-    "secret_sexagesimal": (
-        "outputs:\n  - type: influxdb_v2\n    bucket: b\n    token: 1:30\n",
-        "outputs[0].token: YAML read this secret as a number",
+    "secret_yes": (
+        "outputs:\n  - type: influxdb_v1\n    username: admin\n    password: yes\n",
+        "outputs[0].password: YAML read this secret as true or false: put it in quotes, or use `password_file`; "
+        "the value is not shown",
     ),
     "secret_a_list": (
         TARGET + "    bearer_token: [s3cr3tpw]\n",
@@ -151,7 +147,7 @@ def test_a_config_mistake_is_one_line_naming_the_key_and_exit_2(tmp_path, case, 
     assert "s3cret" not in stderr and "s3cr3tpw" not in stderr and proc.stdout == b""
     if case.startswith("secret_"):
         problem_text = line[len(f"E! config error: {path}: ") :]
-        assert not any(written in problem_text for written in ("0123", "83", "1:30", "90")), line
+        assert not any(written in problem_text for written in ("yes", "s3cr3tpw")), line
 
 
 def test_the_same_checks_hold_without_a_file():
@@ -291,12 +287,13 @@ def test_a_config_from_a_pipe_that_is_written_still_works(tmp_path):
     assert proc.stdout.decode().startswith("config OK")
 
 
-def test_header_values_and_tags_are_sent_as_written(tmp_path):
-    """YAML 1.1 reads `0123` as the octal 83, `1_000` as 1000 and `1.10` as 1.1: a header or tag gets the text."""
+def test_header_values_tags_and_secrets_are_sent_as_written(tmp_path):
+    """YAML 1.1 reads `0123` as the octal 83, `1_000` as 1000, `1.10` as 1.1 and `1:30` as 90: a header, a tag or
+    a secret (a token, a password) gets the text."""
     with fake_vllm(vllm_page({"m": Snap(running=1)})) as server:
         path = tmp_path / "agent.yaml"
         path.write_text(
-            f"targets:\n  - url: {server.url}\n    type: vllm\n    name: v\n"
+            f"targets:\n  - url: {server.url}\n    type: vllm\n    name: v\n    bearer_token: 1:30\n"
             "    headers:\n      X-Key: 0123\n      X-Count: 1_000\n      X-Version: 1.10\n      X-Hex: 0x1F\n"
             "tags:\n  rack: 012\n"
         )
@@ -306,4 +303,16 @@ def test_header_values_and_tags_are_sent_as_written(tmp_path):
     assert sent and all(
         (h["X-Key"], h["X-Count"], h["X-Version"], h["X-Hex"]) == ("0123", "1_000", "1.10", "0x1F") for h in sent
     )
+    assert all(h["Authorization"] == "Bearer 1:30" for h in sent)
     assert "rack=012" in proc.stdout.decode() and "rack=10" not in proc.stdout.decode()
+
+
+def test_a_secret_yaml_reads_as_a_number_is_taken_as_written(tmp_path):
+    """`password: 0123` is the password 0123 (not 83, not refused), as any string setting takes a YAML number."""
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "outputs:\n  - type: influxdb_v1\n    username: admin\n    password: 0123\n"
+        "  - type: influxdb_v2\n    bucket: b\n    org: o\n    token: 1_000.50\n"
+    )
+    v1, v2 = load_config(path).outputs
+    assert (v1.password, v2.token) == ("0123", "1_000.50")

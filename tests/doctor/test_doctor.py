@@ -210,6 +210,19 @@ def test_unreadable_request_log_names_its_group(tmp_path, unprivileged_user):
         shutil.rmtree(open_dir)
 
 
+def test_a_closed_directory_the_granted_capability_searches_hides_nothing(tmp_path, unprivileged_user):
+    """A request log not written yet, under root's 0700 directory: with the shipped unit's CAP_DAC_READ_SEARCH the
+    agent will see it appear (a note), not "cannot look into" (access(2) ignores a non-root user's capabilities)."""
+    missing = tmp_path / "requests.jsonl"  # pytest's tmp_path is under root's 0700 directory
+    config = json.dumps({"targets": [], "logs": [{"path": str(missing)}]})
+    code, out, _ = doctor(config, caps="+dac_read_search")
+    assert code == 0 and f"log {missing}: no such file yet (followed once it appears)" in lines(out, "--"), out
+    code, out, err = doctor(config, user=USER)
+    assert code == 1 and any(x.startswith(f"log {missing}: cannot look into /tmp/") for x in lines(out, "NO")), (
+        out + err
+    )
+
+
 @pytest.mark.realserver
 def test_real_influxdb_ping_and_write_permission(tmp_path):
     if influxd_binary() is None:
@@ -268,15 +281,16 @@ def test_a_server_whose_log_is_nowhere_to_be_found_is_named_with_the_fix(make_ll
     assert code == 0 and not [line for line in lines(out, "NO") if line.startswith("llama: its log")], out
 
 
-OLLAMA_SERVE = r"""
+SERVE = r"""
 import json, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+ROUTES = json.loads(sys.argv[2])
+
 class Api(BaseHTTPRequestHandler):
     def do_GET(self):
-        doc = {"/api/version": {"version": "0.12.6"}, "/api/ps": {"models": []}, "/api/tags": {"models": []}}
-        body = json.dumps(doc.get(self.path, {"error": "not found"})).encode()
-        self.send_response(200 if self.path in doc else 404)
+        body = json.dumps(ROUTES.get(self.path, {"error": "not found"})).encode()
+        self.send_response(200 if self.path in ROUTES else 404)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -287,6 +301,76 @@ class Api(BaseHTTPRequestHandler):
 
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Api).serve_forever()
 """
+"""A model server's API as USER runs it: `SERVE PORT ROUTES_JSON [ARGS...]` (ARGS only for its command line)."""
+OLLAMA_ROUTES = {"/api/version": {"version": "0.12.6"}, "/api/ps": {"models": []}, "/api/tags": {"models": []}}
+
+
+def serve_as_user(home: Path, name: str, port: int, routes: dict, *args: str) -> subprocess.Popen:
+    """A process named `name` (as `ollama serve` or `llama-server` is: the system's python under that name; the
+    checkout may be closed to USER) owned by USER, answering `routes` on `port`."""
+    (home / name).symlink_to(os.path.realpath(sys._base_executable))
+    (home / "serve.py").write_text(SERVE)
+    argv = [str(home / name), str(home / "serve.py"), str(port), json.dumps(routes), *args]
+    return subprocess.Popen(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", *argv])
+
+
+def doctor_once_up(config: str, up: str, **kwargs):
+    """doctor, asked again until the server started a moment ago answers (`up` in its output)."""
+    deadline = time.monotonic() + 30
+    while True:
+        code, out, err = doctor(config, **kwargs)
+        if up in out or time.monotonic() > deadline:
+            return code, out, err
+        time.sleep(0.2)
+
+
+def test_a_log_file_the_agent_finds_by_itself_blocks_when_unreadable(unprivileged_user):
+    """`llama-server --log-file FILE`, no `log:` key: the agent reads FILE by default, so a user who cannot read
+    it gets no requests/s; doctor said NO but exit 0 (an unreadable found journal already blocked). The server
+    runs as that user (its process visible without capabilities); the file is root's, rotated in with mode 600."""
+    home = Path(tempfile.mkdtemp(prefix="doctor-llama-"))
+    port = free_port()
+    server = None
+    try:
+        home.chmod(0o755)
+        log = home / "llama.log"
+        log.write_text("")
+        log.chmod(0o600)
+        server = serve_as_user(home, "llama-server", port, {"/health": {"status": "ok"}}, "--log-file", str(log))
+        target = {"url": f"http://127.0.0.1:{port}", "name": "llama", "type": "llamacpp"}
+        config = json.dumps({"targets": [target], "gpu": {"enabled": False}})
+        code, out, err = doctor_once_up(config, "ok  llamacpp", user=USER)
+        said = [x for x in lines(out, "NO") if x.startswith(f"llama: its log: {log}")]
+        assert said and said[0].endswith("not readable"), out + err
+        assert code == 1, out
+        assert any(f.startswith(f"{log} (owner root:root, mode 0600) is not readable") for f in fixes(out)), out
+        log.chmod(0o644)
+        code, out, _ = doctor(config, user=USER)
+        assert f"llama: its log: {log}" in lines(out, "ok") and code == 0, out
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        shutil.rmtree(home)
+
+
+@pytest.mark.realserver
+def test_a_log_file_readable_through_the_granted_capability_is_readable(make_llama_server, unprivileged_user):  # noqa: F811
+    """The shipped unit's CAP_DAC_READ_SEARCH reads a root-owned 0600 `--log-file`; access(2) ignores
+    capabilities for a non-root user, so doctor (and the agent, which then skipped the log) said it could not."""
+    home = Path(tempfile.mkdtemp(prefix="doctor-llama-"))
+    try:
+        home.chmod(0o755)
+        log = home / "llama.log"
+        log.write_text("")
+        log.chmod(0o600)
+        server = make_llama_server(extra=["--log-file", str(log)])
+        config = json.dumps({"targets": [{"url": server.url, "name": "llama"}], "gpu": {"enabled": False}})
+        code, out, err = doctor(config, caps="+sys_ptrace,+dac_read_search")
+        assert f"llama: its log: {log}" in lines(out, "ok"), out + err
+        assert code == 0, out
+    finally:
+        shutil.rmtree(home)
 
 
 def test_a_journal_the_agent_finds_by_itself_blocks_when_unreadable(unprivileged_user):
@@ -302,29 +386,11 @@ def test_a_journal_the_agent_finds_by_itself_blocks_when_unreadable(unprivileged
     server = None
     try:
         home.chmod(0o755)
-        # the process is named `ollama`, as `ollama serve` is (the system's python: the checkout may be closed to USER)
-        (home / "ollama").symlink_to(os.path.realpath(sys._base_executable))
-        (home / "serve.py").write_text(OLLAMA_SERVE)
         unit.mkdir(parents=True)
-        server = subprocess.Popen(
-            [
-                "setpriv",
-                f"--reuid={USER}",
-                f"--regid={USER}",
-                "--init-groups",
-                str(home / "ollama"),
-                str(home / "serve.py"),
-                str(port),
-            ]
-        )
+        server = serve_as_user(home, "ollama", port, OLLAMA_ROUTES)
         (unit / "cgroup.procs").write_text(str(server.pid))
         config = json.dumps({"targets": [{"url": f"http://127.0.0.1:{port}", "name": "o"}], "gpu": {"enabled": False}})
-        deadline = time.monotonic() + 30
-        while True:
-            code, out, err = doctor(config, user=USER)
-            if "ollama 0.12.6" in out or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        code, out, err = doctor_once_up(config, "ollama 0.12.6", user=USER)
         said = [x for x in lines(out, "NO") if x.startswith(f"o: its log: the journal of {unit.name}")]
         assert said and said[0].endswith("not readable"), out + err
         assert code == 1, out

@@ -101,6 +101,7 @@ class _Cut(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as real servers (Go's net/http, llama.cpp's): a token leaves when written
     server: _Server
 
     def log_message(self, format, *args):  # keep test output clean

@@ -217,3 +217,54 @@ def test_an_answer_that_stops_midway_is_cut_after_the_timeout():
         (record,) = proxy.records(1)
         assert (record.outcome, record.output_tokens, record.counted) == ("upstream_timeout", 1, "chunks")
         assert up.closed_at is not None or up.slow_sent == 1  # the upstream's connection was dropped
+
+
+def _answers(sock: socket.socket, count: int) -> list[bytes]:
+    """`count` whole JSON answers (Content-Length bodies) read from a socket."""
+    got, answers = b"", []
+    while len(answers) < count:
+        data = sock.recv(65536)
+        assert data, f"closed after {len(answers)} answers"
+        got += data
+        while b"\r\n\r\n" in got:
+            head, rest = got.split(b"\r\n\r\n", 1)
+            length = int(
+                next(
+                    v for k, v in (f.split(b": ", 1) for f in head.split(b"\r\n")[1:]) if k.lower() == b"content-length"
+                )
+            )
+            if len(rest) < length:
+                break
+            answers.append(head.split(b"\r\n", 1)[0] + b" " + rest[:length])
+            got = rest[length:]
+    return answers
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_upstream_connection():
+    with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        one = b"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+        two = b"POST /sink HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ncde\r\n0\r\n\r\n"
+        sock.sendall(one + two)  # both in one write: the second waits for the first's answer
+        first, second = _answers(sock, 2)
+        assert first.startswith(b"HTTP/1.1 200 ") and b'"bytes": 2' in first
+        assert second.startswith(b"HTTP/1.1 200 ") and b'"bytes": 3' in second
+        assert up.connections == 1
+
+
+def test_a_request_head_over_64_kib_gets_a_431_and_the_upstream_never_sees_it():
+    with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(b"GET /source?bytes=1 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 431 ")
+        assert up.requests == []
+
+
+def test_an_http_1_0_client_gets_a_chunked_answer_as_a_body_ended_by_the_close():
+    with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(b"POST /api/generate?chunks=2&every=0.01 HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+        got = b""
+        while data := sock.recv(65536):
+            got += data
+        head, body = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding" not in head.lower()
+        lines = [json.loads(line) for line in body.splitlines()]  # the NDJSON lines whole: no chunk framing in them
+        assert [line["response"] for line in lines[:2]] == [" 0", " 1"]

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from telegraf_llm_input.config.targets import TargetConfig
 from telegraf_llm_input.http import FetchError, Response
 from telegraf_llm_input.lineprotocol import encode_metric
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.promtext import MAX_HEADS
 from telegraf_llm_input.servers import llamacpp, proxy, sglang, tgi, vllm
 from telegraf_llm_input.servers.base import ModelReading
+from telegraf_llm_input.servers.generic_prometheus import AnyReader, read_any
 from telegraf_llm_input.servers.promtable import PromTable, parse_checked, read_page
 from telegraf_llm_input.servers.readplan import PageReader
 from telegraf_llm_input.sources.target import Baseline, derive
@@ -141,22 +143,26 @@ def test_the_plan_reads_any_page_as_the_parser_does(name, data):
     assert_same(reader, table, model, data.draw(perturbed(text)), first)
 
 
+def new_values(text: str, seed: int, special_share: float) -> str:
+    """The page with every sample's value replaced (a share of them NaN, ±Inf, ±0, huge or tiny)."""
+    rng = random.Random(seed)
+    special = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e300, 5e-324]
+    out = []
+    for line in text.split("\n"):
+        if line and not line.startswith("#"):
+            value = rng.choice(special) if rng.random() < special_share else rng.choice([1.0, 1e6, 1e-3]) * rng.random()
+            line = line.rsplit(" ", 1)[0] + " " + repr(value)
+        out.append(line)
+    return "\n".join(out)
+
+
 @pytest.mark.parametrize("name", sorted(PAGES))
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32))
 def test_pages_that_only_change_values_are_read_by_the_plan(name, seed):
     """The usual page: the same series in the same order, new values (counters reset, NaN, +Inf: any float)."""
     reader, table, model, text, first = compiled(name)
-    rng = random.Random(seed)
-    special = [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e300, 5e-324]
-    out = []
-    for line in text.split("\n"):
-        if line and not line.startswith("#"):
-            value = rng.choice(special) if rng.random() < 0.1 else rng.choice([1.0, 1e6, 1e-3]) * rng.random()
-            line = line.rsplit(" ", 1)[0] + " " + repr(value)
-        out.append(line)
-    page = "\n".join(out)
-    assert_same(reader, table, model, page, first)
+    assert_same(reader, table, model, new_values(text, seed, 0.1), first)
     assert reader.planned == 1 and reader.compiled == 1
 
 
@@ -274,3 +280,46 @@ def test_targets_serving_the_same_page_hold_one_plan():
     grown.readings(grown.scan(text + 'vllm:num_requests_running{engine="1",model_name="m"} 2.0\n', "t4"), model)
     assert other.plan is not None and other.plan is not reader.plan and other.plan.shape is reader.plan.shape
     assert grown.plan is not None and grown.plan.shape is not reader.plan.shape
+
+
+# `type: prometheus` (any page, every name read): the same plan machinery, held to `read_any`, on every fixture
+ANY = [
+    TargetConfig(url="http://127.0.0.1:9", type="prometheus"),
+    TargetConfig(url="http://127.0.0.1:9", type="prometheus", include=["*_total", "*seconds*"], exclude=["*cpu*"]),
+]
+
+
+def any_reference(target: TargetConfig, text: str) -> list[ModelReading] | str:
+    try:
+        return read_any(parse_checked(text, None, "t"), target.include, target.exclude, target.measurement)
+    except FetchError as exc:
+        return exc.kind
+
+
+def any_same(reader: AnyReader, text: str) -> None:
+    want, got = any_reference(reader.target, text), planned(reader, text, None)
+    assert repr(got) == repr(want)
+
+
+@pytest.mark.parametrize("which", range(len(ANY)))
+@pytest.mark.parametrize("name", sorted(PAGES))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_plan_reads_any_page_as_read_any_does(name, which, data):
+    text = (FIXTURES / name).read_text()
+    reader = AnyReader(ANY[which])
+    any_same(reader, text)
+    assert reader.plan is not None and reader.compiled == 1
+    any_same(reader, data.draw(perturbed(text)))
+    any_same(reader, data.draw(perturbed(text)))
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32))
+def test_any_page_that_only_changes_values_is_read_by_the_plan(name, seed):
+    text = (FIXTURES / name).read_text()
+    reader = AnyReader(ANY[0])
+    any_same(reader, text)
+    any_same(reader, new_values(text, seed, 0.2))
+    assert reader.planned == 1 and reader.compiled == 1

@@ -165,6 +165,32 @@ def test_docker_json_file_log_joins_a_line_docker_cut_at_16_kib(tmp_path):
     assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 8.0], 95), rel=1e-9)
 
 
+def test_a_docker_line_cut_by_an_agent_restart_is_read_whole_once(tmp_path):
+    """The agent read the first parts of a line Docker cut, then restarted before its last part: the next run reads
+    the whole line (its saved position is before the first part), counting it once and nothing before it twice."""
+    path = tmp_path / "abc-json.log"
+    path.write_text("")
+    target = TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path))
+    state = tmp_path / "state"
+    source = ServerLogSource(target, state)
+    gather(source, T0)
+    long = docker_json_records(gin_line(200, 42_000_000, "/api/chat?session=" + "x" * (2 * DOCKER_PART + 100)))
+    *first, last = long.splitlines(keepends=True)
+    with open(path, "a") as f:
+        f.write(docker_json_records(gin_line(200, 8_000_000, "/api/generate")) + "".join(first))
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0  # the short one
+    asyncio.run(source.close())
+    with open(path, "a") as f:
+        f.write(last + docker_json_records(gin_line(200, 9_000_000, "/api/generate")))
+    source = ServerLogSource(target, state)
+    gen = by_api(gather(source, T0 + 2 * S))["generate"].fields
+    assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 9.0], 95), rel=1e-9)
+    asyncio.run(source.close())
+    source = ServerLogSource(target, state)  # and once only: a run after it starts after it
+    assert by_api(gather(source, T0 + 3 * S))["generate"].fields == {"requests_per_s": 0.0}
+    asyncio.run(source.close())
+
+
 def test_a_llamacpp_block_cut_by_an_agent_restart_keeps_its_prefill(tmp_path):
     """The agent read a block's `prompt eval` line, then restarted before its `total time`: the new agent still
     reports the request with its prefill (the parser's waiting lines are kept beside the log position)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 
 import httpx
 import yaml
@@ -18,7 +19,7 @@ MODEL = {
     "model": "qwen2.5:7b",
     "size": 6 * 1024**3,
     "size_vram": int(4.5 * 1024**3),
-    "expires_at": "2099-01-01T00:00:00Z",
+    "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3 * 3600)),  # keep_alive 3h
 }
 
 
@@ -60,6 +61,6 @@ def test_top_shows_ollamas_model_and_its_logs_numbers(tmp_path):
     ol = block(second, "ol")
     assert "ol  ollama  qwen2.5:7b" in ol
     assert "model qwen2.5:7b" in ol and "size 6.0 GiB" in ol and "vram 4.5 GiB" in ol and "gpu 75%" in ol
-    assert "unload in" in ol
+    assert "unload in 3h" in ol
     assert "req " in ol and "/s" in ol and "e2e p50" in ol and "p95 " in ol
     assert "run -" not in ol and "gen - tok/s" not in ol  # what Ollama cannot say is not shown as dashes

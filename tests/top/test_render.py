@@ -7,7 +7,15 @@ from dataclasses import replace
 from hypothesis import given, strategies as st
 
 from telegraf_llm_input.top.render import ASCII, UNICODE, ansi, buckets, fit, plain, render, sparkline
-from telegraf_llm_input.top.view import GpuView, HostView, ProbeView, ProcessView, Snapshot, TargetView
+from telegraf_llm_input.top.view import (
+    GpuView,
+    HostView,
+    LoadedModelView,
+    ProbeView,
+    ProcessView,
+    Snapshot,
+    TargetView,
+)
 
 T0 = 1_700_000_000_000_000_000
 
@@ -185,3 +193,31 @@ def test_every_line_fits_the_width_and_height(width, height, name, glyphs):
     lines = render(snap, width, height, glyphs=glyphs)
     assert all(len(plain(line)) <= width for line in lines)
     assert height is None or len(lines) <= height
+
+
+def test_ollama_before_its_first_rate_and_a_model_kept_loaded():
+    """The first frame has no requests/s yet: `req -`, not an empty line; a model under `keep_alive: -1` (Ollama's
+    `expires_at` centuries ahead) never unloads, one under `keep_alive: 72h` in days, not `unload in 2559036h`."""
+    loaded = (
+        LoadedModelView("qwen2.5:1.5b", 2e9, 2e9, 1.0, 9_000_000_000.0),
+        LoadedModelView("llama3:8b", 5e9, 5e9, 1.0, 3 * 86400.0),
+    )
+    first = target("ol", server_type="ollama", requests_per_s=None, running=None, waiting=None, gen_tps=None,
+                   prompt_tps=None, kv_ratio=None, error_ratio=None, loaded=loaded)  # fmt: skip
+    lines = text(render(snapshot([first])))
+    assert "  req -" in lines and "" not in lines[1:3], lines
+    joined = "\n".join(lines)
+    assert "model qwen2.5:1.5b · size 1.9 GiB · vram 1.9 GiB · gpu 100% · unload never" in joined
+    assert "unload in 3d" in joined
+    later = "\n".join(text(render(snapshot([replace(first, requests_per_s=2.5)]))))
+    assert "req 2.50/s" in later
+
+
+def test_a_wide_load_line_goes_on_to_the_next_line_rather_than_being_cut():
+    """llama.cpp with traffic at 80 columns: `... slots 1/2 · c…` hid the context fill."""
+    llama = target("llama", server_type="llamacpp", requests_per_s=19.5, running=1, waiting=0, gen_tps=312.0,
+                   prompt_tps=20.0, kv_ratio=None, slots_busy=1, slots_total=2, context_ratio=0.03, error_ratio=None)  # fmt: skip
+    lines = text(render(snapshot([llama]), width=80))
+    assert not any(line.endswith("…") for line in lines), lines
+    assert "  req 19.5/s · run 1 wait 0 · gen 312 tok/s · prompt 20 tok/s · slots 1/2" in lines
+    assert "  ctx 3.0%" in lines

@@ -113,3 +113,18 @@ def test_gpu_and_host_views():
         False,
     )
     assert snap.host is not None and snap.host.cpu_percent == 12.5 and snap.host.swap_in_bytes_per_s == 4096.0
+
+
+def test_llamacpps_latency_from_its_log_lands_in_the_view():
+    """llama.cpp has no latency histograms: its log's e2e and time per output token are the row's (tpot was left
+    out though the log point had it)."""
+    scrape = Metric("llm_server", {"target": "l", "server_type": "llamacpp", "model": "m"}, {"up": 1}, T0)
+    log = Metric(
+        "llm_server",
+        {"target": "l", "server_type": "llamacpp"},
+        {"requests_per_s": 2.0, "e2e_p50_ms": 80.0, "e2e_p95_ms": 200.0, "tpot_p50_ms": 12.5, "tpot_p95_ms": 30.0},
+        T0,
+    )
+    [t] = TopModel(2.0).update([scrape, log]).targets
+    assert (t.requests_per_s, t.e2e_p50_ms, t.e2e_p95_ms) == (2.0, 80.0, 200.0)
+    assert (t.tpot_p50_ms, t.tpot_p95_ms) == (12.5, 30.0)

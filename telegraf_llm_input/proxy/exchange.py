@@ -1,0 +1,393 @@
+"""One request forwarded: its body sent upstream as it arrives, the answer sent back as it arrives, and what
+passes measured after it went on (the write first: measuring never delays a token).
+
+Both sides are callbacks (downstream.ClientConn, upstream.UpstreamConn), no task per request: what one read
+brought goes on in one write. Back-pressure both ways: a client whose send buffer is full stops the upstream's
+reads, an upstream that cannot take the body stops the client's (a few buffers per exchange whatever the body
+size). A client that goes away drops the upstream connection at once (the model server stops generating).
+Framing: a Content-Length body passes as it is; a chunked or close-delimited one is chunked again for an
+HTTP/1.1 client (close-delimited for an HTTP/1.0 one). Faults the client can still be told about get a short
+JSON error: 502 (upstream refused, unreachable, closed or bad before answering), 504 (no answer within
+`timeout_s`); after the answer started, the client's connection is dropped (it never sees a complete-looking
+answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Protocol
+
+from telegraf_llm_input.proxy import headers as hdr, wire
+from telegraf_llm_input.proxy.downstream import ClientConn, error_body
+from telegraf_llm_input.proxy.upstream import UpstreamConn, UpstreamError
+
+if TYPE_CHECKING:
+    from telegraf_llm_input.proxy.server import Proxy
+
+REPLAY_BYTES = 1 << 20
+"""Requests up to this size are kept until the answer starts, to resend them once on a fresh connection
+when a kept-alive upstream connection turns out to be closed (the server never saw the request)."""
+DISCARD_S = 1.0
+"""After an early error answer, how long the rest of a request body is read and dropped (closing with unread
+bytes would reset the connection and could lose the answer)."""
+HELD_BYTES = 65536
+"""Request bytes held while the upstream connection is being made before the client's reads stop."""
+NO_BODY_STATUS = frozenset({204, 304})
+
+
+class Meter(Protocol):
+    """What measures one forwarded request (proxy/measure.py); the exchange only reports what passes."""
+
+    def request_data(self, data: bytes) -> None: ...
+    def sent(self) -> None:
+        """The whole request went upstream."""
+        ...
+
+    def response(self, t_ns: int, status: int, headers: hdr.Headers) -> None: ...
+    def data(self, t_ns: int, data: bytes) -> None: ...
+    def end(self, t_ns: int, outcome: str) -> None:
+        """`outcome`: ok, cancelled (the client left), or an upstream fault: refused, timeout, closed, tls,
+        unreachable, bad_response."""
+        ...
+
+
+class Stall:
+    """Drops the upstream connection when its answer stops for `timeout_s` (one timer per exchange, re-armed
+    only when it fires, not per read)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, up: UpstreamConn, timeout_s: float):
+        self.up = up
+        self.timeout_s = timeout_s
+        self.last_ns = time.monotonic_ns()
+        self.fired = False
+        self._loop = loop
+        self._handle = self._loop.call_later(timeout_s, self._check)
+
+    def _check(self) -> None:
+        idle = (time.monotonic_ns() - self.last_ns) / 1e9
+        if idle >= self.timeout_s:
+            self.fired = True
+            self.up.cut()
+        else:
+            self._handle = self._loop.call_later(self.timeout_s - idle, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+class Forward:
+    """A request to the upstream and its answer (the `Handler` of downstream.py, the `Receiver` of
+    upstream.py)."""
+
+    def __init__(self, proxy: Proxy, client: ClientConn, request: wire.Request):
+        self.proxy = proxy
+        self.client = client
+        self.request = request
+        self._meter: Meter | None = None
+        self.up: UpstreamConn | None = None
+        self.reused = False
+        self.retried = False
+        self.connecting: asyncio.Task | None = None
+        self.stall: Stall | None = None
+        self.held: list[bytes] = []
+        """Request bytes not yet written upstream (the connection is being made)."""
+        self.kept: list[bytes] | None = []
+        """Request bytes sent so far, for a resend (None: too many to keep)."""
+        self.kept_bytes = 0
+        self.body_seen: list[bytes] = []
+        self.request_done = False
+        self.sent_reported = False
+        self.answered = False
+        """The answer's head went to the client: a fault can no longer be told, only cut."""
+        self.rechunk = False
+        self.close_after = not request.keep_alive
+        self.response_done = False
+        self.out: list[bytes] = []
+        self.seen: list[tuple[int, bytes]] = []
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.finished = False
+        self.refusing: str | None = None
+        """The outcome of a fault told to the client, while the rest of its body is read and dropped."""
+        self._send_up(self._head())
+        up = proxy.upstream.idle()
+        if up is None:
+            self._connect()
+        else:
+            self.reused = True
+            self._attach(up, flush=False)  # the client's read goes on in one write, after it is parsed
+
+    @property
+    def meter(self) -> Meter:
+        """Begun once the request head went on (its cost never delays it)."""
+        if self._meter is None:
+            request = self.request
+            method, target = request.method.decode("ascii", "replace"), request.target.decode("ascii", "replace")
+            self._meter = self.proxy.meters.begin(method, target, request.t_ns)
+        return self._meter
+
+    def _head(self) -> bytes:
+        request, address = self.request, self.proxy.upstream.address
+        fields = hdr.request_headers(request.headers, address.authority)
+        return wire.request_head(request.method, address.prefix.encode() + request.target, fields)
+
+    # the upstream connection
+    def _connect(self) -> None:
+        self.connecting = task = self.proxy.loop.create_task(self._connected())
+        self.proxy.tasks.add(task)
+        task.add_done_callback(self.proxy.tasks.discard)
+
+    async def _connected(self) -> None:
+        try:
+            up = await self.proxy.upstream.connect()
+        except UpstreamError as exc:
+            self.connecting = None
+            if not self.finished:
+                self.proxy.down(str(exc))
+                self._refuse(502, f"upstream_{exc.kind}", str(exc), exc.kind)
+            return
+        self.connecting = None
+        if self.finished:
+            up.abort()
+            return
+        self._attach(up)
+
+    def _attach(self, up: UpstreamConn, flush: bool = True) -> None:
+        self.up = up
+        up.receiver = self
+        up.no_body = self.request.method == b"HEAD"
+        if not self.client.writable:
+            up.pause_reading(True)
+        if self.request.expect_continue and not self.retried:
+            self.client.write(wire.CONTINUE)
+        self.client.resume("connecting")
+        if flush:
+            self.client_flush()
+        if self.request_done:
+            self._start_stall()
+
+    def _send_up(self, data: bytes) -> None:
+        if self.kept is not None:
+            self.kept_bytes += len(data)
+            if self.kept_bytes <= REPLAY_BYTES:
+                self.kept.append(data)
+            else:
+                self.kept = None
+        self.held.append(data)
+        if self.up is None and sum(map(len, self.held)) > HELD_BYTES:
+            self.client.pause("connecting")
+
+    def _start_stall(self) -> None:
+        if self.stall is None and self.up is not None and not self.response_done:
+            self.stall = Stall(self.proxy.loop, self.up, self.proxy.timeout_s)
+
+    # the client's side (downstream.Handler)
+    def request_body(self, data: bytes) -> None:
+        if self.refusing is None:
+            self._send_up(wire.chunk(data) if self.request.chunked else data)
+        self.body_seen.append(data)
+
+    def request_end(self) -> None:
+        self.request_done = True
+        if self.refusing is not None:
+            self._flush_body_seen()
+            self._end(self.refusing)
+            self.client.done(self, close=True)
+            return
+        if self.request.chunked:
+            self._send_up(wire.LAST_CHUNK)
+
+    def client_flush(self) -> None:
+        up = self.up
+        if up is not None and self.held:
+            up.write(self.held[0] if len(self.held) == 1 else b"".join(self.held))
+            self.held.clear()
+        self._flush_body_seen()
+        if up is not None and self.request_done and not self.sent_reported and self.refusing is None:
+            self.sent_reported = True
+            self.meter.sent()
+            self._start_stall()
+
+    def _flush_body_seen(self) -> None:
+        for data in self.body_seen:
+            self.meter.request_data(data)
+        self.body_seen.clear()
+
+    def client_gone(self) -> None:
+        if self.finished:
+            return
+        self._flush_body_seen()
+        self._drop_upstream()
+        self._end("cancelled" if self.refusing is None else self.refusing)
+
+    def client_writable(self, ok: bool) -> None:
+        if self.up is not None:
+            self.up.pause_reading(not ok)
+
+    # the upstream's side (upstream.Receiver)
+    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.finished:
+            return
+        self.answered = True
+        self.kept = None
+        self.proxy.back()
+        self.status, self.headers = status, headers
+        request = self.request
+        fields = hdr.response_headers(headers)
+        body = not (request.method == b"HEAD" or status in NO_BODY_STATUS)
+        if body and (hdr.chunked(headers) or hdr.value(headers, b"content-length") is None):
+            if request.http10:
+                self.close_after = True  # the end of the body is the connection's
+            else:
+                self.rechunk = True
+                fields.append((b"transfer-encoding", b"chunked"))
+        if self.close_after:
+            fields.append((b"connection", b"close"))
+        self.out.append(wire.response_head(status, reason, fields))
+
+    def response_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.out.append(wire.chunk(data) if self.rechunk else data)
+        self.seen.append((self.up.now if self.up is not None else time.monotonic_ns(), data))
+
+    def response_end(self) -> None:
+        if self.finished:
+            return
+        if self.rechunk:
+            self.out.append(wire.LAST_CHUNK)
+        self.response_done = True
+
+    def upstream_flush(self) -> None:
+        if self.finished:
+            return
+        now = self.up.now if self.up is not None else time.monotonic_ns()
+        if self.stall is not None:
+            self.stall.last_ns = now
+        out = self.out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+        self._measure(now)
+        if self.response_done:
+            self._complete()
+
+    def _measure(self, now: int, head: bool = False) -> None:
+        """What was written just now, measured. A head alone waits for the next read (or the end): its first
+        piece is often right behind it, and measuring never delays a token."""
+        if self.status and (head or self.seen or self.response_done):
+            self.meter.response(now, self.status, self.headers)
+            self.status = 0
+        for t_ns, data in self.seen:
+            self.meter.data(t_ns, data)
+        self.seen.clear()
+
+    def upstream_lost(self) -> None:
+        if self.finished:
+            return
+        if self.answered and not self._framed():
+            self.response_end()  # a close-delimited answer ends with its connection
+            self.upstream_flush()
+            return
+        stalled = self.stall is not None and self.stall.fired
+        if not self.answered and self.reused and not self.retried and self.kept is not None and not stalled:
+            self._resend()  # a kept-alive connection the server had closed: it never saw this request
+            return
+        if stalled:
+            self._fault(504, "upstream_timeout", f"{self.proxy.upstream.address} sent nothing for "
+                        f"{self.proxy.timeout_s:g} s", "timeout")  # fmt: skip
+        else:
+            self._fault(502, "upstream_closed", f"{self.proxy.upstream.address} closed the connection before "
+                        "the answer was complete", "closed")  # fmt: skip
+
+    def _framed(self) -> bool:
+        """The answer's framing says where it ends (else the connection's close is its end)."""
+        return hdr.chunked(self.headers) or hdr.value(self.headers, b"content-length") is not None
+
+    def upstream_bad(self, message: str) -> None:
+        if self.finished:
+            return
+        address = self.proxy.upstream.address
+        self._fault(502, "upstream_bad_response", f"{address} answered bad HTTP: {message}", "bad_response")
+
+    def upstream_writable(self, ok: bool) -> None:
+        if ok:
+            self.client.resume("upstream")
+        else:
+            self.client.pause("upstream")
+
+    # ends
+    def _resend(self) -> None:
+        self.retried = True
+        self.up = None
+        if self.stall is not None:
+            self.stall.cancel()
+            self.stall = None
+        self.held = list(self.kept or [])
+        self.client.resume("upstream")
+        self._connect()
+
+    def _fault(self, status: int, kind: str, message: str, outcome: str) -> None:
+        """The upstream failed this exchange: the client told (before its answer began) or cut (after)."""
+        self._drop_upstream()
+        if self.answered:
+            self.out.clear()
+            self._measure(self.up.now if self.up is not None else time.monotonic_ns(), head=True)
+            self._end(outcome)
+            self.client.done(self, close=True)
+            self.client.abort()
+        else:
+            self._refuse(status, kind, message, outcome)
+
+    def _refuse(self, status: int, kind: str, message: str, outcome: str) -> None:
+        """An error answer; the rest of the request's body is read and dropped (the meter still sees its start:
+        the model it named), at most DISCARD_S."""
+        self._drop_upstream()
+        reason = {502: b"Bad Gateway", 504: b"Gateway Timeout"}.get(status, b"Error")
+        head = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        self.client.write(wire.answer(status, reason, head, error_body(kind, message)))
+        self.client.resume("connecting")
+        self.client.resume("upstream")
+        if self.request_done:
+            self._flush_body_seen()
+            self._end(outcome)
+            self.client.done(self, close=True)
+            return
+        self.refusing = outcome
+        self.held.clear()
+        self.proxy.loop.call_later(DISCARD_S, self._discarded)
+
+    def _discarded(self) -> None:
+        if not self.finished:
+            self._flush_body_seen()
+            self._end(self.refusing or "closed")
+            self.client.done(self, close=True)
+
+    def _complete(self) -> None:
+        """The whole answer went to the client."""
+        self._end("ok")
+        up, self.up = self.up, None
+        if up is not None:
+            if self.request_done:
+                self.proxy.upstream.release(up)
+            else:  # answered before the body was all sent: the connection is mid-request
+                up.abort()
+        self.client.done(self, close=self.close_after or not self.request_done)
+
+    def _drop_upstream(self) -> None:
+        if self.stall is not None:
+            self.stall.cancel()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if self.up is not None:
+            self.up.abort()
+
+    def _end(self, outcome: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.stall is not None:
+            self.stall.cancel()
+        self.meter.end(time.monotonic_ns(), outcome)

@@ -1,0 +1,50 @@
+"""HTTP/1.1 as the proxy writes it: message heads and chunked framing (serialization only; llhttp, through
+httptools, parses everything the proxy reads), and the head of a request as the client's side parsed it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from telegraf_llm_input.proxy.headers import Headers
+
+MAX_HEAD_BYTES = 65536
+"""A message's head (start line and header fields) at most: a lying peer cannot grow memory."""
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass(slots=True)
+class Request:
+    """A request's head as it arrived; `t_ns`: when (monotonic ns, the read that completed it)."""
+
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    """The client keeps the connection after this exchange (its HTTP version and Connection field)."""
+    http10: bool
+    chunked: bool
+    """The body comes in chunked framing (else Content-Length, or none)."""
+    expect_continue: bool
+    t_ns: int
+
+
+def _fields(headers: Headers) -> list[bytes]:
+    return [b"%s: %s\r\n" % (name, value) for name, value in headers]
+
+
+def request_head(method: bytes, target: bytes, headers: Headers) -> bytes:
+    return b"".join([b"%s %s HTTP/1.1\r\n" % (method, target), *_fields(headers), b"\r\n"])
+
+
+def response_head(status: int, reason: bytes, headers: Headers) -> bytes:
+    return b"".join([b"HTTP/1.1 %d %s\r\n" % (status, reason), *_fields(headers), b"\r\n"])
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def answer(status: int, reason: bytes, headers: Headers, body: bytes) -> bytes:
+    """A whole answer with a Content-Length body."""
+    return response_head(status, reason, [*headers, (b"content-length", b"%d" % len(body))]) + body
