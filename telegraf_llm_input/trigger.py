@@ -192,16 +192,15 @@ class _Resumed:
         coro, yielded = self._coro, self._first
         while True:
             try:
-                sent = yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # a cancel, most often: the coroutine handles it as it would have
-                step, arg = coro.throw, exc
-            else:
-                step, arg = coro.send, sent
-            try:
-                yielded = step(arg)
+                try:
+                    sent = yield yielded
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:  # a cancel, most often: the coroutine handles it as it would have
+                    yielded = coro.throw(exc)
+                else:
+                    yielded = coro.send(sent)
             except StopIteration as stop:
                 return stop.value
 

@@ -282,7 +282,6 @@ def test_a_gather_ending_within_the_grace_after_a_stop_is_written():
     assert asyncio.run(scenario()) == (0, ["slow"])
 
 
-
 class StackSink(ListSink):
     """Also records, for each write, the task asyncio saw current and whether `serve`'s frame was on the stack."""
 
