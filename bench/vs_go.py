@@ -201,14 +201,20 @@ def start_prometheus(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
 
 
 IDLE_LOOP = "import asyncio\nasync def main():\n    while True:\n        await asyncio.sleep(1)\nasyncio.run(main())"
+CALL_AT_LOOP = (
+    "import asyncio\nloop = asyncio.new_event_loop()\nat = [loop.time()]\ndef tick():\n    at[0] += 1\n"
+    "    loop.call_at(at[0], tick)\ntick()\nloop.run_forever()"
+)
+"""The floor under the agent's idle interval: a timer callback re-armed once a second, no task resumed (what the
+agent's clock is: `Trigger.every`)."""
 
 
-def idle_loop_starter(python: str) -> Starter:
-    """The idle figure's baseline: a bare asyncio loop of the agent's interpreter that wakes once a second and does
-    nothing."""
+def idle_loop_starter(python: str, code: str = IDLE_LOOP) -> Starter:
+    """The idle figure's baselines: an asyncio loop of the agent's interpreter that wakes once a second and does
+    nothing (`code`: a task awaiting `asyncio.sleep(1)`, or a bare `call_at` callback)."""
 
     def start_idle_loop(ports: list[int], tmp: Path) -> list[subprocess.Popen]:
-        return [subprocess.Popen([python, "-c", IDLE_LOOP], cwd=tmp)]
+        return [subprocess.Popen([python, "-c", code], cwd=tmp)]
 
     return start_idle_loop
 
@@ -360,6 +366,15 @@ def compare(args: argparse.Namespace, python: str) -> None:
             "a bare asyncio loop waking once a second, doing nothing",
             f"{floor.cpu_ms_per_scrape:.3f} ms CPU/s, RSS {mib(floor.rss)}",
             f"+{idle.cpu_ms_per_scrape - floor.cpu_ms_per_scrape:.3f} ms CPU/s over the bare loop",
+        )
+        timer = measure(idle_loop_starter(python, CALL_AT_LOOP), None, [], args.seconds)
+        record(
+            "vs Go scrapers",
+            "idle: the same agent",
+            f"{idle.cpu_ms_per_scrape:.3f} ms CPU/s",
+            "a bare loop.call_at callback re-armed once a second (no task resumed: the agent's clock)",
+            f"{timer.cpu_ms_per_scrape:.3f} ms CPU/s, RSS {mib(timer.rss)}",
+            f"+{idle.cpu_ms_per_scrape - timer.cpu_ms_per_scrape:.3f} ms CPU/s over the call_at loop",
         )
 
 

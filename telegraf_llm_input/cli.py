@@ -26,7 +26,7 @@ from telegraf_llm_input.proxy import options as proxy_options
 from telegraf_llm_input.sinks import build_sinks
 from telegraf_llm_input.sources import build_sources
 from telegraf_llm_input.sources.base import SourceEnv
-from telegraf_llm_input.trigger import Trigger, seconds_to_next_tick, start_stdin_reader, stdin_is_stream
+from telegraf_llm_input.trigger import Trigger, start_stdin_reader, stdin_is_stream
 
 if TYPE_CHECKING:
     from telegraf_llm_input import doctor, install
@@ -314,15 +314,15 @@ async def run(config: Config, *, signal_mode: str, once: bool) -> int:
 async def serve(agent: Agent, trigger: Trigger, *, interval: float | None) -> None:
     """Gather on each ring (or each clock tick when `interval` is set) until the trigger stops.
 
-    Rings during a gather coalesce into one more gather. On stop, an in-flight gather gets
-    STOP_GRACE_S to finish (and write) before it is cancelled.
+    The clock starts each gather in its own callback (`Trigger.every`): one with nothing to wait for is done
+    there; one that waits is handed over and finished here. Rings during a gather coalesce into one more
+    gather. On stop, an in-flight gather gets STOP_GRACE_S to finish (and write) before it is cancelled.
     """
-    while True:
-        timeout = None if interval is None else seconds_to_next_tick(interval)
-        if not await trigger.wait(timeout):
-            return
+    if interval is not None:
+        trigger.every(interval, agent.gather_once)
+    while await trigger.wait():
         try:
-            await trigger.graced(agent.gather_once(), STOP_GRACE_S)
+            await trigger.graced(trigger.handed() or agent.gather_once(), STOP_GRACE_S)
         except Exception as exc:
             log.error("gather failed: %s", exc)
         if trigger.stopping:

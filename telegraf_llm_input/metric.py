@@ -43,12 +43,21 @@ class Rendered(Metric):
     def of(
         cls, measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], time_ns: int, line: str
     ) -> Rendered:
-        metric = cls(measurement, tags, fields, time_ns)
-        _set(metric, "line", line)
+        """Made by setting its slots directly: the frozen `__init__` (a Python frame, an `object.__setattr__` call
+        per field) was ~15 k of the ~95 k instructions of an idle interval."""
+        metric = _new(cls)
+        _measurement(metric, measurement)
+        _tags(metric, tags)
+        _fields(metric, fields)
+        _time_ns(metric, time_ns)
+        _line(metric, line)
         return metric
 
 
-_set = object.__setattr__
+_new = object.__new__
+_measurement, _tags, _fields, _time_ns, _line = (
+    getattr(Rendered, name).__set__ for name in ("measurement", "tags", "fields", "time_ns", "line")
+)
 
 
 def clean_fields(fields: Mapping[str, FieldValue | None]) -> dict[str, FieldValue]:

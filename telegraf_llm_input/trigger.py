@@ -14,8 +14,9 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Awaitable
-from typing import TypeVar
+from asyncio.tasks import _enter_task, _leave_task
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -23,9 +24,10 @@ T = TypeVar("T")
 class Trigger:
     """An asyncio-facing doorbell: `wait()` returns True for a gather, False to stop.
 
-    One future is awaited at a time, woken by a ring, a stop or the clock: no task or timer is made per wait
-    beyond the clock's one handle, and a gather runs in the waiting task itself (`graced`), so an idle agent's
-    interval is the bare loop's two steps (the timer, then the task), as `await asyncio.sleep()` would be.
+    One future is awaited at a time, woken by a ring, a stop or a gather the clock handed over: no task or timer is
+    made per wait, and a gather runs in the waiting task itself (`graced`). The clock (`every`) starts each gather
+    in its own callback, so a gather with nothing to wait for (an idle agent's) is one loop step an interval, the
+    waiting task never resumed: less than the bare `await asyncio.sleep()` loop's two.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
@@ -37,6 +39,13 @@ class Trigger:
         """The task inside `graced` and its grace; a stop meanwhile sets `_cut` to cancel it when that is over."""
         self._cut: asyncio.TimerHandle | None = None
         self._cutting = False
+        self._clock: asyncio.TimerHandle | None = None
+        self._interval = 0.0
+        self._work: Callable[[], Coroutine[Any, Any, object]] | None = None
+        self._idle: asyncio.Task | None = None
+        """The task waiting in `wait()` while nothing is pending for it: the clock starts gathers only then."""
+        self._handed: Awaitable[object] | None = None
+        """A gather the clock started that must wait for something: `wait()`'s caller finishes it (`handed`)."""
 
     def _wake(self, *_: object) -> None:
         for waiter in self._waiters:
@@ -52,6 +61,8 @@ class Trigger:
 
     def stop(self) -> None:
         self._stopped = True
+        if self._clock is not None:
+            self._clock.cancel()
         self._wake()
         if self._graced is not None and self._cut is None:
             self._cut = self._loop.call_later(self._graced[1], self._cancel_graced)
@@ -67,6 +78,34 @@ class Trigger:
     @property
     def stopping(self) -> bool:
         return self._stopped
+
+    def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Start `work()` at each wall-clock multiple of `interval`, in the clock's callback, as the task waiting in
+        `wait()` (asyncio sees that task current, as if it ran there): work that never suspends (an idle gather) is
+        done there and then; work that suspends is handed to that task to finish (`handed`). A tick that finds the
+        task busy (a gather still running, a ring pending) is skipped, as a late gather's missed ticks always were.
+
+        Why: resuming a task is a second loop step (a zero-timeout `epoll_wait`) and a coroutine resumed on cold
+        caches, every interval, for a gather that has nothing to wait for."""
+        self._interval, self._work = interval, work
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._stopped:
+            self._clock = self._loop.call_at(self._loop.time() + seconds_to_next_tick(self._interval), self._tick)
+
+    def _tick(self) -> None:
+        task, work = self._idle, self._work
+        if task is not None and work is not None and not (self._rung or self._stopped or self._handed):
+            self._handed = _started(self._loop, task, work())
+            if self._handed is not None:
+                self._wake()
+        self._arm()
+
+    def handed(self) -> Awaitable[object] | None:
+        """The gather the clock started and handed over (once), if any."""
+        handed, self._handed = self._handed, None
+        return handed
 
     async def _sleep(self, timeout: float | None) -> None:
         """Until a ring or stop (or the timeout passes)."""
@@ -89,6 +128,8 @@ class Trigger:
         task = asyncio.current_task()
         assert task is not None and self._graced is None
         self._graced = (task, grace)
+        if self._stopped:  # a gather the clock handed over as the stop came
+            self._cut = self._loop.call_later(grace, self._cancel_graced)
         try:
             return await work
         except asyncio.CancelledError:
@@ -105,13 +146,67 @@ class Trigger:
                 self._cut = None
 
     async def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a ring (True), a stop (False), or the timeout (True: the clock rang)."""
-        if not self._stopped and not self._rung:
-            await self._sleep(timeout)
+        """Wait for a ring (True), a gather handed over (True: the caller awaits `handed()`), a stop (False), or the
+        timeout (True)."""
+        if not self._stopped and not self._rung and self._handed is None:
+            self._idle = asyncio.current_task()
+            try:
+                await self._sleep(timeout)
+            finally:
+                self._idle = None
+        if self._handed is not None:
+            return True
         if self._stopped:
             return False
         self._rung = False
         return True
+
+
+def _started(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Task, work: Coroutine[Any, Any, object]
+) -> Awaitable[object] | None:
+    """Run `work` as `task` (suspended now) up to its first suspension: None when it finished there, else what
+    finishes it (awaited in `task`). A failure is kept to be raised where it is awaited."""
+    _enter_task(loop, task)
+    try:
+        yielded = work.send(None)
+    except StopIteration:
+        return None
+    except Exception as exc:  # noqa: BLE001 - raised again in the task, where gathers' failures are logged
+        return _raising(exc)
+    finally:
+        _leave_task(loop, task)
+    return _Resumed(work, yielded)
+
+
+class _Resumed:
+    """Awaiting this finishes a coroutine already started elsewhere: first what it yielded there is passed on to the
+    awaiting task, then everything goes through (what the task sends or throws in, what the coroutine yields)."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, object], first: object):
+        self._coro, self._first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, object]:
+        coro, yielded = self._coro, self._first
+        while True:
+            try:
+                try:
+                    sent = yield yielded
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:  # a cancel, most often: the coroutine handles it as it would have
+                    yielded = coro.throw(exc)
+                else:
+                    yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _raising(exc: Exception) -> object:
+    raise exc
 
 
 def stdin_is_stream(fd: int = 0) -> bool:

@@ -282,6 +282,77 @@ def test_a_gather_ending_within_the_grace_after_a_stop_is_written():
     assert asyncio.run(scenario()) == (0, ["slow"])
 
 
+class StackSink(ListSink):
+    """Also records, for each write, the task asyncio saw current and whether `serve`'s frame was on the stack."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[asyncio.Task | None, bool]] = []
+
+    async def write(self, metrics):
+        frames = [f.f_code.co_name for f in _stack()]
+        self.seen.append((asyncio.current_task(), "serve" in frames))
+        await super().write(metrics)
+
+
+def _stack():
+    frame = sys._getframe(1)
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _serve_on_the_clock(agent, sink, gathers):
+    async def scenario():
+        trigger = Trigger(asyncio.get_running_loop())
+        served = asyncio.ensure_future(serve(agent, trigger, interval=0.05))
+        for _ in range(400):
+            if len(sink.batches) >= gathers:
+                break
+            await asyncio.sleep(0.01)
+        trigger.stop()
+        await asyncio.wait_for(served, 5)
+        await agent.close()
+        return served
+
+    return asyncio.run(scenario())
+
+
+def test_an_idle_gather_on_the_clock_is_made_in_the_clock_callback_as_the_serving_task():
+    """No source: nothing to wait for, so the serving coroutine is not resumed for it (not on the stack), yet
+    asyncio sees the serving task current (what asyncio.timeout and current_task() need)."""
+    sink = StackSink()
+    served = _serve_on_the_clock(Agent([], [sink], deadline_s=1.0), sink, 3)
+    assert len(sink.seen) >= 3
+    assert sink.seen[:3] == [(served, False)] * 3
+    gathers = [m.fields["gathers"] for batch in sink.batches for m in batch if m.measurement == "llm_agent"]
+    assert gathers[:3] == [1, 2, 3]
+
+
+def test_a_gather_on_the_clock_that_waits_is_finished_by_the_serving_task():
+    source, sink = SlowSource(60), StackSink()
+    source.release.set()  # each gather awaits its source (a task of its own), briefly
+    served = _serve_on_the_clock(Agent([source], [sink], deadline_s=1.0), sink, 3)
+    assert sink.seen[:3] == [(served, True)] * 3  # handed over: finished in `serve`
+    assert [m.fields["n"] for batch in sink.batches[:3] for m in batch if m.measurement == "slow"] == [1, 2, 3]
+
+
+def test_stop_during_a_slow_gather_on_the_clock_cancels_it_promptly():
+    async def scenario():
+        source = SlowSource(60)
+        agent = Agent([source], [ListSink()], deadline_s=120.0)
+        trigger = Trigger(asyncio.get_running_loop())
+        served = asyncio.ensure_future(serve(agent, trigger, interval=0.05))
+        await asyncio.wait_for(source.started.wait(), 5)
+        await asyncio.sleep(0.2)  # ticks meanwhile find the serving task busy: skipped, no second gather
+        trigger.stop()
+        await asyncio.wait_for(served, 10)  # would take 60 s if the gather were awaited
+        await agent.close()
+        return source.calls
+
+    assert asyncio.run(scenario()) == 1
+
+
 MISBEHAVING = '''
 import asyncio, sys, time
 from telegraf_llm_input import cli, sources
