@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 
+import psutil
 import pytest
 import yaml
 
@@ -252,6 +253,8 @@ def test_process_memory_is_the_servers_tree_and_a_new_runner_shows_in_the_next_f
         assert asyncio.run(top(load_config(path), count=2, stream=out)) == 0
         first, second = (block(f, "ollama-like") for f in frames(out.getvalue()))
     finally:
+        for runner in psutil.Process(server.pid).children(recursive=True):  # the runner outlives a killed server
+            runner.kill()
         server.kill()
         server.wait()
     mib = {"MiB": 1.0, "GiB": 1024.0}
