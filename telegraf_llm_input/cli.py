@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,13 +246,13 @@ def _proxy(args) -> int:
     except ValueError as exc:
         log.error("proxy: %s", exc)
         return EXIT_CONFIG
-    return _run_loop(proxy_app.run(args), proxy_app.new_event_loop)
+    return _run_loop(proxy_app.run(args))
 
 
-def _run_loop(coro, new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> int:
+def _run_loop(coro) -> int:
     """Like asyncio.run, but without waiting for worker threads: one stuck in a syscall (a hung NFS
     stat in psutil) must not keep us alive after stdin EOF or SIGTERM."""
-    loop = new_loop()
+    loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(coro)
     finally:

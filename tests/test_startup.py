@@ -99,12 +99,12 @@ def test_psutil_waits_for_a_watched_process(tmp_path):
 
 
 def test_reading_a_proxy_never_loads_the_proxys_extra(tmp_path):
-    """The proxy's parser and loop (httptools, uvloop: +2.8 MiB with uvloop's ssl) are the proxy command's only."""
+    """The proxy's parser (httptools) is the proxy command's only."""
     config = tmp_path / "config.yaml"
     config.write_text(f"targets:\n  - url: http://127.0.0.1:{free_port()}\n    type: proxy\n")
     modules = loaded("--config", str(config))
     assert "telegraf_llm_input.servers.proxy" in modules or "telegraf_llm_input.servers.base" in modules
-    assert [m for m in ("uvloop", "httptools", "telegraf_llm_input.proxy.upstream") if m in modules] == []
+    assert [m for m in ("httptools", "telegraf_llm_input.proxy.upstream") if m in modules] == []
 
 
 # The whole command as a user runs it (`main`), then the modules still loaded, written to a file.

@@ -10,8 +10,6 @@ import argparse
 import asyncio
 import signal
 
-import uvloop
-
 from telegraf_llm_input.config.loader import check_duration, parse_duration
 from telegraf_llm_input.config.outputs import parse_listen
 from telegraf_llm_input.log import get_logger
@@ -22,9 +20,6 @@ from telegraf_llm_input.proxy.server import Proxy
 from telegraf_llm_input.proxy.upstream import Upstream
 
 log = get_logger("proxy")
-
-new_event_loop = uvloop.new_event_loop
-"""The proxy's loop: libuv's (fewer instructions a request than asyncio's own; the agent never loads it)."""
 
 
 def settings(args: argparse.Namespace) -> tuple[Address, tuple[str, int], float, float]:

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-EXTRA = ("httptools", "uvloop")
+EXTRA = ("httptools",)
 """What the `proxy` extra installs: llhttp's parser (both sides' HTTP) and libuv's event loop."""
 INSTALL_EXTRA = "pip install 'telegraf-llm-input[proxy]'"
 

@@ -80,7 +80,7 @@ class UpstreamConn(asyncio.Protocol):
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast("asyncio.Transport", transport)  # uvloop's is none of asyncio's classes
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         receiver = self.receiver
