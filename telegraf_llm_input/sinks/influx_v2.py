@@ -20,7 +20,7 @@ def build_influx_v2(cfg: InfluxV2Output, name: str, state_dir: str | None) -> Ba
     org = cfg.org
     client = InfluxDBClient(
         url=cfg.url,
-        token=cfg.token or "",
+        token=(cfg.token or "").strip(),  # `${INFLUX_TOKEN}` with a newline: no header value has one
         org=org,
         timeout=int(cfg.timeout * 1000),
         verify_ssl=not cfg.insecure_skip_verify,

@@ -180,6 +180,25 @@ def test_v2_writes_to_victoriametrics(victoria, tmp_path, caplog):
     assert "tok-s3cret" not in caplog.text
 
 
+def test_v2_token_with_surrounding_whitespace_still_writes(victoria, tmp_path, caplog):
+    """A token from an environment variable or file that ends in a newline made every write fail (an HTTP header
+    value has no newline); the whitespace around it is no part of it."""
+    sink = sink_for(
+        {"type": "influxdb_v2", "url": victoria.url, "org": "o", "bucket": "b", "token": " tok-s3cret\n",
+         "flush_interval": "100ms"},
+        tmp_path,
+    )  # fmt: skip
+
+    async def go():
+        await sink.write(points(3, measurement="llm_padded"))
+        await drain(sink, lambda: sink.stats()["output_written_points"] >= 3, 10)
+        await sink.close()
+
+    asyncio.run(go())
+    assert sink.stats()["output_written_points"] == 3 and sink.stats()["output_errors"] == 0
+    assert "tok-s3cret" not in caplog.text
+
+
 def test_v2_without_org_writes_to_victoriametrics(victoria, tmp_path):
     """No `org:` passed check-config and then never wrote (influxdb-client refuses a write without one)."""
     config = parse_config({"outputs": [{"type": "influxdb_v2", "url": victoria.url, "bucket": "b"}]})
