@@ -74,6 +74,9 @@ class ClientConn(asyncio.Protocol):
         self._te: list[bytes] = []
         """The Transfer-Encoding field values of the request being read."""
         self._head_bytes = 0
+        """The current head's target, names and values as llhttp gave them (a head read whole in one read)."""
+        self._head_read = 0
+        """The bytes of the reads after which the current head was still incomplete (one that never ends)."""
         self._in_head = False
         self._refused = False
         """An error answer was sent: what the client still sends is dropped until the connection closes."""
@@ -87,12 +90,12 @@ class ClientConn(asyncio.Protocol):
         if self._refused:
             return
         self.now = time.monotonic_ns()
-        if self._in_head:
-            self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-            if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-                raise _head_too_big()
+            if self._in_head:  # all of this read is the head's: two counts, so that neither counts a byte twice
+                self._head_read += len(data)
+                if self._head_read > MAX_HEAD_BYTES:
+                    raise _head_too_big()
         except httptools.HttpParserCallbackError as exc:
             if not isinstance(exc.__context__, Refused):
                 raise  # a bug: asyncio logs it and drops this connection only
@@ -127,7 +130,7 @@ class ClientConn(asyncio.Protocol):
 
     # llhttp's side
     def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes, self._fields, self._te = True, 0, [], []
+        self._in_head, self._head_bytes, self._head_read, self._fields, self._te = True, 0, 0, [], []
 
     def on_url(self, url: bytes) -> None:
         self._target = url

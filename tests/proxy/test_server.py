@@ -323,6 +323,20 @@ def test_a_request_head_over_64_kib_gets_a_431_and_the_upstream_never_sees_it():
         assert up.requests == []
 
 
+def test_a_request_head_under_64_kib_arriving_in_pieces_passes():
+    """A 40 KiB head (a long cookie) that arrives over several reads is 40 KiB, not its reads plus its fields."""
+    head = b"GET /source?bytes=1 HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-Part-%d: %s\r\n" % (i, b"a" * 1000) for i in range(40)
+    )
+    with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        for start in range(0, len(head), 4096):
+            sock.sendall(head[start : start + 4096])
+            time.sleep(0.005)  # each piece its own read
+        sock.sendall(b"\r\n")
+        assert _answers(sock, 1)[0].startswith(b"HTTP/1.1 200 ")
+        assert len(up.requests) == 1
+
+
 def test_an_http_1_0_client_gets_a_chunked_answer_as_a_body_ended_by_the_close():
     with Upstream() as up, ThreadProxy(up.url) as proxy, socket.create_connection(("127.0.0.1", proxy.port)) as sock:
         sock.sendall(b"POST /api/generate?chunks=2&every=0.01 HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
