@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import os
@@ -394,3 +395,93 @@ def test_a_log_file_that_does_not_exist_says_so_once(tmp_path, caplog):
     path.write_text("")
     gather(source, T0 + 3 * S)
     assert any("appeared" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def _cut_line(ms: int) -> list[str]:
+    """Docker's records for an Ollama access line long enough to be cut in three parts."""
+    return docker_json_records(
+        gin_line(200, ms * 1_000_000, "/api/chat?session=" + "x" * (2 * DOCKER_PART + 100))
+    ).splitlines(keepends=True)
+
+
+def test_a_first_start_inside_a_line_docker_cut_reads_it_whole(tmp_path):
+    """No saved position, the agent starts at the log's end while Docker is writing a cut line (its first parts
+    are there, not its last): the line is read whole once its last part comes, never its tail alone."""
+    path = tmp_path / "abc-json.log"
+    *first, last = _cut_line(42)
+    path.write_text(docker_json_records(gin_line(200, 5_000_000, "/api/generate")) + "".join(first))
+    source = ServerLogSource(TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path)), None)
+    gather(source, T0)
+    with open(path, "a") as f:
+        f.write(last + docker_json_records(gin_line(200, 8_000_000, "/api/generate")))
+    gen = by_api(gather(source, T0 + S))["generate"].fields
+    assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 8.0], 95), rel=1e-9)
+
+
+@pytest.mark.parametrize("new_file_holds", [0, 1])
+def test_a_line_docker_cut_across_a_rotation_survives_an_agent_restart(tmp_path, new_file_holds):
+    """Docker rotates (max-size, max-file > 1: the file renamed to .1, a new one) while a cut line is being
+    written; the agent reads the rotation, restarts before the last part: the line is still read whole, once."""
+    path = tmp_path / "abc-json.log"
+    path.write_text("")
+    target = TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path))
+    state = tmp_path / "state"
+    source = ServerLogSource(target, state)
+    gather(source, T0)
+    parts = _cut_line(42)
+    with open(path, "a") as f:
+        f.write(docker_json_records(gin_line(200, 8_000_000, "/api/generate")) + parts[0])
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0
+    path.rename(f"{path}.1")
+    path.write_text("".join(parts[1 : 1 + new_file_holds]))
+    assert by_api(gather(source, T0 + 2 * S))["generate"].fields == {"requests_per_s": 0.0}
+    asyncio.run(source.close())
+    with open(path, "a") as f:
+        f.write("".join(parts[1 + new_file_holds :]) + docker_json_records(gin_line(200, 9_000_000, "/api/generate")))
+    source = ServerLogSource(target, state)
+    gen = by_api(gather(source, T0 + 3 * S))["generate"].fields
+    assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 9.0], 95), rel=1e-9)
+    asyncio.run(source.close())
+    source = ServerLogSource(target, state)  # and once only
+    assert by_api(gather(source, T0 + 4 * S))["generate"].fields == {"requests_per_s": 0.0}
+    asyncio.run(source.close())
+
+
+@pytest.mark.parametrize("how", ["compressed", "truncated", "truncated while read"])
+def test_a_cut_line_whose_first_parts_are_gone_after_a_restart_is_skipped_and_said(tmp_path, how, caplog):
+    """The rotated file with the first parts was compressed away (`compress: true`), or Docker truncated the log in
+    place (max-file 1), before the agent came back: the rest of that line is no line; it is skipped, said once."""
+    path = tmp_path / "abc-json.log"
+    path.write_text("")
+    target = TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path))
+    state = tmp_path / "state"
+    source = ServerLogSource(target, state)
+    gather(source, T0)
+    # the tail alone would look like a request: the line is junk, then an access line
+    junk = docker_json_records("x" * 2 * DOCKER_PART + gin_line(200, 77_000_000, "/api/chat")).splitlines(True)
+    with open(path, "a") as f:
+        f.write(docker_json_records(gin_line(200, 8_000_000, "/api/generate")) + junk[0])
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0
+    if how == "compressed":
+        with open(path, "rb") as f, gzip.open(f"{path}.1.gz", "wb") as g:
+            g.write(f.read())
+        path.unlink()  # Docker's rotation with `compress`: gzipped to .1.gz, the text gone
+        path.write_text(junk[1])
+    else:
+        os.truncate(path, 0)
+        with open(path, "a") as f:
+            f.write(junk[1])
+    t = T0 + S
+    if how == "truncated while read":
+        t += S
+        assert by_api(gather(source, t))["generate"].fields == {"requests_per_s": 0.0}
+    asyncio.run(source.close())
+    with open(path, "a") as f:
+        f.write(junk[2] + docker_json_records(gin_line(200, 9_000_000, "/api/generate")))
+    source = ServerLogSource(target, state)
+    with caplog.at_level(logging.INFO):
+        gen = by_api(gather(source, t + S))["generate"].fields
+    assert gen["requests_per_s"] == 1.0 and gen["e2e_p95_ms"] == 9.0
+    said = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(said) == 1 and str(path) in said[0]
+    asyncio.run(source.close())
