@@ -76,11 +76,13 @@ async def processes(servers: list[Server], env: SourceEnv, gpu_used: bool, confi
             continue
         source = ProcessSource(target, nvml, drm)
         (point,) = await source.gather(GatherContext(time_ns=time.time_ns(), deadline_s=10.0))
-        checks += _process(name, target_port(target.url), point, gpu_used, nvml is not None, drm)
+        checks += _process(name, target_port(target.url), point, gpu_used, nvml is not None, drm, server.up)
     return checks
 
 
-def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, drm: bool) -> list[Check]:
+def _process(
+    name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, drm: bool, answers: bool = True
+) -> list[Check]:
     f = point.fields
     if not f.get("up"):
         hidden = hidden_socket(port)
@@ -91,6 +93,8 @@ def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, dr
                     no(AREA, f"{name}: per-process GPU memory: not visible while its process is hidden", PROCESS_GRANT)
                 )
             return out
+        if not answers:  # down, and nothing listens: "model servers" above says so, with its fix
+            return [note(AREA, f"{name}: nothing on this host listens on port {port}: no process to watch yet")]
         if sys.platform == "darwin":
             return [
                 no(
@@ -185,7 +189,9 @@ def server_logs(servers: list[Server]) -> list[Check]:
         name = target.name or f"port {target_port(target.url)}"
         proc = logfind.listening_process(target)
         found = logfind.locate(target, proc).location
-        if found is None and proc is None and hidden_socket(target_port(target.url)):
+        if found is None and proc is None and not server.up and not hidden_socket(target_port(target.url)):
+            checks.append(note(AREA, f"{name}: its log is looked for once the server runs (it is down)"))
+        elif found is None and proc is None and hidden_socket(target_port(target.url)):
             text = f"{name}: its log cannot be found while its process is hidden: no requests/s, latency or errors"
             checks.append(no(AREA, text, PROCESS_GRANT, blocking=False))
         elif found is None:

@@ -94,17 +94,24 @@ def test_fakes_as_root_servers_processes_outputs_and_exit_status():
         assert f"prometheus 127.0.0.1:{prom}: the address is free to listen on" in ok
         assert "Everything configured can work." in out and lines(out, "NO") == []
 
-        config["targets"].append({"url": f"http://127.0.0.1:{down}", "name": "gone"})
+        config["targets"].append({"url": f"http://127.0.0.1:{down}", "type": "llamacpp", "name": "gone"})
+        config["targets"].append({"url": ollama.url, "type": "vllm", "name": "mistyped", "log": "none"})
         config["outputs"].append({"type": "prometheus", "listen": f"127.0.0.1:{llama.port}"})
         code, out, _ = doctor(json.dumps(config))
         assert code == 1
         no = lines(out, "NO")
         assert any(line.startswith(f"http://127.0.0.1:{down} (target gone): down:") for line in no), out
+        # a server that is down is not said to answer
+        assert f"gone: nothing on this host listens on port {down}: no process to watch yet" in lines(out, "--"), out
+        assert "gone: its log is looked for once the server runs (it is down)" in lines(out, "--"), out
+        assert not any(line.startswith("gone:") for line in no), out
         assert any(
             f"prometheus 127.0.0.1:{llama.port}: cannot listen there" in line and "root's process" in line
             for line in no
         )
         assert "start the server, or correct its url/type/token in the config" in fixes(out)
+        assert any(line.startswith(f"{ollama.url} (target mistyped): down:") for line in no), out
+        assert "it answers as ollama: set `type: ollama` (or `auto`) for this target" in fixes(out), out
     finally:
         ollama.stop()
         llama.stop()
