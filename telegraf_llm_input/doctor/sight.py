@@ -244,16 +244,21 @@ def _gid(name: str) -> int | None:
 def request_logs(config: Config) -> list[Check]:
     """The `logs:` entries and the targets' `log:` files: readable by this user?"""
     checks = []
-    files = [e.path for e in config.logs]
-    files += [t.log for t in config.targets or [] if t.log and t.log != "none" and t.log.startswith("/")]
-    for path_glob in files:
+    files = [(e.path, e.path, "") for e in config.logs]
+    for t in config.targets or []:
+        where = logfind.from_key(t.log) if t.log else None
+        if where is not None and where.kind == "file":
+            files.append((where.path, where.path, ""))
+        elif where is not None and where.kind == "docker":  # `docker:ID`: the container's json-file log
+            files.append((f"{t.log} ({where.path})", where.path, "; a container logging with json-file writes it"))
+    for label, path_glob, more in files:
         paths = sorted(glob.glob(path_glob))
         if not paths:
             closed = _closed_parent(path_glob)
             if closed is not None:
-                checks.append(no(AREA, f"log {path_glob}: cannot look into {closed}", _file_fix(closed)))
+                checks.append(no(AREA, f"log {label}: cannot look into {closed}", _file_fix(closed)))
             else:
-                checks.append(note(AREA, f"log {path_glob}: no such file yet (followed once it appears)"))
+                checks.append(note(AREA, f"log {label}: no such file yet (followed once it appears{more})"))
             continue
         for path in paths:
             try:

@@ -411,3 +411,26 @@ def test_a_journal_the_agent_finds_by_itself_blocks_when_unreadable(unprivileged
         if unit.exists():
             unit.rmdir()
         shutil.rmtree(home)
+
+
+def test_a_targets_docker_log_and_home_relative_log_are_checked(tmp_path):
+    """`log: docker:ID` is the container's json-file log, `log: ~/...` a file in the home directory: doctor looks
+    at both (it used to skip every `log:` not starting with `/`)."""
+    ollama = fake_ollama([]).start()
+    (tmp_path / "ollama.log").write_text("")
+    try:
+        config = {
+            "targets": [
+                {"url": ollama.url, "type": "ollama", "name": "a", "log": "docker:0badc0ffee"},
+                {"url": ollama.url, "type": "ollama", "name": "b", "log": "~/ollama.log"},
+            ],
+            "host": {"enabled": False},
+        }
+        code, out, err = doctor(json.dumps(config), env={"HOME": str(tmp_path)})
+        path = "/var/lib/docker/containers/0badc0ffee/0badc0ffee-json.log"
+        assert (
+            f"log docker:0badc0ffee ({path}): no such file yet (followed once it appears; a container logging " in out
+        )
+        assert f"log {tmp_path}/ollama.log: readable" in lines(out, "ok"), out + err
+    finally:
+        ollama.stop()
