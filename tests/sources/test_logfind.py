@@ -61,8 +61,9 @@ def test_log_keys(tmp_path):
         "docker", path=str(container / f"{ID}-json.log")
     )
     assert from_key(f"{container}/{ID}-json.log").kind == "docker"
-    with pytest.raises(ConfigError):
-        TargetConfig(url="http://127.0.0.1:11434", log=" ")
+    for empty in (" ", "journal:", "docker:", " docker: "):  # no unit, no container: every container's log
+        with pytest.raises(ConfigError, match="journal:UNIT, docker:ID"):
+            TargetConfig(url="http://127.0.0.1:11434", log=empty)
 
 
 def test_process_names():
