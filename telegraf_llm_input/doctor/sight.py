@@ -171,7 +171,8 @@ def journal(config: Config) -> list[Check]:
 
 
 NO_LOG_FIX = {
-    "llamacpp": "start llama-server with --log-file FILE (found from its command line), or under systemd (its journal)",
+    "llamacpp": "start llama-server with --log-file FILE (found from its command line) or its output redirected to a "
+    "file (`2> FILE`), or under systemd (its journal)",
     "ollama": "set the target's log: to where Ollama writes (a file, journal:UNIT or docker:ID)",
 }
 
@@ -198,8 +199,9 @@ def server_logs(servers: list[Server]) -> list[Check]:
             checks.append(
                 no(
                     AREA,
-                    f"{name}: its log is nowhere to be found (not in a systemd service or container, no default file; "
-                    "started in a terminal, it writes there): no requests/s, latency or errors from it",
+                    f"{name}: its log is nowhere to be found (not in a systemd service or container, its output not "
+                    "redirected to a file, no default file; started in a terminal, it writes there): no requests/s, "
+                    "latency or errors from it",
                     NO_LOG_FIX.get(kind, "set the target's log: to where the server writes its log"),
                     blocking=False,
                 )

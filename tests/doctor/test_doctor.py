@@ -273,7 +273,7 @@ def test_a_journal_log_the_config_names_blocks_when_unreadable(unprivileged_user
 @pytest.mark.realserver
 def test_a_server_whose_log_is_nowhere_to_be_found_is_named_with_the_fix(make_llama_server, tmp_path):  # noqa: F811
     """llama-server started in a terminal writes its log there: no requests/s or latency; doctor said all was well."""
-    server = make_llama_server()
+    server = make_llama_server(terminal=True)
     config = json.dumps({"targets": [{"url": server.url, "name": "llama"}], "gpu": {"enabled": False}})
     code, out, err = doctor(config)
     assert code == 0, out + err  # worth knowing, not blocking: everything else works
