@@ -202,8 +202,8 @@ def start_nginx(upstream: int, tmp: Path) -> tuple[subprocess.Popen, int] | None
         f"worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log warn;\n"
         f"events {{ worker_connections 1024; }}\n"
         f"http {{ access_log off; {temps}\n"
-        f"  upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n"
-        f"  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; proxy_http_version 1.1;\n"
+        f"  upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; keepalive_requests 1000000; }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; keepalive_requests 1000000; location / {{ proxy_pass http://up; proxy_http_version 1.1;\n"
         f'    proxy_set_header Connection ""; proxy_buffering off; proxy_request_buffering off; }} }} }}\n'
     )
     proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
