@@ -199,6 +199,8 @@ class UpstreamConn(asyncio.Protocol):
                 unsupported = hdr.unsupported_coding(self._te)
                 if unsupported is not None:  # its body would reach the client still coded, undeclared
                     raise _BadFraming(unsupported)
+                if self.parser.get_http_version() == "1.0":  # RFC 9112 §6.1: faulty framing
+                    raise _BadFraming("Transfer-Encoding in an HTTP/1.0 answer")
             self.receiver.response_head(
                 status, self._reason or b"", self._fields, bool(self._te), self._sized, self._connection
             )

@@ -80,6 +80,7 @@ def test_a_plain_chunked_request_in_any_case_still_passes():
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-unknown\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n" + CHUNKED_HELLO,
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" + CHUNKED_HELLO,
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + CHUNKED_HELLO,  # HTTP/1.0 has no chunked (§6.1)
     ],
 )
 def test_an_answer_with_a_coding_other_than_chunked_gets_a_502(answer):
