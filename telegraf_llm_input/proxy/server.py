@@ -52,7 +52,8 @@ class Proxy:
             await asyncio.wait(tasks)
 
     def _handle(self, client: ClientConn, request: wire.Request) -> Handler:
-        if request.target.split(b"?", 1)[0] == self.page_path:
+        target, page = request.target, self.page_path
+        if target.startswith(page) and (len(target) == len(page) or target[len(page)] == 0x3F):  # "?"
             return Page(self, client, request)
         return Forward(self, client, request)
 
