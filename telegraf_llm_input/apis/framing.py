@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 DONE = "[DONE]"
 _BREAK = re.compile(r"\r\n|\r|\n")
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 class LineBuffer:
     """Splits a byte stream into text lines ending in LF, CRLF or CR (the SSE rule)."""
 
     def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = _UTF8(errors="replace")
         self._tail = ""
         self._pending_cr = False
 
@@ -39,6 +40,10 @@ class LineBuffer:
         self._pending_cr = buf[-1] == "\r"
         self._tail = lines.pop()
         return lines
+
+    def clean(self) -> bool:
+        """Nothing is held from the last read (no partial line, character or CRLF)."""
+        return not self._tail and not self._pending_cr and not self._decoder.getstate()[0]
 
     def close(self) -> str:
         """The unterminated last line (may be empty)."""
@@ -78,6 +83,20 @@ class SSEParser:
             if event is not None:
                 events.append(event)
         return events
+
+    def feed_data(self, data: bytes) -> list[str]:
+        """The data of each event `data` completes (`feed`'s events' `.data`), read at once when the read is what
+        servers send (whole events of one `data:` line each, nothing held from the last read)."""
+        if not self._data and self._event is None and self._lines.clean():
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                text = ""
+            if text.endswith("\n\n") and "\r" not in text:
+                parts = text[:-2].split("\n\n")
+                if all(p.startswith("data:") and "\n" not in p for p in parts):
+                    return [p[6:] if p.startswith("data: ") else p[5:] for p in parts]
+        return [event.data for event in self.feed(data)]
 
     def close(self) -> bool:
         """End of stream. True when an event was left open (no blank line after it): it is discarded."""

@@ -51,6 +51,8 @@ def lmstudio_stats(doc: object) -> tuple[Stats, ...]:
 
 
 def _extras(doc: dict[str, object]) -> tuple[Stats, ...]:
+    if "usage" not in doc and "timings" not in doc and "stats" not in doc:  # most chunks: none
+        return ()
     return usage_stats(doc.get("usage")) + timings_stats(doc.get("timings")) + lmstudio_stats(doc.get("stats"))
 
 

@@ -59,7 +59,7 @@ class StreamReader:
         if self.failed is not None:
             return []
         if self._sse is not None:
-            return self._payloads(e.data for e in self._sse.feed(chunk))
+            return self._payloads(self._sse.feed_data(chunk))
         if self._lines is not None:
             return self._payloads(self._lines.feed(chunk))
         assert self._document is not None
@@ -92,7 +92,7 @@ class StreamReader:
         """One framed payload: an SSE event's data, one NDJSON line or the whole document."""
         if self.failed is not None:
             return []
-        if data.strip() == DONE:
+        if data[:1] != "{" and data.strip() == DONE:
             return [Finished()]
         try:
             doc = json.loads(data)

@@ -98,3 +98,27 @@ def test_ndjson_lines_skip_blanks_and_flush_last_line():
     assert p.feed(b'{"a":1}\n\n{"b"') == ['{"a":1}']
     assert p.feed(b':2}\r\n{"c":3}') == ['{"b":2}']
     assert p.close() == ['{"c":3}']
+
+
+_EVENT = st.one_of(
+    st.text(alphabet='ab é{}":,', max_size=12).map(lambda t: f"data: {t}\n\n"),  # what servers send
+    st.text(alphabet="ab é", max_size=8).map(lambda t: f"data:{t}\n\n"),  # no space after the colon
+    st.just("data: a\ndata: b\n\n"),  # several data lines
+    st.just(": keep-alive\n\n"),
+    st.just("event: delta\ndata: x\n\n"),
+    st.just("data: y\r\n\r\n"),
+    st.just("id: 3\n\n"),
+)
+
+
+@given(st.lists(_EVENT, max_size=8), st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+def test_feed_data_reads_what_feed_reads_however_the_bytes_are_cut(events, cuts):
+    """The fast read of whole `data:` events gives the data `feed` gives, for any stream and any cuts (a UTF-8
+    character, a CRLF, an event split across reads included)."""
+    stream = "".join(events).encode()
+    bounds = sorted({min(c, len(stream)) for c in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *bounds], [*bounds, len(stream)])]
+    slow, fast = SSEParser(), SSEParser()
+    expected = [e.data for e in feed_all(slow, pieces)]
+    got = [data for piece in pieces for data in fast.feed_data(piece)]
+    assert got == expected
