@@ -71,6 +71,17 @@ class ReportsDown(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsTraffic(Protocol):
+    """A source that counts a target's requests from outside its metrics (its server log), and can say why it
+    counts none."""
+
+    def traffic_gaps(self) -> Mapping[str, str]:
+        """Target name -> why its requests are not counted now (its log not found, not readable). Targets whose
+        log is read are absent."""
+        ...
+
+
 T = TypeVar("T")
 
 

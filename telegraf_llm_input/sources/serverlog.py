@@ -249,6 +249,9 @@ class ServerLogSource:
         self._own = OwnTraffic()
         self._apis_seen: set[str] = {GENERATE}
         self._state = StateLog(log)
+        self._denied = False
+        self._gap: str | None = "its log is not read yet"
+        """Why no request of it is counted now (`traffic_gaps`); None while its log is read."""
         self._lock = asyncio.Lock()
         self._thread_lock = threading.Lock()
 
@@ -267,6 +270,7 @@ class ServerLogSource:
         if self._reader is not None and where == self.where:
             return  # still there, not yet written again
         denied = unreadable(where)
+        self._denied = bool(denied)
         if denied:
             self._state.fail("denied", f"serverlog {self.target.display_name}: {denied}", logging.INFO)
             return
@@ -318,6 +322,7 @@ class ServerLogSource:
             try:
                 events = await asyncio.to_thread(self._read, ctx.deadline_s * TIME_SHARE)
             except JournalDenied:
+                self._gap = "its journal is not readable by this user"
                 me = getpass.getuser()
                 where = self.where.describe() if self.where else "the journal"
                 self._state.fail(
@@ -329,10 +334,17 @@ class ServerLogSource:
                 )
                 return []
             except (JournalError, OSError) as exc:
+                self._gap = "its log cannot be read"
                 self._state.fail("read", f"serverlog {self.target.display_name}: cannot read the log: {exc}")
                 return []
             if self._reader is None:
+                self._gap = (
+                    "its log is not readable by this user"
+                    if self._denied
+                    else "no log of it found (`doctor` says where it looked)"
+                )
                 return []
+            self._gap = None if self._there else "its log file does not exist (yet)"
             name, where = self.target.display_name, self.where.describe() if self.where else "the log"
             self._state.ok("read", f"serverlog {name}: log readable again")
             self._state.ok("denied", f"serverlog {name}: log readable now")
@@ -345,6 +357,9 @@ class ServerLogSource:
                     logging.INFO,
                 )
             return self._points(events, ctx.time_ns)
+
+    def traffic_gaps(self) -> dict[str, str]:
+        return {} if self._gap is None else {self.target.display_name: self._gap}
 
     def _points(self, events: list[Event], time_ns: int) -> list[Metric]:
         events = self._own.user_events(events, self._ledger.sent(self.target.display_name), time.time())

@@ -22,7 +22,7 @@ from telegraf_llm_input.config import Config
 from telegraf_llm_input.log import logger as agent_logger
 from telegraf_llm_input.processors import build_processors
 from telegraf_llm_input.sources import build_sources
-from telegraf_llm_input.sources.base import ReportsDown, Source, SourceEnv
+from telegraf_llm_input.sources.base import ReportsDown, ReportsTraffic, Source, SourceEnv
 from telegraf_llm_input.sources.target import ServerSource
 from telegraf_llm_input.top.terminal import HeldLogs, PlainScreen, TtyScreen, open_screen
 from telegraf_llm_input.top.view import TopModel
@@ -34,6 +34,19 @@ def down_reasons(sources: Sequence[Source]) -> dict[str, str]:
     for source in sources:
         if isinstance(source, ReportsDown):
             out.update(source.down_reasons())
+    return out
+
+
+def traffic_gaps(sources: Sequence[Source], config: Config) -> dict[str, str]:
+    """Why a target's requests are not counted (its log is where Ollama's and llama.cpp's requests are seen)."""
+    out = {
+        t.display_name: "`log: none` in the config"
+        for t in config.targets or ()
+        if (t.log or "").strip().lower() == "none"
+    }
+    for source in sources:
+        if isinstance(source, ReportsTraffic):
+            out.update(source.traffic_gaps())
     return out
 
 
@@ -95,7 +108,9 @@ async def top(
             problems = agent.problems()
             silent = {target: problems[source] for target, source in scrapers.items() if source in problems}
             shown = [text for name, text in problems.items() if name not in scrapers.values()]
-            snapshot = model.update(metrics, down_reasons(agent.sources), shown, silent)
+            snapshot = model.update(
+                metrics, down_reasons(agent.sources), shown, silent, traffic_gaps=traffic_gaps(agent.sources, config)
+            )
             if not _show(screen, snapshot):
                 break
             frames += 1

@@ -275,6 +275,13 @@ def target_lines(
         first, *rest = _wrap(load, width, glyphs)  # a wide line (llama.cpp: slots and ctx) goes on, not cut
         lines.append((ESSENTIAL, first))
         lines.extend((DETAIL, line) for line in rest)
+        if t.traffic_gap:  # Ollama's and llama.cpp's requests are seen in their log only
+            lines.append(
+                (
+                    ESSENTIAL,
+                    fit(_join([(("requests unseen: ", "dim"), (t.traffic_gap, "warn"))], glyphs), width, glyphs),
+                )
+            )
         lines.extend((ESSENTIAL, _loaded(m, glyphs)) for m in t.loaded)
         latency = []
         for name, p50, p95 in (

@@ -166,6 +166,8 @@ class TargetView:
     client_error_ratio: float | None = None
     loaded: tuple[LoadedModelView, ...] = ()
     probe_tps_history: tuple[float | None, ...] = ()
+    traffic_gap: str | None = None
+    """Why its requests are not counted (its log not found, not readable, `log: none`); only while none are."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ class TopModel:
         self._logs: dict[str, Metric] = {}
         """This gather's server-log point of each target (the one `LOG_APIS` names)."""
         self._loaded: dict[str, list[LoadedModelView]] = {}
+        self._gaps: Mapping[str, str] = {}
 
     def _series(self, key: tuple[str, str | None]) -> tuple[collections.deque, collections.deque]:
         if key not in self._history:
@@ -307,10 +310,13 @@ class TopModel:
         problems: Iterable[str] = (),
         silent: Mapping[str, str] | None = None,
         time_ns: int | None = None,
+        traffic_gaps: Mapping[str, str] | None = None,
     ) -> Snapshot:
         """One gather. `down_reasons`: target -> why it is down (for `up=0` points); `silent`: target -> why its
-        source gave no point this gather; `problems`: other failures to list."""
+        source gave no point this gather; `problems`: other failures to list; `traffic_gaps`: target -> why its
+        requests are not counted."""
         self._gathers += 1
+        self._gaps = traffic_gaps or {}
         down_reasons = down_reasons or {}
         silent = silent or {}
         now_ns = time_ns if time_ns is not None else max((m.time_ns for m in metrics), default=0)
@@ -407,6 +413,7 @@ class TopModel:
         lf = self._logs[name].fields if name in self._logs else {}
         models = tuple(sorted(self._loaded.get(name, ()), key=lambda v: v.name))
         error_ratio = number(f, ERROR_RATIO)
+        requests = number(f, REQ_RATE) if REQ_RATE in f else number(lf, REQ_RATE)
         return TargetView(
             target=name,
             model=model,
@@ -433,7 +440,8 @@ class TopModel:
             probe=probe_view(probe, now_ns) if probe else None,
             gen_history=tuple(gen),
             ttft_history=tuple(ttft),
-            requests_per_s=number(f, REQ_RATE) if REQ_RATE in f else number(lf, REQ_RATE),
+            requests_per_s=requests,
+            traffic_gap=self._gaps.get(name) if requests is None else None,
             e2e_p50_ms=number(f, E2E_P50) if E2E_P50 in f else number(lf, E2E_P50),
             e2e_p95_ms=number(f, E2E_P95) if E2E_P95 in f else number(lf, E2E_P95),
             client_error_ratio=number(lf, CLIENT_ERRORS),

@@ -127,6 +127,7 @@ def test_two_frames_of_every_target_with_the_agents_numbers(tmp_path, monkeypatc
     lc = block(second, "llama")
     assert "llamacpp" in lc and "qwen2.5-1.5b-q4_k_m.gguf" in lc and "slots 1/2" in lc and "run 1 wait 0" in lc
     assert re.search(r"process cpu \d+% rss [\d.]+ MiB", lc), lc  # the fake runs in this process: our own pid
+    assert "requests unseen: no log of it found" in lc  # llama.cpp counts requests in its log only
 
     # A down target shows the same reason the log gives, in every frame.
     logged = re.search(r"^W! target gone: down: (.+)$", err, re.M)

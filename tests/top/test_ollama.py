@@ -64,3 +64,25 @@ def test_top_shows_ollamas_model_and_its_logs_numbers(tmp_path):
     assert "unload in 3h" in ol
     assert "req " in ol and "/s" in ol and "e2e p50" in ol and "p95 " in ol
     assert "run -" not in ol and "gen - tok/s" not in ol  # what Ollama cannot say is not shown as dashes
+    assert "requests unseen" not in ol  # its log is read
+
+
+def test_top_says_why_ollamas_requests_are_unseen(tmp_path):
+    """Ollama counts requests nowhere but in its log: without it, `req -` would look like warming up forever."""
+    with LoggingOllama(OllamaLog(tmp_path / "server.log"), [MODEL]) as fake:
+        config = tmp_path / "top.yaml"
+        targets = [
+            {"url": fake.url, "type": "ollama", "name": "off", "log": "none"},
+            {"url": fake.url, "type": "ollama", "name": "typo", "log": str(tmp_path / "nowhere" / "server.log")},
+        ]
+        config.write_text(yaml.safe_dump({"targets": targets, "gpu": {"enabled": False}}))
+        proc = subprocess.run(
+            command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    _, second = frames(proc.stdout)
+    assert "requests unseen: `log: none` in the config" in block(second, "off")
+    assert "requests unseen: its log file does not exist (yet)" in block(second, "typo")
