@@ -20,6 +20,7 @@ from telegraf_llm_input.schema.host import HOST
 from telegraf_llm_input.schema.probe import PROBE
 from telegraf_llm_input.schema.process import LLM_PROCESS
 from telegraf_llm_input.schema.server import MODEL_LOADED, SERVER
+from telegraf_llm_input.serverlogs import FORMATS
 
 HISTORY_S = 300.0
 """How far back the sparklines reach."""
@@ -441,7 +442,7 @@ class TopModel:
             gen_history=tuple(gen),
             ttft_history=tuple(ttft),
             requests_per_s=requests,
-            traffic_gap=self._gaps.get(name) if requests is None else None,
+            traffic_gap=self._gaps.get(name) if requests is None and server_type in FORMATS else None,
             e2e_p50_ms=number(f, E2E_P50) if E2E_P50 in f else number(lf, E2E_P50),
             e2e_p95_ms=number(f, E2E_P95) if E2E_P95 in f else number(lf, E2E_P95),
             client_error_ratio=number(lf, CLIENT_ERRORS),
