@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 
 from telegraf_llm_input.config.loader import check_duration, parse_duration
@@ -49,6 +50,8 @@ async def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("proxy: cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         return 1
+    gc.collect()  # what start-up left alive (modules, options) out of the collector's sight: a full collection
+    gc.freeze()  # walking it all held a request for milliseconds now and then
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
