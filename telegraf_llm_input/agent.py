@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.lineprotocol import line_template
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric, Rendered
 from telegraf_llm_input.processors.base import Processor
-from telegraf_llm_input.sinks.base import Sink
+from telegraf_llm_input.sinks.base import Sink, WritesNowait
 from telegraf_llm_input.sources.base import Finds, GatherContext, Source
 
 log = get_logger("agent")
@@ -76,6 +76,8 @@ class Agent:
         """Each `llm_agent` point's field keys, tags and line template (`_point`): None for the totals,
         (`source`, name) or (`output`, name) for the others."""
         self._own: dict[str, list[str]] = {}
+        self._writers = [_writer(sink) for sink in self.sinks]
+        """Each sink's `write_nowait`, or its `write` (a coroutine to await) when it has none."""
         """Each sink's own counters (`output_*`), also written as a point of its own (tag `output`)."""
 
     async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
@@ -183,6 +185,24 @@ class Agent:
             if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
                 ctx = GatherContext(time_ns=time_ns, deadline_s=max(0.1, self.deadline_s - spent))
             metrics = await self._run_sources(ctx)
+        metrics = self._completed(metrics, started, time_ns)
+        writing = self._write(metrics)
+        if writing is not None:
+            await writing
+        return metrics
+
+    def gather_nowait(self) -> Coroutine[Any, Any, object] | None:
+        """A gather (`gather_once`) done as far as it goes without waiting: None when that is all of it (an idle
+        agent's, each sink taking its lines at once), else the coroutine that does the rest.
+
+        Why: an idle interval is then plain calls, no coroutine made or stepped (`Trigger.every`)."""
+        if self.sources:
+            return self.gather_once()
+        started = time.monotonic_ns()
+        return self._write(self._completed([], started, time.time_ns()))
+
+    def _completed(self, metrics: list[Metric], started: int, time_ns: int) -> list[Metric]:
+        """The gather's metrics processed, tagged and conformed, its `llm_agent` points added."""
         for processor in self.processors:
             try:
                 metrics = processor.process(metrics)
@@ -200,7 +220,6 @@ class Agent:
                 metrics = [m.with_tags(self.global_tags) for m in metrics]
             metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
         metrics.extend(self._agent_metrics(time_ns, (time.monotonic_ns() - started) / 1e6, dropped))
-        await self._write(metrics)
         return metrics
 
     def problems(self) -> dict[str, str]:
@@ -210,14 +229,35 @@ class Agent:
         out.update({f"output:{k}": v for k, v in self._sink_state.failing().items()})
         return out
 
-    async def _write(self, metrics: list[Metric]) -> None:
-        for sink in self.sinks:
+    def _write(self, metrics: list[Metric]) -> Coroutine[Any, Any, None] | None:
+        """Every sink takes the gather: None when each took it at once (`write_nowait`), else the coroutine that
+        waits for the one that did not and hands it to the rest."""
+        for index, (sink, write) in enumerate(zip(self.sinks, self._writers)):
             try:
-                await sink.write(metrics)
-                if self._sink_state.is_failing(sink.name):
-                    self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+                waiting = write(metrics)
             except Exception as exc:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
+                continue
+            if waiting is not None:
+                return self._written(metrics, index, waiting)
+            if self._sink_state.is_failing(sink.name):
+                self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+        return None
+
+    async def _written(self, metrics: list[Metric], index: int, waiting: Awaitable[None]) -> None:
+        """`_write` from the sink at `index` on, which is `waiting`."""
+        for sink, write in zip(self.sinks[index:], self._writers[index:]):
+            try:
+                if waiting is None:
+                    waiting = write(metrics)
+                if waiting is not None:
+                    await waiting
+            except Exception as exc:
+                self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
+            else:
+                if self._sink_state.is_failing(sink.name):
+                    self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+            waiting = None
 
     def _agent_metrics(self, time_ns: int, gather_ms: float, dropped: int) -> list[Metric]:
         """The `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
@@ -282,6 +322,10 @@ class Agent:
                 await asyncio.wait_for(sink.close(), timeout=2.0)
             except Exception as exc:
                 log.warning("closing output %s: %s", sink.name, _describe(exc))
+
+
+def _writer(sink: Sink) -> Callable[[Sequence[Metric]], Awaitable[None] | None]:
+    return sink.write_nowait if isinstance(sink, WritesNowait) else sink.write
 
 
 def _stand_in(source: Source, ctx: GatherContext, reason: str) -> list[Metric]:

@@ -41,7 +41,7 @@ class Trigger:
         self._cutting = False
         self._clock: asyncio.TimerHandle | None = None
         self._interval = 0.0
-        self._work: Callable[[], Coroutine[Any, Any, object]] | None = None
+        self._work: Callable[[], Coroutine[Any, Any, object] | None] | None = None
         self._idle: asyncio.Task | None = None
         """The task waiting in `wait()` while nothing is pending for it: the clock starts gathers only then."""
         self._handed: Awaitable[object] | None = None
@@ -79,14 +79,16 @@ class Trigger:
     def stopping(self) -> bool:
         return self._stopped
 
-    def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, object]]) -> None:
-        """Start `work()` at each wall-clock multiple of `interval`, in the clock's callback, as the task waiting in
-        `wait()` (asyncio sees that task current, as if it ran there): work that never suspends (an idle gather) is
-        done there and then; work that suspends is handed to that task to finish (`handed`). A tick that finds the
-        task busy (a gather still running, a ring pending) is skipped, as a late gather's missed ticks always were.
+    def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, object] | None]) -> None:
+        """Start `work()` at each wall-clock multiple of `interval`, in the clock's callback: `work()` does what it
+        can at once (an idle gather: all of it) and returns None, or a coroutine, which is started there as the task
+        waiting in `wait()` (asyncio sees that task current, as if it ran there) and, when it suspends, handed to
+        that task to finish (`handed`). A tick that finds the task busy (a gather still running, a ring pending) is
+        skipped, as a late gather's missed ticks always were.
 
         Why: resuming a task is a second loop step (a zero-timeout `epoll_wait`) and a coroutine resumed on cold
-        caches, every interval, for a gather that has nothing to wait for."""
+        caches, every interval, for a gather that has nothing to wait for; making and stepping a coroutine that
+        never suspends is more of the same."""
         self._interval, self._work = interval, work
         self._arm()
 
@@ -97,7 +99,12 @@ class Trigger:
     def _tick(self) -> None:
         task, work = self._idle, self._work
         if task is not None and work is not None and not (self._rung or self._stopped or self._handed):
-            self._handed = _started(self._loop, task, work())
+            try:
+                started = work()
+            except Exception as exc:  # noqa: BLE001 - raised again in the task, where gathers' failures are logged
+                self._handed = _raising(exc)
+            else:
+                self._handed = None if started is None else _started(self._loop, task, started)
             if self._handed is not None:
                 self._wake()
         self._arm()
