@@ -17,7 +17,7 @@ from typing import Any, cast
 from telegraf_llm_input.fieldtypes import Conformer
 from telegraf_llm_input.lineprotocol import line_template
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import Metric, Rendered
+from telegraf_llm_input.metric import FieldValue, Metric, Rendered
 from telegraf_llm_input.processors.base import Processor
 from telegraf_llm_input.sinks.base import Sink, WritesNowait
 from telegraf_llm_input.sources.base import Finds, GatherContext, Source
@@ -75,7 +75,7 @@ class Agent:
         self._points: dict[tuple[str, str] | None, tuple[tuple[str, ...], dict[str, str], str | None]] = {}
         """Each `llm_agent` point's field keys, tags and line template (`_point`): None for the totals,
         (`source`, name) or (`output`, name) for the others."""
-        self._own: dict[str, list[str]] = {}
+        self._own: dict[str, tuple[str, ...]] = {}
         self._writers = [_writer(sink) for sink in self.sinks]
         """Each sink's `write_nowait`, or its `write` (a coroutine to await) when it has none."""
         """Each sink's own counters (`output_*`), also written as a point of its own (tag `output`)."""
@@ -244,7 +244,7 @@ class Agent:
                 self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
         return None
 
-    async def _written(self, metrics: list[Metric], index: int, waiting: Awaitable[None]) -> None:
+    async def _written(self, metrics: list[Metric], index: int, waiting: Awaitable[None] | None) -> None:
         """`_write` from the sink at `index` on, which is `waiting`."""
         for sink, write in zip(self.sinks[index:], self._writers[index:]):
             try:
@@ -263,50 +263,53 @@ class Agent:
         """The `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
         field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer."""
         counts = [sink.stats() for sink in self.sinks]
-        fields: dict[str, int | float] = {
-            "gather_ms": gather_ms,
-            "gathers": self.gathers,
-            "sources": len(self.sources),
-            "source_errors": self._errors,
-            "fields_dropped": dropped,
-            **(counts[0] if len(counts) == 1 else _summed(counts)),
-        }
-        out = [fields]
-        keys: list[tuple[str, str] | None] = [None]
+        total = counts[0] if len(counts) == 1 else _summed(counts)
+        points = [
+            self._point(
+                None,
+                (*_TOTALS, *total),
+                (gather_ms, self.gathers, len(self.sources), self._errors, dropped, *total.values(), time_ns),
+            )
+        ]
         for sink, own in zip(self.sinks, counts):
-            if sink.name not in self._own:  # a sink's counters are the same names every gather
-                self._own[sink.name] = [k for k in own if k.startswith("output_")]
-            if self._own[sink.name]:  # which output is failing, when there are several
-                out.append({k: own[k] for k in self._own[sink.name]})
-                keys.append(("output", sink.name))
+            keys = self._own.get(sink.name)
+            if keys is None:  # a sink's counters are the same names every gather
+                keys = self._own[sink.name] = tuple(k for k in own if k.startswith("output_"))
+            if keys:  # which output is failing, when there are several
+                points.append(self._point(("output", sink.name), keys, (*(own[k] for k in keys), time_ns)))
         for source in self.sources:
             stats = self.stats[source.name]
-            out.append(
-                {
-                    "duration_ms": stats.last_duration_s * 1000.0,
-                    "errors": stats.errors,
-                    "metrics": stats.last_metrics,
-                    "ok": 1 if stats.last_ok else 0,
-                    **_source_stats(source),
-                }
+            extra = _source_stats(source)
+            points.append(
+                self._point(
+                    ("source", source.name),
+                    (*_PER_SOURCE, *extra),
+                    (
+                        stats.last_duration_s * 1000.0,
+                        stats.errors,
+                        stats.last_metrics,
+                        1 if stats.last_ok else 0,
+                        *extra.values(),
+                        time_ns,
+                    ),
+                )
             )
-            keys.append(("source", source.name))
-        return [self._point(key, values, time_ns) for key, values in zip(keys, out)]
+        return points
 
-    def _point(self, key: tuple[str, str] | None, fields: dict[str, int | float], time_ns: int) -> Metric:
-        """One `llm_agent` point and its line: its tags (its own over the global ones, as `Metric.with_tags`)
-        and line template are made once per point and field keys, then only the values are filled in."""
-        keys = tuple(fields)
+    def _point(self, key: tuple[str, str] | None, keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> Metric:
+        """One `llm_agent` point of these field keys and `values` (then `time_ns`) and its line: its tags (its own
+        over the global ones, as `Metric.with_tags`) and line template are made once per point and field keys, then
+        only the values are filled in."""
         made = self._points.get(key)
         if made is None or made[0] != keys:
             tags = dict(self.global_tags)
             if key is not None:
                 tags[key[0]] = key[1]
-            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, fields))
+            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, dict(zip(keys, values))))
         _, tags, template = made
         if template is None:
-            return Metric("llm_agent", tags, fields, time_ns)
-        return Rendered.of("llm_agent", tags, fields, time_ns, template % (*fields.values(), time_ns))
+            return Metric("llm_agent", tags, dict(zip(keys, values)), cast(int, values[-1]))
+        return Rendered.of("llm_agent", tags, keys, values, template % values)
 
     async def close(self) -> None:
         for stats in self.stats.values():
@@ -322,6 +325,12 @@ class Agent:
                 await asyncio.wait_for(sink.close(), timeout=2.0)
             except Exception as exc:
                 log.warning("closing output %s: %s", sink.name, _describe(exc))
+
+
+_TOTALS = ("gather_ms", "gathers", "sources", "source_errors", "fields_dropped")
+"""The totals point's own fields; the sinks' counters follow."""
+_PER_SOURCE = ("duration_ms", "errors", "metrics", "ok")
+"""A source's point's fields; its own counters (`stats`) follow."""
 
 
 def _writer(sink: Sink) -> Callable[[Sequence[Metric]], Awaitable[None] | None]:
