@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from telegraf_llm_input.fieldtypes import Conformer
-from telegraf_llm_input.lineprotocol import line_template
+from telegraf_llm_input.lineprotocol import line_template, ms_text
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import FieldValue, Metric, Rendered
+from telegraf_llm_input.metric import FieldValue, Metric, Rendered, rendered_fields
 from telegraf_llm_input.processors.base import Processor
 from telegraf_llm_input.sinks.base import Sink, WritesNowait
 from telegraf_llm_input.sources.base import Finds, GatherContext, Source
@@ -219,7 +219,7 @@ class Agent:
             if self.global_tags:
                 metrics = [m.with_tags(self.global_tags) for m in metrics]
             metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
-        metrics.extend(self._agent_metrics(time_ns, (time.monotonic_ns() - started) / 1e6, dropped))
+        self._agent_metrics(metrics, time_ns, ms_text(time.monotonic_ns() - started), dropped)
         return metrics
 
     def problems(self) -> dict[str, str]:
@@ -259,18 +259,19 @@ class Agent:
                     self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
             waiting = None
 
-    def _agent_metrics(self, time_ns: int, gather_ms: float, dropped: int) -> list[Metric]:
-        """The `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
-        field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer."""
+    def _agent_metrics(self, points: list[Metric], time_ns: int, gather_ms: str, dropped: int) -> None:
+        """Adds the `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
+        field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer.
+        `gather_ms` is the float's text (`ms_text`)."""
         counts = [sink.stats() for sink in self.sinks]
         total = counts[0] if len(counts) == 1 else _summed(counts)
-        points = [
+        points.append(
             self._point(
                 None,
                 (*_TOTALS, *total),
                 (gather_ms, self.gathers, len(self.sources), self._errors, dropped, *total.values(), time_ns),
             )
-        ]
+        )
         for sink, own in zip(self.sinks, counts):
             keys = self._own.get(sink.name)
             if keys is None:  # a sink's counters are the same names every gather
@@ -294,7 +295,6 @@ class Agent:
                     ),
                 )
             )
-        return points
 
     def _point(self, key: tuple[str, str] | None, keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> Metric:
         """One `llm_agent` point of these field keys and `values` (then `time_ns`) and its line: its tags (its own
@@ -305,10 +305,10 @@ class Agent:
             tags = dict(self.global_tags)
             if key is not None:
                 tags[key[0]] = key[1]
-            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, dict(zip(keys, values))))
+            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, rendered_fields(keys, values)))
         _, tags, template = made
         if template is None:
-            return Metric("llm_agent", tags, dict(zip(keys, values)), cast(int, values[-1]))
+            return Metric("llm_agent", tags, rendered_fields(keys, values), cast(int, values[-1]))
         return Rendered.of("llm_agent", tags, keys, values, template % values)
 
     async def close(self) -> None:

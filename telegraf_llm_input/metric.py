@@ -43,7 +43,8 @@ class Rendered(Metric):
     line: str
     """Set by `of` only: a copy has none (reading it raises AttributeError)."""
     _parts: tuple[str, Mapping[str, str], tuple[str, ...], tuple[FieldValue, ...]]
-    """Measurement, tags, field keys, and the fields' values followed by `time_ns`."""
+    """Measurement, tags, field keys, and the values the line was filled in with: the fields' (a float's may be its
+    text, `lineprotocol.ms_text`), then `time_ns`."""
 
     def __init__(self, measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], time_ns: int):
         """A copy (`dataclasses.replace`): no line."""
@@ -59,7 +60,7 @@ class Rendered(Metric):
         line: str,
     ) -> Rendered:
         """The point of these field `keys` and `values` (the fields' values, then `time_ns`: the tuple its line's
-        template was filled in with), and its `line`. Two slots set, no dict: an idle interval's point cost ~9 k
+        template was filled in with; a float's value may be its text), and its `line`. Two slots set, no dict: an idle interval's point cost ~9 k
         instructions with its fields dict and five slots."""
         metric = _new(cls)
         _parts(metric, (measurement, tags, keys, values))
@@ -77,7 +78,7 @@ class Rendered(Metric):
     @property
     def fields(self) -> Mapping[str, FieldValue]:
         _, _, keys, values = self._parts
-        return dict(zip(keys, values))  # the last value, time_ns, has no key
+        return rendered_fields(keys, values)
 
     @property
     def time_ns(self) -> int:
@@ -88,6 +89,11 @@ class Rendered(Metric):
 
     def __delattr__(self, name: str) -> None:
         raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def rendered_fields(keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> dict[str, FieldValue]:
+    """The fields of `keys` and the values a line was filled in with (`Rendered`): a text there is a float's."""
+    return {key: float(value) if type(value) is str else value for key, value in zip(keys, values)}
 
 
 _new = object.__new__

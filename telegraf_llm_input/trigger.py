@@ -8,7 +8,6 @@ Telegraf is stopping us.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import stat
 import sys
@@ -94,7 +93,8 @@ class Trigger:
 
     def _arm(self) -> None:
         if not self._stopped:
-            self._clock = self._loop.call_at(self._loop.time() + seconds_to_next_tick(self._interval), self._tick)
+            now = time.time()
+            self._clock = self._loop.call_at(self._loop.time() + (next_aligned(now, self._interval) - now), self._tick)
 
     def _tick(self) -> None:
         task, work = self._idle, self._work
@@ -248,10 +248,7 @@ def start_stdin_reader(trigger: Trigger, *, gather_on_newline: bool, fd: int = 0
 
 
 def next_aligned(now: float, interval: float) -> float:
-    """The next wall-clock multiple of `interval` after `now` (like Telegraf's round_interval)."""
-    return (math.floor(now / interval) + 1) * interval
-
-
-def seconds_to_next_tick(interval: float, now: float | None = None) -> float:
-    now = time.time() if now is None else now
-    return max(0.0, next_aligned(now, interval) - now)
+    """The next wall-clock multiple of `interval` after `now` (like Telegraf's round_interval). In floats only
+    (exact: `now % interval` is): the seconds since 1970 as an int and back was the only use of that code in an
+    idle interval."""
+    return now - now % interval + interval
