@@ -12,6 +12,7 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 from typing import Any, cast
 
 from telegraf_llm_input.fieldtypes import Conformer
@@ -75,10 +76,13 @@ class Agent:
         self._points: dict[tuple[str, str] | None, tuple[tuple[str, ...], dict[str, str], str | None]] = {}
         """Each `llm_agent` point's field keys, tags and line template (`_point`): None for the totals,
         (`source`, name) or (`output`, name) for the others."""
-        self._own: dict[str, tuple[str, ...]] = {}
-        self._writers = [_writer(sink) for sink in self.sinks]
-        """Each sink's `write_nowait`, or its `write` (a coroutine to await) when it has none."""
-        """Each sink's own counters (`output_*`), also written as a point of its own (tag `output`)."""
+        self._outputs: list[tuple[int, str, tuple[str, ...]]] | None = None
+        """The sinks with counters of their own (`output_*`), each also written as a point of its own (tag `output`):
+        its index, name and those counters' names."""
+        self._writers = [(sink, _writer(sink)) for sink in self.sinks]
+        """Each sink and its `write_nowait`, or its `write` (a coroutine to await) when it has none."""
+        self._totals: tuple[str, ...] = ()
+        """The totals point's field keys: its own, then the sinks' counters (the same names every gather)."""
 
     async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
         """Every source's metrics, in the sources' order: each runs as its own task, all under one deadline (one
@@ -232,21 +236,21 @@ class Agent:
     def _write(self, metrics: list[Metric]) -> Coroutine[Any, Any, None] | None:
         """Every sink takes the gather: None when each took it at once (`write_nowait`), else the coroutine that
         waits for the one that did not and hands it to the rest."""
-        for index, (sink, write) in enumerate(zip(self.sinks, self._writers)):
+        for sink, write in self._writers:
             try:
                 waiting = write(metrics)
             except Exception as exc:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
                 continue
             if waiting is not None:
-                return self._written(metrics, index, waiting)
+                return self._written(metrics, self.sinks.index(sink), waiting)
             if self._sink_state.is_failing(sink.name):
                 self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
         return None
 
     async def _written(self, metrics: list[Metric], index: int, waiting: Awaitable[None] | None) -> None:
         """`_write` from the sink at `index` on, which is `waiting`."""
-        for sink, write in zip(self.sinks[index:], self._writers[index:]):
+        for sink, write in self._writers[index:]:
             try:
                 if waiting is None:
                     waiting = write(metrics)
@@ -263,21 +267,26 @@ class Agent:
         """Adds the `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
         field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer.
         `gather_ms` is the float's text (`ms_text`)."""
-        counts = [sink.stats() for sink in self.sinks]
+        counts = list(map(_stats, self.sinks))
         total = counts[0] if len(counts) == 1 else _summed(counts)
+        if len(self._totals) != len(_TOTALS) + len(total):  # a sink's counters are the same names every gather
+            self._totals = (*_TOTALS, *total)
         points.append(
             self._point(
                 None,
-                (*_TOTALS, *total),
+                self._totals,
                 (gather_ms, self.gathers, len(self.sources), self._errors, dropped, *total.values(), time_ns),
             )
         )
-        for sink, own in zip(self.sinks, counts):
-            keys = self._own.get(sink.name)
-            if keys is None:  # a sink's counters are the same names every gather
-                keys = self._own[sink.name] = tuple(k for k in own if k.startswith("output_"))
-            if keys:  # which output is failing, when there are several
-                points.append(self._point(("output", sink.name), keys, (*(own[k] for k in keys), time_ns)))
+        if self._outputs is None:  # a sink's counters are the same names every gather
+            self._outputs = [
+                (i, sink.name, keys)
+                for i, sink in enumerate(self.sinks)
+                if (keys := tuple(k for k in counts[i] if k.startswith("output_")))
+            ]
+        for i, name, keys in self._outputs:  # which output is failing, when there are several
+            own = counts[i]
+            points.append(self._point(("output", name), keys, (*[own[k] for k in keys], time_ns)))
         for source in self.sources:
             stats = self.stats[source.name]
             extra = _source_stats(source)
@@ -301,7 +310,7 @@ class Agent:
         over the global ones, as `Metric.with_tags`) and line template are made once per point and field keys, then
         only the values are filled in."""
         made = self._points.get(key)
-        if made is None or made[0] != keys:
+        if made is None or (made[0] is not keys and made[0] != keys):
             tags = dict(self.global_tags)
             if key is not None:
                 tags[key[0]] = key[1]
@@ -309,7 +318,7 @@ class Agent:
         _, tags, template = made
         if template is None:
             return Metric("llm_agent", tags, rendered_fields(keys, values), cast(int, values[-1]))
-        return Rendered.of("llm_agent", tags, keys, values, template % values)
+        return _rendered("llm_agent", tags, keys, values, template % values)
 
     async def close(self) -> None:
         for stats in self.stats.values():
@@ -331,6 +340,10 @@ _TOTALS = ("gather_ms", "gathers", "sources", "source_errors", "fields_dropped")
 """The totals point's own fields; the sinks' counters follow."""
 _PER_SOURCE = ("duration_ms", "errors", "metrics", "ok")
 """A source's point's fields; its own counters (`stats`) follow."""
+
+
+_stats = methodcaller("stats")
+_rendered = Rendered.of
 
 
 def _writer(sink: Sink) -> Callable[[Sequence[Metric]], Awaitable[None] | None]:

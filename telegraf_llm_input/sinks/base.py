@@ -17,7 +17,8 @@ class Sink(Protocol):
 
     def stats(self) -> Mapping[str, int]:
         """Cumulative counters reported as `llm_agent` fields (e.g. `lines_written`): ints, as the schema types
-        them (the agent's own points skip the conformer)."""
+        them (the agent's own points skip the conformer); the same names in the same order every call (the agent
+        makes their line's template once)."""
         ...
 
     async def close(self) -> None:
