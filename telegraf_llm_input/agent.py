@@ -12,7 +12,6 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import methodcaller
 from typing import Any, cast
 
 from telegraf_llm_input.fieldtypes import Conformer
@@ -267,8 +266,13 @@ class Agent:
         """Adds the `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
         field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer.
         `gather_ms` is the float's text (`ms_text`)."""
-        counts = list(map(_stats, self.sinks))
-        total = counts[0] if len(counts) == 1 else _summed(counts)
+        sinks = self.sinks
+        if len(sinks) == 1:
+            total = sinks[0].stats()
+            counts = [total]
+        else:
+            counts = [sink.stats() for sink in sinks]
+            total = _summed(counts)
         if len(self._totals) != len(_TOTALS) + len(total):  # a sink's counters are the same names every gather
             self._totals = (*_TOTALS, *total)
         points.append(
@@ -278,15 +282,10 @@ class Agent:
                 (gather_ms, self.gathers, len(self.sources), self._errors, dropped, *total.values(), time_ns),
             )
         )
-        if self._outputs is None:  # a sink's counters are the same names every gather
-            self._outputs = [
-                (i, sink.name, keys)
-                for i, sink in enumerate(self.sinks)
-                if (keys := tuple(k for k in counts[i] if k.startswith("output_")))
-            ]
-        for i, name, keys in self._outputs:  # which output is failing, when there are several
-            own = counts[i]
-            points.append(self._point(("output", name), keys, (*[own[k] for k in keys], time_ns)))
+        if self._outputs is None:
+            self._outputs = _outputs(sinks, counts)
+        if self._outputs:  # which output is failing, when there are several
+            self._output_points(points, counts, time_ns)
         for source in self.sources:
             stats = self.stats[source.name]
             extra = _source_stats(source)
@@ -304,6 +303,11 @@ class Agent:
                     ),
                 )
             )
+
+    def _output_points(self, points: list[Metric], counts: list[Mapping[str, int]], time_ns: int) -> None:
+        for i, name, keys in self._outputs or ():
+            own = counts[i]
+            points.append(self._point(("output", name), keys, (*[own[k] for k in keys], time_ns)))
 
     def _point(self, key: tuple[str, str] | None, keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> Metric:
         """One `llm_agent` point of these field keys and `values` (then `time_ns`) and its line: its tags (its own
@@ -342,8 +346,17 @@ _PER_SOURCE = ("duration_ms", "errors", "metrics", "ok")
 """A source's point's fields; its own counters (`stats`) follow."""
 
 
-_stats = methodcaller("stats")
 _rendered = Rendered.of
+
+
+def _outputs(sinks: list[Sink], counts: list[Mapping[str, int]]) -> list[tuple[int, str, tuple[str, ...]]]:
+    """The sinks with counters of their own (`output_*`: a database's), by index, name and those counters' names (a
+    sink's counters are the same names every gather)."""
+    found = [
+        (i, sink.name, tuple(k for k in own if k.startswith("output_")))
+        for i, (sink, own) in enumerate(zip(sinks, counts))
+    ]
+    return [output for output in found if output[2]]
 
 
 def _writer(sink: Sink) -> Callable[[Sequence[Metric]], Awaitable[None] | None]:
