@@ -22,8 +22,13 @@ Content matches on the first bytes and on the TAIL_BYTES just before the positio
 logs that merely begin alike (a banner) are not taken for copies; it needs FINGERPRINT_MIN first
 bytes (a smaller file is not told apart from another). A glob skips compressed files (.gz, .bz2,
 .xz, .zst, ...): rotated copies that are no longer text.
-Only complete lines are returned; a partial last line waits for its newline. At most `max_bytes`
-are read per call, shared by all files of the pattern, so a backlog is worked off over several calls.
+Only complete lines are returned; a partial last line waits for its newline. Records a writer cuts into several
+lines (Docker's json-file: 16 KiB parts, only the last one's `log` ends in a newline) are known by `record_end`:
+starting at a file's end, the tailer starts before the record being written; the caller says where its unfinished
+record began (`unfinished`), and the saved positions stay before it, across a rotation too, so a restarted agent
+reads it whole; when its first parts are gone (rotated away and deleted, truncated), its rest is skipped and said.
+At most `max_bytes` are read per call, shared by all files of the pattern, so a backlog is worked off over several
+calls.
 Positions are written to `state_path` (temp file + rename) when they changed. All methods block:
 callers in async code run them through asyncio.to_thread.
 """
@@ -35,6 +40,7 @@ import hashlib
 import json
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -54,6 +60,9 @@ SKIP_MAX_BYTES = 256 * 1024 * 1024
 """Bytes one read scans of an over-long line (the rest: the next read), outside the read budget: the scan only
 looks for a newline, so a 100 MiB line is behind us in one gather, not one budget's worth per gather."""
 _END_SCAN = 64 * 1024
+RECORD_SCAN = 8 * 1024 * 1024
+"""Starting at a file's end, bytes looked back through for the start of a record being written; a record whose
+parts go back further is skipped (its rest dropped), as a line over MAX_LINE_BYTES is."""
 
 Ident = tuple[int, int]
 
@@ -63,6 +72,9 @@ class FileLines:
     path: str
     lines: list[bytes] = field(default_factory=list)
     oversized: int = 0
+    ident: Ident = (0, 0)
+    start: int = 0
+    """The offset of the first line in its file (`ident`)."""
 
 
 @dataclass
@@ -92,6 +104,10 @@ class _Open:
     """The last read reached the end of the file (what is left, if anything, is a partial line)."""
     drain_only: bool = False
     """A file rotated away while we were not running: read to its end, then let go."""
+    began: int = 0
+    """Where this run began reading this content (0 after a truncation)."""
+    mid_record: bool = False
+    """At the rest of a record whose first lines we do not have: drop lines up to the one that ends it."""
     tail: str = ""
     tail_at: int = 0
     """`tail` hashes the TAIL_BYTES before `tail_at` (brought up to `offset` after each read)."""
@@ -102,6 +118,12 @@ class _Open:
     def update_tail(self) -> None:
         if self.tail_at != self.offset or not self.tail:
             self.tail, self.tail_at = _tail_hash(self.fh, self.offset), self.offset
+
+
+def _open_raw(path: str) -> BinaryIO:
+    """Unbuffered: a buffered reader serves a seek back into its buffer from memory, so a file truncated and
+    written again in place would read as its old bytes (its truncation unseen, old lines read twice)."""
+    return open(path, "rb", buffering=0)
 
 
 def _fingerprint(fh: BinaryIO, length: int) -> str:
@@ -149,12 +171,15 @@ class Tailer:
         max_bytes: int = 16 * 1024 * 1024,
         state_path: Path | None = None,
         max_line: int = MAX_LINE_BYTES,
+        record_end: Callable[[bytes], bool] | None = None,
     ):
         self.pattern = pattern
         self.start_from = start_from
         self.max_bytes = max(1, int(max_bytes))
         self.state_path = state_path
         self.max_line = max_line
+        self.record_end = record_end
+        """Does this line end a record? None: every line is a record."""
         self.bytes_read = 0
         self.open_errors: dict[str, str] = {}
         """Files that exist but cannot be opened (permissions), by path; cleared when they open."""
@@ -169,13 +194,21 @@ class Tailer:
         """The last problem reading or writing the state file (None when fine)."""
         self._history: deque[_Saved] = deque(maxlen=HISTORY)
         self._recovered: list[_Open] = []
+        self._retired: set[Ident] = set()
+        """Let go of in this read: remembered until the caller has said whether its unfinished record is in one."""
         self._distinct: set[Ident] = set()
         """New files that begin like a followed one but are not copies of it."""
         self.notes: list[str] = []
         """Things the caller should log once (a truncated file whose copy was not found); it clears them."""
-        self.held_back: dict[str, int] = {}
-        """Per path, bytes just before its position whose lines the caller has not finished with (the first parts
-        of a line Docker cut): the saved position stays before them, so the next run reads them again."""
+        self.unfinished: tuple[Ident, int] | None = None
+        """(file, offset) where the record the caller has not finished began (set after each read; a one-path
+        pattern). Saved positions stay before it: that file's is this offset, the file read after it (the log
+        rotated) is saved where this run began it, a rotated-away file holding it is remembered until then."""
+        self._resume: tuple[Ident, int] | None = None
+        """The last run's `unfinished`: the first read of this run must start there, else that record's rest is
+        skipped (its first parts are gone)."""
+        self.cut = 0
+        """Records whose first parts were gone, their rest skipped (each also in `notes`)."""
         self._load_state()
 
     # -- state file -------------------------------------------------------------------------------
@@ -193,10 +226,14 @@ class Tailer:
                     str(entry.get("path", "")),
                     str(entry.get("tail", "")),
                 )
+            mark = data.get("unfinished")
+            if mark is not None:
+                self._resume = ((int(mark[0]), int(mark[1])), int(mark[2]))
             self._had_state = bool(self._saved)
             self._last_state = None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             self._saved.clear()
+            self._resume = None
             self.state_error = f"state file {self.state_path} unreadable ({type(exc).__name__}), starting fresh"
 
     def save_state(self) -> None:
@@ -214,6 +251,7 @@ class Tailer:
             for h in self._open.values()
         ]
         held = {h.ident for h in self._open.values()}
+        mark = self.unfinished
         entries += [
             {
                 "path": s.path,
@@ -221,13 +259,19 @@ class Tailer:
                 "ino": k[1],
                 "fp": s.fp,
                 "fp_len": s.fp_len,
-                "offset": s.offset,
-                "tail": s.tail,
+                **(
+                    {"offset": mark[1], "tail": ""}
+                    if mark is not None and mark[0] == k and 0 <= mark[1] <= s.offset
+                    else {"offset": s.offset, "tail": s.tail}
+                ),
             }
             for k, s in self._saved.items()
             if k not in held
         ]
-        text = json.dumps({"version": 1, "pattern": self.pattern, "files": entries}, sort_keys=True)
+        doc: dict[str, object] = {"version": 1, "pattern": self.pattern, "files": entries}
+        if mark is not None:
+            doc["unfinished"] = [*mark[0], mark[1]]
+        text = json.dumps(doc, sort_keys=True)
         if text == self._last_state:
             return
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
@@ -248,11 +292,13 @@ class Tailer:
                 pass
 
     def _position(self, h: _Open) -> dict[str, int | str]:
-        """The offset to save and the hash of the bytes before it (`held_back` bytes before where we are)."""
-        held = min(max(0, self.held_back.get(h.path, 0)), h.offset)
-        if held:
-            return {"offset": h.offset - held, "tail": _tail_hash(h.fh, h.offset - held)}
-        return {"offset": h.offset, "tail": h.tail if h.tail_at == h.offset else ""}
+        """The offset to save and the hash of the bytes before it: before the caller's unfinished record."""
+        mark = self.unfinished
+        if mark is None:
+            return {"offset": h.offset, "tail": h.tail if h.tail_at == h.offset else ""}
+        if mark[0] == h.ident and 0 <= mark[1] <= h.offset:
+            return {"offset": mark[1], "tail": _tail_hash(h.fh, mark[1])}
+        return {"offset": h.began, "tail": ""}  # it began in a file before this one (or content truncated since)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -320,8 +366,11 @@ class Tailer:
         for h in self._open.values():
             h.update_tail()
         self._first = False
-        # Forget rotated files' positions once no matching path has them.
-        live = set(idents.values()) | held
+        # Forget rotated files' positions once no matching path has them (nor the caller's unfinished record).
+        live = set(idents.values()) | held | self._retired
+        if self.unfinished is not None:
+            live.add(self.unfinished[0])
+        self._retired.clear()
         for ident in [k for k in self._saved if k not in live]:
             del self._saved[ident]
         self.bytes_read = start - budget
@@ -353,7 +402,7 @@ class Tailer:
                 try:
                     if entry.inode() != ident[1] or not entry.is_file(follow_symlinks=False):
                         continue
-                    fh = open(entry.path, "rb")
+                    fh = _open_raw(entry.path)
                 except OSError:
                     continue
                 st = os.fstat(fh.fileno())
@@ -366,7 +415,7 @@ class Tailer:
                 ):
                     del self._saved[ident]
                     self._open[entry.path] = _Open(
-                        entry.path, fh, ident, saved.fp, saved.fp_len, saved.offset, drain_only=True
+                        entry.path, fh, ident, saved.fp, saved.fp_len, saved.offset, drain_only=True, began=saved.offset
                     )
                 else:
                     fh.close()
@@ -374,7 +423,7 @@ class Tailer:
 
     def _open_file(self, path: str, ident: Ident, idents: dict[str, Ident]) -> _Open | None:
         try:
-            fh = open(path, "rb")
+            fh = _open_raw(path)
             st = os.fstat(fh.fileno())
         except OSError as exc:
             self.open_errors[path] = exc.strerror or type(exc).__name__
@@ -386,6 +435,7 @@ class Tailer:
         ident = (st.st_dev, st.st_ino)
         saved = self._saved.get(ident)
         offset = 0
+        inside = False
         cache: dict[int, str] = {}
         if (
             saved is not None
@@ -411,10 +461,13 @@ class Tailer:
             if known:
                 offset = min(known[0], st.st_size)  # a copy of content we read: only its unread rest
             elif self._first and self.start_from == "end" and not self._had_state:
-                offset = self._end_offset(fh, st.st_size)
+                offset, inside = self._end_offset(fh, st.st_size)
         self._saved.pop(ident, None)
         fp_len = min(FINGERPRINT_BYTES, st.st_size)
-        h = _Open(path, fh, ident, _fingerprint(fh, fp_len), fp_len, offset)
+        h = _Open(path, fh, ident, _fingerprint(fh, fp_len), fp_len, offset, began=offset)
+        if inside:  # the end is inside a line (record) longer than we look back: its rest is no line
+            h.skipping = self.record_end is None
+            h.mid_record = self.record_end is not None
         self._open[path] = h
         return h
 
@@ -455,7 +508,7 @@ class Tailer:
             if cand.lower().endswith(COMPRESSED):
                 continue
             try:
-                fh = open(cand, "rb")
+                fh = _open_raw(cand)
                 st = os.fstat(fh.fileno())
             except OSError:
                 continue
@@ -476,17 +529,33 @@ class Tailer:
             return
         _, cand, fh, ident, size = found[0]
         fp_len = min(FINGERPRINT_BYTES, size)
-        self._open[cand] = _Open(cand, fh, ident, _fingerprint(fh, fp_len), fp_len, seen.offset, drain_only=True)
+        self._open[cand] = _Open(
+            cand, fh, ident, _fingerprint(fh, fp_len), fp_len, seen.offset, drain_only=True, began=seen.offset
+        )
         self._recovered.append(self._open[cand])
 
-    @staticmethod
-    def _end_offset(fh: BinaryIO, size: int) -> int:
-        """Just after the last newline near the end, so a line being written is read whole later."""
+    def _end_offset(self, fh: BinaryIO, size: int) -> tuple[int, bool]:
+        """Just after the last newline near the end, so a line being written is read whole later; with
+        `record_end`, after the last line that ends a record, so a record being written is read whole too.
+        Also: whether that is inside a line (record) begun further back than we look (its rest is to be skipped)."""
         start = max(0, size - _END_SCAN)
         fh.seek(start)
         tail = fh.read(size - start)
         nl = tail.rfind(b"\n")
-        return start + nl + 1 if nl >= 0 else (size if start else 0)
+        if nl < 0:
+            return (size, True) if start else (0, False)
+        end = start + nl + 1
+        if self.record_end is None or self.record_end(tail[tail.rfind(b"\n", 0, nl) + 1 : nl]):
+            return end, False
+        start = max(0, end - RECORD_SCAN)
+        fh.seek(start)
+        lines = fh.read(end - 1 - start).split(b"\n")
+        at = end
+        for i in range(len(lines) - 1, 1 if start else 0, -1):  # a first line cut by `start` is not judged
+            at -= len(lines[i]) + 1
+            if self.record_end(lines[i - 1]):
+                return at, False
+        return (end, True) if start else (0, False)
 
     def _check_truncated(self, h: _Open) -> None:
         try:
@@ -498,7 +567,9 @@ class Tailer:
                 seen = h.seen()  # as of the last read: the content is gone now
                 self._history.append(seen)
                 self._recover(h.path, seen, h.ident)
-            h.offset = 0
+            h.offset = h.began = 0
+            if self.unfinished is not None and self.unfinished[0] == h.ident:
+                self.unfinished = (h.ident, -1)  # its first parts are gone: a restart cannot read it whole
             h.tail, h.tail_at = "", 0
             h.skipping = False
             h.fp_len = min(FINGERPRINT_BYTES, size)
@@ -530,9 +601,33 @@ class Tailer:
 
     def _read_lines(self, h: _Open, budget: int, res: FileLines) -> int:
         """Reads complete lines from h's position; returns the bytes consumed from the budget."""
+        if self._resume is not None:  # the first read of a run: where the last run's unfinished record began?
+            h.mid_record = h.mid_record or (h.ident, h.offset) != self._resume
+            self._resume = None
+        used = self._read_raw(h, budget, res)
+        if h.mid_record and res.lines and self.record_end is not None:
+            self._drop_rest(h, res, self.record_end)
+        return used
+
+    def _drop_rest(self, h: _Open, res: FileLines, record_end: Callable[[bytes], bool]) -> None:
+        """Drops the rest of a record whose first lines we do not have, up to the line that ends it."""
+        found = next((i for i, line in enumerate(res.lines) if record_end(line)), None)
+        drop = len(res.lines) if found is None else found + 1
+        res.start += sum(len(line) + 1 for line in res.lines[:drop])
+        del res.lines[:drop]
+        if found is not None:
+            h.mid_record = False
+            self.cut += 1
+            self.notes.append(
+                f"{h.path}: skipped the rest of a line its writer cut into parts, whose first parts were not read "
+                "(rotated away and deleted or truncated while the agent was stopped, or begun long before it started)"
+            )
+
+    def _read_raw(self, h: _Open, budget: int, res: FileLines) -> int:
         if h.skipping and not self._skip_line(h):
             return 0
         h.fh.seek(h.offset)
+        res.ident, res.start = h.ident, h.offset
         data = h.fh.read(budget)
         h.eof = len(data) < budget
         if not data:
@@ -582,7 +677,8 @@ class Tailer:
         del self._open[h.path]
         self._history.append(h.seen())
         if linked:
-            self._saved[h.ident] = _Saved(h.fp, h.fp_len, h.offset, tail=h.tail)
+            self._saved[h.ident] = _Saved(h.fp, h.fp_len, h.offset, h.path, h.tail)
+            self._retired.add(h.ident)
 
     def close(self) -> None:
         self.save_state()

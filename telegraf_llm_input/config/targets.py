@@ -134,8 +134,10 @@ class TargetConfig:
             raise ValueError("tls_cert and tls_key go together")
         for name, value in self.headers.items():
             check_header(name, value)
-        if self.log is not None and not self.log.strip():
-            raise ConfigError("log", "must be a file path, journal:UNIT, docker:ID or none")
+        if self.log is not None and (
+            not self.log.strip() or self.log.strip().lower() in ("journal:", "docker:")
+        ):  # `docker:` alone would match every container's log, and read the first one's
+            raise ConfigError("log", f"must be a file path, journal:UNIT, docker:ID or none, got {self.log!r}")
 
     @property
     def display_name(self) -> str:

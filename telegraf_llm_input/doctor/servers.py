@@ -14,7 +14,7 @@ from telegraf_llm_input.http import HttpPool
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sources.base import GatherContext
 from telegraf_llm_input.sources.discovery import discover
-from telegraf_llm_input.sources.target import server_source
+from telegraf_llm_input.sources.target import detect_target, server_source
 
 AREA = "model servers"
 
@@ -62,6 +62,10 @@ async def find(config: Config, pool: HttpPool) -> tuple[list[Server], list[Check
     else:
         targets, silent = list(config.targets), []
     servers = list(await asyncio.gather(*(scrape(t, pool) for t in targets)))
+    typed = [s.target for s in servers if not s.up and config.targets is not None and s.target.type != "auto"]
+    answers = await asyncio.gather(*(detect_target(t.url, t.timeout, pool) for t in typed))
+    other = {t.url: a.type for t, a in zip(typed, answers) if a is not None and a.type != t.type}
+    """Down as the type the config says, but answering as another: the fix names it."""
     for s in servers:
         what = " ".join(x for x in (s.server_type or "unknown type", s.version) if x)
         if s.up:
@@ -73,7 +77,9 @@ async def find(config: Config, pool: HttpPool) -> tuple[list[Server], list[Check
                 no(
                     AREA,
                     f"{redact_url(s.target.url)}{_named(s.target)}: down: {s.reason or 'no answer'}",
-                    "start the server, or correct its url/type/token in the config",
+                    f"it answers as {other[s.target.url]}: set `type: {other[s.target.url]}` (or `auto`) for this target"
+                    if s.target.url in other
+                    else "start the server, or correct its url/type/token in the config",
                 )
             )
     if silent:

@@ -76,11 +76,13 @@ async def processes(servers: list[Server], env: SourceEnv, gpu_used: bool, confi
             continue
         source = ProcessSource(target, nvml, drm)
         (point,) = await source.gather(GatherContext(time_ns=time.time_ns(), deadline_s=10.0))
-        checks += _process(name, target_port(target.url), point, gpu_used, nvml is not None, drm)
+        checks += _process(name, target_port(target.url), point, gpu_used, nvml is not None, drm, server.up)
     return checks
 
 
-def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, drm: bool) -> list[Check]:
+def _process(
+    name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, drm: bool, answers: bool = True
+) -> list[Check]:
     f = point.fields
     if not f.get("up"):
         hidden = hidden_socket(port)
@@ -91,6 +93,8 @@ def _process(name: str, port: int, point: Metric, gpu_used: bool, nvml: bool, dr
                     no(AREA, f"{name}: per-process GPU memory: not visible while its process is hidden", PROCESS_GRANT)
                 )
             return out
+        if not answers:  # down, and nothing listens: "model servers" above says so, with its fix
+            return [note(AREA, f"{name}: nothing on this host listens on port {port}: no process to watch yet")]
         if sys.platform == "darwin":
             return [
                 no(
@@ -167,7 +171,8 @@ def journal(config: Config) -> list[Check]:
 
 
 NO_LOG_FIX = {
-    "llamacpp": "start llama-server with --log-file FILE (found from its command line), or under systemd (its journal)",
+    "llamacpp": "start llama-server with --log-file FILE (found from its command line) or its output redirected to a "
+    "file (`2> FILE`), or under systemd (its journal)",
     "ollama": "set the target's log: to where Ollama writes (a file, journal:UNIT or docker:ID)",
 }
 
@@ -185,15 +190,18 @@ def server_logs(servers: list[Server]) -> list[Check]:
         name = target.name or f"port {target_port(target.url)}"
         proc = logfind.listening_process(target)
         found = logfind.locate(target, proc).location
-        if found is None and proc is None and hidden_socket(target_port(target.url)):
+        if found is None and proc is None and not server.up and not hidden_socket(target_port(target.url)):
+            checks.append(note(AREA, f"{name}: its log is looked for once the server runs (it is down)"))
+        elif found is None and proc is None and hidden_socket(target_port(target.url)):
             text = f"{name}: its log cannot be found while its process is hidden: no requests/s, latency or errors"
             checks.append(no(AREA, text, PROCESS_GRANT, blocking=False))
         elif found is None:
             checks.append(
                 no(
                     AREA,
-                    f"{name}: its log is nowhere to be found (not in a systemd service or container, no default file; "
-                    "started in a terminal, it writes there): no requests/s, latency or errors from it",
+                    f"{name}: its log is nowhere to be found (not in a systemd service or container, its output not "
+                    "redirected to a file, no default file; started in a terminal, it writes there): no requests/s, "
+                    "latency or errors from it",
                     NO_LOG_FIX.get(kind, "set the target's log: to where the server writes its log"),
                     blocking=False,
                 )
@@ -238,16 +246,21 @@ def _gid(name: str) -> int | None:
 def request_logs(config: Config) -> list[Check]:
     """The `logs:` entries and the targets' `log:` files: readable by this user?"""
     checks = []
-    files = [e.path for e in config.logs]
-    files += [t.log for t in config.targets or [] if t.log and t.log != "none" and t.log.startswith("/")]
-    for path_glob in files:
+    files = [(e.path, e.path, "") for e in config.logs]
+    for t in config.targets or []:
+        where = logfind.from_key(t.log) if t.log else None
+        if where is not None and where.kind == "file":
+            files.append((where.path, where.path, ""))
+        elif where is not None and where.kind == "docker":  # `docker:ID`: the container's json-file log
+            files.append((f"{t.log} ({where.path})", where.path, "; a container logging with json-file writes it"))
+    for label, path_glob, more in files:
         paths = sorted(glob.glob(path_glob))
         if not paths:
             closed = _closed_parent(path_glob)
             if closed is not None:
-                checks.append(no(AREA, f"log {path_glob}: cannot look into {closed}", _file_fix(closed)))
+                checks.append(no(AREA, f"log {label}: cannot look into {closed}", _file_fix(closed)))
             else:
-                checks.append(note(AREA, f"log {path_glob}: no such file yet (followed once it appears)"))
+                checks.append(note(AREA, f"log {label}: no such file yet (followed once it appears{more})"))
             continue
         for path in paths:
             try:

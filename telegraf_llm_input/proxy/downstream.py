@@ -51,6 +51,13 @@ def _head_too_big() -> Refused:
     return Refused(431, f"request head over {MAX_HEAD_BYTES} bytes")
 
 
+_WATCHED_LENGTHS = frozenset({len(b"transfer-encoding"), len(b"connection"), len(b"expect")})
+
+
+def _head_size(target: bytes, fields: list[tuple[bytes, bytes]]) -> int:
+    return len(target) + sum(len(name) + len(value) for name, value in fields)
+
+
 def error_body(kind: str, message: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": kind}}).encode() + b"\n"
 
@@ -73,8 +80,11 @@ class ClientConn(asyncio.Protocol):
         self._fields: list[tuple[bytes, bytes]] = []
         self._te: list[bytes] = []
         """The Transfer-Encoding field values of the request being read."""
-        self._head_bytes = 0
-        """The current head's target, names and values as llhttp gave them (a head read whole in one read)."""
+        self._connection: list[bytes] = []
+        """Its Connection field values (the fields they name stop here too)."""
+        self._expect: bytes | None = None
+        self._read_bytes = 0
+        """The size of the read being parsed."""
         self._head_read = 0
         """The bytes of the reads after which the current head was still incomplete (one that never ends)."""
         self._in_head = False
@@ -90,6 +100,7 @@ class ClientConn(asyncio.Protocol):
         if self._refused:
             return
         self.now = time.monotonic_ns()
+        self._read_bytes = len(data)
         try:
             self.parser.feed_data(data)
             if self._in_head:  # all of this read is the head's: two counts, so that neither counts a byte twice
@@ -130,24 +141,32 @@ class ClientConn(asyncio.Protocol):
 
     # llhttp's side
     def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes, self._head_read, self._fields, self._te = True, 0, 0, [], []
+        self._in_head, self._head_read, self._fields, self._te = True, 0, [], []
+        self._connection, self._expect = [], None
 
     def on_url(self, url: bytes) -> None:
         self._target = url
-        self._head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
-        if len(name) == 17 and name.lower() == b"transfer-encoding":  # the length first: most names end there
-            self._te.append(value)
-        self._head_bytes += len(name) + len(value)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise _head_too_big()
+        if len(name) in _WATCHED_LENGTHS:  # the length first: most names end there
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                self._te.append(value)
+            elif lower == b"connection":
+                self._connection.append(value)
+            elif lower == b"expect" and self._expect is None:
+                self._expect = value
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        p, fields, te = self.parser, self._fields, self._te
-        expect, http10 = hdr.value(fields, b"expect"), p.get_http_version() == "1.0"
+        if (
+            self._head_read + self._read_bytes > MAX_HEAD_BYTES
+            and _head_size(self._target, self._fields) > MAX_HEAD_BYTES
+        ):
+            raise _head_too_big()  # (a head read whole in one read: its target and fields)
+        p, te, expect = self.parser, self._te, self._expect
+        http10 = p.get_http_version() == "1.0"
         if te:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400, HTTP/1.0's faulty 400
             unsupported = hdr.unsupported_coding(te)
             if unsupported is not None:
@@ -155,8 +174,8 @@ class ClientConn(asyncio.Protocol):
             if http10:
                 raise Refused(400, "Transfer-Encoding in an HTTP/1.0 request")
         request = Request(
-            p.get_method(), self._target, fields, p.should_keep_alive(), http10, bool(te),
-            not http10 and expect is not None and expect.lower() == b"100-continue", self.now,
+            p.get_method(), self._target, self._fields, p.should_keep_alive(), http10, bool(te),
+            not http10 and expect is not None and expect.lower() == b"100-continue", self.now, self._connection,
         )  # fmt: skip  # an HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1)
         if self.handler is None:
             self.handler = self.start(self, request)

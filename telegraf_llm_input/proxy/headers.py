@@ -12,27 +12,25 @@ name. Authorization and every other field pass untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 Headers = Sequence[tuple[bytes, bytes]]
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"transfer-encoding", b"upgrade"})
 REQUEST_ONLY = frozenset({b"expect", b"host"})
+_REQUEST_DROP = HOP_BY_HOP | REQUEST_ONLY
+TE_CHUNKED = (b"Transfer-Encoding", b"chunked")
 
 
-def _named_by_connection(headers: Headers) -> set[bytes]:
-    return {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-        if token.strip()
-    }
+def _named_by(connection: Sequence[bytes]) -> set[bytes]:
+    """The field names a message's Connection field values name."""
+    return {token.strip().lower() for value in connection for token in value.split(b",") if token.strip()}
 
 
-def _end_to_end(headers: Headers, also: Iterable[bytes] = ()) -> list[tuple[bytes, bytes]]:
-    drop = HOP_BY_HOP | _named_by_connection(headers) | set(also)
-    return [(name, value) for name, value in headers if name.lower() not in drop]
+def _end_to_end(headers: Headers, drop: frozenset[bytes], connection: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    if connection:
+        drop = drop | _named_by(connection)
+    return [field for field in headers if field[0].lower() not in drop]
 
 
 def codings(values: Sequence[bytes]) -> list[bytes]:
@@ -54,19 +52,21 @@ def chunked(headers: Headers) -> bool:
     return any(name.lower() == b"transfer-encoding" for name, _ in headers)
 
 
-def request_headers(headers: Headers, authority: bytes) -> list[tuple[bytes, bytes]]:
-    """The fields sent upstream, names spelled as the client did; a chunked request
-    body stays chunked."""
-    out = [(b"Host", authority), *_end_to_end(headers, REQUEST_ONLY)]
-    if chunked(headers):
-        out.append((b"Transfer-Encoding", b"chunked"))
+def request_headers(
+    headers: Headers, authority: bytes, chunked: bool, connection: Sequence[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """The fields sent upstream, names spelled as the client did (`connection`: its Connection field values);
+    a chunked request body stays chunked."""
+    out = [(b"Host", authority), *_end_to_end(headers, _REQUEST_DROP, connection)]
+    if chunked:
+        out.append(TE_CHUNKED)
     return out
 
 
-def response_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The fields sent back to the client as the server spelled them (the exchange adds chunked framing or
-    Connection: close as the client needs)."""
-    return _end_to_end(headers)
+def response_headers(headers: Headers, connection: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    """The fields sent back to the client as the server spelled them (`connection`: its Connection field
+    values; the exchange adds chunked framing or Connection: close as the client needs)."""
+    return _end_to_end(headers, HOP_BY_HOP, connection)
 
 
 def value(headers: Headers, name: bytes) -> bytes | None:

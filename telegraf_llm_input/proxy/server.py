@@ -10,7 +10,7 @@ from typing import Protocol
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.proxy import wire
 from telegraf_llm_input.proxy.downstream import ClientConn, Handler, error_body
-from telegraf_llm_input.proxy.exchange import Forward, Meter
+from telegraf_llm_input.proxy.exchange import Forward, Meter, StallWatch
 from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.proxy.upstream import Upstream
 
@@ -35,9 +35,12 @@ class Proxy:
         self._down_since: float | None = None
         self.loop: asyncio.AbstractEventLoop
         """The loop it serves on, set by `start` (held: asking asyncio for it costs a `getpid` each time)."""
+        self.stalls: StallWatch
+        """The exchanges waiting on the upstream (set by `start`)."""
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         self.loop = loop = asyncio.get_running_loop()
+        self.stalls = StallWatch(loop, self.timeout_s)
         return await loop.create_server(lambda: ClientConn(self._handle, self.clients), host, port)
 
     async def close(self) -> None:
@@ -52,7 +55,8 @@ class Proxy:
             await asyncio.wait(tasks)
 
     def _handle(self, client: ClientConn, request: wire.Request) -> Handler:
-        if request.target.split(b"?", 1)[0] == self.page_path:
+        target, page = request.target, self.page_path
+        if target.startswith(page) and (len(target) == len(page) or target[len(page)] == 0x3F):  # "?"
             return Page(self, client, request)
         return Forward(self, client, request)
 

@@ -38,7 +38,14 @@ class UpstreamError(Exception):
 class Receiver(Protocol):
     """Who an answer is for (the exchange that sent the request); called back as it arrives."""
 
-    def response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], chunked: bool, sized: bool,
+        connection: list[bytes],
+    ) -> None:  # fmt: skip
+        """`chunked`: it has a Transfer-Encoding (one plain chunked); `sized`: a Content-Length; `connection`: its
+        Connection field values."""
+        ...
+
     def response_body(self, data: bytes) -> None: ...
     def response_end(self) -> None: ...
     def upstream_flush(self) -> None:
@@ -52,6 +59,17 @@ class Receiver(Protocol):
 
 class _NoBody(Exception):
     """The answer to a HEAD request ends with its head (llhttp cannot be told so through httptools)."""
+
+
+class _HeadTooBig(Exception):
+    """An answer head over MAX_HEAD_BYTES: a lying upstream cannot grow the proxy's memory."""
+
+
+_WATCHED_LENGTHS = frozenset({len(b"transfer-encoding"), len(b"content-length"), len(b"connection")})
+
+
+def _head_size(reason: bytes, fields: list[tuple[bytes, bytes]]) -> int:
+    return len(reason) + sum(len(name) + len(value) for name, value in fields)
 
 
 class _BadFraming(Exception):
@@ -75,7 +93,14 @@ class UpstreamConn(asyncio.Protocol):
         self._fields: list[tuple[bytes, bytes]] = []
         self._te: list[bytes] = []
         """The Transfer-Encoding field values of the answer being read."""
-        self._head_bytes = 0
+        self._connection: list[bytes] = []
+        self._sized = False
+        """It has a Content-Length."""
+        self._in_head = False
+        self._read_bytes = 0
+        """The size of the read being parsed."""
+        self._head_read = 0
+        """The bytes of the reads after which the current head was still incomplete (one that never ends)."""
         self._informational = False
 
     # asyncio's side
@@ -88,11 +113,22 @@ class UpstreamConn(asyncio.Protocol):
             self.abort()
             return
         self.now = time.monotonic_ns()
+        self._read_bytes = len(data)
         try:
             self.parser.feed_data(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                raise httptools.HttpParserError(f"answer head over {MAX_HEAD_BYTES} bytes")
+            if self._in_head:  # all of this read is the head's (a field that never ends included)
+                self._head_read += len(data)
+                if self._head_read > MAX_HEAD_BYTES:
+                    raise _HeadTooBig
+        except _HeadTooBig:
+            self.keep, self.receiver = False, None
+            receiver.upstream_bad(f"answer head over {MAX_HEAD_BYTES} bytes")
+            return
         except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooBig):
+                self.keep, self.receiver = False, None
+                receiver.upstream_bad(f"answer head over {MAX_HEAD_BYTES} bytes")
+                return
             if isinstance(exc.__context__, _BadFraming):
                 self.keep, self.receiver = False, None
                 receiver.upstream_bad(str(exc.__context__))
@@ -131,19 +167,31 @@ class UpstreamConn(asyncio.Protocol):
             self.keep = False
             self.abort()
             return
-        self._fields, self._te, self._reason, self._head_bytes, self.keep = [], [], b"", 0, False
+        self._fields, self._te, self._connection, self._reason = [], [], [], b""
+        self._sized = self.keep = False
+        self._in_head, self._head_read = True, 0
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
-        self._head_bytes += len(reason)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._fields.append((name, value))
-        if len(name) == 17 and name.lower() == b"transfer-encoding":  # the length first: most names end there
-            self._te.append(value)
-        self._head_bytes += len(name) + len(value)
+        if len(name) in _WATCHED_LENGTHS:  # the length first: most names end there
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                self._te.append(value)
+            elif lower == b"content-length":
+                self._sized = True
+            elif lower == b"connection":
+                self._connection.append(value)
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        if (
+            self._head_read + self._read_bytes > MAX_HEAD_BYTES
+            and _head_size(self._reason, self._fields) > MAX_HEAD_BYTES
+        ):
+            raise _HeadTooBig  # (a head read whole in one read: its reason and fields)
         status = self.parser.get_status_code()
         self._informational = 100 <= status < 200  # 1xx (103 Early Hints) are not passed on
         if not self._informational and self.receiver is not None:
@@ -151,7 +199,11 @@ class UpstreamConn(asyncio.Protocol):
                 unsupported = hdr.unsupported_coding(self._te)
                 if unsupported is not None:  # its body would reach the client still coded, undeclared
                     raise _BadFraming(unsupported)
-            self.receiver.response_head(status, self._reason or b"", self._fields)
+                if self.parser.get_http_version() == "1.0":  # RFC 9112 §6.1: faulty framing
+                    raise _BadFraming("Transfer-Encoding in an HTTP/1.0 answer")
+            self.receiver.response_head(
+                status, self._reason or b"", self._fields, bool(self._te), self._sized, self._connection
+            )
             if self.no_body:
                 raise _NoBody
 
@@ -202,6 +254,9 @@ class Upstream:
         self.connect_timeout_s = connect_timeout_s
         self.tls = tls if tls is not None or address.scheme == "http" else ssl.create_default_context()
         self._idle: list[tuple[float, UpstreamConn]] = []
+        self.authority = address.authority
+        """The Host field sent upstream."""
+        self.prefix = address.prefix.encode()
 
     def idle(self) -> UpstreamConn | None:
         """A kept connection fit for reuse, or None."""

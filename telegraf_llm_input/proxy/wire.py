@@ -32,6 +32,8 @@ class Request:
     """The body comes in chunked framing (else Content-Length, or none)."""
     expect_continue: bool
     t_ns: int
+    connection: list[bytes]
+    """Its Connection field values."""
 
 
 def _fields(headers: Headers) -> list[bytes]:

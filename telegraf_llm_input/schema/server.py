@@ -30,10 +30,14 @@ _LENGTHS = (
 )
 _LENGTH_PCT = (("p50", "median"), ("p95", "95th percentile"), ("mean", "mean"))
 _SGLANG_HIST = "SGLang: with `--collect-tokens-histogram`"
+_LLAMACPP_EVALUATED = "llama.cpp log: the tokens it evaluated, a prefix reused from its cache left out"
 _LENGTH_NOTES = {
     **{(p, label): _SGLANG_HIST for p, _ in _LENGTHS[:2] for label in ("p50", "p95")},
     **{(p, "mean"): "SGLang without that flag: token-counter delta / finished-request delta" for p, _ in _LENGTHS[:2]},
 }
+_LENGTH_NOTES.update(  # its `prompt eval` line: a chat's second turn shows only the new tokens
+    {key: f"{text}; {_LLAMACPP_EVALUATED}" for key, text in _LENGTH_NOTES.items() if key[0] == _LENGTHS[0][0]}
+)
 
 
 def _interval_fields(kinds, pct, unit: str, suffix: str = "", notes=None) -> tuple[Field, ...]:

@@ -1,8 +1,10 @@
 """Where a model server's own log is, found without config.
 
 In this order: the target's `log:` key; else, from the process listening on the target's port: the file its
-command line names (`llama-server --log-file FILE`), its systemd service's journal (`/proc/PID/cgroup`), or its
-Docker container's json-file log; else the server's documented default file (`DEFAULT_FILES`: Ollama's `~/.ollama/logs/server.log` of the server's user).
+command line names (`llama-server --log-file FILE`), the file its output is redirected to (`> llama.log 2>&1`,
+nohup, a unit's `StandardOutput=append:FILE`), its systemd service's journal (`/proc/PID/cgroup`), or its
+Docker container's json-file log; else the server's documented default file (`DEFAULT_FILES`: Ollama's
+`~/.ollama/logs/server.log` of the server's user).
 A server started in a terminal (a session scope) writes to that terminal: nothing to find, no log is read.
 Only a process that is the server itself (its name says `ollama`, `llama-server`) is followed to its log: the
 unit of a proxy in front of it, or of `docker-proxy`, holds some other program's lines.
@@ -14,6 +16,7 @@ import glob
 import os
 import pwd
 import re
+import stat
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -26,6 +29,10 @@ from telegraf_llm_input.sources.process import default_port_lookup, is_local_hos
 DOCKER_ROOT = "/var/lib/docker/containers"
 DEFAULT_FILES = {"ollama": ".ollama/logs/server.log"}
 """Per server type: the log file under its user's home (Ollama's macOS app and install script default)."""
+STREAMS = {"ollama": (1,), "llamacpp": (2,)}
+"""Per server type, the output that holds its request lines: Ollama's access lines go to stdout (gin's default
+writer; its own lines to stderr), llama-server writes everything to stderr. Only that one: a file with the other's
+lines alone would give requests/s 0 under traffic."""
 LOG_FILE_FLAGS = {"llamacpp": "--log-file"}
 """Per server type: the command-line flag that names its log file (`llama-server --log-file FILE`)."""
 PROCESS_TYPES = (("ollama", "ollama"), ("llama-server", "llamacpp"))
@@ -114,6 +121,22 @@ def _own_log_file(proc: psutil.Process, kind: str | None) -> str | None:
         return None
 
 
+def output_file(pid: int, fds: tuple[int, ...]) -> str | None:
+    """The regular file the first of `fds` is redirected to; None for a terminal, a pipe, the journal's socket,
+    /dev/null, a deleted file, or where /proc is not (macOS) or not ours to read."""
+    for fd in fds:
+        link = f"/proc/{pid}/fd/{fd}"
+        try:
+            if not stat.S_ISREG(os.stat(link).st_mode):
+                continue
+            path = os.readlink(link)
+        except OSError:
+            continue
+        if path.startswith("/") and not path.endswith(" (deleted)"):
+            return path
+    return None
+
+
 def server_type_of(name: str) -> str | None:
     """The server type a process name says (`type: auto` targets), else None."""
     for needle, kind in PROCESS_TYPES:
@@ -157,7 +180,7 @@ def locate(target: TargetConfig, proc: psutil.Process | None) -> Found:
     if proc is None or server_type_of(name) != kind:
         # Not the server itself (a proxy in front, docker-proxy, a test's fake): its unit's log is not the server's.
         return Found(None, kind)
-    own = _own_log_file(proc, kind)
+    own = _own_log_file(proc, kind) or output_file(proc.pid, STREAMS.get(kind or "", ()))
     if own is not None:
         return Found(LogLocation("file", path=own), kind)
     try:

@@ -71,15 +71,18 @@ class LineReader(Protocol):
 class FileLog:
     """A plain log file, followed like `tail -F` (rotation, truncation, copytruncate: tailer.py)."""
 
-    def __init__(self, path: str, state_path: Path | None):
+    def __init__(self, path: str, state_path: Path | None, record_end: Callable[[bytes], bool] | None = None):
         self.path = path
-        self._tailer = Tailer(path, "end", MAX_READ, state_path)
+        self._tailer = Tailer(path, "end", MAX_READ, state_path, record_end=record_end)
 
     def read(self, max_bytes: int) -> list[str]:
         out: list[str] = []
         for batch in self._tailer.read(max_bytes):
             out.extend(self.lines(batch))
         self._tailer.save_state()
+        notes, self._tailer.notes = self._tailer.notes, []
+        for note in notes:  # lines lost to a rotation: said once each
+            log.warning("serverlog: %s", note)
         return out
 
     def lines(self, batch: FileLines) -> list[str]:
@@ -95,36 +98,43 @@ class FileLog:
 class DockerLog(FileLog):
     """Docker's json-file log: one JSON object per line, the container's output in `log`. Docker cuts an output
     line longer than 16 KiB into several records, and only the last one's `log` ends in `\n` (moby's jsonfilelog
-    `marshalMessage`): the parts are joined again (up to MAX_JOINED; a longer line is no line we read). The
-    position saved for the next run stays before the first part of a line not yet complete (`Tailer.held_back`):
-    an agent restarted in between reads the whole line, never its tail alone."""
+    `marshalMessage`): the parts are joined again (up to MAX_JOINED; a longer line is no line we read). Where a
+    line not yet complete began is the tailer's `unfinished`: the position saved for the next run stays before its
+    first part (across a rotation too), and a first start at the log's end starts before it: the line is read
+    whole, never its tail alone."""
 
     def __init__(self, path: str, state_path: Path | None):
-        super().__init__(path, state_path)
+        super().__init__(path, state_path, self.ends_line)
         self._parts: list[str] = []
         self._parts_len = 0
 
     def lines(self, batch: FileLines) -> list[str]:
         out = []
-        held = self._tailer.held_back
-        pending = held.get(batch.path, 0) if self._parts_len else 0
-        held.clear()  # parts from a file rotated away are not read again: only this file's are held back
+        mark = self._tailer.unfinished if self._parts_len else None
+        offset = batch.start
         for line in batch.lines:
-            pending += len(line) + 1
+            at, offset = offset, offset + len(line) + 1
             text = self.text(line)
             if text is None:
                 continue
+            if not self._parts_len:
+                mark = (batch.ident, at)  # a line begins
             self._parts_len += len(text)
             self._parts = [*self._parts, text] if self._parts_len <= MAX_JOINED else []  # too long: dropped whole
             if not text.endswith("\n"):  # a part of a longer line: the rest follows
                 continue
-            pending = 0
+            mark = None
             if self._parts:
                 out.append("".join(self._parts).rstrip("\n"))
             self._parts, self._parts_len = [], 0
-        if self._parts_len:
-            held[batch.path] = pending
+        self._tailer.unfinished = mark
         return out
+
+    @classmethod
+    def ends_line(cls, line: bytes) -> bool:
+        """The record ends an output line (its `log` ends in `\n`), or is no record: no part of a line."""
+        text = cls.text(line)
+        return text is None or text.endswith("\n")
 
     @staticmethod
     def text(line: bytes) -> str | None:

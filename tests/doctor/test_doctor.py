@@ -94,17 +94,24 @@ def test_fakes_as_root_servers_processes_outputs_and_exit_status():
         assert f"prometheus 127.0.0.1:{prom}: the address is free to listen on" in ok
         assert "Everything configured can work." in out and lines(out, "NO") == []
 
-        config["targets"].append({"url": f"http://127.0.0.1:{down}", "name": "gone"})
+        config["targets"].append({"url": f"http://127.0.0.1:{down}", "type": "llamacpp", "name": "gone"})
+        config["targets"].append({"url": ollama.url, "type": "vllm", "name": "mistyped", "log": "none"})
         config["outputs"].append({"type": "prometheus", "listen": f"127.0.0.1:{llama.port}"})
         code, out, _ = doctor(json.dumps(config))
         assert code == 1
         no = lines(out, "NO")
         assert any(line.startswith(f"http://127.0.0.1:{down} (target gone): down:") for line in no), out
+        # a server that is down is not said to answer
+        assert f"gone: nothing on this host listens on port {down}: no process to watch yet" in lines(out, "--"), out
+        assert "gone: its log is looked for once the server runs (it is down)" in lines(out, "--"), out
+        assert not any(line.startswith("gone:") for line in no), out
         assert any(
             f"prometheus 127.0.0.1:{llama.port}: cannot listen there" in line and "root's process" in line
             for line in no
         )
         assert "start the server, or correct its url/type/token in the config" in fixes(out)
+        assert any(line.startswith(f"{ollama.url} (target mistyped): down:") for line in no), out
+        assert "it answers as ollama: set `type: ollama` (or `auto`) for this target" in fixes(out), out
     finally:
         ollama.stop()
         llama.stop()
@@ -266,7 +273,7 @@ def test_a_journal_log_the_config_names_blocks_when_unreadable(unprivileged_user
 @pytest.mark.realserver
 def test_a_server_whose_log_is_nowhere_to_be_found_is_named_with_the_fix(make_llama_server, tmp_path):  # noqa: F811
     """llama-server started in a terminal writes its log there: no requests/s or latency; doctor said all was well."""
-    server = make_llama_server()
+    server = make_llama_server(terminal=True)
     config = json.dumps({"targets": [{"url": server.url, "name": "llama"}], "gpu": {"enabled": False}})
     code, out, err = doctor(config)
     assert code == 0, out + err  # worth knowing, not blocking: everything else works
@@ -404,3 +411,26 @@ def test_a_journal_the_agent_finds_by_itself_blocks_when_unreadable(unprivileged
         if unit.exists():
             unit.rmdir()
         shutil.rmtree(home)
+
+
+def test_a_targets_docker_log_and_home_relative_log_are_checked(tmp_path):
+    """`log: docker:ID` is the container's json-file log, `log: ~/...` a file in the home directory: doctor looks
+    at both (it used to skip every `log:` not starting with `/`)."""
+    ollama = fake_ollama([]).start()
+    (tmp_path / "ollama.log").write_text("")
+    try:
+        config = {
+            "targets": [
+                {"url": ollama.url, "type": "ollama", "name": "a", "log": "docker:0badc0ffee"},
+                {"url": ollama.url, "type": "ollama", "name": "b", "log": "~/ollama.log"},
+            ],
+            "host": {"enabled": False},
+        }
+        code, out, err = doctor(json.dumps(config), env={"HOME": str(tmp_path)})
+        path = "/var/lib/docker/containers/0badc0ffee/0badc0ffee-json.log"
+        assert (
+            f"log docker:0badc0ffee ({path}): no such file yet (followed once it appears; a container logging " in out
+        )
+        assert f"log {tmp_path}/ollama.log: readable" in lines(out, "ok"), out + err
+    finally:
+        ollama.stop()

@@ -80,6 +80,7 @@ def test_a_plain_chunked_request_in_any_case_still_passes():
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-unknown\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n" + CHUNKED_HELLO,
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" + CHUNKED_HELLO,
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + CHUNKED_HELLO,  # HTTP/1.0 has no chunked (§6.1)
     ],
 )
 def test_an_answer_with_a_coding_other_than_chunked_gets_a_502(answer):
@@ -128,3 +129,21 @@ def test_a_refused_request_whose_body_is_still_coming_gets_its_answer_not_a_rese
         assert answer.startswith((b"HTTP/1.1 501 ", b"HTTP/1.1 400 ")), answer
         assert sum(sent) == 64 * len(piece)  # the rest was read and dropped, never answered with a reset
         assert up.requests == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000,  # one field that never ends, the connection kept open
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Part-%d: %s\r\n" % (i, b"a" * 1000) for i in range(80)) + b"\r\n",
+    ],
+)
+def test_an_answer_head_over_64_kib_gets_a_502_at_once(answer):
+    """A lying upstream cannot grow the proxy's memory with a head, nor hold the client until the timeout."""
+    with RawUpstream(answer, keep=True) as up, ThreadProxy(up.url) as proxy:
+        got = _exchange(proxy.port, b"GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 502 "), got[:200]
+        error = httpx.Response(502, content=body).json()["error"]
+        assert error["type"] == "upstream_bad_response" and "over 65536 bytes" in error["message"]
+        assert httpx.get(proxy.url + "/proxy/metrics", timeout=10).status_code == 200  # the proxy serves on

@@ -61,8 +61,9 @@ def test_log_keys(tmp_path):
         "docker", path=str(container / f"{ID}-json.log")
     )
     assert from_key(f"{container}/{ID}-json.log").kind == "docker"
-    with pytest.raises(ConfigError):
-        TargetConfig(url="http://127.0.0.1:11434", log=" ")
+    for empty in (" ", "journal:", "docker:", " docker: "):  # no unit, no container: every container's log
+        with pytest.raises(ConfigError, match="journal:UNIT, docker:ID"):
+            TargetConfig(url="http://127.0.0.1:11434", log=empty)
 
 
 def test_process_names():
@@ -76,12 +77,42 @@ def ollama_process(tmp_path):
     """A process named `ollama` (its executable's name), as `ollama serve` is."""
     exe = tmp_path / "ollama"
     exe.symlink_to(shutil.which("sleep"))
-    proc = subprocess.Popen([str(exe), "60"])
+    proc = subprocess.Popen([str(exe), "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield psutil.Process(proc.pid)
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "stream"), [("ollama", "ollama", "stdout"), ("llama-server", "llamacpp", "stderr")]
+)
+def test_a_server_whose_output_is_redirected_to_a_file_is_read_there(tmp_path, name, kind, stream):
+    """`llama-server ... > llama.log 2>&1 &`, nohup, or a unit's `StandardOutput=append:FILE`: the log is that file
+    (it was "nowhere to be found"; under such a unit the empty journal was read: requests/s 0 under traffic). Only
+    the stream with the request lines counts: Ollama's access lines are on stdout, llama-server's on stderr."""
+    exe = tmp_path / name
+    exe.symlink_to(shutil.which("sleep"))
+    log = tmp_path / "server.log"
+    with open(log, "ab") as f:
+        quiet = subprocess.DEVNULL
+        streams = {"stdout": f, "stderr": quiet} if stream == "stdout" else {"stdout": quiet, "stderr": f}
+        proc = subprocess.Popen([str(exe), "60"], **streams)
+        swapped = subprocess.Popen([str(exe), "60"], stdout=streams["stderr"], stderr=streams["stdout"])
+    target = TargetConfig(url="http://127.0.0.1:11434", type=kind)
+    try:
+        found = locate(target, psutil.Process(proc.pid))
+        assert found.location == LogLocation("file", path=str(log))
+        assert locate(TargetConfig(url=target.url), psutil.Process(proc.pid)).location == found.location  # auto
+        # the other stream in a file alone: not the log (its lines are not the requests)
+        assert locate(target, psutil.Process(swapped.pid)).location != LogLocation("file", path=str(log))
+        log.unlink()  # deleted since: not followed
+        assert locate(target, psutil.Process(proc.pid)).location != LogLocation("file", path=str(log))
+    finally:
+        for p in (proc, swapped):
+            p.kill()
+            p.wait()
 
 
 def test_the_default_file_of_the_servers_user(ollama_process):

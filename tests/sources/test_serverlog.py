@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import os
@@ -165,30 +166,46 @@ def test_docker_json_file_log_joins_a_line_docker_cut_at_16_kib(tmp_path):
     assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 8.0], 95), rel=1e-9)
 
 
-def test_a_docker_line_cut_by_an_agent_restart_is_read_whole_once(tmp_path):
-    """The agent read the first parts of a line Docker cut, then restarted before its last part: the next run reads
-    the whole line (its saved position is before the first part), counting it once and nothing before it twice."""
+def _docker_ollama(tmp_path):
+    """An empty json-file log and an Ollama target reading it (positions in `tmp_path/state`), first gather done."""
     path = tmp_path / "abc-json.log"
     path.write_text("")
     target = TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path))
-    state = tmp_path / "state"
-    source = ServerLogSource(target, state)
+    source = ServerLogSource(target, tmp_path / "state")
     gather(source, T0)
-    long = docker_json_records(gin_line(200, 42_000_000, "/api/chat?session=" + "x" * (2 * DOCKER_PART + 100)))
-    *first, last = long.splitlines(keepends=True)
+    return path, target, source
+
+
+def _append(path, *texts: str) -> None:
     with open(path, "a") as f:
-        f.write(docker_json_records(gin_line(200, 8_000_000, "/api/generate")) + "".join(first))
-    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0  # the short one
-    asyncio.run(source.close())
-    with open(path, "a") as f:
-        f.write(last + docker_json_records(gin_line(200, 9_000_000, "/api/generate")))
+        f.write("".join(texts))
+
+
+def _short(ms: int) -> str:
+    return docker_json_records(gin_line(200, ms * 1_000_000, "/api/generate"))
+
+
+def _a_new_agent_counts_it_once(target, state, t: int) -> None:
+    """A new agent counts the cut line (42 ms) and the short one after it (9 ms); the next one neither again."""
     source = ServerLogSource(target, state)
-    gen = by_api(gather(source, T0 + 2 * S))["generate"].fields
+    gen = by_api(gather(source, t))["generate"].fields
     assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 9.0], 95), rel=1e-9)
     asyncio.run(source.close())
-    source = ServerLogSource(target, state)  # and once only: a run after it starts after it
-    assert by_api(gather(source, T0 + 3 * S))["generate"].fields == {"requests_per_s": 0.0}
+    source = ServerLogSource(target, state)
+    assert by_api(gather(source, t + S))["generate"].fields == {"requests_per_s": 0.0}
     asyncio.run(source.close())
+
+
+def test_a_docker_line_cut_by_an_agent_restart_is_read_whole_once(tmp_path):
+    """The agent read the first parts of a line Docker cut, then restarted before its last part: the next run reads
+    the whole line (its saved position is before the first part), counting it once and nothing before it twice."""
+    path, target, source = _docker_ollama(tmp_path)
+    *first, last = _cut_line(42)
+    _append(path, _short(8), *first)
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0  # the short one
+    asyncio.run(source.close())
+    _append(path, last, _short(9))
+    _a_new_agent_counts_it_once(target, tmp_path / "state", T0 + 2 * S)
 
 
 def test_a_llamacpp_block_cut_by_an_agent_restart_keeps_its_prefill(tmp_path):
@@ -394,3 +411,70 @@ def test_a_log_file_that_does_not_exist_says_so_once(tmp_path, caplog):
     path.write_text("")
     gather(source, T0 + 3 * S)
     assert any("appeared" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def _cut_line(ms: int) -> list[str]:
+    """Docker's records for an Ollama access line long enough to be cut in three parts."""
+    return docker_json_records(
+        gin_line(200, ms * 1_000_000, "/api/chat?session=" + "x" * (2 * DOCKER_PART + 100))
+    ).splitlines(keepends=True)
+
+
+def test_a_first_start_inside_a_line_docker_cut_reads_it_whole(tmp_path):
+    """No saved position, the agent starts at the log's end while Docker is writing a cut line (its first parts
+    are there, not its last): the line is read whole once its last part comes, never its tail alone."""
+    path = tmp_path / "abc-json.log"
+    *first, last = _cut_line(42)
+    path.write_text(_short(5) + "".join(first))
+    source = ServerLogSource(TargetConfig(url="http://127.0.0.1:11434", type="ollama", log=str(path)), None)
+    gather(source, T0)
+    _append(path, last, _short(8))
+    gen = by_api(gather(source, T0 + S))["generate"].fields
+    assert gen["requests_per_s"] == 2.0 and gen["e2e_p95_ms"] == pytest.approx(pct([42.0, 8.0], 95), rel=1e-9)
+
+
+@pytest.mark.parametrize("new_file_holds", [0, 1])
+def test_a_line_docker_cut_across_a_rotation_survives_an_agent_restart(tmp_path, new_file_holds):
+    """Docker rotates (max-size, max-file > 1: the file renamed to .1, a new one) while a cut line is being
+    written; the agent reads the rotation, restarts before the last part: the line is still read whole, once."""
+    path, target, source = _docker_ollama(tmp_path)
+    parts = _cut_line(42)
+    _append(path, _short(8), parts[0])
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0
+    path.rename(f"{path}.1")
+    path.write_text("".join(parts[1 : 1 + new_file_holds]))
+    assert by_api(gather(source, T0 + 2 * S))["generate"].fields == {"requests_per_s": 0.0}
+    asyncio.run(source.close())
+    _append(path, *parts[1 + new_file_holds :], _short(9))
+    _a_new_agent_counts_it_once(target, tmp_path / "state", T0 + 3 * S)
+
+
+@pytest.mark.parametrize("how", ["compressed", "truncated", "truncated while read"])
+def test_a_cut_line_whose_first_parts_are_gone_after_a_restart_is_skipped_and_said(tmp_path, how, caplog):
+    """The rotated file with the first parts was compressed away (`compress: true`), or Docker truncated the log in
+    place (max-file 1), before the agent came back: the rest of that line is no line; it is skipped, said once."""
+    path, target, source = _docker_ollama(tmp_path)
+    # the tail alone would look like a request: the line is junk, then an access line
+    junk = docker_json_records("x" * 2 * DOCKER_PART + gin_line(200, 77_000_000, "/api/chat")).splitlines(True)
+    _append(path, _short(8), junk[0])
+    assert by_api(gather(source, T0 + S))["generate"].fields["requests_per_s"] == 1.0
+    if how == "compressed":
+        with open(path, "rb") as f, gzip.open(f"{path}.1.gz", "wb") as g:
+            g.write(f.read())
+        path.unlink()  # Docker's rotation with `compress`: gzipped to .1.gz, the text gone
+    else:
+        os.truncate(path, 0)
+    _append(path, junk[1])
+    t = T0 + S
+    if how == "truncated while read":
+        t += S
+        assert by_api(gather(source, t))["generate"].fields == {"requests_per_s": 0.0}
+    asyncio.run(source.close())
+    _append(path, junk[2], _short(9))
+    source = ServerLogSource(target, tmp_path / "state")
+    with caplog.at_level(logging.INFO):
+        gen = by_api(gather(source, t + S))["generate"].fields
+    assert gen["requests_per_s"] == 1.0 and gen["e2e_p95_ms"] == 9.0
+    said = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(said) == 1 and str(path) in said[0]
+    asyncio.run(source.close())

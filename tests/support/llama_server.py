@@ -214,8 +214,11 @@ class LlamaServer:
         ctx: int = 2048,
         api_key: str | None = None,
         extra: Sequence[str] = (),
+        terminal: bool = False,
     ):
         self.binary, self.model, self.workdir = binary, model, workdir
+        self.terminal = terminal
+        """Its output to /dev/null, as one started in a terminal writes there: no log to find (else a file)."""
         self.slots, self.ctx, self.api_key, self.extra = slots, ctx, api_key, list(extra)
         self.port = free_port()
         self.process: ManagedProcess | None = None
@@ -257,7 +260,7 @@ class LlamaServer:
     def start(self, timeout: float = 60.0) -> LlamaServer:
         self.starts += 1
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = self.workdir / f"llama-server-{self.port}.log"
+        log = Path(os.devnull) if self.terminal else self.workdir / f"llama-server-{self.port}.log"
         self.process = ManagedProcess(self.argv(), log)
         wait_until(http_ok(f"{self.url}/health"), timeout, "llama-server", self.process.proc, log)
         return self
