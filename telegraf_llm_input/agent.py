@@ -60,7 +60,7 @@ class Agent:
         processors: Sequence[Processor] = (),
     ):
         self.sources = list(sources)
-        self.sinks = list(sinks)
+        self.sinks = sinks
         self.processors = list(processors)
         self.deadline_s = deadline_s
         self.global_tags = dict(global_tags or {})
@@ -75,13 +75,21 @@ class Agent:
         self._points: dict[tuple[str, str] | None, tuple[tuple[str, ...], dict[str, str], str | None]] = {}
         """Each `llm_agent` point's field keys, tags and line template (`_point`): None for the totals,
         (`source`, name) or (`output`, name) for the others."""
-        self._outputs: list[tuple[int, str, tuple[str, ...]]] | None = None
-        """The sinks with counters of their own (`output_*`), each also written as a point of its own (tag `output`):
-        its index, name and those counters' names."""
-        self._writers = [(sink, _writer(sink)) for sink in self.sinks]
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return self._sinks
+
+    @sinks.setter
+    def sinks(self, sinks: Sequence[Sink]) -> None:
+        self._sinks = list(sinks)
+        self._writers = [(sink, _writer(sink)) for sink in self._sinks]
         """Each sink and its `write_nowait`, or its `write` (a coroutine to await) when it has none."""
         self._totals: tuple[str, ...] = ()
         """The totals point's field keys: its own, then the sinks' counters (the same names every gather)."""
+        self._outputs: list[tuple[int, str, tuple[str, ...]]] | None = None
+        """The sinks with counters of their own (`output_*`), each also written as a point of its own (tag `output`):
+        its index, name and those counters' names."""
 
     async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
         """Every source's metrics, in the sources' order: each runs as its own task, all under one deadline (one
@@ -242,7 +250,7 @@ class Agent:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
                 continue
             if waiting is not None:
-                return self._written(metrics, self.sinks.index(sink), waiting)
+                return self._written(metrics, self._sinks.index(sink), waiting)
             if self._sink_state.is_failing(sink.name):
                 self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
         return None
@@ -266,7 +274,7 @@ class Agent:
         """Adds the `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
         field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer.
         `gather_ms` is the float's text (`ms_text`)."""
-        sinks = self.sinks
+        sinks = self._sinks
         if len(sinks) == 1:
             total = sinks[0].stats()
             counts = [total]

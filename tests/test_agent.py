@@ -426,3 +426,11 @@ def test_gather_nowait_with_sources_is_the_whole_gather_not_yet_started():
     calls_before, measurements = run(scenario())
     assert calls_before == 0
     assert measurements == ["m_a", "llm_agent", "llm_agent"]
+
+
+def test_sinks_set_after_construction_get_the_gathers():
+    agent = Agent([], [ListSink("first")], deadline_s=5)
+    later = ListSink("later")
+    agent.sinks = [later]
+    run(agent.gather_once())
+    assert [m.measurement for m in later.batches[0]] == ["llm_agent"]
