@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from telegraf_llm_input.fieldtypes import Conformer
-from telegraf_llm_input.lineprotocol import line_template
+from telegraf_llm_input.lineprotocol import line_template, ms_text
 from telegraf_llm_input.log import StateLog, get_logger
-from telegraf_llm_input.metric import Metric, Rendered
+from telegraf_llm_input.metric import FieldValue, Metric, Rendered, rendered_fields
 from telegraf_llm_input.processors.base import Processor
-from telegraf_llm_input.sinks.base import Sink
+from telegraf_llm_input.sinks.base import Sink, WritesNowait
 from telegraf_llm_input.sources.base import Finds, GatherContext, Source
 
 log = get_logger("agent")
@@ -60,7 +60,7 @@ class Agent:
         processors: Sequence[Processor] = (),
     ):
         self.sources = list(sources)
-        self.sinks = list(sinks)
+        self.sinks = sinks
         self.processors = list(processors)
         self.deadline_s = deadline_s
         self.global_tags = dict(global_tags or {})
@@ -75,8 +75,21 @@ class Agent:
         self._points: dict[tuple[str, str] | None, tuple[tuple[str, ...], dict[str, str], str | None]] = {}
         """Each `llm_agent` point's field keys, tags and line template (`_point`): None for the totals,
         (`source`, name) or (`output`, name) for the others."""
-        self._own: dict[str, list[str]] = {}
-        """Each sink's own counters (`output_*`), also written as a point of its own (tag `output`)."""
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return self._sinks
+
+    @sinks.setter
+    def sinks(self, sinks: Sequence[Sink]) -> None:
+        self._sinks = list(sinks)
+        self._writers = [(sink, _writer(sink)) for sink in self._sinks]
+        """Each sink and its `write_nowait`, or its `write` (a coroutine to await) when it has none."""
+        self._totals: tuple[str, ...] = ()
+        """The totals point's field keys: its own, then the sinks' counters (the same names every gather)."""
+        self._outputs: list[tuple[int, str, tuple[str, ...]]] | None = None
+        """The sinks with counters of their own (`output_*`), each also written as a point of its own (tag `output`):
+        its index, name and those counters' names."""
 
     async def _run_sources(self, ctx: GatherContext) -> list[Metric]:
         """Every source's metrics, in the sources' order: each runs as its own task, all under one deadline (one
@@ -183,6 +196,24 @@ class Agent:
             if spent:  # what finding took is gone from the sources' deadline: the gather keeps its bound
                 ctx = GatherContext(time_ns=time_ns, deadline_s=max(0.1, self.deadline_s - spent))
             metrics = await self._run_sources(ctx)
+        metrics = self._completed(metrics, started, time_ns)
+        writing = self._write(metrics)
+        if writing is not None:
+            await writing
+        return metrics
+
+    def gather_nowait(self) -> Coroutine[Any, Any, object] | None:
+        """A gather (`gather_once`) done as far as it goes without waiting: None when that is all of it (an idle
+        agent's, each sink taking its lines at once), else the coroutine that does the rest.
+
+        Why: an idle interval is then plain calls, no coroutine made or stepped (`Trigger.every`)."""
+        if self.sources:
+            return self.gather_once()
+        started = time.monotonic_ns()
+        return self._write(self._completed([], started, time.time_ns()))
+
+    def _completed(self, metrics: list[Metric], started: int, time_ns: int) -> list[Metric]:
+        """The gather's metrics processed, tagged and conformed, its `llm_agent` points added."""
         for processor in self.processors:
             try:
                 metrics = processor.process(metrics)
@@ -199,8 +230,7 @@ class Agent:
             if self.global_tags:
                 metrics = [m.with_tags(self.global_tags) for m in metrics]
             metrics = self._types.conform(metrics)  # the one place every sink's values get the schema's types
-        metrics.extend(self._agent_metrics(time_ns, (time.monotonic_ns() - started) / 1e6, dropped))
-        await self._write(metrics)
+        self._agent_metrics(metrics, time_ns, ms_text(time.monotonic_ns() - started), dropped)
         return metrics
 
     def problems(self) -> dict[str, str]:
@@ -210,63 +240,97 @@ class Agent:
         out.update({f"output:{k}": v for k, v in self._sink_state.failing().items()})
         return out
 
-    async def _write(self, metrics: list[Metric]) -> None:
-        for sink in self.sinks:
+    def _write(self, metrics: list[Metric]) -> Coroutine[Any, Any, None] | None:
+        """Every sink takes the gather: None when each took it at once (`write_nowait`), else the coroutine that
+        waits for the one that did not and hands it to the rest."""
+        for sink, write in self._writers:
             try:
-                await sink.write(metrics)
-                if self._sink_state.is_failing(sink.name):
-                    self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+                waiting = write(metrics)
             except Exception as exc:
                 self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
+                continue
+            if waiting is not None:
+                return self._written(metrics, self._sinks.index(sink), waiting)
+            if self._sink_state.is_failing(sink.name):
+                self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+        return None
 
-    def _agent_metrics(self, time_ns: int, gather_ms: float, dropped: int) -> list[Metric]:
-        """The `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
-        field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer."""
-        counts = [sink.stats() for sink in self.sinks]
-        fields: dict[str, int | float] = {
-            "gather_ms": gather_ms,
-            "gathers": self.gathers,
-            "sources": len(self.sources),
-            "source_errors": self._errors,
-            "fields_dropped": dropped,
-            **(counts[0] if len(counts) == 1 else _summed(counts)),
-        }
-        out = [fields]
-        keys: list[tuple[str, str] | None] = [None]
-        for sink, own in zip(self.sinks, counts):
-            if sink.name not in self._own:  # a sink's counters are the same names every gather
-                self._own[sink.name] = [k for k in own if k.startswith("output_")]
-            if self._own[sink.name]:  # which output is failing, when there are several
-                out.append({k: own[k] for k in self._own[sink.name]})
-                keys.append(("output", sink.name))
+    async def _written(self, metrics: list[Metric], index: int, waiting: Awaitable[None] | None) -> None:
+        """`_write` from the sink at `index` on, which is `waiting`."""
+        for sink, write in self._writers[index:]:
+            try:
+                if waiting is None:
+                    waiting = write(metrics)
+                if waiting is not None:
+                    await waiting
+            except Exception as exc:
+                self._sink_state.fail(sink.name, f"output {sink.name}: {_describe(exc)}")
+            else:
+                if self._sink_state.is_failing(sink.name):
+                    self._sink_state.ok(sink.name, f"output {sink.name}: recovered")
+            waiting = None
+
+    def _agent_metrics(self, points: list[Metric], time_ns: int, gather_ms: str, dropped: int) -> None:
+        """Adds the `llm_agent` points, already tagged and typed (`gather_ms` and `duration_ms` floats, every other
+        field an int: a count; sinks' `stats` and sources' are ints by contract), so they skip the conformer.
+        `gather_ms` is the float's text (`ms_text`)."""
+        sinks = self._sinks
+        if len(sinks) == 1:
+            total = sinks[0].stats()
+            counts = [total]
+        else:
+            counts = [sink.stats() for sink in sinks]
+            total = _summed(counts)
+        if len(self._totals) != len(_TOTALS) + len(total):  # a sink's counters are the same names every gather
+            self._totals = (*_TOTALS, *total)
+        points.append(
+            self._point(
+                None,
+                self._totals,
+                (gather_ms, self.gathers, len(self.sources), self._errors, dropped, *total.values(), time_ns),
+            )
+        )
+        if self._outputs is None:
+            self._outputs = _outputs(sinks, counts)
+        if self._outputs:  # which output is failing, when there are several
+            self._output_points(points, counts, time_ns)
         for source in self.sources:
             stats = self.stats[source.name]
-            out.append(
-                {
-                    "duration_ms": stats.last_duration_s * 1000.0,
-                    "errors": stats.errors,
-                    "metrics": stats.last_metrics,
-                    "ok": 1 if stats.last_ok else 0,
-                    **_source_stats(source),
-                }
+            extra = _source_stats(source)
+            points.append(
+                self._point(
+                    ("source", source.name),
+                    (*_PER_SOURCE, *extra),
+                    (
+                        stats.last_duration_s * 1000.0,
+                        stats.errors,
+                        stats.last_metrics,
+                        1 if stats.last_ok else 0,
+                        *extra.values(),
+                        time_ns,
+                    ),
+                )
             )
-            keys.append(("source", source.name))
-        return [self._point(key, values, time_ns) for key, values in zip(keys, out)]
 
-    def _point(self, key: tuple[str, str] | None, fields: dict[str, int | float], time_ns: int) -> Metric:
-        """One `llm_agent` point and its line: its tags (its own over the global ones, as `Metric.with_tags`)
-        and line template are made once per point and field keys, then only the values are filled in."""
-        keys = tuple(fields)
+    def _output_points(self, points: list[Metric], counts: list[Mapping[str, int]], time_ns: int) -> None:
+        for i, name, keys in self._outputs or ():
+            own = counts[i]
+            points.append(self._point(("output", name), keys, (*[own[k] for k in keys], time_ns)))
+
+    def _point(self, key: tuple[str, str] | None, keys: tuple[str, ...], values: tuple[FieldValue, ...]) -> Metric:
+        """One `llm_agent` point of these field keys and `values` (then `time_ns`) and its line: its tags (its own
+        over the global ones, as `Metric.with_tags`) and line template are made once per point and field keys, then
+        only the values are filled in."""
         made = self._points.get(key)
-        if made is None or made[0] != keys:
+        if made is None or (made[0] is not keys and made[0] != keys):
             tags = dict(self.global_tags)
             if key is not None:
                 tags[key[0]] = key[1]
-            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, fields))
+            made = self._points[key] = (keys, tags, line_template("llm_agent", tags, rendered_fields(keys, values)))
         _, tags, template = made
         if template is None:
-            return Metric("llm_agent", tags, fields, time_ns)
-        return Rendered.of("llm_agent", tags, fields, time_ns, template % (*fields.values(), time_ns))
+            return Metric("llm_agent", tags, rendered_fields(keys, values), cast(int, values[-1]))
+        return _rendered("llm_agent", tags, keys, values, template % values)
 
     async def close(self) -> None:
         for stats in self.stats.values():
@@ -282,6 +346,29 @@ class Agent:
                 await asyncio.wait_for(sink.close(), timeout=2.0)
             except Exception as exc:
                 log.warning("closing output %s: %s", sink.name, _describe(exc))
+
+
+_TOTALS = ("gather_ms", "gathers", "sources", "source_errors", "fields_dropped")
+"""The totals point's own fields; the sinks' counters follow."""
+_PER_SOURCE = ("duration_ms", "errors", "metrics", "ok")
+"""A source's point's fields; its own counters (`stats`) follow."""
+
+
+_rendered = Rendered.of
+
+
+def _outputs(sinks: list[Sink], counts: list[Mapping[str, int]]) -> list[tuple[int, str, tuple[str, ...]]]:
+    """The sinks with counters of their own (`output_*`: a database's), by index, name and those counters' names (a
+    sink's counters are the same names every gather)."""
+    found = [
+        (i, sink.name, tuple(k for k in own if k.startswith("output_")))
+        for i, (sink, own) in enumerate(zip(sinks, counts))
+    ]
+    return [output for output in found if output[2]]
+
+
+def _writer(sink: Sink) -> Callable[[Sequence[Metric]], Awaitable[None] | None]:
+    return sink.write_nowait if isinstance(sink, WritesNowait) else sink.write
 
 
 def _stand_in(source: Source, ctx: GatherContext, reason: str) -> list[Metric]:

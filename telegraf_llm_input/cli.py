@@ -318,7 +318,7 @@ async def serve(agent: Agent, trigger: Trigger, *, interval: float | None) -> No
     gather. On stop, an in-flight gather gets STOP_GRACE_S to finish (and write) before it is cancelled.
     """
     if interval is not None:
-        trigger.every(interval, agent.gather_once)
+        trigger.every(interval, agent.gather_nowait)
     while await trigger.wait():
         try:
             await trigger.graced(trigger.handed() or agent.gather_once(), STOP_GRACE_S)

@@ -8,7 +8,6 @@ Telegraf is stopping us.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import stat
 import sys
@@ -41,7 +40,7 @@ class Trigger:
         self._cutting = False
         self._clock: asyncio.TimerHandle | None = None
         self._interval = 0.0
-        self._work: Callable[[], Coroutine[Any, Any, object]] | None = None
+        self._work: Callable[[], Coroutine[Any, Any, object] | None] | None = None
         self._idle: asyncio.Task | None = None
         """The task waiting in `wait()` while nothing is pending for it: the clock starts gathers only then."""
         self._handed: Awaitable[object] | None = None
@@ -79,25 +78,33 @@ class Trigger:
     def stopping(self) -> bool:
         return self._stopped
 
-    def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, object]]) -> None:
-        """Start `work()` at each wall-clock multiple of `interval`, in the clock's callback, as the task waiting in
-        `wait()` (asyncio sees that task current, as if it ran there): work that never suspends (an idle gather) is
-        done there and then; work that suspends is handed to that task to finish (`handed`). A tick that finds the
-        task busy (a gather still running, a ring pending) is skipped, as a late gather's missed ticks always were.
+    def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, object] | None]) -> None:
+        """Start `work()` at each wall-clock multiple of `interval`, in the clock's callback: `work()` does what it
+        can at once (an idle gather: all of it) and returns None, or a coroutine, which is started there as the task
+        waiting in `wait()` (asyncio sees that task current, as if it ran there) and, when it suspends, handed to
+        that task to finish (`handed`). A tick that finds the task busy (a gather still running, a ring pending) is
+        skipped, as a late gather's missed ticks always were.
 
         Why: resuming a task is a second loop step (a zero-timeout `epoll_wait`) and a coroutine resumed on cold
-        caches, every interval, for a gather that has nothing to wait for."""
+        caches, every interval, for a gather that has nothing to wait for; making and stepping a coroutine that
+        never suspends is more of the same."""
         self._interval, self._work = interval, work
         self._arm()
 
     def _arm(self) -> None:
         if not self._stopped:
-            self._clock = self._loop.call_at(self._loop.time() + seconds_to_next_tick(self._interval), self._tick)
+            now = time.time()
+            self._clock = self._loop.call_at(self._loop.time() + (next_aligned(now, self._interval) - now), self._tick)
 
     def _tick(self) -> None:
         task, work = self._idle, self._work
         if task is not None and work is not None and not (self._rung or self._stopped or self._handed):
-            self._handed = _started(self._loop, task, work())
+            try:
+                started = work()
+            except Exception as exc:  # noqa: BLE001 - raised again in the task, where gathers' failures are logged
+                self._handed = _raising(exc)
+            else:
+                self._handed = None if started is None else _started(self._loop, task, started)
             if self._handed is not None:
                 self._wake()
         self._arm()
@@ -241,10 +248,7 @@ def start_stdin_reader(trigger: Trigger, *, gather_on_newline: bool, fd: int = 0
 
 
 def next_aligned(now: float, interval: float) -> float:
-    """The next wall-clock multiple of `interval` after `now` (like Telegraf's round_interval)."""
-    return (math.floor(now / interval) + 1) * interval
-
-
-def seconds_to_next_tick(interval: float, now: float | None = None) -> float:
-    now = time.time() if now is None else now
-    return max(0.0, next_aligned(now, interval) - now)
+    """The next wall-clock multiple of `interval` after `now` (like Telegraf's round_interval). In floats only
+    (exact: `now % interval` is): the seconds since 1970 as an int and back was the only use of that code in an
+    idle interval."""
+    return now - now % interval + interval

@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import gc
 import io
+import os
+import sys
 
 import pytest
 
@@ -368,3 +370,67 @@ def test_an_idle_gather_writes_its_one_line_to_stdout():
         ",gathers=2i,sources=0i,source_errors=0i,fields_dropped=0i,lines_written=1i,metrics_dropped=0i,"
         "stdout_dropped_gathers=0i 1700000000000000001"
     )
+
+
+def test_an_idle_gather_into_a_pipe_with_room_is_done_in_the_call(monkeypatch):
+    """`gather_nowait` (the clock's): no source and a sink that takes the lines at once leave nothing to await."""
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        agent = Agent([], [StdoutSink()], deadline_s=5, global_tags={"host": "h"})
+
+        async def scenario():
+            return agent.gather_nowait(), os.read(read_end, 65536)
+
+        try:
+            left, written = run(scenario())
+        finally:
+            os.close(read_end)
+    assert left is None
+    assert written.startswith(b"llm_agent,host=h gather_ms=") and written.count(b"\n") == 1
+    assert b",gathers=1i,sources=0i,source_errors=0i,fields_dropped=0i,lines_written=0i," in written
+
+
+def test_what_gather_nowait_leaves_writes_to_the_sink_that_waits_and_those_after_it(log_lines, monkeypatch):
+    """A sink that failed at once is logged and skipped; the first that must wait and every later one get the
+    gather when what `gather_nowait` returned is awaited, not before."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the stdout write fails at once (EPIPE)
+    with os.fdopen(write_end, "w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        sinks = [StdoutSink(), ListSink("a"), ListSink("b")]
+        agent = Agent([], sinks, deadline_s=5)
+
+        async def scenario():
+            left = agent.gather_nowait()
+            before = [len(s.batches) for s in sinks[1:]]
+            assert left is not None
+            await left
+            return before, [len(s.batches) for s in sinks[1:]]
+
+        assert run(scenario()) == ([0, 0], [1, 1])
+    assert list(agent.problems()) == ["output:stdout"]
+    assert [m.measurement for m in sinks[2].batches[0]] == ["llm_agent"]
+
+
+def test_gather_nowait_with_sources_is_the_whole_gather_not_yet_started():
+    source = Source("a")
+    agent = Agent([source], [ListSink()], deadline_s=5)
+
+    async def scenario():
+        gather = agent.gather_nowait()
+        calls_before = source.calls
+        metrics = await gather
+        return calls_before, [m.measurement for m in metrics]
+
+    calls_before, measurements = run(scenario())
+    assert calls_before == 0
+    assert measurements == ["m_a", "llm_agent", "llm_agent"]
+
+
+def test_sinks_set_after_construction_get_the_gathers():
+    agent = Agent([], [ListSink("first")], deadline_s=5)
+    later = ListSink("later")
+    agent.sinks = [later]
+    run(agent.gather_once())
+    assert [m.measurement for m in later.batches[0]] == ["llm_agent"]

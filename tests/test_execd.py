@@ -8,6 +8,7 @@ with a level prefix Telegraf understands.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import subprocess
 import sys
@@ -325,6 +326,29 @@ def test_an_idle_gather_on_the_clock_is_made_in_the_clock_callback_as_the_servin
     served = _serve_on_the_clock(Agent([], [sink], deadline_s=1.0), sink, 3)
     assert len(sink.seen) >= 3
     assert sink.seen[:3] == [(served, False)] * 3
+    gathers = [m.fields["gathers"] for batch in sink.batches for m in batch if m.measurement == "llm_agent"]
+    assert gathers[:3] == [1, 2, 3]
+
+
+class AtOnceSink(ListSink):
+    """A sink that takes a gather at once (`write_nowait`, as stdout with room, the database outputs): records the
+    task asyncio saw current and whether any coroutine was on the stack."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[tuple[asyncio.Task | None, bool]] = []
+
+    def write_nowait(self, metrics):
+        coroutines = any(f.f_code.co_flags & inspect.CO_COROUTINE for f in _stack())
+        self.seen.append((asyncio.current_task(), coroutines))
+        self.batches.append(list(metrics))
+
+
+def test_an_idle_gather_on_the_clock_into_sinks_that_take_it_at_once_is_plain_calls():
+    """Nothing to wait for and nothing that waits: no coroutine is made or stepped for it, no task resumed."""
+    sink = AtOnceSink()
+    _serve_on_the_clock(Agent([], [sink], deadline_s=1.0), sink, 3)
+    assert sink.seen[:3] == [(None, False)] * 3
     gathers = [m.fields["gathers"] for batch in sink.batches for m in batch if m.measurement == "llm_agent"]
     assert gathers[:3] == [1, 2, 3]
 

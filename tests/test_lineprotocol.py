@@ -16,6 +16,7 @@ from telegraf_llm_input.lineprotocol import (
     INT64_MIN,
     encode_batch,
     encode_metric,
+    ms_text,
     normalize_string_value,
     normalize_text,
 )
@@ -380,3 +381,16 @@ def test_field_sets_of_every_kind_give_the_documented_text(fields, line):
 
 def test_a_field_set_with_nothing_writable_is_no_line():
     assert encode_metric(Metric("m", {}, {"a": float("nan"), "b": float("-inf")}, 1)) is None
+
+
+@given(st.one_of(st.integers(0, 10**7), st.integers(0, 2**63 - 1), st.integers(-(10**6), -1)))
+@settings(max_examples=2000, deadline=None)
+def test_ms_text_is_the_floats_repr(ns):
+    assert ms_text(ns) == repr(ns / 1e6)
+
+
+@pytest.mark.parametrize(
+    "ns", [0, 1, 99, 100, 101, 1_000_000, 5_000_000, 1_000_010, 999_999, 10**15 - 1, 10**15, 2**53]
+)
+def test_ms_text_at_its_edges(ns):
+    assert ms_text(ns) == repr(ns / 1e6)

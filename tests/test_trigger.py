@@ -87,3 +87,42 @@ def test_ticks_while_the_waiting_task_is_busy_are_skipped():
 def test_ticks_are_wall_clock_multiples():
     assert next_aligned(12.3, 5.0) == 15.0
     assert next_aligned(15.0, 5.0) == 20.0
+
+
+def test_work_done_at_once_is_not_handed_over_and_the_waiting_task_sleeps_on():
+    async def scenario():
+        trigger = Trigger(asyncio.get_running_loop())
+        seen = []
+
+        def work():  # an idle gather into sinks that take it at once: nothing returned to finish
+            seen.append(asyncio.current_task())
+            return None
+
+        trigger.every(0.02, work)
+        waiting = asyncio.ensure_future(trigger.wait())
+        for _ in range(200):
+            if len(seen) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        resumed = waiting.done()
+        trigger.stop()
+        return seen, resumed, await waiting
+
+    seen, resumed, last = asyncio.run(scenario())
+    assert len(seen) >= 3 and set(seen) == {None}  # plain calls in the clock's callback
+    assert not resumed and last is False
+
+
+def test_a_failure_in_the_work_call_itself_is_raised_where_the_gather_is_awaited():
+    def work():
+        raise ValueError("broken before any coroutine")
+
+    with pytest.raises(ValueError, match="broken before any coroutine"):
+        asyncio.run(_one_handed(work))
+
+
+def test_the_next_tick_in_floats_is_the_next_wall_clock_multiple():
+    now = 1_796_453_335.0012
+    assert next_aligned(now, 1.0) == 1_796_453_336.0
+    assert next_aligned(now, 10.0) == 1_796_453_340.0
+    assert next_aligned(1_796_453_340.0, 10.0) == 1_796_453_350.0

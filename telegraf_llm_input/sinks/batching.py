@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from telegraf_llm_input.lineprotocol import encode_batch
+from telegraf_llm_input.lineprotocol import encode_lines
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.sinks.buffer import DiskBuffer, MemoryBuffer
@@ -157,10 +157,14 @@ class BatchingSink:
 
     # --- the agent side ---------------------------------------------------------------------
     async def write(self, metrics: Sequence[Metric]) -> None:
-        batch = encode_batch(metrics)
-        if batch.text:
-            self._pending.append(batch.text)
-            self._pending_points += batch.lines
+        self.write_nowait(metrics)
+
+    def write_nowait(self, metrics: Sequence[Metric]) -> None:
+        """`write`: it never waits (the sender is a task of its own), so the agent need not make a coroutine."""
+        text, lines, _ = encode_lines(metrics)
+        if text:
+            self._pending.append(text)
+            self._pending_points += lines
         if self._task is None:
             self._task = asyncio.ensure_future(self._run())
         if self._attempt:

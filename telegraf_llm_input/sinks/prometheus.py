@@ -23,9 +23,9 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import h11
 
@@ -269,11 +269,22 @@ class PrometheusSink:
             log.info("output %s: serving http://%s:%d%s", self.name, self.host, self.port, self.path)
 
     async def write(self, metrics: Sequence[Metric]) -> None:
+        waiting = self.write_nowait(metrics)
+        if waiting is not None:
+            await waiting
+
+    def write_nowait(self, metrics: Sequence[Metric]) -> Coroutine[Any, Any, None] | None:
+        """`write` without a coroutine once the page is served (every gather but the first)."""
         if self._server is None:
-            try:
-                await self.start()
-            except OSError as exc:
-                raise OSError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+            return self._first_write(metrics)
+        self.store.update(metrics, time.monotonic())
+        return None
+
+    async def _first_write(self, metrics: Sequence[Metric]) -> None:
+        try:
+            await self.start()
+        except OSError as exc:
+            raise OSError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         self.store.update(metrics, time.monotonic())
 
     def stats(self) -> Mapping[str, int]:

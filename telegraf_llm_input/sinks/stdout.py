@@ -23,10 +23,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, BinaryIO
 
-from telegraf_llm_input.lineprotocol import encode_batch
+from telegraf_llm_input.lineprotocol import encode_lines
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 
@@ -75,28 +75,39 @@ class StdoutSink:
         self._state = StateLog(log)
 
     async def write(self, metrics: Sequence[Metric]) -> None:
-        batch = encode_batch(metrics)
-        self._dropped += batch.dropped
+        waiting = self.write_nowait(metrics)
+        if waiting is not None:
+            await waiting
+
+    def write_nowait(self, metrics: Sequence[Metric]) -> Coroutine[Any, Any, None] | None:
+        """`write` without a coroutine when the lines go out at once, on the loop (what an idle agent does every
+        interval); else the coroutine that queues them for the writer thread."""
+        text, lines, dropped = encode_lines(metrics)
+        self._dropped += dropped
         if self._error is not None:
             self._raise_error()
-        if not batch.text:
-            return
-        data = batch.text.encode("utf-8")
+        if not text:
+            return None
+        data = text.encode()  # UTF-8, without looking its name up
         if self._fd is not None and not self._queue and not self._busy:
             room = self._left if self._left >= len(data) else self._room(self._fd)
             if room >= len(data):
                 self._emit(data)  # cannot block: a write error is raised here, for this gather
                 self._left = room - len(data)
-                self._lines += batch.lines
+                self._lines += lines
                 if self._dropped_gathers:  # only a drop makes it fail
                     self._recovered()
-                return
+                return None
+        return self._queued(data, lines)
+
+    async def _queued(self, data: bytes, lines: int) -> None:
+        """The gather handed to the writer thread; waited for (`WAIT_S` at most) when the writer was idle."""
         self._left = 0
         loop = asyncio.get_running_loop()
         with self._cond:
             idle = not self._queue and not self._busy
             done = loop.create_future() if idle else None
-            self._queue.append((data, batch.lines, done))
+            self._queue.append((data, lines, done))
             self._queued_bytes += len(data)
             dropped = 0
             while len(self._queue) > 1 and (

@@ -101,3 +101,31 @@ def test_a_pipe_with_room_is_written_on_the_loop_and_a_full_one_through_the_writ
         finally:
             os.close(read_end)
     assert direct and threaded
+
+
+def test_write_nowait_writes_at_once_while_the_pipe_has_room_else_returns_what_queues_it(monkeypatch):
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: one page
+    with os.fdopen(write_end, "w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        sink = StdoutSink()
+
+        async def go():
+            first = sink.write_nowait(gather(0))
+            at_once = os.read(read_end, 65536)
+            big = [Metric("m", {}, {"pad": "x" * 3000, "seq": i}, 1) for i in range(2)]
+            left = sink.write_nowait(big)
+            queued_before = (len(sink._queue), sink._thread)
+            await left
+            lines = 0
+            while lines < 2:
+                lines += os.read(read_end, 65536).count(b"\n")
+            await sink.close()
+            return first, at_once, left is not None, queued_before
+
+        try:
+            first, at_once, waited, queued_before = asyncio.run(go())
+        finally:
+            os.close(read_end)
+    assert first is None and at_once.count(b"\n") == 2 and sink.stats()["lines_written"] == 4
+    assert waited and queued_before == (0, None)  # nothing queued or started until it is awaited
