@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -223,6 +225,14 @@ def main() -> None:
     if args.upstream_child:
         asyncio.run(_upstream(args.upstream_child))
         return
+    with three_paths() as (ports, proxy):
+        run(ports, args.requests, args.pairs, psutil.Process(proxy.pid))
+
+
+@contextlib.contextmanager
+def three_paths() -> Iterator[tuple[dict[str, int], subprocess.Popen]]:
+    """The upstream (its own process), the proxy command in front of it and nginx (when installed): the ports of
+    the paths to it ("direct", "proxy", "nginx") and the proxy's process; all stopped after."""
     up_port, px_port = free_port(), free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     children = [subprocess.Popen([sys.executable, "-m", "bench.proxy", "--upstream-child", str(up_port)], env=env)]
@@ -241,7 +251,7 @@ def main() -> None:
             if nginx is not None:
                 children.append(nginx[0])
                 ports["nginx"] = nginx[1]
-            run(ports, args.requests, args.pairs, psutil.Process(proxy.pid))
+            yield ports, proxy
         finally:
             for child in children:
                 child.terminate()

@@ -29,9 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.proxy import added_ttft, pct, start_nginx  # noqa: E402
+from bench.proxy import added_ttft, pct, three_paths  # noqa: E402
 from bench.report import record  # noqa: E402
-from tests.support.procs import free_port, http_ok, wait_until  # noqa: E402
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
@@ -127,37 +126,17 @@ def main() -> None:
     except (PermissionError, OSError) as exc:
         print(f"proxy legs: SKIPPED: a loopback capture needs root or CAP_NET_RAW ({exc.strerror or exc})")
         return
-    up_port, px_port = free_port(), free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    children = [subprocess.Popen([sys.executable, "-m", "bench.proxy", "--upstream-child", str(up_port)], env=env)]
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            wait_until(http_ok(f"http://127.0.0.1:{up_port}/?n=0"), 10, "upstream", children[0])
-            proxy = subprocess.Popen(
-                [sys.executable, "-m", "telegraf_llm_input", "proxy", "--upstream", f"http://127.0.0.1:{up_port}",
-                 "--listen", f"127.0.0.1:{px_port}"],
-                env=env, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            children.append(proxy)
-            wait_until(http_ok(f"http://127.0.0.1:{px_port}/proxy/metrics"), 30, "proxy", proxy)
-            ports = {"direct": up_port, "proxy": px_port}
-            nginx = start_nginx(up_port, Path(tmp))
-            if nginx is not None:
-                children.append(nginx[0])
-                ports["nginx"] = nginx[1]
-            packets_file = Path(tmp) / "packets.json"
-            capturer = subprocess.Popen(
-                [sys.executable, "-m", "bench.proxy_legs", "--capture-child", str(packets_file)], env=env
-            )
-            time.sleep(1.0)
-            asyncio.run(added_ttft(ports, args.requests))
-            capturer.send_signal(signal.SIGTERM)
-            capturer.wait(30)
-            found = legs(json.loads(packets_file.read_text()), ports)
-        finally:
-            for child in children:
-                child.terminate()
-                child.wait(10)
+    with three_paths() as (ports, _), tempfile.TemporaryDirectory() as tmp:
+        packets_file = Path(tmp) / "packets.json"
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        capturer = subprocess.Popen(
+            [sys.executable, "-m", "bench.proxy_legs", "--capture-child", str(packets_file)], env=env
+        )
+        time.sleep(1.0)
+        asyncio.run(added_ttft(ports, args.requests))
+        capturer.send_signal(signal.SIGTERM)
+        capturer.wait(30)
+        found = legs(json.loads(packets_file.read_text()), ports)
     report(found, args.requests)
 
 

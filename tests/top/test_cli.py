@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -50,13 +51,18 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "telegraf_llm_input", *args]
 
 
-def test_piped_top_prints_plain_frames_and_exits_after_count(config):
-    proc = subprocess.run(
+def top_twice(config: Path) -> subprocess.CompletedProcess[str]:
+    """`top --count 2 --interval 1s` piped, as a user runs it."""
+    return subprocess.run(
         command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_piped_top_prints_plain_frames_and_exits_after_count(config):
+    proc = top_twice(config)
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout + proc.stderr
     first, second = frames(proc.stdout)

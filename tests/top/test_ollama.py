@@ -3,7 +3,6 @@ unload countdown, requests/s, e2e p95 and errors from the log."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -12,7 +11,7 @@ import yaml
 
 from tests.fakes.serverlogs import LoggingOllama, OllamaLog
 from tests.top.test_app import block, frames
-from tests.top.test_cli import command
+from tests.top.test_cli import top_twice
 
 MODEL = {
     "name": "qwen2.5:7b",
@@ -47,12 +46,7 @@ def test_top_shows_ollamas_model_and_its_logs_numbers(tmp_path):
         sender = threading.Thread(target=traffic, daemon=True)
         sender.start()
         try:
-            proc = subprocess.run(
-                command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            proc = top_twice(config)
         finally:
             stop.set()
             sender.join()
@@ -76,12 +70,7 @@ def test_top_says_why_ollamas_requests_are_unseen(tmp_path):
             {"url": fake.url, "type": "ollama", "name": "typo", "log": str(tmp_path / "nowhere" / "server.log")},
         ]
         config.write_text(yaml.safe_dump({"targets": targets, "gpu": {"enabled": False}}))
-        proc = subprocess.run(
-            command("top", "--config", str(config), "--count", "2", "--interval", "1s"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = top_twice(config)
     assert proc.returncode == 0, proc.stderr
     _, second = frames(proc.stdout)
     assert "requests unseen: `log: none` in the config" in block(second, "off")
