@@ -54,10 +54,6 @@ def _head_too_big() -> Refused:
 _WATCHED_LENGTHS = frozenset({len(b"transfer-encoding"), len(b"connection"), len(b"expect")})
 
 
-def _head_size(target: bytes, fields: list[tuple[bytes, bytes]]) -> int:
-    return len(target) + sum(len(name) + len(value) for name, value in fields)
-
-
 def error_body(kind: str, message: str) -> bytes:
     return json.dumps({"error": {"message": message, "type": kind}}).encode() + b"\n"
 
@@ -160,11 +156,8 @@ class ClientConn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if (
-            self._head_read + self._read_bytes > MAX_HEAD_BYTES
-            and _head_size(self._target, self._fields) > MAX_HEAD_BYTES
-        ):
-            raise _head_too_big()  # (a head read whole in one read: its target and fields)
+        if wire.head_over_limit(self._head_read, self._read_bytes, self._target, self._fields):
+            raise _head_too_big()
         p, te, expect = self.parser, self._te, self._expect
         http10 = p.get_http_version() == "1.0"
         if te:  # RFC 9112 §6.1, §6.3: a coding not understood 501, chunked not last 400, HTTP/1.0's faulty 400

@@ -48,10 +48,6 @@ def unsupported_coding(values: Sequence[bytes]) -> str | None:
     )
 
 
-def chunked(headers: Headers) -> bool:
-    return any(name.lower() == b"transfer-encoding" for name, _ in headers)
-
-
 def request_headers(
     headers: Headers, authority: bytes, chunked: bool, connection: Sequence[bytes]
 ) -> list[tuple[bytes, bytes]]:

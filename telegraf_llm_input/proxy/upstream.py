@@ -16,7 +16,7 @@ from typing import Protocol, cast
 
 import httptools
 
-from telegraf_llm_input.proxy import headers as hdr
+from telegraf_llm_input.proxy import headers as hdr, wire
 from telegraf_llm_input.proxy.address import Address
 from telegraf_llm_input.proxy.wire import MAX_HEAD_BYTES, NO_BODY_STATUS
 
@@ -66,10 +66,6 @@ class _HeadTooBig(Exception):
 
 
 _WATCHED_LENGTHS = frozenset({len(b"transfer-encoding"), len(b"content-length"), len(b"connection")})
-
-
-def _head_size(reason: bytes, fields: list[tuple[bytes, bytes]]) -> int:
-    return len(reason) + sum(len(name) + len(value) for name, value in fields)
 
 
 class _BadFraming(Exception):
@@ -187,11 +183,8 @@ class UpstreamConn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if (
-            self._head_read + self._read_bytes > MAX_HEAD_BYTES
-            and _head_size(self._reason, self._fields) > MAX_HEAD_BYTES
-        ):
-            raise _HeadTooBig  # (a head read whole in one read: its reason and fields)
+        if wire.head_over_limit(self._head_read, self._read_bytes, self._reason, self._fields):
+            raise _HeadTooBig
         status = self.parser.get_status_code()
         self._informational = 100 <= status < 200  # 1xx (103 Early Hints) are not passed on
         if not self._informational and self.receiver is not None:

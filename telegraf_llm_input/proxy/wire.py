@@ -36,6 +36,15 @@ class Request:
     """Its Connection field values."""
 
 
+def head_over_limit(earlier_reads: int, this_read: int, first: bytes, fields: Headers) -> bool:
+    """A head llhttp just completed is over MAX_HEAD_BYTES. `earlier_reads`: the bytes of the reads it was still
+    incomplete after (counted as they come: a field that never ends stops there); then what llhttp handed over
+    (its start line's target or reason and fields), summed only when this read could hold that much."""
+    if earlier_reads + this_read <= MAX_HEAD_BYTES:
+        return False
+    return len(first) + sum(len(name) + len(value) for name, value in fields) > MAX_HEAD_BYTES
+
+
 def _fields(headers: Headers) -> list[bytes]:
     return [b"%s: %s\r\n" % (name, value) for name, value in headers]
 
