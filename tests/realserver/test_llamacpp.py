@@ -168,16 +168,20 @@ def test_generation_rate_is_the_counter_delta_over_the_interval(llama_server):
     assert second.fields["prompt_tokens_per_s"] == pytest.approx(delta_prompt / dt, rel=0.05)
 
 
-def test_two_slots_four_requests_two_running_two_waiting(llama_server):
-    """4 long requests on 2 slots: the agent sees 2 running, 2 waiting and 2 slots busy while they run.
+def test_two_slots_four_requests_two_running_two_waiting(make_llama_server):
+    """4 requests on 2 slots: the agent sees 2 running, 2 waiting and 2 slots busy while they run.
 
     llama-server answers /metrics between decode steps, so a scrape may be slow (then `busy`); sample repeatedly
-    while the requests run and look at the most seen.
+    while the requests run and look at the most seen. The first two are long (a server of its own that shifts
+    its context, so a request may outgrow the model's 2048 tokens): the two waiting stay waiting for seconds, not
+    for the fraction of one that a fast machine took for 960 tokens (CI once saw only 1 waiting: the first request
+    had ended before the fourth arrived).
     """
-    n_predict = 960  # per-slot context is 2048 / 2; the prompt is ~20 tokens
+    server = make_llama_server(extra=["--context-shift"])
+    lengths = [8000, 8000, 200, 200]
 
     async def scenario():
-        agent = make_agent([target(llama_server, type="llamacpp")], deadline_s=3.0)
+        agent = make_agent([target(server, type="llamacpp")], deadline_s=3.0)
         seen: list[dict] = []
         try:
             await agent.gather_once()
@@ -186,11 +190,9 @@ def test_two_slots_four_requests_two_running_two_waiting(llama_server):
                 # llama-server's HTTP thread pool (cpp-httplib) can leave a request that arrives in the same
                 # instant as another in its job queue until a worker frees, invisible to the slot scheduler.
                 requests = []
-                for i in range(4):
+                for i, n_predict in enumerate(lengths):
                     requests.append(
-                        asyncio.ensure_future(
-                            llama_server.acomplete(client, PROMPTS[8 + i], n_predict, ignore_eos=True)
-                        )
+                        asyncio.ensure_future(server.acomplete(client, PROMPTS[8 + i], n_predict, ignore_eos=True))
                     )
                     await asyncio.sleep(0.05)
                 deadline = time.monotonic() + 240
@@ -204,7 +206,7 @@ def test_two_slots_four_requests_two_running_two_waiting(llama_server):
             await agent.close()
 
     seen, replies, after = asyncio.run(scenario())
-    assert all(r["usage"]["completion_tokens"] == n_predict for r in replies)
+    assert [r["usage"]["completion_tokens"] for r in replies] == lengths
     answered = [s for s in seen if s.get("up") == 1 and "requests_running" in s]
     assert answered, f"no scrape answered while the requests ran: {seen}"
     assert max(s["requests_running"] for s in answered) == 2
@@ -388,9 +390,14 @@ def test_prefix_cache_spec_decode_and_batching_fields_are_the_servers_own(llama_
     assert f["busy_slots_per_decode"] == pytest.approx(after["n_busy_slots_per_decode"])
 
 
-def test_context_used_ratio_follows_a_long_generation(llama_server):
-    """No `n_past` on this build: the busy slot's context is `n_prompt_tokens` (prompt + tokens decoded so far)."""
-    n_predict = 600  # per-slot context is 2048 / 2 = 1024
+def test_context_used_ratio_follows_a_long_generation(make_llama_server):
+    """No `n_past` on this build: the busy slot's context is `n_prompt_tokens` (prompt + tokens decoded so far).
+
+    One slot of the model's whole 2048 tokens and a generation nearly that long: a fast machine decodes it in a
+    fraction of a second, and the scrapes must catch the slot busy more than once.
+    """
+    llama_server = make_llama_server(slots=1, ctx=2048)
+    n_predict = 2000
 
     async def scenario():
         agent = make_agent([target(llama_server, type="llamacpp")], deadline_s=3.0)
@@ -410,7 +417,7 @@ def test_context_used_ratio_follows_a_long_generation(llama_server):
 
     seen, reply = asyncio.run(scenario())
     prompt_tokens = reply["usage"]["prompt_tokens"]
-    used = [s["context_used_ratio"] * 1024 for s in seen if s.get("slots_busy") == 1 and "context_used_ratio" in s]
+    used = [s["context_used_ratio"] * 2048 for s in seen if s.get("slots_busy") == 1 and "context_used_ratio" in s]
     assert used, f"no scrape saw the slot busy: {seen}"
     assert all(prompt_tokens <= u <= prompt_tokens + n_predict for u in used), (prompt_tokens, used)
     assert max(used) > prompt_tokens + 1  # it grows with the decoded tokens
