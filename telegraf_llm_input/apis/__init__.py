@@ -9,11 +9,11 @@ its module's `APIS` here.
 
 from __future__ import annotations
 
-import json
 from typing import NamedTuple
 
 from telegraf_llm_input.apis import llamacpp, lmstudio, ollama, openai
 from telegraf_llm_input.apis.base import Api
+from telegraf_llm_input.jsontext import loads_bytes
 from telegraf_llm_input.probenames import ProbeApi
 
 APIS: dict[str, Api] = {api.name: api for family in (ollama, openai, llamacpp, lmstudio) for api in family.APIS}
@@ -45,7 +45,7 @@ def request_info(api: Api, body: bytes) -> RequestInfo:
 
     A body that is not a JSON object gives no model (the server will answer it with an error)."""
     try:
-        doc = json.loads(body) if body else None
+        doc = loads_bytes(body) if body else None
     except (ValueError, UnicodeDecodeError):
         doc = None
     doc = doc if isinstance(doc, dict) else {}

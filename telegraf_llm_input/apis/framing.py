@@ -20,12 +20,18 @@ class LineBuffer:
     """Splits a byte stream into text lines ending in LF, CRLF or CR (the SSE rule)."""
 
     def __init__(self) -> None:
-        self._decoder = _UTF8(errors="replace")
+        self._decoder: codecs.IncrementalDecoder | None = None
+        """Made by the first read that needs one (the SSE fast path decodes whole reads itself)."""
         self._tail = ""
         self._pending_cr = False
 
     def feed(self, data: bytes | str) -> list[str]:
-        text = data if isinstance(data, str) else self._decoder.decode(data)
+        if isinstance(data, str):
+            text = data
+        else:
+            if self._decoder is None:
+                self._decoder = _UTF8(errors="replace")
+            text = self._decoder.decode(data)
         if not text:
             return []
         if self._pending_cr:
@@ -43,11 +49,12 @@ class LineBuffer:
 
     def clean(self) -> bool:
         """Nothing is held from the last read (no partial line, character or CRLF)."""
-        return not self._tail and not self._pending_cr and not self._decoder.getstate()[0]
+        decoder = self._decoder
+        return not self._tail and not self._pending_cr and (decoder is None or not decoder.getstate()[0])
 
     def close(self) -> str:
         """The unterminated last line (may be empty)."""
-        rest = self._tail + self._decoder.decode(b"", final=True)
+        rest = self._tail + (self._decoder.decode(b"", final=True) if self._decoder is not None else "")
         self._tail = ""
         return rest
 
@@ -93,9 +100,18 @@ class SSEParser:
             except UnicodeDecodeError:
                 text = ""
             if text.endswith("\n\n") and "\r" not in text:
-                parts = text[:-2].split("\n\n")
-                if all(p.startswith("data:") and "\n" not in p for p in parts):
-                    return [p[6:] if p.startswith("data: ") else p[5:] for p in parts]
+                body = text[:-2]
+                if "\n" not in body:  # one event, the most common read
+                    if body.startswith("data:"):
+                        return [body[6:] if body.startswith("data: ") else body[5:]]
+                else:
+                    found: list[str] = []
+                    for part in body.split("\n\n"):
+                        if not part.startswith("data:") or "\n" in part:
+                            break
+                        found.append(part[6:] if part.startswith("data: ") else part[5:])
+                    else:
+                        return found
         return [event.data for event in self.feed(data)]
 
     def close(self) -> bool:

@@ -9,7 +9,6 @@ answer that is one JSON document (not streamed) is held until it ends, up to `ma
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from telegraf_llm_input.apis.base import (
@@ -24,7 +23,11 @@ from telegraf_llm_input.apis.base import (
 )
 from telegraf_llm_input.apis.framing import DONE, NDJSONParser, SSEParser
 from telegraf_llm_input.apis.think import ThinkTags
+from telegraf_llm_input.jsontext import loads
 
+_TOKEN = ((Token(False), Token(False, True)), (Token(True), Token(True, True)))
+"""Events are frozen: one of each kind serves every chunk (by [first][reasoning])."""
+_ANSWER, _NO_ANSWER, _FINISHED = Answer(), NoAnswer(), Finished()
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """A non-streamed answer larger than this is passed on unread (an embeddings batch can be large)."""
 
@@ -59,7 +62,8 @@ class StreamReader:
         if self.failed is not None:
             return []
         if self._sse is not None:
-            return self._payloads(self._sse.feed_data(chunk))
+            payloads = self._sse.feed_data(chunk)
+            return self.payload(payloads[0]) if len(payloads) == 1 else self._payloads(payloads)
         if self._lines is not None:
             return self._payloads(self._lines.feed(chunk))
         assert self._document is not None
@@ -93,9 +97,9 @@ class StreamReader:
         if self.failed is not None:
             return []
         if data[:1] != "{" and data.strip() == DONE:
-            return [Finished()]
+            return [_FINISHED]
         try:
-            doc = json.loads(data)
+            doc = loads(data)
         except ValueError:
             return self._fail(f"malformed JSON in stream chunk {self.chunks + 1}")
         self.chunks += 1
@@ -105,21 +109,23 @@ class StreamReader:
         return self._events(piece)
 
     def _events(self, piece: Piece) -> list[Event]:
+        content, reasoning = piece.content, piece.reasoning
         events: list[Event] = []
-        if piece.content or piece.reasoning or piece.tool_call:
+        if content or reasoning or piece.tool_call:
             self.tokens += 1
-            events.append(Token(first=self.tokens == 1, reasoning=bool(piece.reasoning)))
-        if piece.reasoning:
+            events.append(_TOKEN[self.tokens == 1][bool(reasoning)])
+        if reasoning:
             self.reasoning_field = True
-        if piece.content:
-            self._think.feed(self.tokens, piece.content)
+        if content:
+            self._think.feed(self.tokens, content)
             answer = self._think.answer_at()
             if answer != self._answer:
                 self._answer = answer
-                events.append(NoAnswer() if answer is None else Answer())
-        events += piece.stats
+                events.append(_NO_ANSWER if answer is None else _ANSWER)
+        if piece.stats:
+            events += piece.stats
         if piece.finished:
-            events.append(Finished())
+            events.append(_FINISHED)
         return events
 
     def _fail(self, detail: str) -> list[Event]:

@@ -23,6 +23,14 @@ class ThinkTags:
         self.first_after_close_at: int | None = None
 
     def feed(self, at: int, piece: str) -> None:
+        if "<" not in piece and "<" not in self._tail:  # no tag within reach: most chunks
+            self._tail = ""
+            if piece.strip():
+                if self.first_plain_at is None:
+                    self.first_plain_at = at
+                if self.closed and self.first_after_close_at is None:
+                    self.first_after_close_at = at
+            return
         window = self._tail + piece
         if not self.opened and THINK_OPEN in window:
             self.opened = True

@@ -15,6 +15,7 @@ answer).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +32,21 @@ REPLAY_BYTES = 1 << 20
 when a kept-alive upstream connection turns out to be closed (the server never saw the request)."""
 HELD_BYTES = 65536
 """Request bytes held while the upstream connection is being made before the client's reads stop."""
+
+
+_SCHED_YIELD = getattr(os, "sched_yield", None)
+
+
+def _let_the_reader_run() -> None:
+    """After a write to the client, before measuring: give up the core to a process runnable on it.
+
+    A socket write wakes its reader as a "sync" wake-up: the kernel expects the writer to sleep next and often
+    queues the reader on the writer's core. The proxy still measures what it passed on (and returns to its
+    loop), so a client woken there waited for that: ~0.05 ms of the added TTFT p50 in `python -m bench proxy`
+    (0.12 ms -> 0.07, nginx 0.04-0.06). With nothing else runnable on the core this returns at once.
+    """
+    if _SCHED_YIELD is not None:
+        _SCHED_YIELD()
 
 
 class Meter(Protocol):
@@ -116,6 +132,8 @@ class Forward:
     framed = False
     """The answer's head says where it ends (else the connection's close is its end)."""
     response_done = False
+    unmeasured = 0
+    """Reads in `seen` from before the last flush: measured at the next one."""
     status = 0
     headers: hdr.Headers = ()
     finished = False
@@ -296,19 +314,28 @@ class Forward:
         if out:
             self.client.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-        self._measure(now)
+            _let_the_reader_run()
         if self.response_done:
+            self._measure(now)
             self._complete()
+        else:
+            self._measure(now, self.unmeasured)
+            self.unmeasured = len(self.seen)
 
-    def _measure(self, now: int, head: bool = False) -> None:
-        """What was written just now, measured. A head alone waits for the next read (or the end): its first
-        piece is often right behind it, and measuring never delays a token."""
-        if self.status and (head or self.seen or self.response_done):
+    def _measure(self, now: int, reads: int | None = None, head: bool = False) -> None:
+        """The reads written before the last one (`reads` of them; None: all), measured. What was just written
+        waits for the next read or the end, so the proxy's wake that passes a token on ends at its write: the
+        client, woken by that write, often runs on the core the proxy is on and would wait for its measuring.
+        The reads' times are those they came at; a head alone waits likewise."""
+        seen = self.seen
+        n = len(seen) if reads is None else reads
+        if self.status and (head or n or self.response_done):
             self.meter.response(now, self.status, self.headers)
             self.status = 0
-        for t_ns, data in self.seen:
-            self.meter.data(t_ns, data)
-        self.seen.clear()
+        if n:
+            for t_ns, data in seen[:n]:
+                self.meter.data(t_ns, data)
+            del seen[:n]
 
     def upstream_lost(self) -> None:
         if self.finished:
@@ -413,4 +440,6 @@ class Forward:
         self.finished = True
         if self.stall is not None:
             self.stall.cancel()
+        if self.seen:
+            self._measure(time.monotonic_ns())
         self.meter.end(time.monotonic_ns(), outcome)

@@ -30,7 +30,8 @@ class Family:
         self.labels = tuple(labels)
 
     def _key(self, series: dict, values: Labels) -> Labels:
-        if values in series or len(series) < MAX_SERIES:
+        """The series a new label set goes to: its own while there is room, else `model="other"`'s."""
+        if len(series) < MAX_SERIES:
             return values
         return tuple(OVERFLOW if n == "model" else v for n, v in zip(self.labels, values))
 
@@ -55,8 +56,10 @@ class Counter(Family):
         self.series: dict[Labels, float] = {}
 
     def inc(self, values: Labels, by: float = 1.0) -> None:
-        key = self._key(self.series, values)
-        self.series[key] = self.series.get(key, 0.0) + by
+        series = self.series
+        if values not in series:
+            values = self._key(series, values)
+        series[values] = series.get(values, 0.0) + by
 
     def value(self, values: Labels) -> float:
         return self.series.get(values, 0.0)
@@ -80,10 +83,12 @@ class Histogram(Family):
         """Label values -> per-bucket counts (not cumulative; the last is above every bound), then count, sum."""
 
     def observe(self, values: Labels, value: float) -> None:
-        key = self._key(self.series, values)
-        row = self.series.get(key)
+        row = self.series.get(values)
         if row is None:
-            row = self.series[key] = [0.0] * (len(self.bounds) + 3)
+            key = self._key(self.series, values)
+            row = self.series.get(key)
+            if row is None:
+                row = self.series[key] = [0.0] * (len(self.bounds) + 3)
         row[bisect_left(self.bounds, value)] += 1
         row[-2] += 1
         row[-1] += value

@@ -1,5 +1,7 @@
 """Inline `<think>` tags: where the answer starts, seeing each chunk once and keeping no text."""
 
+from hypothesis import given, strategies as st
+
 from telegraf_llm_input.apis.think import ThinkTags
 
 
@@ -35,3 +37,35 @@ def test_keeps_only_a_tag_sized_tail():
     t = feed(["SECRET-" * 1000, "</thi", "nk>", "x"])
     assert all(len(v) < len("</think>") for v in vars(t).values() if isinstance(v, str))
     assert t.answer_at() == 3
+
+
+def _whole_text_answer(pieces: list[str]) -> tuple[bool, int | None]:
+    """What ThinkTags should say, read off the joined text: the piece holding the first non-blank character after
+    the first `</think>` (or, without one, after nothing unless `<think>` opened a block)."""
+    text = "".join(pieces)
+    ends = [sum(map(len, pieces[: i + 1])) for i in range(len(pieces))]
+    close = text.find("</think>")
+    if close >= 0:
+        start = close + len("</think>")
+    elif "<think>" in text:
+        return True, None
+    else:
+        start = 0
+    rest = text[start:]
+    blank = len(rest) - len(rest.lstrip())
+    if blank == len(rest):
+        return close >= 0, None
+    at = start + blank
+    return close >= 0, next(i for i, end in enumerate(ends) if at < end)
+
+
+_FRAGMENT = st.sampled_from(["<think>", "</think>", "<", "</", "think>", "x", "a<b", " ", "\n"])
+
+
+@given(st.lists(_FRAGMENT, max_size=10), st.lists(st.integers(min_value=0, max_value=60), max_size=6))
+def test_any_text_cut_anywhere_gives_what_the_whole_text_says(fragments, cuts):
+    text = "".join(fragments)
+    bounds = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)])]
+    t = feed(pieces)
+    assert (t.reasoning, t.answer_at()) == _whole_text_answer(pieces)

@@ -136,6 +136,23 @@ def test_expect_100_continue_is_answered_by_the_proxy():
         assert all(name != b"expect" for _, _, headers in up.requests for name, _ in headers)
 
 
+def test_a_token_is_timed_by_its_own_read_though_measured_after_the_next():
+    """The proxy measures a read once the next one has passed (or the answer ended), so the client woken by a
+    token never waits for it: the first token's TTFT is still its own read's, not the next token's 0.5 s later."""
+    script = Script(ttft_s=0.05, interval_s=0.5, answer=(" a", " b"), role_chunk=False)
+    with StreamingServer(script) as fake, ThreadProxy(fake.url) as proxy:
+        t0 = time.monotonic()
+        firsts = []
+        with httpx.stream("POST", proxy.url + "/v1/chat/completions", json=CHAT, timeout=10) as r:
+            for line in r.iter_lines():
+                if '"content"' in line and not firsts:
+                    firsts.append(time.monotonic() - t0)
+        (record,) = proxy.records(1)
+    assert record.outcome == "ok" and record.chunks == 2
+    assert 0.05 <= record.ttft_s <= firsts[0] < 0.5  # within the client's own span, long before the second token
+    assert record.e2e_s >= 0.55
+
+
 def test_keep_alive_on_both_sides():
     with Upstream() as up, ThreadProxy(up.url) as proxy, httpx.Client(timeout=10) as client:
         for i in range(5):
