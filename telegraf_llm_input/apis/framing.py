@@ -147,6 +147,15 @@ class NDJSONParser:
         self._lines = LineBuffer()
 
     def feed(self, data: bytes | str) -> list[str]:
+        if isinstance(data, bytes) and data.endswith(b"\n") and b"\r" not in data and self._lines.clean():
+            try:  # whole lines, nothing held: what servers send, read at once
+                text = data[:-1].decode()
+            except UnicodeDecodeError:
+                pass
+            else:
+                if "\n" not in text:
+                    return [text] if text.strip() else []
+                return [line for line in text.split("\n") if line.strip()]
         return [line for line in self._lines.feed(data) if line.strip()]
 
     def close(self) -> list[str]:

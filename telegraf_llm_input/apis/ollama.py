@@ -33,11 +33,11 @@ def native_piece(doc: object) -> Piece:
     message = obj(doc.get("message"))
     done = doc.get("done") is True
     return Piece(
-        content=text(message.get("content")) or text(doc.get("response")),
-        reasoning=text(message.get("thinking")) or text(doc.get("thinking")),
-        tool_call=bool(message.get("tool_calls")),
-        finished=done,
-        stats=(final_stats(doc),) if done else (),
+        text(message.get("content")) or text(doc.get("response")),
+        text(message.get("thinking")) or text(doc.get("thinking")),
+        bool(message.get("tool_calls")),
+        done,
+        (final_stats(doc),) if done else (),
     )
 
 

@@ -38,12 +38,14 @@ _SCHED_YIELD = getattr(os, "sched_yield", None)
 
 
 def _let_the_reader_run() -> None:
-    """After a write to the client, before measuring: give up the core to a process runnable on it.
+    """After writing what may be a first token to the client, before measuring: give up the core to a process
+    runnable on it.
 
     A socket write wakes its reader as a "sync" wake-up: the kernel expects the writer to sleep next and often
-    queues the reader on the writer's core. The proxy still measures what it passed on (and returns to its
-    loop), so a client woken there waited for that: ~0.05 ms of the added TTFT p50 in `python -m bench proxy`
-    (0.12 ms -> 0.07, nginx 0.04-0.06). With nothing else runnable on the core this returns at once.
+    queues the reader on the writer's core. The proxy still measures (and returns to its loop), so a client woken
+    there waited for that: ~0.05 ms of the added TTFT p50 in `python -m bench proxy` (0.12 ms -> 0.07, nginx
+    0.04-0.06). With nothing else runnable on the core this returns at once; with a busy one (a model computing
+    on every core) it costs the proxy a turn, so only until the first token: later ones come at the model's pace.
     """
     if _SCHED_YIELD is not None:
         _SCHED_YIELD()
@@ -59,6 +61,10 @@ class Meter(Protocol):
 
     def response(self, t_ns: int, status: int, headers: hdr.Headers) -> None: ...
     def data(self, t_ns: int, data: bytes) -> None: ...
+    def awaits_first_token(self) -> bool:
+        """What passes now may be a model's first token (it is measured after the next read)."""
+        ...
+
     def end(self, t_ns: int, outcome: str) -> None:
         """`outcome`: ok, cancelled (the client left), or an upstream fault: refused, timeout, closed, tls,
         unreachable, bad_response."""
@@ -314,7 +320,8 @@ class Forward:
         if out:
             self.client.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-            _let_the_reader_run()
+            if self.meter.awaits_first_token():
+                _let_the_reader_run()
         if self.response_done:
             self._measure(now)
             self._complete()

@@ -221,6 +221,14 @@ class Exchange:
         self.m.streamed = ctype in STREAMING
         self.reader = StreamReader(self.api, self.m.streamed)
 
+    def awaits_first_token(self) -> bool:
+        """A model request whose answer's head is not measured yet, or a stream whose first token is not."""
+        if self.api is None:
+            return False
+        if self.m.status is None:
+            return True
+        return self.reader is not None and self.m.streamed and self.times.first_ns is None
+
     def data(self, t_ns: int, data: bytes) -> None:
         if self.reader is not None:
             events = self.reader.feed(data)

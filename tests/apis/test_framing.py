@@ -122,3 +122,26 @@ def test_feed_data_reads_what_feed_reads_however_the_bytes_are_cut(events, cuts)
     expected = [e.data for e in feed_all(slow, pieces)]
     got = [data for piece in pieces for data in fast.feed_data(piece)]
     assert got == expected
+
+
+_LINE = st.one_of(
+    st.text(alphabet='ab é{}":,', max_size=12).map(lambda t: t + "\n"),  # what Ollama sends
+    st.just("\n"),
+    st.just("  \n"),
+    st.just('{"c":1}\r\n'),
+)
+
+
+@given(st.lists(_LINE, max_size=8), st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+def test_ndjson_reads_what_the_line_buffer_reads_however_the_bytes_are_cut(lines, cuts):
+    """Whole lines read at once give the lines the line buffer gives, for any stream and any cuts (a UTF-8
+    character, a CRLF, a line split across reads included)."""
+    stream = "".join(lines).encode()
+    bounds = sorted({min(c, len(stream)) for c in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *bounds], [*bounds, len(stream)])]
+    reference, parser = LineBuffer(), NDJSONParser()
+    expected = [line for piece in pieces for line in reference.feed(piece) if line.strip()]
+    got = [line for piece in pieces for line in parser.feed(piece)]
+    assert got == expected
+    rest = reference.close()
+    assert parser.close() == ([rest] if rest.strip() else [])
