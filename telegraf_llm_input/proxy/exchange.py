@@ -15,7 +15,6 @@ answer).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,23 +31,6 @@ REPLAY_BYTES = 1 << 20
 when a kept-alive upstream connection turns out to be closed (the server never saw the request)."""
 HELD_BYTES = 65536
 """Request bytes held while the upstream connection is being made before the client's reads stop."""
-
-
-_SCHED_YIELD = getattr(os, "sched_yield", None)
-
-
-def _let_the_reader_run() -> None:
-    """After writing what may be a first token to the client, before measuring: give up the core to a process
-    runnable on it.
-
-    A socket write wakes its reader as a "sync" wake-up: the kernel expects the writer to sleep next and often
-    queues the reader on the writer's core. The proxy still measures (and returns to its loop), so a client woken
-    there waited for that: ~0.05 ms of the added TTFT p50 in `python -m bench proxy` (0.12 ms -> 0.07, nginx
-    0.04-0.06). With nothing else runnable on the core this returns at once; with a busy one (a model computing
-    on every core) it costs the proxy a turn, so only until the first token: later ones come at the model's pace.
-    """
-    if _SCHED_YIELD is not None:
-        _SCHED_YIELD()
 
 
 class Meter(Protocol):
@@ -251,6 +233,8 @@ class Forward:
         if up is not None and self.held:
             up.write(self.held[0] if len(self.held) == 1 else b"".join(self.held))
             self.held.clear()
+            if self.request_done and not self.sent_reported and self.meter.awaits_first_token():
+                self.proxy.courtesy()  # the request is whole: the upstream may start on its answer
         self._flush_body_seen()
         if up is not None and self.request_done and not self.sent_reported and self.refusing is None:
             self.sent_reported = True
@@ -321,7 +305,7 @@ class Forward:
             self.client.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
             if self.meter.awaits_first_token():
-                _let_the_reader_run()
+                self.proxy.courtesy()  # only until the first token: later ones come at the model's pace
         if self.response_done:
             self._measure(now)
             self._complete()

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.proxy import wire
+from telegraf_llm_input.proxy.courtesy import Courtesy
 from telegraf_llm_input.proxy.downstream import ClientConn, Handler, error_body
 from telegraf_llm_input.proxy.exchange import Forward, Meter, StallWatch
 from telegraf_llm_input.proxy.names import PAGE_PATH
@@ -37,6 +38,8 @@ class Proxy:
         """The loop it serves on, set by `start` (held: asking asyncio for it costs a `getpid` each time)."""
         self.stalls: StallWatch
         """The exchanges waiting on the upstream (set by `start`)."""
+        self.courtesy = Courtesy()
+        """Called after a write whose reader should run before the proxy measures (courtesy.py)."""
 
     async def start(self, host: str, port: int) -> asyncio.AbstractServer:
         self.loop = loop = asyncio.get_running_loop()
