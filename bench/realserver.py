@@ -40,9 +40,11 @@ def keep_generating(server: LlamaServer, stop: threading.Event, client: int) -> 
 
 
 def gather(agent: subprocess.Popen[str], n: int) -> dict | None:
-    """Trigger gather n; its llm_server point (None when it had none)."""
+    """Trigger gather n; its llm_server point from the server's page (None when it had none). The server's log
+    (a file: found since the agent reads a redirected output) gives a point of its own, without `up`."""
     points = [parse_line(line.rstrip("\n")) for line in trigger(agent, n) if line.startswith("llm_server")]
-    return points[-1] if points else None
+    page = [p for p in points if "up" in p["fields"]]
+    return page[-1] if page else None
 
 
 def cpu_s(proc: psutil.Process) -> float:
