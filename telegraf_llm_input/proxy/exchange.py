@@ -1,5 +1,6 @@
 """One request forwarded: its body sent upstream as it arrives, the answer sent back as it arrives, and what
-passes measured after it went on (the write first: measuring never delays a token).
+passes measured after it went on (the write first, and a read once the next has gone on, stamped with its own
+time: measuring never delays a token, nor the client that a token wakes; courtesy.py).
 
 Both sides are callbacks (downstream.ClientConn, upstream.UpstreamConn), no task per request: what one read
 brought goes on in one write. Back-pressure both ways: a client whose send buffer is full stops the upstream's
