@@ -133,6 +133,7 @@ class Forward:
         self.proxy = proxy
         self.client = client
         self.request = request
+        proxy.courtesy.exchanges += 1
         self.held: list[bytes] = []
         """Request bytes not yet written upstream (the connection is being made)."""
         self.kept: list[bytes] | None = []
@@ -430,6 +431,7 @@ class Forward:
         if self.finished:
             return
         self.finished = True
+        self.proxy.courtesy.exchanges -= 1
         if self.stall is not None:
             self.stall.cancel()
         if self.seen:

@@ -24,6 +24,14 @@ MB = 1024 * 1024
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 
+def settled(proxy: ThreadProxy) -> bool:
+    """Every exchange counted itself out (the proxy yields its core only for one alone: a leak would stop that)."""
+    deadline = time.monotonic() + 5
+    while proxy.call(lambda: proxy.proxy.courtesy.exchanges) != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proxy.call(lambda: proxy.proxy.courtesy.exchanges) == 0
+
+
 def test_every_answer_passes_byte_for_byte_with_its_end_to_end_headers():
     with StreamingServer(Script(ttft_s=0.0, interval_s=0.001)) as fake, ThreadProxy(fake.url) as proxy:
         auth = {"Authorization": "Bearer s3cret"}
@@ -68,6 +76,7 @@ def test_upstream_refusing_gets_a_502_with_a_short_json_error_at_once(caplog):
         (record,) = proxy.records(1)
         assert (record.outcome, record.model, record.api) == ("upstream_refused", "fake-model", "openai_chat")
         assert 'outcome="upstream_refused",code="502"} 4' in proxy.page()
+        assert settled(proxy)
 
 
 def test_an_upstream_that_hangs_gets_a_504_and_blocks_nobody_else():
@@ -82,6 +91,7 @@ def test_an_upstream_that_hangs_gets_a_504_and_blocks_nobody_else():
         assert not hung  # still waiting
         thread.join(30)
         assert hung[0].status_code == 504 and hung[0].json()["error"]["type"] == "upstream_timeout"
+        assert settled(proxy)
 
 
 def test_an_upstream_closing_mid_stream_cuts_that_client_only():
@@ -97,6 +107,7 @@ def test_an_upstream_closing_mid_stream_cuts_that_client_only():
         whole = httpx.post(proxy.url + "/v1/chat/completions", json=CHAT, timeout=10)
         assert whole.status_code == 200 and whole.text.rstrip().endswith("data: [DONE]")
         assert 'outcome="upstream_closed"' in proxy.page()
+        assert settled(proxy)
 
 
 def test_a_client_that_leaves_mid_stream_cancels_the_upstream_request():
@@ -122,6 +133,7 @@ def test_a_client_that_leaves_mid_stream_cancels_the_upstream_request():
         # the proxy serves the next client as before
         assert httpx.post(proxy.url + "/sink", content=b"x", timeout=10).json()["bytes"] == 1
         assert 'outcome="cancelled"' in proxy.page()
+        assert settled(proxy)
 
 
 def test_expect_100_continue_is_answered_by_the_proxy():
