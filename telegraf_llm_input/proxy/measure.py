@@ -314,18 +314,16 @@ class Exchange:
             meters.prompt_tokens.inc(labels, m.prompt_tokens)
         if outcome != "ok":
             return
-        if m.e2e_s is not None:
-            meters.e2e.observe(labels, m.e2e_s)
-        if m.prompt_tokens is not None:
-            meters.prompt_hist.observe(labels, m.prompt_tokens)
-        if m.output_tokens is not None:
-            meters.gen_hist.observe(labels, m.output_tokens)
-        if m.load_s is not None:
-            meters.load.observe(labels, m.load_s)
-        if m.ttfa_s is not None:
-            meters.ttfa.observe(labels, m.ttfa_s)
-        if m.tpot_s is not None:
-            meters.tpot.observe(labels, m.tpot_s)
+        for family, value in (
+            (meters.e2e, m.e2e_s),
+            (meters.prompt_hist, m.prompt_tokens),
+            (meters.gen_hist, m.output_tokens),
+            (meters.load, m.load_s),
+            (meters.ttfa, m.ttfa_s),
+            (meters.tpot, m.tpot_s),
+        ):
+            if value is not None:
+                family.observe(labels, value)
 
 
 _PROXY_CODE = {

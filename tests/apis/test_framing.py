@@ -1,6 +1,7 @@
 from hypothesis import given, strategies as st
 
 from telegraf_llm_input.apis.framing import LineBuffer, NDJSONParser, SSEEvent, SSEParser
+from tests.support.cuts import cut
 
 
 def feed_all(parser, pieces):
@@ -115,9 +116,7 @@ _EVENT = st.one_of(
 def test_feed_data_reads_what_feed_reads_however_the_bytes_are_cut(events, cuts):
     """The fast read of whole `data:` events gives the data `feed` gives, for any stream and any cuts (a UTF-8
     character, a CRLF, an event split across reads included)."""
-    stream = "".join(events).encode()
-    bounds = sorted({min(c, len(stream)) for c in cuts})
-    pieces = [stream[a:b] for a, b in zip([0, *bounds], [*bounds, len(stream)])]
+    pieces = cut("".join(events).encode(), cuts)
     slow, fast = SSEParser(), SSEParser()
     expected = [e.data for e in feed_all(slow, pieces)]
     got = [data for piece in pieces for data in fast.feed_data(piece)]
@@ -136,9 +135,7 @@ _LINE = st.one_of(
 def test_ndjson_reads_what_the_line_buffer_reads_however_the_bytes_are_cut(lines, cuts):
     """Whole lines read at once give the lines the line buffer gives, for any stream and any cuts (a UTF-8
     character, a CRLF, a line split across reads included)."""
-    stream = "".join(lines).encode()
-    bounds = sorted({min(c, len(stream)) for c in cuts})
-    pieces = [stream[a:b] for a, b in zip([0, *bounds], [*bounds, len(stream)])]
+    pieces = cut("".join(lines).encode(), cuts)
     reference, parser = LineBuffer(), NDJSONParser()
     expected = [line for piece in pieces for line in reference.feed(piece) if line.strip()]
     got = [line for piece in pieces for line in parser.feed(piece)]

@@ -3,6 +3,7 @@
 from hypothesis import given, strategies as st
 
 from telegraf_llm_input.apis.think import ThinkTags
+from tests.support.cuts import cut
 
 
 def feed(pieces):
@@ -64,8 +65,6 @@ _FRAGMENT = st.sampled_from(["<think>", "</think>", "<", "</", "think>", "x", "a
 
 @given(st.lists(_FRAGMENT, max_size=10), st.lists(st.integers(min_value=0, max_value=60), max_size=6))
 def test_any_text_cut_anywhere_gives_what_the_whole_text_says(fragments, cuts):
-    text = "".join(fragments)
-    bounds = sorted({min(c, len(text)) for c in cuts})
-    pieces = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)])]
+    pieces = cut("".join(fragments), cuts)
     t = feed(pieces)
     assert (t.reasoning, t.answer_at()) == _whole_text_answer(pieces)
