@@ -101,6 +101,8 @@ def test_ndjson_lines_skip_blanks_and_flush_last_line():
     assert p.close() == ['{"c":3}']
 
 
+_CUTS = st.lists(st.integers(min_value=0, max_value=200), max_size=6)
+"""Where reads cut a stream (tests.support.cuts)."""
 _EVENT = st.one_of(
     st.text(alphabet='ab é{}":,', max_size=12).map(lambda t: f"data: {t}\n\n"),  # what servers send
     st.text(alphabet="ab é", max_size=8).map(lambda t: f"data:{t}\n\n"),  # no space after the colon
@@ -112,7 +114,7 @@ _EVENT = st.one_of(
 )
 
 
-@given(st.lists(_EVENT, max_size=8), st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+@given(st.lists(_EVENT, max_size=8), _CUTS)
 def test_feed_data_reads_what_feed_reads_however_the_bytes_are_cut(events, cuts):
     """The fast read of whole `data:` events gives the data `feed` gives, for any stream and any cuts (a UTF-8
     character, a CRLF, an event split across reads included)."""
@@ -131,7 +133,7 @@ _LINE = st.one_of(
 )
 
 
-@given(st.lists(_LINE, max_size=8), st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+@given(st.lists(_LINE, max_size=8), _CUTS)
 def test_ndjson_reads_what_the_line_buffer_reads_however_the_bytes_are_cut(lines, cuts):
     """Whole lines read at once give the lines the line buffer gives, for any stream and any cuts (a UTF-8
     character, a CRLF, a line split across reads included)."""
