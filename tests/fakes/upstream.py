@@ -76,7 +76,9 @@ class Upstream(Listener):
         self.requests: list[tuple[str, str, list[tuple[bytes, bytes]]]] = []
 
     def _serve(self, conn: socket.socket) -> None:
-        h = h11.Connection(h11.SERVER)
+        # heads up to Go's net/http default (Ollama's server), not h11's 16 KiB: a 40 KiB head split over two reads
+        # made this fake hang up on the proxy (CI saw the 502)
+        h = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
         try:
             while True:
                 event = self._next(conn, h)
