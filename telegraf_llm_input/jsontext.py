@@ -1,4 +1,5 @@
-"""`json.loads` for the texts read on every forwarded chunk, at half its cost.
+"""`json.loads` for the texts read one by one in hot loops (each chunk the proxy forwards, each request-log line),
+at half its cost.
 
 `json.loads(text)` is `JSONDecoder().decode`: two whitespace regex passes around the C scanner. A server's
 chunk has no whitespace around it, so the scanner alone (`raw_decode`) reads it; anything else (leading

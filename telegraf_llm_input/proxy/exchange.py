@@ -434,6 +434,7 @@ class Forward:
         self.proxy.courtesy.exchanges -= 1
         if self.stall is not None:
             self.stall.cancel()
+        now = time.monotonic_ns()
         if self.seen:
-            self._measure(time.monotonic_ns())
-        self.meter.end(time.monotonic_ns(), outcome)
+            self._measure(now)
+        self.meter.end(now, outcome)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from telegraf_llm_input.config import Config
 from telegraf_llm_input.config.requestlog import DEFAULT_FIELDS, DEFAULT_OK_STATUSES, LogConfig
+from telegraf_llm_input.jsontext import loads
 from telegraf_llm_input.log import StateLog, get_logger
 from telegraf_llm_input.metric import Metric
 from telegraf_llm_input.quantiles import Accumulator
@@ -76,9 +77,6 @@ def field_getter(path: str) -> Getter:
 def key_and_getter(path: str) -> tuple[str, Getter | None]:
     """A plain key is read inline with dict.get in the hot loop (getter None); a dotted path needs a call."""
     return (path, field_getter(path) if "." in path else None)
-
-
-_DECODER = json.JSONDecoder()
 
 
 def number(value: Any) -> float | None:
@@ -201,7 +199,7 @@ class Aggregator:
     def add_lines(self, path: str, lines: list[bytes], oversized: int = 0) -> None:
         # The hot loop (see bench/requestlog.py): plain keys are read with dict.get inline, and the
         # common number types are accepted without a call.
-        decode = _DECODER.decode
+        decode = loads
         groups = self.interval.groups
         (lat_k, lat_f), (ttft_k, ttft_f), (prompt_k, prompt_f), (compl_k, compl_f) = self._numbers
         grouped = bool(self.group_by)

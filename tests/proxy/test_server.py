@@ -161,8 +161,9 @@ def test_a_token_is_timed_by_its_own_read_though_measured_after_the_next():
                     firsts.append(time.monotonic() - t0)
         (record,) = proxy.records(1)
     assert record.outcome == "ok" and record.chunks == 2
-    assert 0.05 <= record.ttft_s <= firsts[0] < 0.5  # within the client's own span, long before the second token
-    assert record.e2e_s >= 0.55
+    # within the client's own span (stamped at the second token's read it would be past the client's first read)
+    assert 0.05 <= record.ttft_s <= firsts[0]
+    assert record.e2e_s >= 0.55  # the second token is not sent before 0.55 s
 
 
 def test_keep_alive_on_both_sides():
