@@ -235,7 +235,8 @@ class Forward:
         if up is not None and self.held:
             up.write(self.held[0] if len(self.held) == 1 else b"".join(self.held))
             self.held.clear()
-            if self.request_done and not self.sent_reported and self.meter.awaits_first_token():
+            meter = self._meter  # begun after the yield: the upstream need not wait for it
+            if self.request_done and not self.sent_reported and (meter is None or meter.awaits_first_token()):
                 self.proxy.courtesy()  # the request is whole: the upstream may start on its answer
         self._flush_body_seen()
         if up is not None and self.request_done and not self.sent_reported and self.refusing is None:
@@ -306,8 +307,8 @@ class Forward:
         if out:
             self.client.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
-            if self.meter.awaits_first_token():
-                self.proxy.courtesy()  # only until the first token: later ones come at the model's pace
+            if len(self.seen) > self.unmeasured and self.meter.awaits_first_token():
+                self.proxy.courtesy()  # body that may be the first token; later ones come at the model's pace
         if self.response_done:
             self._measure(now)
             self._complete()

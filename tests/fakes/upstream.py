@@ -4,8 +4,9 @@ Threads and blocking sockets with h11 framing (the oracle the scrape client is t
 reader on the other side blocks this server's `send` exactly as TCP back-pressure does. Paths:
 - `POST /sink`: reads the body as it comes, answers `{"bytes": n, "sha256": hex}`.
 - `GET /source?bytes=N`: N bytes in 64 KiB chunks; `sent` counts what the socket accepted so far.
-- `POST /slow?chunks=N&every=S` (also `/api/generate`, so the proxy measures it): Ollama NDJSON lines every
-  S seconds; `closed_at` is when the client side went away, `slow_sent` how many lines it sent.
+- `POST /slow?chunks=N&every=S[&first=F]` (also `/api/generate`, so the proxy measures it): Ollama NDJSON lines
+  every S seconds, the first F seconds after the head (default at once); `closed_at` is when the client side went
+  away, `slow_sent` how many lines it sent.
 - `POST /hang`: reads the request, never answers.
 Every accepted connection is counted (`connections`).
 """
@@ -102,7 +103,8 @@ class Upstream(Listener):
                 elif path == "/source":
                     self._source(conn, h, int(query["bytes"][0]))
                 elif path in ("/slow", "/api/generate"):
-                    self._slow(conn, h, int(query["chunks"][0]), float(query["every"][0]))
+                    first = float(query.get("first", ["0"])[0])
+                    self._slow(conn, h, int(query["chunks"][0]), float(query["every"][0]), first)
                     return
                 else:
                     self._json(conn, h, {"error": "not found"}, 404)
@@ -140,9 +142,10 @@ class Upstream(Listener):
             left -= len(data)
         conn.sendall(h.send(h11.EndOfMessage()))
 
-    def _slow(self, conn: socket.socket, h: h11.Connection, chunks: int, every: float) -> None:
+    def _slow(self, conn: socket.socket, h: h11.Connection, chunks: int, every: float, first: float = 0.0) -> None:
         head = [("content-type", "application/x-ndjson")]
         conn.sendall(h.send(h11.Response(status_code=200, headers=head)))
+        time.sleep(first)  # a model's prefill, the head already sent (as vLLM's server does)
         conn.settimeout(every)
         for i in range(chunks):
             line = json.dumps({"model": "m", "response": f" {i}", "done": False}) + "\n"

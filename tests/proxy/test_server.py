@@ -15,6 +15,7 @@ import httpx
 import psutil
 import pytest
 
+from telegraf_llm_input.proxy.courtesy import Courtesy
 from tests.fakes.streaming import Script, StreamingServer
 from tests.fakes.upstream import RawUpstream, Upstream
 from tests.support.procs import free_port
@@ -164,6 +165,21 @@ def test_a_token_is_timed_by_its_own_read_though_measured_after_the_next():
     # within the client's own span (stamped at the second token's read it would be past the client's first read)
     assert 0.05 <= record.ttft_s <= firsts[0]
     assert record.e2e_s >= 0.55  # the second token is not sent before 0.55 s
+
+
+def test_the_core_is_yielded_after_the_request_and_a_first_token_never_after_a_head_alone():
+    """courtesy.py: after a write the woken reader runs first, the proxy's measuring after; a head alone (a server
+    that answers at once and then computes, as vLLM's does) carries no token, so its reader is not hurried."""
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        yields: list[float] = []
+        proxy.call(lambda: setattr(proxy.proxy, "courtesy", Courtesy(lambda: yields.append(time.monotonic()))))
+        t0 = time.monotonic()
+        r = httpx.post(proxy.url + "/api/generate?chunks=2&every=0.3&first=0.3", json={"model": "m"}, timeout=10)
+        assert r.status_code == 200 and r.text.count("\n") == 3
+        since = [t - t0 for t in yields]
+        assert len([t for t in since if t < 0.25]) == 1, since  # the request's; the head came at once, alone
+        assert any(0.3 <= t < 0.55 for t in since), since  # the first token's
+        assert settled(proxy)
 
 
 def test_keep_alive_on_both_sides():
