@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,13 +247,13 @@ def _proxy(args) -> int:
     except ValueError as exc:
         log.error("proxy: %s", exc)
         return EXIT_CONFIG
-    return _run_loop(proxy_app.run(args))
+    return _run_loop(proxy_app.run(args), proxy_app.new_loop)
 
 
-def _run_loop(coro) -> int:
+def _run_loop(coro, new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> int:
     """Like asyncio.run, but without waiting for worker threads: one stuck in a syscall (a hung NFS
     stat in psutil) must not keep us alive after stdin EOF or SIGTERM."""
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     try:
         return loop.run_until_complete(coro)
     finally:

@@ -15,12 +15,15 @@ from telegraf_llm_input.config.loader import check_duration, parse_duration
 from telegraf_llm_input.config.outputs import parse_listen
 from telegraf_llm_input.log import get_logger
 from telegraf_llm_input.proxy.address import Address
+from telegraf_llm_input.proxy.loop import name as loop_name, new_loop
 from telegraf_llm_input.proxy.measure import Meters
 from telegraf_llm_input.proxy.names import PAGE_PATH
 from telegraf_llm_input.proxy.server import Proxy
 from telegraf_llm_input.proxy.upstream import Upstream
 
 log = get_logger("proxy")
+
+__all__ = ["new_loop", "run", "settings"]
 
 
 def settings(args: argparse.Namespace) -> tuple[Address, tuple[str, int], float, float]:
@@ -57,7 +60,14 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     shown = f"[{host}]" if ":" in host else host
-    log.info("proxy: listening on http://%s:%d, forwarding to %s; metrics at %s", shown, port, address, PAGE_PATH)
+    log.info(
+        "proxy: listening on http://%s:%d, forwarding to %s; metrics at %s (%s)",
+        shown,
+        port,
+        address,
+        PAGE_PATH,
+        loop_name(),
+    )
     await stop.wait()
     server.close()
     await proxy.close()

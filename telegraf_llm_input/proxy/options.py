@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 EXTRA = ("httptools",)
-"""What the `proxy` extra installs: llhttp's parser (both sides' HTTP) and libuv's event loop."""
+"""What the proxy cannot run without, of what its extra installs: llhttp's parser (both sides' HTTP). The extra's
+uvloop is used where present (proxy/loop.py)."""
 INSTALL_EXTRA = "pip install 'telegraf-llm-input[proxy]'"
 
 

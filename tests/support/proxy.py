@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from telegraf_llm_input.proxy.loop import new_loop
 from telegraf_llm_input.proxy.measure import Measured, Meters
 from telegraf_llm_input.proxy.server import Proxy
 from telegraf_llm_input.proxy.upstream import Address, Upstream
@@ -33,7 +34,7 @@ class ThreadProxy:
         self.upstream = upstream
         self.kw = kw
         self.meters = Meters()
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()  # the command's own
         self.port = 0
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
