@@ -3,10 +3,10 @@
 An upstream in its own process streams OpenAI-style SSE on an absolute schedule (h11 framing). Three paths to
 it: direct, through `telegraf-llm-input proxy` (the command, its own process), through nginx
 (`proxy_buffering off`, upstream keep-alive; skipped with one line when nginx is not installed).
-  added TTFT:   sequential one-token requests on kept-alive connections, the three paths interleaved; the
-                added latency is each path's TTFT percentile minus the direct one's over the same rounds, in
-                blocks of 2,000 rounds, the median of the blocks (targets: p50 <= 0.5 ms, p99 <= 2 ms, no worse
-                than 2x nginx's added p99).
+  added TTFT:   sequential one-token requests on kept-alive connections, the three paths interleaved, each
+                measured request right after one of its own path; the added latency is each path's TTFT
+                percentile minus the direct one's over the same rounds, in blocks of 2,000 rounds, the median of
+                the blocks (targets: p50 <= 0.5 ms, p99 <= 2 ms, no worse than 2x nginx's added p99).
   64 streams:   64 concurrent streams of 100 tokens/s for 3 s through the proxy: the slowest stream's slowdown
                 against its schedule (target <= 1%), the proxy's CPU (target < half a core) and RSS; then again
                 with a process spinning on every core (a model computing on the CPU), direct and through the proxy.
@@ -21,7 +21,10 @@ it: direct, through `telegraf-llm-input proxy` (the command, its own process), t
 An added p99 is the difference of two tails, each path's own, and the direct path's has episodes of its own (a VM's
 hiccup; for a few hundred requests a placement of the processes on the two cores that slows it): nginx's added p99
 of a whole run of 400 requests moved 0.022-0.085 ms over six quiet runs, of 2,000 it once read 0.001 ms (its added
-p50 0.037), of 10,000 once 0.022 ms. So the rounds are cut in blocks: a block's paths share the same seconds, and
+p50 0.037), of 10,000 once 0.022 ms. Two causes, two remedies. The paths took turns, and what one left running
+after its answer (the proxy measures after its last write) slowed whichever came next: the direct path's p99
+after the proxy's requests was 0.02-0.05 ms above its p99 after nginx's. Now each measured request follows one
+of its own path. And a VM's episodes: so the rounds are cut in blocks, a block's paths share the same seconds, and
 the median of the blocks' figures is one episode's no longer. The whole run's figures are printed too.
 """
 
@@ -161,12 +164,18 @@ def added_ms(ttft: dict[str, list[float]], q: float, block: int = BLOCK) -> dict
     }
 
 
-async def added_ttft(ports: dict[str, int], n: int) -> dict[str, list[float]]:
+async def added_ttft(ports: dict[str, int], n: int, lead: bool = True) -> dict[str, list[float]]:
+    """n rounds of one request per path, the paths' order rotated; with `lead`, each measured request comes right
+    after an unmeasured one of its own path (what a path leaves running after its answer then delays only its
+    own next request: the proxy's measuring after its last write had made the direct path's tail heavier, and
+    nginx's added p99 read below its own added p50)."""
     clients = {name: Client(port) for name, port in ports.items()}
     ttft: dict[str, list[float]] = {name: [] for name in ports}
     names = list(ports)
     for i in range(n + 20):
         for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate who goes first
+            if lead:
+                await clients[name].ask(1, 0.0)
             first, _ = await clients[name].ask(1, 0.0)
             if i >= 20:  # warm-up
                 ttft[name].append(first)

@@ -133,7 +133,7 @@ def main() -> None:
             [sys.executable, "-m", "bench.proxy_legs", "--capture-child", str(packets_file)], env=env
         )
         time.sleep(1.0)
-        asyncio.run(added_ttft(ports, args.requests))
+        asyncio.run(added_ttft(ports, args.requests, lead=False))
         capturer.send_signal(signal.SIGTERM)
         capturer.wait(30)
         found = legs(json.loads(packets_file.read_text()), ports)
