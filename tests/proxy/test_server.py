@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from telegraf_llm_input.proxy.courtesy import Courtesy
+from telegraf_llm_input.proxy.downstream import ClientConn
 from tests.fakes.streaming import Script, StreamingServer
 from tests.fakes.upstream import RawUpstream, Upstream
 from tests.support.procs import free_port
@@ -393,3 +394,24 @@ def test_an_http_1_0_client_gets_a_chunked_answer_as_a_body_ended_by_the_close()
         assert head.startswith(b"HTTP/1.1 200 ") and b"transfer-encoding" not in head.lower()
         lines = [json.loads(line) for line in body.splitlines()]  # the NDJSON lines whole: no chunk framing in them
         assert [line["response"] for line in lines[:2]] == [" 0", " 1"]
+
+
+def test_an_answer_ends_once_what_came_before_its_last_read_is_measured(monkeypatch):
+    """A client that sends its next request as soon as an answer ends finds the proxy done with that answer's
+    tokens: the first token is measured before the answer's end goes on (its own read still measured after its
+    write, stamped with its own time)."""
+    with Upstream() as up, ThreadProxy(up.url) as proxy:
+        at_end: list[float] = []
+        write = ClientConn.write
+
+        def watched(conn: ClientConn, data: bytes) -> None:
+            if data.endswith(b"0\r\n\r\n"):  # the answer's last chunk
+                at_end.append(proxy.meters.ttft.count(("m", "ollama_generate")))
+            write(conn, data)
+
+        monkeypatch.setattr(ClientConn, "write", watched)
+        r = httpx.post(proxy.url + "/api/generate?chunks=1&every=0.1", json={"model": "m"}, timeout=10)
+        assert r.status_code == 200 and r.text.count("\n") == 2
+        assert at_end == [1]
+        (record,) = proxy.records(1)
+        assert record.ttft_s is not None and record.ttft_s < 0.1 <= record.e2e_s  # the token's own read's time
