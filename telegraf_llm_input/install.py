@@ -184,7 +184,7 @@ PROXY_UNIT = """\
 # when Telegraf restarts its plugins. Clients point at {listen} (or run it on Ollama's port: Ollama on 11435 with
 # OLLAMA_HOST=127.0.0.1:11435 in its unit's override, and here --listen 127.0.0.1:11434 --upstream http://127.0.0.1:11435).
 # The agent reads its page (/proxy/metrics) as a target with `type: auto` or `type: proxy`. It needs the
-# `proxy` extra in the install it runs from (pip install '{name}[proxy]': httptools).
+# `proxy` extra in the install it runs from (pip install '{name}[proxy]': httptools, uvloop).
 [Unit]
 Description={name} proxy: what every request to the model server felt (TTFT, tokens, errors)
 Documentation=https://github.com/telegraf-llm-input/telegraf-llm-input/blob/main/docs/proxy.md
