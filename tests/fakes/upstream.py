@@ -5,8 +5,8 @@ reader on the other side blocks this server's `send` exactly as TCP back-pressur
 - `POST /sink`: reads the body as it comes, answers `{"bytes": n, "sha256": hex}`.
 - `GET /source?bytes=N`: N bytes in 64 KiB chunks; `sent` counts what the socket accepted so far.
 - `POST /slow?chunks=N&every=S[&first=F]` (also `/api/generate`, so the proxy measures it): Ollama NDJSON lines
-  every S seconds, the first F seconds after the head (default at once); `closed_at` is when the client side went
-  away, `slow_sent` how many lines it sent.
+  every S seconds, the first F seconds after the head (default at once; `first_line_at`: when it was about to be
+  sent); `closed_at` is when the client side went away, `slow_sent` how many lines it sent.
 - `POST /hang`: reads the request, never answers.
 Every accepted connection is counted (`connections`).
 """
@@ -74,6 +74,7 @@ class Upstream(Listener):
         self.sent = 0
         self.slow_sent = 0
         self.closed_at: float | None = None
+        self.first_line_at: float | None = None
         self.requests: list[tuple[str, str, list[tuple[bytes, bytes]]]] = []
 
     def _serve(self, conn: socket.socket) -> None:
@@ -149,6 +150,8 @@ class Upstream(Listener):
         conn.settimeout(every)
         for i in range(chunks):
             line = json.dumps({"model": "m", "response": f" {i}", "done": False}) + "\n"
+            if i == 0:
+                self.first_line_at = time.monotonic()
             conn.sendall(h.send(h11.Data(data=line.encode())))
             self.slow_sent += 1
             try:  # wait for the next token time, noticing the other side going away meanwhile

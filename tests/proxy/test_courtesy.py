@@ -20,14 +20,24 @@ class Core:
         self.yields += 1
         self.now += self.took
 
+    def courtesy(self) -> Courtesy:
+        """A Courtesy on this core, for one exchange in progress (the only case that yields)."""
+        courtesy = Courtesy(self.sched_yield, self.clock)
+        courtesy.exchanges = 1
+        return courtesy
+
+    def run(self, courtesy: Courtesy, yields: int, slow_every: int, apart_ns: int) -> None:
+        """`yields` calls `apart_ns` apart, every `slow_every`-th one (the first included) slow; 0: none."""
+        for i in range(yields):
+            self.took = SLOW_NS if slow_every and i % slow_every == 0 else 2_000
+            courtesy()
+            self.now += apart_ns
+
 
 def test_quick_yields_go_on():
     core = Core()
-    courtesy = Courtesy(core.sched_yield, core.clock)
-    courtesy.exchanges = 1
-    for _ in range(100):
-        courtesy()
-        core.now += 50_000
+    courtesy = core.courtesy()
+    core.run(courtesy, 100, slow_every=0, apart_ns=50_000)
     assert core.yields == 100 and courtesy.pauses == 0
 
 
@@ -35,12 +45,8 @@ def test_a_busy_core_stops_the_yielding_for_a_while_then_it_is_tried_again():
     """A process spinning on every core: one yield in three gave it a whole turn, the others were quick (it was on
     the other core)."""
     core = Core()
-    courtesy = Courtesy(core.sched_yield, core.clock)
-    courtesy.exchanges = 1
-    for i in range(30):
-        core.took = SLOW_NS if i % 3 == 0 else 2_000
-        courtesy()
-        core.now += 1_000_000
+    courtesy = core.courtesy()
+    core.run(courtesy, 30, slow_every=3, apart_ns=1_000_000)
     assert courtesy.pauses == 1
     assert core.yields == 7  # the third slow one stopped it
     core.took = 2_000
@@ -55,8 +61,7 @@ def test_a_busy_core_stops_the_yielding_for_a_while_then_it_is_tried_again():
 
 def test_two_slow_yields_in_a_row_stop_it():
     core = Core()
-    courtesy = Courtesy(core.sched_yield, core.clock)
-    courtesy.exchanges = 1
+    courtesy = core.courtesy()
     core.took = SLOW_NS
     courtesy()
     assert courtesy.pauses == 0
@@ -70,24 +75,16 @@ def test_a_slow_yield_now_and_then_does_not_stop_it():
     """A VM's host takes a core for a millisecond every second or two, whatever the load: not a busy core. At the
     benchmark's pace (thousands of yields a second) two of them often fall within 10 s."""
     core = Core()
-    courtesy = Courtesy(core.sched_yield, core.clock)
-    courtesy.exchanges = 1
-    for i in range(30_000):
-        core.took = SLOW_NS if i % 1000 == 0 else 2_000
-        courtesy()
-        core.now += 300_000  # ~3,000 yields a second: a slow one every 0.3 s
+    courtesy = core.courtesy()
+    core.run(courtesy, 30_000, slow_every=1_000, apart_ns=300_000)  # ~3,000 yields a second: a slow one every 0.3 s
     assert core.yields == 30_000 and courtesy.pauses == 0
 
 
 def test_slow_yields_more_often_than_one_in_the_weight_stop_it_fewer_do_not():
     for every, stops in ((SLOW_WEIGHT // 2, True), (SLOW_WEIGHT - 1, True), (SLOW_WEIGHT + 2, False), (100, False)):
         core = Core()
-        courtesy = Courtesy(core.sched_yield, core.clock)
-        courtesy.exchanges = 1
-        for i in range(every * 50):
-            core.took = SLOW_NS if i % every == 0 else 2_000
-            courtesy()
-            core.now += 1_000_000
+        courtesy = core.courtesy()
+        core.run(courtesy, every * 50, slow_every=every, apart_ns=1_000_000)
         assert (courtesy.pauses > 0) is stops, every
 
 
