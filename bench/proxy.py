@@ -22,7 +22,7 @@ An added p99 is the difference of two tails, each path's own, and the direct pat
 hiccup; for a few hundred requests a placement of the processes on the two cores that slows it): nginx's added p99
 of a whole run of 400 requests moved 0.022-0.085 ms over six quiet runs, of 2,000 it once read 0.001 ms (its added
 p50 0.037), of 10,000 once 0.022 ms. Two causes, two remedies. The paths took turns, and what one left running
-after its answer (the proxy measures after its last write) slowed whichever came next: the direct path's p99
+after its answer (the proxy measured after its last write) slowed whichever came next: the direct path's p99
 after the proxy's requests was 0.02-0.05 ms above its p99 after nginx's. Now each measured request follows one
 of its own path. And a VM's episodes: so the rounds are cut in blocks, a block's paths share the same seconds, and
 the median of the blocks' figures is one episode's no longer. The whole run's figures are printed too.
